@@ -1,0 +1,451 @@
+"""Configuration schema for ``mission-control.toml``.
+
+The file is parsed with :mod:`tomllib`, then environment variables with the
+prefix ``MC_`` (``__`` separates nesting levels) are layered on top, and the
+result is validated by pydantic-settings models. Every problem becomes one
+:class:`ConfigError` whose message names the key path, never a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_CONFIG_NAME = "mission-control.toml"
+ENV_PREFIX = "MC_"
+
+
+class ConfigError(Exception):
+    """A configuration problem, already phrased for the user."""
+
+
+class Section(BaseModel):
+    """Base for every section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------- target
+class VerificationConfig(Section):
+    command: str = Field("pytest -q", description="Shell command that must pass before promotion.")
+    timeout: float = Field(600.0, gt=0, description="Seconds before the verification is killed.")
+
+
+class TargetConfig(Section):
+    name: str = Field("project", description="Human name of the target project.")
+    path: Path = Field(Path("."), description="Path of the target git repository.")
+    branch: str = Field("main", description="Base branch that mc/green starts from.")
+    objective: str = Field("", description="What the mission should achieve.")
+    verification: VerificationConfig = Field(default_factory=VerificationConfig)
+
+
+# --------------------------------------------------------------------------- scheduler
+class BudgetConfig(Section):
+    max_per_session_usd: float = Field(5.0, gt=0, description="Cap for one agent session.")
+    max_per_run_usd: float = Field(50.0, gt=0, description="Cap for the whole mission.")
+
+
+class ParallelConfig(Section):
+    num_workers: int = Field(4, ge=1, le=64, description="Agents running at once.")
+    pool_dir: Path | None = Field(
+        None, description="Where worktrees live (default: <state dir>/pool)."
+    )
+
+
+class SchedulerConfig(Section):
+    model: str = Field("sonnet", description="Model for worker agents.")
+    session_timeout: float = Field(1800.0, gt=0, description="Seconds before an agent is killed.")
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    parallel: ParallelConfig = Field(default_factory=ParallelConfig)
+
+
+class RoundsConfig(Section):
+    max_rounds: int = Field(10, ge=1, description="Maximum epochs in a mission.")
+    stall_threshold: int = Field(3, ge=1, description="Epochs without improvement before stopping.")
+
+
+class PlannerConfig(Section):
+    max_depth: int = Field(2, ge=1, le=5, description="Depth of the recursive plan tree.")
+    max_children_per_node: int = Field(5, ge=1, le=20, description="Fan-out per plan node.")
+
+
+class ContinuousConfig(Section):
+    max_wall_time_seconds: float = Field(7200.0, gt=0)
+    min_ambition_score: float = Field(4.0, ge=0, le=10)
+    max_replan_attempts: int = Field(2, ge=0)
+    verify_objective_completion: bool = True
+    max_objective_checks: int = Field(3, ge=1)
+
+
+class ReviewConfig(Section):
+    gate_completion: bool = True
+    min_review_score: float = Field(6.0, ge=0, le=10)
+    max_review_retries: int = Field(1, ge=0, description="Retries of a unit rejected by review.")
+
+
+class GreenBranchConfig(Section):
+    auto_push: bool = False
+    push_branch: str = Field("main", description="Remote branch that mc/green is pushed to.")
+    remote: str = Field("origin", description="Remote to push to.")
+    fixup_max_attempts: int = Field(2, ge=0)
+    fixup_candidates: int = Field(3, ge=1, le=8)
+
+
+class DiscoveryConfig(Section):
+    enabled: bool = False
+    tracks: list[str] = Field(default_factory=lambda: ["quality", "tests", "security"])
+    research_enabled: bool = False
+
+
+class ModelsConfig(Section):
+    planner: str = "opus"
+    reviewer: str = "sonnet"
+    strategist: str = "opus"
+
+
+class TelegramConfig(Section):
+    enabled: bool = False
+    chat_id: str = ""
+    token_env: str = Field(
+        "MC_TELEGRAM_TOKEN", description="Environment variable holding the bot token."
+    )
+
+
+HitlGate = Literal["push", "large_merge", "plan", "fixup"]
+
+
+class HitlConfig(Section):
+    enabled: bool = True
+    gates: list[HitlGate] = Field(default_factory=lambda: ["push"])
+    poll_timeout: float = Field(300.0, gt=0, description="Seconds before the safe default (deny).")
+    large_merge_lines: int = Field(500, ge=1, description="Diff size that counts as large.")
+    approval_file: Path | None = Field(None, description="File the engine also polls for answers.")
+    telegram: TelegramConfig = Field(default_factory=TelegramConfig)
+
+
+class SpeculationConfig(Section):
+    enabled: bool = False
+    branch_count: int = Field(2, ge=1, le=8)
+    selection: Literal["tests", "review", "smallest_diff"] = "tests"
+
+
+class DegradationConfig(Section):
+    enabled: bool = True
+    failure_threshold: int = Field(3, ge=1)
+    reset_timeout: float = Field(60.0, gt=0)
+    fallback_strategy: Literal["reduce_workers", "fallback_model", "pause"] = "reduce_workers"
+
+
+class EpisodicMemoryConfig(Section):
+    enabled: bool = True
+    max_episodes: int = Field(200, ge=1)
+    similarity_threshold: float = Field(0.3, ge=0, le=1)
+
+
+class A2AConfig(Section):
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=1, le=65535)
+
+
+class TracingConfig(Section):
+    enabled: bool = False
+    endpoint: str = "http://127.0.0.1:4318"
+    service_name: str = "mission-control"
+
+
+# --------------------------------------------------------------------------- additions
+AgentBackendName = Literal["claude", "codex", "gemini", "aider", "command", "scripted"]
+
+
+class AgentConfig(Section):
+    backend: AgentBackendName = Field("claude", description="Which agent CLI runs the work.")
+    command: list[str] = Field(
+        default_factory=list,
+        description="For backend=command: argv template with {prompt_file} {workdir} {model}.",
+    )
+    cassette: Path | None = Field(None, description="For backend=scripted: the cassette file.")
+    permission_mode: Literal[
+        "default", "acceptEdits", "plan", "bypassPermissions", "dontAsk", "auto"
+    ] = "acceptEdits"
+    allowed_tools: list[str] = Field(default_factory=list)
+    max_turns: int = Field(50, ge=1)
+    two_pass: bool = Field(False, description="Architect (read-only) pass, then editor pass.")
+    kill_grace_seconds: float = Field(5.0, gt=0)
+    env_passthrough: list[str] = Field(
+        default_factory=list, description="Extra environment variables agents may see."
+    )
+
+
+class MergeQueueConfig(Section):
+    batch_size: int = Field(4, ge=1, le=64, description="Branches verified together (1 = serial).")
+    max_output_bytes: int = Field(65536, ge=1024, description="Verification output kept.")
+
+
+class StateConfig(Section):
+    dir: Path | None = Field(None, description="Store and pool location (default: <git dir>/mc).")
+
+
+class DashboardConfig(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8780, ge=1, le=65535)
+
+
+class UiConfig(Section):
+    theme: Literal["mission-control-dark", "mission-control-light"] = "mission-control-dark"
+    refresh_hz: float = Field(10.0, gt=0, le=60)
+    keys: dict[str, str] = Field(
+        default_factory=dict, description="Binding id -> key, e.g. pause = 'ctrl+p'."
+    )
+
+
+# --------------------------------------------------------------------------- root
+class MissionConfig(BaseSettings):
+    """The whole ``mission-control.toml``. Env vars ``MC_SECTION__KEY`` win over the file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_assignment=True,
+        nested_model_default_partial_update=True,
+    )
+
+    target: TargetConfig = Field(default_factory=TargetConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    rounds: RoundsConfig = Field(default_factory=RoundsConfig)
+    planner: PlannerConfig = Field(default_factory=PlannerConfig)
+    continuous: ContinuousConfig = Field(default_factory=ContinuousConfig)
+    review: ReviewConfig = Field(default_factory=ReviewConfig)
+    green_branch: GreenBranchConfig = Field(default_factory=GreenBranchConfig)
+    discovery: DiscoveryConfig = Field(default_factory=DiscoveryConfig)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+    hitl: HitlConfig = Field(default_factory=HitlConfig)
+    speculation: SpeculationConfig = Field(default_factory=SpeculationConfig)
+    degradation: DegradationConfig = Field(default_factory=DegradationConfig)
+    episodic_memory: EpisodicMemoryConfig = Field(default_factory=EpisodicMemoryConfig)
+    a2a: A2AConfig = Field(default_factory=A2AConfig)
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
+    agent: AgentConfig = Field(default_factory=AgentConfig)
+    merge_queue: MergeQueueConfig = Field(default_factory=MergeQueueConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
+    dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
+    ui: UiConfig = Field(default_factory=UiConfig)
+
+    # Where the file was read from (not a TOML key).
+    _source_path: Path | None = PrivateAttr(None)
+
+    @property
+    def source_path(self) -> Path | None:
+        return self._source_path
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Earlier sources win: environment over the file's contents (passed as init kwargs).
+        return (env_settings, init_settings)
+
+    # ------------------------------------------------------------------ derived paths
+    @property
+    def base_dir(self) -> Path:
+        return self.source_path.parent if self.source_path else Path.cwd()
+
+    def state_dir(self) -> Path:
+        """Folder for the store and the pool: default inside the target's git dir."""
+        if self.state.dir is not None:
+            return self.state.dir
+        return _git_dir(self.target.path) / "mc"
+
+    def pool_dir(self) -> Path:
+        return self.scheduler.parallel.pool_dir or (self.state_dir() / "pool")
+
+    def db_path(self) -> Path:
+        return self.state_dir() / "mission.db"
+
+
+def _git_dir(repo_path: Path) -> Path:
+    """The git dir of ``repo_path`` (``.git`` folder, or the path itself when bare)."""
+    dot_git = repo_path / ".git"
+    if dot_git.is_dir():
+        return dot_git
+    if dot_git.is_file():  # a linked worktree: "gitdir: <path>"
+        text = dot_git.read_text().strip()
+        if text.startswith("gitdir:"):
+            return Path(text.split(":", 1)[1].strip())
+    if (repo_path / "HEAD").is_file() and (repo_path / "objects").is_dir():
+        return repo_path
+    return dot_git
+
+
+# --------------------------------------------------------------------------- loading
+_PATH_KEYS: tuple[tuple[str, ...], ...] = (
+    ("target", "path"),
+    ("scheduler", "parallel", "pool_dir"),
+    ("agent", "cassette"),
+    ("state", "dir"),
+    ("hitl", "approval_file"),
+)
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    overrides: dict[str, Any] | None = None,
+    require_file: bool = True,
+) -> MissionConfig:
+    """Read, merge with ``MC_*`` env vars and validate a config file.
+
+    ``overrides`` (nested dict) win over both file and environment (CLI flags).
+    Raises :class:`ConfigError` with a user-facing message.
+    """
+    file_path = Path(path) if path is not None else Path(DEFAULT_CONFIG_NAME)
+    data: dict[str, Any] = {}
+    if file_path.exists():
+        data = _read_toml(file_path)
+        file_path = file_path.resolve()
+    elif require_file:
+        raise ConfigError(
+            f"{file_path}: config file not found (create one with `mc init --config {file_path}`)"
+        )
+    else:
+        file_path = None  # type: ignore[assignment]
+
+    _check_env_keys()
+    try:
+        config = MissionConfig(**data)
+        if overrides:
+            merged = _deep_merge(config.model_dump(), overrides)
+            config = MissionConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, file_path)) from None
+    config._source_path = file_path
+    _resolve_paths(config, config.base_dir)
+    return config
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: config file is not valid UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def _check_env_keys() -> None:
+    """``MC_`` variables that do not name a config key are errors (typos must not pass)."""
+    problems = []
+    for name in sorted(os.environ):
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+        model: type[BaseModel] = MissionConfig
+        for depth, part in enumerate(parts):
+            fields = model.model_fields
+            if part not in fields:
+                where = ".".join(parts[:depth]) or "top level"
+                hint = _did_you_mean(part, fields)
+                problems.append(f"{name}: unknown key '{part}' in {where}{hint}")
+                break
+            annotation = fields[part].annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                model = annotation
+            else:
+                break
+    if problems:
+        raise ConfigError("invalid environment override:\n  " + "\n  ".join(problems))
+
+
+def _resolve_paths(config: MissionConfig, base: Path) -> None:
+    for key_path in _PATH_KEYS:
+        owner: Any = config
+        for part in key_path[:-1]:
+            owner = getattr(owner, part)
+        value = getattr(owner, key_path[-1])
+        if value is None:
+            continue
+        resolved = Path(os.path.expanduser(str(value)))
+        if not resolved.is_absolute():
+            resolved = base / resolved
+        object.__setattr__(owner, key_path[-1], resolved.resolve())
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _did_you_mean(word: str, choices: Any) -> str:
+    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model class that owns the last element of ``loc``."""
+    model: type[BaseModel] = MissionConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        else:
+            return None
+    return model
+
+
+def format_validation_error(exc: ValidationError, path: Path | None) -> str:
+    """One line per problem: ``key.path: reason``."""
+    lines = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            owner = _model_at(loc)
+            choices = list(owner.model_fields) if owner else []
+            lines.append(f"{key}: unknown key{_did_you_mean(str(loc[-1]), choices)}")
+        else:
+            msg = err["msg"]
+            if "input" in err and err["type"] not in ("missing",):
+                msg = f"{msg} (got {err['input']!r})"
+            lines.append(f"{key}: {msg}")
+    where = f"{path}: " if path else ""
+    header = f"{where}invalid configuration ({len(lines)} problem{'s' if len(lines) != 1 else ''})"
+    return header + "\n  " + "\n  ".join(lines)
+
+
+def summary(config: MissionConfig) -> dict[str, str]:
+    """A short human summary for ``mc validate-config``."""
+    return {
+        "target": f"{config.target.name} ({config.target.path}, branch {config.target.branch})",
+        "objective": config.target.objective or "(none set)",
+        "verification": config.target.verification.command,
+        "workers": str(config.scheduler.parallel.num_workers),
+        "budget": (
+            f"${config.scheduler.budget.max_per_run_usd:.2f} per run, "
+            f"${config.scheduler.budget.max_per_session_usd:.2f} per session"
+        ),
+        "agent": config.agent.backend,
+    }

@@ -1,0 +1,385 @@
+"""The mission store: one SQLite database (sqlite-utils), the single source of truth.
+
+Every state change is a row; every status change goes through
+:meth:`Store.set_status`, which writes the row and its event in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from engine.models import (
+    UNIT_TRANSITIONS,
+    ApprovalStatus,
+    Event,
+    UnitStatus,
+)
+from engine.secrets import redact, secret_values
+from engine.store.events import EventBus, follow, read_events_after
+from engine.store.migrations import SchemaTooNewError, migrate
+
+BUSY_TIMEOUT_MS = 10_000
+JSON_COLUMNS = {
+    "units": ("files_hint", "acceptance_criteria", "dependencies"),
+    "merges": ("conflict_paths",),
+}
+STATUS_TABLES = ("missions", "epochs", "units", "attempts", "merges", "verifications", "approvals")
+
+
+class StoreError(RuntimeError):
+    """A store problem phrased for the user (bad path, newer schema, illegal transition)."""
+
+
+class IllegalTransition(StoreError):
+    pass
+
+
+class Store:
+    """Thread-safe access to the mission database."""
+
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        if not readonly:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        elif not self.path.exists():
+            raise StoreError(f"{self.path}: no mission store here yet")
+        try:
+            conn = sqlite3.connect(
+                str(self.path), isolation_level=None, check_same_thread=False, timeout=30
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot open store: {exc}") from None
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        if not readonly:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._pending: list[Event] = []
+        self._secrets = secret_values()
+        self.bus = EventBus(self._read_after)
+        try:
+            if not readonly:
+                migrate(conn)
+            else:
+                from engine.store.migrations import SCHEMA_VERSION, current_version
+
+                if current_version(conn) > SCHEMA_VERSION:
+                    raise SchemaTooNewError(
+                        f"database schema version {current_version(conn)} is newer than "
+                        f"this mc supports ({SCHEMA_VERSION})"
+                    )
+        except SchemaTooNewError as exc:
+            conn.close()
+            raise StoreError(f"{self.path}: {exc}") from None
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ transactions
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Nested-safe write transaction; events are published after the outer commit."""
+        with self._lock:
+            outer = self._depth == 0
+            if outer:
+                self.conn.execute("BEGIN IMMEDIATE")
+            self._depth += 1
+            try:
+                yield self.conn
+            except BaseException:
+                self._depth -= 1
+                if outer:
+                    self.conn.execute("ROLLBACK")
+                    self._pending.clear()
+                raise
+            self._depth -= 1
+            if outer:
+                self.conn.execute("COMMIT")
+                pending, self._pending = self._pending, []
+        if outer:
+            for event in pending:
+                self.bus.publish(event)
+
+    def _clean(self, value: Any) -> Any:
+        return redact(value, self._secrets)
+
+    # ------------------------------------------------------------------ events
+    def append_event(
+        self,
+        kind: str,
+        *,
+        mission_id: int | None = None,
+        unit_id: str | None = None,
+        **payload: Any,
+    ) -> Event:
+        """Append one event row (inside the current transaction, if any)."""
+        payload = self._clean(payload)
+        ts = time.time()
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO events (ts, kind, mission_id, unit_id, payload) VALUES (?,?,?,?,?)",
+                (ts, kind, mission_id, unit_id, json.dumps(payload, default=str)),
+            )
+            event = Event(
+                id=cur.lastrowid, ts=ts, kind=kind, mission_id=mission_id, unit_id=unit_id,
+                payload=payload,
+            )
+            self._pending.append(event)
+        return event
+
+    def _read_after(self, after_id: int, mission_id: int | None) -> list[Event]:
+        with self._lock:
+            return read_events_after(self.conn, after_id, mission_id=mission_id)
+
+    def events_after(self, after_id: int, mission_id: int | None = None) -> list[Event]:
+        return self._read_after(after_id, mission_id)
+
+    def subscribe(self, *, after_id: int = 0, mission_id: int | None = None) -> AsyncIterator[Event]:
+        return self.bus.subscribe(after_id=after_id, mission_id=mission_id)
+
+    def follow(self, *, after_id: int = 0, mission_id: int | None = None) -> AsyncIterator[Event]:
+        return follow(self._read_after, after_id=after_id, mission_id=mission_id)
+
+    def last_event_id(self) -> int:
+        row = self.conn.execute("SELECT MAX(id) FROM events").fetchone()
+        return int(row[0] or 0)
+
+    # ------------------------------------------------------------------ generic rows
+    def insert(self, table: str, row: dict[str, Any], *, event: str | None = None) -> Any:
+        """Insert a row (JSON-encoding list/dict values) and optionally an event; returns its id."""
+        row = {k: self._encode(v) for k, v in row.items()}
+        cols = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        with self.transaction() as conn:
+            cur = conn.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", list(row.values()))
+            row_id = row.get("id", cur.lastrowid)
+            if event:
+                self.append_event(
+                    event,
+                    mission_id=row.get("mission_id") if table != "missions" else row_id,
+                    unit_id=row.get("unit_id") if table != "units" else row_id,
+                    id=row_id,
+                )
+        return row_id
+
+    def update(self, table: str, row_id: Any, **fields: Any) -> None:
+        if not fields:
+            return
+        encoded = {k: self._encode(v) for k, v in fields.items()}
+        sets = ", ".join(f"{k} = ?" for k in encoded)
+        with self.transaction() as conn:
+            conn.execute(f"UPDATE {table} SET {sets} WHERE id = ?", [*encoded.values(), row_id])
+
+    def get(self, table: str, row_id: Any) -> dict[str, Any] | None:
+        with self._lock:
+            cur = self.conn.execute(f"SELECT * FROM {table} WHERE id = ?", (row_id,))
+            row = cur.fetchone()
+            if row is None:
+                return None
+            return self._decode(table, dict(zip([d[0] for d in cur.description], row, strict=True)))
+
+    def rows(self, table: str, where: str | None = None, params: Any = (), order: str = "id") -> list[dict[str, Any]]:
+        with self._lock:
+            return [
+                self._decode(table, r)
+                for r in self.db[table].rows_where(where, params, order_by=order)
+            ]
+
+    def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self.db.query(sql, params))
+
+    def _encode(self, value: Any) -> Any:
+        if isinstance(value, list | dict | tuple):
+            return json.dumps(self._clean(value), default=str)
+        if isinstance(value, str):
+            return self._clean(value)
+        if isinstance(value, Path):
+            return str(value)
+        return value
+
+    @staticmethod
+    def _decode(table: str, row: dict[str, Any]) -> dict[str, Any]:
+        for col in JSON_COLUMNS.get(table, ()):
+            if isinstance(row.get(col), str):
+                row[col] = json.loads(row[col])
+        return row
+
+    # ------------------------------------------------------------------ status changes
+    def set_status(
+        self, table: str, row_id: Any, status: str, *, reason: str | None = None, **fields: Any
+    ) -> Event:
+        """The one place status changes happen: row update + event, one transaction."""
+        if table not in STATUS_TABLES:
+            raise StoreError(f"{table} has no status")
+        status = str(status)
+        with self.transaction():
+            current = self.get(table, row_id)
+            if current is None:
+                raise StoreError(f"{table} {row_id} does not exist")
+            old = current["status"]
+            if table == "units" and old != status:
+                allowed = UNIT_TRANSITIONS[UnitStatus(old)]
+                if UnitStatus(status) not in allowed:
+                    raise IllegalTransition(f"unit {row_id}: {old} -> {status} is not allowed")
+            if table == "units":
+                fields["updated_at"] = time.time()
+                if reason is not None:
+                    fields["reason"] = reason
+            if table == "merges":
+                fields["updated_at"] = time.time()
+                if reason is not None:
+                    fields["reason"] = reason
+            self.update(table, row_id, status=status, **fields)
+            mission_id = current.get("mission_id") if table != "missions" else row_id
+            unit_id = row_id if table == "units" else current.get("unit_id")
+            payload: dict[str, Any] = {"id": row_id, "from": old, "to": status}
+            if reason:
+                payload["reason"] = reason
+            return self.append_event(
+                f"{table[:-1]}.status", mission_id=mission_id, unit_id=unit_id, **payload
+            )
+
+    # ------------------------------------------------------------------ domain helpers
+    def ensure_project(self, name: str, path: str | Path) -> int:
+        path = str(Path(path).resolve())
+        with self.transaction() as conn:
+            row = conn.execute("SELECT id FROM projects WHERE path = ?", (path,)).fetchone()
+            if row:
+                return int(row[0])
+            return self.insert("projects", {"name": name, "path": path, "created_at": time.time()})
+
+    def latest_mission(self) -> dict[str, Any] | None:
+        rows = self.query("SELECT * FROM missions ORDER BY id DESC LIMIT 1")
+        return rows[0] if rows else None
+
+    def units(self, mission_id: int) -> list[dict[str, Any]]:
+        return self.rows("units", "mission_id = ?", (mission_id,), order="created_at, id")
+
+    def add_cost(
+        self,
+        *,
+        mission_id: int | None,
+        role: str,
+        usd: float,
+        model: str | None = None,
+        unit_id: str | None = None,
+        attempt_id: int | None = None,
+        estimated: bool = False,
+    ) -> None:
+        with self.transaction():
+            self.insert(
+                "costs",
+                {
+                    "mission_id": mission_id, "unit_id": unit_id, "attempt_id": attempt_id,
+                    "role": role, "model": model, "usd": usd, "estimated": int(estimated),
+                    "ts": time.time(),
+                },
+            )
+            if mission_id is not None:
+                self.conn.execute(
+                    "UPDATE missions SET total_cost_usd = total_cost_usd + ? WHERE id = ?",
+                    (usd, mission_id),
+                )
+            if unit_id is not None:
+                self.conn.execute(
+                    "UPDATE units SET cost_usd = cost_usd + ? WHERE id = ?", (usd, unit_id)
+                )
+            self.append_event(
+                "cost", mission_id=mission_id, unit_id=unit_id, role=role, model=model,
+                usd=usd, estimated=estimated,
+            )
+
+    def mission_cost(self, mission_id: int) -> float:
+        row = self.conn.execute(
+            "SELECT COALESCE(SUM(usd), 0) FROM costs WHERE mission_id = ?", (mission_id,)
+        ).fetchone()
+        return float(row[0])
+
+    # approvals --------------------------------------------------------------
+    def create_approval(
+        self,
+        *,
+        mission_id: int | None,
+        gate: str,
+        title: str,
+        unit_id: str | None = None,
+        diffstat: str = "",
+        diff: str = "",
+        timeout: float | None = None,
+    ) -> int:
+        now = time.time()
+        with self.transaction():
+            approval_id = self.insert(
+                "approvals",
+                {
+                    "mission_id": mission_id, "unit_id": unit_id, "gate": gate,
+                    "status": ApprovalStatus.PENDING.value, "title": title,
+                    "diffstat": diffstat, "diff": diff, "created_at": now,
+                    "expires_at": now + timeout if timeout else None,
+                },
+            )
+            self.append_event(
+                "approval.requested", mission_id=mission_id, unit_id=unit_id,
+                id=approval_id, gate=gate, title=title, expires_at=now + timeout if timeout else None,
+            )
+        return int(approval_id)
+
+    def decide_approval(self, approval_id: int, approved: bool, *, by: str) -> bool:
+        """Decide a pending approval; returns False if it was already decided."""
+        status = ApprovalStatus.APPROVED if approved else ApprovalStatus.DENIED
+        with self.transaction():
+            row = self.get("approvals", approval_id)
+            if row is None:
+                raise StoreError(f"approval {approval_id} does not exist")
+            if row["status"] != ApprovalStatus.PENDING:
+                return False
+            self.set_status(
+                "approvals", approval_id, status, decided_at=time.time(), decided_by=by
+            )
+        return True
+
+    # commands -----------------------------------------------------------------
+    def send_command(self, mission_id: int, kind: str, **payload: Any) -> int:
+        with self.transaction():
+            cid = self.insert(
+                "commands",
+                {"mission_id": mission_id, "kind": kind, "payload": payload, "created_at": time.time()},
+            )
+            self.append_event("command", mission_id=mission_id, id=cid, command=kind)
+        return int(cid)
+
+    def take_commands(self, mission_id: int) -> list[dict[str, Any]]:
+        """Pending commands for a mission, marked handled."""
+        with self.transaction() as conn:
+            rows = self.rows("commands", "mission_id = ? AND handled_at IS NULL", (mission_id,))
+            if rows:
+                conn.execute(
+                    "UPDATE commands SET handled_at = ? WHERE mission_id = ? AND handled_at IS NULL",
+                    (time.time(), mission_id),
+                )
+        return rows
+
+
+def open_store(path: str | Path, *, readonly: bool = False) -> Store:
+    return Store(path, readonly=readonly)

@@ -1,0 +1,213 @@
+"""Ordered schema migrations, tracked with ``PRAGMA user_version``.
+
+Each migration is a list of SQL statements. Never edit a released migration:
+append a new one. Opening a database migrates it forward in one transaction per step.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: list[list[str]] = [
+    # 1: the core tables
+    [
+        """CREATE TABLE projects (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL,
+            path TEXT NOT NULL UNIQUE,
+            created_at REAL NOT NULL
+        )""",
+        """CREATE TABLE missions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            project_id INTEGER REFERENCES projects(id),
+            parent_mission_id INTEGER REFERENCES missions(id),
+            objective TEXT NOT NULL,
+            status TEXT NOT NULL,
+            outcome TEXT,
+            config_json TEXT NOT NULL DEFAULT '{}',
+            base_branch TEXT,
+            started_at REAL NOT NULL,
+            ended_at REAL,
+            pid INTEGER,
+            heartbeat_at REAL,
+            total_cost_usd REAL NOT NULL DEFAULT 0
+        )""",
+        """CREATE TABLE epochs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            mission_id INTEGER NOT NULL REFERENCES missions(id),
+            number INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            plan_score REAL,
+            summary TEXT,
+            started_at REAL NOT NULL,
+            ended_at REAL,
+            UNIQUE (mission_id, number)
+        )""",
+        """CREATE TABLE units (
+            id TEXT PRIMARY KEY,
+            mission_id INTEGER NOT NULL REFERENCES missions(id),
+            epoch_id INTEGER REFERENCES epochs(id),
+            parent_id TEXT REFERENCES units(id),
+            title TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            files_hint TEXT NOT NULL DEFAULT '[]',
+            acceptance_criteria TEXT NOT NULL DEFAULT '[]',
+            dependencies TEXT NOT NULL DEFAULT '[]',
+            specialist TEXT NOT NULL DEFAULT 'general',
+            priority INTEGER NOT NULL DEFAULT 3,
+            is_leaf INTEGER NOT NULL DEFAULT 1,
+            status TEXT NOT NULL,
+            reason TEXT,
+            branch TEXT,
+            base_commit TEXT,
+            head_commit TEXT,
+            attempt_count INTEGER NOT NULL DEFAULT 0,
+            review_score REAL,
+            review_feedback TEXT,
+            reward REAL,
+            cost_usd REAL NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+        """CREATE TABLE attempts (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            mission_id INTEGER NOT NULL REFERENCES missions(id),
+            unit_id TEXT REFERENCES units(id),
+            role TEXT NOT NULL,
+            backend TEXT NOT NULL,
+            model TEXT,
+            slot INTEGER,
+            status TEXT NOT NULL,
+            summary TEXT,
+            cost_usd REAL NOT NULL DEFAULT 0,
+            cost_estimated INTEGER NOT NULL DEFAULT 0,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+            turns INTEGER NOT NULL DEFAULT 0,
+            session_id TEXT,
+            exit_code INTEGER,
+            error TEXT,
+            failure_reason TEXT,
+            started_at REAL NOT NULL,
+            ended_at REAL
+        )""",
+        """CREATE TABLE merges (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            mission_id INTEGER NOT NULL REFERENCES missions(id),
+            unit_id TEXT REFERENCES units(id),
+            batch_id TEXT,
+            branch TEXT NOT NULL,
+            head_commit TEXT,
+            status TEXT NOT NULL,
+            candidate_commit TEXT,
+            conflict_paths TEXT NOT NULL DEFAULT '[]',
+            reason TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+        """CREATE TABLE verifications (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            mission_id INTEGER REFERENCES missions(id),
+            batch_id TEXT,
+            commit_sha TEXT NOT NULL,
+            command TEXT NOT NULL,
+            status TEXT NOT NULL,
+            exit_code INTEGER,
+            output TEXT NOT NULL DEFAULT '',
+            duration_s REAL,
+            started_at REAL NOT NULL,
+            ended_at REAL
+        )""",
+        """CREATE TABLE approvals (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            mission_id INTEGER REFERENCES missions(id),
+            unit_id TEXT,
+            gate TEXT NOT NULL,
+            status TEXT NOT NULL,
+            title TEXT NOT NULL,
+            diffstat TEXT NOT NULL DEFAULT '',
+            diff TEXT NOT NULL DEFAULT '',
+            created_at REAL NOT NULL,
+            expires_at REAL,
+            decided_at REAL,
+            decided_by TEXT
+        )""",
+        """CREATE TABLE costs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            mission_id INTEGER REFERENCES missions(id),
+            unit_id TEXT,
+            attempt_id INTEGER REFERENCES attempts(id),
+            role TEXT NOT NULL,
+            model TEXT,
+            usd REAL NOT NULL,
+            estimated INTEGER NOT NULL DEFAULT 0,
+            ts REAL NOT NULL
+        )""",
+        """CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            ts REAL NOT NULL,
+            kind TEXT NOT NULL,
+            mission_id INTEGER,
+            unit_id TEXT,
+            payload TEXT NOT NULL DEFAULT '{}'
+        )""",
+        "CREATE INDEX idx_units_mission ON units(mission_id, status)",
+        "CREATE INDEX idx_attempts_unit ON attempts(unit_id)",
+        "CREATE INDEX idx_merges_mission ON merges(mission_id, status)",
+        "CREATE INDEX idx_events_mission ON events(mission_id, id)",
+    ],
+    # 2: commands from other processes (attach, CLI) and a per-mission queue journal
+    [
+        """CREATE TABLE commands (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            mission_id INTEGER REFERENCES missions(id),
+            kind TEXT NOT NULL,
+            payload TEXT NOT NULL DEFAULT '{}',
+            created_at REAL NOT NULL,
+            handled_at REAL
+        )""",
+        """CREATE TABLE queue_journal (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            mission_id INTEGER,
+            step TEXT NOT NULL,
+            phase TEXT NOT NULL,
+            data TEXT NOT NULL DEFAULT '{}',
+            ts REAL NOT NULL
+        )""",
+        "CREATE INDEX idx_commands_pending ON commands(mission_id, handled_at)",
+        "CREATE INDEX idx_costs_mission ON costs(mission_id, ts)",
+    ],
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SchemaTooNewError(RuntimeError):
+    """The database was written by a newer ``mc``."""
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
+    """Bring ``conn`` up to ``target``; returns the version it started from."""
+    start = current_version(conn)
+    if start > SCHEMA_VERSION:
+        raise SchemaTooNewError(
+            f"database schema version {start} is newer than this mc supports "
+            f"({SCHEMA_VERSION}); upgrade mission-control or use another state dir"
+        )
+    for version in range(start, target):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in MIGRATIONS[version]:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return start

@@ -1,0 +1,106 @@
+"""Rich renderings of the store for `mc status`, `mc history` and `mc summary`."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from engine.store import Store
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def fmt_usd(value: float | None) -> str:
+    return f"${(value or 0):.2f}"
+
+
+def mission_duration(mission: dict[str, Any]) -> float:
+    end = mission.get("ended_at") or time.time()
+    return end - mission["started_at"]
+
+
+def print_history(console: Console, store: Store, *, limit: int = 20) -> None:
+    table = Table(title="Missions", title_justify="left")
+    for col in ("id", "status", "objective", "epochs", "merged", "cost", "duration", "started"):
+        table.add_column(col, justify="right" if col in ("id", "epochs", "merged", "cost") else "left")
+    missions = store.query("SELECT * FROM missions ORDER BY id DESC LIMIT ?", (limit,))
+    for m in missions:
+        epochs = store.query("SELECT COUNT(*) AS n FROM epochs WHERE mission_id = ?", (m["id"],))[0]["n"]
+        merged = store.query(
+            "SELECT COUNT(*) AS n FROM units WHERE mission_id = ? AND status = 'merged'", (m["id"],)
+        )[0]["n"]
+        table.add_row(
+            str(m["id"]), m["status"], _clip(m["objective"], 48), str(epochs), str(merged),
+            fmt_usd(m["total_cost_usd"]), fmt_duration(mission_duration(m)),
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(m["started_at"])),
+        )
+    console.print(table)
+
+
+def print_status(console: Console, store: Store, mission_id: int | None = None) -> None:
+    mission = store.get("missions", mission_id) if mission_id else store.latest_mission()
+    if mission is None:
+        console.print("no missions yet")
+        return
+    units = store.units(mission["id"])
+    counts = Counter(u["status"] for u in units)
+    epochs = store.query(
+        "SELECT * FROM epochs WHERE mission_id = ? ORDER BY number", (mission["id"],)
+    )
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    head.add_row("mission", f"#{mission['id']} {mission['status']}")
+    head.add_row("objective", mission["objective"])
+    head.add_row("epoch", str(epochs[-1]["number"]) if epochs else "-")
+    head.add_row("spend", fmt_usd(mission["total_cost_usd"]))
+    head.add_row("wall time", fmt_duration(mission_duration(mission)))
+    head.add_row("units", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none")
+    if mission.get("outcome"):
+        head.add_row("outcome", mission["outcome"])
+    console.print(head)
+
+    if units:
+        table = Table(title="Units", title_justify="left")
+        for col in ("id", "title", "specialist", "status", "attempts", "review", "cost", "reason"):
+            table.add_column(col)
+        for u in units:
+            if not u["is_leaf"]:
+                continue
+            table.add_row(
+                u["id"], _clip(u["title"], 40), u["specialist"], u["status"],
+                str(u["attempt_count"]),
+                f"{u['review_score']:.1f}" if u["review_score"] is not None else "-",
+                fmt_usd(u["cost_usd"]), _clip(u["reason"] or "", 40),
+            )
+        console.print(table)
+
+    merges = store.query(
+        "SELECT * FROM merges WHERE mission_id = ? ORDER BY id DESC LIMIT 15", (mission["id"],)
+    )
+    if merges:
+        table = Table(title="Merge queue (latest)", title_justify="left")
+        for col in ("id", "unit", "branch", "status", "commit", "reason"):
+            table.add_column(col)
+        for m in merges:
+            table.add_row(
+                str(m["id"]), m["unit_id"] or "-", m["branch"], m["status"],
+                (m["candidate_commit"] or m["head_commit"] or "")[:10], _clip(m["reason"] or "", 40),
+            )
+        console.print(table)
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
