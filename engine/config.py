@@ -326,8 +326,7 @@ def load_config(
     try:
         config = MissionConfig(**data)
         if overrides:
-            merged = _deep_merge(config.model_dump(), overrides)
-            config = MissionConfig.model_validate(merged)
+            _apply_overrides(config, overrides)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, file_path)) from None
     config._source_path = file_path
@@ -386,14 +385,14 @@ def _resolve_paths(config: MissionConfig, base: Path) -> None:
         object.__setattr__(owner, key_path[-1], resolved.resolve())
 
 
-def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
+def _apply_overrides(model: BaseModel, overrides: dict[str, Any]) -> None:
+    """Set nested values with validation (``validate_assignment``); CLI flags win over all."""
+    for key, value in overrides.items():
+        current = getattr(model, key)
+        if isinstance(value, dict) and isinstance(current, BaseModel):
+            _apply_overrides(current, value)
         else:
-            out[key] = value
-    return out
+            setattr(model, key, value)
 
 
 def _did_you_mean(word: str, choices: Any) -> str:

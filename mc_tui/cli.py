@@ -16,8 +16,13 @@ from engine.store import Store, StoreError
 from mc_tui import reports
 from mc_tui.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
-console = Console()
-err_console = Console(stderr=True)
+def console() -> Console:
+    """A console per call, so the terminal width is read when a command runs."""
+    return Console()
+
+
+def err_console() -> Console:
+    return Console(stderr=True)
 
 config_option = click.option(
     "--config",
@@ -30,7 +35,7 @@ config_option = click.option(
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    err_console().print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
     sys.exit(code)
 
 
@@ -79,7 +84,7 @@ def init_cmd(config_path: Path, force: bool, objective: str) -> None:
         write_template(config_path, force=force, objective=objective, name=Path.cwd().name)
     except FileExistsError as exc:
         fail(str(exc))
-    console.print(f"wrote [bold]{config_path}[/]; check it with `mc validate-config --config {config_path}`")
+    console().print(f"wrote [bold]{config_path}[/]; check it with `mc validate-config --config {config_path}`")
 
 
 @cli.command("validate-config")
@@ -87,9 +92,9 @@ def init_cmd(config_path: Path, force: bool, objective: str) -> None:
 def validate_config_cmd(config_path: Path) -> None:
     """Check a config file (and MC_* env overrides); print a summary or the errors."""
     config = load_or_exit(config_path)
-    console.print(f"[bold green]OK[/] {config_path}")
+    console().print(f"[bold green]OK[/] {config_path}")
     for key, value in summary(config).items():
-        console.print(f"  {key:<13} {value}", highlight=False)
+        console().print(f"  {key:<13} {value}", highlight=False)
 
 
 @cli.command("status")
@@ -99,10 +104,10 @@ def status_cmd(config_path: Path) -> None:
     config = load_or_exit(config_path, require_file=False)
     store = open_store_or_none(config)
     if store is None or store.latest_mission() is None:
-        console.print("no missions yet")
+        console().print("no missions yet")
         return
     with store:
-        reports.print_status(console, store)
+        reports.print_status(console(), store)
 
 
 @cli.command("history")
@@ -113,17 +118,17 @@ def history_cmd(config_path: Path, limit: int) -> None:
     config = load_or_exit(config_path, require_file=False)
     store = open_store_or_none(config)
     if store is None or store.latest_mission() is None:
-        console.print("no missions yet")
+        console().print("no missions yet")
         return
     with store:
-        reports.print_history(console, store, limit=limit)
+        reports.print_history(console(), store, limit=limit)
 
 
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="mc", standalone_mode=True)
     except KeyboardInterrupt:
-        err_console.print("interrupted")
+        err_console().print("interrupted")
         sys.exit(130)
 
 

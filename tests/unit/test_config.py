@@ -1,0 +1,255 @@
+"""Config: every section, env overrides, each error kind, init round trip, paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.config import ConfigError, MissionConfig, load_config
+from engine.config_template import render_template, write_template
+
+SECTIONS = {
+    "target": ["name", "path", "branch", "objective", "verification"],
+    "target.verification": ["command", "timeout"],
+    "scheduler": ["model", "session_timeout", "budget", "parallel"],
+    "scheduler.budget": ["max_per_session_usd", "max_per_run_usd"],
+    "scheduler.parallel": ["num_workers", "pool_dir"],
+    "rounds": ["max_rounds", "stall_threshold"],
+    "planner": ["max_depth", "max_children_per_node"],
+    "continuous": [
+        "max_wall_time_seconds", "min_ambition_score", "max_replan_attempts",
+        "verify_objective_completion", "max_objective_checks",
+    ],
+    "review": ["gate_completion", "min_review_score"],
+    "green_branch": ["auto_push", "push_branch", "fixup_max_attempts", "fixup_candidates"],
+    "discovery": ["enabled", "tracks", "research_enabled"],
+    "models": ["planner", "reviewer", "strategist"],
+    "hitl": ["enabled", "gates", "poll_timeout", "telegram"],
+    "speculation": ["enabled", "branch_count", "selection"],
+    "degradation": ["enabled", "failure_threshold", "reset_timeout", "fallback_strategy"],
+    "episodic_memory": ["enabled", "max_episodes", "similarity_threshold"],
+    "a2a": ["enabled", "host", "port"],
+    "tracing": ["enabled", "endpoint", "service_name"],
+}
+
+FULL = """
+[target]
+name = "calc"
+path = "repo"
+branch = "trunk"
+objective = "add tests"
+[target.verification]
+command = "pytest -q && ruff check ."
+timeout = 120
+[scheduler]
+model = "opus"
+session_timeout = 900
+[scheduler.budget]
+max_per_session_usd = 2.5
+max_per_run_usd = 20
+[scheduler.parallel]
+num_workers = 3
+pool_dir = "~/mc-pool"
+[rounds]
+max_rounds = 4
+stall_threshold = 2
+[planner]
+max_depth = 3
+max_children_per_node = 6
+[continuous]
+max_wall_time_seconds = 600
+min_ambition_score = 5
+max_replan_attempts = 1
+verify_objective_completion = false
+max_objective_checks = 2
+[review]
+gate_completion = false
+min_review_score = 7
+[green_branch]
+auto_push = true
+push_branch = "develop"
+fixup_max_attempts = 1
+fixup_candidates = 2
+[discovery]
+enabled = true
+tracks = ["tests"]
+research_enabled = true
+[models]
+planner = "p"
+reviewer = "r"
+strategist = "s"
+[hitl]
+enabled = true
+gates = ["push", "large_merge"]
+poll_timeout = 30
+[hitl.telegram]
+enabled = false
+chat_id = "42"
+[speculation]
+enabled = true
+branch_count = 3
+selection = "review"
+[degradation]
+enabled = false
+failure_threshold = 5
+reset_timeout = 10
+fallback_strategy = "pause"
+[episodic_memory]
+enabled = false
+max_episodes = 10
+similarity_threshold = 0.5
+[a2a]
+enabled = true
+host = "127.0.0.1"
+port = 9999
+[tracing]
+enabled = true
+endpoint = "http://127.0.0.1:4317"
+service_name = "mc-test"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "mission-control.toml"
+    path.write_text(text)
+    return path
+
+
+def test_every_design_section_and_key_exists() -> None:
+    for section, keys in SECTIONS.items():
+        model: type = MissionConfig
+        for part in section.split("."):
+            model = model.model_fields[part].annotation  # type: ignore[assignment]
+        for key in keys:
+            assert key in model.model_fields, f"{section}.{key} missing"
+
+
+def test_full_file_loads_every_value(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, FULL))
+    assert cfg.target.path == (tmp_path / "repo").resolve()
+    assert cfg.target.branch == "trunk"
+    assert cfg.target.verification.timeout == 120
+    assert cfg.scheduler.budget.max_per_run_usd == 20
+    assert cfg.scheduler.parallel.pool_dir == (Path.home() / "mc-pool").resolve()
+    assert cfg.planner.max_children_per_node == 6
+    assert cfg.continuous.verify_objective_completion is False
+    assert cfg.green_branch.push_branch == "develop"
+    assert cfg.hitl.gates == ["push", "large_merge"]
+    assert cfg.hitl.telegram.chat_id == "42"
+    assert cfg.speculation.selection == "review"
+    assert cfg.degradation.fallback_strategy == "pause"
+    assert cfg.a2a.port == 9999
+    assert cfg.tracing.service_name == "mc-test"
+
+
+def test_env_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MC_SCHEDULER__PARALLEL__NUM_WORKERS", "7")
+    monkeypatch.setenv("MC_TARGET__VERIFICATION__COMMAND", "make test")
+    monkeypatch.setenv("MC_HITL__GATES", '["push"]')
+    cfg = load_config(write(tmp_path, FULL))
+    assert cfg.scheduler.parallel.num_workers == 7  # file says 3
+    assert cfg.target.verification.command == "make test"
+    assert cfg.hitl.gates == ["push"]
+    assert cfg.target.name == "calc"  # untouched keys still come from the file
+
+
+def test_unknown_env_key_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MC_SCHEDULER__PARALEL__NUM_WORKERS", "7")
+    with pytest.raises(ConfigError, match="did you mean 'parallel'"):
+        load_config(write(tmp_path, FULL))
+
+
+def test_bad_env_value_names_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MC_SCHEDULER__PARALLEL__NUM_WORKERS", "many")
+    with pytest.raises(ConfigError, match=r"scheduler\.parallel\.num_workers"):
+        load_config(write(tmp_path, FULL))
+
+
+def test_unknown_key_did_you_mean(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, "[scheduler.parallel]\nnum_workrs = 3\n"))
+    assert "scheduler.parallel.num_workrs: unknown key (did you mean 'num_workers'?)" in str(err.value)
+
+
+def test_unknown_section(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"schedular: unknown key \(did you mean 'scheduler'\?\)"):
+        load_config(write(tmp_path, "[schedular]\nmodel = 'x'\n"))
+
+
+def test_wrong_type_names_key_path(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, "[scheduler.budget]\nmax_per_run_usd = 'lots'\n"))
+    assert "scheduler.budget.max_per_run_usd" in str(err.value)
+
+
+def test_constraint_violation(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"scheduler\.budget\.max_per_run_usd: Input should be greater than 0"):
+        load_config(write(tmp_path, "[scheduler.budget]\nmax_per_run_usd = -1\n"))
+
+
+def test_invalid_toml_has_line_number(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"invalid TOML: .*line 3"):
+        load_config(write(tmp_path, "[target]\nname = 'x'\npath = \n"))
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_missing_file_allowed_gives_defaults(tmp_path: Path) -> None:
+    cfg = load_config(tmp_path / "nope.toml", require_file=False)
+    assert cfg.scheduler.parallel.num_workers == 4
+    assert cfg.source_path is None
+
+
+def test_relative_paths_resolve_against_file_folder(tmp_path: Path) -> None:
+    sub = tmp_path / "conf"
+    sub.mkdir()
+    cfg = load_config(write(sub, '[target]\npath = "../repo"\n[state]\ndir = "state"\n'))
+    assert cfg.target.path == (tmp_path / "repo").resolve()
+    assert cfg.state_dir() == (sub / "state").resolve()
+
+
+def test_default_state_dir_is_inside_git_dir(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    cfg = load_config(write(tmp_path, '[target]\npath = "."\n'))
+    assert cfg.state_dir() == tmp_path.resolve() / ".git" / "mc"
+    assert cfg.db_path().name == "mission.db"
+    assert cfg.pool_dir() == tmp_path.resolve() / ".git" / "mc" / "pool"
+
+
+def test_overrides_win(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MC_SCHEDULER__PARALLEL__NUM_WORKERS", "7")
+    cfg = load_config(write(tmp_path, FULL), overrides={"scheduler": {"parallel": {"num_workers": 2}}})
+    assert cfg.scheduler.parallel.num_workers == 2
+    assert cfg.target.path == (tmp_path / "repo").resolve()
+
+
+def test_template_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "mission-control.toml"
+    write_template(path, objective="make it fast")
+    cfg = load_config(path)
+    assert cfg.target.objective == "make it fast"
+    defaults = MissionConfig()
+    assert cfg.scheduler.model_dump() == defaults.scheduler.model_dump()
+    assert cfg.hitl.model_dump() == defaults.hitl.model_dump()
+    text = path.read_text()
+    for section in SECTIONS:
+        assert f"[{section}]" in text
+
+
+def test_template_refuses_overwrite(tmp_path: Path) -> None:
+    path = tmp_path / "mission-control.toml"
+    path.write_text("keep me")
+    with pytest.raises(FileExistsError):
+        write_template(path)
+    assert path.read_text() == "keep me"
+    write_template(path, force=True)
+    assert "[target]" in path.read_text()
+
+
+def test_template_comments_every_section() -> None:
+    text = render_template()
+    assert text.count("#") > 40
