@@ -7,6 +7,7 @@ alone when the model's answer is missing or unusable.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,10 @@ _VAGUE = re.compile(
     r"no\s+errors?|code\s+is\s+clean(er)?|improved?)\.?$",
     re.I,
 )
+
+
+# (at most this many distinct hinted paths, points)
+_SPREAD_POINTS = ((0, 0.0), (1, 0.5), (3, 1.0), (7, 1.5), (math.inf, 2.0))
 
 
 @dataclass
@@ -75,9 +80,7 @@ def heuristic_score(tree: PlanTree) -> tuple[float, list[str]]:
     paths = {p for u in leaves for p in (normalize_hint(h) for h in u.node.files_hint) if p}
     tops = {p.split("/", 1)[0] for p in paths}
     spread = len(paths)
-    spread_points = (
-        0.0 if spread == 0 else 0.5 if spread == 1 else 1.0 if spread <= 3 else 1.5 if spread <= 7 else 2.0
-    )
+    spread_points = next(points for limit, points in _SPREAD_POINTS if spread <= limit)
     if len(tops) >= 2:
         spread_points += 0.5
     if spread == 0:
@@ -129,7 +132,9 @@ def parse_ambition(text: str) -> tuple[float, str]:
     return score, feedback.strip()
 
 
-async def ambition_gate(ask: Ask, tree: PlanTree, objective: str, *, min_score: float) -> AmbitionVerdict:
+async def ambition_gate(
+    ask: Ask, tree: PlanTree, objective: str, *, min_score: float
+) -> AmbitionVerdict:
     """Score ``tree`` against ``objective``; accepted when the combined score >= ``min_score``.
 
     An unusable model answer, or an error from ``ask`` itself (this gate is advisory), leaves

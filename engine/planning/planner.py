@@ -204,7 +204,7 @@ class RecursivePlanner:
         if isinstance(data, list):
             data = {"units": data}
         if not isinstance(data, dict):
-            raise _Rejected("expected a JSON object with a \"units\" list")
+            raise _Rejected('expected a JSON object with a "units" list')
         try:
             answer = PlannerAnswer.model_validate(data)
         except ValidationError as exc:
@@ -212,10 +212,12 @@ class RecursivePlanner:
         if len(answer.units) > self.max_children:
             raise _Rejected(
                 f"you returned {len(answer.units)} units; at most {self.max_children} are "
-                "allowed per node: merge related work or mark a unit \"leaf\": false"
+                'allowed per node: merge related work or mark a unit "leaf": false'
             )
         names = [_norm(u.title) for u in answer.units]
-        duplicates = sorted({u.title for u, n in zip(answer.units, names, strict=True) if names.count(n) > 1})
+        duplicates = sorted(
+            {u.title for u, n in zip(answer.units, names, strict=True) if names.count(n) > 1}
+        )
         if duplicates:
             raise _Rejected(f"unit titles must be unique among siblings; repeated: {duplicates}")
         index = {n: i for i, n in enumerate(names)}
@@ -283,7 +285,7 @@ class RecursivePlanner:
             depth_rule = (
                 f"These children are at depth {depth} of at most {self.max_depth}. Set "
                 '"leaf": false only on a child too large for one agent session; it will be '
-                "decomposed again. Otherwise keep \"leaf\": true."
+                'decomposed again. Otherwise keep "leaf": true.'
             )
         else:
             depth_rule = (
