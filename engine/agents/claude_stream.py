@@ -1,0 +1,445 @@
+"""Parser for Claude Code's ``--output-format stream-json`` lines (pure, no I/O).
+
+Feed it lines as they arrive (:meth:`ClaudeStreamParser.feed`), get
+:class:`AgentEvent` s back, then :meth:`ClaudeStreamParser.finish` builds the
+:class:`AgentResult`. Line shapes are those of ``/work/shared/agent-protocols.md``:
+system/init, assistant (one content block per line; lines of one message share its
+id and repeat its usage, which is counted once), user tool_result, result (any
+subtype: ``is_error`` and ``api_error_status`` decide failure, not the subtype),
+system/api_retry, rate_limit_event, system/compact_boundary and stream_event.
+Unknown types and fields are ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.agents.pricing import estimate_cost
+from engine.agents.types import (
+    BUDGET,
+    COMPLETED,
+    ERROR,
+    FAILED,
+    TIMEOUT,
+    AgentEvent,
+    AgentResult,
+    FailureReason,
+    TokenUsage,
+    summarize,
+)
+
+EVENT_TEXT_LIMIT = 4000  # characters of a tool input/result kept in an event
+MAX_BAD_LINE_NOTICES = 20
+
+_AUTH = re.compile(
+    r"not logged in|invalid api key|please run /login|authentication|unauthori[sz]ed|"
+    r"oauth token|invalid x-api-key|credit balance",
+    re.I,
+)
+_USAGE_LIMIT = re.compile(r"hit your (?:\w+ )?limit|usage limit|session limit|weekly limit", re.I)
+_OVERLOADED = re.compile(r"overloaded|\b529\b", re.I)
+_RATE_LIMIT = re.compile(r"rate.?limit|\b429\b|too many requests", re.I)
+_INFRA_REASONS = frozenset(
+    {FailureReason.AUTH, FailureReason.USAGE_LIMIT, FailureReason.OVERLOADED,
+     FailureReason.RATE_LIMIT, FailureReason.API_ERROR}
+)
+
+
+def _clip(text: str, limit: int = EVENT_TEXT_LIMIT) -> str:
+    return text if len(text) <= limit else text[:limit] + f"\u2026 [{len(text) - limit} more chars]"
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def usage_from_api(usage: Any) -> TokenUsage:
+    """TokenUsage from an Anthropic ``usage`` object (snake_case)."""
+    if not isinstance(usage, dict):
+        return TokenUsage()
+    return TokenUsage(
+        input=_int(usage.get("input_tokens")),
+        output=_int(usage.get("output_tokens")),
+        cache_read=_int(usage.get("cache_read_input_tokens")),
+        cache_write=_int(usage.get("cache_creation_input_tokens")),
+    )
+
+
+def usage_from_model_usage(model_usage: Any) -> tuple[TokenUsage, float | None]:
+    """Summed tokens and ``costUSD`` of a result's ``modelUsage`` (camelCase) map."""
+    total = TokenUsage()
+    cost: float | None = None
+    if not isinstance(model_usage, dict):
+        return total, None
+    for entry in model_usage.values():
+        if not isinstance(entry, dict):
+            continue
+        total = total + TokenUsage(
+            input=_int(entry.get("inputTokens")),
+            output=_int(entry.get("outputTokens")),
+            cache_read=_int(entry.get("cacheReadInputTokens")),
+            cache_write=_int(entry.get("cacheCreationInputTokens")),
+        )
+        if isinstance(entry.get("costUSD"), int | float):
+            cost = (cost or 0.0) + float(entry["costUSD"])
+    return total, cost
+
+
+def content_text(content: Any) -> str:
+    """Text of a tool_result ``content`` (a string or a list of blocks)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for block in content:
+            if isinstance(block, dict):
+                if block.get("type") == "text":
+                    parts.append(str(block.get("text", "")))
+                else:
+                    parts.append(f"[{block.get('type', 'block')}]")
+            else:
+                parts.append(str(block))
+        return "\n".join(parts)
+    return "" if content is None else json.dumps(content, default=str)
+
+
+def classify_failure(
+    api_status: Any, text: str, *, retry_error: str | None = None, limit_rejected: bool = False
+) -> FailureReason:
+    """Auth, usage limit, overload, rate limit or another API error."""
+    if api_status in (401, 403) or retry_error in ("authentication_failed", "billing_error"):
+        return FailureReason.AUTH
+    if _USAGE_LIMIT.search(text) or (limit_rejected and api_status in (429, None)):
+        return FailureReason.USAGE_LIMIT
+    if _AUTH.search(text):
+        return FailureReason.AUTH
+    if api_status == 529 or _OVERLOADED.search(text) or retry_error == "overloaded":
+        return FailureReason.OVERLOADED
+    if api_status == 429 or _RATE_LIMIT.search(text) or retry_error == "rate_limit":
+        return FailureReason.RATE_LIMIT
+    return FailureReason.API_ERROR
+
+
+@dataclass
+class ClaudeStreamParser:
+    """Turns stream-json lines into events and, at the end, one result."""
+
+    model: str | None = None  # requested model; replaced by the resolved id from init
+    session_id: str | None = None
+    result_line: dict[str, Any] | None = None
+    bad_lines: int = 0
+    truncated_lines: int = 0
+    unknown_lines: int = 0
+    retries: int = 0
+    retry_error: str | None = None
+    retry_status: int | None = None
+    limit_rejected: bool = False
+    limit_info: dict[str, Any] = field(default_factory=dict)
+    api_error_text: str | None = None
+    _usage: dict[str, TokenUsage] = field(default_factory=dict)  # message id -> usage
+    _message_text: dict[str, list[str]] = field(default_factory=dict)
+    _last_message: str | None = None
+    _tool_names: dict[str, str] = field(default_factory=dict)
+    _saw_deltas: bool = False
+    _anon: int = 0
+
+    # ------------------------------------------------------------------ feeding
+    def feed(self, line: str, *, truncated: bool = False, size: int = 0) -> list[AgentEvent]:
+        """Parse one stdout line; never raises."""
+        if truncated:
+            self.truncated_lines += 1
+            return [AgentEvent("notice", f"output line of {size} bytes was too long; skipped",
+                               data={"truncated": True, "size": size})]
+        stripped = line.strip()
+        if not stripped:
+            return []
+        try:
+            obj = json.loads(stripped)
+        except ValueError:
+            return self._bad(stripped)
+        if not isinstance(obj, dict):
+            return self._bad(stripped)
+        try:
+            return self._dispatch(obj)
+        except Exception as exc:  # a shape we did not expect: report it, keep going
+            return [AgentEvent("notice", f"could not interpret a {obj.get('type')!r} line: {exc}")]
+
+    def _bad(self, text: str) -> list[AgentEvent]:
+        self.bad_lines += 1
+        if self.bad_lines > MAX_BAD_LINE_NOTICES:
+            return []
+        return [AgentEvent("notice", f"ignored a non-JSON output line: {_clip(text, 200)}",
+                           data={"bad_line": True})]
+
+    def _dispatch(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        kind = obj.get("type")
+        if isinstance(obj.get("session_id"), str) and obj["session_id"]:
+            self.session_id = obj["session_id"]
+        if kind == "system":
+            return self._system(obj)
+        if kind == "assistant":
+            return self._assistant(obj)
+        if kind == "user":
+            return self._user(obj)
+        if kind == "result":
+            self.result_line = obj
+            return []
+        if kind == "rate_limit_event":
+            return self._rate_limit(obj)
+        if kind == "stream_event":
+            return self._stream_event(obj)
+        self.unknown_lines += 1
+        return []
+
+    def _system(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        sub = obj.get("subtype")
+        if sub == "init":
+            if isinstance(obj.get("model"), str):
+                self.model = obj["model"]
+            tools = obj.get("tools") if isinstance(obj.get("tools"), list) else []
+            return [AgentEvent(
+                "init",
+                f"session {self.session_id} model {self.model} ({len(tools)} tools)",
+                data={"session_id": self.session_id, "model": self.model, "cwd": obj.get("cwd"),
+                      "permission_mode": obj.get("permissionMode"),
+                      "version": obj.get("claude_code_version"), "tools": len(tools)},
+            )]
+        if sub == "api_retry":
+            self.retries += 1
+            self.retry_error = obj.get("error") if isinstance(obj.get("error"), str) else None
+            self.retry_status = obj.get("error_status") if isinstance(obj.get("error_status"), int) else None
+            delay = obj.get("retry_delay_ms")
+            return [AgentEvent(
+                "retry",
+                f"API retry {obj.get('attempt')}/{obj.get('max_retries')}: "
+                f"{self.retry_error or 'error'} ({self.retry_status or 'no status'}), "
+                f"next in {delay} ms",
+                data={k: obj.get(k) for k in
+                      ("attempt", "max_retries", "retry_delay_ms", "error_status", "error")},
+            )]
+        if sub == "compact_boundary":
+            meta = obj.get("compact_metadata") if isinstance(obj.get("compact_metadata"), dict) else {}
+            return [AgentEvent("notice", "context compacted", data={"compact": meta})]
+        return []  # status, hook_started, hook_response, ...: not interesting here
+
+    def _message_id(self, message: dict[str, Any]) -> str:
+        mid = message.get("id")
+        if isinstance(mid, str) and mid:
+            return mid
+        self._anon += 1
+        return f"anon-{self._anon}"
+
+    def _assistant(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        message = obj.get("message")
+        if not isinstance(message, dict):
+            return []
+        mid = self._message_id(message)
+        events: list[AgentEvent] = []
+        content = message.get("content")
+        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
+        texts = self._message_text.setdefault(mid, [])
+        if mid != self._last_message:
+            self._last_message = mid
+        for block in blocks if isinstance(blocks, list) else []:
+            if not isinstance(block, dict):
+                continue
+            btype = block.get("type")
+            if btype == "text":
+                text = str(block.get("text", ""))
+                texts.append(text)
+                if obj.get("is_api_error_message") or message.get("model") == "<synthetic>":
+                    self.api_error_text = text
+                if not self._saw_deltas:
+                    events.append(AgentEvent("text", text))
+            elif btype == "thinking":
+                if not self._saw_deltas:
+                    events.append(AgentEvent("thinking", str(block.get("thinking", ""))))
+            elif btype == "redacted_thinking":
+                events.append(AgentEvent("thinking", "[redacted thinking]"))
+            elif btype in ("tool_use", "server_tool_use"):
+                name = str(block.get("name", "tool"))
+                if isinstance(block.get("id"), str):
+                    self._tool_names[block["id"]] = name
+                tool_input = block.get("input")
+                events.append(AgentEvent(
+                    "tool_use", _clip(json.dumps(tool_input, default=str)), tool=name,
+                    data={"id": block.get("id"),
+                          "subagent": obj.get("parent_tool_use_id") is not None},
+                ))
+        usage = usage_from_api(message.get("usage"))
+        if message.get("usage") is not None and self._usage.get(mid) != usage:
+            self._usage[mid] = usage  # repeated on every block line: replace, never add
+            total = self.tokens_so_far()
+            events.append(AgentEvent(
+                "usage",
+                f"tokens in {total.input} out {total.output} "
+                f"cache r/w {total.cache_read}/{total.cache_write}",
+                data={"message_id": mid, "total": total.as_dict(), "message": usage.as_dict()},
+            ))
+        return events
+
+    def _user(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        message = obj.get("message")
+        if not isinstance(message, dict) or not isinstance(message.get("content"), list):
+            return []
+        events = []
+        for block in message["content"]:
+            if isinstance(block, dict) and block.get("type") == "tool_result":
+                tool_id = block.get("tool_use_id")
+                events.append(AgentEvent(
+                    "tool_result", _clip(content_text(block.get("content"))),
+                    tool=self._tool_names.get(tool_id) if isinstance(tool_id, str) else None,
+                    data={"tool_use_id": tool_id, "is_error": bool(block.get("is_error"))},
+                ))
+        return events
+
+    def _rate_limit(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        info = obj.get("rate_limit_info") if isinstance(obj.get("rate_limit_info"), dict) else {}
+        status = info.get("status")
+        self.limit_info = info
+        if status == "rejected":
+            self.limit_rejected = True
+        return [AgentEvent(
+            "rate_limit",
+            f"rate limit {status} ({info.get('rateLimitType')}, resets at {info.get('resetsAt')})",
+            data=info,
+        )]
+
+    def _stream_event(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        event = obj.get("event")
+        if not isinstance(event, dict) or event.get("type") != "content_block_delta":
+            return []
+        delta = event.get("delta") if isinstance(event.get("delta"), dict) else {}
+        if delta.get("type") == "text_delta":
+            self._saw_deltas = True
+            return [AgentEvent("text", str(delta.get("text", "")), data={"delta": True})]
+        if delta.get("type") == "thinking_delta":
+            self._saw_deltas = True
+            return [AgentEvent("thinking", str(delta.get("thinking", "")), data={"delta": True})]
+        return []
+
+    # ------------------------------------------------------------------ results
+    def tokens_so_far(self) -> TokenUsage:
+        total = TokenUsage()
+        for usage in self._usage.values():
+            total = total + usage
+        return total
+
+    def last_text(self) -> str:
+        if self._last_message is None:
+            return ""
+        return "\n".join(t for t in self._message_text.get(self._last_message, []) if t)
+
+    def finish(
+        self,
+        *,
+        exit_code: int | None,
+        timed_out: bool = False,
+        cancelled: bool = False,
+        stderr_tail: str = "",
+        requested_model: str | None = None,
+    ) -> AgentResult:
+        """The session's result from everything seen (and how the process ended)."""
+        result = AgentResult(status=ERROR, session_id=self.session_id, exit_code=exit_code)
+        line = self.result_line
+        model = self.model or requested_model
+        # Tokens and cost: the result line when there is one, else a running estimate.
+        tokens = self.tokens_so_far()
+        cost: float | None = None
+        if line is not None:
+            mu_tokens, mu_cost = usage_from_model_usage(line.get("modelUsage"))
+            if mu_tokens.total:
+                tokens = mu_tokens
+            elif isinstance(line.get("usage"), dict):
+                tokens = usage_from_api(line["usage"])
+            if isinstance(line.get("total_cost_usd"), int | float):
+                cost = float(line["total_cost_usd"])
+            elif mu_cost is not None:
+                cost = mu_cost
+        result.tokens = tokens
+        if cost is None:
+            cost = estimate_cost(model, tokens)
+            if cost is None:
+                cost = estimate_cost("sonnet", tokens)
+            result.cost_estimated = True
+        result.cost_usd = cost
+        result.turns = (
+            _int(line.get("num_turns")) if line is not None and _int(line.get("num_turns"))
+            else len(self._usage)
+        )
+        result.text = (
+            line["result"] if line is not None and isinstance(line.get("result"), str)
+            and line["result"] else self.last_text()
+        )
+
+        if cancelled:
+            result.status, result.failure_reason = ERROR, FailureReason.CANCELLED
+            result.error = "cancelled"
+        elif line is not None:
+            self._judge_result(line, result)
+        elif timed_out:
+            result.status, result.failure_reason = TIMEOUT, FailureReason.TIMEOUT
+            result.error = "timed out; the agent was killed"
+        else:
+            self._judge_no_result(result, exit_code, stderr_tail)
+        if result.status == COMPLETED:
+            result.summary = summarize(result.text)
+        else:
+            result.summary = summarize(result.error or result.text)
+        return result
+
+    def _judge_result(self, line: dict[str, Any], result: AgentResult) -> None:
+        subtype = line.get("subtype")
+        is_error = bool(line.get("is_error"))
+        api_status = line.get("api_error_status")
+        errors = [str(e) for e in line.get("errors") or [] if e]
+        text = str(line.get("result") or "")
+        detail = "; ".join(errors) or text or self.api_error_text or ""
+        if subtype == "error_max_budget_usd":
+            result.status, result.failure_reason = BUDGET, FailureReason.BUDGET
+            result.error = detail or "session budget reached"
+            return
+        if subtype == "error_max_turns":
+            result.status, result.failure_reason = FAILED, FailureReason.MAX_TURNS
+            result.error = detail or "maximum number of turns reached"
+            return
+        if subtype == "success" and not is_error and api_status in (None, 0):
+            result.status = COMPLETED
+            return
+        if subtype == "error_max_structured_output_retries":
+            result.status, result.failure_reason = FAILED, FailureReason.BAD_OUTPUT
+            result.error = detail or "structured output retries exhausted"
+            return
+        reason = classify_failure(
+            api_status, f"{detail} {self.api_error_text or ''}",
+            retry_error=self.retry_error, limit_rejected=self.limit_rejected,
+        )
+        result.failure_reason = reason
+        result.status = ERROR if reason in _INFRA_REASONS else FAILED
+        where = f" (HTTP {api_status})" if isinstance(api_status, int) else ""
+        result.error = (detail or f"claude reported an error ({subtype})") + where
+
+    def _judge_no_result(self, result: AgentResult, exit_code: int | None, stderr: str) -> None:
+        stderr_last = "\n".join(stderr.strip().splitlines()[-5:])
+        if exit_code == 0:
+            result.status, result.failure_reason = ERROR, FailureReason.BAD_OUTPUT
+            result.error = "claude exited without a result line"
+            return
+        text = f"{stderr_last} {self.api_error_text or ''}"
+        if self.retries and self.retry_error in ("authentication_failed", "overloaded", "rate_limit"):
+            result.failure_reason = classify_failure(
+                self.retry_status, text, retry_error=self.retry_error,
+                limit_rejected=self.limit_rejected,
+            )
+        elif _AUTH.search(text) or _USAGE_LIMIT.search(text):
+            result.failure_reason = classify_failure(None, text, limit_rejected=self.limit_rejected)
+        else:
+            result.failure_reason = FailureReason.CRASH
+        result.status = ERROR
+        result.error = (
+            f"claude exited with code {exit_code} without a result"
+            + (f": {stderr_last}" if stderr_last else "")
+        )
