@@ -1,0 +1,169 @@
+"""A pool of reusable git worktrees for agents.
+
+Worktrees are pygit2 linked worktrees named ``mc-slot-<n>`` at ``<pool_dir>/slot-<n>``,
+created on demand up to ``size`` and reused: acquiring one force-checks-out the
+requested base commit, removes untracked files (ignored files such as caches are
+kept), and points a freshly force-created branch at it. Releasing detaches HEAD, so
+no pool slot holds a branch that somebody else may need to move or delete.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import pygit2
+
+from engine.gitops.errors import GitError
+from engine.gitops.identity import agent_signature
+from engine.gitops.repo import GitRepo, open_repository
+from engine.gitops.worktrees import (
+    clean_checkout,
+    ensure_worktree,
+    repair_worktrees,
+    slot_name,
+)
+
+SLOT_PREFIX = "mc-slot-"
+
+
+@dataclass
+class Workspace:
+    path: Path
+    branch: str
+    base_commit: str
+    slot: int
+
+
+class WorkspacePool:
+    """Up to ``size`` worktrees under ``pool_dir``; ``acquire`` waits when all are busy."""
+
+    def __init__(self, repo: GitRepo, pool_dir: Path, size: int) -> None:
+        if size < 1:
+            raise ValueError("pool size must be at least 1")
+        self.repo = repo
+        self.pool_dir = Path(pool_dir).resolve()
+        self.size = size
+        self._main = open_repository(repo.path)  # our own handle: used from worker threads
+        self._main_lock = threading.Lock()
+        self._handles: dict[int, pygit2.Repository] = {}
+        self._busy: set[int] = set()
+        self._slot_freed: anyio.Event | None = None
+
+    # ------------------------------------------------------------------ start-up
+    def repair(self) -> list[str]:
+        """Prune or repair pool worktrees left by a crashed run; returns what was done."""
+        with self._main_lock:
+            self._handles.clear()
+            return repair_worktrees(self._main, self.pool_dir, SLOT_PREFIX, self._slot_of)
+
+    def _slot_of(self, name: str) -> Path | None:
+        """Where worktree ``name`` belongs, if it is one of this pool's slots."""
+        suffix = name.removeprefix(SLOT_PREFIX)
+        if name == suffix or not suffix.isdigit() or int(suffix) >= self.size:
+            return None
+        return self.slot_path(int(suffix))
+
+    def slot_path(self, slot: int) -> Path:
+        return self.pool_dir / f"slot-{slot}"
+
+    # ------------------------------------------------------------------ acquire / release
+    async def acquire(self, branch: str, base_commit: str) -> Workspace:
+        """A clean worktree on a fresh ``branch`` at ``base_commit``; waits for a free slot."""
+        while True:
+            slot = self._pick_slot()
+            if slot is not None:
+                break
+            if self._slot_freed is None:
+                self._slot_freed = anyio.Event()
+            await self._slot_freed.wait()
+        self._busy.add(slot)
+        try:
+            path = await anyio.to_thread.run_sync(self._prepare, slot, branch, base_commit)
+        except BaseException:
+            self._free(slot)
+            raise
+        return Workspace(path=path, branch=branch, base_commit=base_commit, slot=slot)
+
+    def _pick_slot(self) -> int | None:
+        free = [s for s in range(self.size) if s not in self._busy]
+        if not free:
+            return None
+        existing = [s for s in free if s in self._handles or self.slot_path(s).exists()]
+        return (existing or free)[0]
+
+    def _free(self, slot: int) -> None:
+        self._busy.discard(slot)
+        if self._slot_freed is not None:
+            self._slot_freed.set()
+            self._slot_freed = None
+
+    async def release(self, ws: Workspace) -> None:
+        """Hand the worktree back (HEAD detached; the branch and its commits stay)."""
+        try:
+            await anyio.to_thread.run_sync(self._detach, ws.slot)
+        finally:
+            self._free(ws.slot)
+
+    # ------------------------------------------------------------------ blocking work
+    def _handle(self, slot: int) -> pygit2.Repository:
+        """The slot's worktree repository, creating the worktree when missing."""
+        handle = self._handles.get(slot)
+        if handle is not None and Path(handle.workdir).exists():
+            return handle
+        with self._main_lock:
+            handle = ensure_worktree(
+                self._main, slot_name(SLOT_PREFIX, slot), self.slot_path(slot)
+            )
+        self._handles[slot] = handle
+        return handle
+
+    def _prepare(self, slot: int, branch: str, base_commit: str) -> Path:
+        wt = self._handle(slot)
+        try:
+            commit = wt[pygit2.Oid(hex=base_commit)].peel(pygit2.Commit)
+        except (KeyError, ValueError):
+            raise GitError(f"base commit {base_commit!r} not found") from None
+        clean_checkout(wt, commit)
+        name = branch.removeprefix("refs/heads/")
+        with self._main_lock:
+            existing = self._main.branches.local.get(name)
+            if existing is not None and existing.is_checked_out():
+                raise GitError(f"branch {name!r} is checked out in another worktree")
+            self._main.branches.local.create(name, self._main[commit.id], force=True)
+        wt.set_head(f"refs/heads/{name}")
+        return Path(wt.workdir).resolve()
+
+    def _detach(self, slot: int) -> None:
+        wt = self._handles.get(slot)
+        if wt is None:
+            return
+        try:
+            wt.set_head(wt.head.target)
+        except pygit2.GitError:
+            pass
+
+    # ------------------------------------------------------------------ helpers for agents
+    def commit_all(self, ws: Workspace, message: str) -> str | None:
+        """Stage everything an agent left uncommitted and commit it as mc-agent."""
+        wt = self._handle(ws.slot)
+        index = wt.index
+        index.read()
+        index.add_all()
+        index.write()
+        tree = index.write_tree()
+        head = wt.head.peel(pygit2.Commit)
+        if tree == head.tree_id:
+            return None
+        sig = agent_signature()
+        oid = wt.create_commit("HEAD", sig, sig, message, tree, [head.id])
+        return str(oid)
+
+    def head(self, ws: Workspace) -> str:
+        return str(self._handle(ws.slot).head.target)
+
+    def close(self) -> None:
+        self._handles.clear()
+

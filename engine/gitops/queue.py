@@ -1,0 +1,359 @@
+"""The merge queue: batch, verify once, bisect on failure, promote the good part.
+
+One ``run_once`` takes up to ``batch_size`` queued merges and loops:
+
+1. build the candidate chain in memory on ``mc/green`` (see ``candidate.py``);
+   conflicting branches are set aside with their paths, the others still merge;
+2. point ``mc/working`` at the top of the chain and verify it once in the verify
+   worktree; on success fast-forward ``mc/green`` to it (promotion) and stop;
+3. on failure binary-search the chain for the first failing prefix, promote the
+   largest passing prefix, send the first breaking branch to fixup with the
+   verification output, and go back to 1 with the branches that are left
+   (including ones that only conflicted with the culprit).
+
+Every step writes an intent to ``queue_journal`` before and an outcome after,
+and every status change goes through ``Store.set_status``. ``mc/green`` moves only
+by compare-and-swap to a commit whose verification row says ``passed``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pygit2
+
+from engine.gitops.bisect import first_failing_prefix
+from engine.gitops.candidate import Chain, build_chain
+from engine.gitops.journal import Journal, JournalHook
+from engine.gitops.push import PushResult, fetch_remote, push_green
+from engine.gitops.repo import GREEN_REF, WORKING_REF, GitRepo, open_repository
+from engine.gitops.verify import VerificationResult, run_verification
+from engine.gitops.worktrees import clean_checkout, ensure_worktree
+from engine.models import UNIT_TRANSITIONS, MergeStatus, UnitStatus, VerificationStatus
+from engine.store.db import Store
+
+VERIFY_WORKTREE = "mc-verify"
+REASON_TAIL = 4000
+ACTIVE = (MergeStatus.MERGING.value, MergeStatus.VERIFYING.value)
+
+
+@dataclass
+class QueueItem:
+    merge_id: int
+    unit_id: str | None
+    branch: str
+    head_commit: str
+
+
+@dataclass
+class QueueOutcome:
+    promoted: list[QueueItem] = field(default_factory=list)
+    conflicts: list[tuple[QueueItem, list[str]]] = field(default_factory=list)
+    failed: list[tuple[QueueItem, str]] = field(default_factory=list)
+    verifications: int = 0
+    green_before: str = ""
+    green_after: str = ""
+
+
+def _tail(text: str, limit: int = REASON_TAIL) -> str:
+    return text if len(text) <= limit else "..." + text[-limit:]
+
+
+class MergeQueue:
+    """Serial-or-batched merge queue in front of ``mc/green``."""
+
+    def __init__(
+        self,
+        repo: GitRepo,
+        store: Store,
+        *,
+        mission_id: int | None,
+        verify_command: str,
+        verify_timeout: float,
+        batch_size: int,
+        verify_dir: Path,
+        max_output_bytes: int = 65536,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.repo = repo
+        self.store = store
+        self.mission_id = mission_id if mission_id is not None else self._standalone_mission()
+        self.verify_command = verify_command
+        self.verify_timeout = verify_timeout
+        self.batch_size = batch_size
+        self.verify_dir = Path(verify_dir).resolve()
+        self.max_output_bytes = max_output_bytes
+        self.journal = Journal(store, self.mission_id)
+        self._git = open_repository(repo.path)  # used only from worker threads, one at a time
+        self._lock = anyio.Lock()
+
+    @property
+    def journal_hook(self) -> JournalHook | None:
+        return self.journal.hook
+
+    @journal_hook.setter
+    def journal_hook(self, hook: JournalHook | None) -> None:
+        self.journal.hook = hook
+
+    def _standalone_mission(self) -> int:
+        """Merge rows need a mission; a queue used on its own gets one of its own."""
+        return int(self.store.insert(
+            "missions",
+            {"objective": "merge queue (no mission)", "status": "running", "started_at": time.time()},
+        ))
+
+    # ------------------------------------------------------------------ submit
+    def submit(self, unit_id: str | None, branch: str, head_commit: str) -> int:
+        """Queue ``branch`` at ``head_commit``; returns the merge row id."""
+        now = time.time()
+        with self.store.transaction():
+            merge_id = int(self.store.insert(
+                "merges",
+                {"mission_id": self.mission_id, "unit_id": unit_id, "branch": branch,
+                 "head_commit": head_commit, "status": MergeStatus.QUEUED.value,
+                 "created_at": now, "updated_at": now},
+            ))
+            self.store.append_event(
+                "merge.created", mission_id=self.mission_id, unit_id=unit_id,
+                id=merge_id, branch=branch,
+            )
+        return merge_id
+
+    def pending(self) -> int:
+        rows = self.store.query(
+            "SELECT COUNT(*) AS n FROM merges WHERE mission_id = ? AND status = ?",
+            (self.mission_id, MergeStatus.QUEUED.value),
+        )
+        return int(rows[0]["n"])
+
+    def _take(self) -> list[QueueItem]:
+        rows = self.store.query(
+            "SELECT id, unit_id, branch, head_commit FROM merges WHERE mission_id = ? AND status = ?"
+            " ORDER BY id LIMIT ?",
+            (self.mission_id, MergeStatus.QUEUED.value, self.batch_size),
+        )
+        return [QueueItem(r["id"], r["unit_id"], r["branch"], r["head_commit"]) for r in rows]
+
+    # ------------------------------------------------------------------ status helpers
+    def _move_unit(self, unit_id: str | None, status: UnitStatus, reason: str | None = None,
+                   **fields: Any) -> None:
+        """Move a unit if the transition is legal (a re-verified unit stays ``verifying``)."""
+        if unit_id is None:
+            return
+        row = self.store.get("units", unit_id)
+        if row is None:
+            return
+        current = UnitStatus(row["status"])
+        if current == status or status not in UNIT_TRANSITIONS[current]:
+            if fields:
+                self.store.update("units", unit_id, **fields)
+            return
+        self.store.set_status("units", unit_id, status, reason=reason, **fields)
+
+    def _move_merge(self, item: QueueItem, status: MergeStatus, reason: str | None = None,
+                    unit_status: UnitStatus | None = None, **fields: Any) -> None:
+        with self.store.transaction():
+            row = self.store.get("merges", item.merge_id)
+            if row is not None and row["status"] != status.value:
+                self.store.set_status("merges", item.merge_id, status, reason=reason, **fields)
+            elif fields:
+                self.store.update("merges", item.merge_id, **fields)
+            if unit_status is not None:
+                extra = {"head_commit": item.head_commit} if unit_status == UnitStatus.MERGED else {}
+                self._move_unit(item.unit_id, unit_status, reason, **extra)
+
+    # ------------------------------------------------------------------ one batch
+    async def run_once(self) -> QueueOutcome:
+        """Merge, verify, bisect and promote one batch of queued branches."""
+        async with self._lock:
+            return await self._run_batch()
+
+    async def _run_batch(self) -> QueueOutcome:
+        green = self.repo.green_head()
+        outcome = QueueOutcome(green_before=green, green_after=green)
+        items = self._take()
+        if not items:
+            return outcome
+        batch_id = f"b{self.mission_id}-{uuid.uuid4().hex[:8]}"
+        self.journal.write("batch", "intent", batch_id=batch_id,
+                           merge_ids=[i.merge_id for i in items], green=green)
+        for item in items:
+            self.store.update("merges", item.merge_id, batch_id=batch_id)
+        remaining = list(items)
+        conflicts: dict[int, list[str]] = {}
+        while remaining:
+            green = self.repo.green_head()
+            chain = await self._build(batch_id, green, remaining)
+            by_id = {i.merge_id: i for i in remaining}
+            for merge_id in chain.already_in:
+                item = by_id[merge_id]
+                self._move_merge(item, MergeStatus.SKIPPED, "already in mc/green",
+                                 UnitStatus.MERGED)
+                outcome.promoted.append(item)
+            conflicts = chain.conflicts
+            included = [by_id[link.key] for link in chain.links]
+            if not included:
+                break
+            top = chain.prefix(len(included))
+            result = await self._verify(batch_id, top, included, outcome)
+            if result.status == VerificationStatus.PASSED:
+                await self._promote(batch_id, green, top, included, outcome)
+                break
+            good, bad, output = await self._bisect(batch_id, chain, included, outcome,
+                                                   result.output)
+            if good:
+                await self._promote(batch_id, green, chain.prefix(good), included[:good], outcome)
+            self._fail(included[bad - 1], outcome, output)
+            later = {i.merge_id for i in included[bad:]} | set(conflicts)
+            remaining = [i for i in remaining if i.merge_id in later]
+        for merge_id, paths in conflicts.items():
+            item = next(i for i in items if i.merge_id == merge_id)
+            reason = "conflict in " + ", ".join(paths)
+            self._move_merge(item, MergeStatus.CONFLICT, reason, UnitStatus.FIXUP,
+                             conflict_paths=paths)
+            outcome.conflicts.append((item, paths))
+        outcome.green_after = self.repo.green_head()
+        self.set_working(outcome.green_after)
+        self.journal.write("batch", "done", batch_id=batch_id, green=outcome.green_after,
+                           promoted=[i.merge_id for i in outcome.promoted],
+                           failed=[i.merge_id for i, _ in outcome.failed],
+                           conflicts=[i.merge_id for i, _ in outcome.conflicts])
+        return outcome
+
+    async def _build(self, batch_id: str, green: str, items: list[QueueItem]) -> Chain:
+        self.journal.write("merge", "intent", batch_id=batch_id, base=green,
+                           merge_ids=[i.merge_id for i in items])
+        branches = [(i.merge_id, i.branch, i.head_commit) for i in items]
+        chain = await anyio.to_thread.run_sync(build_chain, self._git, green, branches)
+        by_id = {i.merge_id: i for i in items}
+        for link in chain.links:
+            self._move_merge(by_id[link.key], MergeStatus.MERGING, None, UnitStatus.MERGING,
+                             candidate_commit=link.commit)
+        self.journal.write("merge", "done", batch_id=batch_id, base=green,
+                           candidates={link.key: link.commit for link in chain.links},
+                           conflicts=chain.conflicts)
+        return chain
+
+    async def _bisect(self, batch_id: str, chain: Chain, included: list[QueueItem],
+                      outcome: QueueOutcome, top_output: str) -> tuple[int, int, str]:
+        """(last good prefix, first bad prefix, output of the first bad prefix)."""
+        outputs = {len(included): top_output}
+
+        async def passes(k: int) -> bool:
+            result = await self._verify(batch_id, chain.prefix(k), included[:k], outcome)
+            outputs[k] = result.output
+            return result.status == VerificationStatus.PASSED
+
+        good, bad = await first_failing_prefix(len(included), passes)
+        return good, bad, outputs[bad]
+
+    def _fail(self, item: QueueItem, outcome: QueueOutcome, output: str) -> None:
+        reason = "verification failed:\n" + _tail(output)
+        self._move_merge(item, MergeStatus.FAILED, reason, UnitStatus.FIXUP)
+        outcome.failed.append((item, output))
+        self.journal.write("culprit", "done", merge_id=item.merge_id)
+
+    # ------------------------------------------------------------------ verification
+    async def _verify(self, batch_id: str, commit: str, items: list[QueueItem],
+                      outcome: QueueOutcome) -> VerificationResult:
+        """Verify ``commit`` once in the verify worktree and record it."""
+        self.set_working(commit)
+        for item in items:
+            self._move_merge(item, MergeStatus.VERIFYING, None, UnitStatus.VERIFYING)
+        now = time.time()
+        with self.store.transaction():
+            vid = int(self.store.insert(
+                "verifications",
+                {"mission_id": self.mission_id, "batch_id": batch_id, "commit_sha": commit,
+                 "command": self.verify_command, "status": VerificationStatus.RUNNING.value,
+                 "started_at": now},
+            ))
+            self.store.append_event("verification.started", mission_id=self.mission_id,
+                                    id=vid, commit=commit, status="running")
+        self.journal.write("verify", "intent", batch_id=batch_id, commit=commit,
+                           verification_id=vid)
+        try:
+            await anyio.to_thread.run_sync(self._checkout_verify, commit)
+            result = await run_verification(self.verify_command, self.verify_dir,
+                                            self.verify_timeout, self.max_output_bytes)
+        except Exception as exc:  # a broken worktree must not wedge the queue
+            result = VerificationResult("error", None, f"verification could not run: {exc}", 0.0)
+        outcome.verifications += 1
+        with self.store.transaction():
+            self.store.set_status(
+                "verifications", vid, result.status, exit_code=result.exit_code,
+                output=result.output, duration_s=round(result.duration_s, 3), ended_at=time.time(),
+            )
+            self.store.append_event("verification.finished", mission_id=self.mission_id, id=vid,
+                                    commit=commit, status=result.status,
+                                    duration_s=round(result.duration_s, 3))
+        self.journal.write("verify", "done", batch_id=batch_id, commit=commit,
+                           verification_id=vid, status=result.status)
+        return result
+
+    def _checkout_verify(self, commit: str) -> None:
+        wt = ensure_worktree(self._git, VERIFY_WORKTREE, self.verify_dir)
+        clean_checkout(wt, wt[pygit2.Oid(hex=commit)].peel(pygit2.Commit))
+
+    def set_working(self, commit: str) -> None:
+        if self.repo.ref_head(WORKING_REF) != commit:
+            self.repo.set_owned_ref(WORKING_REF, commit, "mc: candidate")
+
+    # ------------------------------------------------------------------ promotion
+    async def _promote(self, batch_id: str, old: str, new: str, items: list[QueueItem],
+                       outcome: QueueOutcome) -> None:
+        """Fast-forward ``mc/green`` from ``old`` to the verified ``new``."""
+        if not self._passed(new):
+            raise RuntimeError(f"refusing to promote {new[:10]}: no passed verification")
+        ids = [i.merge_id for i in items]
+        self.journal.write("promote", "intent", batch_id=batch_id, old=old, new=new, merge_ids=ids)
+        await anyio.to_thread.run_sync(
+            self.repo.compare_and_swap, GREEN_REF, new, old, f"mc: promote {len(items)} branch(es)"
+        )
+        self.journal.write("promote", "done", batch_id=batch_id, old=old, new=new, merge_ids=ids)
+        with self.store.transaction():
+            for item in items:
+                self._move_merge(item, MergeStatus.PROMOTED, None, UnitStatus.MERGED)
+            self.store.append_event("green.promoted", mission_id=self.mission_id, **{
+                "from": old, "to": new, "units": [i.unit_id or i.branch for i in items]})
+        outcome.promoted.extend(items)
+
+    def _passed(self, commit: str) -> bool:
+        rows = self.store.query(
+            "SELECT 1 FROM verifications WHERE commit_sha = ? AND status = ? LIMIT 1",
+            (commit, VerificationStatus.PASSED.value),
+        )
+        return bool(rows)
+
+    # ------------------------------------------------------------------ push
+    async def push(self, remote: str, branch: str) -> PushResult:
+        """Push ``mc/green`` to ``remote``/``branch`` (fast-forward only), journaled."""
+        green = self.repo.green_head()
+        self.journal.write("push", "intent", remote=remote, branch=branch, commit=green)
+        result = await push_green(self.repo.path, remote=remote, branch=branch)
+        self.journal.write("push", "done", remote=remote, branch=branch, commit=green,
+                           ok=result.ok, rejected=result.rejected)
+        self.store.append_event("push.result", mission_id=self.mission_id, ok=result.ok,
+                                rejected=result.rejected, output=_tail(result.output, 2000),
+                                commit=green)
+        return result
+
+    async def absorb_remote(self, remote: str, branch: str) -> int | None:
+        """After a rejected push: fetch the remote and queue it, so the next batch
+        builds on it (merged, verified and promoted like any branch)."""
+        sha = await fetch_remote(self.repo.path, remote, branch)
+        if sha is None or self.repo.is_ancestor(sha, self.repo.green_head()):
+            return None
+        return self.submit(None, f"refs/remotes/{remote}/{branch}", sha)
+
+    # ------------------------------------------------------------------ start-up
+    def reconcile(self) -> list[str]:
+        from engine.gitops.reconcile import reconcile_queue
+
+        return reconcile_queue(self)

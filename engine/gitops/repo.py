@@ -1,0 +1,173 @@
+"""Read-mostly access to the target repository through pygit2.
+
+``GitRepo`` only reads objects and writes refs under ``refs/heads/mc/``; it never
+checks out, resets, stashes or cleans the target's own working tree, and never
+moves the user's current branch.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pygit2
+from pygit2.enums import DiffStatsFormat, RepositoryOpenFlag
+
+from engine.gitops.cli import git_env
+from engine.gitops.errors import GitError
+
+GREEN_REF = "refs/heads/mc/green"
+WORKING_REF = "refs/heads/mc/working"
+OWNED_PREFIX = "refs/heads/mc/"
+
+
+@dataclass
+class DiffStat:
+    """Size of a change: files touched, lines added and removed, and git's summary text."""
+
+    files: int
+    insertions: int
+    deletions: int
+    text: str
+
+
+def full_ref(ref: str) -> str:
+    """``mc/green`` -> ``refs/heads/mc/green``; full ``refs/...`` names pass through."""
+    return ref if ref.startswith("refs/") else f"refs/heads/{ref}"
+
+
+def open_repository(path: Path) -> pygit2.Repository:
+    """Open exactly ``path`` (no upward search) or raise a user-facing :class:`GitError`."""
+    if not Path(path).exists():
+        raise GitError(f"{path} does not exist")
+    try:
+        return pygit2.Repository(str(path), RepositoryOpenFlag.NO_SEARCH)
+    except (pygit2.GitError, KeyError):
+        raise GitError(f"{path} is not a git repository") from None
+
+
+class GitRepo:
+    """The target repository. All ref writes are confined to ``refs/heads/mc/*``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path).resolve()
+        self.pygit = open_repository(self.path)
+
+    # ------------------------------------------------------------------ refs
+    def _resolve(self, rev: str) -> pygit2.Oid:
+        try:
+            return self.pygit.revparse_single(rev).peel(pygit2.Commit).id
+        except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError):
+            raise GitError(f"unknown revision {rev!r}") from None
+
+    def ref_head(self, ref: str) -> str | None:
+        """The commit a branch or ref points at, or ``None`` when it does not exist."""
+        for name in (full_ref(ref), ref):
+            try:
+                reference = self.pygit.references[name]
+            except (KeyError, pygit2.InvalidSpecError, ValueError):
+                continue
+            return str(reference.peel(pygit2.Commit).id)
+        return None
+
+    def set_owned_ref(self, ref: str, sha: str, message: str) -> None:
+        """Force a ref we own (``refs/heads/mc/*``) to ``sha``; refuses any other ref."""
+        name = full_ref(ref)
+        if not name.startswith(OWNED_PREFIX):
+            raise GitError(f"refusing to move {name}: mission control only owns refs/heads/mc/*")
+        self._refuse_if_checked_out_here(name)
+        self.pygit.references.create(name, pygit2.Oid(hex=sha), force=True, message=message)
+
+    def compare_and_swap(self, ref: str, new: str, old: str, message: str) -> None:
+        """Atomically move an owned ref from ``old`` to ``new`` (``git update-ref``)."""
+        name = full_ref(ref)
+        if not name.startswith(OWNED_PREFIX):
+            raise GitError(f"refusing to move {name}: mission control only owns refs/heads/mc/*")
+        self._refuse_if_checked_out_here(name)
+        proc = subprocess.run(
+            ["git", "update-ref", "-m", message, name, new, old],
+            cwd=self.path, capture_output=True, text=True, env=git_env(),
+        )
+        if proc.returncode != 0:
+            raise GitError(f"could not move {name} from {old[:10]} to {new[:10]}: {proc.stderr.strip()}")
+
+    def _refuse_if_checked_out_here(self, name: str) -> None:
+        """The user's current branch is never moved, even if it is one of ours."""
+        try:
+            if not self.pygit.head_is_detached and self.pygit.head.name == name:
+                raise GitError(f"{name} is checked out in {self.path}; switch branch first")
+        except pygit2.GitError:  # unborn HEAD
+            pass
+
+    def ensure_green(self, base_branch: str) -> str:
+        """Create ``mc/green`` and ``mc/working`` from ``base_branch`` if missing; return green."""
+        green = self.ref_head(GREEN_REF)
+        if green is None:
+            base = self.ref_head(f"refs/heads/{base_branch}")
+            if base is None:
+                raise GitError(f"branch {base_branch!r} not found in {self.path}")
+            self.set_owned_ref(GREEN_REF, base, f"mc: green from {base_branch}")
+            green = base
+        if self.ref_head(WORKING_REF) is None:
+            self.set_owned_ref(WORKING_REF, green, "mc: working from green")
+        return green
+
+    def green_head(self) -> str:
+        green = self.ref_head(GREEN_REF)
+        if green is None:
+            raise GitError("mc/green does not exist yet (call ensure_green first)")
+        return green
+
+    def delete_branch(self, name: str) -> None:
+        """Delete a local branch we created (no-op when it is already gone)."""
+        ref = full_ref(name)
+        if ref not in self.pygit.references:
+            return
+        branch = self.pygit.branches.local.get(ref.removeprefix("refs/heads/"))
+        if branch is not None and branch.is_checked_out():
+            raise GitError(f"branch {name!r} is checked out in a worktree; release it first")
+        self.pygit.references.delete(ref)
+
+    # ------------------------------------------------------------------ history
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        """True when ``ancestor`` is reachable from ``descendant`` (also when equal)."""
+        a, d = self._resolve(ancestor), self._resolve(descendant)
+        return a == d or self.pygit.descendant_of(d, a)
+
+    def commits_between(self, base: str, head: str) -> int:
+        """Commits reachable from ``head`` but not from ``base``."""
+        walker = self.pygit.walk(self._resolve(head))
+        walker.hide(self._resolve(base))
+        return sum(1 for _ in walker)
+
+    # ------------------------------------------------------------------ diffs
+    def _diff(self, base: str, head: str) -> pygit2.Diff:
+        base_tree = self.pygit[self._resolve(base)].peel(pygit2.Tree)
+        head_tree = self.pygit[self._resolve(head)].peel(pygit2.Tree)
+        diff = self.pygit.diff(base_tree, head_tree)
+        diff.find_similar()
+        return diff
+
+    def diff_stat(self, base: str, head: str) -> DiffStat:
+        stats = self._diff(base, head).stats
+        text = stats.format(DiffStatsFormat.FULL | DiffStatsFormat.INCLUDE_SUMMARY, 80)
+        return DiffStat(stats.files_changed, stats.insertions, stats.deletions, text)
+
+    def diff_text(self, base: str, head: str, max_bytes: int = 200_000) -> str:
+        """The unified diff, cut at ``max_bytes`` with a marker saying so."""
+        patch = self._diff(base, head).patch or ""
+        data = patch.encode("utf-8", "replace")
+        if len(data) <= max_bytes:
+            return patch
+        cut = data[:max_bytes].decode("utf-8", "ignore")
+        return f"{cut}\n[... diff truncated: {len(data) - max_bytes} more bytes]\n"
+
+    def changed_paths(self, base: str, head: str) -> list[str]:
+        paths: list[str] = []
+        for delta in self._diff(base, head).deltas:
+            for path in (delta.old_file.path, delta.new_file.path):
+                if path and path not in paths:
+                    paths.append(path)
+        return paths
+

@@ -1,0 +1,122 @@
+"""Running the target's verification command in its own process group.
+
+The command runs through the shell in a new session (so it leads its own
+process group). On timeout the whole group is killed, and once the command
+exits any stragglers it left behind are killed too, so nothing outlives a
+verification. Output (stdout and stderr interleaved) is kept bounded: the
+first quarter and the last three quarters of ``max_output_bytes``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+from anyio.abc import ByteReceiveStream
+
+from engine.gitops.cli import REDIRECTING_VARS
+
+DRAIN_SECONDS = 1.0
+
+
+@dataclass
+class VerificationResult:
+    status: str  # "passed" | "failed" | "timeout" | "error"
+    exit_code: int | None
+    output: str
+    duration_s: float
+
+
+class BoundedOutput:
+    """Keeps the head and the tail of a byte stream within ``limit`` bytes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(limit, 64)
+        self.head_limit = self.limit // 4
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.dropped = 0
+
+    def feed(self, data: bytes) -> None:
+        room = self.head_limit - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        self.tail += data
+        tail_limit = self.limit - self.head_limit
+        if len(self.tail) > tail_limit:
+            extra = len(self.tail) - tail_limit
+            del self.tail[:extra]
+            self.dropped += extra
+
+    def text(self) -> str:
+        if not self.dropped:
+            return (self.head + self.tail).decode("utf-8", "replace")
+        marker = f"\n[... {self.dropped} bytes of output omitted ...]\n".encode()
+        return (self.head + marker + self.tail).decode("utf-8", "replace")
+
+
+def _kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+async def _pump(stream: ByteReceiveStream, sink: BoundedOutput) -> None:
+    try:
+        async for chunk in stream:
+            sink.feed(chunk)
+    except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+        pass
+
+
+def verification_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in REDIRECTING_VARS}
+
+
+async def run_verification(
+    command: str, cwd: Path, timeout: float, max_output_bytes: int = 65536
+) -> VerificationResult:
+    """Run ``command`` in ``cwd``; ``passed`` on exit 0, ``timeout`` kills its process group."""
+    started = time.monotonic()
+    sink = BoundedOutput(max_output_bytes)
+    try:
+        process = await anyio.open_process(
+            command if isinstance(command, str) else list(command),
+            cwd=str(cwd), env=verification_env(), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    except OSError as exc:
+        return VerificationResult("error", None, f"cannot start {command!r}: {exc}", 0.0)
+
+    timed_out = False
+    try:
+        async with anyio.create_task_group() as tg:
+            assert process.stdout is not None
+            tg.start_soon(_pump, process.stdout, sink)
+            with anyio.move_on_after(timeout) as scope:
+                await process.wait()
+            timed_out = scope.cancelled_caught
+            # Kill the timed-out group, or the stragglers of a finished one; the pump then
+            # sees EOF. A writer that escaped the group cannot hold us past the drain limit.
+            _kill_group(process.pid)
+            tg.cancel_scope.deadline = anyio.current_time() + DRAIN_SECONDS
+    finally:
+        _kill_group(process.pid)
+        with anyio.CancelScope(shield=True):
+            await process.aclose()
+
+    duration = time.monotonic() - started
+    output = sink.text()
+    if timed_out:
+        note = f"\n[verification timed out after {timeout:g}s; process group killed]\n"
+        return VerificationResult("timeout", None, output + note, duration)
+    code = process.returncode
+    return VerificationResult("passed" if code == 0 else "failed", code, output, duration)
+
