@@ -77,7 +77,7 @@ class GitRepo:
         if not name.startswith(OWNED_PREFIX):
             raise GitError(f"refusing to move {name}: mission control only owns refs/heads/mc/*")
         self._refuse_if_checked_out_here(name)
-        self.pygit.references.create(name, pygit2.Oid(hex=sha), force=True, message=message)
+        self.pygit.create_reference_direct(name, pygit2.Oid(hex=sha), True, message=message)
 
     def compare_and_swap(self, ref: str, new: str, old: str, message: str) -> None:
         """Atomically move an owned ref from ``old`` to ``new`` (``git update-ref``)."""
