@@ -47,7 +47,8 @@ def add_overlap_dependencies(units: list[PlannedUnit]) -> int:
     """Add an edge between every two overlapping leaves; returns how many edges were added.
 
     Leaves are ordered by priority (1 first), then plan order; of two overlapping leaves
-    the later one depends on the earlier. No edge is added when one already depends on the
+    the later one depends on the earlier. Nearer predecessors are linked first, so a group of
+    leaves on one file becomes a chain. No edge is added when one already depends on the
     other (directly or transitively), so this never creates a cycle. Mutates
     ``unit.dependencies`` in place; inner nodes are left alone.
     """
@@ -57,7 +58,7 @@ def add_overlap_dependencies(units: list[PlannedUnit]) -> int:
     edges: dict[str, list[str]] = {u.key: u.dependencies for u in leaves}
     added = 0
     for j, later in enumerate(ordered):
-        for earlier in ordered[:j]:
+        for earlier in reversed(ordered[:j]):  # nearest first: chains, not stars
             if not hints_overlap(earlier.node.files_hint, later.node.files_hint):
                 continue
             if reaches(edges, later.key, earlier.key) or reaches(edges, earlier.key, later.key):
