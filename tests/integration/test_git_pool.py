@@ -1,0 +1,198 @@
+"""The worktree pool on real repositories: reuse, cleaning, waiting, commit_all, repair."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import anyio
+import pygit2
+import pytest
+from test_git_support import commit_on, git, init_repo
+
+from engine.gitops import GitError, GitRepo, WorkspacePool
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> tuple[GitRepo, str, str]:
+    path = tmp_path / "target"
+    c1 = init_repo(path, {"a.txt": "a1\n", "dir/b.txt": "b1\n", ".gitignore": "*.cache\n"})
+    c2 = commit_on(path, "main", {"a.txt": "a2\n", "dir/new.txt": "new\n"}, "second")
+    return GitRepo(path), c1, c2
+
+
+def pool_dir_of(repo: GitRepo) -> Path:
+    return repo.path / ".git" / "mc" / "pool"  # the default location: inside the git dir
+
+
+@pytest.mark.anyio
+async def test_acquire_gives_a_clean_workspace_on_a_fresh_branch(target) -> None:
+    repo, c1, c2 = target
+    pool = WorkspacePool(repo, pool_dir_of(repo), size=2)
+    ws = await pool.acquire("mc/unit/u-1", c1)
+    assert ws.path == pool.slot_path(ws.slot).resolve() and ws.slot == 0
+    assert (ws.path / "a.txt").read_text() == "a1\n"
+    assert not (ws.path / "dir" / "new.txt").exists()
+    assert repo.ref_head("mc/unit/u-1") == c1
+    assert git(ws.path, "rev-parse", "--abbrev-ref", "HEAD").strip() == "mc/unit/u-1"
+    assert git(ws.path, "status", "--porcelain") == ""
+    assert pool.head(ws) == c1
+    # git sees it as one of the target's worktrees
+    assert str(ws.path) in git(repo.path, "worktree", "list")
+    await pool.release(ws)
+
+
+@pytest.mark.anyio
+async def test_reuse_moves_to_the_new_base_and_removes_strays(target) -> None:
+    repo, c1, c2 = target
+    pool = WorkspacePool(repo, pool_dir_of(repo), size=1)
+    ws = await pool.acquire("mc/unit/a", c1)
+    (ws.path / "a.txt").write_text("edited by an agent\n")
+    (ws.path / "stray.txt").write_text("left behind\n")
+    (ws.path / "newdir" / "deep").mkdir(parents=True)
+    (ws.path / "newdir" / "deep" / "x.py").write_text("x\n")
+    (ws.path / "build.cache").write_text("ignored cache is kept\n")
+    git(ws.path, "add", "stray.txt")  # even staged files go
+    await pool.release(ws)
+    again = await pool.acquire("mc/unit/b", c2)
+    assert again.path == ws.path  # the same worktree, reused
+    assert (again.path / "a.txt").read_text() == "a2\n"
+    assert (again.path / "dir" / "new.txt").read_text() == "new\n"
+    assert not (again.path / "stray.txt").exists() and not (again.path / "newdir").exists()
+    assert (again.path / "build.cache").exists()
+    assert git(again.path, "status", "--porcelain") == ""
+    assert repo.ref_head("mc/unit/b") == c2
+    assert repo.ref_head("mc/unit/a") == c1  # released branch kept for the merge queue
+    await pool.release(again)
+
+
+@pytest.mark.anyio
+async def test_acquire_force_recreates_an_existing_branch(target) -> None:
+    repo, c1, c2 = target
+    pool = WorkspacePool(repo, pool_dir_of(repo), size=1)
+    ws = await pool.acquire("mc/unit/x", c2)
+    await pool.release(ws)
+    ws = await pool.acquire("mc/unit/x", c1)
+    assert repo.ref_head("mc/unit/x") == c1
+    await pool.release(ws)
+
+
+@pytest.mark.anyio
+async def test_acquire_waits_when_all_slots_are_busy(target) -> None:
+    repo, c1, _ = target
+    pool = WorkspacePool(repo, pool_dir_of(repo), size=1)
+    first = await pool.acquire("mc/unit/1", c1)
+    order: list[str] = []
+
+    async def second() -> None:
+        ws = await pool.acquire("mc/unit/2", c1)
+        order.append("second acquired")
+        await pool.release(ws)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(second)
+        await anyio.sleep(0.2)
+        order.append("releasing first")
+        await pool.release(first)
+    assert order == ["releasing first", "second acquired"]
+
+
+@pytest.mark.anyio
+async def test_slots_are_created_on_demand_up_to_size(target) -> None:
+    repo, c1, _ = target
+    pool = WorkspacePool(repo, pool_dir_of(repo), size=3)
+    a = await pool.acquire("mc/unit/a", c1)
+    b = await pool.acquire("mc/unit/b", c1)
+    assert {a.slot, b.slot} == {0, 1}
+    assert not pool.slot_path(2).exists()
+    await pool.release(a)
+    c = await pool.acquire("mc/unit/c", c1)
+    assert c.slot == 0  # an existing free slot is preferred
+    await pool.release(b)
+    await pool.release(c)
+
+
+@pytest.mark.anyio
+async def test_commit_all_commits_leftovers_as_mc_agent(target) -> None:
+    repo, c1, _ = target
+    pool = WorkspacePool(repo, pool_dir_of(repo), size=1)
+    ws = await pool.acquire("mc/unit/w", c1)
+    assert pool.commit_all(ws, "nothing") is None
+    (ws.path / "work.py").write_text("print('hi')\n")
+    (ws.path / "a.txt").unlink()
+    sha = pool.commit_all(ws, "mc: leftovers")
+    assert sha is not None and pool.head(ws) == sha == repo.ref_head("mc/unit/w")
+    commit = repo.pygit[pygit2.Oid(hex=sha)]
+    assert commit.author.name == "mc-agent" and commit.message == "mc: leftovers"
+    assert repo.changed_paths(c1, sha) == ["a.txt", "work.py"]
+    await pool.release(ws)
+
+
+@pytest.mark.anyio
+async def test_unknown_base_commit_is_a_git_error_and_frees_the_slot(target) -> None:
+    repo, c1, _ = target
+    pool = WorkspacePool(repo, pool_dir_of(repo), size=1)
+    with pytest.raises(GitError, match="not found"):
+        await pool.acquire("mc/unit/bad", "0" * 40)
+    ws = await pool.acquire("mc/unit/good", c1)  # the slot was given back
+    await pool.release(ws)
+
+
+@pytest.mark.anyio
+async def test_repair_prunes_and_repairs_stale_worktrees(target) -> None:
+    repo, c1, _ = target
+    pool_dir = pool_dir_of(repo)
+    pool = WorkspacePool(repo, pool_dir, size=3)
+    slots = [await pool.acquire(f"mc/unit/{i}", c1) for i in range(3)]
+    (slots[2].path / "junk").write_text("x")
+    # a crash: no release; slot 0 deleted from disk, slot 1's .git link broken,
+    # a stray directory, and a stale index.lock in slot 2's git dir
+    shutil.rmtree(slots[0].path)
+    (slots[1].path / ".git").write_text("gitdir: /nonexistent\n")
+    (pool_dir / "slot-9").mkdir()
+    lock = repo.path / ".git" / "worktrees" / "mc-slot-2" / "index.lock"
+    lock.write_text("")
+    fresh = WorkspacePool(repo, pool_dir, size=3)
+    notes = fresh.repair()
+    text = "\n".join(notes)
+    assert "pruned stale worktree mc-slot-0" in text
+    assert "removed broken worktree mc-slot-1" in text
+    assert "removed stale index.lock of mc-slot-2" in text
+    assert "removed stray directory" in text and not (pool_dir / "slot-9").exists()
+    assert not lock.exists()
+    assert "mc-slot-0" not in repo.pygit.list_worktrees()
+    # the kept slot no longer holds its branch, so it can be force-moved
+    assert not repo.pygit.branches.local["mc/unit/2"].is_checked_out()
+    for i in range(3):
+        ws = await fresh.acquire(f"mc/unit/again-{i}", c1)
+        assert git(ws.path, "status", "--porcelain") == ""
+    git(repo.path, "worktree", "prune")
+    assert git(repo.path, "worktree", "list").count("mc/pool") == 3
+
+
+@pytest.mark.anyio
+async def test_repair_prunes_slots_beyond_a_smaller_pool(target) -> None:
+    repo, c1, _ = target
+    pool = WorkspacePool(repo, pool_dir_of(repo), size=2)
+    a = await pool.acquire("mc/unit/a", c1)
+    b = await pool.acquire("mc/unit/b", c1)
+    await pool.release(a)
+    await pool.release(b)
+    notes = WorkspacePool(repo, pool_dir_of(repo), size=1).repair()
+    assert any("mc-slot-1" in n and "no longer part" in n for n in notes)
+    assert repo.pygit.list_worktrees() == ["mc-slot-0"]
+    assert not pool.slot_path(1).exists()
+
+
+def test_repair_leaves_the_users_own_worktrees_alone(target, tmp_path: Path) -> None:
+    repo, c1, _ = target
+    mine = tmp_path / "my-worktree"
+    git(repo.path, "worktree", "add", "-q", "-b", "mine", str(mine), c1)
+    notes = WorkspacePool(repo, pool_dir_of(repo), size=1).repair()
+    assert notes == []
+    assert mine.exists() and "my-worktree" in git(repo.path, "worktree", "list")

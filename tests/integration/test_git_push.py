@@ -1,0 +1,101 @@
+"""Pushing mc/green to a local bare remote: fast-forward only, rejections recorded, rebase on fetch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+from test_git_support import add_unit, commit_on, git, init_repo, open_store
+
+from engine.gitops import GitRepo, MergeQueue, fetch_remote, push_green
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def setup(tmp_path: Path):
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(remote))
+    path = tmp_path / "target"
+    init_repo(path)
+    git(path, "remote", "add", "origin", str(remote))
+    git(path, "push", "-q", "origin", "main")
+    repo = GitRepo(path)
+    repo.ensure_green("main")
+    store, mission = open_store(tmp_path / "mission.db")
+    queue = MergeQueue(repo, store, mission_id=mission, verify_command="true", verify_timeout=10,
+                       batch_size=4, verify_dir=tmp_path / "verify")
+    return tmp_path, remote, repo, store, mission, queue
+
+
+def _unit(repo: GitRepo, store, mission, queue: MergeQueue, uid: str) -> None:
+    head = commit_on(repo.path, f"mc/unit/{uid}", {f"{uid}.txt": uid}, uid, parent=repo.green_head())
+    add_unit(store, mission, uid)
+    queue.submit(uid, f"mc/unit/{uid}", head)
+
+
+def _remote_head(remote: Path) -> str:
+    return git(remote, "rev-parse", "refs/heads/main").strip()
+
+
+@pytest.mark.anyio
+async def test_push_fast_forwards_the_remote(setup) -> None:
+    _, remote, repo, store, mission, queue = setup
+    _unit(repo, store, mission, queue, "u1")
+    await queue.run_once()
+    result = await queue.push("origin", "main")
+    assert result.ok and not result.rejected
+    assert _remote_head(remote) == repo.green_head()
+    events = [e.payload for e in store.events_after(0) if e.kind == "push.result"]
+    assert events and events[-1]["ok"] is True
+    # nothing new: pushing again is a no-op success
+    assert (await push_green(repo.path, remote="origin", branch="main")).ok
+
+
+@pytest.mark.anyio
+async def test_rejected_push_is_reported_never_forced_then_rebased_on_the_remote(setup) -> None:
+    tmp, remote, repo, store, mission, queue = setup
+    # someone else moves the remote on
+    other = tmp / "other"
+    git(tmp, "clone", "-q", str(remote), str(other))
+    (other / "theirs.txt").write_text("theirs\n")
+    git(other, "add", "theirs.txt")
+    git(other, "commit", "-q", "-m", "theirs")
+    git(other, "push", "-q", "origin", "main")
+    theirs = _remote_head(remote)
+
+    _unit(repo, store, mission, queue, "u1")
+    await queue.run_once()
+    result = await queue.push("origin", "main")
+    assert not result.ok and result.rejected
+    assert "rejected" in result.output
+    assert _remote_head(remote) == theirs  # never forced
+    event = [e.payload for e in store.events_after(0) if e.kind == "push.result"][-1]
+    assert event["rejected"] is True and event["ok"] is False
+
+    merge_id = await queue.absorb_remote("origin", "main")
+    assert merge_id is not None
+    outcome = await queue.run_once()
+    assert [i.merge_id for i in outcome.promoted] == [merge_id]
+    assert repo.is_ancestor(theirs, repo.green_head())
+    assert (await queue.push("origin", "main")).ok
+    assert _remote_head(remote) == repo.green_head()
+    assert await queue.absorb_remote("origin", "main") is None  # already in mc/green
+
+
+@pytest.mark.anyio
+async def test_fetch_remote(setup) -> None:
+    _, remote, repo, *_ = setup
+    assert await fetch_remote(repo.path, "origin", "main") == _remote_head(remote)
+    assert await fetch_remote(repo.path, "origin", "no-such-branch") is None
+    assert await fetch_remote(repo.path, "nowhere", "main") is None
+
+
+def test_push_to_a_missing_remote_fails_without_claiming_rejection(setup) -> None:
+    _, _, repo, *_ = setup
+    result = anyio.run(lambda: push_green(repo.path, remote="nowhere", branch="main"))
+    assert not result.ok and not result.rejected and result.output
