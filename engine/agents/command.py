@@ -1,0 +1,165 @@
+"""The command backend: other agent CLIs (codex, gemini, aider) or a user-defined template.
+
+Each tool has an argv template and an output parser (:mod:`engine.agents.command_parsers`).
+A user template (``[agent] command = [...]``) may use ``{prompt_file}``, ``{workdir}``
+and ``{model}``; its output is plain text and its cost is reported as unknown. The
+prompt is always written to a private temp file and also given on stdin.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from engine.agents.command_parsers import PARSERS
+from engine.agents.process import Line, build_env, run_streaming
+from engine.agents.types import (
+    ERROR,
+    AgentBackend,
+    AgentEvent,
+    AgentRequest,
+    AgentResult,
+    AgentUnavailable,
+    EventCallback,
+    FailureReason,
+    emit,
+)
+
+INSTALL_HINTS = {
+    "codex": "install the Codex CLI (`npm install -g @openai/codex`) and set OPENAI_API_KEY",
+    "gemini": "install the Gemini CLI (`npm install -g @google/gemini-cli`) and set GEMINI_API_KEY",
+    "aider": "install aider (`pipx install aider-chat`) and set the API key of its model",
+    "command": "check the [agent] command template in mission-control.toml",
+}
+CLAUDE_ALIASES = ("sonnet", "opus", "haiku")
+MAX_STDERR_EVENTS = 100
+
+
+def _native_model(model: str) -> str | None:
+    """The model for a non-Claude CLI: Claude aliases/ids are dropped (use the CLI's default)."""
+    if not model or model in CLAUDE_ALIASES or model.startswith("claude"):
+        return None
+    return model
+
+
+def tool_argv(tool: str, request: AgentRequest) -> list[str]:
+    """The built-in argv template of ``tool`` (``{prompt_file}`` filled in later)."""
+    model = _native_model(request.model)
+    if tool == "codex":
+        argv = ["codex", "exec", "--json", "--skip-git-repo-check",
+                "--sandbox", "read-only" if request.read_only else "workspace-write"]
+        if model:
+            argv += ["-m", model]
+        return [*argv, "-"]  # "-": read the prompt from stdin
+    if tool == "gemini":
+        argv = ["gemini", "-o", "stream-json",
+                "--approval-mode", "plan" if request.read_only else "auto_edit"]
+        if model:
+            argv += ["-m", model]
+        return argv
+    if tool == "aider":
+        argv = ["aider", "--message-file", "{prompt_file}", "--yes-always", "--no-stream",
+                "--no-pretty", "--no-check-update", "--no-show-model-warnings"]
+        if request.read_only:
+            argv += ["--chat-mode", "ask"]
+        if request.model:
+            argv += ["--model", request.model]  # aider knows the sonnet/opus/haiku aliases
+        return argv
+    raise ValueError(f"unknown command tool {tool!r}")
+
+
+def fill_template(template: list[str], *, prompt_file: str, workdir: str, model: str) -> list[str]:
+    """Replace the three placeholders (plain text replacement, other braces stay)."""
+    out = []
+    for arg in template:
+        out.append(arg.replace("{prompt_file}", prompt_file).replace("{workdir}", workdir)
+                   .replace("{model}", model))
+    return out
+
+
+class CommandBackend(AgentBackend):
+    """Runs codex, gemini, aider or a user template and parses its output."""
+
+    def __init__(
+        self,
+        tool: str,
+        *,
+        template: list[str] | None = None,
+        kill_grace: float = 5.0,
+        env_passthrough: Iterable[str] = (),
+        env_deny: Iterable[str] = (),
+    ) -> None:
+        if tool not in PARSERS:
+            raise ValueError(f"unknown command tool {tool!r} (one of {', '.join(PARSERS)})")
+        self.tool = tool
+        self.name = tool
+        self.template = list(template or [])
+        self.kill_grace = kill_grace
+        self.env_passthrough = list(env_passthrough)
+        self.env_deny = list(env_deny)
+
+    def _env(self) -> dict[str, str]:
+        return build_env(passthrough=self.env_passthrough, deny=self.env_deny)
+
+    def _executable(self) -> str:
+        if self.tool == "command":
+            return self.template[0] if self.template else ""
+        return self.tool
+
+    def check_available(self) -> None:
+        if self.tool == "command" and not self.template:
+            raise AgentUnavailable(
+                "backend 'command' needs [agent] command = [\"tool\", \"{prompt_file}\", ...]")
+        exe = self._executable()
+        if shutil.which(exe, path=self._env().get("PATH")) is None:
+            raise AgentUnavailable(f"`{exe}` was not found on PATH: {INSTALL_HINTS[self.tool]}")
+
+    def build_argv(self, request: AgentRequest, prompt_file: str) -> list[str]:
+        template = self.template if self.tool == "command" else tool_argv(self.tool, request)
+        return fill_template(template, prompt_file=prompt_file, workdir=str(request.workdir),
+                             model=request.model)
+
+    async def run(
+        self, request: AgentRequest, on_event: EventCallback | None = None
+    ) -> AgentResult:
+        try:
+            self.check_available()
+        except AgentUnavailable as exc:
+            return AgentResult(status=ERROR, error=str(exc), summary=str(exc)[:200],
+                               failure_reason=FailureReason.NOT_FOUND)
+        parser = PARSERS[self.tool](model=_native_model(request.model) or request.model)
+        stderr_seen = 0
+
+        def on_line(line: Line) -> None:
+            nonlocal stderr_seen
+            if line.stream == "stderr":
+                stderr_seen += 1
+                if stderr_seen <= MAX_STDERR_EVENTS:
+                    emit(on_event, AgentEvent("stderr", line.text[:2000]))
+                return
+            for event in parser.feed(line.text, truncated=line.truncated, size=line.size):
+                emit(on_event, event)
+
+        text = request.prompt
+        if request.system_prompt:
+            text = f"{request.system_prompt}\n\n{text}"
+        fd, prompt_path = tempfile.mkstemp(prefix="mc-prompt-", suffix=".md")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            try:
+                outcome = await run_streaming(
+                    self.build_argv(request, prompt_path), cwd=request.workdir, env=self._env(),
+                    on_line=on_line, stdin=text.encode("utf-8"), timeout=request.timeout_s,
+                    kill_grace=self.kill_grace,
+                )
+            except OSError as exc:
+                return AgentResult(status=ERROR, error=f"could not start {self.tool}: {exc}",
+                                   failure_reason=FailureReason.CRASH, summary="could not start")
+        finally:
+            Path(prompt_path).unlink(missing_ok=True)
+        return parser.finish(exit_code=outcome.exit_code, timed_out=outcome.timed_out,
+                             stderr_tail=outcome.stderr_tail)

@@ -1,0 +1,310 @@
+"""Output parsers for the command backend: codex ``exec --json``, gemini ``-o stream-json``,
+aider (plain text) and plain user templates. Pure: lines in, events and a result out.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.agents.claude_stream import classify_failure
+from engine.agents.pricing import estimate_cost
+from engine.agents.types import (
+    COMPLETED,
+    ERROR,
+    FAILED,
+    TIMEOUT,
+    AgentEvent,
+    AgentResult,
+    FailureReason,
+    TokenUsage,
+    summarize,
+)
+
+CLIP = 4000
+_INFRA = frozenset({FailureReason.AUTH, FailureReason.USAGE_LIMIT, FailureReason.OVERLOADED,
+                    FailureReason.RATE_LIMIT})
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= CLIP else text[:CLIP] + "\u2026"
+
+
+def _n(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+@dataclass
+class OutputParser:
+    """Base: plain text output, cost unknown, status from the exit code."""
+
+    model: str | None = None
+    lines: list[str] = field(default_factory=list)
+    tokens: TokenUsage = field(default_factory=TokenUsage)
+    session_id: str | None = None
+    error: str | None = None
+    turns: int = 0
+    _size: int = 0
+
+    def feed(self, line: str, *, truncated: bool = False, size: int = 0) -> list[AgentEvent]:
+        if truncated:
+            return [AgentEvent("notice", f"output line of {size} bytes was cut")]
+        if self._size < 200_000:
+            self.lines.append(line)
+            self._size += len(line) + 1
+        return [AgentEvent("text", line)] if line.strip() else []
+
+    def final_text(self) -> str:
+        return "\n".join(self.lines).strip()
+
+    def cost(self) -> tuple[float | None, bool]:
+        return None, False  # unknown
+
+    def failure(self, exit_code: int | None, stderr: str) -> tuple[str, FailureReason | None, str]:
+        text = f"{self.error or ''} {stderr}"
+        reason = classify_failure(None, text)
+        if reason == FailureReason.API_ERROR:
+            reason = FailureReason.CRASH
+        status = ERROR if reason in _INFRA else FAILED
+        detail = self.error or "\n".join(stderr.strip().splitlines()[-5:])
+        return status, reason, f"exited with code {exit_code}" + (f": {detail}" if detail else "")
+
+    def succeeded(self, exit_code: int | None) -> bool:
+        return exit_code == 0 and self.error is None
+
+    def finish(self, *, exit_code: int | None, timed_out: bool = False,
+               stderr_tail: str = "") -> AgentResult:
+        cost, estimated = self.cost()
+        result = AgentResult(
+            status=COMPLETED, text=self.final_text(), cost_usd=cost, cost_estimated=estimated,
+            tokens=self.tokens, turns=self.turns or (1 if self.lines else 0),
+            session_id=self.session_id, exit_code=exit_code,
+        )
+        if timed_out:
+            result.status, result.failure_reason = TIMEOUT, FailureReason.TIMEOUT
+            result.error = "timed out; the agent was killed"
+        elif not self.succeeded(exit_code):
+            result.status, result.failure_reason, result.error = self.failure(exit_code, stderr_tail)
+        result.summary = summarize(result.text if result.status == COMPLETED else result.error or "")
+        return result
+
+
+@dataclass
+class CodexParser(OutputParser):
+    """``codex exec --json``: thread/turn/item events; usage on turn.completed; no cost."""
+
+    messages: list[str] = field(default_factory=list)
+    turn_failed: bool = False
+
+    def feed(self, line: str, *, truncated: bool = False, size: int = 0) -> list[AgentEvent]:
+        if truncated:
+            return [AgentEvent("notice", f"output line of {size} bytes was cut")]
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            return [AgentEvent("notice", f"ignored a non-JSON line: {line[:200]}")] if line.strip() else []
+        if not isinstance(obj, dict):
+            return []
+        kind = obj.get("type")
+        if kind == "thread.started":
+            self.session_id = obj.get("thread_id")
+            return [AgentEvent("init", f"codex thread {self.session_id}",
+                               data={"session_id": self.session_id})]
+        if kind == "turn.completed":
+            usage = obj.get("usage") if isinstance(obj.get("usage"), dict) else {}
+            cached = _n(usage.get("cached_input_tokens"))
+            self.tokens = self.tokens + TokenUsage(
+                input=max(_n(usage.get("input_tokens")) - cached, 0),
+                output=_n(usage.get("output_tokens")), cache_read=cached)
+            self.turns += 1
+            return [AgentEvent("usage", f"tokens in {self.tokens.input} out {self.tokens.output}",
+                               data={"total": self.tokens.as_dict()})]
+        if kind == "turn.failed":
+            err = obj.get("error") if isinstance(obj.get("error"), dict) else {}
+            self.error = str(err.get("message") or "turn failed")
+            self.turn_failed = True
+            return [AgentEvent("notice", f"turn failed: {self.error}")]
+        if kind == "error":
+            message = str(obj.get("message", "error"))
+            if re.search(r"reconnect|retrying", message, re.I):
+                return [AgentEvent("retry", message)]
+            self.error = message
+            return [AgentEvent("notice", message)]
+        if kind in ("item.started", "item.updated", "item.completed"):
+            return self._item(kind, obj.get("item"))
+        return []
+
+    def _item(self, kind: str, item: Any) -> list[AgentEvent]:
+        if not isinstance(item, dict):
+            return []
+        itype = item.get("type") or item.get("item_type")  # before codex PR #4525: item_type
+        if kind == "item.started":
+            if itype == "command_execution":
+                return [AgentEvent("tool_use", str(item.get("command", "")), tool="shell")]
+            return []
+        if kind != "item.completed":
+            return []
+        if itype in ("agent_message", "assistant_message"):
+            text = str(item.get("text", ""))
+            self.messages.append(text)
+            return [AgentEvent("text", text)]
+        if itype == "reasoning":
+            return [AgentEvent("thinking", str(item.get("text", "")))]
+        if itype == "command_execution":
+            return [AgentEvent("tool_result", _clip(str(item.get("aggregated_output", ""))),
+                               tool="shell", data={"exit_code": item.get("exit_code"),
+                                                   "is_error": item.get("exit_code") not in (0, None)})]
+        if itype == "file_change":
+            changes = item.get("changes") if isinstance(item.get("changes"), list) else []
+            paths = ", ".join(f"{c.get('kind')} {c.get('path')}" for c in changes if isinstance(c, dict))
+            return [AgentEvent("tool_use", paths, tool="apply_patch"),
+                    AgentEvent("tool_result", str(item.get("status", "")), tool="apply_patch")]
+        if itype == "mcp_tool_call":
+            return [AgentEvent("tool_use", f"{item.get('server')}.{item.get('tool')}",
+                               tool="mcp", data={"status": item.get("status")})]
+        if itype == "error":
+            return [AgentEvent("notice", str(item.get("message", "")))]
+        return []
+
+    def final_text(self) -> str:
+        return self.messages[-1] if self.messages else ""
+
+    def cost(self) -> tuple[float | None, bool]:
+        usd = estimate_cost(self.model, self.tokens)
+        return usd, usd is not None
+
+    def succeeded(self, exit_code: int | None) -> bool:
+        return exit_code == 0 and not self.turn_failed
+
+
+GEMINI_EXIT = {41: FailureReason.AUTH, 42: FailureReason.BAD_OUTPUT, 52: FailureReason.CRASH,
+               53: FailureReason.MAX_TURNS, 54: FailureReason.CRASH, 130: FailureReason.CANCELLED}
+
+
+@dataclass
+class GeminiParser(OutputParser):
+    """``gemini -o stream-json``: init/message/tool_use/tool_result/error/result events."""
+
+    chunks: list[str] = field(default_factory=list)
+    result_status: str | None = None
+
+    def feed(self, line: str, *, truncated: bool = False, size: int = 0) -> list[AgentEvent]:
+        if truncated:
+            return [AgentEvent("notice", f"output line of {size} bytes was cut")]
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            return [AgentEvent("notice", f"ignored a non-JSON line: {line[:200]}")] if line.strip() else []
+        if not isinstance(obj, dict):
+            return []
+        kind = obj.get("type")
+        if kind == "init":
+            self.session_id = obj.get("session_id")
+            if isinstance(obj.get("model"), str):
+                self.model = obj["model"] if obj["model"] != "auto" else self.model
+            return [AgentEvent("init", f"gemini session {self.session_id}",
+                               data={"session_id": self.session_id, "model": obj.get("model")})]
+        if kind == "message" and obj.get("role") == "assistant":
+            text = str(obj.get("content", ""))
+            if not obj.get("delta"):
+                self.chunks.append("\n")
+            self.chunks.append(text)
+            return [AgentEvent("text", text, data={"delta": bool(obj.get("delta"))})]
+        if kind == "tool_use":
+            self.turns += 1
+            return [AgentEvent("tool_use", _clip(json.dumps(obj.get("parameters"), default=str)),
+                               tool=str(obj.get("tool_name", "tool")))]
+        if kind == "tool_result":
+            output = obj.get("output") if obj.get("status") != "error" else obj.get("error")
+            return [AgentEvent("tool_result", _clip(str(output or "")),
+                               data={"is_error": obj.get("status") == "error"})]
+        if kind == "error":
+            self.error = str(obj.get("message") or obj.get("error") or "error")
+            return [AgentEvent("notice", self.error)]
+        if kind == "result":
+            self.result_status = obj.get("status")
+            if obj.get("status") == "error":
+                err = obj.get("error")
+                self.error = str(err.get("message") if isinstance(err, dict) else err or "error")
+            stats = obj.get("stats") if isinstance(obj.get("stats"), dict) else {}
+            cached = _n(stats.get("cached"))
+            self.tokens = TokenUsage(
+                input=max(_n(stats.get("input_tokens")) - cached, 0),
+                output=_n(stats.get("output_tokens")), cache_read=cached)
+            return [AgentEvent("usage", f"tokens in {self.tokens.input} out {self.tokens.output}",
+                               data={"total": self.tokens.as_dict()})]
+        return []
+
+    def final_text(self) -> str:
+        return "".join(self.chunks).strip()
+
+    def cost(self) -> tuple[float | None, bool]:
+        usd = estimate_cost(self.model, self.tokens)
+        return usd, usd is not None
+
+    def succeeded(self, exit_code: int | None) -> bool:
+        return exit_code == 0 and self.result_status != "error"
+
+    def failure(self, exit_code: int | None, stderr: str) -> tuple[str, FailureReason | None, str]:
+        if exit_code in GEMINI_EXIT:
+            reason = GEMINI_EXIT[exit_code]  # type: ignore[index]
+            detail = self.error or "\n".join(stderr.strip().splitlines()[-3:])
+            status = ERROR if reason == FailureReason.AUTH else FAILED
+            return status, reason, f"gemini exited with code {exit_code}: {detail}"
+        return super().failure(exit_code, stderr)
+
+
+_AIDER_TOKENS = re.compile(
+    r"Tokens:\s*([\d.,]+[kKmM]?)\s+sent(?:,\s*([\d.,]+[kKmM]?)\s+cache write)?"
+    r"(?:,\s*([\d.,]+[kKmM]?)\s+cache hit)?,\s*([\d.,]+[kKmM]?)\s+received"
+)
+_AIDER_COST = re.compile(r"Cost:\s*\$([\d.]+)\s+message,\s*\$([\d.]+)\s+session")
+
+
+def parse_count(text: str | None) -> int:
+    """Aider's rounded counts: "1.2k" -> 1200, "3M" -> 3000000."""
+    if not text:
+        return 0
+    text = text.replace(",", "").strip()
+    factor = {"k": 1_000, "m": 1_000_000}.get(text[-1].lower(), 1)
+    number = text[:-1] if factor > 1 else text
+    try:
+        return int(float(number) * factor)
+    except ValueError:
+        return 0
+
+
+@dataclass
+class AiderParser(OutputParser):
+    """aider ``--message``: plain text; ``Tokens: ... Cost: $x message, $y session`` lines."""
+
+    session_cost: float | None = None
+
+    def feed(self, line: str, *, truncated: bool = False, size: int = 0) -> list[AgentEvent]:
+        events = super().feed(line, truncated=truncated, size=size)
+        tokens = _AIDER_TOKENS.search(line)
+        if tokens:
+            sent, cache_write, cache_hit, received = tokens.groups()
+            self.tokens = self.tokens + TokenUsage(
+                input=parse_count(sent), output=parse_count(received),
+                cache_write=parse_count(cache_write), cache_read=parse_count(cache_hit))
+            self.turns += 1
+        cost = _AIDER_COST.search(line)
+        if cost:
+            self.session_cost = float(cost.group(2))
+        if tokens or cost:
+            events.append(AgentEvent("usage", line.strip(), data={"total": self.tokens.as_dict()}))
+        return events
+
+    def cost(self) -> tuple[float | None, bool]:
+        if self.session_cost is not None:
+            return self.session_cost, False
+        usd = estimate_cost(self.model, self.tokens)
+        return usd, usd is not None
+
+
+PARSERS: dict[str, type[OutputParser]] = {
+    "codex": CodexParser, "gemini": GeminiParser, "aider": AiderParser, "command": OutputParser,
+}

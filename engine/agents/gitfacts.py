@@ -1,0 +1,72 @@
+"""Small git facts about an agent's worktree (git CLI, run through anyio).
+
+Used after a session to save uncommitted work and to judge the outcome when the
+worker did not report one: commits since the base, files changed, head commit.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+
+AGENT_NAME = "mc-agent"
+AGENT_EMAIL = "mc-agent@mission-control.invalid"
+
+
+class GitError(RuntimeError):
+    pass
+
+
+def _git_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(
+        GIT_AUTHOR_NAME=AGENT_NAME, GIT_AUTHOR_EMAIL=AGENT_EMAIL,
+        GIT_COMMITTER_NAME=AGENT_NAME, GIT_COMMITTER_EMAIL=AGENT_EMAIL,
+        GIT_TERMINAL_PROMPT="0",
+    )
+    return env
+
+
+async def git(workdir: Path, *args: str, check: bool = True) -> str:
+    """Run ``git -C workdir args...``; returns stdout (stripped)."""
+    result = await anyio.run_process(
+        ["git", "-c", "commit.gpgsign=false", "-C", str(workdir), *args],
+        check=False, env=_git_env(), stdin=subprocess.DEVNULL,
+    )
+    out = result.stdout.decode("utf-8", errors="replace")
+    if check and result.returncode != 0:
+        err = result.stderr.decode("utf-8", errors="replace").strip()
+        raise GitError(f"git {' '.join(args)} failed ({result.returncode}): {err or out}")
+    return out.strip()
+
+
+async def is_dirty(workdir: Path) -> bool:
+    return bool(await git(workdir, "status", "--porcelain", "--untracked-files=all"))
+
+
+async def commit_all(workdir: Path, message: str) -> str | None:
+    """``git add -A`` and commit as mc-agent; returns the new sha, or None if nothing changed."""
+    if not await is_dirty(workdir):
+        return None
+    await git(workdir, "add", "-A")
+    await git(workdir, "commit", "-q", "--no-verify", "-m", message)
+    return await git(workdir, "rev-parse", "HEAD")
+
+
+@dataclass
+class GitFacts:
+    head_commit: str
+    commits: int
+    files_changed: list[str] = field(default_factory=list)
+
+
+async def facts_since(workdir: Path, base_commit: str) -> GitFacts:
+    """Commits and changed files between ``base_commit`` and HEAD."""
+    head = await git(workdir, "rev-parse", "HEAD")
+    count = int(await git(workdir, "rev-list", "--count", f"{base_commit}..HEAD") or 0)
+    names = await git(workdir, "diff", "--name-only", base_commit, "HEAD")
+    return GitFacts(head, count, [n for n in names.splitlines() if n])
