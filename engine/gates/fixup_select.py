@@ -61,10 +61,7 @@ def parse_test_counts(output: str, *, exit_code: int | None = None) -> tuple[int
             ran = int(match.group(1))
         elif ran is not None and (match := _UNITTEST_RESULT.match(line)):
             found = True
-            details = dict(
-                (key.strip(), int(value))
-                for key, value in re.findall(r"(\w+)=(\d+)", match.group(2) or "")
-            )
+            details = _unittest_details(match.group(2) or "")
             bad = details.get("failures", 0) + details.get("errors", 0)
             bad += details.get("unexpected_successes", 0)
             skipped = details.get("skipped", 0) + details.get("expected_failures", 0)
@@ -76,6 +73,16 @@ def parse_test_counts(output: str, *, exit_code: int | None = None) -> tuple[int
     if exit_code is None:
         return 0, 0
     return (1, 0) if exit_code == 0 else (0, 1)
+
+
+def _unittest_details(text: str) -> dict[str, int]:
+    """``"failures=2, expected failures=1"`` -> ``{"failures": 2, "expected_failures": 1}``."""
+    details: dict[str, int] = {}
+    for part in text.split(","):
+        key, _, value = part.partition("=")
+        if value.strip().isdigit():
+            details[key.strip().replace(" ", "_")] = int(value)
+    return details
 
 
 def count_lint_errors(output: str) -> int:
