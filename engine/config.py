@@ -76,42 +76,48 @@ class PlannerConfig(Section):
 
 
 class ContinuousConfig(Section):
-    max_wall_time_seconds: float = Field(7200.0, gt=0)
-    min_ambition_score: float = Field(4.0, ge=0, le=10)
-    max_replan_attempts: int = Field(2, ge=0)
-    verify_objective_completion: bool = True
-    max_objective_checks: int = Field(3, ge=1)
+    max_wall_time_seconds: float = Field(7200.0, gt=0, description="Stop the mission after this long.")
+    min_ambition_score: float = Field(
+        4.0, ge=0, le=10, description="Plans scoring below this (1-10) are sent back."
+    )
+    max_replan_attempts: int = Field(2, ge=0, description="Replans after an ambition rejection.")
+    verify_objective_completion: bool = Field(
+        True, description="Ask the check model whether the objective is met before ending."
+    )
+    max_objective_checks: int = Field(3, ge=1, description="Objective checks per mission.")
 
 
 class ReviewConfig(Section):
-    gate_completion: bool = True
-    min_review_score: float = Field(6.0, ge=0, le=10)
+    gate_completion: bool = Field(True, description="Review each unit's diff before the merge queue.")
+    min_review_score: float = Field(6.0, ge=0, le=10, description="Units scoring below this are retried.")
     max_review_retries: int = Field(1, ge=0, description="Retries of a unit rejected by review.")
 
 
 class GreenBranchConfig(Section):
-    auto_push: bool = False
+    auto_push: bool = Field(False, description="Push mc/green after promotion (fast-forward only).")
     push_branch: str = Field("main", description="Remote branch that mc/green is pushed to.")
     remote: str = Field("origin", description="Remote to push to.")
-    fixup_max_attempts: int = Field(2, ge=0)
-    fixup_candidates: int = Field(3, ge=1, le=8)
+    fixup_max_attempts: int = Field(2, ge=0, description="Fixup rounds before a unit goes back to the planner.")
+    fixup_candidates: int = Field(3, ge=1, le=8, description="Agents trying different fixes in parallel.")
 
 
 class DiscoveryConfig(Section):
-    enabled: bool = False
-    tracks: list[str] = Field(default_factory=lambda: ["quality", "tests", "security"])
-    research_enabled: bool = False
+    enabled: bool = Field(False, description="Auto-discovery of follow-up work (not available yet).")
+    tracks: list[str] = Field(
+        default_factory=lambda: ["quality", "tests", "security"], description="Discovery tracks."
+    )
+    research_enabled: bool = Field(False, description="Let discovery research on the web.")
 
 
 class ModelsConfig(Section):
-    planner: str = "opus"
-    reviewer: str = "sonnet"
-    strategist: str = "opus"
+    planner: str = Field("opus", description="Model for planning and the ambition gate.")
+    reviewer: str = Field("sonnet", description="Model for reviews and the objective check.")
+    strategist: str = Field("opus", description="Model proposing the next objective.")
 
 
 class TelegramConfig(Section):
-    enabled: bool = False
-    chat_id: str = ""
+    enabled: bool = Field(False, description="Telegram approvals (not available yet).")
+    chat_id: str = Field("", description="Chat that receives approval requests.")
     token_env: str = Field(
         "MC_TELEGRAM_TOKEN", description="Environment variable holding the bot token."
     )
@@ -121,8 +127,10 @@ HitlGate = Literal["push", "large_merge", "plan", "fixup"]
 
 
 class HitlConfig(Section):
-    enabled: bool = True
-    gates: list[HitlGate] = Field(default_factory=lambda: ["push"])
+    enabled: bool = Field(True, description="Human approval gates on or off.")
+    gates: list[HitlGate] = Field(
+        default_factory=lambda: ["push"], description="Gated actions: push, large_merge."
+    )
     poll_timeout: float = Field(300.0, gt=0, description="Seconds before the safe default (deny).")
     large_merge_lines: int = Field(500, ge=1, description="Diff size that counts as large.")
     approval_file: Path | None = Field(None, description="File the engine also polls for answers.")
@@ -130,34 +138,38 @@ class HitlConfig(Section):
 
 
 class SpeculationConfig(Section):
-    enabled: bool = False
-    branch_count: int = Field(2, ge=1, le=8)
-    selection: Literal["tests", "review", "smallest_diff"] = "tests"
+    enabled: bool = Field(False, description="Speculative branches per unit (not available yet).")
+    branch_count: int = Field(2, ge=1, le=8, description="Branches per unit when enabled.")
+    selection: Literal["tests", "review", "smallest_diff"] = Field(
+        "tests", description="How the winning branch is chosen."
+    )
 
 
 class DegradationConfig(Section):
-    enabled: bool = True
-    failure_threshold: int = Field(3, ge=1)
-    reset_timeout: float = Field(60.0, gt=0)
-    fallback_strategy: Literal["reduce_workers", "fallback_model", "pause"] = "reduce_workers"
+    enabled: bool = Field(True, description="Circuit breaker on consecutive agent failures.")
+    failure_threshold: int = Field(3, ge=1, description="Consecutive failures that open the breaker.")
+    reset_timeout: float = Field(60.0, gt=0, description="Seconds before dispatch is tried again.")
+    fallback_strategy: Literal["reduce_workers", "fallback_model", "pause"] = Field(
+        "reduce_workers", description="What an open breaker does."
+    )
 
 
 class EpisodicMemoryConfig(Section):
-    enabled: bool = True
-    max_episodes: int = Field(200, ge=1)
-    similarity_threshold: float = Field(0.3, ge=0, le=1)
+    enabled: bool = Field(True, description="Feed outcomes of earlier missions to the planner.")
+    max_episodes: int = Field(200, ge=1, description="Episodes kept.")
+    similarity_threshold: float = Field(0.3, ge=0, le=1, description="Minimum relevance to recall.")
 
 
 class A2AConfig(Section):
-    enabled: bool = False
-    host: str = "127.0.0.1"
-    port: int = Field(8765, ge=1, le=65535)
+    enabled: bool = Field(False, description="Agent-to-agent server (not available yet).")
+    host: str = Field("127.0.0.1", description="Bind address (loopback by default).")
+    port: int = Field(8765, ge=1, le=65535, description="Port.")
 
 
 class TracingConfig(Section):
-    enabled: bool = False
-    endpoint: str = "http://127.0.0.1:4318"
-    service_name: str = "mission-control"
+    enabled: bool = Field(False, description="OpenTelemetry export (not available yet).")
+    endpoint: str = Field("http://127.0.0.1:4318", description="OTLP endpoint.")
+    service_name: str = Field("mission-control", description="Service name on spans.")
 
 
 # --------------------------------------------------------------------------- additions
@@ -193,8 +205,8 @@ class StateConfig(Section):
 
 
 class DashboardConfig(Section):
-    host: str = "127.0.0.1"
-    port: int = Field(8780, ge=1, le=65535)
+    host: str = Field("127.0.0.1", description="Bind address of the web dashboard.")
+    port: int = Field(8780, ge=1, le=65535, description="Port of the web dashboard.")
 
 
 class UiConfig(Section):
@@ -433,6 +445,27 @@ def format_validation_error(exc: ValidationError, path: Path | None) -> str:
     where = f"{path}: " if path else ""
     header = f"{where}invalid configuration ({len(lines)} problem{'s' if len(lines) != 1 else ''})"
     return header + "\n  " + "\n  ".join(lines)
+
+
+UNAVAILABLE_FEATURES: tuple[tuple[str, str], ...] = (
+    ("discovery.enabled", "auto-discovery"),
+    ("speculation.enabled", "speculative branches"),
+    ("a2a.enabled", "the A2A server"),
+    ("tracing.enabled", "OpenTelemetry tracing"),
+    ("hitl.telegram.enabled", "Telegram approvals"),
+)
+
+
+def unavailable_notes(config: MissionConfig) -> list[str]:
+    """Keys switched on for features this version does not have yet (said, never silently ignored)."""
+    notes = []
+    for key, feature in UNAVAILABLE_FEATURES:
+        owner: Any = config
+        for part in key.split("."):
+            owner = getattr(owner, part)
+        if owner:
+            notes.append(f"{key} = true: {feature} is not available in this version and has no effect")
+    return notes
 
 
 def summary(config: MissionConfig) -> dict[str, str]:

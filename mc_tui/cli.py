@@ -10,11 +10,19 @@ import click
 from rich.console import Console
 
 from engine import __version__
-from engine.config import DEFAULT_CONFIG_NAME, ConfigError, MissionConfig, load_config, summary
+from engine.config import (
+    DEFAULT_CONFIG_NAME,
+    ConfigError,
+    MissionConfig,
+    load_config,
+    summary,
+    unavailable_notes,
+)
 from engine.config_template import write_template
 from engine.store import Store, StoreError
 from mc_tui import reports
-from mc_tui.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from mc_tui.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+
 
 def console() -> Console:
     """A console per call, so the terminal width is read when a command runs."""
@@ -62,16 +70,70 @@ def open_store_or_none(config: MissionConfig) -> Store | None:
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", "-V", prog_name="mc")
 @config_option
+@click.option("--no-ui", is_flag=True, help="Run the mission headless (Rich output) instead of the TUI.")
+@click.option("--json", "json_mode", is_flag=True, help="Headless: one JSON event per line.")
+@click.option("--yes", "-y", is_flag=True, help="Approve every HITL gate automatically.")
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path) -> None:
+def cli(ctx: click.Context, config_path: Path, no_ui: bool, json_mode: bool, yes: bool) -> None:
     """Mission Control: run a fleet of AI coding agents against one git repository.
 
-    Agents work in isolated worktrees; only verified code reaches the mc/green branch.
+    Without a command, `mc` runs the mission of ./mission-control.toml in the
+    terminal UI (`mc --no-ui`: headless). Agents work in isolated worktrees; only
+    verified code reaches the mc/green branch.
     """
     ctx.ensure_object(dict)
-    ctx.obj["config_path"] = config_path
     if ctx.invoked_subcommand is None:
-        click.echo(ctx.get_help())
+        config = load_or_exit(config_path)
+        sys.exit(launch_mission(config, ui=not (no_ui or json_mode), json_mode=json_mode, yes=yes))
+
+
+def launch_mission(
+    config: MissionConfig,
+    *,
+    ui: bool,
+    json_mode: bool = False,
+    yes: bool = False,
+    chain: bool = False,
+    resume: bool = False,
+    after: Any = None,
+) -> int:
+    """Run a mission in the TUI or headless; returns the exit code."""
+    import anyio
+
+    from engine.controller import Controller, MissionSetupError, run_mission
+
+    store = Store(config.db_path())
+    controller = Controller(config, store, auto_approve=yes, chain=chain, resume=resume)
+    try:
+        controller.prepare()  # fail fast (no repo, missing agent CLI, busy mission) before any UI
+    except MissionSetupError as exc:
+        store.close()
+        fail(str(exc))
+
+    async def engine() -> Any:
+        return await run_mission(controller)
+
+    try:
+        if ui:
+            from mc_tui.app import run_tui
+
+            async def engine_code() -> int:
+                return (await engine()).exit_code
+
+            code = run_tui(store, config=config, engine=engine_code,
+                           mission_id=controller.mission_id)
+        else:
+            from mc_tui.headless import run_headless
+
+            try:
+                code = anyio.run(lambda: run_headless(store, config, engine, json_mode=json_mode))
+            except KeyboardInterrupt:
+                code = EXIT_INTERRUPTED
+        if after is not None:
+            after()
+        return code
+    finally:
+        store.close()
 
 
 @cli.command("init")
@@ -95,6 +157,8 @@ def validate_config_cmd(config_path: Path) -> None:
     console().print(f"[bold green]OK[/] {config_path}")
     for key, value in summary(config).items():
         console().print(f"  {key:<13} {value}", highlight=False)
+    for note in unavailable_notes(config):
+        console().print(f"  [yellow]note[/]          {note}", highlight=False)
 
 
 @cli.command("status")
@@ -122,6 +186,137 @@ def history_cmd(config_path: Path, limit: int) -> None:
         return
     with store:
         reports.print_history(console(), store, limit=limit)
+
+
+@cli.command("mission")
+@config_option
+@click.option("--workers", "-w", type=click.IntRange(1, 64), help="Override scheduler.parallel.num_workers.")
+@click.option("--objective", help="Override target.objective.")
+@click.option("--chain", is_flag=True, help="When done, start the strategist's next objective.")
+@click.option("--resume", is_flag=True, help="Continue the interrupted mission of this store.")
+@click.option("--no-ui", is_flag=True, help="Headless: Rich output instead of the TUI.")
+@click.option("--json", "json_mode", is_flag=True, help="Headless: one JSON event per line.")
+@click.option("--yes", "-y", is_flag=True, help="Approve every HITL gate automatically.")
+def mission_cmd(
+    config_path: Path, workers: int | None, objective: str | None, chain: bool, resume: bool,
+    no_ui: bool, json_mode: bool, yes: bool,
+) -> None:
+    """Run a mission: plan, dispatch agents, review, merge, verify, promote."""
+    overrides: dict[str, Any] = {}
+    if workers:
+        overrides["scheduler"] = {"parallel": {"num_workers": workers}}
+    if objective:
+        overrides["target"] = {"objective": objective}
+    config = load_or_exit(config_path, **overrides)
+    sys.exit(launch_mission(config, ui=not (no_ui or json_mode), json_mode=json_mode, yes=yes,
+                            chain=chain, resume=resume))
+
+
+@cli.command("demo")
+@click.option("--dir", "demo_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where to create the demo (default: a new temp folder).")
+@click.option("--no-ui", is_flag=True, help="Headless: Rich output instead of the TUI.")
+@click.option("--json", "json_mode", is_flag=True, help="Headless: one JSON event per line.")
+@click.option("--yes", "-y", is_flag=True, help="Approve the push gate automatically.")
+@click.option("--workers", "-w", type=click.IntRange(1, 16), default=3, show_default=True)
+def demo_cmd(demo_dir: Path | None, no_ui: bool, json_mode: bool, yes: bool, workers: int) -> None:
+    """Run the whole pipeline on a bundled example repo with scripted agents (no API key)."""
+    from engine.demo import DemoError, prepare_demo
+
+    try:
+        config_path = prepare_demo(demo_dir)
+    except DemoError as exc:
+        fail(str(exc))
+        return
+    config = load_or_exit(config_path, scheduler={"parallel": {"num_workers": workers}})
+    repo = config.target.path
+
+    def where() -> None:
+        console().print(
+            f"\ndemo repo: [bold]{repo}[/]  (try: git -C {repo} log --oneline --graph mc/green)\n"
+            f"config:    {config_path}   status: mc status --config {config_path}",
+            highlight=False,
+        )
+
+    if not json_mode:
+        console().print(f"demo prepared in {config_path.parent}", highlight=False)
+    sys.exit(launch_mission(config, ui=not (no_ui or json_mode), json_mode=json_mode, yes=yes,
+                            after=where))
+
+
+@cli.command("summary")
+@config_option
+@click.option("--mission", "mission_id", type=int, help="Mission id (default: the latest).")
+def summary_cmd(config_path: Path, mission_id: int | None) -> None:
+    """Units, merges, verifications and cost per model of a mission."""
+    config = load_or_exit(config_path, require_file=False)
+    store = open_store_or_none(config)
+    if store is None or store.latest_mission() is None:
+        console().print("no missions yet")
+        return
+    with store:
+        reports.print_summary(console(), store, mission_id)
+
+
+@cli.command("report")
+@config_option
+@click.option("--mission", "mission_id", type=int, help="Mission id (default: the latest).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write here (default: mc-report-<id>.json in the state dir).")
+def report_cmd(config_path: Path, mission_id: int | None, output: Path | None) -> None:
+    """Write the post-mission JSON report (objective, outcome, units, merges, cost, timings)."""
+    import json
+
+    from engine.report import build_report
+
+    config = load_or_exit(config_path, require_file=False)
+    store = open_store_or_none(config)
+    if store is None or store.latest_mission() is None:
+        fail("no missions yet", EXIT_FAILED)
+        return
+    with store:
+        mission = store.get("missions", mission_id) if mission_id else store.latest_mission()
+        if mission is None:
+            fail(f"mission {mission_id} does not exist")
+            return
+        report = build_report(store, mission["id"])
+    output = output or config.state_dir() / f"mc-report-{mission['id']}.json"
+    output.write_text(json.dumps(report, indent=2, default=str))
+    console().print(f"wrote {output}", highlight=False)
+
+
+def _decide(config_path: Path, approval_id: int, approved: bool) -> None:
+    config = load_or_exit(config_path, require_file=False)
+    store = open_store_or_none(config)
+    if store is None:
+        fail("no mission store here yet")
+        return
+    with store:
+        row = store.get("approvals", approval_id)
+        if row is None:
+            fail(f"approval {approval_id} does not exist")
+            return
+        if not store.decide_approval(approval_id, approved, by="cli"):
+            fail(f"approval {approval_id} was already decided: {row['status']}", EXIT_FAILED)
+            return
+    console().print(f"approval {approval_id} ({row['gate']}: {row['title']}): "
+                    f"{'approved' if approved else 'denied'}", highlight=False)
+
+
+@cli.command("approve")
+@config_option
+@click.argument("approval_id", type=int)
+def approve_cmd(config_path: Path, approval_id: int) -> None:
+    """Approve a pending HITL gate."""
+    _decide(config_path, approval_id, True)
+
+
+@cli.command("deny")
+@config_option
+@click.argument("approval_id", type=int)
+def deny_cmd(config_path: Path, approval_id: int) -> None:
+    """Deny a pending HITL gate."""
+    _decide(config_path, approval_id, False)
 
 
 def main(argv: list[str] | None = None) -> None:

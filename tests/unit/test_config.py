@@ -253,3 +253,20 @@ def test_template_refuses_overwrite(tmp_path: Path) -> None:
 def test_template_comments_every_section() -> None:
     text = render_template()
     assert text.count("#") > 40
+
+
+def test_docs_config_md_is_current() -> None:
+    from engine.config_docs import render_reference
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "config.md"
+    assert docs.read_text() == render_reference(), (
+        "docs/config.md is stale: run `uv run python -m engine.config_docs > docs/config.md`"
+    )
+
+
+def test_unavailable_features_are_reported(tmp_path: Path) -> None:
+    from engine.config import unavailable_notes
+
+    cfg = load_config(write(tmp_path, "[a2a]\nenabled = true\n"))
+    assert any("a2a.enabled" in n for n in unavailable_notes(cfg))
+    assert unavailable_notes(load_config(write(tmp_path, ""))) == []

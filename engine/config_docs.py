@@ -1,0 +1,83 @@
+"""Render docs/config.md from the schema, so the reference can never drift from the code.
+
+``uv run python -m engine.config_docs > docs/config.md`` regenerates it; a test checks it is current.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from engine.config import MissionConfig
+from engine.config_template import SECTION_DOCS
+
+HEADER = """# Configuration reference
+
+`mission-control.toml` (default: `./mission-control.toml`, or `--config PATH`). Every key is optional.
+`mc init` writes this whole file with comments; `mc validate-config` checks one.
+
+- **Environment overrides**: `MC_<SECTION>__<KEY>` (double underscore between levels) wins over the
+  file, e.g. `MC_SCHEDULER__PARALLEL__NUM_WORKERS=8`, `MC_TARGET__VERIFICATION__COMMAND='make test'`.
+  Lists take JSON: `MC_HITL__GATES='["push"]'`. An `MC_...__...` variable that names no key is an
+  error. Command-line flags (`--workers`, `--objective`) win over both.
+- **Paths** (`target.path`, `scheduler.parallel.pool_dir`, `agent.cassette`, `state.dir`,
+  `hitl.approval_file`) resolve against the config file's folder; `~` expands.
+- **Errors** name the key path and the reason and exit with code 2: unknown keys (with a "did you
+  mean"), wrong types, out-of-range values, invalid TOML (with line and column), a missing file.
+- **Secrets** are never read from this file: the Telegram bot token comes from the environment
+  variable named by `hitl.telegram.token_env`.
+- Keys of features this version does not have yet (`discovery`, `speculation`, `a2a`, `tracing`,
+  `hitl.telegram`) are accepted; switching one on is reported by `mc validate-config` and at mission
+  start, never silently ignored.
+"""
+
+
+def _type_name(annotation: Any) -> str:
+    text = str(annotation)
+    for noise in ("typing.", "<class '", "'>", "pathlib.", "engine.config."):
+        text = text.replace(noise, "")
+    return text.replace("|", "\\|")
+
+
+def _default(value: Any) -> str:
+    if value is None:
+        return "(derived)"
+    if isinstance(value, Path):
+        return repr(str(value))
+    return repr(value)
+
+
+def _section(model: BaseModel, prefix: str) -> list[str]:
+    rows: list[str] = []
+    nested: list[tuple[str, BaseModel]] = []
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            nested.append((name, value))
+            continue
+        rows.append(
+            f"| `{name}` | `{_type_name(field.annotation)}` | `{_default(value)}` | "
+            f"{field.description or ''} |"
+        )
+    out: list[str] = []
+    if rows:
+        out += [f"## `[{prefix}]`", ""]
+        if prefix in SECTION_DOCS:
+            out += [SECTION_DOCS[prefix], ""]
+        out += ["| key | type | default | meaning |", "|---|---|---|---|", *rows, ""]
+    for name, sub in nested:
+        out += _section(sub, f"{prefix}.{name}")
+    return out
+
+
+def render_reference() -> str:
+    lines = [HEADER]
+    for name, field in MissionConfig.model_fields.items():
+        lines += _section(field.get_default(call_default_factory=True), name)
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(render_reference(), end="")
