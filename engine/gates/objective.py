@@ -19,6 +19,10 @@ class ObjectiveVerdict:
     feedback: str
     confidence: float
 
+    def event_payload(self) -> dict[str, object]:
+        """The payload of an ``objective.checked`` event."""
+        return {"met": self.met, "feedback": self.feedback, "confidence": self.confidence}
+
 
 def parse_objective(text: str) -> ObjectiveVerdict:
     """A verdict from ``{"met": bool, "confidence": 0-1, "feedback": ".."}``; raises ValueError.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,9 +40,17 @@ class ReviewVerdict:
 
 
 def _as_list(value: Any) -> list[str]:
+    """A list column of a ``units`` row, decoded or not (JSON text), as strings."""
     if value is None:
         return []
     if isinstance(value, str):
+        if value.strip().startswith("["):
+            try:
+                decoded = json.loads(value)
+            except json.JSONDecodeError:
+                decoded = None
+            if isinstance(decoded, list):
+                return [str(v) for v in decoded]
         return [value] if value.strip() else []
     return [str(v) for v in value]
 

@@ -47,6 +47,16 @@ class AmbitionVerdict:
     accepted: bool
     feedback: str
 
+    def event_payload(self) -> dict[str, Any]:
+        """The payload of a ``plan.scored`` event."""
+        return {
+            "score": self.score,
+            "llm_score": self.llm_score,
+            "heuristic_score": self.heuristic_score,
+            "accepted": self.accepted,
+            "feedback": self.feedback,
+        }
+
 
 def is_trivial_title(title: str) -> bool:
     """Whether a title names cosmetic work (typo, rename, formatting, version bump, ...)."""

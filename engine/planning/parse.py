@@ -17,41 +17,35 @@ class PlanParseError(ValueError):
 def extract_json(text: str) -> Any:
     """The JSON value in ``text``.
 
-    Order of preference: the last ```json fenced block; else the last other fenced block
-    that parses; else the last balanced ``{...}`` object in the text that parses.
-    Raises :class:`PlanParseError` with a message fit to send back to the model.
+    Candidates, most preferred first: ```json fenced blocks (last first), other fenced
+    blocks (last first), then top-level balanced ``{...}`` objects (last first). The first
+    candidate that parses wins, so a fence broken by backticks inside the JSON still falls
+    back to the bare object. Raises :class:`PlanParseError` with a message fit to send back
+    to the model (naming the most preferred candidate's JSON error, if there was one).
     """
     if not text or not text.strip():
         raise PlanParseError("the answer was empty; reply with one JSON object")
 
     fences = _FENCE.findall(text)
-    json_fences = [body for lang, body in fences if lang.lower() == "json"]
-    if json_fences:
-        body = json_fences[-1]
-        try:
-            return json.loads(body)
-        except json.JSONDecodeError as exc:
-            raise PlanParseError(
-                f"the ```json block is not valid JSON: {exc.msg} at line {exc.lineno} "
-                f"column {exc.colno}"
-            ) from None
-    for _lang, body in reversed(fences):
-        try:
-            return json.loads(body)
-        except json.JSONDecodeError:
-            continue
-
-    candidates = balanced_objects(text)
-    last_error: json.JSONDecodeError | None = None
-    for candidate in reversed(candidates):
+    candidates: list[tuple[str, str]] = []
+    candidates += [
+        ("```json block", body) for lang, body in reversed(fences) if lang.lower() == "json"
+    ]
+    candidates += [
+        ("fenced block", body) for lang, body in reversed(fences) if lang.lower() != "json"
+    ]
+    candidates += [("{...} object", obj) for obj in reversed(balanced_objects(text))]
+    first_error: tuple[str, json.JSONDecodeError] | None = None
+    for label, candidate in candidates:
         try:
             return json.loads(candidate)
         except json.JSONDecodeError as exc:
-            last_error = last_error or exc
-    if last_error is not None:
+            if first_error is None and label != "fenced block":
+                first_error = (label, exc)
+    if first_error is not None:
+        label, exc = first_error
         raise PlanParseError(
-            f"found a {{...}} object but it is not valid JSON: {last_error.msg} "
-            f"(line {last_error.lineno} column {last_error.colno} of that object); "
+            f"the {label} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}; "
             "reply with one valid JSON object in a ```json block"
         )
     start = " ".join(text.split())[:160]

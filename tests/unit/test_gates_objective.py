@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from engine.gates.objective import check_objective, parse_objective
+from engine.gates.objective import ObjectiveVerdict, check_objective, parse_objective
 from engine.planning.parse import PlanParseError
 
 
@@ -19,7 +19,7 @@ class Canned:
         return self.answer
 
 
-def check(answer: str, **kwargs: object):  # noqa: ANN201
+def check(answer: str, **kwargs: object) -> tuple[ObjectiveVerdict, Canned]:
     ask = Canned(answer)
     values = dict(
         objective="Ship the CLI",
@@ -34,6 +34,7 @@ def check(answer: str, **kwargs: object):  # noqa: ANN201
 def test_met_with_confidence() -> None:
     verdict, ask = check('```json\n{"met": true, "confidence": 0.9, "feedback": "all done"}\n```')
     assert verdict.met and verdict.confidence == 0.9 and verdict.feedback == "all done"
+    assert verdict.event_payload() == {"met": True, "feedback": "all done", "confidence": 0.9}
     role, prompt = ask.calls[0]
     assert role == "objective_check"
     for text in ["Ship the CLI", "- Add --dry-run", "cli.py | 10 +", "3 passed in 0.1s"]:

@@ -8,6 +8,7 @@ import pytest
 from engine.gates.review import (
     MAX_DIFF_CHARS,
     ReviewParseError,
+    ReviewVerdict,
     parse_review,
     review_prompt,
     review_unit,
@@ -34,7 +35,7 @@ class Scripted:
         return self.answers.pop(0)
 
 
-def run_review(ask: Scripted, min_score: float = 6.0):  # noqa: ANN201
+def run_review(ask: Scripted, min_score: float = 6.0) -> ReviewVerdict:
     return anyio.run(
         lambda: review_unit(
             ask,
@@ -120,11 +121,17 @@ def test_prompt_contains_unit_and_change() -> None:
 
 
 def test_prompt_clips_huge_diffs_and_handles_sparse_rows() -> None:
-    row = {"title": "t", "description": None, "acceptance_criteria": "[]", "files_hint": None}
+    row = {
+        "title": "t",
+        "description": None,
+        "acceptance_criteria": '["raw json"]',
+        "files_hint": None,
+    }
     prompt = review_prompt(objective="o", unit=row, diff="+a\n" * MAX_DIFF_CHARS, diffstat="")
     assert "diff truncated" in prompt
     assert len(prompt) < MAX_DIFF_CHARS + 5000
     assert "(empty)" in prompt  # diffstat
+    assert "- raw json" in prompt and '["raw json"]' not in prompt
     empty = review_prompt(objective="o", unit=row, diff="  ", diffstat="")
     assert "(empty diff)" in empty
 

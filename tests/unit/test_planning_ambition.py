@@ -184,6 +184,14 @@ def test_gate_combines_model_and_heuristic() -> None:
     assert verdict.score == combine(8.0, h)
     assert verdict.accepted
     assert verdict.feedback.startswith("Solid plan; add load tests.")
+    assert verdict.event_payload()["llm_score"] == 8.0
+    assert set(verdict.event_payload()) == {
+        "score",
+        "llm_score",
+        "heuristic_score",
+        "accepted",
+        "feedback",
+    }
     role, prompt = ask.calls[0]
     assert role == "ambition"
     assert "Add rate limiting" in prompt and "Wire limiter into ApiClient.request" in prompt

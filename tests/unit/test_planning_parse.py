@@ -37,8 +37,15 @@ def test_prose_braces_after_the_object_are_skipped() -> None:
     assert extract_json(text) == {"score": 7}
 
 
+def test_fence_broken_by_backticks_in_a_string_falls_back_to_the_object() -> None:
+    text = '```json\n{"description": "run ```pytest``` first", "n": 1}\n```'
+    assert extract_json(text) == {"description": "run ```pytest``` first", "n": 1}
+
+
 def test_invalid_json_fence_reports_position() -> None:
-    with pytest.raises(PlanParseError, match=r"```json block is not valid JSON: .* line 1"):
+    with pytest.raises(
+        PlanParseError, match=r"the ```json block is not valid JSON: .* line 1 column 9"
+    ):
         extract_json('```json\n{"a": 1,}\n```')
 
 
