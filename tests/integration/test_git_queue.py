@@ -7,7 +7,14 @@ from pathlib import Path
 
 import anyio
 import pytest
-from test_git_support import add_unit, commit_on, green_history_merges, init_repo, open_store, tree_files
+from test_git_support import (
+    add_unit,
+    commit_on,
+    green_history_merges,
+    init_repo,
+    open_store,
+    tree_files,
+)
 
 from engine.gitops import GitRepo, MergeQueue
 from engine.gitops.bisect import first_failing_prefix

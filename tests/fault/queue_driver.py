@@ -1,0 +1,71 @@
+"""A merge-queue process for the fault-injection tests (run as a script, killed at will).
+
+Usage: queue_driver.py TARGET STATE_DIR
+Env MC_FAULT="step:phase:n[:delay]" makes it SIGKILL itself after the n-th journal
+write of (step, phase), immediately or ``delay`` seconds later (to die *during* the
+following step, e.g. while the verification command or ``git push`` runs).
+Without MC_FAULT it reconciles, drains the queue, pushes, and prints a JSON summary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from engine.gitops import GitRepo, MergeQueue
+from engine.store.db import Store
+
+VERIFY = 'sleep 0.2; for f in BROKEN*; do [ -e "$f" ] && { echo "broken: $f"; exit 1; }; done; echo ok'
+
+
+def fault_hook() -> Any:
+    spec = os.environ.get("MC_FAULT")
+    if not spec:
+        return None
+    step, phase, nth, *rest = spec.split(":")
+    delay = float(rest[0]) if rest else 0.0
+    seen = {"n": 0}
+
+    def die() -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def hook(s: str, p: str, data: dict[str, Any]) -> None:
+        if (s, p) != (step, phase):
+            return
+        seen["n"] += 1
+        if seen["n"] == int(nth):
+            if delay:
+                threading.Timer(delay, die).start()
+            else:
+                die()
+
+    return hook
+
+
+async def main(target: Path, state: Path) -> dict[str, Any]:
+    repo = GitRepo(target)
+    repo.ensure_green("main")
+    store = Store(state / "mission.db")
+    queue = MergeQueue(repo, store, mission_id=1, verify_command=VERIFY, verify_timeout=30,
+                       batch_size=4, verify_dir=state / "verify")
+    queue.journal_hook = fault_hook()
+    notes = queue.reconcile()
+    runs = 0
+    while queue.pending():
+        await queue.run_once()
+        runs += 1
+    push = await queue.push("origin", "main")
+    return {"notes": notes, "runs": runs, "green": repo.green_head(), "push_ok": push.ok,
+            "push_output": push.output}
+
+
+if __name__ == "__main__":
+    result = anyio.run(main, Path(sys.argv[1]), Path(sys.argv[2]))
+    print(json.dumps(result))
