@@ -1,0 +1,444 @@
+"""The Mission Control Textual app.
+
+It hosts the engine as one exclusive worker (``mc``, ``mc mission``, ``mc demo``) or attaches
+to a mission another process runs (``mc dashboard``). Either way everything it shows comes
+from the store: a reader worker turns store events into cheap "dirty" marks, and a clock
+(``config.ui.refresh_hz``) re-reads those rows by id and updates the panes by key.
+Its only writes are approvals and pause/resume/stop commands.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import anyio
+from textual import events
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState
+
+from engine.config import MissionConfig
+from engine.models import ApprovalStatus
+from engine.store import Store
+from mc_tui.screens.approval_modal import ApprovalModal
+from mc_tui.screens.confirm import ConfirmScreen
+from mc_tui.screens.diff import DiffScreen
+from mc_tui.screens.help import HelpScreen
+from mc_tui.screens.main import PANES, MainScreen
+from mc_tui.screens.too_small import MIN_HEIGHT, MIN_WIDTH, TooSmallScreen
+from mc_tui.widgets.cost_graph import CostGraph
+from mc_tui.widgets.fmt import palette_of
+from mc_tui.widgets.mission_state import Changes, MissionState, PendingChanges
+from themes import STYLESHEET, THEMES
+
+EXIT_INTERRUPTED = 130
+FINISHED = {"completed", "stopped", "stalled", "failed", "interrupted"}
+READER_YIELD_EVERY = 200  # give the UI loop a turn while catching up on a burst
+
+
+class MissionControlApp(App[int]):
+    """Dashboard (and host) of one mission."""
+
+    CSS_PATH = str(STYLESHEET)
+    TITLE = "Mission Control"
+    BINDINGS = [
+        Binding("question_mark", "help", "Keys", id="help"),
+        Binding("q", "quit", "Quit", id="quit"),
+    ]
+    STOP_GRACE_S = 5.0  # how long quit waits for the engine to stop after "stop"
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        config: MissionConfig,
+        engine: Callable[[], Awaitable[int]] | None = None,
+        mission_id: int | None = None,
+        attach: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__()
+        self.store = store
+        self.config = config
+        self.engine_factory = engine
+        self.attach = attach
+        self.clock = clock
+        self.follow_newest = mission_id is None
+        self.state = MissionState(store, mission_id)
+        self._pending = PendingChanges(follow_newest=self.follow_newest)
+        self._initial: Changes | None = None
+        self._start_event_id = 0
+        self.engine_worker: Worker[int] | None = None
+        self.engine_code: int | None = None
+        self.engine_error: str | None = None
+        self.pause_wanted: bool | None = None  # requested but not yet reflected by the engine
+        self.stop_requested = False
+        self.keymap_warnings: list[str] = []
+        self.ticks = 0
+        self.first_paint_at: float | None = None
+        self._main: MainScreen | None = None
+
+    # ------------------------------------------------------------------ start-up
+    def get_default_screen(self) -> Screen[Any]:
+        cfg = self.config
+        self._main = MainScreen(
+            target=cfg.target.name,
+            budget=cfg.scheduler.budget.max_per_run_usd,
+            wall_limit=cfg.continuous.max_wall_time_seconds,
+            repo_path=Path(cfg.target.path),
+        )
+        return self._main
+
+    @property
+    def main(self) -> MainScreen:
+        assert self._main is not None
+        return self._main
+
+    def on_mount(self) -> None:
+        for theme in THEMES.values():
+            self.register_theme(theme)
+        self.theme = self.config.ui.theme
+        self.theme_changed_signal.subscribe(self, lambda _theme: self._restyle())
+        self._apply_keymap(self.config.ui.keys)
+        self._start_event_id = self.store.last_event_id()
+        self._initial = self.state.load()
+        self._restyle()
+        self.run_worker(self._read_events(), group="reader", name="event reader", exit_on_error=False)
+        if self.engine_factory is not None and not self.attach:
+            self.engine_worker = self.run_worker(
+                self.engine_factory(), exclusive=True, group="engine", name="engine",
+                exit_on_error=False,
+            )
+        self.set_interval(1 / self.config.ui.refresh_hz, self._tick, name="ui clock")
+        self._check_size(self.size.width, self.size.height)
+        self.call_after_refresh(self._mark_first_paint)
+
+    def _mark_first_paint(self) -> None:
+        if self.first_paint_at is None:
+            self.first_paint_at = time.perf_counter()
+
+    def _apply_keymap(self, keys: dict[str, str]) -> None:
+        known = {b.id for b in all_bindings() if b.id}
+        valid = {bid: key for bid, key in keys.items() if bid in known}
+        for bad in sorted(set(keys) - known):
+            msg = f"ui.keys: unknown binding id '{bad}' (ignored); see ? for the ids"
+            self.keymap_warnings.append(msg)
+            self.log.warning(msg)
+            self.notify(msg, severity="warning", timeout=8)
+        self.set_keymap(valid)
+
+    # ------------------------------------------------------------------ live data
+    async def _read_events(self) -> None:
+        """Buffer every store event (cheap); the clock applies them."""
+        after = self._start_event_id
+        source = (
+            self.store.follow(after_id=after) if self.attach else self.store.subscribe(after_id=after)
+        )
+        seen = 0
+        async for event in source:
+            self._pending.add(event, self.state.mission_id)
+            seen += 1
+            if seen % READER_YIELD_EVERY == 0:
+                await anyio.sleep(0)
+
+    def _tick(self) -> None:
+        """Apply the coalesced changes (once per clock tick) and refresh time-based text."""
+        if self._main is None or not self._main.is_mounted:
+            return
+        self.ticks += 1
+        now = self.clock()
+        if self._initial is not None:
+            self._main.apply(self.state, self._initial, now, note=self.note())
+            self._initial = None
+        pending, self._pending = self._pending, PendingChanges(follow_newest=self.follow_newest)
+        changes = self.state.apply(pending)
+        if changes.mission:
+            self._sync_pause()
+        self._main.apply(self.state, changes, now, note=self.note())
+        self._handle_approvals(now)
+
+    def refresh_now(self) -> None:
+        """Apply pending changes immediately (tests and screenshots)."""
+        self._tick()
+
+    def note(self) -> str:
+        parts = []
+        if self.attach:
+            parts.append("attached")
+        if self.stop_requested and self._mission_active():
+            parts.append("stop requested…")
+        elif self.pause_wanted is True:
+            parts.append("pause requested…")
+        elif self.pause_wanted is False:
+            parts.append("resume requested…")
+        if self.engine_error:
+            parts.append(f"engine error: {self.engine_error}")
+        elif self.engine_code is not None:
+            parts.append(f"engine finished (exit {self.engine_code}) · q quits")
+        return " · ".join(parts)
+
+    def _restyle(self) -> None:
+        if self._main is not None and self._main.is_mounted:
+            self._main.restyle(self.state, palette_of(self.current_theme), self.clock())
+
+    # ------------------------------------------------------------------ engine worker
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker is not self.engine_worker:
+            return
+        if event.state == WorkerState.SUCCESS:
+            result = event.worker.result
+            self.engine_code = int(result) if isinstance(result, int) else 0
+        elif event.state == WorkerState.ERROR:
+            error = event.worker.error
+            self.engine_error = f"{type(error).__name__}: {error}"
+            self.engine_code = 1
+            self.notify(self.engine_error, title="Engine failed", severity="error", timeout=30)
+        elif event.state == WorkerState.CANCELLED:
+            self.engine_code = EXIT_INTERRUPTED
+
+    def engine_running(self) -> bool:
+        return self.engine_worker is not None and not self.engine_worker.is_finished
+
+    def _mission_active(self) -> bool:
+        m = self.state.mission
+        return m is not None and m["status"] not in FINISHED
+
+    # ------------------------------------------------------------------ approvals
+    def _open_modal(self) -> ApprovalModal | None:
+        for screen in self.screen_stack:
+            if isinstance(screen, ApprovalModal):
+                return screen
+        return None
+
+    def _handle_approvals(self, now: float) -> None:
+        modal = self._open_modal()
+        if modal is not None:
+            row = self.state.approvals.get(modal.approval_id)
+            if row is not None and row["status"] != ApprovalStatus.PENDING:
+                if self.screen is modal:
+                    modal.dismiss(None)  # decided elsewhere: close without deciding
+                    by = row.get("decided_by") or "the engine"
+                    self.notify(f"approval #{row['id']} {row['status']} by {by}", timeout=6)
+                return
+            modal.update_countdown(now)
+            return
+        if self.screen is not self._main:
+            return  # never stack over help, diff or a question
+        pending = self.state.pending_approvals()
+        if pending:
+            self.open_approval(pending[0]["id"])
+
+    def open_approval(self, approval_id: int) -> None:
+        row = self.state.approvals.get(approval_id)
+        if row is None or row["status"] != ApprovalStatus.PENDING or self._open_modal() is not None:
+            return
+        unit = self.state.units.get(row.get("unit_id") or "")
+        modal = ApprovalModal(row, unit, repo_path=Path(self.config.target.path), now=self.clock(),
+                              dark=self.current_theme.dark)
+        self.push_screen(modal, callback=lambda approved: self._decide(approval_id, approved))
+
+    def _decide(self, approval_id: int, approved: bool | None) -> None:
+        if approved is None:
+            return
+        if self.store.decide_approval(approval_id, approved, by="tui"):
+            self.notify(f"approval #{approval_id} {'approved' if approved else 'denied'}", timeout=4)
+        else:
+            self.notify(f"approval #{approval_id} was already decided", severity="warning")
+        self._pending.dirty["approvals"].add(approval_id)
+
+    # ------------------------------------------------------------------ actions
+    def action_focus_pane(self, number: int) -> None:
+        if self.screen is self._main:
+            self.main.focus_pane(number)
+
+    def action_filter(self) -> None:
+        if self.screen is self._main and not self.main.start_filter():
+            self.notify("focus a list first (1-6), then / filters it", timeout=3)
+
+    def action_jump_approvals(self) -> None:
+        self.action_focus_pane(4)
+        pending = self.state.pending_approvals()
+        if pending and self.screen is self._main:
+            self.open_approval(pending[0]["id"])
+
+    def _mission_id_or_warn(self) -> int | None:
+        if self.state.mission_id is None or self.state.mission is None:
+            self.notify("no mission yet", severity="warning", timeout=3)
+            return None
+        if not self._mission_active():
+            self.notify(f"mission #{self.state.mission_id} is {self.state.mission['status']}",
+                        severity="warning", timeout=3)
+            return None
+        return self.state.mission_id
+
+    def action_toggle_pause(self) -> None:
+        mission_id = self._mission_id_or_warn()
+        if mission_id is None:
+            return
+        paused = self.pause_wanted if self.pause_wanted is not None else (
+            self.state.mission is not None and self.state.mission["status"] == "paused")
+        command = "resume" if paused else "pause"
+        self.store.send_command(mission_id, command)
+        self.pause_wanted = command == "pause"
+        self.notify(f"{command} requested", timeout=3)
+
+    def _sync_pause(self) -> None:
+        status = self.state.mission["status"] if self.state.mission else None
+        if (self.pause_wanted is True and status == "paused") or (
+            self.pause_wanted is False and status != "paused"
+        ) or status in FINISHED:
+            self.pause_wanted = None
+
+    def action_stop(self) -> None:
+        mission_id = self._mission_id_or_warn()
+        if mission_id is None:
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.store.send_command(mission_id, "stop")
+                self.stop_requested = True
+                self.notify("stop requested: running agents finish, nothing new starts", timeout=4)
+
+        self.push_screen(
+            ConfirmScreen("Stop the mission gracefully?",
+                          "Agents running now finish; nothing new is dispatched.", name="stop"),
+            answer,
+        )
+
+    def action_diff(self) -> None:
+        if self.screen is not self._main:
+            return
+        unit_id = self.main.selected_unit()
+        if unit_id is None:
+            self.notify("select a unit in the plan tree (1) first", timeout=3)
+            return
+        self.push_screen(DiffScreen(self.state, unit_id, repo_path=Path(self.config.target.path),
+                                    palette=palette_of(self.current_theme),
+                                    dark=self.current_theme.dark))
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(self.help_rows()))
+
+    def help_rows(self) -> list[tuple[str, str, str]]:
+        keymap = dict(self._keymap)
+        rows = []
+        for binding in all_bindings():
+            key = keymap.get(binding.id or "", binding.key)
+            rows.append((self.get_key_display(Binding(key, "")), binding.description, binding.id or ""))
+        rows.append(("ctrl+p", "Command palette (every action)", "command_palette"))
+        return rows
+
+    async def action_quit(self) -> None:
+        if not self.engine_running():
+            self.exit(self.engine_code if self.engine_code is not None else 0)
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.run_worker(self._stop_and_exit(), group="quit", name="quit")
+
+        self.push_screen(
+            ConfirmScreen("A mission is running. Stop it and quit?",
+                          f"mc sends 'stop' and waits up to {self.STOP_GRACE_S:.0f}s for the engine.",
+                          name="quit"),
+            answer,
+        )
+
+    async def _stop_and_exit(self) -> None:
+        if self.state.mission_id is not None and self._mission_active():
+            self.store.send_command(self.state.mission_id, "stop")
+            self.stop_requested = True
+        worker = self.engine_worker
+        with anyio.move_on_after(self.STOP_GRACE_S):
+            while worker is not None and not worker.is_finished:
+                await anyio.sleep(0.05)
+        if worker is not None and not worker.is_finished:
+            worker.cancel()
+            self.exit(EXIT_INTERRUPTED)
+            return
+        self.exit(self.engine_code if self.engine_code is not None else EXIT_INTERRUPTED)
+
+    # ------------------------------------------------------------------ palette
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for n, (_, _, title) in PANES.items():
+            yield SystemCommand(f"Focus: {title}", f"Focus pane {n}",
+                                lambda n=n: self.action_focus_pane(n))
+        yield SystemCommand("Mission: pause / resume", "Pause or resume dispatching new work",
+                            self.action_toggle_pause)
+        yield SystemCommand("Mission: stop", "Stop gracefully", self.action_stop)
+        yield SystemCommand("Approvals: open pending", "Jump to approvals",
+                            self.action_jump_approvals)
+        yield SystemCommand("Unit: show diff", "Details and diff of the selected unit",
+                            self.action_diff)
+        yield SystemCommand("List: filter", "Filter the focused list", self.action_filter)
+        yield SystemCommand("Keys: show all", "Every key and its binding id", self.action_help)
+        for name in THEMES:
+            yield SystemCommand(f"Theme: {name}", "Switch theme",
+                                lambda name=name: setattr(self, "theme", name))
+
+    # ------------------------------------------------------------------ terminal size
+    def on_resize(self, event: events.Resize) -> None:
+        self._check_size(event.size.width, event.size.height)
+
+    def _check_size(self, width: int, height: int) -> None:
+        small = width < MIN_WIDTH or height < MIN_HEIGHT
+        top = self.screen_stack[-1] if self.screen_stack else None
+        if small and not isinstance(top, TooSmallScreen):
+            self.push_screen(TooSmallScreen(id="too-small"))
+        elif small and isinstance(top, TooSmallScreen):
+            top.show_size(width, height)
+        elif not small and isinstance(top, TooSmallScreen):
+            self.pop_screen()
+
+
+def all_bindings() -> list[Binding]:
+    """Every binding with an id (the ids users may remap in ``[ui] keys``)."""
+    out: list[Binding] = []
+    for source in (MissionControlApp.BINDINGS, MainScreen.BINDINGS, CostGraph.BINDINGS,
+                   ApprovalModal.BINDINGS):
+        out += [b for b in source if isinstance(b, Binding)]
+    return out
+
+
+def run_tui(
+    store: Store,
+    *,
+    config: MissionConfig,
+    engine: Callable[[], Awaitable[int]] | None = None,
+    mission_id: int | None = None,
+    attach: bool = False,
+) -> int:
+    """Run the app in the terminal; returns the process exit code."""
+    app = MissionControlApp(store, config=config, engine=engine, mission_id=mission_id, attach=attach)
+    result = app.run()
+    if isinstance(result, int):
+        return result
+    return app.return_code or 0
+
+
+async def save_screenshot(
+    store: Store,
+    *,
+    config: MissionConfig,
+    path: str | Path,
+    size: tuple[int, int] = (120, 40),
+    clock: Callable[[], float] | None = None,
+    mission_id: int | None = None,
+) -> str:
+    """Render the dashboard headless and write an SVG (README screenshots, docs)."""
+    app = MissionControlApp(store, config=config, mission_id=mission_id, attach=True,
+                            clock=clock or time.time)
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        app.refresh_now()
+        await pilot.pause()
+        target = Path(path)
+        return app.save_screenshot(target.name, str(target.parent))

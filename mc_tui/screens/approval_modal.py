@@ -1,0 +1,94 @@
+"""The human-in-the-loop modal: gate, unit, diff stat and diff; ``y`` approves, ``n``/esc deny.
+
+The countdown is display only: the engine enforces the timeout (status "expired" = deny).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.syntax import Syntax
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from mc_tui.widgets.approvals import time_left
+from mc_tui.widgets.fmt import duration
+from mc_tui.widgets.git_diff import unit_diff
+
+
+def approval_diff(approval: dict[str, Any], unit: dict[str, Any] | None, repo: Path) -> tuple[str, str]:
+    """(diffstat, diff) from the approval row, else computed from the unit's commits."""
+    stat, diff = approval.get("diffstat") or "", approval.get("diff") or ""
+    if (not stat or not diff) and unit and unit.get("base_commit") and unit.get("head_commit"):
+        computed = unit_diff(repo, unit["base_commit"], unit["head_commit"])
+        if computed.error:
+            return stat or computed.error, diff
+        return stat or computed.stat, diff or computed.patch
+    return stat, diff
+
+
+class ApprovalModal(ModalScreen[bool]):
+    """Result: True = approve, False = deny. Dismissed with no decision if decided elsewhere."""
+
+    BINDINGS = [
+        Binding("y", "decide(True)", "Approve", id="approve"),
+        Binding("n", "decide(False)", "Deny", id="deny"),
+        Binding("escape", "decide(False)", "Deny", show=False, id="deny_escape"),
+    ]
+
+    def __init__(
+        self, approval: dict[str, Any], unit: dict[str, Any] | None, *, repo_path: Path,
+        now: float, dark: bool = True,
+    ) -> None:
+        super().__init__(id="approval-modal")
+        self.approval = approval
+        self.approval_id: int = approval["id"]
+        self.unit = unit
+        self._repo_path = repo_path
+        self._now = now
+        self._dark = dark
+
+    def compose(self) -> ComposeResult:
+        a = self.approval
+        stat, diff = approval_diff(a, self.unit, self._repo_path)
+        with Vertical(id="approval-dialog"):
+            yield Static(Text.assemble(("Approval needed", "bold"), f"  #{a['id']}  gate: ",
+                                       (a["gate"], "bold")), id="approval-head")
+            yield Static(Text(a["title"]), id="approval-title")
+            unit_line = "unit: -"
+            if a.get("unit_id"):
+                title = self.unit["title"] if self.unit else ""
+                unit_line = f"unit: {a['unit_id']} {title}".rstrip()
+            yield Static(unit_line, id="approval-unit")
+            yield Static(Text(stat or "(no diff stat)"), id="approval-stat")
+            with VerticalScroll(id="approval-diff"):
+                if diff:
+                    yield Static(Syntax(diff, "diff", theme="ansi_dark" if self._dark else "ansi_light",
+                                        background_color="default"))
+                else:
+                    yield Static(Text("(no diff attached)", style="dim"))
+            yield Static(self._countdown_text(self._now), id="countdown")
+            yield Static(Text.assemble(("y", "bold"), " approve   ", ("n", "bold"), " / ",
+                                       ("esc", "bold"), " deny (the safe default)"), id="approval-keys")
+
+    def _countdown_text(self, now: float) -> Text:
+        left = time_left(self.approval, now)
+        if left is None:
+            return Text("no timeout: waiting for a decision")
+        if left <= 0:
+            return Text("time is up: the engine denies it (safe default)", style="bold")
+        return Text.assemble(("time left ", "dim"), (duration(left), "bold"),
+                             (" before the safe default (deny)", "dim"))
+
+    def update_countdown(self, now: float) -> None:
+        self._now = now
+        if self.is_mounted:
+            self.query_one("#countdown", Static).update(self._countdown_text(now))
+
+    def action_decide(self, approved: bool) -> None:
+        self.dismiss(approved)

@@ -1,0 +1,196 @@
+"""The dashboard: status bar, six panes, the filter bar and the footer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from rich.markup import escape
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Vertical
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Footer, Input
+
+from mc_tui.widgets.approvals import ApprovalsTable
+from mc_tui.widgets.cost_graph import CostGraph
+from mc_tui.widgets.event_log import EventLog
+from mc_tui.widgets.merge_queue import MergeQueueTable
+from mc_tui.widgets.mission_state import Changes, MissionState
+from mc_tui.widgets.plan_tree import PlanTree
+from mc_tui.widgets.status_bar import StatusBar
+from mc_tui.widgets.unit_details import UnitDetails
+from mc_tui.widgets.worker_log import WorkerLog
+from mc_tui.widgets.workers import WorkersTable
+
+# pane number -> (container id, focus target id, title)
+PANES: dict[int, tuple[str, str, str]] = {
+    1: ("pane-plan", "plan-tree", "Plan"),
+    2: ("pane-workers", "workers", "Workers"),
+    3: ("pane-merges", "merge-queue", "Merge queue"),
+    4: ("pane-approvals", "approvals", "Approvals"),
+    5: ("pane-costs", "cost-graph", "Cost"),
+    6: ("pane-events", "event-log", "Events"),
+}
+
+
+class Filterable(Protocol):
+    filter_text: str
+
+    def set_filter(self, text: str) -> None: ...
+
+
+class MainScreen(Screen[None]):
+    """Six panes drawn from the mission state; updated by the app's clock."""
+
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    BINDINGS = [
+        *(
+            Binding(str(n), f"app.focus_pane({n})", f"Focus {title.lower()}", show=False, id=f"focus_{cid[5:]}")
+            for n, (cid, _, title) in PANES.items()
+        ),
+        Binding("slash", "app.filter", "Filter", id="filter"),
+        Binding("a", "app.jump_approvals", "Approvals", id="approvals"),
+        Binding("p", "app.toggle_pause", "Pause/resume", id="pause"),
+        Binding("s", "app.stop", "Stop", id="stop"),
+        Binding("d", "app.diff", "Diff", id="diff"),
+    ]
+
+    def __init__(self, *, target: str, budget: float, wall_limit: float, repo_path: Path) -> None:
+        super().__init__(id="main")
+        self._target = target
+        self._budget = budget
+        self._wall_limit = wall_limit
+        self._repo_path = repo_path
+        self.filter_target: Widget | None = None
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(target=self._target, budget=self._budget, id="status")
+        with Grid(id="panes"):
+            with Vertical(id="pane-plan", classes="pane"):
+                yield PlanTree(id="plan-tree")
+                yield UnitDetails(self._repo_path, id="unit-details")
+            with Vertical(id="pane-workers", classes="pane"):
+                yield WorkersTable(id="workers")
+                yield WorkerLog(id="worker-log")
+            with Vertical(id="pane-merges", classes="pane"):
+                yield MergeQueueTable(id="merge-queue")
+            with Vertical(id="pane-approvals", classes="pane"):
+                yield ApprovalsTable(id="approvals")
+            with Vertical(id="pane-costs", classes="pane"):
+                yield CostGraph(budget=self._budget, wall_limit=self._wall_limit, id="cost-graph")
+            with Vertical(id="pane-events", classes="pane"):
+                yield EventLog(id="event-log")
+        yield Input(placeholder="filter the focused list (enter keeps, esc clears)", id="filter")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        for n, (cid, _, title) in PANES.items():
+            self.query_one(f"#{cid}").border_title = f"{n} {title}"
+        self.query_one("#plan-tree").focus()
+
+    # ------------------------------------------------------------------ updates
+    def apply(self, state: MissionState, changes: Changes, now: float, *, note: str = "") -> None:
+        """Push one tick's changes into every pane."""
+        self.query_one(StatusBar).refresh_from(state, now, note=note)
+        tree = self.query_one(PlanTree)
+        tree.refresh_from(state, changes)
+        details = self.query_one(UnitDetails)
+        if details.unit_id is None and tree.selected_unit() is not None:
+            details.show(state, tree.selected_unit())
+        else:
+            details.refresh_from(state, changes)
+        workers = self.query_one(WorkersTable)
+        workers.refresh_from(state, changes, now)
+        log = self.query_one(WorkerLog)
+        if log.slot is None and workers.selected_slot() is not None:
+            log.show_slot(state, workers.selected_slot())
+        else:
+            log.refresh_from(state, changes)
+        self.query_one(MergeQueueTable).refresh_from(state, changes, now)
+        self.query_one(ApprovalsTable).refresh_from(state, changes, now)
+        self.query_one(CostGraph).refresh_from(state, now, costs_changed=changes.costs or changes.mission)
+        self.query_one(EventLog).refresh_from(state, changes)
+        self._state = state
+
+    def restyle(self, state: MissionState, palette: dict[str, str], now: float) -> None:
+        """Re-render coloured cells after a theme change."""
+        for widget in self.query("PlanTree, UnitDetails, WorkersTable, MergeQueueTable, "
+                                 "ApprovalsTable, CostGraph, StatusBar"):
+            widget.palette = palette  # type: ignore[attr-defined]
+        self.query_one(PlanTree).restyle(palette)
+        for table in self.query("WorkersTable, MergeQueueTable, ApprovalsTable"):
+            table.reset()  # type: ignore[attr-defined]
+        self.apply(state, Changes(), now)
+        self.query_one(CostGraph).refresh()
+        details = self.query_one(UnitDetails)
+        if details.unit_id:
+            details.show(state, details.unit_id)
+
+    # ------------------------------------------------------------------ selection
+    def on_plan_tree_unit_highlighted(self, message: PlanTree.UnitHighlighted) -> None:
+        state = getattr(self, "_state", None)
+        if state is not None:
+            self.query_one(UnitDetails).show(state, message.unit_id)
+
+    def on_workers_table_slot_highlighted(self, message: WorkersTable.SlotHighlighted) -> None:
+        state = getattr(self, "_state", None)
+        if state is not None and message.slot != self.query_one(WorkerLog).slot:
+            self.query_one(WorkerLog).show_slot(state, message.slot)
+
+    def on_data_table_row_selected(self, message: Any) -> None:
+        if message.data_table.id == "approvals":
+            approval_id = self.query_one(ApprovalsTable).selected_approval()
+            if approval_id is not None:
+                self.app.open_approval(approval_id)  # type: ignore[attr-defined]
+
+    def focus_pane(self, number: int) -> None:
+        _, target, _ = PANES[number]
+        self.query_one(f"#{target}").focus()
+
+    def selected_unit(self) -> str | None:
+        return self.query_one(PlanTree).selected_unit() or self.query_one(UnitDetails).unit_id
+
+    # ------------------------------------------------------------------ filter
+    def start_filter(self) -> bool:
+        """Open the filter bar for the focused list; False if nothing focused can filter."""
+        focused = self.focused
+        if focused is None or not hasattr(focused, "set_filter"):
+            return False
+        self.filter_target = focused
+        bar = self.query_one("#filter", Input)
+        bar.value = getattr(focused, "filter_text", "")
+        self.add_class("-filtering")
+        bar.focus()
+        return True
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "filter" and self.filter_target is not None:
+            self.filter_target.set_filter(event.value)  # type: ignore[attr-defined]
+            self._title_filter()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter":
+            self._end_filter(keep=True)
+
+    def on_key(self, event: Any) -> None:
+        if event.key == "escape" and self.has_class("-filtering"):
+            event.stop()
+            self._end_filter(keep=False)
+
+    def _end_filter(self, *, keep: bool) -> None:
+        target = self.filter_target
+        self.remove_class("-filtering")
+        if target is not None:
+            if not keep:
+                target.set_filter("")  # type: ignore[attr-defined]
+            self._title_filter()
+            target.focus()
+
+    def _title_filter(self) -> None:
+        for n, (cid, _, title) in PANES.items():
+            pane = self.query_one(f"#{cid}")
+            texts = [getattr(w, "filter_text", "") for w in pane.query("*") if hasattr(w, "set_filter")]
+            active = next((t for t in texts if t), "")
+            pane.border_title = f"{n} {title}" + (escape(f"  /{active}") if active else "")

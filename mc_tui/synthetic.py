@@ -1,0 +1,496 @@
+"""Synthetic missions for the TUI's tests, snapshots and benchmark.
+
+* :class:`SyntheticMission` fills a store with a realistic mission (epochs, a plan tree,
+  attempts with agent events, merges, verifications, fixup candidates, approvals, costs),
+  deterministic for a seed and stamped from a fixed ``base_ts`` so screenshots are stable.
+  With ``repo`` it also makes real commits (pygit2, fixed signatures) so diffs are real.
+* :func:`fake_engine` returns a coroutine factory that plays a small mission live,
+  obeying ``pause`` / ``resume`` / ``stop`` commands and waiting on an approval gate.
+* ``python -m mc_tui.synthetic load --db PATH --rate N --seconds S`` writes events at a
+  steady rate from another process (the benchmark's load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from engine.config import MissionConfig
+from engine.store import Store
+
+BASE_TS = 1_700_000_000.0
+MODELS = ("sonnet", "opus", "haiku")
+SPECIALISTS = ("backend", "tests", "docs", "refactor", "security")
+
+_PLAN = [
+    ("Harden the config loader", ["Reject unknown keys with hints", "Env overrides for nested keys",
+                                  "Friendly TOML errors"]),
+    ("Speed up the merge queue", ["Batch verification", "Bisect failing batches", "Journal steps",
+                                  "Reconcile on start-up"]),
+    ("Improve agent logging", ["Fold tool results", "Redact secrets in logs"]),
+    ("Tighten security", ["Sandbox the agent env", "Audit secret redaction", "Rate-limit retries"]),
+]
+_TOOLS = ("Read", "Edit", "Bash", "Grep", "Write")
+
+
+def frozen_clock(ts: float) -> Callable[[], float]:
+    """A clock that always returns ``ts`` (stable screenshots)."""
+    return lambda: ts
+
+
+class SyntheticMission:
+    """Writes one realistic, deterministic mission into ``store``."""
+
+    def __init__(
+        self, store: Store, *, seed: int = 7, base_ts: float = BASE_TS, repo: Path | None = None,
+        objective: str = "Make the parser robust and the merge queue fast", num_workers: int = 4,
+    ) -> None:
+        self.store = store
+        self.rng = random.Random(seed)
+        self.base_ts = base_ts
+        self.repo = repo
+        self.objective = objective
+        self.num_workers = num_workers
+        self.mission_id = 0
+        self.now = base_ts
+        self.commits: dict[str, tuple[str, str]] = {}
+
+    # ------------------------------------------------------------------ low level
+    def _tick(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now
+
+    def event(self, kind: str, *, unit_id: str | None = None, **payload: Any) -> None:
+        """An event row stamped with the synthetic clock."""
+        with self.store.transaction():
+            ev = self.store.append_event(kind, mission_id=self.mission_id, unit_id=unit_id, **payload)
+            self.store.conn.execute("UPDATE events SET ts = ? WHERE id = ?", (self.now, ev.id))
+
+    def status(self, table: str, row_id: Any, old: str, new: str, **extra: Any) -> None:
+        self.event(f"{table[:-1]}.status", unit_id=row_id if table == "units" else extra.pop("unit_id", None),
+                   id=row_id, **{"from": old, "to": new}, **extra)
+
+    def cost(self, *, role: str, usd: float, model: str, unit_id: str | None = None,
+             attempt_id: int | None = None) -> None:
+        s = self.store
+        with s.transaction():
+            s.insert("costs", {"mission_id": self.mission_id, "unit_id": unit_id, "attempt_id": attempt_id,
+                               "role": role, "model": model, "usd": usd, "estimated": 0, "ts": self.now})
+            s.conn.execute("UPDATE missions SET total_cost_usd = total_cost_usd + ? WHERE id = ?",
+                           (usd, self.mission_id))
+            if unit_id:
+                s.conn.execute("UPDATE units SET cost_usd = cost_usd + ? WHERE id = ?", (usd, unit_id))
+            self.event("cost", unit_id=unit_id, role=role, model=model, usd=usd, estimated=False)
+
+    # ------------------------------------------------------------------ git
+    def _git_setup(self) -> Any:
+        import pygit2
+
+        assert self.repo is not None
+        if (self.repo / ".git").exists():
+            repo = pygit2.Repository(str(self.repo))
+        else:
+            repo = pygit2.init_repository(str(self.repo), initial_head="main")
+        self._sig = pygit2.Signature("mc synthetic", "mc@example.invalid", int(self.base_ts), 0)
+        files = {
+            "README.md": "# target\n",
+            "src/config.py": "def load(path):\n    return open(path).read()\n",
+            "src/queue.py": "def merge(branches):\n    for b in branches:\n        pass\n",
+        }
+        if "refs/heads/main" in repo.references:
+            self._base = repo.references["refs/heads/main"].target
+            return repo
+        tree = self._tree(repo, None, files)
+        self._base = repo.create_commit("refs/heads/main", self._sig, self._sig, "initial", tree, [])
+        return repo
+
+    def _tree(self, repo: Any, parent_tree: Any, files: dict[str, str]) -> Any:
+        import pygit2
+
+        index = pygit2.Index()
+        if parent_tree is not None:
+            index.read_tree(parent_tree)
+        for path, text in files.items():
+            blob = repo.create_blob(text.encode())
+            index.add(pygit2.IndexEntry(path, blob, pygit2.enums.FileMode.BLOB))
+        return index.write_tree(repo)
+
+    def _unit_commit(self, repo: Any, unit_id: str, title: str) -> tuple[str, str]:
+        base = repo.get(self._base)
+        slug = unit_id.lower().replace("-", "_")
+        lines = [f"# {title}", f"def {slug}(value):", "    if value is None:",
+                 "        raise ValueError('missing value')", "    return value", ""]
+        changed = {f"src/{slug}.py": "\n".join(lines),
+                   "src/config.py": base.tree["src/config.py"].data.decode()
+                   + f"\n# {unit_id}: {title}\n"}
+        tree = self._tree(repo, base.tree, changed)
+        head = repo.create_commit(None, self._sig, self._sig, f"{unit_id}: {title}", tree, [self._base])
+        repo.references.create(f"refs/heads/mc/unit/{unit_id}", head, force=True)
+        return str(self._base), str(head)
+
+    # ------------------------------------------------------------------ the mission
+    def write(self) -> int:
+        """Write the whole mission; returns its id."""
+        s = self.store
+        repo = self._git_setup() if self.repo is not None else None
+        project = s.ensure_project("synthetic", self.repo or Path("/nonexistent/synthetic"))
+        self.mission_id = s.insert("missions", {
+            "project_id": project, "objective": self.objective, "status": "running",
+            "base_branch": "main", "started_at": self.base_ts, "total_cost_usd": 0.0,
+        })
+        self.event("mission.created", id=self.mission_id)
+        self.status("missions", self.mission_id, "pending", "running")
+        statuses_e1 = ["merged", "merged", "merged"]
+        statuses_e2 = ["running", "running", "reviewing", "queued", "merging", "verifying",
+                       "fixup", "failed", "planned"]
+        busy: set[int] = set()  # slots held by attempts still running
+        turn = 0
+        merge_batch = 0
+        for number, (epoch_plan, statuses) in enumerate(((_PLAN[:1], statuses_e1), (_PLAN[1:], statuses_e2)), 1):
+            epoch_id = s.insert("epochs", {"mission_id": self.mission_id, "number": number,
+                                           "status": "completed" if number == 1 else "running",
+                                           "plan_score": 7.5, "started_at": self._tick(5)})
+            self.event("epoch.created", id=epoch_id, number=number)
+            self.cost(role="planner", usd=round(self.rng.uniform(0.2, 0.6), 3), model="opus")
+            self.event("plan.scored", score=7.5, llm_score=7.0, heuristic_score=8.0, accepted=True,
+                       feedback="ambitious enough")
+            leaf_status = iter(statuses)
+            for p_index, (parent_title, leaves) in enumerate(epoch_plan):
+                parent_id = f"E{number}-{p_index + 1}"
+                self._unit(parent_id, epoch_id, None, parent_title, is_leaf=False, status="planned")
+                for l_index, leaf_title in enumerate(leaves):
+                    unit_id = f"{parent_id}.{l_index + 1}"
+                    status = next(leaf_status, "planned")
+                    self._unit(unit_id, epoch_id, parent_id, leaf_title, is_leaf=True, status="planned")
+                    if status == "planned":
+                        continue
+                    free = [n for n in range(1, self.num_workers + 1) if n not in busy]
+                    slot = free[turn % len(free)]
+                    turn += 1
+                    if status == "running":
+                        busy.add(slot)
+                    self._work(unit_id, leaf_title, status, slot, repo)
+                    if status in ("queued", "merging", "verifying", "merged", "fixup", "failed"):
+                        merge_batch += 1 if status != "merged" or l_index == 0 else 0
+                        self._merge(unit_id, status, f"b{merge_batch}")
+            if number == 1:
+                self._tick(30)
+                s.update("epochs", epoch_id, ended_at=self.now)
+                self.event("green.promoted", **{"from": "aaaa111", "to": "bbbb222", "units": 3})
+        fixup = [u["id"] for u in s.units(self.mission_id) if u["status"] == "fixup"]
+        if fixup:
+            self._fixups(fixup[0])
+        self._approvals()
+        self.event("log", level="info", message="dispatching epoch 2")
+        return int(self.mission_id)
+
+    def _unit(self, unit_id: str, epoch_id: int, parent: str | None, title: str, *,
+              is_leaf: bool, status: str) -> None:
+        self.store.insert("units", {
+            "id": unit_id, "mission_id": self.mission_id, "epoch_id": epoch_id, "parent_id": parent,
+            "title": title, "description": f"{title}. Keep the public API stable.",
+            "files_hint": ["src/config.py"], "acceptance_criteria": [f"{title} is covered by a test",
+                                                                    "pytest -q passes"],
+            "specialist": self.rng.choice(SPECIALISTS), "priority": self.rng.randint(1, 5),
+            "is_leaf": int(is_leaf), "status": status, "created_at": self._tick(1), "updated_at": self.now,
+        })
+        self.event("unit.created", unit_id=unit_id, id=unit_id)
+
+    def _work(self, unit_id: str, title: str, final: str, slot: int, repo: Any) -> None:
+        s = self.store
+        model = self.rng.choice(MODELS[:2])
+        started = self._tick(3)
+        running = final == "running"
+        attempt_id = s.insert("attempts", {
+            "mission_id": self.mission_id, "unit_id": unit_id, "role": "worker", "backend": "claude",
+            "model": model, "slot": slot, "status": "running", "started_at": started,
+        })
+        self.status("units", unit_id, "planned", "running")
+        self.event("attempt.started", unit_id=unit_id, attempt_id=attempt_id, role="worker",
+                   backend="claude", model=model, slot=slot)
+        turns = self.rng.randint(3, 7)
+        for turn in range(turns):
+            self._tick(self.rng.uniform(2, 6))
+            tool = self.rng.choice(_TOOLS)
+            self.event("agent.event", unit_id=unit_id, attempt_id=attempt_id, slot=slot, type="text",
+                       text=f"Turn {turn + 1}: working on {title.lower()}", tool=None)
+            self.event("agent.event", unit_id=unit_id, attempt_id=attempt_id, slot=slot, type="tool_use",
+                       text=f"src/{unit_id.lower()}.py", tool=tool)
+            self.event("agent.event", unit_id=unit_id, attempt_id=attempt_id, slot=slot,
+                       type="tool_result", text="ok\n" + "\n".join(f"line {i}" for i in range(turn + 2)),
+                       tool=tool)
+            self.cost(role="worker", usd=round(self.rng.uniform(0.05, 0.4), 3), model=model,
+                      unit_id=unit_id, attempt_id=attempt_id)
+        fields: dict[str, Any] = {"branch": f"mc/unit/{unit_id}", "attempt_count": 1}
+        if repo is not None:
+            base, head = self._unit_commit(repo, unit_id, title)
+        else:
+            base = f"{self.rng.getrandbits(160):040x}"
+            head = f"{self.rng.getrandbits(160):040x}"
+        fields.update(base_commit=base, head_commit=head)
+        if running:
+            s.update("units", unit_id, status="running", **{k: v for k, v in fields.items()
+                                                            if k in ("branch", "attempt_count")})
+            s.update("attempts", attempt_id, turns=turns)
+            return
+        cost = s.query("SELECT COALESCE(SUM(usd),0) AS c FROM costs WHERE attempt_id = ?", (attempt_id,))[0]["c"]
+        s.update("attempts", attempt_id, status="completed", turns=turns, cost_usd=cost, ended_at=self._tick(1))
+        self.event("attempt.finished", unit_id=unit_id, attempt_id=attempt_id, status="completed",
+                   cost_usd=cost, turns=turns)
+        if final == "failed":  # the culprit of a failed verification batch
+            fields["reason"] = "verification failed: 2 tests"
+        score = round(self.rng.uniform(6.5, 9.5), 1)
+        self.cost(role="reviewer", usd=round(self.rng.uniform(0.02, 0.1), 3), model="sonnet", unit_id=unit_id)
+        self.event("review.scored", unit_id=unit_id, score=score, alignment=score, approach=score - 0.5,
+                   tests=score, passed=True, feedback="clean change, tests included")
+        s.update("units", unit_id, status=final, review_score=score,
+                 review_feedback="clean change, tests included", **fields)
+        self.status("units", unit_id, "running", final)
+
+    def _merge(self, unit_id: str, status: str, batch: str) -> None:
+        s = self.store
+        merge_status = {"merged": "promoted", "fixup": "conflict"}.get(status, status)
+        unit = s.get("units", unit_id) or {}
+        merge_id = s.insert("merges", {
+            "mission_id": self.mission_id, "unit_id": unit_id, "batch_id": batch,
+            "branch": f"mc/unit/{unit_id}", "head_commit": unit.get("head_commit"), "status": merge_status,
+            "conflict_paths": ["src/queue.py"] if merge_status == "conflict" else [],
+            "reason": "verification failed: 2 tests" if merge_status == "failed" else None,
+            "created_at": self._tick(2), "updated_at": self._tick(1),
+        })
+        self.event("merge.created", unit_id=unit_id, id=merge_id, branch=f"mc/unit/{unit_id}")
+        if merge_status in ("verifying", "promoted", "failed"):
+            running = merge_status == "verifying"
+            vid = s.insert("verifications", {
+                "mission_id": self.mission_id, "batch_id": batch, "commit_sha": "c0ffee" + batch,
+                "command": "pytest -q", "status": "running" if running else
+                ("passed" if merge_status == "promoted" else "failed"),
+                "started_at": self.now, "duration_s": None if running else 41.0,
+                "ended_at": None if running else self.now + 41,
+            })
+            self.event("verification.started", id=vid, commit="c0ffee" + batch, status="running")
+        if merge_status != "queued":
+            self.status("merges", merge_id, "queued", merge_status, unit_id=unit_id)
+
+    def _fixups(self, unit_id: str) -> None:
+        self._tick(5)
+        self.event("fixup.started", unit_id=unit_id, unit=unit_id, candidate="-", approach="", score=None)
+        for n, approach in enumerate(("fix the implementation", "adjust the tests", "redo minimally"), 1):
+            self._tick(20)
+            self.event("fixup.candidate", unit_id=unit_id, unit=unit_id, candidate=str(n),
+                       approach=approach, score=round(0.5 + 0.15 * n, 2))
+        self.event("fixup.winner", unit_id=unit_id, unit=unit_id, candidate="3",
+                   approach="redo minimally", score=0.95)
+        # the "started" marker is not a candidate row
+        self.store.conn.execute("DELETE FROM events WHERE kind='fixup.started' AND mission_id=?",
+                                (self.mission_id,))
+
+    def _approvals(self) -> None:
+        s = self.store
+        decided = s.insert("approvals", {
+            "mission_id": self.mission_id, "unit_id": "E1-1.1", "gate": "large_merge", "status": "approved",
+            "title": "Merge 612 changed lines from E1-1.1", "diffstat": "", "diff": "",
+            "created_at": self._tick(3), "expires_at": self.now + 300, "decided_at": self._tick(20),
+            "decided_by": "cli",
+        })
+        self.event("approval.requested", id=decided, gate="large_merge", title="Merge 612 lines",
+                   expires_at=self.now + 280)
+        self.status("approvals", decided, "pending", "approved")
+        unit = "E2-1.3" if s.get("units", "E2-1.3") else None
+        self.pending_approval = s.insert("approvals", {
+            "mission_id": self.mission_id, "unit_id": unit, "gate": "push", "status": "pending",
+            "title": "Push mc/green to origin/main (3 units)", "diffstat": "", "diff": "",
+            "created_at": self._tick(4), "expires_at": self.now + 300,
+        })
+        self.event("approval.requested", id=self.pending_approval, gate="push",
+                   title="Push mc/green to origin/main", expires_at=self.now + 300)
+
+
+def write_synthetic_mission(store: Store, **kwargs: Any) -> SyntheticMission:
+    """Convenience: build and write a :class:`SyntheticMission`; returns it (``.mission_id``)."""
+    mission = SyntheticMission(store, **kwargs)
+    mission.write()
+    return mission
+
+
+# --------------------------------------------------------------------------- a live fake engine
+def fake_engine(
+    store: Store, config: MissionConfig, *, units: int = 4, step_s: float = 0.02,
+    approval_timeout: float | None = None, approval_gate: bool = True, seed: int = 3,
+    hold_open: bool = False,
+) -> Callable[[], Awaitable[int]]:
+    """A coroutine factory that plays a small mission live through the real store.
+
+    It obeys ``pause``/``resume``/``stop`` commands each step, waits for a ``push`` approval
+    (enforcing its timeout as the safe default: expired = denied) and returns 0 when done or
+    stopped. ``hold_open`` keeps it running (idle) after the work, until stopped.
+    """
+
+    async def run() -> int:
+        rng = random.Random(seed)
+        s = store
+        project = s.ensure_project(config.target.name, config.target.path)
+        mid = s.insert("missions", {"project_id": project, "objective": config.target.objective or "fake",
+                                    "status": "pending", "started_at": time.time()}, event="mission.created")
+        s.set_status("missions", mid, "running")
+        epoch = s.insert("epochs", {"mission_id": mid, "number": 1, "status": "running",
+                                    "started_at": time.time()}, event="epoch.created")
+        ids = []
+        for n in range(units):
+            uid = f"F{n + 1}"
+            s.insert("units", {"id": uid, "mission_id": mid, "epoch_id": epoch, "title": f"Fake unit {n + 1}",
+                               "status": "planned", "created_at": time.time(), "updated_at": time.time()},
+                     event="unit.created")
+            ids.append(uid)
+        paused = False
+
+        async def obey() -> bool:
+            """Handle commands; True when the mission must stop."""
+            nonlocal paused
+            while True:
+                for cmd in s.take_commands(mid):
+                    s.append_event("log", mission_id=mid, level="info", message=f"command {cmd['kind']}")
+                    if cmd["kind"] == "stop":
+                        return True
+                    if cmd["kind"] == "pause" and not paused:
+                        paused = True
+                        s.set_status("missions", mid, "paused", reason="user")
+                    elif cmd["kind"] == "resume" and paused:
+                        paused = False
+                        s.set_status("missions", mid, "running", reason="user")
+                if not paused:
+                    return False
+                await anyio.sleep(step_s)
+
+        async def finish(status: str, reason: str) -> int:
+            s.set_status("missions", mid, status, reason=reason, ended_at=time.time())
+            return 0
+
+        for slot, uid in enumerate(ids, 1):
+            if await obey():
+                return await finish("stopped", "stopped by user")
+            s.set_status("units", uid, "running")
+            aid = s.insert("attempts", {"mission_id": mid, "unit_id": uid, "role": "worker",
+                                        "backend": "scripted", "model": "sonnet",
+                                        "slot": (slot - 1) % config.scheduler.parallel.num_workers + 1,
+                                        "status": "running", "started_at": time.time()})
+            s.append_event("attempt.started", mission_id=mid, unit_id=uid, attempt_id=aid, role="worker",
+                           backend="scripted", model="sonnet", slot=slot)
+            for turn in range(3):
+                await anyio.sleep(step_s)
+                if await obey():
+                    return await finish("stopped", "stopped by user")
+                s.append_event("agent.event", mission_id=mid, unit_id=uid, attempt_id=aid, slot=slot,
+                               type="text", text=f"{uid} turn {turn + 1}", tool=None)
+                s.add_cost(mission_id=mid, role="worker", usd=round(rng.uniform(0.01, 0.05), 4),
+                           model="sonnet", unit_id=uid, attempt_id=aid)
+            s.set_status("attempts", aid, "completed", ended_at=time.time(), turns=3)
+            s.append_event("attempt.finished", mission_id=mid, unit_id=uid, attempt_id=aid,
+                           status="completed", turns=3)
+            s.set_status("units", uid, "queued")
+            merge = s.insert("merges", {"mission_id": mid, "unit_id": uid, "branch": f"mc/unit/{uid}",
+                                        "status": "queued", "created_at": time.time(),
+                                        "updated_at": time.time()}, event="merge.created")
+            s.set_status("merges", merge, "promoted")
+            s.set_status("units", uid, "merged")
+        if approval_gate:
+            timeout = approval_timeout if approval_timeout is not None else config.hitl.poll_timeout
+            approval = s.create_approval(mission_id=mid, gate="push", title="Push mc/green to origin/main",
+                                         diffstat=" 1 file changed, 1 insertion(+)",
+                                         diff="--- a/x\n+++ b/x\n@@ -0,0 +1 @@\n+pushed\n",
+                                         timeout=timeout)
+            while True:
+                row = s.get("approvals", approval)
+                assert row is not None
+                if row["status"] != "pending":
+                    break
+                if row["expires_at"] is not None and time.time() >= row["expires_at"]:
+                    s.set_status("approvals", approval, "expired", decided_at=time.time(),
+                                 decided_by="timeout")
+                    break
+                if await obey():
+                    return await finish("stopped", "stopped by user")
+                await anyio.sleep(step_s)
+            s.append_event("push.result", mission_id=mid,
+                           ok=s.get("approvals", approval)["status"] == "approved", rejected=False,  # type: ignore[index]
+                           output="")
+        while hold_open:
+            if await obey():
+                return await finish("stopped", "stopped by user")
+            await anyio.sleep(step_s)
+        return await finish("completed", "objective met")
+
+    return run
+
+
+# --------------------------------------------------------------------------- benchmark load
+def write_load(store: Store, mission_id: int, *, rate: float, seconds: float, slots: int = 4,
+               batch: int = 50) -> int:
+    """Append events at ``rate`` per second for ``seconds`` (agent chatter, statuses, costs).
+
+    Agent events dominate, as in a real mission; every 10th event is a status, a merge update
+    or a cost. Returns the number written.
+    """
+    attempts = [
+        store.insert("attempts", {"mission_id": mission_id, "unit_id": None, "role": "worker",
+                                  "backend": "claude", "model": "sonnet", "slot": slot,
+                                  "status": "running", "started_at": time.time()})
+        for slot in range(1, slots + 1)
+    ]
+    written = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    n = 0
+    while time.perf_counter() < deadline:
+        with store.transaction():
+            for _ in range(batch):
+                n += 1
+                slot = n % slots
+                if n % 10 == 0:
+                    store.add_cost(mission_id=mission_id, role="worker", usd=0.001, model=MODELS[n % 2],
+                                   attempt_id=attempts[slot])
+                else:
+                    store.append_event("agent.event", mission_id=mission_id, attempt_id=attempts[slot],
+                                       slot=slot + 1, type="tool_result" if n % 3 else "text",
+                                       text=f"event {n}\nsecond line", tool="Bash")
+                written += 1
+        target = start + written / rate
+        pause = target - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+    return written
+
+
+def _main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mc_tui.synthetic")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    mission = sub.add_parser("mission", help="write a synthetic mission")
+    mission.add_argument("--db", required=True)
+    mission.add_argument("--seed", type=int, default=7)
+    load = sub.add_parser("load", help="write events at a steady rate")
+    load.add_argument("--db", required=True)
+    load.add_argument("--mission", type=int, required=True)
+    load.add_argument("--rate", type=float, default=2000)
+    load.add_argument("--seconds", type=float, default=5)
+    args = parser.parse_args(argv)
+    store = Store(args.db)
+    if args.cmd == "mission":
+        print(json.dumps({"mission_id": write_synthetic_mission(store, seed=args.seed).mission_id}))
+    else:
+        t0 = time.perf_counter()
+        count = write_load(store, args.mission, rate=args.rate, seconds=args.seconds)
+        print(json.dumps({"written": count, "seconds": round(time.perf_counter() - t0, 3)}))
+    store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

@@ -1,0 +1,74 @@
+"""Event log pane: every store event of the mission (except agent chatter), bounded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.widgets import Log
+
+from engine.models import Event
+from mc_tui.widgets.fmt import clip
+from mc_tui.widgets.mission_state import EVENT_LOG_MAX, Changes, MissionState
+
+_SKIP = {"id", "mission_id"}
+
+
+def format_event(event: Event, start: float | None) -> str:
+    """``+mm:ss kind key=value ...`` relative to the mission start (stable across time zones)."""
+    rel = event.ts - start if start else 0.0
+    sign = "-" if rel < 0 else "+"
+    rel = abs(int(rel))
+    h, rest = divmod(rel, 3600)
+    m, s = divmod(rest, 60)
+    stamp = f"{sign}{h}:{m:02d}:{s:02d}" if h else f"{sign}{m:02d}:{s:02d}"
+    p = event.payload
+    if event.kind.endswith(".status") and "to" in p:
+        detail = f"{p.get('id', '')} {p.get('from')} → {p.get('to')}"
+        if p.get("reason"):
+            detail += f" ({p['reason']})"
+    elif event.kind == "log":
+        detail = f"[{p.get('level', 'info')}] {p.get('message', '')}"
+    elif event.kind == "cost":
+        detail = f"{p.get('role')} {p.get('model') or ''} ${float(p.get('usd') or 0):.3f}"
+    else:
+        detail = " ".join(f"{k}={v}" for k, v in p.items() if k not in _SKIP and v not in (None, ""))
+        if "id" in p:
+            detail = f"{p['id']} {detail}"
+    unit = f" [{event.unit_id}]" if event.unit_id else ""
+    return clip(f"{stamp} {event.kind}{unit} {detail}", 220)
+
+
+class EventLog(Log):
+    """A bounded log written once per tick; the filter rewrites it from the kept events."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_lines=EVENT_LOG_MAX, auto_scroll=True, **kwargs)
+        self.filter_text = ""
+        self._state: MissionState | None = None
+
+    def _start(self, state: MissionState) -> float | None:
+        return state.mission["started_at"] if state.mission else None
+
+    def _format_lines(self, state: MissionState, events: list[Event]) -> list[str]:
+        start = self._start(state)
+        lines = [format_event(e, start) for e in events[-EVENT_LOG_MAX:]]
+        if self.filter_text:
+            needle = self.filter_text.lower()
+            lines = [ln for ln in lines if needle in ln.lower()]
+        return lines
+
+    def refresh_from(self, state: MissionState, changes: Changes) -> None:
+        self._state = state
+        if changes.reloaded:
+            self.clear()
+        lines = self._format_lines(state, changes.log_events)
+        if lines:
+            self.write_lines(lines)
+
+    def set_filter(self, text: str) -> None:
+        self.filter_text = text.strip()
+        self.clear()
+        if self._state is not None:
+            lines = self._format_lines(self._state, list(self._state.event_log))
+            if lines:
+                self.write_lines(lines)

@@ -1,0 +1,341 @@
+"""The app's in-memory view of one mission, fed by store events (no Textual here).
+
+Events are *coalesced*: :class:`PendingChanges` only records which rows became dirty
+(cheap, at any event rate); :meth:`MissionState.apply` runs on the UI clock, re-reads
+those rows by id and returns a :class:`Changes` describing what the panes must redraw.
+Everything kept in memory is bounded (event log, per-slot agent logs, cost series).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.models import Event
+from engine.store import Store
+
+EVENT_LOG_MAX = 2000
+AGENT_LOG_MAX = 500
+COST_POINTS_MAX = 20_000
+
+# event kind prefix -> table whose row the payload "id" names
+_TABLE_OF = {
+    "mission": "missions",
+    "epoch": "epochs",
+    "unit": "units",
+    "merge": "merges",
+    "verification": "verifications",
+    "approval": "approvals",
+    "attempt": "attempts",
+}
+TABLES = ("epochs", "units", "attempts", "merges", "verifications", "approvals")
+
+
+@dataclass
+class PendingChanges:
+    """What arrived since the last UI tick: dirty ids per table and bounded raw events."""
+
+    dirty: dict[str, set[Any]] = field(default_factory=lambda: {t: set() for t in TABLES})
+    mission_dirty: bool = False
+    costs_dirty: bool = False
+    new_mission_id: int | None = None
+    log_events: deque[Event] = field(default_factory=lambda: deque(maxlen=EVENT_LOG_MAX))
+    agent_events: deque[Event] = field(default_factory=lambda: deque(maxlen=AGENT_LOG_MAX * 8))
+    fixup_events: list[Event] = field(default_factory=list)
+    projection: dict[str, Any] | None = None
+    count: int = 0
+    last_id: int = 0
+    follow_newest: bool = True
+
+    def add(self, event: Event, mission_id: int | None) -> None:
+        """Record one event (O(1)); events of other missions only matter if they create one."""
+        self.count += 1
+        self.last_id = max(self.last_id, event.id)
+        kind = event.kind
+        if kind == "mission.created" and self.follow_newest:
+            new_id = event.payload.get("id", event.mission_id)
+            if new_id is not None and new_id != mission_id:
+                self.new_mission_id = int(new_id)
+        if mission_id is not None and event.mission_id not in (None, mission_id):
+            return
+        payload = event.payload
+        if kind == "agent.event":
+            self.agent_events.append(event)
+            attempt_id = payload.get("attempt_id")
+            if attempt_id is not None:
+                self.dirty["attempts"].add(attempt_id)
+            return
+        self.log_events.append(event)
+        prefix, _, suffix = kind.partition(".")
+        table = _TABLE_OF.get(prefix)
+        if table == "missions":
+            self.mission_dirty = True
+        elif table == "attempts":
+            if payload.get("attempt_id") is not None:
+                self.dirty["attempts"].add(payload["attempt_id"])
+        elif table is not None and payload.get("id") is not None:
+            self.dirty[table].add(payload["id"])
+        if kind == "cost":
+            self.costs_dirty = True
+            self.mission_dirty = True
+            if event.unit_id:
+                self.dirty["units"].add(event.unit_id)
+        elif kind in ("review.scored", "attempt.finished", "attempt.started") and event.unit_id:
+            self.dirty["units"].add(event.unit_id)
+        elif prefix == "fixup":
+            self.fixup_events.append(event)
+        elif kind == "budget.projection":
+            self.projection = dict(payload)
+        elif kind in ("green.promoted", "epoch.created", "epoch.status"):
+            self.mission_dirty = True
+
+
+@dataclass
+class Changes:
+    """What one UI tick changed: ids per table, new log lines, and flags."""
+
+    reloaded: bool = False
+    mission: bool = False
+    rows: dict[str, set[Any]] = field(default_factory=lambda: {t: set() for t in TABLES})
+    removed: dict[str, set[Any]] = field(default_factory=lambda: {t: set() for t in TABLES})
+    costs: bool = False
+    fixups: bool = False
+    log_events: list[Event] = field(default_factory=list)
+    agent_lines: dict[int, list[str]] = field(default_factory=dict)
+    events: int = 0
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.reloaded or self.mission or self.costs or self.fixups or self.log_events
+            or self.agent_lines or any(self.rows.values())
+        )
+
+
+def format_agent_event(payload: dict[str, Any], width: int = 160) -> str:
+    """One log line for an agent event; tool results are folded to their first line."""
+    kind = payload.get("type", "text")
+    text = str(payload.get("text") or "")
+    tool = payload.get("tool")
+    first, _, rest = text.strip().partition("\n")
+    more = rest.count("\n") + 1 if rest else 0
+    if kind == "tool_use":
+        line = f"▶ {tool or 'tool'}: {first}"
+    elif kind == "tool_result":
+        fold = f"  (+{more} lines)" if more else ""
+        line = f"  ↳ {first}{fold}"
+    elif kind == "thinking":
+        line = f"… {first}"
+    elif kind in ("retry", "rate_limit", "notice"):
+        line = f"! {kind}: {first}"
+    elif kind == "usage":
+        line = f"· usage {first}"
+    else:
+        line = first if not more else f"{first}  (+{more} lines)"
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+class MissionState:
+    """Rows of one mission as last read from the store."""
+
+    def __init__(self, store: Store, mission_id: int | None) -> None:
+        self.store = store
+        self._reset(mission_id)
+
+    def _reset(self, mission_id: int | None) -> None:
+        self.mission_id = mission_id
+        self.mission: dict[str, Any] | None = None
+        self.epochs: dict[int, dict[str, Any]] = {}
+        self.units: dict[str, dict[str, Any]] = {}
+        self.attempts: dict[int, dict[str, Any]] = {}
+        self.merges: dict[int, dict[str, Any]] = {}
+        self.verifications: dict[int, dict[str, Any]] = {}
+        self.approvals: dict[int, dict[str, Any]] = {}
+        self.slot_attempt: dict[int, int] = {}
+        self.costs: deque[tuple[float, float, str, str]] = deque(maxlen=COST_POINTS_MAX)
+        self.cost_total = 0.0
+        self._last_cost_id = 0
+        self.fixups: dict[tuple[str, str], dict[str, Any]] = {}
+        self.projection: dict[str, Any] | None = None
+        self.event_log: deque[Event] = deque(maxlen=EVENT_LOG_MAX)
+        self.agent_log: dict[int, deque[str]] = {}
+        self.events_applied = getattr(self, "events_applied", 0)
+
+    # ------------------------------------------------------------------ loading
+    def load(self) -> Changes:
+        """Read everything about the mission (start-up, or when the followed mission changes)."""
+        store = self.store
+        if self.mission_id is None:
+            latest = store.latest_mission()
+            self.mission_id = latest["id"] if latest else None
+        mid = self.mission_id
+        self._reset(mid)
+        changes = Changes(reloaded=True, mission=True, costs=True, fixups=True)
+        if mid is None:
+            return changes
+        self.mission = store.get("missions", mid)
+        where = "mission_id = ?"
+        for table in TABLES:
+            rows = store.rows(table, where, (mid,))
+            target = getattr(self, table)
+            for row in rows:
+                target[row["id"]] = row
+            changes.rows[table] = set(target)
+        for attempt in self.attempts.values():
+            self._note_slot(attempt)
+        self._read_costs()
+        tail = store.query(
+            "SELECT id, ts, kind, mission_id, unit_id, payload FROM events "
+            "WHERE mission_id = ? AND kind != 'agent.event' ORDER BY id DESC LIMIT ?",
+            (mid, EVENT_LOG_MAX),
+        )
+        for row in reversed(tail):
+            event = _row_event(row)
+            self.event_log.append(event)
+            if event.kind.startswith("fixup."):
+                self._apply_fixup(event)
+            elif event.kind == "budget.projection":
+                self.projection = dict(event.payload)
+        changes.log_events = list(self.event_log)
+        agent_rows = store.query(
+            "SELECT id, ts, kind, mission_id, unit_id, payload FROM events "
+            "WHERE mission_id = ? AND kind = 'agent.event' ORDER BY id DESC LIMIT ?",
+            (mid, AGENT_LOG_MAX * 8),
+        )
+        for row in reversed(agent_rows):
+            self._add_agent_line(_row_event(row), changes)
+        return changes
+
+    def last_event_id(self) -> int:
+        return self.store.last_event_id()
+
+    # ------------------------------------------------------------------ applying events
+    def apply(self, pending: PendingChanges) -> Changes:
+        """Re-read the rows ``pending`` marks dirty; return what changed."""
+        if pending.new_mission_id is not None and pending.new_mission_id != self.mission_id:
+            self.mission_id = pending.new_mission_id
+            changes = self.load()
+            changes.events = pending.count
+            self.events_applied += pending.count
+            return changes
+        changes = Changes(events=pending.count)
+        self.events_applied += pending.count
+        if self.mission_id is None:
+            return changes
+        store = self.store
+        for table, ids in pending.dirty.items():
+            if not ids:
+                continue
+            target: dict[Any, dict[str, Any]] = getattr(self, table)
+            id_list = list(ids)
+            for start in range(0, len(id_list), 500):
+                chunk = id_list[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for row in store.rows(table, f"id IN ({marks})", chunk):
+                    if row.get("mission_id") not in (None, self.mission_id):
+                        continue
+                    if target.get(row["id"]) != row:
+                        target[row["id"]] = row
+                        changes.rows[table].add(row["id"])
+                        if table == "attempts":
+                            self._note_slot(row)
+        if pending.mission_dirty:
+            self.mission = store.get("missions", self.mission_id)
+            changes.mission = True
+        if pending.costs_dirty:
+            changes.costs = self._read_costs()
+        for event in pending.fixup_events:
+            self._apply_fixup(event)
+            changes.fixups = True
+        if pending.projection is not None:
+            self.projection = pending.projection
+            changes.costs = True
+        for event in pending.log_events:
+            self.event_log.append(event)
+        changes.log_events = list(pending.log_events)
+        for event in pending.agent_events:
+            self._add_agent_line(event, changes)
+        return changes
+
+    # ------------------------------------------------------------------ helpers
+    def _note_slot(self, attempt: dict[str, Any]) -> None:
+        slot = attempt.get("slot")
+        if slot is None:
+            return
+        current = self.slot_attempt.get(slot)
+        if current is None or attempt["id"] >= current:
+            self.slot_attempt[slot] = attempt["id"]
+
+    def _read_costs(self) -> bool:
+        rows = self.store.query(
+            "SELECT id, ts, usd, model, role FROM costs WHERE mission_id = ? AND id > ? ORDER BY id",
+            (self.mission_id, self._last_cost_id),
+        )
+        for row in rows:
+            self._last_cost_id = row["id"]
+            self.costs.append((row["ts"], row["usd"], row["model"] or "?", row["role"]))
+            self.cost_total += row["usd"]
+        return bool(rows)
+
+    def _apply_fixup(self, event: Event) -> None:
+        p = event.payload
+        unit = str(p.get("unit") or event.unit_id or "?")
+        candidate = str(p.get("candidate", "?"))
+        key = (unit, candidate)
+        entry = self.fixups.setdefault(key, {"unit": unit, "candidate": candidate, "state": "running"})
+        if p.get("approach"):
+            entry["approach"] = p["approach"]
+        if p.get("score") is not None:
+            entry["score"] = p["score"]
+        if event.kind == "fixup.candidate":
+            entry["state"] = "scored" if p.get("score") is not None else "running"
+        elif event.kind == "fixup.winner":
+            for (u, _), other in self.fixups.items():
+                if u == unit:
+                    other["state"] = "lost"
+            entry["state"] = "winner"
+
+    def _add_agent_line(self, event: Event, changes: Changes) -> None:
+        slot = event.payload.get("slot")
+        if slot is None:
+            attempt = self.attempts.get(event.payload.get("attempt_id", -1))
+            slot = attempt.get("slot") if attempt else None
+        if slot is None:
+            return
+        line = format_agent_event(event.payload)
+        self.agent_log.setdefault(slot, deque(maxlen=AGENT_LOG_MAX)).append(line)
+        changes.agent_lines.setdefault(slot, []).append(line)
+
+    # ------------------------------------------------------------------ queries for panes
+    def current_epoch(self) -> dict[str, Any] | None:
+        if not self.epochs:
+            return None
+        return max(self.epochs.values(), key=lambda e: e["number"])
+
+    def unit_attempts(self, unit_id: str) -> list[dict[str, Any]]:
+        return sorted(
+            (a for a in self.attempts.values() if a.get("unit_id") == unit_id), key=lambda a: a["id"]
+        )
+
+    def pending_approvals(self) -> list[dict[str, Any]]:
+        return sorted(
+            (a for a in self.approvals.values() if a["status"] == "pending"), key=lambda a: a["id"]
+        )
+
+    def verification_for(self, merge: dict[str, Any]) -> dict[str, Any] | None:
+        batch = merge.get("batch_id")
+        if not batch:
+            return None
+        found = [v for v in self.verifications.values() if v.get("batch_id") == batch]
+        return max(found, key=lambda v: v["id"]) if found else None
+
+
+def _row_event(row: dict[str, Any]) -> Event:
+    import json
+
+    payload = row.get("payload")
+    return Event(
+        id=row["id"], ts=row["ts"], kind=row["kind"], mission_id=row["mission_id"],
+        unit_id=row["unit_id"], payload=json.loads(payload) if payload else {},
+    )

@@ -1,0 +1,176 @@
+"""Plan tree pane: units by epoch and parent, with status icon, specialist and cost."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.message import Message
+from textual.widgets import Tree
+from textual.widgets.tree import TreeNode
+
+from mc_tui.widgets.fmt import STATUS_STYLE, clip, resolve_style, usd
+from mc_tui.widgets.mission_state import Changes, MissionState
+
+
+class PlanTree(Tree[str]):
+    """Tree keyed by unit id; labels change in place, nodes are added by key."""
+
+    class UnitHighlighted(Message):
+        def __init__(self, unit_id: str | None) -> None:
+            super().__init__()
+            self.unit_id = unit_id
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("plan", **kwargs)
+        self.show_root = False
+        self.guide_depth = 2
+        self._unit_nodes: dict[str, TreeNode[str]] = {}
+        self._labels: dict[str, Text] = {}
+        self.filter_text = ""
+        self.palette: dict[str, str] = {}
+        self._state: MissionState | None = None
+
+    # ------------------------------------------------------------------ updates
+    def refresh_from(self, state: MissionState, changes: Changes) -> None:
+        self._state = state
+        if changes.reloaded:
+            self._rebuild()
+            return
+        for epoch_id in changes.rows["epochs"]:
+            self._ensure_epoch(epoch_id)
+        for unit_id in sorted(changes.rows["units"], key=self._created_key):
+            self._ensure_unit(unit_id)
+
+    def _created_key(self, unit_id: str) -> tuple[float, str]:
+        unit = self._state.units.get(unit_id) if self._state else None
+        return ((unit or {}).get("created_at") or 0.0, unit_id)
+
+    def _rebuild(self) -> None:
+        """Full rebuild: start-up, a new mission, the filter or the theme changed."""
+        self.clear()
+        self._unit_nodes.clear()
+        self._labels.clear()
+        if self._state is None:
+            return
+        for epoch_id in sorted(self._state.epochs):
+            self._ensure_epoch(epoch_id)
+        for unit_id in sorted(self._state.units, key=self._created_key):
+            self._ensure_unit(unit_id)
+
+    def restyle(self, palette: dict[str, str]) -> None:
+        self.palette = palette
+        self._rebuild()
+
+    def set_filter(self, text: str) -> None:
+        self.filter_text = text.strip()
+        self._rebuild()
+
+    # ------------------------------------------------------------------ nodes
+    def _ensure_epoch(self, epoch_id: int) -> TreeNode[str] | None:
+        assert self._state is not None
+        epoch = self._state.epochs.get(epoch_id)
+        if epoch is None:
+            return None
+        key = f"epoch-{epoch_id}"
+        label = Text.assemble(
+            (f"Epoch {epoch['number']}", "bold"), "  ",
+            (epoch["status"], resolve_style(STATUS_STYLE.get(epoch["status"], ("", ""))[1], self.palette)),
+        )
+        node = self._unit_nodes.get(key)
+        if node is None:
+            node = self.root.add(label, data=key, expand=True)
+            self._unit_nodes[key] = node
+            self._labels[key] = label
+        elif self._labels.get(key) != label:
+            node.set_label(label)
+            self._labels[key] = label
+        return node
+
+    def _visible(self, unit_id: str) -> bool:
+        if not self.filter_text:
+            return True
+        assert self._state is not None
+        needle = self.filter_text.lower()
+
+        def match(uid: str) -> bool:
+            u = self._state.units.get(uid) if self._state else None
+            if u is None:
+                return False
+            hay = f"{uid} {u['title']} {u['status']} {u.get('specialist', '')}".lower()
+            return needle in hay
+
+        if match(unit_id):
+            return True
+        # keep ancestors of matches, so the tree stays a tree
+        return any(
+            match(uid) for uid in self._descendants(unit_id)
+        )
+
+    def _descendants(self, unit_id: str) -> list[str]:
+        assert self._state is not None
+        out: list[str] = []
+        frontier = [unit_id]
+        while frontier:
+            parent = frontier.pop()
+            kids = [u for u, row in self._state.units.items() if row.get("parent_id") == parent]
+            out.extend(kids)
+            frontier.extend(kids)
+        return out
+
+    def unit_label(self, unit: dict[str, Any]) -> Text:
+        icon, style = STATUS_STYLE.get(unit["status"], ("•", ""))
+        colour = resolve_style(style, self.palette)
+        parts: list[Any] = [(icon, colour), " ", clip(unit["title"], 48)]
+        if unit.get("is_leaf"):
+            parts += ["  ", (unit.get("specialist") or "general", "italic dim")]
+        if unit.get("cost_usd"):
+            parts += ["  ", (usd(unit["cost_usd"]), "dim")]
+        if unit["status"] in ("failed", "blocked") and unit.get("reason"):
+            parts += ["  ", (clip(unit["reason"], 30), colour)]
+        return Text.assemble(*parts)
+
+    def _ensure_unit(self, unit_id: str) -> TreeNode[str] | None:
+        assert self._state is not None
+        unit = self._state.units.get(unit_id)
+        if unit is None or not self._visible(unit_id):
+            return None
+        label = self.unit_label(unit)
+        node = self._unit_nodes.get(unit_id)
+        if node is not None:
+            if self._labels.get(unit_id) != label:
+                node.set_label(label)
+                self._labels[unit_id] = label
+            return node
+        parent_node: TreeNode[str] | None = None
+        if unit.get("parent_id") and unit["parent_id"] in self._state.units:
+            parent_node = self._ensure_unit(unit["parent_id"])
+        if parent_node is None and unit.get("epoch_id") is not None:
+            parent_node = self._ensure_epoch(unit["epoch_id"])
+        if parent_node is None:
+            parent_node = self.root
+        if unit.get("is_leaf"):
+            node = parent_node.add_leaf(label, data=unit_id)
+        else:
+            node = parent_node.add(label, data=unit_id, expand=True)
+        self._unit_nodes[unit_id] = node
+        self._labels[unit_id] = label
+        return node
+
+    # ------------------------------------------------------------------ selection
+    def selected_unit(self) -> str | None:
+        node = self.cursor_node
+        if node is None or node.data is None or node.data.startswith("epoch-"):
+            return None
+        return node.data
+
+    def select_unit(self, unit_id: str) -> bool:
+        node = self._unit_nodes.get(unit_id)
+        if node is None:
+            return False
+        self.move_cursor(node)
+        return True
+
+    def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[str]) -> None:
+        event.stop()
+        self.post_message(self.UnitHighlighted(self.selected_unit()))

@@ -1,0 +1,49 @@
+"""Status bar: target, objective, epoch, spend/budget, wall time and mission state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import Static
+
+from mc_tui.widgets.fmt import clip, duration, status_text, usd
+from mc_tui.widgets.mission_state import MissionState
+
+
+class StatusBar(Static):
+    """One line, rebuilt on the clock only when its text changes."""
+
+    def __init__(self, *, target: str, budget: float, **kwargs: Any) -> None:
+        super().__init__("", **kwargs)
+        self.target = target
+        self.budget = budget
+        self.palette: dict[str, str] = {}
+        self._last: Text | None = None
+
+    def render_status(self, state: MissionState, now: float, *, note: str = "") -> Text:
+        m = state.mission
+        if m is None:
+            return Text.assemble((f" {self.target} ", "bold reverse"), "  waiting for a mission…",
+                                 (f"  {note}" if note else "", "italic"))
+        epoch = state.current_epoch()
+        end = m.get("ended_at") or now
+        spent = m.get("total_cost_usd") or 0.0
+        over = spent > self.budget
+        parts: list[Any] = [
+            (f" {self.target} ", "bold reverse"), " ",
+            (f"#{m['id']} ", "dim"), clip(m.get("objective"), 48), "  ",
+            ("epoch ", "dim"), str(epoch["number"]) if epoch else "-", "  ",
+            ("spend ", "dim"), (f"{usd(spent)}/{usd(self.budget)}", "bold red" if over else ""), "  ",
+            ("wall ", "dim"), duration(end - m["started_at"]), "  ",
+            status_text(m["status"], self.palette),
+        ]
+        if note:
+            parts += ["  ", (note, "italic")]
+        return Text.assemble(*parts, no_wrap=True, overflow="ellipsis")
+
+    def refresh_from(self, state: MissionState, now: float, *, note: str = "") -> None:
+        text = self.render_status(state, now, note=note)
+        if text != self._last:
+            self._last = text
+            self.update(text)
