@@ -30,15 +30,20 @@ class ProgressEvaluator:
 
     def record(
         self,
-        epoch: int,
-        *,
-        units_merged: int,
+        units_merged: int = 0,
         tests_passed: int = 0,
         tests_failed: int = 0,
         lint_errors: int = 0,
+        *,
+        epoch: int | None = None,
     ) -> bool:
-        """Record an epoch's measures; returns whether it improved. Re-recording an epoch
-        replaces the earlier record of it."""
+        """Record an epoch's measures; returns whether it improved.
+
+        ``epoch`` defaults to the one after the last recorded; recording an epoch number
+        again replaces that record and every later one.
+        """
+        if epoch is None:
+            epoch = self.history[-1].epoch + 1 if self.history else 1
         progress = EpochProgress(epoch, units_merged, tests_passed, tests_failed, lint_errors)
         for i, old in enumerate(self.history):
             if old.epoch == epoch:
