@@ -270,7 +270,7 @@ class ClaudeStreamParser:
                           "subagent": obj.get("parent_tool_use_id") is not None},
                 ))
         usage = usage_from_api(message.get("usage"))
-        if message.get("usage") is not None and self._usage.get(mid) != usage:
+        if isinstance(message.get("usage"), dict) and self._usage.get(mid) != usage:
             self._usage[mid] = usage  # repeated on every block line: replace, never add
             total = self.tokens_so_far()
             events.append(AgentEvent(
