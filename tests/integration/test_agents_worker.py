@@ -1,0 +1,270 @@
+"""run_unit_agent: prompts, one pass or architect -> editor, marker or git-facts outcome."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from engine.agents import (
+    AgentRequest,
+    AgentResult,
+    AgentRole,
+    ClaudeBackend,
+    FailureReason,
+    ScriptedBackend,
+    UnitRunOutcome,
+    load_cassette,
+    run_unit_agent,
+)
+from engine.config import MissionConfig
+from engine.store import Store
+
+FAKES = Path(__file__).resolve().parents[1] / "fakes"
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    path = tmp_path / "repo"
+    path.mkdir()
+    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
+    (path / "calc.py").write_text("def add(a, b):\n    return a + b\n")
+    git(path, "add", "-A")
+    git(path, "-c", "user.name=t", "-c", "user.email=t@x", "commit", "-qm", "init")
+    return path
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store(tmp_path / "state" / "mission.db")
+    yield s
+    s.close()
+
+
+def make_unit(store: Store, **fields: object) -> tuple[int, dict]:
+    mission_id = store.insert("missions", {"objective": "calc", "status": "running",
+                                           "started_at": time.time()})
+    now = time.time()
+    row = {"id": "u1", "mission_id": mission_id, "title": "Add subtract",
+           "description": "Add subtract(a, b) to calc.py.", "files_hint": ["calc.py"],
+           "acceptance_criteria": ["subtract(3, 1) == 2", "has a test"], "status": "running",
+           "attempt_count": 1, "created_at": now, "updated_at": now, **fields}
+    store.insert("units", row)
+    return int(mission_id), store.get("units", "u1")
+
+
+class Spy(ScriptedBackend):
+    """A scripted backend that remembers the requests it got."""
+
+    def __init__(self, cassette: object) -> None:
+        super().__init__(cassette, kill_grace=0.3)
+        self.requests: list[AgentRequest] = []
+
+    async def run(self, request: AgentRequest, on_event=None) -> AgentResult:
+        self.requests.append(request)
+        return await super().run(request, on_event)
+
+
+def spy(tmp_path: Path, text: str) -> Spy:
+    path = tmp_path / "cassette.toml"
+    path.write_text(text)
+    return Spy(load_cassette(path))
+
+
+def config(**agent: object) -> MissionConfig:
+    cfg = MissionConfig()
+    cfg.scheduler.session_timeout = 20
+    cfg.scheduler.model = "haiku"
+    for key, value in agent.items():
+        setattr(cfg.agent, key, value)
+    return cfg
+
+
+def run_unit(store: Store, backend, repo: Path, cfg: MissionConfig | None = None,
+             **kwargs: object) -> UnitRunOutcome:
+    mission_id, unit = make_unit(store, **kwargs.pop("unit_fields", {}))
+    base = git(repo, "rev-parse", "HEAD")
+
+    async def main() -> UnitRunOutcome:
+        return await run_unit_agent(store, backend, config=cfg or config(), mission_id=mission_id,
+                                    unit=unit, objective="A calculator with subtract.",
+                                    workdir=repo, base_commit=base, slot=1, **kwargs)
+
+    return anyio.run(main)
+
+
+MARKER_ENTRY = '''
+[[interaction]]
+role = "worker"
+cost_usd = 0.3
+  [[interaction.actions]]
+  type = "write"
+  path = "calc.py"
+  content = "def add(a, b):\\n    return a + b\\n\\n\\ndef subtract(a, b):\\n    return a - b\\n"
+  [[interaction.actions]]
+  type = "commit"
+  message = "Add subtract"
+  [[interaction.actions]]
+  type = "text"
+  text = """<mc-result>
+{"status": "completed", "summary": "added subtract", "files_changed": ["calc.py"], "discoveries": ["d1"], "concerns": []}
+</mc-result>"""
+'''
+
+
+def test_marker_outcome_and_prompt(store: Store, repo: Path, tmp_path: Path) -> None:
+    backend = spy(tmp_path, MARKER_ENTRY)
+    outcome = run_unit(store, backend, repo, feedback="Please add a docstring.",
+                       unit_fields={"specialist": "test_writer"})
+    assert outcome.status == "completed" and outcome.marker_source == "marker"
+    assert outcome.summary == "added subtract" and outcome.marker.discoveries == ["d1"]
+    assert outcome.commits == 1 and outcome.files_changed == ["calc.py"]
+    assert outcome.head_commit == git(repo, "rev-parse", "HEAD")
+    assert outcome.cost_usd == 0.3 and len(outcome.attempt_ids) == 1 and outcome.error is None
+    (request,) = backend.requests
+    assert request.role == AgentRole.WORKER and request.model == "haiku"
+    assert request.timeout_s == 20 and request.budget_usd == 5.0 and request.max_turns == 50
+    assert request.metadata["unit_id"] == "u1" and request.metadata["attempt"] == "1"
+    assert request.metadata["specialist"] == "test_writer"
+    prompt = request.prompt
+    for needle in ("A calculator with subtract.", "Add subtract (`u1`)", "- calc.py",
+                   "- subtract(3, 1) == 2", "**test writer**", "Please add a docstring.",
+                   "<mc-result>"):
+        assert needle in prompt, needle
+    assert "$" not in prompt.replace("$$", "")
+
+
+def test_missing_marker_falls_back_to_git_and_saves_uncommitted_work(
+    store: Store, repo: Path, tmp_path: Path
+) -> None:
+    backend = spy(tmp_path, '''
+[[interaction]]
+  [[interaction.actions]]
+  type = "write"
+  path = "notes/new.md"
+  content = "hi"
+  [[interaction.actions]]
+  type = "text"
+  text = "I wrote a note but forgot the marker"
+''')
+    outcome = run_unit(store, backend, repo)
+    assert outcome.status == "completed" and outcome.marker_source == "git"
+    assert outcome.marker is None and outcome.commits == 1
+    assert outcome.files_changed == ["notes/new.md"]
+    assert git(repo, "log", "-1", "--format=%an") == "mc-agent"
+    assert git(repo, "status", "--porcelain") == ""
+    logs = [e.payload for e in store.events_after(0) if e.kind == "log"]
+    assert any("committed the agent's uncommitted changes" in p["message"] for p in logs)
+    assert any(p.get("marker_source") == "git" for p in logs)
+
+
+def test_no_marker_no_changes_is_a_failure(store: Store, repo: Path, tmp_path: Path) -> None:
+    backend = spy(tmp_path, '[[interaction]]\n  [[interaction.actions]]\n  type = "text"\n'
+                            '  text = "<mc-result>{broken</mc-result>"\n')
+    outcome = run_unit(store, backend, repo)
+    assert outcome.status == "failed" and outcome.marker_source == "git"
+    assert outcome.commits == 0 and "no changes" in outcome.error
+
+
+def test_blocked_marker(store: Store, repo: Path, tmp_path: Path) -> None:
+    backend = spy(tmp_path, '[[interaction]]\n  [[interaction.actions]]\n  type = "text"\n'
+                            '  text = \'<mc-result>{"status": "blocked", "summary": "needs u0"}'
+                            '</mc-result>\'\n')
+    outcome = run_unit(store, backend, repo)
+    assert outcome.status == "blocked" and outcome.error == "needs u0"
+
+
+def test_agent_failure_keeps_its_work(store: Store, repo: Path, tmp_path: Path) -> None:
+    backend = spy(tmp_path, '''
+[[interaction]]
+  [[interaction.actions]]
+  type = "write"
+  path = "half.py"
+  content = "x = 1"
+  [[interaction.actions]]
+  type = "fail"
+  error = "usage limit"
+  reason = "usage_limit"
+''')
+    outcome = run_unit(store, backend, repo)
+    assert outcome.status == "failed" and outcome.failure_reason == FailureReason.USAGE_LIMIT
+    assert outcome.commits == 1 and outcome.files_changed == ["half.py"]
+
+
+def test_two_pass_architect_then_editor(store: Store, repo: Path, tmp_path: Path) -> None:
+    backend = spy(tmp_path, '''
+[[interaction]]
+role = "architect"
+cost_usd = 0.1
+  [[interaction.actions]]
+  type = "text"
+  text = "PLAN-XYZ: edit calc.py, add subtract"
+
+[[interaction]]
+role = "editor"
+match = "PLAN-XYZ"
+cost_usd = 0.2
+  [[interaction.actions]]
+  type = "write"
+  path = "calc.py"
+  content = "def subtract(a, b):\\n    return a - b\\n"
+  [[interaction.actions]]
+  type = "text"
+  text = '<mc-result>{"status": "completed", "summary": "did the plan"}</mc-result>'
+''')
+    outcome = run_unit(store, backend, repo, config(two_pass=True))
+    assert outcome.status == "completed" and outcome.summary == "did the plan"
+    assert len(outcome.attempt_ids) == 2 and outcome.cost_usd == pytest.approx(0.3)
+    architect, editor = backend.requests
+    assert architect.role == AgentRole.ARCHITECT and architect.read_only
+    assert architect.permission_mode == "plan"
+    assert editor.role == AgentRole.EDITOR and not editor.read_only
+    assert "PLAN-XYZ: edit calc.py" in editor.prompt
+    roles = [r["role"] for r in store.rows("attempts")]
+    assert roles == ["architect", "editor"]
+
+
+def test_two_pass_architect_failure_skips_the_editor(store: Store, repo: Path,
+                                                     tmp_path: Path) -> None:
+    backend = spy(tmp_path, '[[interaction]]\nrole = "architect"\n')
+    outcome = run_unit(store, backend, repo, config(two_pass=True))
+    assert outcome.status == "failed" and outcome.failure_reason == FailureReason.BAD_OUTPUT
+    assert len(backend.requests) == 1
+
+
+def test_fixup_prompt(store: Store, repo: Path, tmp_path: Path) -> None:
+    backend = spy(tmp_path, '[[interaction]]\nrole = "fixup"\nwhen = { approach = "*tests*" }\n')
+    run_unit(store, backend, repo, role=AgentRole.FIXUP, approach="Adjust the tests.",
+             failure_output="FAILED test_calc.py::test_add - assert 3 == 4", candidate=2)
+    (request,) = backend.requests
+    assert request.role == AgentRole.FIXUP and request.metadata["candidate"] == "2"
+    assert "Adjust the tests." in request.prompt
+    assert "FAILED test_calc.py::test_add" in request.prompt
+
+
+def test_with_the_real_claude_backend_and_the_fake(
+    store: Store, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", f"{FAKES}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_CLAUDE_SCENARIO", "success")
+    monkeypatch.setenv("FAKE_CLAUDE_EDITS", json.dumps([{"path": "calc.py", "content": "x = 2\n"}]))
+    monkeypatch.delenv("FAKE_CLAUDE_COMMIT", raising=False)
+    backend = ClaudeBackend(env_passthrough=["FAKE_CLAUDE_*"], kill_grace=0.5)
+    outcome = run_unit(store, backend, repo)
+    assert outcome.status == "completed" and outcome.marker_source == "marker"
+    assert outcome.commits == 1 and outcome.files_changed == ["calc.py"]  # saved by mc-agent
+    assert outcome.cost_usd == pytest.approx(0.0421)
+    attempt = store.get("attempts", outcome.attempt_ids[0])
+    assert attempt["backend"] == "claude" and attempt["status"] == "completed"
+    live = [e.payload["type"] for e in store.events_after(0) if e.kind == "agent.event"]
+    assert {"init", "text", "tool_use", "tool_result", "usage"} <= set(live)
