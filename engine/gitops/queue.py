@@ -29,9 +29,18 @@ import pygit2
 
 from engine.gitops.bisect import first_failing_prefix
 from engine.gitops.candidate import Chain, build_chain
+from engine.gitops.cli import run_git
+from engine.gitops.errors import GitError
 from engine.gitops.journal import Journal, JournalHook
 from engine.gitops.push import PushResult, fetch_remote, push_green
-from engine.gitops.repo import GREEN_REF, WORKING_REF, GitRepo, open_repository
+from engine.gitops.repo import (
+    GREEN_REF,
+    WORKING_REF,
+    GitRepo,
+    cas_error,
+    open_repository,
+    update_ref_args,
+)
 from engine.gitops.verify import VerificationResult, run_verification
 from engine.gitops.worktrees import clean_checkout, ensure_worktree
 from engine.models import UNIT_TRANSITIONS, MergeStatus, UnitStatus, VerificationStatus
@@ -172,7 +181,19 @@ class MergeQueue:
     async def run_once(self) -> QueueOutcome:
         """Merge, verify, bisect and promote one batch of queued branches."""
         async with self._lock:
-            return await self._run_batch()
+            try:
+                return await self._run_batch()
+            except BaseException:
+                self._requeue_interrupted()
+                raise
+
+    def _requeue_interrupted(self) -> None:
+        """A batch that died half-way (git error, cancellation) leaves nothing in flight:
+        the same reconciliation as at start-up (in mc/green -> promoted, else queued)."""
+        try:
+            self.reconcile()
+        except Exception:  # never mask the original error
+            pass
 
     async def _run_batch(self) -> QueueOutcome:
         green = self.repo.green_head()
@@ -313,9 +334,11 @@ class MergeQueue:
             raise RuntimeError(f"refusing to promote {new[:10]}: no passed verification")
         ids = [i.merge_id for i in items]
         self.journal.write("promote", "intent", batch_id=batch_id, old=old, new=new, merge_ids=ids)
-        await anyio.to_thread.run_sync(
-            self.repo.compare_and_swap, GREEN_REF, new, old, f"mc: promote {len(items)} branch(es)"
-        )
+        name = self.repo.movable_ref(GREEN_REF)
+        message = f"mc: promote {len(items)} branch(es)"
+        run = await run_git(update_ref_args(name, new, old, message)[1:], self.repo.path)
+        if run.returncode != 0:
+            raise GitError(cas_error(name, new, old, run.output))
         self.journal.write("promote", "done", batch_id=batch_id, old=old, new=new, merge_ids=ids)
         with self.store.transaction():
             for item in items:

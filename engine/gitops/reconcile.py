@@ -71,6 +71,8 @@ def reconcile_queue(queue: MergeQueue) -> list[str]:
         repo.set_owned_ref(WORKING_REF, green, "mc: reconcile working to green")
         notes.append("mc/working reset to mc/green")
     queue.journal.write("reconcile", "done", green=green, notes=notes)
+    for note in notes:
+        store.append_event("log", mission_id=mission_id, level="info", message=f"merge queue: {note}")
     return notes
 
 

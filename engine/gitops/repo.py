@@ -71,26 +71,32 @@ class GitRepo:
             return str(reference.peel(pygit2.Commit).id)
         return None
 
-    def set_owned_ref(self, ref: str, sha: str, message: str) -> None:
-        """Force a ref we own (``refs/heads/mc/*``) to ``sha``; refuses any other ref."""
+    def movable_ref(self, ref: str) -> str:
+        """The full name of ``ref`` if mission control may move it, else :class:`GitError`.
+
+        Only ``refs/heads/mc/*`` qualify, and never the branch checked out in the
+        user's own working tree.
+        """
         name = full_ref(ref)
         if not name.startswith(OWNED_PREFIX):
             raise GitError(f"refusing to move {name}: mission control only owns refs/heads/mc/*")
         self._refuse_if_checked_out_here(name)
+        return name
+
+    def set_owned_ref(self, ref: str, sha: str, message: str) -> None:
+        """Force a ref we own (``refs/heads/mc/*``) to ``sha``."""
+        name = self.movable_ref(ref)
         self.pygit.create_reference_direct(name, pygit2.Oid(hex=sha), True, message=message)
 
     def compare_and_swap(self, ref: str, new: str, old: str, message: str) -> None:
         """Atomically move an owned ref from ``old`` to ``new`` (``git update-ref``)."""
-        name = full_ref(ref)
-        if not name.startswith(OWNED_PREFIX):
-            raise GitError(f"refusing to move {name}: mission control only owns refs/heads/mc/*")
-        self._refuse_if_checked_out_here(name)
+        name = self.movable_ref(ref)
         proc = subprocess.run(
-            ["git", "update-ref", "-m", message, name, new, old],
+            update_ref_args(name, new, old, message),
             cwd=self.path, capture_output=True, text=True, env=git_env(),
         )
         if proc.returncode != 0:
-            raise GitError(f"could not move {name} from {old[:10]} to {new[:10]}: {proc.stderr.strip()}")
+            raise GitError(cas_error(name, new, old, proc.stderr))
 
     def _refuse_if_checked_out_here(self, name: str) -> None:
         """The user's current branch is never moved, even if it is one of ours."""
@@ -171,3 +177,10 @@ class GitRepo:
                     paths.append(path)
         return paths
 
+
+def update_ref_args(name: str, new: str, old: str, message: str) -> list[str]:
+    return ["git", "update-ref", "-m", message, name, new, old]
+
+
+def cas_error(name: str, new: str, old: str, detail: str) -> str:
+    return f"could not move {name} from {old[:10]} to {new[:10]}: {detail.strip()}"

@@ -16,7 +16,7 @@ from test_git_support import (
     tree_files,
 )
 
-from engine.gitops import GitRepo, MergeQueue
+from engine.gitops import GitError, GitRepo, MergeQueue
 from engine.gitops.bisect import first_failing_prefix
 from engine.models import UnitStatus
 from engine.store.db import Store
@@ -260,3 +260,20 @@ def test_first_failing_prefix_uses_log2_checks() -> None:
             good, bad = anyio.run(first_failing_prefix, n, passes)
             assert (good, bad) == (culprit - 1, culprit)
             assert len(calls) <= math.ceil(math.log2(n)) if n > 1 else not calls
+
+
+def test_green_moved_by_someone_else_is_never_overwritten(tmp_path: Path) -> None:
+    env = Env(tmp_path)
+    other = commit_on(env.path, "elsewhere", {"other.txt": "o"}, "other", parent=env.green0)
+    env.queue.verify_command = f"git update-ref refs/heads/mc/green {other}"
+    mid = env.unit("u", {"u.txt": "u"})
+    with pytest.raises(GitError, match="could not move refs/heads/mc/green"):
+        run(env.queue)
+    assert env.repo.green_head() == other  # the compare-and-swap refused to clobber it
+    assert env.status("merges", mid) == "queued"  # nothing left in flight
+    assert env.store.get("units", "u")["status"] == "queued"
+    env.queue.verify_command = CHECK
+    out = run(env.queue)
+    assert [i.merge_id for i in out.promoted] == [mid]
+    assert env.repo.is_ancestor(other, env.repo.green_head())
+    assert any("merge queue:" in e["message"] for e in env.events("log"))
