@@ -104,3 +104,45 @@ def print_status(console: Console, store: Store, mission_id: int | None = None) 
 def _clip(text: str, width: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def print_summary(console: Console, store: Store, mission_id: int | None = None) -> None:
+    """Units, merges and cost per model of one mission (default: the latest)."""
+    from engine.report import build_report
+
+    mission = store.get("missions", mission_id) if mission_id else store.latest_mission()
+    if mission is None:
+        console.print("no missions yet")
+        return
+    report = build_report(store, mission["id"])
+    m = report["mission"]
+    console.print(
+        f"[bold]Mission #{m['id']}[/] {m['status']}: {m['objective']}\n"
+        f"outcome: {m['outcome'] or '-'}   duration: {fmt_duration(m['duration_s'])}   "
+        f"cost: {fmt_usd(m['total_cost_usd'])}",
+        highlight=False,
+    )
+    leaves = [u for u in report["units"] if u["is_leaf"]]
+    table = Table(title="Units", title_justify="left")
+    for col in ("unit", "title", "status", "tries", "review", "cost"):
+        table.add_column(col)
+    for u in leaves:
+        table.add_row(
+            u["id"], _clip(u["title"], 44), u["status"], str(u["attempt_count"]),
+            f"{u['review_score']:.1f}" if u["review_score"] is not None else "-", fmt_usd(u["cost_usd"]),
+        )
+    console.print(table)
+    counts = Counter(x["status"] for x in report["merges"])
+    vcounts = Counter(x["status"] for x in report["verifications"])
+    console.print(
+        "merges: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none")
+        + "   verifications: " + (", ".join(f"{k} {v}" for k, v in sorted(vcounts.items())) or "none"),
+        highlight=False,
+    )
+    cost = Table(title="Cost by model", title_justify="left")
+    for col in ("model", "role", "calls", "usd"):
+        cost.add_column(col)
+    for row in report["cost"]["by_model_role"]:
+        estimated = " (est.)" if row["estimated_rows"] else ""
+        cost.add_row(str(row["model"]), row["role"], str(row["calls"]), fmt_usd(row["usd"]) + estimated)
+    console.print(cost)

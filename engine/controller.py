@@ -1,0 +1,780 @@
+"""The epoch loop: plan -> ambition gate -> dispatch -> review -> merge queue -> verify ->
+promote/push -> fixup -> objective check -> feedback -> (strategize, chain).
+
+Host-agnostic: the Textual app runs :meth:`Controller.run` as a worker, ``mc --no-ui``
+runs it under ``anyio.run``. Everything it does is a row or an event in the store.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import pygit2
+
+from engine.agents import AgentBackend, AgentUnavailable, make_backend
+from engine.approvals import approve_or_deny
+from engine.budget import EmaCostTracker, cooldown_seconds
+from engine.config import MissionConfig
+from engine.dispatch import run_unit
+from engine.fixup import run_fixup
+from engine.gates.evaluator import ProgressEvaluator
+from engine.gates.fixup_select import parse_test_counts
+from engine.gates.objective import check_objective
+from engine.gitops import GitError, GitRepo, MergeQueue, WorkspacePool, fetch_remote, push_green
+from engine.llm import LlmCaller, LlmCallFailed
+from engine.mission import (
+    MissionBusy,
+    MissionOutcome,
+    adopt_for_resume,
+    create_mission,
+    find_resumable,
+    finish_mission,
+    heartbeat,
+)
+from engine.models import (
+    TERMINAL_UNIT_STATUSES,
+    CommandKind,
+    EpochStatus,
+    MissionStatus,
+    UnitStatus,
+)
+from engine.planning.ambition import ambition_gate
+from engine.planning.planner import PlanningContext, PlanningFailed, RecursivePlanner
+from engine.planning.schema import PlanTree
+from engine.runtime import FatalAgentError, Runtime
+from engine.store import Store
+from engine.strategy.strategist import propose_next_objective
+
+TICK_SECONDS = 0.05
+HEARTBEAT_SECONDS = 2.0
+EXIT_CODES = {
+    MissionStatus.COMPLETED: 0,
+    MissionStatus.INTERRUPTED: 130,
+}
+
+
+class MissionSetupError(RuntimeError):
+    """The mission cannot start (bad repo, missing agent CLI, busy). Exit code 2."""
+
+
+@dataclass
+class EpochResult:
+    merged: int = 0
+    failed: int = 0
+    cost: float = 0.0
+    tests_passed: int = 0
+    tests_failed: int = 0
+    stop: tuple[MissionStatus, str] | None = None
+
+
+@dataclass
+class _Stop:
+    requested: bool = False
+    reason: str = ""
+    status: MissionStatus = MissionStatus.STOPPED
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Controller:
+    def __init__(
+        self,
+        config: MissionConfig,
+        store: Store,
+        *,
+        backend: AgentBackend | None = None,
+        resume: bool = False,
+        auto_approve: bool = False,
+        chain: bool = False,
+        objective: str | None = None,
+        parent_mission_id: int | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.backend = backend
+        self.resume = resume
+        self.auto_approve = auto_approve
+        self.chain = chain
+        self.objective = objective or config.target.objective
+        self.parent_mission_id = parent_mission_id
+        self.mission_id: int | None = None
+        self.rt: Runtime | None = None
+        self.paused = False
+        self.stop = _Stop()
+        self.ema = EmaCostTracker()
+        self.evaluator = ProgressEvaluator()
+        self.objective_checks = 0
+        self.started = time.monotonic()
+        self._last_heartbeat = 0.0
+        self._push_rejected = False
+        self._objective_feedback: str | None = None
+
+    # ------------------------------------------------------------------ setup
+    def prepare(self) -> Runtime:
+        """Check everything needed and create (or adopt) the mission row. Idempotent."""
+        if self.rt is None:
+            self.rt = self._setup()
+        return self.rt
+
+    def _setup(self) -> Runtime:
+        config = self.config
+        if not self.objective.strip():
+            raise MissionSetupError("target.objective is empty: say what the mission should achieve")
+        backend = self.backend or make_backend(config)
+        self.backend = backend
+        try:
+            backend.check_available()
+        except AgentUnavailable as exc:
+            raise MissionSetupError(str(exc)) from None
+        try:
+            repo = GitRepo(config.target.path)
+            repo.ensure_green(config.target.branch)
+        except GitError as exc:
+            raise MissionSetupError(str(exc)) from None
+
+        mission = None
+        try:
+            mission = find_resumable(self.store)
+        except MissionBusy as exc:
+            raise MissionSetupError(str(exc)) from None
+        if mission is not None and (self.resume or mission["objective"] == self.objective):
+            mission_id = int(mission["id"])
+            self.objective = mission["objective"]
+            notes = adopt_for_resume(self.store, mission_id)
+            self.resumed_notes = notes
+        elif self.resume:
+            raise MissionSetupError("nothing to resume: no interrupted mission in this store")
+        else:
+            if mission is not None:  # an abandoned mission with another objective
+                finish_mission(self.store, int(mission["id"]), MissionStatus.INTERRUPTED,
+                               "superseded by a new mission")
+            mission_id = create_mission(
+                self.store, config, objective=self.objective,
+                parent_mission_id=self.parent_mission_id,
+            )
+        self.mission_id = mission_id
+        workers = config.scheduler.parallel.num_workers
+        pool = WorkspacePool(repo, config.pool_dir(), workers + config.green_branch.fixup_candidates + 1)
+        for note in pool.repair():
+            self.store.append_event("log", mission_id=mission_id, level="info", message=note)
+        queue = MergeQueue(
+            repo, self.store, mission_id=mission_id,
+            verify_command=config.target.verification.command,
+            verify_timeout=config.target.verification.timeout,
+            batch_size=config.merge_queue.batch_size,
+            verify_dir=config.pool_dir() / "verify",
+            max_output_bytes=config.merge_queue.max_output_bytes,
+        )
+        for note in queue.reconcile():
+            self.store.append_event("log", mission_id=mission_id, level="info", message=note)
+        llm = LlmCaller(self.store, backend, config, mission_id=mission_id, workdir=repo.path)
+        rt = Runtime(
+            config=config, store=self.store, repo=repo, pool=pool, queue=queue, backend=backend,
+            llm=llm, mission_id=mission_id, objective=self.objective,
+            auto_approve=self.auto_approve,
+            free_slots=set(range(workers + config.green_branch.fixup_candidates)),
+        )
+        self.rt = rt
+        return rt
+
+    # ------------------------------------------------------------------ main loop
+    async def run(self) -> MissionOutcome:
+        """Run the mission to an end; returns the outcome (``exit_code`` for the host)."""
+        rt = self.prepare()
+        rt.log(f"mission #{rt.mission_id}: {self.objective}")
+        aux = await rt.pool.acquire("mc/aux", rt.repo.green_head())
+        rt.llm.workdir = aux.path
+        status, reason = MissionStatus.FAILED, "ended unexpectedly"
+        try:
+            status, reason = await self._epochs(rt, aux)
+        except FatalAgentError as exc:
+            status, reason = MissionStatus.FAILED, str(exc)
+        except LlmCallFailed as exc:
+            status, reason = MissionStatus.FAILED, str(exc)
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                self._finish(MissionStatus.INTERRUPTED, "interrupted")
+                await rt.pool.release(aux)
+            raise
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):
+                self._finish(MissionStatus.FAILED, f"engine error: {exc!r}")
+            raise
+        with anyio.CancelScope(shield=True):
+            await rt.pool.release(aux)
+        next_objective = None
+        if self.chain and status in (MissionStatus.COMPLETED, MissionStatus.STOPPED):
+            next_objective = await self._strategize(rt, status, reason)
+        self._finish(status, reason)
+        return MissionOutcome(
+            mission_id=rt.mission_id, status=status, reason=reason,
+            exit_code=EXIT_CODES.get(status, 1), next_objective=next_objective,
+        )
+
+    def _finish(self, status: MissionStatus, reason: str) -> None:
+        assert self.mission_id is not None
+        current = self.store.get("missions", self.mission_id)
+        if current and current["status"] == status:
+            return
+        if self.rt is not None:
+            for unit in self.store.units(self.mission_id):
+                if unit["status"] in (UnitStatus.RUNNING, UnitStatus.REVIEWING) and status != MissionStatus.INTERRUPTED:
+                    self.store.set_status("units", unit["id"], UnitStatus.CANCELLED,
+                                          reason=f"mission {status}")
+        finish_mission(self.store, self.mission_id, status, reason)
+
+    async def _epochs(self, rt: Runtime, aux: Any) -> tuple[MissionStatus, str]:
+        config = self.config
+        epoch_number = self._current_epoch_number(rt)
+        resume_epoch = self._open_epoch(rt)
+        while True:
+            stop = self._stop_before_epoch(rt, epoch_number - (1 if resume_epoch else 0))
+            if stop:
+                return stop
+            await self._cooldown(rt)
+            if self._push_rejected:
+                await self._sync_remote(rt)
+            if resume_epoch is not None:
+                epoch_id = resume_epoch
+                resume_epoch = None
+            else:
+                epoch_number += 1
+                epoch_id = self.store.insert(
+                    "epochs",
+                    {"mission_id": rt.mission_id, "number": epoch_number,
+                     "status": EpochStatus.PLANNING.value, "started_at": time.time()},
+                    event="epoch.created",
+                )
+                await rt.pool.release(aux)
+                aux = await rt.pool.acquire("mc/aux", rt.repo.green_head())
+                rt.llm.workdir = aux.path
+                planned = await self._plan(rt, int(epoch_id), epoch_number)
+                if not planned:
+                    self.store.set_status("epochs", epoch_id, EpochStatus.FAILED, ended_at=time.time())
+                    self.evaluator.record(units_merged=0, tests_passed=0, tests_failed=0, lint_errors=0)
+                    if self.evaluator.stalled(config.rounds.stall_threshold):
+                        return MissionStatus.STALLED, "planning kept failing"
+                    continue
+            self.store.set_status("epochs", epoch_id, EpochStatus.RUNNING)
+            spent_before = self.store.mission_cost(rt.mission_id)
+            green_before = rt.repo.green_head()
+            result = await self._execute_epoch(rt, int(epoch_id))
+            if rt.repo.green_head() != green_before:
+                await self._push(rt, green_before)
+            result.cost = self.store.mission_cost(rt.mission_id) - spent_before
+            self._feedback(rt, int(epoch_id), result)
+            self.store.set_status(
+                "epochs", epoch_id,
+                EpochStatus.COMPLETED if result.stop is None else EpochStatus.INTERRUPTED,
+                ended_at=time.time(), summary=f"{result.merged} merged, {result.failed} failed",
+            )
+            if result.stop:
+                return result.stop
+            met = await self._objective_met(rt, result)
+            if met is not None:
+                return met
+            if self.evaluator.stalled(config.rounds.stall_threshold):
+                return MissionStatus.STALLED, (
+                    f"no progress for {config.rounds.stall_threshold} epoch(s)"
+                )
+
+    def _current_epoch_number(self, rt: Runtime) -> int:
+        row = self.store.query(
+            "SELECT MAX(number) AS n FROM epochs WHERE mission_id = ?", (rt.mission_id,)
+        )
+        return int(row[0]["n"] or 0)
+
+    def _open_epoch(self, rt: Runtime) -> int | None:
+        """On resume: an epoch that was running (its units exist) continues instead of replanning."""
+        rows = self.store.query(
+            "SELECT id, status FROM epochs WHERE mission_id = ? ORDER BY number DESC LIMIT 1",
+            (rt.mission_id,),
+        )
+        if rows and rows[0]["status"] in (EpochStatus.RUNNING, EpochStatus.INTERRUPTED):
+            return int(rows[0]["id"])
+        if rows and rows[0]["status"] == EpochStatus.PLANNING:
+            self.store.set_status("epochs", rows[0]["id"], EpochStatus.FAILED, ended_at=time.time())
+        return None
+
+    # ------------------------------------------------------------------ stop conditions
+    def _stop_before_epoch(self, rt: Runtime, epochs_done: int) -> tuple[MissionStatus, str] | None:
+        config = self.config
+        if self.stop.requested:
+            return self.stop.status, self.stop.reason
+        if epochs_done >= config.rounds.max_rounds:
+            return MissionStatus.STOPPED, f"max_rounds ({config.rounds.max_rounds}) reached"
+        elapsed = time.monotonic() - self.started
+        if elapsed >= config.continuous.max_wall_time_seconds:
+            return MissionStatus.STOPPED, (
+                f"wall time limit ({config.continuous.max_wall_time_seconds:.0f}s) reached"
+            )
+        spent = self.store.mission_cost(rt.mission_id)
+        budget = config.scheduler.budget.max_per_run_usd
+        projected = self.ema.projected_next()
+        self.store.append_event(
+            "budget.projection", mission_id=rt.mission_id, spent=spent,
+            projected_next=projected, budget=budget, ema=self.ema.ema,
+        )
+        if spent >= budget:
+            return MissionStatus.STOPPED, f"budget spent (${spent:.2f} of ${budget:.2f})"
+        if self.ema.samples and self.ema.would_exceed(spent, budget):
+            return MissionStatus.STOPPED, (
+                f"budget: the next epoch is projected at ${projected:.2f}, "
+                f"spent ${spent:.2f} of ${budget:.2f}"
+            )
+        return None
+
+    async def _cooldown(self, rt: Runtime) -> None:
+        seconds = cooldown_seconds(
+            self.store.mission_cost(rt.mission_id), self.config.scheduler.budget.max_per_run_usd,
+            time.monotonic() - self.started, self.config.continuous.max_wall_time_seconds,
+        )
+        if seconds > 0:
+            rt.log(f"spend is ahead of the time budget: cooling down {seconds:.0f}s")
+            with anyio.move_on_after(seconds):
+                while not self.stop.requested:
+                    self._handle_commands(rt)
+                    await anyio.sleep(0.2)
+
+    # ------------------------------------------------------------------ planning
+    def _planning_context(self, rt: Runtime, epoch_number: int, ambition_feedback: str | None) -> PlanningContext:
+        units = self.store.units(rt.mission_id)
+        merged = [u["title"] for u in units if u["status"] == UnitStatus.MERGED and u["is_leaf"]]
+        failed = [
+            (u["title"], u["reason"] or "")
+            for u in units if u["status"] in (UnitStatus.FAILED, UnitStatus.BLOCKED) and u["is_leaf"]
+        ]
+        feedback = [
+            f"{u['title']}: {u['review_feedback']}" for u in units
+            if u["review_feedback"] and u["status"] != UnitStatus.MERGED
+        ]
+        if self._objective_feedback:
+            feedback.append(f"objective check: {self._objective_feedback}")
+        spent = self.store.mission_cost(rt.mission_id)
+        return PlanningContext(
+            objective=self.objective, epoch=epoch_number, merged=merged, failed=failed,
+            review_feedback=feedback,
+            remaining_budget_usd=self.config.scheduler.budget.max_per_run_usd - spent,
+            ambition_feedback=ambition_feedback,
+            memory=self._memory(rt),
+            repo_files=list_files(rt.repo, rt.repo.green_head())[:300],
+        )
+
+    def _memory(self, rt: Runtime) -> list[str]:
+        """Episodic memory: outcomes of earlier missions on this target."""
+        if not self.config.episodic_memory.enabled:
+            return []
+        rows = self.store.query(
+            "SELECT objective, status, outcome FROM missions WHERE id != ? AND ended_at IS NOT NULL "
+            "ORDER BY id DESC LIMIT ?",
+            (rt.mission_id, min(self.config.episodic_memory.max_episodes, 20)),
+        )
+        return [f"{r['objective']} -> {r['status']}: {r['outcome'] or ''}" for r in rows]
+
+    async def _plan(self, rt: Runtime, epoch_id: int, epoch_number: int) -> bool:
+        config = self.config
+        planner = RecursivePlanner(
+            rt.llm.ask, max_depth=config.planner.max_depth,
+            max_children=config.planner.max_children_per_node,
+        )
+        best: tuple[float, PlanTree] | None = None
+        feedback: str | None = None
+        for attempt in range(config.continuous.max_replan_attempts + 1):
+            ctx = self._planning_context(rt, epoch_number, feedback)
+            try:
+                tree = await planner.plan(ctx)
+            except PlanningFailed as exc:
+                rt.log(f"planning failed: {exc}", level="error")
+                return False
+            verdict = await ambition_gate(
+                rt.llm.ask, tree, self.objective, min_score=config.continuous.min_ambition_score
+            )
+            self.store.append_event(
+                "plan.scored", mission_id=rt.mission_id, epoch=epoch_number, attempt=attempt + 1,
+                score=verdict.score, llm_score=verdict.llm_score,
+                heuristic_score=verdict.heuristic_score, accepted=verdict.accepted,
+                feedback=verdict.feedback, units=len(tree.leaves()),
+            )
+            if best is None or verdict.score > best[0]:
+                best = (verdict.score, tree)
+            if verdict.accepted:
+                break
+            feedback = verdict.feedback
+            rt.log(f"plan rejected by the ambition gate ({verdict.score:.1f}): replanning")
+        else:
+            rt.log("replan attempts used up: going ahead with the best plan", level="warning")
+        assert best is not None
+        self.store.update("epochs", epoch_id, plan_score=best[0])
+        self._insert_plan(rt, epoch_id, epoch_number, best[1])
+        return True
+
+    def _insert_plan(self, rt: Runtime, epoch_id: int, epoch_number: int, tree: PlanTree) -> None:
+        prefix = f"m{rt.mission_id}-e{epoch_number}-"
+        now = time.time()
+        with self.store.transaction():
+            for unit in tree.units:
+                node = unit.node
+                self.store.insert(
+                    "units",
+                    {
+                        "id": prefix + unit.key,
+                        "mission_id": rt.mission_id,
+                        "epoch_id": epoch_id,
+                        "parent_id": prefix + unit.parent_key if unit.parent_key else None,
+                        "title": node.title,
+                        "description": node.description,
+                        "files_hint": node.files_hint,
+                        "acceptance_criteria": node.acceptance_criteria,
+                        "dependencies": [prefix + d for d in unit.dependencies],
+                        "specialist": node.specialist,
+                        "priority": node.priority,
+                        "is_leaf": int(unit.is_leaf),
+                        "status": UnitStatus.PLANNED.value,
+                        "created_at": now,
+                        "updated_at": now,
+                    },
+                    event="unit.created",
+                )
+        rt.log(f"epoch {epoch_number}: {len(tree.leaves())} units planned")
+
+    # ------------------------------------------------------------------ execution
+    async def _execute_epoch(self, rt: Runtime, epoch_id: int) -> EpochResult:
+        result = EpochResult()
+        running: set[str] = set()
+        fixing: set[str] = set()
+        workers = self.config.scheduler.parallel.num_workers
+        queue_busy = False
+        errors: list[BaseException] = []
+
+        async def unit_task(unit_id: str, slot: int) -> None:
+            try:
+                await run_unit(rt, unit_id, slot)
+            except FatalAgentError as exc:
+                errors.append(exc)
+            finally:
+                running.discard(unit_id)
+                rt.give_slot(slot)
+
+        async def fixup_task(unit_id: str, detail: str) -> None:
+            try:
+                await run_fixup(rt, unit_id, detail)
+            except FatalAgentError as exc:
+                errors.append(exc)
+            finally:
+                fixing.discard(unit_id)
+
+        async def queue_task() -> None:
+            nonlocal queue_busy
+            try:
+                outcome = await rt.queue.run_once()
+                for item, _paths in outcome.conflicts:
+                    if item.unit_id:
+                        self._start_fixup(tg, fixup_task, fixing, item.unit_id)
+                for item, _output in outcome.failed:
+                    if item.unit_id:
+                        self._start_fixup(tg, fixup_task, fixing, item.unit_id)
+            finally:
+                queue_busy = False
+
+        async with anyio.create_task_group() as tg:
+            # Units left in FIXUP by a crash are repaired again.
+            for unit in self._epoch_units(rt, epoch_id):
+                if unit["status"] == UnitStatus.FIXUP:
+                    self._start_fixup(tg, fixup_task, fixing, unit["id"])
+            while True:
+                self._tick(rt)
+                if errors:
+                    tg.cancel_scope.cancel()
+                    raise errors[0]
+                if self.stop.requested:
+                    tg.cancel_scope.cancel()
+                    result.stop = (self.stop.status, self.stop.reason)
+                    break
+                units = self._epoch_units(rt, epoch_id)
+                self._update_readiness(units)
+                spent = self.store.mission_cost(rt.mission_id)
+                over_budget = spent >= self.config.scheduler.budget.max_per_run_usd
+                over_time = time.monotonic() - self.started >= self.config.continuous.max_wall_time_seconds
+                if over_budget or over_time:
+                    why = (f"budget spent (${spent:.2f})" if over_budget else "wall time limit reached")
+                    self.stop = _Stop(True, why)
+                    continue
+                if not self.paused:
+                    for unit in self._ready(units):
+                        if len(running) >= workers or unit["id"] in running:
+                            break
+                        slot = min((s for s in rt.free_slots if s < workers), default=None)
+                        if slot is None:
+                            break
+                        rt.free_slots.discard(slot)
+                        running.add(unit["id"])
+                        tg.start_soon(unit_task, unit["id"], slot)
+                if not queue_busy and rt.queue.pending() > 0:
+                    queue_busy = True
+                    tg.start_soon(queue_task)
+                leaves = [u for u in units if u["is_leaf"]]
+                done = all(u["status"] in TERMINAL_UNIT_STATUSES for u in leaves)
+                if done and not running and not fixing and not queue_busy and rt.queue.pending() == 0:
+                    break
+                await anyio.sleep(TICK_SECONDS)
+
+        units = self._epoch_units(rt, epoch_id)
+        self._roll_up_parents(units)
+        result.merged = sum(1 for u in units if u["is_leaf"] and u["status"] == UnitStatus.MERGED)
+        result.failed = sum(
+            1 for u in units if u["is_leaf"] and u["status"] in (UnitStatus.FAILED, UnitStatus.BLOCKED)
+        )
+        last = self.store.query(
+            "SELECT output FROM verifications WHERE mission_id = ? AND status = 'passed' "
+            "ORDER BY id DESC LIMIT 1", (rt.mission_id,),
+        )
+        if last:
+            result.tests_passed, result.tests_failed = parse_test_counts(last[0]["output"])
+        return result
+
+    def _start_fixup(self, tg: Any, fixup_task: Any, fixing: set[str], unit_id: str) -> None:
+        if unit_id in fixing:
+            return
+        unit = self.store.get("units", unit_id)
+        if unit is None or unit["status"] != UnitStatus.FIXUP:
+            return
+        fixing.add(unit_id)
+        tg.start_soon(fixup_task, unit_id, unit["reason"] or "verification failed")
+
+    def _epoch_units(self, rt: Runtime, epoch_id: int) -> list[dict[str, Any]]:
+        return self.store.rows("units", "epoch_id = ?", (epoch_id,), order="created_at, id")
+
+    def _update_readiness(self, units: list[dict[str, Any]]) -> None:
+        """PLANNED leaves become READY when their dependencies are merged, BLOCKED if one failed."""
+        by_id = {u["id"]: u for u in units}
+        parents = {u["id"]: u["parent_id"] for u in units}
+        for unit in units:
+            if not unit["is_leaf"] or unit["status"] != UnitStatus.PLANNED:
+                continue
+            deps = set(unit["dependencies"])
+            parent = parents.get(unit["id"])
+            while parent:  # an inner node's dependencies apply to its leaves
+                deps.update(by_id[parent]["dependencies"] if parent in by_id else [])
+                parent = parents.get(parent)
+            leaf_deps: set[str] = set()
+            for dep in deps:
+                leaf_deps.update(self._leaves_under(dep, units))
+            states = [by_id[d]["status"] for d in leaf_deps if d in by_id]
+            if any(s in (UnitStatus.FAILED, UnitStatus.BLOCKED, UnitStatus.CANCELLED) for s in states):
+                self.store.set_status("units", unit["id"], UnitStatus.BLOCKED,
+                                      reason="a dependency failed")
+                unit["status"] = UnitStatus.BLOCKED
+            elif all(s == UnitStatus.MERGED for s in states):
+                self.store.set_status("units", unit["id"], UnitStatus.READY)
+                unit["status"] = UnitStatus.READY
+
+    @staticmethod
+    def _leaves_under(unit_id: str, units: list[dict[str, Any]]) -> set[str]:
+        children: dict[str, list[dict[str, Any]]] = {}
+        for u in units:
+            if u["parent_id"]:
+                children.setdefault(u["parent_id"], []).append(u)
+        out: set[str] = set()
+        stack = [unit_id]
+        while stack:
+            current = stack.pop()
+            kids = children.get(current)
+            if kids:
+                stack.extend(k["id"] for k in kids)
+            else:
+                out.add(current)
+        return out
+
+    @staticmethod
+    def _ready(units: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        ready = [u for u in units if u["is_leaf"] and u["status"] == UnitStatus.READY]
+        return sorted(ready, key=lambda u: (u["priority"], u["created_at"]))
+
+    def _roll_up_parents(self, units: list[dict[str, Any]]) -> None:
+        """Inner plan nodes take a terminal status from their leaves."""
+        for unit in units:
+            if unit["is_leaf"] or unit["status"] in TERMINAL_UNIT_STATUSES:
+                continue
+            leaves = self._leaves_under(unit["id"], units)
+            states = {u["status"] for u in units if u["id"] in leaves}
+            final = UnitStatus.MERGED if states == {UnitStatus.MERGED} else UnitStatus.FAILED
+            self.store.set_status("units", unit["id"], final,
+                                  reason=None if final == UnitStatus.MERGED else "not all parts merged")
+
+    # ------------------------------------------------------------------ promotion and push
+    async def _push(self, rt: Runtime, since: str) -> None:
+        """Push mc/green (after the push gate) once per epoch in which it moved."""
+        if not self.config.green_branch.auto_push:
+            return
+        green = rt.repo.green_head()
+        stat = rt.repo.diff_stat(since, green)
+        title = (f"push mc/green ({green[:10]}, {stat.files} files changed) to "
+                 f"{self.config.green_branch.remote}/{self.config.green_branch.push_branch}")
+        if not await approve_or_deny(
+            rt, "push", title, diffstat=stat.text, diff=rt.repo.diff_text(since, green),
+        ):
+            self.store.append_event("push.result", mission_id=rt.mission_id, ok=False,
+                                    rejected=False, output="push not approved")
+            return
+        result = await push_green(
+            rt.repo.path, remote=self.config.green_branch.remote,
+            branch=self.config.green_branch.push_branch,
+        )
+        self._push_rejected = result.rejected
+        self.store.append_event(
+            "push.result", mission_id=rt.mission_id, ok=result.ok, rejected=result.rejected,
+            output=result.output[-2000:], commit=green,
+        )
+        if not result.ok:
+            rt.log(f"push failed: {result.output.strip()[-300:]}", level="warning")
+
+    async def _sync_remote(self, rt: Runtime) -> None:
+        """After a rejected push: bring the remote's new commits into mc/green via the queue."""
+        sha = await fetch_remote(
+            rt.repo.path, self.config.green_branch.remote, self.config.green_branch.push_branch
+        )
+        self._push_rejected = False
+        if sha and not rt.repo.is_ancestor(sha, rt.repo.green_head()):
+            rt.log(f"remote moved on ({sha[:10]}): merging it into mc/green first")
+            rt.queue.submit(None, f"{self.config.green_branch.remote}/{self.config.green_branch.push_branch}", sha)
+            before = rt.repo.green_head()
+            while rt.queue.pending():
+                await rt.queue.run_once()
+            if rt.repo.green_head() != before:
+                await self._push(rt, before)
+
+    # ------------------------------------------------------------------ commands, heartbeat
+    def _tick(self, rt: Runtime) -> None:
+        self._handle_commands(rt)
+        now = time.monotonic()
+        if now - self._last_heartbeat >= HEARTBEAT_SECONDS:
+            heartbeat(self.store, rt.mission_id)
+            self._last_heartbeat = now
+
+    def _handle_commands(self, rt: Runtime) -> None:
+        for command in self.store.take_commands(rt.mission_id):
+            kind = command["kind"]
+            if kind == CommandKind.PAUSE and not self.paused:
+                self.paused = True
+                self.store.set_status("missions", rt.mission_id, MissionStatus.PAUSED, reason="paused")
+            elif kind == CommandKind.RESUME and self.paused:
+                self.paused = False
+                self.store.set_status("missions", rt.mission_id, MissionStatus.RUNNING, reason="resumed")
+            elif kind == CommandKind.STOP:
+                self.request_stop("stopped by the user")
+
+    def request_stop(self, reason: str, status: MissionStatus = MissionStatus.STOPPED) -> None:
+        self.stop = _Stop(True, reason, status)
+
+    # ------------------------------------------------------------------ feedback and objective
+    def _feedback(self, rt: Runtime, epoch_id: int, result: EpochResult) -> None:
+        for unit in self._epoch_units(rt, epoch_id):
+            if not unit["is_leaf"] or unit["reward"] is not None:
+                continue
+            if unit["status"] == UnitStatus.MERGED:
+                reward = 1.0 + 0.5 * ((unit["review_score"] or 5.0) / 10.0)
+            elif unit["status"] in (UnitStatus.FAILED, UnitStatus.BLOCKED):
+                reward = -0.5
+            else:
+                continue
+            self.store.update("units", unit["id"], reward=reward)
+            self.store.append_event("unit.reward", mission_id=rt.mission_id, unit_id=unit["id"],
+                                    reward=reward)
+        self.ema.observe(result.cost)
+        self.evaluator.record(
+            units_merged=result.merged, tests_passed=result.tests_passed,
+            tests_failed=result.tests_failed, lint_errors=0,
+        )
+        self.store.append_event(
+            "epoch.feedback", mission_id=rt.mission_id, epoch_id=epoch_id, merged=result.merged,
+            failed=result.failed, cost=result.cost, ema=self.ema.ema,
+            projected_next=self.ema.projected_next(),
+        )
+
+    async def _objective_met(self, rt: Runtime, result: EpochResult) -> tuple[MissionStatus, str] | None:
+        config = self.config.continuous
+        if not config.verify_objective_completion:
+            if result.merged and not result.failed:
+                return MissionStatus.COMPLETED, "all planned units merged"
+            return None
+        if result.merged == 0 and self.objective_checks > 0:
+            return None
+        if self.objective_checks >= config.max_objective_checks:
+            return MissionStatus.STOPPED, (
+                f"objective not confirmed after {config.max_objective_checks} check(s)"
+            )
+        self.objective_checks += 1
+        merged = [
+            u["title"] for u in self.store.units(rt.mission_id)
+            if u["is_leaf"] and u["status"] == UnitStatus.MERGED
+        ]
+        base = self.store.get("missions", rt.mission_id)
+        start = rt.repo.ref_head(config_branch(self.config)) or rt.repo.green_head()
+        stat = rt.repo.diff_stat(start, rt.repo.green_head()).text if base else ""
+        last = self.store.query(
+            "SELECT output FROM verifications WHERE mission_id = ? ORDER BY id DESC LIMIT 1",
+            (rt.mission_id,),
+        )
+        verdict = await check_objective(
+            rt.llm.ask, objective=self.objective, merged=merged, diffstat=stat,
+            verification_output=(last[0]["output"] if last else "")[-4000:],
+        )
+        self.store.append_event(
+            "objective.checked", mission_id=rt.mission_id, met=verdict.met,
+            feedback=verdict.feedback, check=self.objective_checks,
+        )
+        if verdict.met:
+            return MissionStatus.COMPLETED, f"objective met: {verdict.feedback}"
+        rt.log(f"objective not met yet: {verdict.feedback}")
+        self.store.append_event("log", mission_id=rt.mission_id, level="info",
+                                message="continuing with the objective check's feedback")
+        self._objective_feedback = verdict.feedback
+        return None
+
+    async def _strategize(self, rt: Runtime, status: MissionStatus, reason: str) -> str | None:
+        units = self.store.units(rt.mission_id)
+        try:
+            proposal = await propose_next_objective(
+                rt.llm.ask, objective=self.objective, outcome=f"{status}: {reason}",
+                merged=[u["title"] for u in units if u["status"] == UnitStatus.MERGED and u["is_leaf"]],
+                failed=[u["title"] for u in units if u["status"] == UnitStatus.FAILED and u["is_leaf"]],
+            )
+        except LlmCallFailed as exc:
+            rt.log(f"strategist failed: {exc}", level="warning")
+            return None
+        self.store.append_event("strategy.proposed", mission_id=rt.mission_id, objective=proposal)
+        return proposal
+
+
+def list_files(repo: GitRepo, commit: str, limit: int = 2000) -> list[str]:
+    """Paths in the tree of ``commit`` (for the planner's view of the repository)."""
+    out: list[str] = []
+    stack = [("", repo.pygit[commit].peel(pygit2.Tree))]
+    while stack and len(out) < limit:
+        prefix, tree = stack.pop()
+        for entry in tree:
+            path = f"{prefix}{entry.name}"
+            if entry.type_str == "tree":
+                stack.append((path + "/", repo.pygit[entry.id]))
+            else:
+                out.append(path)
+    return sorted(out)
+
+
+def config_branch(config: MissionConfig) -> str:
+    return config.target.branch
+
+
+async def run_mission(controller: Controller) -> MissionOutcome:
+    """Run one mission, then chained ones while ``chain`` is set and the strategist proposes more."""
+    outcome = await controller.run()
+    while controller.chain and outcome.next_objective and outcome.status == MissionStatus.COMPLETED:
+        controller = Controller(
+            controller.config, controller.store, backend=controller.backend,
+            auto_approve=controller.auto_approve, chain=True,
+            objective=outcome.next_objective, parent_mission_id=outcome.mission_id,
+        )
+        outcome = await controller.run()
+    return outcome

@@ -1,0 +1,160 @@
+"""N-of-M fixup: several agents repair a conflicting or failing unit; the best candidate wins.
+
+Each candidate gets its own worktree at the current ``mc/green`` with the unit's
+branch merged in (conflict markers committed as-is when the merge conflicts),
+works with a different approach hint, and is verified in place. The winner is
+chosen by :func:`engine.gates.fixup_select.choose_winner` (verified, most tests
+passing, fewest lint errors, smallest diff) and goes back into the merge queue.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import anyio
+
+from engine.agents import AgentRole, run_unit_agent
+from engine.dispatch import FATAL_REASONS, submit
+from engine.gates.fixup_select import (
+    FIXUP_APPROACHES,
+    FixupCandidate,
+    choose_winner,
+    count_lint_errors,
+    parse_test_counts,
+)
+from engine.gitops import run_verification
+from engine.models import UnitStatus
+from engine.runtime import FatalAgentError, Runtime
+
+GIT_IDENTITY = ["-c", "user.name=mc-agent", "-c", "user.email=mc-agent@localhost"]
+
+
+def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    return subprocess.run(
+        ["git", *GIT_IDENTITY, *args], cwd=cwd, capture_output=True, text=True, env=env
+    )
+
+
+def prepare_candidate(workdir: Path, unit_head: str, unit_title: str) -> list[str]:
+    """Merge the unit's commit into the candidate worktree; commit conflict markers if any.
+
+    Returns the conflicting paths (empty when the merge was clean).
+    """
+    merge = _git(workdir, "merge", "--no-ff", "--no-edit", "-m", f"fixup: merge {unit_title}", unit_head)
+    if merge.returncode == 0:
+        return []
+    conflicted = _git(workdir, "diff", "--name-only", "--diff-filter=U").stdout.split()
+    _git(workdir, "add", "-A")
+    _git(workdir, "commit", "--no-verify", "-m", f"fixup: merge {unit_title} (with conflict markers)")
+    return conflicted
+
+
+def fixup_rounds(rt: Runtime, unit_id: str) -> int:
+    rows = rt.store.query(
+        "SELECT COUNT(*) AS n FROM events WHERE kind = 'fixup.started' AND unit_id = ?", (unit_id,)
+    )
+    return int(rows[0]["n"])
+
+
+async def run_fixup(rt: Runtime, unit_id: str, detail: str) -> None:
+    """Repair a unit in FIXUP status, or fail it when attempts are used up."""
+    store = rt.store
+    unit = store.get("units", unit_id)
+    assert unit is not None
+    round_no = fixup_rounds(rt, unit_id) + 1
+    max_rounds = rt.config.green_branch.fixup_max_attempts
+    if round_no > max_rounds:
+        store.set_status(
+            "units", unit_id, UnitStatus.FAILED,
+            reason=f"fixup attempts exhausted ({max_rounds}); back to the planner: {detail[-300:]}",
+        )
+        return
+    n = rt.config.green_branch.fixup_candidates
+    green = rt.repo.green_head()
+    store.append_event(
+        "fixup.started", mission_id=rt.mission_id, unit_id=unit_id, round=round_no,
+        candidates=n, detail=detail[-2000:],
+    )
+    results: list[FixupCandidate | None] = [None] * n
+    fatal: list[str] = []
+
+    async def candidate(index: int) -> None:
+        approach = FIXUP_APPROACHES[index % len(FIXUP_APPROACHES)]
+        branch = f"mc/fixup/{unit_id}/{round_no}-{index + 1}"
+        slot = await rt.take_slot(range(rt.config.scheduler.parallel.num_workers, 10_000))
+        ws = await rt.pool.acquire(branch, green)
+        try:
+            conflicts = await anyio.to_thread.run_sync(
+                prepare_candidate, ws.path, unit["head_commit"], unit["title"]
+            )
+            failure = detail if not conflicts else (
+                f"merge conflict in: {', '.join(conflicts)} (conflict markers are committed; "
+                f"resolve them)\n{detail}"
+            )
+            outcome = await run_unit_agent(
+                store, rt.backend, config=rt.config, mission_id=rt.mission_id,
+                unit=store.get("units", unit_id) or unit, objective=rt.objective,
+                workdir=ws.path, base_commit=green, slot=slot, role=AgentRole.FIXUP,
+                approach=approach, failure_output=failure[-8000:],
+                feedback=None,
+            )
+            if outcome.failure_reason in FATAL_REASONS:
+                fatal.append(FATAL_REASONS[outcome.failure_reason])
+                return
+            head = rt.pool.head(ws)
+            verification = await run_verification(
+                rt.config.target.verification.command, ws.path,
+                rt.config.target.verification.timeout, rt.config.merge_queue.max_output_bytes,
+            )
+            passed, failed = parse_test_counts(verification.output)
+            stat = rt.repo.diff_stat(green, head)
+            result = FixupCandidate(
+                index=index, approach=approach, verified=verification.status == "passed",
+                tests_passed=passed, tests_failed=failed,
+                lint_errors=count_lint_errors(verification.output),
+                diff_lines=stat.insertions + stat.deletions,
+                head_commit=head if head != green else None,
+            )
+            results[index] = result
+            store.append_event(
+                "fixup.candidate", mission_id=rt.mission_id, unit_id=unit_id, round=round_no,
+                candidate=index + 1, approach=approach, branch=branch, verified=result.verified,
+                tests_passed=passed, tests_failed=failed, lint_errors=result.lint_errors,
+                diff_lines=result.diff_lines, agent_status=outcome.status,
+            )
+        finally:
+            await rt.pool.release(ws)
+            rt.give_slot(slot)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(n):
+            tg.start_soon(candidate, i)
+    if fatal:
+        raise FatalAgentError(fatal[0])
+
+    winner = choose_winner([r for r in results if r is not None])
+    if winner is None or not winner.verified:
+        why = "no candidate produced a commit" if winner is None else "no candidate passed verification"
+        store.append_event(
+            "fixup.winner", mission_id=rt.mission_id, unit_id=unit_id, round=round_no,
+            candidate=None, reason=why,
+        )
+        if round_no >= max_rounds:
+            store.set_status(
+                "units", unit_id, UnitStatus.FAILED,
+                reason=f"fixup failed after {round_no} round(s): {why}",
+            )
+            return
+        await run_fixup(rt, unit_id, detail)
+        return
+    assert winner is not None and winner.head_commit is not None
+    branch = f"mc/fixup/{unit_id}/{round_no}-{winner.index + 1}"
+    store.append_event(
+        "fixup.winner", mission_id=rt.mission_id, unit_id=unit_id, round=round_no,
+        candidate=winner.index + 1, approach=winner.approach, verified=winner.verified,
+        tests_passed=winner.tests_passed, head=winner.head_commit,
+    )
+    submit(rt, unit_id, branch, winner.head_commit)

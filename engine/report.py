@@ -1,0 +1,78 @@
+"""The post-mission report: one JSON document built from the store."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from engine.store import Store
+
+
+def build_report(store: Store, mission_id: int) -> dict[str, Any]:
+    mission = store.get("missions", mission_id)
+    if mission is None:
+        raise KeyError(f"mission {mission_id} does not exist")
+    units = store.units(mission_id)
+    merges = store.rows("merges", "mission_id = ?", (mission_id,))
+    verifications = store.rows("verifications", "mission_id = ?", (mission_id,))
+    epochs = store.rows("epochs", "mission_id = ?", (mission_id,), order="number")
+    costs = store.query(
+        "SELECT model, role, SUM(usd) AS usd, SUM(estimated) AS estimated_rows, COUNT(*) AS calls "
+        "FROM costs WHERE mission_id = ? GROUP BY model, role ORDER BY usd DESC", (mission_id,),
+    )
+    attempts = store.rows("attempts", "mission_id = ?", (mission_id,))
+    approvals = store.rows("approvals", "mission_id = ?", (mission_id,))
+    ended = mission["ended_at"] or time.time()
+    return {
+        "mission": {
+            "id": mission_id,
+            "objective": mission["objective"],
+            "status": mission["status"],
+            "outcome": mission["outcome"],
+            "started_at": mission["started_at"],
+            "ended_at": mission["ended_at"],
+            "duration_s": round(ended - mission["started_at"], 3),
+            "total_cost_usd": round(mission["total_cost_usd"], 6),
+            "parent_mission_id": mission["parent_mission_id"],
+        },
+        "epochs": [
+            {k: e[k] for k in ("number", "status", "plan_score", "summary", "started_at", "ended_at")}
+            for e in epochs
+        ],
+        "units": [
+            {
+                k: u[k]
+                for k in ("id", "parent_id", "title", "specialist", "status", "reason", "is_leaf",
+                          "attempt_count", "review_score", "reward", "cost_usd", "head_commit",
+                          "acceptance_criteria", "dependencies")
+            }
+            for u in units
+        ],
+        "merges": [
+            {k: m[k] for k in ("id", "unit_id", "branch", "status", "head_commit",
+                               "candidate_commit", "conflict_paths", "reason")}
+            for m in merges
+        ],
+        "verifications": [
+            {k: v[k] for k in ("id", "commit_sha", "status", "exit_code", "duration_s")}
+            for v in verifications
+        ],
+        "approvals": [
+            {k: a[k] for k in ("id", "gate", "title", "status", "decided_by")} for a in approvals
+        ],
+        "cost": {
+            "total_usd": round(mission["total_cost_usd"], 6),
+            "by_model_role": costs,
+            "attempts": len(attempts),
+            "tokens": {
+                "input": sum(a["input_tokens"] for a in attempts),
+                "output": sum(a["output_tokens"] for a in attempts),
+                "cache_read": sum(a["cache_read_tokens"] for a in attempts),
+                "cache_write": sum(a["cache_write_tokens"] for a in attempts),
+            },
+        },
+        "timings": {
+            "verification_s": round(sum(v["duration_s"] or 0 for v in verifications), 3),
+            "agent_s": round(sum((a["ended_at"] or a["started_at"]) - a["started_at"] for a in attempts), 3),
+        },
+    }

@@ -1,0 +1,54 @@
+"""The objects one running mission shares between the controller, dispatch and fixup."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from engine.agents import AgentBackend
+from engine.config import MissionConfig
+from engine.gitops import GitRepo, MergeQueue, WorkspacePool
+from engine.llm import LlmCaller
+from engine.store import Store
+
+
+class FatalAgentError(RuntimeError):
+    """An agent failure that must stop the mission at once (auth, usage limit)."""
+
+
+@dataclass
+class Runtime:
+    config: MissionConfig
+    store: Store
+    repo: GitRepo
+    pool: WorkspacePool
+    queue: MergeQueue
+    backend: AgentBackend
+    llm: LlmCaller
+    mission_id: int
+    objective: str
+    auto_approve: bool = False
+    free_slots: set[int] = field(default_factory=set)
+    slot_ready: anyio.Event = field(default_factory=anyio.Event)
+    fatal: list[str] = field(default_factory=list)
+
+    def log(self, message: str, *, level: str = "info", unit_id: str | None = None, **extra: Any) -> None:
+        self.store.append_event(
+            "log", mission_id=self.mission_id, unit_id=unit_id, level=level, message=message, **extra
+        )
+
+    async def take_slot(self, candidates: range) -> int:
+        """Reserve a free slot number among ``candidates`` (waits when all are taken)."""
+        while True:
+            for slot in candidates:
+                if slot in self.free_slots:
+                    self.free_slots.discard(slot)
+                    return slot
+            self.slot_ready = anyio.Event()
+            await self.slot_ready.wait()
+
+    def give_slot(self, slot: int) -> None:
+        self.free_slots.add(slot)
+        self.slot_ready.set()

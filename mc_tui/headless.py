@@ -1,0 +1,219 @@
+"""``mc --no-ui``: run the engine under anyio with a Rich renderer.
+
+On a TTY: a live status panel plus log lines. Not a TTY: plain timestamped lines.
+``--json``: one JSON object per event. Approvals can be answered by typing
+``y`` / ``n`` + Enter on a TTY, or from anywhere with ``mc approve ID`` / ``mc deny ID``.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from engine.config import MissionConfig
+from engine.mission import MissionOutcome
+from engine.models import Event
+from engine.store import Store
+from mc_tui.reports import fmt_duration, fmt_usd, print_summary
+
+QUIET_KINDS = {"agent.event", "budget.projection", "cost", "command", "unit.created"}
+
+
+def describe(event: Event) -> str | None:
+    """One human line for an event, or None to skip it in plain output."""
+    p = event.payload
+    k = event.kind
+    unit = f"[{event.unit_id}] " if event.unit_id else ""
+    if k == "log":
+        return f"{unit}{p.get('message', '')}"
+    if k.endswith(".status"):
+        entity = k.split(".")[0]
+        reason = f" ({p['reason']})" if p.get("reason") else ""
+        return f"{unit}{entity} {p.get('id')}: {p.get('from')} -> {p.get('to')}{reason}"
+    if k == "plan.scored":
+        verdict = "accepted" if p.get("accepted") else "rejected"
+        return f"plan scored {p.get('score', 0):.1f} ({verdict}, {p.get('units')} units): {p.get('feedback', '')}"
+    if k == "review.scored":
+        verdict = "pass" if p.get("passed") else "REJECTED"
+        return f"{unit}review {p.get('score', 0):.1f} {verdict}: {p.get('feedback', '')}"
+    if k == "verification.finished":
+        return f"verification {p.get('status')} in {p.get('duration_s', 0):.1f}s ({str(p.get('commit', ''))[:10]})"
+    if k == "green.promoted":
+        return f"mc/green promoted {str(p.get('from', ''))[:10]} -> {str(p.get('to', ''))[:10]} ({p.get('units')})"
+    if k == "push.result":
+        return f"push {'ok' if p.get('ok') else 'FAILED'}{' (rejected)' if p.get('rejected') else ''}"
+    if k == "fixup.started":
+        return f"{unit}fixup round {p.get('round')}: {p.get('candidates')} candidates"
+    if k == "fixup.candidate":
+        return (f"{unit}fixup candidate {p.get('candidate')} ({p.get('approach')}): "
+                f"verified={p.get('verified')} passed={p.get('tests_passed')} failed={p.get('tests_failed')}")
+    if k == "fixup.winner":
+        return f"{unit}fixup winner: candidate {p.get('candidate')} {p.get('reason', '')}".rstrip()
+    if k == "approval.requested":
+        return f"APPROVAL #{p.get('id')} needed: {p.get('title')}  (mc approve {p.get('id')} / mc deny {p.get('id')})"
+    if k == "objective.checked":
+        return f"objective check: {'met' if p.get('met') else 'not yet'}: {p.get('feedback', '')}"
+    if k == "attempt.finished":
+        return f"{unit}agent {p.get('status')} (${p.get('cost_usd') or 0:.2f}, {p.get('turns')} turns)"
+    if k == "attempt.started":
+        return f"{unit}agent started: {p.get('role')} on {p.get('backend')} ({p.get('model')}), slot {p.get('slot')}"
+    if k in QUIET_KINDS:
+        return None
+    return f"{unit}{k} {json.dumps(p, default=str)[:200]}"
+
+
+class HeadlessRenderer:
+    def __init__(self, store: Store, config: MissionConfig, *, mode: str, console: Console) -> None:
+        self.store = store
+        self.config = config
+        self.mode = mode  # "live" | "plain" | "json"
+        self.console = console
+        self.mission_id: int | None = None
+        self.started = time.time()
+        self.epoch = 0
+        self.last_lines: list[str] = []
+
+    def handle(self, event: Event) -> None:
+        if event.kind == "mission.created" and self.mission_id is None:
+            self.mission_id = event.mission_id
+        if event.kind == "epoch.created":
+            self.epoch += 1
+        if self.mode == "json":
+            self.console.out(event.model_dump_json(), highlight=False)
+            return
+        line = describe(event)
+        if line is None:
+            return
+        stamp = time.strftime("%H:%M:%S", time.localtime(event.ts))
+        if self.mode == "plain":
+            self.console.out(f"{stamp} {line}", highlight=False)
+        else:
+            self.console.print(Text(f"{stamp} ", style="dim") + Text(line), highlight=False)
+
+    def status_panel(self) -> Table:
+        mission = self.store.get("missions", self.mission_id) if self.mission_id else None
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold cyan")
+        grid.add_column()
+        if mission is None:
+            grid.add_row("mission", "starting...")
+            return grid
+        units = [u for u in self.store.units(mission["id"]) if u["is_leaf"]]
+        counts = Counter(u["status"] for u in units)
+        queue = self.store.query(
+            "SELECT status, COUNT(*) AS n FROM merges WHERE mission_id = ? AND status IN "
+            "('queued','merging','verifying') GROUP BY status", (mission["id"],),
+        )
+        budget = self.config.scheduler.budget.max_per_run_usd
+        grid.add_row("mission", f"#{mission['id']} {mission['status']}  epoch {self.epoch}")
+        grid.add_row("units", "  ".join(f"{k}:{v}" for k, v in sorted(counts.items())) or "-")
+        grid.add_row("queue", "  ".join(f"{r['status']}:{r['n']}" for r in queue) or "empty")
+        grid.add_row("spend", f"{fmt_usd(mission['total_cost_usd'])} of {fmt_usd(budget)}")
+        grid.add_row("wall", fmt_duration(time.time() - mission["started_at"]))
+        return grid
+
+
+async def run_headless(
+    store: Store,
+    config: MissionConfig,
+    engine: Callable[[], Awaitable[MissionOutcome]],
+    *,
+    json_mode: bool = False,
+    console: Console | None = None,
+) -> int:
+    """Run ``engine`` while rendering its events; returns the exit code."""
+    console = console or Console()
+    mode = "json" if json_mode else ("live" if console.is_terminal else "plain")
+    renderer = HeadlessRenderer(store, config, mode=mode, console=console)
+    after = store.last_event_id()
+    outcome: MissionOutcome | None = None
+    interrupted = False
+
+    async def follow_events() -> None:
+        async for event in store.subscribe(after_id=after):
+            renderer.handle(event)
+
+    async def main() -> None:
+        nonlocal outcome
+        outcome = await engine()
+
+    async def watch_signals(scope: anyio.CancelScope) -> None:
+        nonlocal interrupted
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                interrupted = True
+                scope.cancel()
+                return
+
+    stdin_thread = _start_stdin_approvals(store) if (sys.stdin.isatty() and not json_mode) else None
+    live: Live | None = None
+    if mode == "live":
+        live = Live(Group(renderer.status_panel()), console=console, refresh_per_second=4,
+                    transient=True)
+        live.start()
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(follow_events)
+            with anyio.CancelScope() as engine_scope:
+                tg.start_soon(watch_signals, engine_scope)
+                if live is not None:
+                    tg.start_soon(_refresh_live, live, renderer)
+                await main()
+            await anyio.sleep(0.3)  # let the last events render
+            tg.cancel_scope.cancel()
+    finally:
+        if live is not None:
+            live.stop()
+        if stdin_thread is not None:
+            stdin_thread.stop = True  # type: ignore[attr-defined]
+    if interrupted or outcome is None:
+        console.print("[yellow]interrupted[/]: state is saved; continue with `mc mission --resume`")
+        return 130
+    if not json_mode:
+        print_summary(console, store, outcome.mission_id)
+        console.print(f"[bold]{outcome.status}[/]: {outcome.reason}", highlight=False)
+    return outcome.exit_code
+
+
+async def _refresh_live(live: Live, renderer: HeadlessRenderer) -> None:
+    while True:
+        live.update(Group(renderer.status_panel()))
+        await anyio.sleep(0.5)
+
+
+def _start_stdin_approvals(store: Store) -> threading.Thread:
+    """Answer the oldest pending approval with y / n typed on the terminal."""
+
+    def loop() -> None:
+        for line in sys.stdin:
+            if getattr(thread, "stop", False):
+                return
+            answer = line.strip().lower()
+            if answer not in ("y", "yes", "n", "no"):
+                continue
+            rows = store.query(
+                "SELECT id FROM approvals WHERE status = 'pending' ORDER BY id LIMIT 1"
+            )
+            if rows:
+                store.decide_approval(rows[0]["id"], answer.startswith("y"), by="terminal")
+
+    thread = threading.Thread(target=loop, daemon=True, name="mc-stdin-approvals")
+    thread.start()
+    return thread
+
+
+def summary_dict(store: Store, mission_id: int) -> dict[str, Any]:
+    mission = store.get("missions", mission_id) or {}
+    return {"mission": mission_id, "status": mission.get("status"), "outcome": mission.get("outcome")}
