@@ -72,6 +72,7 @@ class MissionControlApp(App[int]):
         self._pending = PendingChanges(follow_newest=self.follow_newest)
         self._initial: Changes | None = None
         self._start_event_id = 0
+        self.last_seen_event_id = 0  # newest event the reader has buffered
         self.engine_worker: Worker[int] | None = None
         self.engine_code: int | None = None
         self.engine_error: str | None = None
@@ -104,9 +105,8 @@ class MissionControlApp(App[int]):
         self.theme = self.config.ui.theme
         self.theme_changed_signal.subscribe(self, lambda _theme: self._restyle())
         self._apply_keymap(self.config.ui.keys)
-        self._start_event_id = self.store.last_event_id()
+        self._start_event_id = self.last_seen_event_id = self.store.last_event_id()
         self._initial = self.state.load()
-        self._restyle()
         self.run_worker(self._read_events(), group="reader", name="event reader", exit_on_error=False)
         if self.engine_factory is not None and not self.attach:
             self.engine_worker = self.run_worker(
@@ -141,17 +141,19 @@ class MissionControlApp(App[int]):
         seen = 0
         async for event in source:
             self._pending.add(event, self.state.mission_id)
+            self.last_seen_event_id = event.id
             seen += 1
             if seen % READER_YIELD_EVERY == 0:
                 await anyio.sleep(0)
 
     def _tick(self) -> None:
         """Apply the coalesced changes (once per clock tick) and refresh time-based text."""
-        if self._main is None or not self._main.is_mounted:
+        if self._main is None or not self._main.ready:
             return
         self.ticks += 1
         now = self.clock()
         if self._initial is not None:
+            self._main.set_palette(palette_of(self.current_theme))
             self._main.apply(self.state, self._initial, now, note=self.note())
             self._initial = None
         pending, self._pending = self._pending, PendingChanges(follow_newest=self.follow_newest)
@@ -164,6 +166,15 @@ class MissionControlApp(App[int]):
     def refresh_now(self) -> None:
         """Apply pending changes immediately (tests and screenshots)."""
         self._tick()
+
+    async def caught_up(self, timeout: float = 5.0) -> bool:
+        """Wait until the reader has every event now in the store, then apply them."""
+        target = self.store.last_event_id()
+        with anyio.move_on_after(timeout):
+            while self.last_seen_event_id < target:
+                await anyio.sleep(0.01)
+        self._tick()
+        return self.last_seen_event_id >= target
 
     def note(self) -> str:
         parts = []
@@ -181,8 +192,13 @@ class MissionControlApp(App[int]):
             parts.append(f"engine finished (exit {self.engine_code}) · q quits")
         return " · ".join(parts)
 
+    def main_ready(self) -> None:
+        """The dashboard's widgets exist: draw the loaded mission now (before the first frame)."""
+        self.main.set_palette(palette_of(self.current_theme))
+        self._tick()
+
     def _restyle(self) -> None:
-        if self._main is not None and self._main.is_mounted:
+        if self._main is not None and self._main.ready and self._initial is None:
             self._main.restyle(self.state, palette_of(self.current_theme), self.clock())
 
     # ------------------------------------------------------------------ engine worker

@@ -52,6 +52,7 @@ class SyntheticMission:
     def __init__(
         self, store: Store, *, seed: int = 7, base_ts: float = BASE_TS, repo: Path | None = None,
         objective: str = "Make the parser robust and the merge queue fast", num_workers: int = 4,
+        pending_approval: bool = True,
     ) -> None:
         self.store = store
         self.rng = random.Random(seed)
@@ -59,6 +60,8 @@ class SyntheticMission:
         self.repo = repo
         self.objective = objective
         self.num_workers = num_workers
+        self.with_pending_approval = pending_approval
+        self.pending_approval: int | None = None
         self.mission_id = 0
         self.now = base_ts
         self.commits: dict[str, tuple[str, str]] = {}
@@ -304,6 +307,8 @@ class SyntheticMission:
         self.event("approval.requested", id=decided, gate="large_merge", title="Merge 612 lines",
                    expires_at=self.now + 280)
         self.status("approvals", decided, "pending", "approved")
+        if not self.with_pending_approval:
+            return
         unit = "E2-1.3" if s.get("units", "E2-1.3") else None
         self.pending_approval = s.insert("approvals", {
             "mission_id": self.mission_id, "unit_id": unit, "gate": "push", "status": "pending",

@@ -64,24 +64,34 @@ class MainScreen(Screen[None]):
         self._wall_limit = wall_limit
         self._repo_path = repo_path
         self.filter_target: Widget | None = None
+        self.ready = False  # children mounted
 
     def compose(self) -> ComposeResult:
-        yield StatusBar(target=self._target, budget=self._budget, id="status")
+        self.status_bar = StatusBar(target=self._target, budget=self._budget, id="status")
+        self.plan_tree = PlanTree(id="plan-tree")
+        self.unit_details = UnitDetails(self._repo_path, id="unit-details")
+        self.workers_table = WorkersTable(id="workers")
+        self.worker_log = WorkerLog(id="worker-log")
+        self.merge_queue = MergeQueueTable(id="merge-queue")
+        self.approvals_table = ApprovalsTable(id="approvals")
+        self.cost_graph = CostGraph(budget=self._budget, wall_limit=self._wall_limit, id="cost-graph")
+        self.event_log = EventLog(id="event-log")
+        yield self.status_bar
         with Grid(id="panes"):
             with Vertical(id="pane-plan", classes="pane"):
-                yield PlanTree(id="plan-tree")
-                yield UnitDetails(self._repo_path, id="unit-details")
+                yield self.plan_tree
+                yield self.unit_details
             with Vertical(id="pane-workers", classes="pane"):
-                yield WorkersTable(id="workers")
-                yield WorkerLog(id="worker-log")
+                yield self.workers_table
+                yield self.worker_log
             with Vertical(id="pane-merges", classes="pane"):
-                yield MergeQueueTable(id="merge-queue")
+                yield self.merge_queue
             with Vertical(id="pane-approvals", classes="pane"):
-                yield ApprovalsTable(id="approvals")
+                yield self.approvals_table
             with Vertical(id="pane-costs", classes="pane"):
-                yield CostGraph(budget=self._budget, wall_limit=self._wall_limit, id="cost-graph")
+                yield self.cost_graph
             with Vertical(id="pane-events", classes="pane"):
-                yield EventLog(id="event-log")
+                yield self.event_log
         yield Input(placeholder="filter the focused list (enter keeps, esc clears)", id="filter")
         yield Footer()
 
@@ -89,59 +99,71 @@ class MainScreen(Screen[None]):
         for n, (cid, _, title) in PANES.items():
             self.query_one(f"#{cid}").border_title = f"{n} {title}"
         self.query_one("#plan-tree").focus()
+        self.ready = True
+        ready_hook = getattr(self.app, "main_ready", None)
+        if ready_hook is not None:
+            ready_hook()
 
     # ------------------------------------------------------------------ updates
     def apply(self, state: MissionState, changes: Changes, now: float, *, note: str = "") -> None:
         """Push one tick's changes into every pane."""
-        self.query_one(StatusBar).refresh_from(state, now, note=note)
-        tree = self.query_one(PlanTree)
+        if not self.ready or self.status_bar.parent is None:
+            return  # not composed yet, or being torn down
+        self._state = state
+        self.status_bar.refresh_from(state, now, note=note)
+        tree = self.plan_tree
         tree.refresh_from(state, changes)
-        details = self.query_one(UnitDetails)
+        details = self.unit_details
         if details.unit_id is None and tree.selected_unit() is not None:
             details.show(state, tree.selected_unit())
         else:
             details.refresh_from(state, changes)
-        workers = self.query_one(WorkersTable)
+        workers = self.workers_table
         workers.refresh_from(state, changes, now)
-        log = self.query_one(WorkerLog)
+        log = self.worker_log
         if log.slot is None and workers.selected_slot() is not None:
             log.show_slot(state, workers.selected_slot())
         else:
             log.refresh_from(state, changes)
-        self.query_one(MergeQueueTable).refresh_from(state, changes, now)
-        self.query_one(ApprovalsTable).refresh_from(state, changes, now)
-        self.query_one(CostGraph).refresh_from(state, now, costs_changed=changes.costs or changes.mission)
-        self.query_one(EventLog).refresh_from(state, changes)
-        self._state = state
+        self.merge_queue.refresh_from(state, changes, now)
+        self.approvals_table.refresh_from(state, changes, now)
+        self.cost_graph.refresh_from(state, now, costs_changed=changes.costs or changes.mission)
+        self.event_log.refresh_from(state, changes)
+
+    def set_palette(self, palette: dict[str, str]) -> None:
+        for widget in (self.plan_tree, self.unit_details, self.workers_table, self.merge_queue,
+                       self.approvals_table, self.cost_graph, self.status_bar):
+            widget.palette = palette
 
     def restyle(self, state: MissionState, palette: dict[str, str], now: float) -> None:
         """Re-render coloured cells after a theme change."""
-        for widget in self.query("PlanTree, UnitDetails, WorkersTable, MergeQueueTable, "
-                                 "ApprovalsTable, CostGraph, StatusBar"):
-            widget.palette = palette  # type: ignore[attr-defined]
-        self.query_one(PlanTree).restyle(palette)
-        for table in self.query("WorkersTable, MergeQueueTable, ApprovalsTable"):
-            table.reset()  # type: ignore[attr-defined]
-        self.apply(state, Changes(), now)
-        self.query_one(CostGraph).refresh()
-        details = self.query_one(UnitDetails)
-        if details.unit_id:
-            details.show(state, details.unit_id)
+        self.set_palette(palette)
+        if self.status_bar.parent is None:
+            return
+        self.plan_tree.restyle(palette)
+        for table in (self.workers_table, self.merge_queue, self.approvals_table):
+            table.reset()
+        everything = Changes()
+        everything.fixups = True
+        self.apply(state, everything, now)
+        self.cost_graph.refresh()
+        if self.unit_details.unit_id:
+            self.unit_details.show(state, self.unit_details.unit_id)
 
     # ------------------------------------------------------------------ selection
     def on_plan_tree_unit_highlighted(self, message: PlanTree.UnitHighlighted) -> None:
         state = getattr(self, "_state", None)
         if state is not None:
-            self.query_one(UnitDetails).show(state, message.unit_id)
+            self.unit_details.show(state, message.unit_id)
 
     def on_workers_table_slot_highlighted(self, message: WorkersTable.SlotHighlighted) -> None:
         state = getattr(self, "_state", None)
-        if state is not None and message.slot != self.query_one(WorkerLog).slot:
-            self.query_one(WorkerLog).show_slot(state, message.slot)
+        if state is not None and message.slot != self.worker_log.slot:
+            self.worker_log.show_slot(state, message.slot)
 
     def on_data_table_row_selected(self, message: Any) -> None:
         if message.data_table.id == "approvals":
-            approval_id = self.query_one(ApprovalsTable).selected_approval()
+            approval_id = self.approvals_table.selected_approval()
             if approval_id is not None:
                 self.app.open_approval(approval_id)  # type: ignore[attr-defined]
 
@@ -150,7 +172,7 @@ class MainScreen(Screen[None]):
         self.query_one(f"#{target}").focus()
 
     def selected_unit(self) -> str | None:
-        return self.query_one(PlanTree).selected_unit() or self.query_one(UnitDetails).unit_id
+        return self.plan_tree.selected_unit() or self.unit_details.unit_id
 
     # ------------------------------------------------------------------ filter
     def start_filter(self) -> bool:

@@ -72,8 +72,9 @@ class PendingChanges:
         if table == "missions":
             self.mission_dirty = True
         elif table == "attempts":
-            if payload.get("attempt_id") is not None:
-                self.dirty["attempts"].add(payload["attempt_id"])
+            attempt_id = payload.get("attempt_id", payload.get("id"))
+            if attempt_id is not None:
+                self.dirty["attempts"].add(attempt_id)
         elif table is not None and payload.get("id") is not None:
             self.dirty[table].add(payload["id"])
         if kind == "cost":

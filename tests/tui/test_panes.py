@@ -1,0 +1,208 @@
+"""Pilot tests: every pane shows the store, number keys focus panes, / filters, sizes."""
+
+from __future__ import annotations
+
+import pytest
+from textual.widgets import DataTable
+
+from mc_tui.screens.too_small import TooSmallScreen
+from mc_tui.widgets.approvals import ApprovalsTable
+from mc_tui.widgets.event_log import EventLog
+from mc_tui.widgets.merge_queue import MergeQueueTable
+from mc_tui.widgets.mission_state import AGENT_LOG_MAX, EVENT_LOG_MAX
+from mc_tui.widgets.plan_tree import PlanTree
+from mc_tui.widgets.unit_details import UnitDetails
+from mc_tui.widgets.worker_log import WorkerLog
+from mc_tui.widgets.workers import WorkersTable
+from tests.tui.conftest import renderable_text, screen_text, settle
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_every_pane_is_drawn_from_the_store(calm_world) -> None:
+    app = calm_world.app()
+    store, mid = calm_world.store, calm_world.mission.mission_id
+    async with app.run_test(size=(140, 44)) as pilot:
+        await settle(pilot, app)
+        tree = app.query_one(PlanTree)
+        units = store.units(mid)
+        assert set(tree._unit_nodes) == {u["id"] for u in units} | {
+            f"epoch-{e['id']}" for e in store.rows("epochs")}
+        workers = app.query_one(WorkersTable)
+        assert workers.row_count == 4  # one row per slot seen
+        running = {r["slot"] for r in store.rows("attempts", "status = 'running'")}
+        for slot in running:
+            assert "running" in str(workers.get_cell(f"slot-{slot}", "state"))
+        merges = app.query_one(MergeQueueTable)
+        assert {f"m{m['id']}" for m in store.rows("merges")} <= set(merges.keys())
+        assert {"fE2-3.1/1", "fE2-3.1/2", "fE2-3.1/3"} <= set(merges.keys())
+        assert "winner" in str(merges.get_cell("fE2-3.1/3", "state"))
+        verifying = next(m for m in store.rows("merges") if m["status"] == "verifying")
+        assert merges.get_cell(f"m{verifying['id']}", "elapsed") != "-"
+        failed = next(m for m in store.rows("merges") if m["status"] == "failed")
+        assert "verification failed" in merges.get_cell(f"m{failed['id']}", "detail")
+        assert app.query_one(ApprovalsTable).row_count == 1
+        assert app.query_one(EventLog).line_count > 20
+        text = screen_text(app)
+        for needle in ("synthetic", "epoch 2", "/$50.00", "wall 10:00", "running", "1 Plan",
+                       "2 Workers", "3 Merge queue", "4 Approvals", "5 Cost", "6 Events"):
+            assert needle in text, needle
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40), (200, 60)])
+async def test_sizes_from_80x24_up_show_all_panes(calm_world, size) -> None:
+    app = calm_world.app()
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot, app)
+        text = screen_text(app)
+        assert not isinstance(app.screen, TooSmallScreen)
+        for n in range(1, 7):
+            assert f"─ {n} " in text
+
+
+async def test_too_small_shows_a_message_and_recovers(calm_world) -> None:
+    app = calm_world.app()
+    async with app.run_test(size=(60, 20)) as pilot:
+        await settle(pilot, app)
+        assert isinstance(app.screen, TooSmallScreen)
+        assert "Terminal too small" in screen_text(app)
+        assert "60x20" in screen_text(app)
+        await pilot.resize_terminal(100, 30)
+        await settle(pilot, app)
+        assert not isinstance(app.screen, TooSmallScreen)
+        assert "1 Plan" in screen_text(app)
+
+
+async def test_number_keys_focus_panes(calm_world) -> None:
+    app = calm_world.app()
+    expected = {"1": "plan-tree", "2": "workers", "3": "merge-queue", "4": "approvals",
+                "5": "cost-graph", "6": "event-log"}
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        for key in ["6", "1", "2", "3", "4", "5", "6", "2"]:
+            await pilot.press(key)
+            assert app.focused is not None and app.focused.id == expected[key], key
+        assert "2 Workers" in screen_text(app)
+
+
+async def test_selecting_a_unit_shows_details_and_worker_log_follows_slot(calm_world) -> None:
+    app = calm_world.app()
+    async with app.run_test(size=(140, 44)) as pilot:
+        await settle(pilot, app)
+        tree = app.query_one(PlanTree)
+        assert tree.select_unit("E1-1.2")
+        await settle(pilot, app)
+        details = app.query_one(UnitDetails)
+        assert details.unit_id == "E1-1.2"
+        assert "Acceptance criteria" in screen_text(app)
+        body = renderable_text(details._body.content)
+        for needle in ("Attempts", "review", "2 files changed, 7 insertions(+)", "+# E1-1.2:",
+                       "pytest -q passes"):
+            assert needle in body, needle
+        await pilot.press("2")
+        table = app.query_one(WorkersTable)
+        table.move_cursor(row=table.get_row_index("slot-3"))
+        await settle(pilot, app)
+        log = app.query_one(WorkerLog)
+        assert log.slot == 3
+        assert log.line_count == len(app.state.agent_log[3])
+        assert any("↳" in line for line in log.lines)  # folded tool results
+
+
+async def test_filter_the_merge_queue_and_clear_it(calm_world) -> None:
+    app = calm_world.app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        table = app.query_one(MergeQueueTable)
+        total = table.row_count
+        await pilot.press("3", "slash")
+        assert app.focused is not None and app.focused.id == "filter"
+        await pilot.press(*"promoted")
+        assert table.row_count == 3
+        assert "/promoted" in screen_text(app)
+        await pilot.press("enter")
+        assert app.focused is table and table.row_count == 3
+        await pilot.press("slash", "escape")
+        assert table.row_count == total
+        assert app.focused is table
+
+
+async def test_filter_the_plan_tree_keeps_ancestors(calm_world) -> None:
+    app = calm_world.app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        await pilot.press("1", "slash", *"audit", "enter")
+        tree = app.query_one(PlanTree)
+        assert set(tree._unit_nodes) == {"epoch-1", "epoch-2", "E2-3", "E2-3.2"}
+
+
+async def test_filter_the_event_log(calm_world) -> None:
+    app = calm_world.app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        log = app.query_one(EventLog)
+        await pilot.press("6", "slash", *"fixup.", "enter")
+        assert log.line_count == 4
+        assert all("fixup." in line for line in log.lines)
+
+
+async def test_filter_without_a_list_focused_explains(calm_world) -> None:
+    app = calm_world.app()
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await settle(pilot, app)
+        app.set_focus(None)
+        await pilot.press("slash")
+        assert app.focused is None
+        assert any("focus a list" in n.message for n in app._notifications)
+
+
+async def test_tables_update_by_key_never_cleared(calm_world, monkeypatch) -> None:
+    app = calm_world.app()
+    store, mid = calm_world.store, calm_world.mission.mission_id
+    clears: list[str] = []
+    original = DataTable.clear
+
+    def counting_clear(self, columns: bool = False):  # type: ignore[no-untyped-def]
+        clears.append(self.id or "")
+        return original(self, columns)
+
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        monkeypatch.setattr(DataTable, "clear", counting_clear)
+        merge = next(m for m in store.rows("merges") if m["status"] == "queued")
+        store.set_status("merges", merge["id"], "merging")
+        store.set_status("units", merge["unit_id"], "merging")
+        attempt = store.rows("attempts", "status = 'running'")[0]
+        store.set_status("attempts", attempt["id"], "completed", ended_at=attempt["started_at"] + 5)
+        await settle(pilot, app)
+        assert clears == []
+        assert "merging" in str(app.query_one(MergeQueueTable).get_cell(f"m{merge['id']}", "state"))
+        label = app.query_one(PlanTree)._labels[merge["unit_id"]].plain
+        assert label.startswith("⇢")
+        assert "completed" in str(app.query_one(WorkersTable).get_cell(f"slot-{attempt['slot']}", "state"))
+        assert mid == app.state.mission_id
+
+
+async def test_logs_stay_bounded_under_a_flood(calm_world) -> None:
+    app = calm_world.app()
+    store, mid = calm_world.store, calm_world.mission.mission_id
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        app.query_one(WorkersTable).move_cursor(row=0)
+        slot = app.query_one(WorkersTable).selected_slot()
+        attempt = app.state.slot_attempt[slot]
+        with store.transaction():
+            for n in range(3000):
+                store.append_event("agent.event", mission_id=mid, attempt_id=attempt, slot=slot,
+                                   type="text", text=f"chatter {n}")
+                store.append_event("log", mission_id=mid, level="info", message=f"log {n}")
+        for _ in range(20):
+            await settle(pilot, app, rounds=1)
+            if app.state.events_applied >= 6000:
+                break
+        assert app.state.events_applied >= 6000
+        log = app.query_one(WorkerLog)
+        assert log.line_count <= AGENT_LOG_MAX
+        assert log.lines[-1] == "chatter 2999"
+        assert app.query_one(EventLog).line_count <= EVENT_LOG_MAX
+        assert len(app.state.event_log) <= EVENT_LOG_MAX
