@@ -59,7 +59,9 @@ class ClaudeBackend(AgentBackend):
         if self.resolve() is None:
             raise AgentUnavailable(f"`{self.executable}` was not found on PATH: {INSTALL_HINT}")
 
-    def build_argv(self, request: AgentRequest, executable: str) -> list[str]:
+    def build_argv(
+        self, request: AgentRequest, executable: str, session_id: str | None = None
+    ) -> list[str]:
         """The command line (the prompt is not in it: it goes on stdin)."""
         argv = [
             executable, "-p", "--output-format", "stream-json", "--verbose",
@@ -75,7 +77,7 @@ class ClaudeBackend(AgentBackend):
         if request.resume_session_id:
             argv += ["--resume", request.resume_session_id]
         else:
-            argv += ["--session-id", request.session_id or str(uuid.uuid4())]
+            argv += ["--session-id", session_id or request.session_id or str(uuid.uuid4())]
         if request.system_prompt:
             argv += ["--append-system-prompt", request.system_prompt]
         return argv
@@ -90,9 +92,9 @@ class ClaudeBackend(AgentBackend):
                 error=f"`{self.executable}` was not found on PATH: {INSTALL_HINT}",
                 summary=f"{self.executable} not found",
             )
-        if request.session_id is None and not request.resume_session_id:
-            request.session_id = str(uuid.uuid4())
-        parser = ClaudeStreamParser(model=request.model, session_id=request.session_id)
+        # A fresh id per run unless the caller chose one (a request may be retried as is).
+        session_id = request.resume_session_id or request.session_id or str(uuid.uuid4())
+        parser = ClaudeStreamParser(model=request.model, session_id=session_id)
         stderr_events = 0
 
         def on_line(line: Line) -> None:
@@ -109,7 +111,7 @@ class ClaudeBackend(AgentBackend):
 
         try:
             outcome = await run_streaming(
-                self.build_argv(request, executable),
+                self.build_argv(request, executable, session_id),
                 cwd=request.workdir,
                 env=self._env(),
                 on_line=on_line,

@@ -139,6 +139,7 @@ class ClaudeStreamParser:
     limit_rejected: bool = False
     limit_info: dict[str, Any] = field(default_factory=dict)
     api_error_text: str | None = None
+    plan_text: str | None = None  # the ExitPlanMode plan of a read-only (plan mode) session
     _usage: dict[str, TokenUsage] = field(default_factory=dict)  # message id -> usage
     _message_text: dict[str, list[str]] = field(default_factory=dict)
     _last_message: str | None = None
@@ -186,6 +187,11 @@ class ClaudeStreamParser:
             return self._user(obj)
         if kind == "result":
             self.result_line = obj
+            denials = obj.get("permission_denials")
+            if isinstance(denials, list) and denials:
+                tools = sorted({str(d.get("tool_name")) for d in denials if isinstance(d, dict)})
+                return [AgentEvent("notice", f"{len(denials)} tool call(s) were denied: "
+                                   f"{', '.join(tools)}", data={"permission_denials": len(denials)})]
             return []
         if kind == "rate_limit_event":
             return self._rate_limit(obj)
@@ -264,6 +270,10 @@ class ClaudeStreamParser:
                 if isinstance(block.get("id"), str):
                     self._tool_names[block["id"]] = name
                 tool_input = block.get("input")
+                if name == "ExitPlanMode" and isinstance(tool_input, dict):
+                    plan = tool_input.get("plan")
+                    if isinstance(plan, str) and plan.strip():
+                        self.plan_text = plan.strip()  # plan mode: the plan is a tool input
                 events.append(AgentEvent(
                     "tool_use", _clip(json.dumps(tool_input, default=str)), tool=name,
                     data={"id": block.get("id"),
@@ -375,6 +385,8 @@ class ClaudeStreamParser:
             and line["result"] else self.last_text()
         )
 
+        if self.plan_text and self.plan_text not in result.text:
+            result.text = f"{result.text}\n\n{self.plan_text}".strip()
         if cancelled:
             result.status, result.failure_reason = ERROR, FailureReason.CANCELLED
             result.error = "cancelled"

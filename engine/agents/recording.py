@@ -52,7 +52,11 @@ class EventRecorder:
 
     def __call__(self, event: AgentEvent) -> None:
         if self.forward is not None:
-            self.forward(event)
+            try:
+                self.forward(event)
+            except Exception as exc:  # a broken listener must not kill the agent session
+                self.forward = None
+                self._write("notice", f"event listener failed and was detached: {exc}", None, {})
         if event.type == "usage":
             self._usage = event
         elif event.type in COALESCED:

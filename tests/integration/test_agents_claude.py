@@ -229,3 +229,15 @@ def test_claude_missing_from_path(repo, monkeypatch) -> None:
     result = anyio.run(backend.run, AgentRequest(role=AgentRole.WORKER, prompt="x", workdir=repo))
     assert result.failure_reason == FailureReason.NOT_FOUND
     ClaudeBackend(executable=str(FAKES / "claude")).check_available()
+
+
+def test_a_retried_request_gets_a_fresh_session_id(repo, fake_env, monkeypatch) -> None:
+    monkeypatch.setenv("FAKE_CLAUDE_SCENARIO", "success")
+    backend = ClaudeBackend(env_passthrough=["FAKE_CLAUDE_*"], kill_grace=0.5)
+    request = AgentRequest(role=AgentRole.PLANNER, prompt="plan", workdir=repo)
+    first = anyio.run(backend.run, request)
+    second = anyio.run(backend.run, request)
+    assert first.ok and second.ok and first.session_id != second.session_id
+    assert request.session_id is None  # the request is not modified
+    request.session_id = "0f0e0d0c-0b0a-4909-8807-060504030201"
+    assert anyio.run(backend.run, request).session_id == request.session_id

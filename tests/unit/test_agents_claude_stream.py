@@ -215,3 +215,14 @@ def test_classify_failure_priorities() -> None:
     assert classify_failure(None, "You've hit your limit \u00b7 resets 1pm") == (
         FailureReason.USAGE_LIMIT)
     assert classify_failure(None, "weird") == FailureReason.API_ERROR
+
+
+def test_plan_mode_plan_and_permission_denials() -> None:
+    parser = ClaudeStreamParser()
+    feed_all(parser, [INIT, assistant({"type": "tool_use", "id": "toolu_9", "name": "ExitPlanMode",
+                                       "input": {"plan": "1. edit calc.py\n2. add tests"}})])
+    events = parser.feed(result_line(result="Plan ready.", permission_denials=[
+        {"tool_name": "ExitPlanMode", "tool_use_id": "toolu_9", "tool_input": {}}]))
+    assert events[0].type == "notice" and "ExitPlanMode" in events[0].text
+    result = parser.finish(exit_code=0)
+    assert result.ok and result.text == "Plan ready.\n\n1. edit calc.py\n2. add tests"
