@@ -141,6 +141,7 @@ class ClaudeStreamParser:
     api_error_text: str | None = None
     plan_text: str | None = None  # the ExitPlanMode plan of a read-only (plan mode) session
     _usage: dict[str, TokenUsage] = field(default_factory=dict)  # message id -> usage
+    _total: TokenUsage = field(default_factory=TokenUsage)
     _message_text: dict[str, list[str]] = field(default_factory=dict)
     _last_message: str | None = None
     _tool_names: dict[str, str] = field(default_factory=dict)
@@ -281,8 +282,16 @@ class ClaudeStreamParser:
                 ))
         usage = usage_from_api(message.get("usage"))
         if isinstance(message.get("usage"), dict) and self._usage.get(mid) != usage:
-            self._usage[mid] = usage  # repeated on every block line: replace, never add
-            total = self.tokens_so_far()
+            # Repeated on every block line of the message: replace its share, never add twice.
+            previous = self._usage.get(mid, TokenUsage())
+            self._usage[mid] = usage
+            self._total = TokenUsage(
+                self._total.input - previous.input + usage.input,
+                self._total.output - previous.output + usage.output,
+                self._total.cache_read - previous.cache_read + usage.cache_read,
+                self._total.cache_write - previous.cache_write + usage.cache_write,
+            )
+            total = self._total
             events.append(AgentEvent(
                 "usage",
                 f"tokens in {total.input} out {total.output} "
@@ -333,10 +342,8 @@ class ClaudeStreamParser:
 
     # ------------------------------------------------------------------ results
     def tokens_so_far(self) -> TokenUsage:
-        total = TokenUsage()
-        for usage in self._usage.values():
-            total = total + usage
-        return total
+        """Tokens of all messages seen so far (each message counted once)."""
+        return TokenUsage(**self._total.as_dict())
 
     def last_text(self) -> str:
         if self._last_message is None:
