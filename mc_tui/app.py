@@ -353,7 +353,7 @@ class MissionControlApp(App[int]):
 
     async def action_quit(self) -> None:
         if not self.engine_running():
-            self.exit(self.engine_code if self.engine_code is not None else 0)
+            self.exit_with(self.engine_code if self.engine_code is not None else 0)
             return
 
         def answer(yes: bool | None) -> None:
@@ -377,9 +377,13 @@ class MissionControlApp(App[int]):
                 await anyio.sleep(0.05)
         if worker is not None and not worker.is_finished:
             worker.cancel()
-            self.exit(EXIT_INTERRUPTED)
+            self.exit_with(EXIT_INTERRUPTED)
             return
-        self.exit(self.engine_code if self.engine_code is not None else EXIT_INTERRUPTED)
+        self.exit_with(self.engine_code if self.engine_code is not None else EXIT_INTERRUPTED)
+
+    def exit_with(self, code: int) -> None:
+        """Exit; ``code`` is both the app's result and its return code."""
+        self.exit(code, return_code=code)
 
     # ------------------------------------------------------------------ palette
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
@@ -437,7 +441,7 @@ def run_tui(
     result = app.run()
     if isinstance(result, int):
         return result
-    return app.return_code or 0
+    return app.return_code or 0  # 1 if the app itself crashed
 
 
 async def save_screenshot(

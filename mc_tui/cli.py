@@ -104,6 +104,7 @@ def launch_mission(
 
     store = Store(config.db_path())
     controller = Controller(config, store, auto_approve=yes, chain=chain, resume=resume)
+    first_event = store.last_event_id()
     try:
         controller.prepare()  # fail fast (no repo, missing agent CLI, busy mission) before any UI
     except MissionSetupError as exc:
@@ -126,7 +127,8 @@ def launch_mission(
             from mc_tui.headless import run_headless
 
             try:
-                code = anyio.run(lambda: run_headless(store, config, engine, json_mode=json_mode))
+                code = anyio.run(lambda: run_headless(
+                    store, config, engine, json_mode=json_mode, after_id=first_event))
             except KeyboardInterrupt:
                 code = EXIT_INTERRUPTED
         if after is not None:

@@ -132,12 +132,13 @@ async def run_headless(
     *,
     json_mode: bool = False,
     console: Console | None = None,
+    after_id: int | None = None,
 ) -> int:
     """Run ``engine`` while rendering its events; returns the exit code."""
     console = console or Console()
     mode = "json" if json_mode else ("live" if console.is_terminal else "plain")
     renderer = HeadlessRenderer(store, config, mode=mode, console=console)
-    after = store.last_event_id()
+    after = store.last_event_id() if after_id is None else after_id
     outcome: MissionOutcome | None = None
     interrupted = False
 

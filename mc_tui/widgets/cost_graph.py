@@ -3,6 +3,7 @@ with an EMA projection to the wall-time limit. Drawn with block characters (no n
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,14 +40,16 @@ def ema_rate(points: Sequence[tuple[float, float]], start: float, now: float) ->
     """EMA of spend per minute over fixed one-minute buckets from ``start`` to ``now``."""
     if now <= start:
         return 0.0
-    n = max(1, int((now - start) // EMA_BUCKET_S) + 1)
+    elapsed = now - start
+    n = max(1, math.ceil(elapsed / EMA_BUCKET_S))
     buckets = [0.0] * n
     for ts, amount in points:
         idx = min(n - 1, max(0, int((ts - start) // EMA_BUCKET_S)))
         buckets[idx] += amount
-    # the last bucket is partial: scale it to a full minute
-    partial = ((now - start) % EMA_BUCKET_S) or EMA_BUCKET_S
-    buckets[-1] *= EMA_BUCKET_S / partial if partial >= 5 else 1.0
+    # the last bucket may be partial: scale it to a full minute (not when only seconds old)
+    partial = elapsed - (n - 1) * EMA_BUCKET_S
+    if partial >= 10:
+        buckets[-1] *= EMA_BUCKET_S / partial
     ema = buckets[0]
     for value in buckets[1:]:
         ema = EMA_ALPHA * value + (1 - EMA_ALPHA) * ema

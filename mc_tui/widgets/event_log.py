@@ -15,7 +15,7 @@ _SKIP = {"id", "mission_id"}
 
 def format_event(event: Event, start: float | None) -> str:
     """``+mm:ss kind key=value ...`` relative to the mission start (stable across time zones)."""
-    rel = event.ts - start if start else 0.0
+    rel = event.ts - start if start is not None else 0.0
     sign = "-" if rel < 0 else "+"
     rel = abs(int(rel))
     h, rest = divmod(rel, 3600)

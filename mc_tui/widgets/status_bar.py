@@ -30,16 +30,17 @@ class StatusBar(Static):
         end = m.get("ended_at") or now
         spent = m.get("total_cost_usd") or 0.0
         over = spent > self.budget
+        # most important first: the objective takes what width is left
         parts: list[Any] = [
             (f" {self.target} ", "bold reverse"), " ",
-            (f"#{m['id']} ", "dim"), clip(m.get("objective"), 48), "  ",
+            status_text(m["status"], self.palette), "  ",
             ("epoch ", "dim"), str(epoch["number"]) if epoch else "-", "  ",
             ("spend ", "dim"), (f"{usd(spent)}/{usd(self.budget)}", "bold red" if over else ""), "  ",
             ("wall ", "dim"), duration(end - m["started_at"]), "  ",
-            status_text(m["status"], self.palette),
         ]
         if note:
-            parts += ["  ", (note, "italic")]
+            parts += [(note, "italic"), "  "]
+        parts += [(f"#{m['id']} ", "dim"), clip(m.get("objective"), 100)]
         return Text.assemble(*parts, no_wrap=True, overflow="ellipsis")
 
     def refresh_from(self, state: MissionState, now: float, *, note: str = "") -> None:

@@ -1,0 +1,114 @@
+"""Pilot tests of the human-in-the-loop modal: approve, deny, decided elsewhere, timeout."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from mc_tui.screens.approval_modal import ApprovalModal
+from mc_tui.screens.main import MainScreen
+from mc_tui.synthetic import fake_engine
+from mc_tui.widgets.approvals import ApprovalsTable
+from tests.tui.conftest import renderable_text, screen_text, settle
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_pending_approval_opens_the_modal_with_gate_unit_and_diff(world) -> None:
+    app = world.app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        assert isinstance(app.screen, ApprovalModal)
+        text = screen_text(app)
+        assert "gate: push" in text
+        assert "Push mc/green to origin/main" in text
+        assert "unit: E2-1.3 Journal steps" in text
+        assert "2 files changed, 7 insertions(+)" in text  # computed from the unit's real commits
+        assert "+# E2-1.3: Journal steps" in text
+        # frozen clock: expires 300 s after creation; 10 min into the mission
+        row = world.store.get("approvals", world.mission.pending_approval)
+        left = int(row["expires_at"] - app.clock())
+        assert f"time left {left // 60}:{left % 60:02d}" in text
+        assert "safe default (deny)" in text
+
+
+@pytest.mark.parametrize(("keys", "expected"), [(("y",), "approved"), (("n",), "denied"),
+                                                (("escape",), "denied")])
+async def test_keys_decide_the_approval(world, keys, expected) -> None:
+    app = world.app()
+    approval_id = world.mission.pending_approval
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        assert isinstance(app.screen, ApprovalModal)
+        await pilot.press(*keys)
+        await settle(pilot, app)
+        row = world.store.get("approvals", approval_id)
+        assert row["status"] == expected and row["decided_by"] == "tui"
+        assert isinstance(app.screen, MainScreen)
+        table = app.query_one(ApprovalsTable)
+        assert expected in str(table.get_cell(f"a{approval_id}", "status"))
+
+
+async def test_decided_elsewhere_closes_the_modal(world) -> None:
+    app = world.app()
+    approval_id = world.mission.pending_approval
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await settle(pilot, app)
+        assert isinstance(app.screen, ApprovalModal)
+        # another process (mc approve) decides it
+        assert world.store.decide_approval(approval_id, True, by="cli")
+        await settle(pilot, app)
+        assert isinstance(app.screen, MainScreen)
+        assert world.store.get("approvals", approval_id)["decided_by"] == "cli"
+        assert any("approved by cli" in n.message for n in app._notifications)
+        # a late key press must not decide anything again
+        await pilot.press("n")
+        assert world.store.get("approvals", approval_id)["status"] == "approved"
+
+
+async def test_a_jumps_to_approvals_and_enter_reopens_a_pending_one(world) -> None:
+    app = world.app()
+    approval_id = world.mission.pending_approval
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        modal = app.screen
+        assert isinstance(modal, ApprovalModal)
+        # the countdown is display-only and follows the clock
+        assert "time left" in renderable_text(modal.query_one("#countdown").content)
+        modal.update_countdown(world.store.get("approvals", approval_id)["expires_at"] + 1)
+        assert "time is up" in renderable_text(modal.query_one("#countdown").content)
+        await pilot.press("a")  # inside the modal: not a dashboard key
+        assert app.screen is modal
+        await pilot.press("y")
+        await settle(pilot, app)
+        await pilot.press("a")
+        assert app.focused is not None and app.focused.id == "approvals"
+        assert isinstance(app.screen, MainScreen)  # nothing pending any more
+
+
+async def test_engine_timeout_expires_the_approval_and_closes_the_modal(tmp_path) -> None:
+    from engine.store import Store
+    from mc_tui.app import MissionControlApp
+    from tests.tui.conftest import make_config
+
+    store = Store(tmp_path / "m.db")
+    config = make_config(tmp_path)
+    engine = fake_engine(store, config, units=1, step_s=0.01, approval_timeout=0.6)
+    app = MissionControlApp(store, config=config, engine=engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        deadline = time.monotonic() + 5
+        while not isinstance(app.screen, ApprovalModal) and time.monotonic() < deadline:
+            await pilot.pause(0.02)
+        assert isinstance(app.screen, ApprovalModal)
+        assert "time left 0:00" in screen_text(app)
+        while app.engine_code is None and time.monotonic() < deadline:
+            await pilot.pause(0.05)
+        await settle(pilot, app)
+        assert isinstance(app.screen, MainScreen)
+        approval = store.rows("approvals")[0]
+        assert approval["status"] == "expired" and approval["decided_by"] == "timeout"
+        push = store.query("SELECT payload FROM events WHERE kind = 'push.result'")
+        assert '"ok": false' in push[0]["payload"]
+        assert app.engine_code == 0
+    store.close()

@@ -1,0 +1,133 @@
+"""Help, remappable bindings, command palette, themes and the diff screen."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from mc_tui.app import all_bindings
+from mc_tui.screens.diff import DiffScreen
+from mc_tui.screens.help import HelpScreen
+from mc_tui.screens.main import MainScreen
+from mc_tui.widgets.cost_graph import CostGraph
+from mc_tui.widgets.plan_tree import PlanTree
+from tests.tui.conftest import make_world, screen_text, settle
+
+pytestmark = pytest.mark.anyio
+
+
+def test_every_binding_has_a_unique_id() -> None:
+    ids = [b.id for b in all_bindings()]
+    assert all(ids) and len(ids) == len(set(ids))
+    assert {"help", "quit", "filter", "approvals", "pause", "stop", "diff", "focus_plan",
+            "focus_events", "approve", "deny"} <= set(ids)
+
+
+async def test_question_mark_lists_every_key_with_its_id(calm_world) -> None:
+    app = calm_world.app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        text = screen_text(app)
+        for binding in all_bindings():
+            assert binding.id in text
+        assert "ctrl+p" in text
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)
+
+
+async def test_keys_can_be_remapped_in_config_and_bad_ids_warn(tmp_path) -> None:
+    world = make_world(tmp_path, pending_approval=False,
+                       keys={"pause": "x", "focus_events": "0", "no_such_action": "z"})
+    app = world.app()
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await settle(pilot, app)
+        assert app.keymap_warnings and "no_such_action" in app.keymap_warnings[0]
+        assert any("no_such_action" in n.message for n in app._notifications)
+        await pilot.press("0")
+        assert app.focused is not None and app.focused.id == "event-log"
+        await pilot.press("p")  # the old key does nothing now
+        assert not world.store.rows("commands")
+        await pilot.press("x")
+        assert [c["kind"] for c in world.store.rows("commands")] == ["pause"]
+        await pilot.press("question_mark")
+        rows = {bid: key for key, _, bid in app.screen.rows}
+        assert rows["pause"] == "x" and rows["focus_events"] == "0"
+    world.store.close()
+
+
+async def test_command_palette_has_an_entry_for_every_action(calm_world) -> None:
+    app = calm_world.app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        for title in ("Mission: pause / resume", "Mission: stop", "Approvals: open pending",
+                      "Unit: show diff", "List: filter", "Keys: show all", "Focus: Plan",
+                      "Focus: Events", "Theme: mission-control-light", "Quit"):
+            assert title in titles
+        command = next(c for c in app.get_system_commands(app.screen) if c.title == "Focus: Cost")
+        command.callback()
+        await pilot.pause()
+        assert app.focused is not None and app.focused.id == "cost-graph"
+        await pilot.press("ctrl+p")
+        assert type(app.screen).__name__ == "CommandPalette"
+
+
+async def test_themes_are_registered_chosen_in_config_and_switchable(tmp_path) -> None:
+    world = make_world(tmp_path, pending_approval=False, theme="mission-control-light")
+    app = world.app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        assert app.theme == "mission-control-light"
+        assert {"mission-control-dark", "mission-control-light"} <= set(app.available_themes)
+        light_label = app.query_one(PlanTree)._labels["E1-1.1"]
+        command = next(c for c in app.get_system_commands(app.screen)
+                       if c.title == "Theme: mission-control-dark")
+        command.callback()
+        await settle(pilot, app)
+        assert app.theme == "mission-control-dark"
+        dark_label = app.query_one(PlanTree)._labels["E1-1.1"]
+        assert light_label.plain == dark_label.plain and light_label != dark_label  # recoloured
+    world.store.close()
+
+
+async def test_d_opens_the_real_diff_of_the_selected_unit(calm_world) -> None:
+    app = calm_world.app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        await pilot.press("d")  # the cursor is on an epoch: nothing to show
+        assert isinstance(app.screen, MainScreen)
+        app.query_one(PlanTree).select_unit("E2-1.4")
+        await pilot.press("d")
+        assert isinstance(app.screen, DiffScreen) and app.screen.unit_id == "E2-1.4"
+        text = screen_text(app)
+        assert "Reconcile on start-up" in text
+        assert "+# E2-1.4: Reconcile on start-up" in text
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)
+
+
+async def test_diff_of_a_vanished_repo_says_so(calm_world) -> None:
+    shutil.rmtree(calm_world.config.target.path)
+    app = calm_world.app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        app.query_one(PlanTree).select_unit("E1-1.3")
+        await pilot.press("d")
+        assert "diff unavailable" in screen_text(app)
+
+
+async def test_cost_graph_split_toggles_between_model_and_role(calm_world) -> None:
+    app = calm_world.app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        await pilot.press("5")
+        graph = app.query_one(CostGraph)
+        assert graph.split_by == "model"
+        text = graph.render().plain
+        assert "sonnet" in text and "/ $50.00" in text and "ema" in text
+        await pilot.press("m")
+        assert graph.split_by == "role"
+        assert "worker" in graph.render().plain
