@@ -31,8 +31,8 @@ from engine.gitops import GitRepo, WorkspacePool  # noqa: E402
 
 FILES = 5000
 COMMITS = 200
-ROUNDS = 10
-WORKTREE_ROUNDS = 4  # a fresh worktree add is slow; fewer rounds keep the run short
+ROUNDS = 6
+WORKTREE_ROUNDS = 2  # a fresh worktree add is slow; fewer rounds keep the run short
 GOAL = 5.0
 
 
