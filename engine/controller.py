@@ -17,13 +17,13 @@ import pygit2
 from engine.agents import AgentBackend, AgentUnavailable, make_backend
 from engine.approvals import approve_or_deny
 from engine.budget import EmaCostTracker, cooldown_seconds
-from engine.config import MissionConfig
+from engine.config import MissionConfig, unavailable_notes
 from engine.dispatch import run_unit
 from engine.fixup import run_fixup
 from engine.gates.evaluator import ProgressEvaluator
 from engine.gates.fixup_select import parse_test_counts
 from engine.gates.objective import check_objective
-from engine.gitops import GitError, GitRepo, MergeQueue, WorkspacePool, fetch_remote, push_green
+from engine.gitops import GitError, GitRepo, MergeQueue, WorkspacePool
 from engine.llm import LlmCaller, LlmCallFailed
 from engine.mission import (
     MissionBusy,
@@ -142,8 +142,10 @@ class Controller:
         if mission is not None and (self.resume or mission["objective"] == self.objective):
             mission_id = int(mission["id"])
             self.objective = mission["objective"]
-            notes = adopt_for_resume(self.store, mission_id)
-            self.resumed_notes = notes
+            # Wall time counts the time the mission actually ran, not the downtime.
+            ran = (mission["heartbeat_at"] or mission["started_at"]) - mission["started_at"]
+            self.started = time.monotonic() - max(0.0, ran)
+            adopt_for_resume(self.store, mission_id)
         elif self.resume:
             raise MissionSetupError("nothing to resume: no interrupted mission in this store")
         else:
@@ -155,6 +157,10 @@ class Controller:
                 parent_mission_id=self.parent_mission_id,
             )
         self.mission_id = mission_id
+        for note in repo.clear_stale_locks():  # safe: this process now holds the mission
+            self.store.append_event("log", mission_id=mission_id, level="info", message=note)
+        for note in unavailable_notes(config):
+            self.store.append_event("log", mission_id=mission_id, level="warning", message=note)
         workers = config.scheduler.parallel.num_workers
         pool = WorkspacePool(repo, config.pool_dir(), workers + config.green_branch.fixup_candidates + 1)
         for note in pool.repair():
@@ -191,7 +197,7 @@ class Controller:
             status, reason = await self._epochs(rt, aux)
         except FatalAgentError as exc:
             status, reason = MissionStatus.FAILED, str(exc)
-        except LlmCallFailed as exc:
+        except (LlmCallFailed, GitError) as exc:
             status, reason = MissionStatus.FAILED, str(exc)
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
@@ -233,7 +239,8 @@ class Controller:
             stop = self._stop_before_epoch(rt, epoch_number - (1 if resume_epoch else 0))
             if stop:
                 return stop
-            await self._cooldown(rt)
+            if resume_epoch is None:
+                await self._cooldown(rt)
             if self._push_rejected:
                 await self._sync_remote(rt)
             if resume_epoch is not None:
@@ -618,32 +625,27 @@ class Controller:
             self.store.append_event("push.result", mission_id=rt.mission_id, ok=False,
                                     rejected=False, output="push not approved")
             return
-        result = await push_green(
-            rt.repo.path, remote=self.config.green_branch.remote,
-            branch=self.config.green_branch.push_branch,
+        result = await rt.queue.push(
+            self.config.green_branch.remote, self.config.green_branch.push_branch
         )
         self._push_rejected = result.rejected
-        self.store.append_event(
-            "push.result", mission_id=rt.mission_id, ok=result.ok, rejected=result.rejected,
-            output=result.output[-2000:], commit=green,
-        )
         if not result.ok:
             rt.log(f"push failed: {result.output.strip()[-300:]}", level="warning")
 
     async def _sync_remote(self, rt: Runtime) -> None:
         """After a rejected push: bring the remote's new commits into mc/green via the queue."""
-        sha = await fetch_remote(
-            rt.repo.path, self.config.green_branch.remote, self.config.green_branch.push_branch
-        )
         self._push_rejected = False
-        if sha and not rt.repo.is_ancestor(sha, rt.repo.green_head()):
-            rt.log(f"remote moved on ({sha[:10]}): merging it into mc/green first")
-            rt.queue.submit(None, f"{self.config.green_branch.remote}/{self.config.green_branch.push_branch}", sha)
-            before = rt.repo.green_head()
-            while rt.queue.pending():
-                await rt.queue.run_once()
-            if rt.repo.green_head() != before:
-                await self._push(rt, before)
+        before = rt.repo.green_head()
+        merge_id = await rt.queue.absorb_remote(
+            self.config.green_branch.remote, self.config.green_branch.push_branch
+        )
+        if merge_id is None:
+            return
+        rt.log("the remote moved on: merging it into mc/green (verified) before going on")
+        while rt.queue.pending():
+            await rt.queue.run_once()
+        if rt.repo.green_head() != before:
+            await self._push(rt, before)
 
     # ------------------------------------------------------------------ commands, heartbeat
     def _tick(self, rt: Runtime) -> None:
@@ -699,7 +701,7 @@ class Controller:
             if result.merged and not result.failed:
                 return MissionStatus.COMPLETED, "all planned units merged"
             return None
-        if result.merged == 0 and self.objective_checks > 0:
+        if result.merged == 0:  # nothing changed since the last look: no new evidence to judge
             return None
         if self.objective_checks >= config.max_objective_checks:
             return MissionStatus.STOPPED, (

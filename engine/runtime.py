@@ -46,7 +46,8 @@ class Runtime:
                 if slot in self.free_slots:
                     self.free_slots.discard(slot)
                     return slot
-            self.slot_ready = anyio.Event()
+            if self.slot_ready.is_set():  # never replace an event other waiters still wait on
+                self.slot_ready = anyio.Event()
             await self.slot_ready.wait()
 
     def give_slot(self, slot: int) -> None:

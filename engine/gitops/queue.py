@@ -69,6 +69,9 @@ class QueueOutcome:
     green_after: str = ""
 
 
+MAX_VERIFICATION_ERRORS = 3
+
+
 def _tail(text: str, limit: int = REASON_TAIL) -> str:
     return text if len(text) <= limit else "..." + text[-limit:]
 
@@ -101,6 +104,7 @@ class MergeQueue:
         self.journal = Journal(store, self.mission_id)
         self._git = open_repository(repo.path)  # used only from worker threads, one at a time
         self._lock = anyio.Lock()
+        self._verification_errors = 0
 
     @property
     def journal_hook(self) -> JournalHook | None:
@@ -223,6 +227,18 @@ class MergeQueue:
                 break
             top = chain.prefix(len(included))
             result = await self._verify(batch_id, top, included, outcome)
+            if result.status == VerificationStatus.ERROR:
+                # The verification could not run at all: no branch is to blame.
+                self._verification_errors += 1
+                self._requeue_interrupted()
+                if self._verification_errors >= MAX_VERIFICATION_ERRORS:
+                    raise GitError(
+                        f"the verification command could not run {self._verification_errors} "
+                        f"times in a row: {_tail(result.output, 500)}"
+                    )
+                outcome.green_after = self.repo.green_head()
+                return outcome
+            self._verification_errors = 0
             if result.status == VerificationStatus.PASSED:
                 await self._promote(batch_id, green, top, included, outcome)
                 break

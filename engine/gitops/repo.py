@@ -106,6 +106,23 @@ class GitRepo:
         except pygit2.GitError:  # unborn HEAD
             pass
 
+    def clear_stale_locks(self) -> list[str]:
+        """Remove lock files a killed mc left on refs it owns (``refs/heads/mc/*``) and in its
+        worktrees' git dirs. Call only while holding the mission (no other mc process runs)."""
+        git_dir = Path(self.pygit.path)
+        notes = []
+        candidates = list((git_dir / "refs" / "heads" / "mc").rglob("*.lock"))
+        worktrees = git_dir / "worktrees"
+        if worktrees.is_dir():
+            for wt in worktrees.iterdir():
+                if wt.name.startswith("mc-"):
+                    candidates += [wt / "index.lock", wt / "HEAD.lock"]
+        for lock in candidates:
+            if lock.exists():
+                lock.unlink()
+                notes.append(f"removed stale lock {lock.relative_to(git_dir)}")
+        return notes
+
     def ensure_green(self, base_branch: str) -> str:
         """Create ``mc/green`` and ``mc/working`` from ``base_branch`` if missing; return green."""
         green = self.ref_head(GREEN_REF)

@@ -195,14 +195,16 @@ def current_version(conn: sqlite3.Connection) -> int:
 def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
     """Bring ``conn`` up to ``target``; returns the version it started from."""
     start = current_version(conn)
-    if start > SCHEMA_VERSION:
-        raise SchemaTooNewError(
-            f"database schema version {start} is newer than this mc supports "
-            f"({SCHEMA_VERSION}); upgrade mission-control or use another state dir"
-        )
-    for version in range(start, target):
+    _refuse_newer(start)
+    while True:
+        # Read the version inside the write lock: another process may be migrating too.
         conn.execute("BEGIN IMMEDIATE")
         try:
+            version = current_version(conn)
+            _refuse_newer(version)
+            if version >= target:
+                conn.execute("COMMIT")
+                return start
             for statement in MIGRATIONS[version]:
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {version + 1}")
@@ -210,4 +212,11 @@ def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-    return start
+
+
+def _refuse_newer(version: int) -> None:
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNewError(
+            f"database schema version {version} is newer than this mc supports "
+            f"({SCHEMA_VERSION}); upgrade mission-control or use another state dir"
+        )

@@ -216,3 +216,30 @@ def test_costs_roll_up(tmp_path: Path) -> None:
     assert store.mission_cost(mid) == pytest.approx(0.75)
     assert store.get("missions", mid)["total_cost_usd"] == pytest.approx(0.75)
     assert store.get("units", "u1")["cost_usd"] == pytest.approx(0.5)
+
+
+def test_concurrent_migrations_of_a_new_store(tmp_path: Path) -> None:
+    """Several processes may open a brand-new store at once: only one creates the schema."""
+    import threading
+
+    db = tmp_path / "m.db"
+    barrier = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def opener() -> None:
+        conn = sqlite3.connect(db, isolation_level=None, timeout=30)
+        barrier.wait()
+        try:
+            migrate(conn)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=opener) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert Store(db).conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

@@ -1,0 +1,147 @@
+"""Helpers for end-to-end missions on small real git repos."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@localhost",
+    "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@localhost",
+}
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repo, capture_output=True, text=True, check=True,
+        env={**os.environ, **GIT_ENV},
+    ).stdout.strip()
+
+
+def make_target(root: Path) -> Path:
+    """A tiny Python project with unittest tests, committed on main."""
+    repo = root / "repo"
+    (repo / "app").mkdir(parents=True)
+    (repo / "tests").mkdir()
+    (repo / "app" / "__init__.py").write_text("")
+    (repo / "app" / "greet.py").write_text('def greet(name):\n    return f"hello {name}"\n')
+    (repo / "tests" / "__init__.py").write_text("")
+    (repo / "tests" / "test_greet.py").write_text(
+        "import unittest\n\nfrom app.greet import greet\n\n\n"
+        "class GreetTest(unittest.TestCase):\n"
+        "    def test_greet(self):\n        self.assertEqual(greet('x'), 'hello x')\n"
+    )
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "initial")
+    return repo
+
+
+def write_config(root: Path, cassette: str, extra: str = "", *, backend: str = "scripted") -> Path:
+    (root / "cassette.toml").write_text(textwrap.dedent(cassette))
+    python = sys.executable
+    text = f"""
+[target]
+name = "e2e"
+path = "repo"
+branch = "main"
+objective = "Make greetings friendlier"
+[target.verification]
+command = "{python} -m unittest discover -s tests -t ."
+timeout = 60
+[scheduler]
+session_timeout = 30
+[scheduler.parallel]
+num_workers = 2
+[review]
+gate_completion = false
+[hitl]
+enabled = false
+[agent]
+backend = "{backend}"
+cassette = "cassette.toml"
+"""
+    config = root / "mission-control.toml"
+    config.write_text(_merge_sections(text, textwrap.dedent(extra)))
+    return config
+
+
+def _merge_sections(base: str, extra: str) -> str:
+    """Append ``extra`` keys into the matching [section] of ``base`` (tiny TOML merge for tests)."""
+    import tomllib
+
+    import tomlkit
+
+    doc = tomlkit.parse(base)
+    for section, values in tomllib.loads(extra).items():
+        _deep_set(doc, section, values)
+    return tomlkit.dumps(doc)
+
+
+def _deep_set(doc, key, value):  # type: ignore[no-untyped-def]
+    if isinstance(value, dict):
+        if key not in doc:
+            doc[key] = {}
+        for k, v in value.items():
+            _deep_set(doc[key], k, v)
+    else:
+        doc[key] = value
+
+
+def run_mc(*args: str, cwd: Path | None = None, timeout: float = 120,
+           env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mc_tui", *args], capture_output=True, text=True, cwd=cwd,
+        env={**os.environ, "COLUMNS": "160", **(env or {})}, timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+PLAN_ONE = '''
+[[interaction]]
+role = "planner"
+{extra}
+actions = [{{ type = "text", text = '{{"units": [{{"title": "{title}", "description": "d", "files_hint": ["{path}"], "acceptance_criteria": ["tests pass"], "leaf": true}}]}}' }}]
+'''
+
+
+def plan_entry(title: str, path: str, extra: str = "") -> str:
+    return PLAN_ONE.format(title=title, path=path, extra=extra)
+
+
+def worker_entry(title: str, path: str, content: str, *, cost: float = 0.1, extra: str = "") -> str:
+    return f'''
+[[interaction]]
+role = "worker"
+when = {{ unit_title = "{title}" }}
+cost_usd = {cost}
+{extra}
+actions = [
+  {{ type = "write", path = "{path}", content = "{content}" }},
+  {{ type = "commit", message = "{title}" }},
+]
+'''
+
+
+AMBITION_OK = '''
+[[interaction]]
+role = "ambition"
+actions = [{ type = "text", text = '{"score": 8, "feedback": "fine"}' }]
+'''
+
+OBJECTIVE_MET = '''
+[[interaction]]
+role = "objective_check"
+actions = [{ type = "text", text = '{"met": true, "confidence": 0.9, "feedback": "done"}' }]
+'''
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Path:
+    make_target(tmp_path)
+    return tmp_path

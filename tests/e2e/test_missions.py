@@ -1,0 +1,205 @@
+"""End-to-end missions with the scripted backend: stop conditions, gates, replans."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.store import Store
+from tests.e2e.conftest import (
+    AMBITION_OK,
+    OBJECTIVE_MET,
+    git,
+    plan_entry,
+    run_mc,
+    worker_entry,
+    write_config,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def store_of(root: Path) -> Store:
+    return Store(root / "repo" / ".git" / "mc" / "mission.db")
+
+
+def kinds(store: Store, kind: str) -> list[dict]:
+    return [json.loads(r["payload"]) for r in store.query(
+        "SELECT payload FROM events WHERE kind = ? ORDER BY id", (kind,))]
+
+
+def test_top_level_no_ui_runs_the_mission(target: Path) -> None:
+    config = write_config(
+        target,
+        plan_entry("Add a farewell", "app/bye.py") + AMBITION_OK + OBJECTIVE_MET
+        + worker_entry("Add a farewell", "app/bye.py", "def bye():\\n    return 'bye'\\n"),
+    )
+    result = run_mc("--config", str(config), "--no-ui")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "completed" in result.stdout
+    repo = target / "repo"
+    assert "app/bye.py" in git(repo, "ls-tree", "-r", "--name-only", "mc/green")
+    assert git(repo, "status", "--porcelain") == ""
+
+
+def test_json_mode_prints_one_event_per_line(target: Path) -> None:
+    config = write_config(
+        target,
+        plan_entry("Add a farewell", "app/bye.py") + AMBITION_OK + OBJECTIVE_MET
+        + worker_entry("Add a farewell", "app/bye.py", "def bye():\\n    return 'bye'\\n"),
+    )
+    result = run_mc("mission", "--config", str(config), "--json")
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    assert {"mission.created", "green.promoted", "objective.checked"} <= {e["kind"] for e in lines}
+    assert all({"id", "ts", "kind", "payload"} <= set(e) for e in lines)
+
+
+def test_ambition_rejection_then_replan_with_feedback(target: Path) -> None:
+    cassette = (
+        plan_entry("Fix typo", "app/greet.py", 'times = 1\nmatch = "Decompose the objective"')
+        + '''
+[[interaction]]
+role = "ambition"
+times = 1
+actions = [{ type = "text", text = '{"score": 1, "feedback": "Far too small: also add a farewell module"}' }]
+'''
+        # the second plan is only served when the ambition feedback reached the planner
+        + plan_entry("Add a farewell", "app/bye.py", 'match = "also add a farewell module"')
+        + AMBITION_OK + OBJECTIVE_MET
+        + worker_entry("Add a farewell", "app/bye.py", "def bye():\\n    return 'bye'\\n")
+    )
+    config = write_config(target, cassette, "[continuous]\nmin_ambition_score = 5\n")
+    result = run_mc("mission", "--config", str(config), "--no-ui")
+    assert result.returncode == 0, result.stdout + result.stderr
+    scored = kinds(store_of(target), "plan.scored")
+    assert [s["accepted"] for s in scored] == [False, True]
+    titles = [u["title"] for u in store_of(target).units(1)]
+    assert titles == ["Add a farewell"]
+
+
+def test_objective_not_yet_then_done(target: Path) -> None:
+    cassette = (
+        plan_entry("Add a farewell", "app/bye.py", 'times = 1\nmatch = "Decompose the objective"')
+        + plan_entry("Document greetings", "GREETINGS.md", 'match = "add a GREETINGS.md"')
+        + AMBITION_OK
+        + '''
+[[interaction]]
+role = "objective_check"
+times = 1
+actions = [{ type = "text", text = '{"met": false, "confidence": 0.7, "feedback": "Not yet: add a GREETINGS.md that lists them"}' }]
+'''
+        + OBJECTIVE_MET
+        + worker_entry("Add a farewell", "app/bye.py", "def bye():\\n    return 'bye'\\n")
+        + worker_entry("Document greetings", "GREETINGS.md", "# Greetings\\n")
+    )
+    config = write_config(target, cassette)
+    result = run_mc("mission", "--config", str(config), "--no-ui")
+    assert result.returncode == 0, result.stdout + result.stderr
+    store = store_of(target)
+    assert [c["met"] for c in kinds(store, "objective.checked")] == [False, True]
+    assert len(store.rows("epochs", "mission_id = 1")) == 2
+    assert store.latest_mission()["status"] == "completed"
+
+
+def test_budget_stops_before_an_epoch_that_would_overspend(target: Path) -> None:
+    cassette = (
+        plan_entry("Add a farewell", "app/bye.py") + AMBITION_OK
+        + '''
+[[interaction]]
+role = "objective_check"
+actions = [{ type = "text", text = '{"met": false, "feedback": "more please"}' }]
+'''
+        + worker_entry("Add a farewell", "app/bye.py", "def bye():\\n    return 'bye'\\n", cost=0.6)
+    )
+    config = write_config(target, cassette, "[scheduler.budget]\nmax_per_run_usd = 1.5\n[rounds]\nmax_rounds = 5\n")
+    result = run_mc("mission", "--config", str(config), "--no-ui")
+    assert result.returncode == 1, result.stdout + result.stderr
+    store = store_of(target)
+    mission = store.latest_mission()
+    assert mission["status"] == "stopped"
+    assert "budget" in mission["outcome"] and "projected" in mission["outcome"]
+    assert len(store.rows("epochs", "mission_id = 1")) == 1
+    assert mission["total_cost_usd"] < 1.5
+
+
+def test_stall_stops_after_epochs_without_progress(target: Path) -> None:
+    cassette = (
+        plan_entry("Add a farewell", "app/bye.py") + AMBITION_OK
+        + '''
+[[interaction]]
+role = "worker"
+actions = [{ type = "text", text = "I could not do it" }]
+'''
+    )
+    config = write_config(target, cassette, "[rounds]\nmax_rounds = 6\nstall_threshold = 2\n")
+    result = run_mc("mission", "--config", str(config), "--no-ui")
+    assert result.returncode == 1, result.stdout + result.stderr
+    store = store_of(target)
+    mission = store.latest_mission()
+    assert mission["status"] == "stalled", mission
+    assert len(store.rows("epochs", "mission_id = 1")) == 2
+    units = store.units(1)
+    assert units and all(u["status"] == "failed" for u in units)
+    assert "no changes" in units[0]["reason"]
+
+
+def test_wall_time_stops_a_running_epoch(target: Path) -> None:
+    cassette = (
+        plan_entry("Add a farewell", "app/bye.py") + AMBITION_OK
+        + '''
+[[interaction]]
+role = "worker"
+actions = [{ type = "sleep", seconds = 30 }]
+'''
+    )
+    config = write_config(target, cassette, "[continuous]\nmax_wall_time_seconds = 3\n")
+    started = time.monotonic()
+    result = run_mc("mission", "--config", str(config), "--no-ui")
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert elapsed < 20
+    mission = store_of(target).latest_mission()
+    assert mission["status"] == "stopped" and "wall time" in mission["outcome"]
+    assert store_of(target).units(1)[0]["status"] == "cancelled"
+
+
+def test_chain_starts_the_strategists_next_objective(target: Path) -> None:
+    cassette = (
+        plan_entry("Add a farewell", "app/bye.py", 'times = 1')
+        + plan_entry("Add a CLI", "app/cli.py", 'match = "Add a command line"')
+        + AMBITION_OK + OBJECTIVE_MET
+        + '''
+[[interaction]]
+role = "strategist"
+times = 1
+actions = [{ type = "text", text = '{"next_objective": "Add a command line entry point", "rationale": "next"}' }]
+'''
+        + '''
+[[interaction]]
+role = "strategist"
+actions = [{ type = "text", text = '{"next_objective": "", "rationale": "nothing left"}' }]
+'''
+        + worker_entry("Add a farewell", "app/bye.py", "def bye():\\n    return 'bye'\\n")
+        + worker_entry("Add a CLI", "app/cli.py", "print('hi')\\n")
+    )
+    config = write_config(target, cassette)
+    result = run_mc("mission", "--config", str(config), "--no-ui", "--chain")
+    assert result.returncode == 0, result.stdout + result.stderr
+    missions = store_of(target).query("SELECT * FROM missions ORDER BY id")
+    assert [m["objective"] for m in missions] == ["Make greetings friendlier", "Add a command line entry point"]
+    assert missions[1]["parent_mission_id"] == missions[0]["id"]
+    assert all(m["status"] == "completed" for m in missions)
+
+
+def test_bad_config_and_missing_agent_exit_2(target: Path) -> None:
+    config = write_config(target, AMBITION_OK, "[scheduler.parallel]\nnum_workers = 0\n")
+    result = run_mc("mission", "--config", str(config), "--no-ui")
+    assert result.returncode == 2 and "scheduler.parallel.num_workers" in result.stderr
+    config = write_config(target, AMBITION_OK, backend="claude")
+    result = run_mc("mission", "--config", str(config), "--no-ui", env={"PATH": "/nonexistent"})
+    assert result.returncode == 2
+    assert "claude" in result.stderr and "Traceback" not in result.stderr
