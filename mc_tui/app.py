@@ -9,6 +9,7 @@ Its only writes are approvals and pause/resume/stop commands.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -19,7 +20,7 @@ from textual import events
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.worker import Worker, WorkerState
+from textual.worker import Worker, WorkerState, get_current_worker
 
 from engine.config import MissionConfig
 from engine.models import ApprovalStatus
@@ -38,6 +39,7 @@ from themes import STYLESHEET, THEMES
 EXIT_INTERRUPTED = 130
 FINISHED = {"completed", "stopped", "stalled", "failed", "interrupted"}
 READER_YIELD_EVERY = 200  # give the UI loop a turn while catching up on a burst
+ATTACH_POLL_S = 0.1  # attached: how often the reader thread looks for new events
 
 
 class MissionControlApp(App[int]):
@@ -70,6 +72,7 @@ class MissionControlApp(App[int]):
         self.follow_newest = mission_id is None
         self.state = MissionState(store, mission_id)
         self._pending = PendingChanges(follow_newest=self.follow_newest)
+        self._pending_lock = threading.Lock()
         self._initial: Changes | None = None
         self._start_event_id = 0
         self.last_seen_event_id = 0  # newest event the reader has buffered
@@ -107,7 +110,12 @@ class MissionControlApp(App[int]):
         self._apply_keymap(self.config.ui.keys)
         self._start_event_id = self.last_seen_event_id = self.store.last_event_id()
         self._initial = self.state.load()
-        self.run_worker(self._read_events(), group="reader", name="event reader", exit_on_error=False)
+        if self.attach:
+            self.run_worker(self._follow_events, thread=True, group="reader", name="event reader",
+                            exit_on_error=False)
+        else:
+            self.run_worker(self._read_events(), group="reader", name="event reader",
+                            exit_on_error=False)
         if self.engine_factory is not None and not self.attach:
             self.engine_worker = self.run_worker(
                 self.engine_factory(), exclusive=True, group="engine", name="engine",
@@ -130,23 +138,38 @@ class MissionControlApp(App[int]):
             self.log.warning(msg)
             self.notify(msg, severity="warning", timeout=8)
         self.set_keymap(valid)
+        if self._main is not None and self._main.ready:
+            self._main.key_bar.rebuild()
 
     # ------------------------------------------------------------------ live data
     async def _read_events(self) -> None:
-        """Buffer every store event (cheap); the clock applies them."""
-        after = self._start_event_id
-        source = (
-            self.store.follow(after_id=after) if self.attach else self.store.subscribe(after_id=after)
-        )
+        """Hosted engine: buffer every event it publishes (cheap); the clock applies them."""
         seen = 0
-        async for event in source:
-            self._pending.add(event, self.state.mission_id)
+        async for event in self.store.subscribe(after_id=self._start_event_id):
+            with self._pending_lock:
+                self._pending.add(event, self.state.mission_id)
             self.last_seen_event_id = event.id
             seen += 1
             if seen % READER_YIELD_EVERY == 0:
                 await anyio.sleep(0)
 
-    def _tick(self) -> None:
+    def _follow_events(self) -> None:
+        """Attached: tail the events table in a thread, so reading and decoding a burst of
+        events never holds up the UI loop."""
+        worker = get_current_worker()
+        last = self._start_event_id
+        while not worker.is_cancelled:
+            batch = self.store.events_after(last)
+            if not batch:
+                time.sleep(ATTACH_POLL_S)
+                continue
+            with self._pending_lock:
+                for event in batch:
+                    self._pending.add(event, self.state.mission_id)
+            last = batch[-1].id
+            self.last_seen_event_id = last
+
+    def _tick(self, *, flush: bool = False) -> None:
         """Apply the coalesced changes (once per clock tick) and refresh time-based text."""
         if self._main is None or not self._main.ready:
             return
@@ -156,16 +179,17 @@ class MissionControlApp(App[int]):
             self._main.set_palette(palette_of(self.current_theme))
             self._main.apply(self.state, self._initial, now, note=self.note())
             self._initial = None
-        pending, self._pending = self._pending, PendingChanges(follow_newest=self.follow_newest)
+        with self._pending_lock:
+            pending, self._pending = self._pending, PendingChanges(follow_newest=self.follow_newest)
         changes = self.state.apply(pending)
         if changes.mission:
             self._sync_pause()
-        self._main.apply(self.state, changes, now, note=self.note())
+        self._main.apply(self.state, changes, now, note=self.note(), flush=flush)
         self._handle_approvals(now)
 
     def refresh_now(self) -> None:
         """Apply pending changes immediately (tests and screenshots)."""
-        self._tick()
+        self._tick(flush=True)
 
     async def caught_up(self, timeout: float = 5.0) -> bool:
         """Wait until the reader has every event now in the store, then apply them."""
@@ -173,7 +197,7 @@ class MissionControlApp(App[int]):
         with anyio.move_on_after(timeout):
             while self.last_seen_event_id < target:
                 await anyio.sleep(0.01)
-        self._tick()
+        self._tick(flush=True)
         return self.last_seen_event_id >= target
 
     def note(self) -> str:
@@ -264,7 +288,8 @@ class MissionControlApp(App[int]):
             self.notify(f"approval #{approval_id} {'approved' if approved else 'denied'}", timeout=4)
         else:
             self.notify(f"approval #{approval_id} was already decided", severity="warning")
-        self._pending.dirty["approvals"].add(approval_id)
+        with self._pending_lock:
+            self._pending.dirty["approvals"].add(approval_id)
 
     # ------------------------------------------------------------------ actions
     def action_focus_pane(self, number: int) -> None:
@@ -337,17 +362,25 @@ class MissionControlApp(App[int]):
                                     palette=palette_of(self.current_theme),
                                     dark=self.current_theme.dark))
 
+    def action_zoom(self) -> None:
+        if self.screen is self._main:
+            self.main.toggle_zoom()
+
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
         self.push_screen(HelpScreen(self.help_rows()))
 
-    def help_rows(self) -> list[tuple[str, str, str]]:
-        keymap = dict(self._keymap)
-        rows = []
+    def key_for(self, binding_id: str) -> str:
+        """The key shown for a binding id, after the user's keymap."""
         for binding in all_bindings():
-            key = keymap.get(binding.id or "", binding.key)
-            rows.append((self.get_key_display(Binding(key, "")), binding.description, binding.id or ""))
+            if binding.id == binding_id:
+                key = dict(self._keymap).get(binding_id, binding.key)
+                return self.get_key_display(Binding(key, ""))
+        return binding_id
+
+    def help_rows(self) -> list[tuple[str, str, str]]:
+        rows = [(self.key_for(b.id or ""), b.description, b.id or "") for b in all_bindings()]
         rows.append(("ctrl+p", "Command palette (every action)", "command_palette"))
         return rows
 
@@ -399,6 +432,8 @@ class MissionControlApp(App[int]):
         yield SystemCommand("Unit: show diff", "Details and diff of the selected unit",
                             self.action_diff)
         yield SystemCommand("List: filter", "Filter the focused list", self.action_filter)
+        yield SystemCommand("Pane: zoom / unzoom", "Fill the screen with the focused pane",
+                            self.action_zoom)
         yield SystemCommand("Keys: show all", "Every key and its binding id", self.action_help)
         for name in THEMES:
             yield SystemCommand(f"Theme: {name}", "Switch theme",

@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rich.syntax import Syntax
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -52,6 +51,7 @@ class ApprovalModal(ModalScreen[bool]):
         self._repo_path = repo_path
         self._now = now
         self._dark = dark
+        self._countdown: Static | None = None
 
     def compose(self) -> ComposeResult:
         a = self.approval
@@ -68,11 +68,12 @@ class ApprovalModal(ModalScreen[bool]):
             yield Static(Text(stat or "(no diff stat)"), id="approval-stat")
             with VerticalScroll(id="approval-diff"):
                 if diff:
-                    yield Static(Syntax(diff, "diff", theme="ansi_dark" if self._dark else "ansi_light",
+                    yield Static(_syntax(diff, "diff", theme="ansi_dark" if self._dark else "ansi_light",
                                         background_color="default"))
                 else:
                     yield Static(Text("(no diff attached)", style="dim"))
-            yield Static(self._countdown_text(self._now), id="countdown")
+            self._countdown = Static(self._countdown_text(self._now), id="countdown")
+            yield self._countdown
             yield Static(Text.assemble(("y", "bold"), " approve   ", ("n", "bold"), " / ",
                                        ("esc", "bold"), " deny (the safe default)"), id="approval-keys")
 
@@ -87,8 +88,15 @@ class ApprovalModal(ModalScreen[bool]):
 
     def update_countdown(self, now: float) -> None:
         self._now = now
-        if self.is_mounted:
-            self.query_one("#countdown", Static).update(self._countdown_text(now))
+        if self._countdown is not None:
+            self._countdown.update(self._countdown_text(now), layout=False)
 
     def action_decide(self, approved: bool) -> None:
         self.dismiss(approved)
+
+
+def _syntax(code: str, lexer: str, **kwargs: object) -> object:
+    """rich.syntax (and pygments) are imported on first use: faster start-up."""
+    from rich.syntax import Syntax
+
+    return Syntax(code, lexer, **kwargs)  # type: ignore[arg-type]

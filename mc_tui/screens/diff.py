@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Group
-from rich.syntax import Syntax
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -44,7 +43,7 @@ class DiffScreen(ModalScreen[None]):
             diff = unit_diff(self._repo_path, unit["base_commit"], unit["head_commit"])
             if not diff.error and diff.patch.count("\n") > 120:
                 body += [Text("\nWhole diff", style="bold"),
-                         Syntax(diff.patch, "diff", theme="ansi_dark" if self._dark else "ansi_light",
+                         _syntax(diff.patch, "diff", theme="ansi_dark" if self._dark else "ansi_light",
                                 background_color="default")]
         with Vertical(id="diff-dialog"):
             yield Static(Text.assemble(("Unit ", "bold"), (self.unit_id, "bold"), "   esc closes"),
@@ -54,3 +53,10 @@ class DiffScreen(ModalScreen[None]):
 
     async def action_dismiss(self, result: None = None) -> None:
         self.dismiss(None)
+
+
+def _syntax(code: str, lexer: str, **kwargs: object) -> object:
+    """rich.syntax (and pygments) are imported on first use: faster start-up."""
+    from rich.syntax import Syntax
+
+    return Syntax(code, lexer, **kwargs)  # type: ignore[arg-type]

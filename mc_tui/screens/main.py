@@ -11,11 +11,12 @@ from textual.binding import Binding
 from textual.containers import Grid, Vertical
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Input
+from textual.widgets import Input
 
 from mc_tui.widgets.approvals import ApprovalsTable
 from mc_tui.widgets.cost_graph import CostGraph
 from mc_tui.widgets.event_log import EventLog
+from mc_tui.widgets.key_bar import KeyBar
 from mc_tui.widgets.merge_queue import MergeQueueTable
 from mc_tui.widgets.mission_state import Changes, MissionState
 from mc_tui.widgets.plan_tree import PlanTree
@@ -55,7 +56,9 @@ class MainScreen(Screen[None]):
         Binding("p", "app.toggle_pause", "Pause/resume", id="pause"),
         Binding("s", "app.stop", "Stop", id="stop"),
         Binding("d", "app.diff", "Diff", id="diff"),
+        Binding("z", "app.zoom", "Zoom pane", id="zoom"),
     ]
+    ALLOW_IN_MAXIMIZED_VIEW = "#status, #keys, #filter"
 
     def __init__(self, *, target: str, budget: float, wall_limit: float, repo_path: Path) -> None:
         super().__init__(id="main")
@@ -93,7 +96,12 @@ class MainScreen(Screen[None]):
             with Vertical(id="pane-events", classes="pane"):
                 yield self.event_log
         yield Input(placeholder="filter the focused list (enter keeps, esc clears)", id="filter")
-        yield Footer()
+        self.key_bar = KeyBar(self._key_for, id="keys")
+        yield self.key_bar
+
+    def _key_for(self, binding_id: str) -> str:
+        key_for = getattr(self.app, "key_for", None)
+        return key_for(binding_id) if key_for else binding_id
 
     def on_mount(self) -> None:
         for n, (cid, _, title) in PANES.items():
@@ -105,7 +113,8 @@ class MainScreen(Screen[None]):
             ready_hook()
 
     # ------------------------------------------------------------------ updates
-    def apply(self, state: MissionState, changes: Changes, now: float, *, note: str = "") -> None:
+    def apply(self, state: MissionState, changes: Changes, now: float, *, note: str = "",
+              flush: bool = False) -> None:
         """Push one tick's changes into every pane."""
         if not self.ready or self.status_bar.parent is None:
             return  # not composed yet, or being torn down
@@ -124,11 +133,12 @@ class MainScreen(Screen[None]):
         if log.slot is None and workers.selected_slot() is not None:
             log.show_slot(state, workers.selected_slot())
         else:
-            log.refresh_from(state, changes)
+            log.refresh_from(state, changes, flush=flush)
         self.merge_queue.refresh_from(state, changes, now)
         self.approvals_table.refresh_from(state, changes, now)
-        self.cost_graph.refresh_from(state, now, costs_changed=changes.costs or changes.mission)
-        self.event_log.refresh_from(state, changes)
+        self.cost_graph.refresh_from(state, now, costs_changed=changes.costs or changes.mission,
+                                     force=flush or changes.reloaded)
+        self.event_log.refresh_from(state, changes, flush=flush)
 
     def set_palette(self, palette: dict[str, str]) -> None:
         for widget in (self.plan_tree, self.unit_details, self.workers_table, self.merge_queue,
@@ -170,6 +180,18 @@ class MainScreen(Screen[None]):
     def focus_pane(self, number: int) -> None:
         _, target, _ = PANES[number]
         self.query_one(f"#{target}").focus()
+
+    def toggle_zoom(self) -> bool:
+        """Zoom the focused pane to the whole screen (or back); True if zoomed now."""
+        if self.maximized is not None:
+            self.minimize()
+            return False
+        focused = self.focused
+        pane = next((a for a in (focused.ancestors if focused else []) if a.has_class("pane")), None)
+        if pane is None:
+            return False
+        self.maximized = pane
+        return True
 
     def selected_unit(self) -> str | None:
         return self.plan_tree.selected_unit() or self.unit_details.unit_id

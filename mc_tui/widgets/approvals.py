@@ -16,8 +16,8 @@ def time_left(approval: dict[str, Any], now: float) -> float | None:
 
 class ApprovalsTable(KeyedTable):
     COLUMNS = (
-        ("id", "#"), ("status", "status"), ("when", "left / by"), ("gate", "gate"),
-        ("title", "title"), ("unit", "unit"),
+        ("id", "#", 3), ("status", "status", 11), ("when", "left / by", 10), ("gate", "gate", 11),
+        ("title", "title", 40), ("unit", "unit", 8),
     )
 
     def __init__(self, **kwargs: Any) -> None:

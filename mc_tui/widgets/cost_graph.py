@@ -4,6 +4,7 @@ with an EMA projection to the wall-time limit. Drawn with block characters (no n
 from __future__ import annotations
 
 import math
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ BLOCKS = " ▁▂▃▄▅▆▇█"
 SPARK = "▁▂▃▄▅▆▇█"
 EMA_ALPHA = 0.3
 EMA_BUCKET_S = 60.0
+REDRAW_S = 1.0
+EMA_MAX_BUCKETS = 120  # older minutes weigh < 0.7**120: ignore them (bounded work per frame)
 
 
 @dataclass(frozen=True)
@@ -40,12 +43,13 @@ def ema_rate(points: Sequence[tuple[float, float]], start: float, now: float) ->
     """EMA of spend per minute over fixed one-minute buckets from ``start`` to ``now``."""
     if now <= start:
         return 0.0
+    start = max(start, now - EMA_MAX_BUCKETS * EMA_BUCKET_S)
     elapsed = now - start
     n = max(1, math.ceil(elapsed / EMA_BUCKET_S))
     buckets = [0.0] * n
     for ts, amount in points:
-        idx = min(n - 1, max(0, int((ts - start) // EMA_BUCKET_S)))
-        buckets[idx] += amount
+        if ts >= start:
+            buckets[min(n - 1, int((ts - start) // EMA_BUCKET_S))] += amount
     # the last bucket may be partial: scale it to a full minute (not when only seconds old)
     partial = elapsed - (n - 1) * EMA_BUCKET_S
     if partial >= 10:
@@ -105,15 +109,23 @@ class CostGraph(Widget, can_focus=True):
         self.palette: dict[str, str] = {}
         self._state: MissionState | None = None
         self._now = 0.0
+        self._stale = True
+        self._drawn_at = 0.0
 
     def action_toggle_split(self) -> None:
         self.split_by = "role" if self.split_by == "model" else "model"
 
-    def refresh_from(self, state: MissionState, now: float, *, costs_changed: bool) -> None:
+    def refresh_from(self, state: MissionState, now: float, *, costs_changed: bool,
+                     force: bool = False) -> None:
+        """Redraw at most once a second (and every 5 s for the time axis)."""
         self._state = state
-        old_second = int(self._now)
+        old_now = self._now
         self._now = now
-        if costs_changed or int(now) // 5 != old_second // 5:
+        self._stale = self._stale or costs_changed or int(now) // 5 != int(old_now) // 5
+        mono = time.monotonic()
+        if self._stale and (force or mono - self._drawn_at >= REDRAW_S):
+            self._stale = False
+            self._drawn_at = mono
             self.refresh()
 
     def render(self) -> Text:

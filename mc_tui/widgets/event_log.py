@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from textual.widgets import Log
-
 from engine.models import Event
 from mc_tui.widgets.fmt import clip
 from mc_tui.widgets.mission_state import EVENT_LOG_MAX, Changes, MissionState
+from mc_tui.widgets.throttled_log import ThrottledLog
 
 _SKIP = {"id", "mission_id"}
 
@@ -38,11 +37,11 @@ def format_event(event: Event, start: float | None) -> str:
     return clip(f"{stamp} {event.kind}{unit} {detail}", 220)
 
 
-class EventLog(Log):
-    """A bounded log written once per tick; the filter rewrites it from the kept events."""
+class EventLog(ThrottledLog):
+    """A bounded log appended a few times a second; the filter rewrites it from the kept events."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(max_lines=EVENT_LOG_MAX, auto_scroll=True, **kwargs)
+        super().__init__(max_lines=EVENT_LOG_MAX, **kwargs)
         self.filter_text = ""
         self._state: MissionState | None = None
 
@@ -57,18 +56,15 @@ class EventLog(Log):
             lines = [ln for ln in lines if needle in ln.lower()]
         return lines
 
-    def refresh_from(self, state: MissionState, changes: Changes) -> None:
+    def refresh_from(self, state: MissionState, changes: Changes, *, flush: bool = False) -> None:
         self._state = state
         if changes.reloaded:
-            self.clear()
-        lines = self._format_lines(state, changes.log_events)
-        if lines:
-            self.write_lines(lines)
+            self.reset_lines(self._format_lines(state, changes.log_events))
+            return
+        self.queue_lines(self._format_lines(state, changes.log_events))
+        self.flush(force=flush)
 
     def set_filter(self, text: str) -> None:
         self.filter_text = text.strip()
-        self.clear()
         if self._state is not None:
-            lines = self._format_lines(self._state, list(self._state.event_log))
-            if lines:
-                self.write_lines(lines)
+            self.reset_lines(self._format_lines(self._state, list(self._state.event_log)))

@@ -20,7 +20,7 @@ def plain(cell: Any) -> str:
 class KeyedTable(DataTable[Any]):
     """DataTable with ``upsert(key, cells)`` and a text filter."""
 
-    COLUMNS: Sequence[tuple[str, str]] = ()  # (column key, label)
+    COLUMNS: Sequence[tuple[str, str, int]] = ()  # (column key, label, width)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
@@ -29,8 +29,8 @@ class KeyedTable(DataTable[Any]):
         self.filter_text = ""
 
     def on_mount(self) -> None:
-        for key, label in self.COLUMNS:
-            self.add_column(label, key=key)
+        for key, label, width in self.COLUMNS:
+            self.add_column(label, key=key, width=width)
 
     # ------------------------------------------------------------------ keyed updates
     def upsert(self, key: str, cells: Sequence[Any]) -> bool:
@@ -50,9 +50,10 @@ class KeyedTable(DataTable[Any]):
         if not shown:
             self.add_row(*new, key=key)
             return True
-        for (col_key, _), before, after in zip(self.COLUMNS, old or (), new, strict=False):
+        for (col_key, _, _), before, after in zip(self.COLUMNS, old or (), new, strict=False):
             if before != after:
-                self.update_cell(key, col_key, after, update_width=True)
+                # fixed widths: a changed cell repaints its row, never the layout
+                self.update_cell(key, col_key, after)
         return True
 
     def drop(self, key: str) -> None:

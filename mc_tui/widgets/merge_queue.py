@@ -16,8 +16,8 @@ ACTIVE = ("merging", "verifying")
 
 class MergeQueueTable(KeyedTable):
     COLUMNS = (
-        ("id", "#"), ("unit", "unit"), ("state", "state"), ("elapsed", "elapsed"),
-        ("detail", "detail"),
+        ("id", "#", 4), ("unit", "unit", 8), ("state", "state", 12), ("elapsed", "elapsed", 7),
+        ("detail", "detail", 48),
     )
 
     def __init__(self, **kwargs: Any) -> None:

@@ -47,4 +47,4 @@ class StatusBar(Static):
         text = self.render_status(state, now, note=note)
         if text != self._last:
             self._last = text
-            self.update(text)
+            self.update(text, layout=False)  # one line, fixed size

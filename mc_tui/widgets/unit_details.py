@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Group, RenderableType
-from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 from textual.containers import VerticalScroll
@@ -73,7 +72,7 @@ def render_unit(
             preview = "\n".join(lines[:DIFF_PREVIEW_LINES])
             if len(lines) > DIFF_PREVIEW_LINES:
                 preview += f"\n... {len(lines) - DIFF_PREVIEW_LINES} more lines (press d)"
-            parts.append(Syntax(preview, "diff", theme="ansi_dark" if dark else "ansi_light",
+            parts.append(_syntax(preview, "diff", theme="ansi_dark" if dark else "ansi_light",
                                 word_wrap=False, background_color="default"))
     return Group(*parts)
 
@@ -109,3 +108,10 @@ class UnitDetails(VerticalScroll):
         )
         if touched:
             self.show(state, self.unit_id)
+
+
+def _syntax(code: str, lexer: str, **kwargs: object) -> object:
+    """rich.syntax (and pygments) are imported on first use: faster start-up."""
+    from rich.syntax import Syntax
+
+    return Syntax(code, lexer, **kwargs)  # type: ignore[arg-type]

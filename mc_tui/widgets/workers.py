@@ -15,8 +15,8 @@ from mc_tui.widgets.mission_state import Changes, MissionState
 class WorkersTable(KeyedTable):
     # most telling first: narrow panes crop the right-most columns
     COLUMNS = (
-        ("slot", "slot"), ("unit", "unit"), ("state", "state"), ("elapsed", "elapsed"),
-        ("turns", "turns"), ("cost", "cost"), ("model", "model"), ("backend", "backend"),
+        ("slot", "slot", 4), ("unit", "unit", 24), ("state", "state", 19), ("elapsed", "elapsed", 7),
+        ("turns", "turns", 5), ("cost", "cost", 7), ("model", "model", 8), ("backend", "backend", 8),
     )
 
     class SlotHighlighted(Message):

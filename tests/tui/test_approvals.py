@@ -101,6 +101,7 @@ async def test_engine_timeout_expires_the_approval_and_closes_the_modal(tmp_path
         while not isinstance(app.screen, ApprovalModal) and time.monotonic() < deadline:
             await pilot.pause(0.02)
         assert isinstance(app.screen, ApprovalModal)
+        await pilot.pause()
         assert "time left 0:00" in screen_text(app)
         while app.engine_code is None and time.monotonic() < deadline:
             await pilot.pause(0.05)

@@ -60,6 +60,22 @@ async def test_sizes_from_80x24_up_show_all_panes(calm_world, size) -> None:
             assert f"─ {n} " in text
 
 
+async def test_z_zooms_the_focused_pane_on_a_small_terminal(calm_world) -> None:
+    app = calm_world.app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        log = app.query_one(WorkerLog)
+        assert not log.display  # no room for the live log at 80x24 ...
+        await pilot.press("2", "z")
+        assert app.screen.maximized is not None and app.screen.maximized.id == "pane-workers"
+        await settle(pilot, app)
+        assert log.display and log.region.height > 3  # ... until the pane is zoomed
+        assert "1 Plan" not in screen_text(app)
+        await pilot.press("z")
+        assert app.screen.maximized is None
+        assert "1 Plan" in screen_text(app)
+
+
 async def test_too_small_shows_a_message_and_recovers(calm_world) -> None:
     app = calm_world.app()
     async with app.run_test(size=(60, 20)) as pilot:

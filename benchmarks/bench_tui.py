@@ -1,0 +1,246 @@
+"""Benchmark of the Mission Control TUI under load (real app, headless, real SQLite).
+
+Three figures, one JSON line each (plus one line per load step):
+
+* ``tui_throughput``: another process appends events (agent chatter, costs) to the store at a
+  steady rate while the app, attached as for ``mc dashboard``, follows them. Every 100 ms a
+  pane-focus key is pressed and the time until the UI has answered it is measured. The
+  sustained rate is the highest step at which the app kept up with the writer *and* answered
+  keys within 100 ms (p95). Goal: at least 2,000 events/s.
+* ``tui_memory``: RSS while 100,000 events stream through; goal: it stops growing
+  (growth between 50k and 100k events small next to the total).
+* ``tui_first_paint``: wall time from starting a fresh ``python`` process (importing the CLI
+  and the app, opening the store, loading the mission) to the app's first painted frame,
+  headless. Goal: under 1 s.
+
+Run: ``uv run python benchmarks/bench_tui.py`` (about a minute; ``--quick`` for a smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from engine.config import MissionConfig  # noqa: E402
+from engine.store import Store  # noqa: E402
+from mc_tui.app import MissionControlApp  # noqa: E402
+from mc_tui.synthetic import SyntheticMission  # noqa: E402
+
+KEY_BUDGET_MS = 100.0
+KEY_INTERVAL_S = 0.25  # a fast typist: four pane switches a second
+GOAL_EVENTS_PER_S = 2000.0
+FOCUS_KEYS = [("2", "workers"), ("3", "merge-queue"), ("6", "event-log"), ("1", "plan-tree")]
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def p95_of(values: list[float]) -> float:
+    if len(values) < 2:
+        return max(values or [0.0])
+    return statistics.quantiles(values, n=20, method="inclusive")[-1]
+
+
+def make_world(root: Path) -> tuple[Store, MissionConfig, int]:
+    store = Store(root / "mission.db")
+    mission = SyntheticMission(store, repo=root / "repo", pending_approval=False,
+                               base_ts=time.time() - 600)  # a mission ten minutes old
+    mission.write()
+    config = MissionConfig()
+    config.target.path = root / "repo"
+    config.target.name = "bench"
+    return store, config, mission.mission_id
+
+
+def start_writer(db: Path, mission_id: int, rate: float, seconds: float) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mc_tui.synthetic", "load", "--db", str(db), "--mission",
+         str(mission_id), "--rate", str(rate), "--seconds", str(seconds)],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )
+
+
+async def key_latency(app: MissionControlApp, key: str, target: str, timeout: float = 2.0) -> float:
+    """Milliseconds from a key press until the UI has moved focus to ``target``."""
+    t0 = time.perf_counter()
+    app.simulate_key(key)
+    while time.perf_counter() - t0 < timeout:
+        if app.focused is not None and app.focused.id == target:
+            return (time.perf_counter() - t0) * 1000
+        await anyio.sleep(0.001)
+    return timeout * 1000
+
+
+async def load_step(app: MissionControlApp, store: Store, mission_id: int, rate: float,
+                    seconds: float) -> dict[str, object]:
+    applied0 = app.state.events_applied
+    t0 = time.perf_counter()
+    writer = start_writer(store.path, mission_id, rate, seconds)
+    latencies: list[float] = []
+    n = 0
+    while writer.poll() is None:
+        key, target = FOCUS_KEYS[n % len(FOCUS_KEYS)]
+        n += 1
+        latencies.append(await key_latency(app, key, target))
+        await anyio.sleep(KEY_INTERVAL_S)
+    written = json.loads(writer.stdout.read() if writer.stdout else "{}").get("written", 0)
+    write_s = time.perf_counter() - t0
+    lag_events = store.last_event_id() - app.last_seen_event_id
+    # let the app finish what is buffered; time to drain counts against the rate
+    await app.caught_up(timeout=30)
+    total_s = time.perf_counter() - t0
+    applied = app.state.events_applied - applied0
+    p95 = p95_of(latencies)
+    kept_up = lag_events <= rate * 1.0 and applied >= written
+    return {
+        "benchmark": "tui_throughput_step", "offered_rate": rate, "written": written,
+        "applied": applied, "applied_per_s": round(applied / total_s, 1),
+        "write_seconds": round(write_s, 2), "lag_at_end": lag_events,
+        "key_p50_ms": round(statistics.median(latencies), 1) if latencies else None,
+        "key_p95_ms": round(p95, 1), "key_max_ms": round(max(latencies or [0]), 1),
+        "keys": len(latencies), "kept_up": kept_up,
+        "ok": bool(kept_up and p95 <= KEY_BUDGET_MS),
+    }
+
+
+async def throughput_and_memory(root: Path, rates: list[float], seconds: float,
+                                memory_events: int) -> list[dict[str, object]]:
+    store, config, mission_id = make_world(root)
+    app = MissionControlApp(store, config=config, attach=True)
+    out: list[dict[str, object]] = []
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.2)
+        for key, target in FOCUS_KEYS:  # warm Textual's style caches: steady state is measured
+            await key_latency(app, key, target)
+            await anyio.sleep(0.1)
+        best = 0.0
+        for rate in rates:
+            step = await load_step(app, store, mission_id, rate, seconds)
+            out.append(step)
+            print(json.dumps(step), flush=True)
+            if step["ok"]:
+                best = max(best, float(step["applied_per_s"]))  # type: ignore[arg-type]
+            else:
+                break
+        out.append({"benchmark": "tui_throughput", "sustained_events_per_s": best,
+                    "key_budget_ms": KEY_BUDGET_MS, "goal_events_per_s": GOAL_EVENTS_PER_S,
+                    "ratio_vs_goal": round(best / GOAL_EVENTS_PER_S, 2)})
+        print(json.dumps(out[-1]), flush=True)
+
+        # memory: stream memory_events more and sample RSS as they are applied
+        base_applied = app.state.events_applied
+        samples: dict[int, float] = {0: round(rss_mb(), 1)}
+        marks = [memory_events * k // 4 for k in (1, 2, 3, 4)]
+        writer = start_writer(store.path, mission_id, 50_000, memory_events / 20_000 * 3)
+        latencies = []
+        n = 0
+        while marks:
+            done = app.state.events_applied - base_applied
+            if done >= marks[0]:
+                samples[marks.pop(0)] = round(rss_mb(), 1)
+                continue
+            if writer.poll() is not None and app.last_seen_event_id >= store.last_event_id():
+                app.refresh_now()
+                if app.state.events_applied - base_applied < marks[0]:
+                    writer = start_writer(store.path, mission_id, 50_000, 2)
+            key, target = FOCUS_KEYS[n % len(FOCUS_KEYS)]
+            n += 1
+            latencies.append(await key_latency(app, key, target))
+            await anyio.sleep(KEY_INTERVAL_S)
+        writer.wait()
+        half, full = samples[marks_half := memory_events // 2], samples[memory_events]
+        out.append({
+            "benchmark": "tui_memory", "events": memory_events, "rss_mb": samples,
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "growth_mb_second_half": round(full - half, 1), "half_mark": marks_half,
+            "event_log_lines": len(app.state.event_log),
+            "key_p95_ms_during": round(p95_of(latencies), 1),
+        })
+        print(json.dumps(out[-1]), flush=True)
+    store.close()
+    return out
+
+
+CHILD = """
+import sys, time, json
+t_start = time.time()
+import mc_tui.cli  # what `mc` imports first
+t_cli = time.time()
+from pathlib import Path
+from engine.config import MissionConfig
+from engine.store import Store
+from mc_tui.app import MissionControlApp
+t_app = time.time()
+root = Path(sys.argv[1])
+config = MissionConfig()
+config.target.path = root / "repo"
+config.target.name = "bench"
+app = MissionControlApp(Store(root / "mission.db"), config=config, attach=True)
+painted = {}
+def first_frame():
+    painted["at"] = time.time()
+    app.exit(0)
+app.call_after_refresh  # noqa
+orig = app.main_ready
+def ready():
+    orig()
+    app.call_after_refresh(first_frame)
+app.main_ready = ready
+app.run(headless=True, size=(120, 40))
+print(json.dumps({"painted_at": painted.get("at"), "started_at": t_start, "cli_imported_at": t_cli,
+                  "app_imported_at": t_app}))
+"""
+
+
+def first_paint(root: Path, runs: int) -> dict[str, object]:
+    times, parts = [], []
+    for _ in range(runs):
+        t0 = time.time()
+        proc = subprocess.run([sys.executable, "-c", CHILD, str(root)], cwd=ROOT, capture_output=True,
+                              text=True, check=True)
+        data = json.loads(proc.stdout.strip().splitlines()[-1])
+        times.append(data["painted_at"] - t0)
+        parts.append((data["started_at"] - t0, data["cli_imported_at"] - data["started_at"],
+                      data["app_imported_at"] - data["cli_imported_at"],
+                      data["painted_at"] - data["app_imported_at"]))
+    best = statistics.median(times)
+    medians = [round(statistics.median(p[i] for p in parts), 3) for i in range(4)]
+    return {"benchmark": "tui_first_paint", "seconds_median": round(best, 3),
+            "seconds_all": [round(t, 3) for t in times], "goal_s": 1.0,
+            "ratio_vs_goal": round(best / 1.0, 2),
+            "breakdown_s": {"interpreter": medians[0], "import_mc_cli": medians[1],
+                            "import_app_and_textual": medians[2], "app_start_to_first_frame": medians[3]}}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="short smoke run")
+    args = parser.parse_args()
+    rates = [1000.0, 2000.0] if args.quick else [1000.0, 2000.0, 4000.0, 8000.0, 16000.0]
+    seconds = 2.0 if args.quick else 5.0
+    memory_events = 20_000 if args.quick else 100_000
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        anyio.run(throughput_and_memory, root, rates, seconds, memory_events)
+        print(json.dumps(first_paint(root, 3 if args.quick else 5)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
