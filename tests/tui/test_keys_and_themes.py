@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -131,3 +132,18 @@ async def test_cost_graph_split_toggles_between_model_and_role(calm_world) -> No
         await pilot.press("m")
         assert graph.split_by == "role"
         assert "worker" in graph.render().plain
+
+
+async def test_save_screenshot_renders_a_stable_svg(calm_world, tmp_path) -> None:
+    from mc_tui.app import save_screenshot
+    from mc_tui.synthetic import frozen_clock
+    from tests.tui.conftest import FROZEN_NOW
+
+    paths = []
+    for name in ("a.svg", "b.svg"):
+        paths.append(await save_screenshot(calm_world.store, config=calm_world.config,
+                                           path=tmp_path / name, clock=frozen_clock(FROZEN_NOW)))
+    first, second = (Path(p).read_text(encoding="utf-8") for p in paths)
+    assert "Mission&#160;Control" in first or "Mission Control" in first
+    assert "10:00" in first and "synthetic" in first
+    assert first == second
