@@ -96,6 +96,7 @@ def cooldown_seconds(
     base: float = 0.0,
     *,
     max_cooldown: float = DEFAULT_MAX_COOLDOWN,
+    slack: float = 0.0,
 ) -> float:
     """Seconds to pause before the next epoch, so spend does not outrun the time budget.
 
@@ -103,13 +104,15 @@ def cooldown_seconds(
     pause is ``base`` plus the time it would take the clock to catch up,
     ``(spent/budget - elapsed/wall_limit) * wall_limit``, capped at ``max_cooldown`` and never
     past the wall-time limit. Otherwise (or with no usable budget or limit) it is 0.
+    ``slack`` (a share of the budget, e.g. 0.1) is how far spend may run ahead of the clock
+    before any cooldown starts; it is subtracted from the lead.
     """
     if budget <= 0 or wall_limit <= 0:
         return 0.0
     spend_share = spent / budget
     time_share = max(elapsed, 0.0) / wall_limit
-    if spend_share <= time_share:
+    if spend_share <= time_share + slack:
         return 0.0
-    catch_up = (min(spend_share, 1.0) - time_share) * wall_limit
+    catch_up = (min(spend_share, 1.0) - time_share - slack) * wall_limit
     left = max(wall_limit - elapsed, 0.0)
     return max(0.0, min(base + catch_up, max_cooldown, left))

@@ -49,6 +49,8 @@ from engine.store import Store
 from engine.strategy.strategist import propose_next_objective
 
 TICK_SECONDS = 0.05
+# Spend may run this far (share of the budget) ahead of the clock before epochs cool down.
+COOLDOWN_SLACK = 0.1
 HEARTBEAT_SECONDS = 2.0
 EXIT_CODES = {
     MissionStatus.COMPLETED: 0,
@@ -264,7 +266,8 @@ class Controller:
                     if self.evaluator.stalled(config.rounds.stall_threshold):
                         return MissionStatus.STALLED, "planning kept failing"
                     continue
-            self.store.set_status("epochs", epoch_id, EpochStatus.RUNNING)
+            if (self.store.get("epochs", epoch_id) or {}).get("status") != EpochStatus.RUNNING:
+                self.store.set_status("epochs", epoch_id, EpochStatus.RUNNING)
             spent_before = self.store.mission_cost(rt.mission_id)
             green_before = rt.repo.green_head()
             result = await self._execute_epoch(rt, int(epoch_id))
@@ -337,6 +340,7 @@ class Controller:
         seconds = cooldown_seconds(
             self.store.mission_cost(rt.mission_id), self.config.scheduler.budget.max_per_run_usd,
             time.monotonic() - self.started, self.config.continuous.max_wall_time_seconds,
+            slack=COOLDOWN_SLACK,
         )
         if seconds > 0:
             rt.log(f"spend is ahead of the time budget: cooling down {seconds:.0f}s")

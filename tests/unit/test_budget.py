@@ -123,3 +123,10 @@ def test_cooldown_grows_with_overspend_and_is_capped() -> None:
 def test_cooldown_never_runs_past_the_wall_limit() -> None:
     assert cooldown_seconds(spent=10, budget=10, elapsed=7190, wall_limit=7200) == pytest.approx(10)
     assert cooldown_seconds(spent=20, budget=10, elapsed=7300, wall_limit=7200) == 0.0
+
+
+def test_cooldown_slack_lets_spend_run_ahead_a_little() -> None:
+    # 5% of the budget spent at 1% of the time: inside a 10% slack, no cooldown
+    assert cooldown_seconds(5, 100, 72, 7200, slack=0.1) == 0.0
+    # 30% spent at 10% of the time: 10 points of slack, 10 points of lead left -> 720 s, capped
+    assert cooldown_seconds(30, 100, 720, 7200, slack=0.1, max_cooldown=1000) == pytest.approx(720)

@@ -1,0 +1,96 @@
+"""A whole mission through the real Claude Code backend, against the protocol double."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from engine.store import Store
+from tests.e2e.conftest import git, run_mc, write_config
+
+pytestmark = pytest.mark.slow
+
+FAKES = Path(__file__).resolve().parents[1] / "fakes"
+
+# Agents only see an allowlisted environment: the fake's controls must be passed on explicitly.
+PASSTHROUGH = (
+    '[agent]\nenv_passthrough = ["FAKE_CLAUDE_SCRIPT", "FAKE_CLAUDE_SCENARIO"]\n'
+    "[review]\ngate_completion = true\n"
+)
+
+PLAN = {
+    "rationale": "two small units",
+    "units": [
+        {"title": "Add a farewell", "description": "app/bye.py with bye()",
+         "files_hint": ["app/bye.py"], "acceptance_criteria": ["bye() returns 'bye'"], "leaf": True},
+        {"title": "Add a shout", "description": "app/shout.py with shout()",
+         "files_hint": ["app/shout.py"], "acceptance_criteria": ["shout('a') == 'A!'"], "leaf": True},
+    ],
+}
+
+
+def script(tmp_path: Path) -> Path:
+    rules = [
+        {"match": "You are the planner", "env": {"FAKE_CLAUDE_RESULT": json.dumps(PLAN)}},
+        {"match": "You review plans", "env": {"FAKE_CLAUDE_RESULT": '{"score": 8, "feedback": "good"}'}},
+        {"match": "You are the code reviewer", "env": {
+            "FAKE_CLAUDE_RESULT": '{"alignment": 9, "approach": 8, "tests": 7, "feedback": "fine"}'}},
+        {"match": "You verify objectives", "env": {
+            "FAKE_CLAUDE_RESULT": '{"met": true, "confidence": 0.9, "feedback": "both merged"}'}},
+        {"match": "title: Add a farewell|Add a farewell", "env": {
+            "FAKE_CLAUDE_SCENARIO": "thinking",
+            "FAKE_CLAUDE_EDITS": [{"path": "app/bye.py", "content": "def bye():\n    return 'bye'\n"}],
+            "FAKE_CLAUDE_COMMIT": "Add bye()"}},
+        {"match": "Add a shout", "env": {
+            "FAKE_CLAUDE_EDITS": [{"path": "app/shout.py", "content": "def shout(s):\n    return s.upper() + '!'\n"}],
+            "FAKE_CLAUDE_MARKER": "none"}},  # no marker, uncommitted: mc commits and uses git facts
+    ]
+    path = tmp_path / "script.json"
+    path.write_text(json.dumps(rules))
+    return path
+
+
+def test_mission_through_the_claude_backend(target: Path) -> None:
+    config = write_config(target, "", PASSTHROUGH, backend="claude")
+    env = {
+        "PATH": f"{FAKES}{os.pathsep}{os.environ['PATH']}",
+        "FAKE_CLAUDE_SCRIPT": str(script(target)),
+        "ANTHROPIC_API_KEY": "sk-test-secret-value-123",
+    }
+    result = run_mc("mission", "--config", str(config), "--no-ui", env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    store = Store(target / "repo" / ".git" / "mc" / "mission.db")
+    mission = store.latest_mission()
+    assert mission["status"] == "completed"
+    units = store.units(mission["id"])
+    assert sorted(u["status"] for u in units) == ["merged", "merged"]
+    # real costs from the result lines' total_cost_usd, per model, not estimated
+    costs = store.query("SELECT role, model, usd, estimated FROM costs")
+    assert costs and all(c["usd"] > 0 and not c["estimated"] for c in costs)
+    assert {c["role"] for c in costs} >= {"planner", "ambition", "worker", "reviewer", "objective_check"}
+    attempts = store.rows("attempts", "role = 'worker'")
+    assert all(a["session_id"] and a["turns"] >= 1 and a["input_tokens"] > 0 for a in attempts)
+    # live agent events were recorded (thinking, tool use, tool results)
+    types = {json.loads(r["payload"])["type"] for r in store.query(
+        "SELECT payload FROM events WHERE kind = 'agent.event'")}
+    assert {"thinking", "tool_use", "tool_result", "text"} <= types
+    repo = target / "repo"
+    files = git(repo, "ls-tree", "-r", "--name-only", "mc/green").split()
+    assert "app/bye.py" in files and "app/shout.py" in files
+    # the API key is never written to the store
+    store.close()
+    raw = b"".join(p.read_bytes() for p in (repo / ".git" / "mc").glob("mission.db*"))
+    assert b"sk-test-secret-value-123" not in raw
+
+
+def test_auth_failure_stops_the_mission_with_a_clear_message(target: Path) -> None:
+    config = write_config(target, "", PASSTHROUGH, backend="claude")
+    env = {"PATH": f"{FAKES}{os.pathsep}{os.environ['PATH']}", "FAKE_CLAUDE_SCENARIO": "auth"}
+    result = run_mc("mission", "--config", str(config), "--no-ui", env=env)
+    assert result.returncode == 1
+    mission = Store(target / "repo" / ".git" / "mc" / "mission.db").latest_mission()
+    assert mission["status"] == "failed"
+    assert "auth" in mission["outcome"].lower() or "api key" in mission["outcome"].lower()
