@@ -9,6 +9,7 @@ Its only writes are approvals and pause/resume/stop commands.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -128,6 +129,14 @@ class MissionControlApp(App[int]):
     def _mark_first_paint(self) -> None:
         if self.first_paint_at is None:
             self.first_paint_at = time.perf_counter()
+            # Everything built so far (modules, CSS, widgets) lives as long as the app: move it
+            # out of the collector's reach, so a full collection scans only new objects
+            # (it took 50-60 ms otherwise: visible stutters on key presses).
+            gc.freeze()
+
+    def on_unmount(self) -> None:
+        if self.first_paint_at is not None:
+            gc.unfreeze()  # hand what we froze back to the collector (tests run many apps)
 
     def _apply_keymap(self, keys: dict[str, str]) -> None:
         known = {b.id for b in all_bindings() if b.id}
