@@ -458,6 +458,7 @@ class Controller:
         workers = self.config.scheduler.parallel.num_workers
         queue_busy = False
         errors: list[BaseException] = []
+        wake = _Waker()
 
         async def unit_task(unit_id: str, slot: int) -> None:
             try:
@@ -467,6 +468,7 @@ class Controller:
             finally:
                 running.discard(unit_id)
                 rt.give_slot(slot)
+                wake.set()
 
         async def fixup_task(unit_id: str, detail: str) -> None:
             try:
@@ -475,6 +477,7 @@ class Controller:
                 errors.append(exc)
             finally:
                 fixing.discard(unit_id)
+                wake.set()
 
         async def queue_task() -> None:
             nonlocal queue_busy
@@ -488,6 +491,7 @@ class Controller:
                         self._start_fixup(tg, fixup_task, fixing, item.unit_id)
             finally:
                 queue_busy = False
+                wake.set()
 
         async with anyio.create_task_group() as tg:
             # Units left in FIXUP by a crash are repaired again.
@@ -529,7 +533,7 @@ class Controller:
                 done = all(u["status"] in TERMINAL_UNIT_STATUSES for u in leaves)
                 if done and not running and not fixing and not queue_busy and rt.queue.pending() == 0:
                     break
-                await anyio.sleep(TICK_SECONDS)
+                await wake.wait(TICK_SECONDS * 4)
 
         units = self._epoch_units(rt, epoch_id)
         self._roll_up_parents(units)
@@ -752,6 +756,21 @@ class Controller:
             return None
         self.store.append_event("strategy.proposed", mission_id=rt.mission_id, objective=proposal)
         return proposal
+
+
+class _Waker:
+    """Wakes the dispatch loop when a task finishes (else it polls on a slow tick)."""
+
+    def __init__(self) -> None:
+        self._event = anyio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def wait(self, timeout: float) -> None:
+        with anyio.move_on_after(timeout):
+            await self._event.wait()
+        self._event = anyio.Event()
 
 
 def list_files(repo: GitRepo, commit: str, limit: int = 2000) -> list[str]:

@@ -199,11 +199,12 @@ class Store:
             return self._decode(table, dict(zip([d[0] for d in cur.description], row, strict=True)))
 
     def rows(self, table: str, where: str | None = None, params: Any = (), order: str = "id") -> list[dict[str, Any]]:
+        """Rows of ``table`` (JSON columns decoded). Plain SQL: this is on the engine's hot path."""
+        sql = f"SELECT * FROM {table}" + (f" WHERE {where}" if where else "") + f" ORDER BY {order}"
         with self._lock:
-            return [
-                self._decode(table, r)
-                for r in self.db[table].rows_where(where, params, order_by=order)
-            ]
+            cur = self.conn.execute(sql, params)
+            names = [d[0] for d in cur.description]
+            return [self._decode(table, dict(zip(names, r, strict=True))) for r in cur.fetchall()]
 
     def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
         with self._lock:
@@ -371,6 +372,13 @@ class Store:
 
     def take_commands(self, mission_id: int) -> list[dict[str, Any]]:
         """Pending commands for a mission, marked handled."""
+        with self._lock:
+            pending = self.conn.execute(
+                "SELECT 1 FROM commands WHERE mission_id = ? AND handled_at IS NULL LIMIT 1",
+                (mission_id,),
+            ).fetchone()
+        if pending is None:  # the common case: no write lock taken
+            return []
         with self.transaction() as conn:
             rows = self.rows("commands", "mission_id = ? AND handled_at IS NULL", (mission_id,))
             if rows:
