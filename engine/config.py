@@ -152,6 +152,9 @@ class DegradationConfig(Section):
     fallback_strategy: Literal["reduce_workers", "fallback_model", "pause"] = Field(
         "reduce_workers", description="What an open breaker does."
     )
+    fallback_model: str = Field(
+        "sonnet", description="Worker model while the breaker is open (fallback_model strategy)."
+    )
 
 
 class EpisodicMemoryConfig(Section):

@@ -44,6 +44,7 @@ from engine.models import (
 from engine.planning.ambition import ambition_gate
 from engine.planning.planner import PlanningContext, PlanningFailed, RecursivePlanner
 from engine.planning.schema import PlanTree
+from engine.resilience.breaker import BreakerState, CircuitBreaker, degraded_workers
 from engine.runtime import FatalAgentError, Runtime
 from engine.store import Store
 from engine.strategy.strategist import propose_next_objective
@@ -108,6 +109,11 @@ class Controller:
         self.ema = EmaCostTracker()
         self.evaluator = ProgressEvaluator()
         self.objective_checks = 0
+        degradation = config.degradation
+        self.breaker = (
+            CircuitBreaker(degradation.failure_threshold, degradation.reset_timeout)
+            if degradation.enabled else None
+        )
         self.started = time.monotonic()
         self._last_heartbeat = 0.0
         self._push_rejected = False
@@ -462,7 +468,8 @@ class Controller:
 
         async def unit_task(unit_id: str, slot: int) -> None:
             try:
-                await run_unit(rt, unit_id, slot)
+                ok = await run_unit(rt, unit_id, slot, model=self._worker_model())
+                self._record_session(rt, ok)
             except FatalAgentError as exc:
                 errors.append(exc)
             finally:
@@ -517,8 +524,9 @@ class Controller:
                     self.stop = _Stop(True, why)
                     continue
                 if not self.paused:
+                    limit = self._dispatch_limit(workers)
                     for unit in self._ready(units):
-                        if len(running) >= workers or unit["id"] in running:
+                        if len(running) >= limit or unit["id"] in running:
                             break
                         slot = min((s for s in rt.free_slots if s < workers), default=None)
                         if slot is None:
@@ -617,6 +625,34 @@ class Controller:
             final = UnitStatus.MERGED if states == {UnitStatus.MERGED} else UnitStatus.FAILED
             self.store.set_status("units", unit["id"], final,
                                   reason=None if final == UnitStatus.MERGED else "not all parts merged")
+
+    # ------------------------------------------------------------------ degradation
+    def _dispatch_limit(self, workers: int) -> int:
+        if self.breaker is None:
+            return workers
+        return degraded_workers(workers, self.config.degradation.fallback_strategy, self.breaker.state)
+
+    def _worker_model(self) -> str | None:
+        degradation = self.config.degradation
+        if (self.breaker is not None and degradation.fallback_strategy == "fallback_model"
+                and self.breaker.state == BreakerState.OPEN):
+            return degradation.fallback_model
+        return None
+
+    def _record_session(self, rt: Runtime, ok: bool) -> None:
+        if self.breaker is None:
+            return
+        changed = self.breaker.record(ok)
+        if changed is not None:
+            strategy = self.config.degradation.fallback_strategy
+            self.store.append_event(
+                "degradation.breaker", mission_id=rt.mission_id, state=str(changed),
+                strategy=strategy, failures=self.breaker.failures,
+            )
+            if changed == BreakerState.OPEN:
+                rt.log(f"{self.breaker.failures} agent failures in a row: degrading dispatch "
+                       f"({strategy}) for {self.config.degradation.reset_timeout:.0f}s",
+                       level="warning")
 
     # ------------------------------------------------------------------ promotion and push
     async def _push(self, rt: Runtime, since: str) -> None:

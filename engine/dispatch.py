@@ -22,8 +22,12 @@ def unit_branch(unit_id: str) -> str:
     return f"mc/unit/{unit_id}"
 
 
-async def run_unit(rt: Runtime, unit_id: str, slot: int) -> None:
-    """Take a READY unit to QUEUED (submitted) or to FAILED / READY (retry) with a reason."""
+async def run_unit(rt: Runtime, unit_id: str, slot: int, *, model: str | None = None) -> bool:
+    """Take a READY unit to QUEUED (submitted) or to FAILED / READY (retry) with a reason.
+
+    Returns whether the agent session itself worked (for the circuit breaker): a review
+    rejection is a working session, a crash, timeout or API error is not.
+    """
     store = rt.store
     unit = store.get("units", unit_id)
     assert unit is not None
@@ -34,10 +38,15 @@ async def run_unit(rt: Runtime, unit_id: str, slot: int) -> None:
         "units", unit_id, UnitStatus.RUNNING, reason=None, attempt_count=attempt_no,
         branch=branch, base_commit=base,
     )
+    config = rt.config
+    if model and model != config.scheduler.model:
+        config = config.model_copy(
+            update={"scheduler": config.scheduler.model_copy(update={"model": model})}
+        )
     ws = await rt.pool.acquire(branch, base)
     try:
         outcome = await run_unit_agent(
-            store, rt.backend, config=rt.config, mission_id=rt.mission_id,
+            store, rt.backend, config=config, mission_id=rt.mission_id,
             unit=store.get("units", unit_id) or unit, objective=rt.objective,
             workdir=ws.path, base_commit=base, slot=slot,
             feedback=unit["review_feedback"], role=AgentRole.WORKER,
@@ -62,7 +71,7 @@ async def run_unit(rt: Runtime, unit_id: str, slot: int) -> None:
             "units", unit_id, UnitStatus.READY if retry else UnitStatus.FAILED,
             reason=f"attempt {attempt_no}: {reason}",
         )
-        return
+        return outcome.status in ("completed", "failed", "blocked")
 
     head = outcome.head_commit
     store.update("units", unit_id, head_commit=head)
@@ -88,7 +97,7 @@ async def run_unit(rt: Runtime, unit_id: str, slot: int) -> None:
                 reason=f"review {verdict.score:.1f} < {rt.config.review.min_review_score}: "
                 f"{verdict.feedback}",
             )
-            return
+            return True
 
     stat = rt.repo.diff_stat(base, head)
     if stat.insertions + stat.deletions > rt.config.hitl.large_merge_lines:
@@ -98,9 +107,10 @@ async def run_unit(rt: Runtime, unit_id: str, slot: int) -> None:
         )
         if not allowed:
             store.set_status("units", unit_id, UnitStatus.FAILED, reason="large merge not approved")
-            return
+            return True
 
     submit(rt, unit_id, branch, head)
+    return True
 
 
 def submit(rt: Runtime, unit_id: str, branch: str, head: str) -> None:

@@ -203,3 +203,27 @@ def test_bad_config_and_missing_agent_exit_2(target: Path) -> None:
     result = run_mc("mission", "--config", str(config), "--no-ui", env={"PATH": "/nonexistent"})
     assert result.returncode == 2
     assert "claude" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_circuit_breaker_degrades_dispatch_after_agent_failures(target: Path) -> None:
+    cassette = (
+        plan_entry("Add a farewell", "app/bye.py") + AMBITION_OK
+        + '''
+[[interaction]]
+role = "worker"
+actions = [{ type = "fail", error = "API Error: 529 Overloaded", reason = "overloaded", status = "error" }]
+'''
+    )
+    config = write_config(
+        target, cassette,
+        "[rounds]\nmax_rounds = 1\n[degradation]\nfailure_threshold = 2\nreset_timeout = 0.2\n"
+        'fallback_strategy = "pause"\n',
+    )
+    result = run_mc("mission", "--config", str(config), "--no-ui")
+    assert result.returncode == 1
+    store = store_of(target)
+    states = [e["state"] for e in kinds(store, "degradation.breaker")]
+    assert states[:1] == ["open"], states
+    unit = store.units(1)[0]
+    assert unit["status"] == "failed" and "Overloaded" in unit["reason"]
+    assert unit["attempt_count"] == 3  # overload is retried, then given up

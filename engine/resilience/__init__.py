@@ -1,0 +1,1 @@
+"""Resilience: circuit breaking and graceful degradation of dispatch."""
