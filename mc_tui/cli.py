@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
 from engine import __version__
 from engine.config import (
@@ -18,18 +17,26 @@ from engine.config import (
     summary,
     unavailable_notes,
 )
-from engine.config_template import write_template
 from engine.store import Store, StoreError
-from mc_tui import reports
 from mc_tui.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+# Heavy modules (rich, tomlkit, Textual, the controller) are imported inside the commands
+# that need them, so `mc` reaches its first frame fast.
 
 
 def console() -> Console:
     """A console per call, so the terminal width is read when a command runs."""
+    from rich.console import Console
+
     return Console()
 
 
 def err_console() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True)
 
 config_option = click.option(
@@ -121,8 +128,11 @@ def launch_mission(
             async def engine_code() -> int:
                 return (await engine()).exit_code
 
+            # A chained mission gets a new id: then the app follows the newest mission.
             code = run_tui(store, config=config, engine=engine_code,
-                           mission_id=controller.mission_id)
+                           mission_id=None if chain else controller.mission_id)
+            if controller.mission_id is not None and code != EXIT_INTERRUPTED:
+                _reports().print_summary(console(), store, None if chain else controller.mission_id)
         else:
             from mc_tui.headless import run_headless
 
@@ -144,6 +154,8 @@ def launch_mission(
 @click.option("--objective", default="Describe what the agents should achieve", help="Objective to put in the file.")
 def init_cmd(config_path: Path, force: bool, objective: str) -> None:
     """Write a commented mission-control.toml with every key at its default."""
+    from engine.config_template import write_template
+
     try:
         write_template(config_path, force=force, objective=objective, name=Path.cwd().name)
     except FileExistsError as exc:
@@ -173,7 +185,7 @@ def status_cmd(config_path: Path) -> None:
         console().print("no missions yet")
         return
     with store:
-        reports.print_status(console(), store)
+        _reports().print_status(console(), store)
 
 
 @cli.command("history")
@@ -187,7 +199,7 @@ def history_cmd(config_path: Path, limit: int) -> None:
         console().print("no missions yet")
         return
     with store:
-        reports.print_history(console(), store, limit=limit)
+        _reports().print_history(console(), store, limit=limit)
 
 
 @cli.command("mission")
@@ -257,7 +269,7 @@ def summary_cmd(config_path: Path, mission_id: int | None) -> None:
         console().print("no missions yet")
         return
     with store:
-        reports.print_summary(console(), store, mission_id)
+        _reports().print_summary(console(), store, mission_id)
 
 
 @cli.command("report")
@@ -285,6 +297,28 @@ def report_cmd(config_path: Path, mission_id: int | None, output: Path | None) -
     output = output or config.state_dir() / f"mc-report-{mission['id']}.json"
     output.write_text(json.dumps(report, indent=2, default=str))
     console().print(f"wrote {output}", highlight=False)
+
+
+@cli.command("dashboard")
+@config_option
+@click.option("--mission", "mission_id", type=int, help="Mission id (default: the newest).")
+def dashboard_cmd(config_path: Path, mission_id: int | None) -> None:
+    """Attach the TUI to a mission running in another process (or a finished one).
+
+    Read-only, except approvals and pause / resume / stop requests, which the running
+    engine obeys.
+    """
+    config = load_or_exit(config_path, require_file=False)
+    store = open_store_or_none(config)
+    if store is None or store.latest_mission() is None:
+        fail("no missions yet: start one with `mc` or `mc mission`", EXIT_FAILED)
+        return
+    if mission_id is not None and store.get("missions", mission_id) is None:
+        fail(f"mission {mission_id} does not exist")
+    from mc_tui.app import run_tui
+
+    with store:
+        sys.exit(run_tui(store, config=config, attach=True, mission_id=mission_id))
 
 
 def _decide(config_path: Path, approval_id: int, approved: bool) -> None:
@@ -319,6 +353,12 @@ def approve_cmd(config_path: Path, approval_id: int) -> None:
 def deny_cmd(config_path: Path, approval_id: int) -> None:
     """Deny a pending HITL gate."""
     _decide(config_path, approval_id, False)
+
+
+def _reports() -> Any:
+    from mc_tui import reports
+
+    return reports
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,8 +15,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from engine.models import (
     UNIT_TRANSITIONS,
     ApprovalStatus,
@@ -65,7 +63,7 @@ class Store:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
         self.conn = conn
-        self.db = sqlite_utils.Database(conn)
+        self._sqlite_utils_db: Any = None
         self._lock = threading.RLock()
         self._depth = 0
         self._pending: list[Event] = []
@@ -206,9 +204,24 @@ class Store:
             names = [d[0] for d in cur.description]
             return [self._decode(table, dict(zip(names, r, strict=True))) for r in cur.fetchall()]
 
+    @property
+    def db(self) -> Any:
+        """The sqlite-utils view of the database (schema work, ad-hoc inspection).
+
+        Imported on first use: the engine's hot paths and ``mc`` start-up use plain SQL.
+        """
+        if self._sqlite_utils_db is None:
+            import sqlite_utils
+
+            self._sqlite_utils_db = sqlite_utils.Database(self.conn)
+        return self._sqlite_utils_db
+
     def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+        """Rows of ``sql`` as dicts."""
         with self._lock:
-            return list(self.db.query(sql, params))
+            cur = self.conn.execute(sql, params)
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
     def _encode(self, value: Any) -> Any:
         if isinstance(value, list | dict | tuple):
