@@ -77,8 +77,6 @@ def test_validate_missing_file(tmp_path: Path) -> None:
 def test_status_and_history_on_empty_store(tmp_path: Path) -> None:
     (tmp_path / "mission-control.toml").write_text('[target]\npath = "."\n[state]\ndir = "st"\n')
     runner = CliRunner()
-    with runner.isolated_filesystem(temp_dir=tmp_path):
-        pass
     result = runner.invoke(cli, ["status", "--config", str(tmp_path / "mission-control.toml")])
     assert result.exit_code == 0 and "no missions yet" in result.output
     result = runner.invoke(cli, ["history", "--config", str(tmp_path / "mission-control.toml")])
