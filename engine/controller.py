@@ -24,6 +24,7 @@ from engine.gates.evaluator import ProgressEvaluator
 from engine.gates.fixup_select import parse_test_counts
 from engine.gates.objective import check_objective
 from engine.gitops import GitError, GitRepo, MergeQueue, WorkspacePool
+from engine.learning.rewards import unit_reward
 from engine.llm import LlmCaller, LlmCallFailed
 from engine.mission import (
     MissionBusy,
@@ -719,15 +720,16 @@ class Controller:
         for unit in self._epoch_units(rt, epoch_id):
             if not unit["is_leaf"] or unit["reward"] is not None:
                 continue
-            if unit["status"] == UnitStatus.MERGED:
-                reward = 1.0 + 0.5 * ((unit["review_score"] or 5.0) / 10.0)
-            elif unit["status"] in (UnitStatus.FAILED, UnitStatus.BLOCKED):
-                reward = -0.5
-            else:
+            merged = unit["status"] == UnitStatus.MERGED
+            if not merged and unit["status"] not in (UnitStatus.FAILED, UnitStatus.BLOCKED):
                 continue
-            self.store.update("units", unit["id"], reward=reward)
-            self.store.append_event("unit.reward", mission_id=rt.mission_id, unit_id=unit["id"],
-                                    reward=reward)
+            diff = self._merged_diff(rt, unit["id"]) if merged else ""
+            reward = unit_reward(merged=merged, review_score=unit["review_score"], diff=diff)
+            self.store.update("units", unit["id"], reward=reward.value)
+            self.store.append_event(
+                "unit.reward", mission_id=rt.mission_id, unit_id=unit["id"], reward=reward.value,
+                merged=reward.merged, review_score=reward.review_score, test_delta=reward.test_delta,
+            )
         self.ema.observe(result.cost)
         self.evaluator.record(
             units_merged=result.merged, tests_passed=result.tests_passed,
@@ -738,6 +740,19 @@ class Controller:
             failed=result.failed, cost=result.cost, ema=self.ema.ema,
             projected_next=self.ema.projected_next(),
         )
+
+    def _merged_diff(self, rt: Runtime, unit_id: str) -> str:
+        """What the unit brought into mc/green: its promoted merge commit vs its first parent."""
+        rows = self.store.query(
+            "SELECT candidate_commit FROM merges WHERE unit_id = ? AND status = 'promoted' "
+            "AND candidate_commit IS NOT NULL ORDER BY id DESC LIMIT 1", (unit_id,),
+        )
+        if not rows:
+            return ""
+        commit = rt.repo.pygit[rows[0]["candidate_commit"]].peel(pygit2.Commit)
+        if not commit.parents:
+            return ""
+        return rt.repo.diff_text(str(commit.parents[0].id), str(commit.id))
 
     async def _objective_met(self, rt: Runtime, result: EpochResult) -> tuple[MissionStatus, str] | None:
         config = self.config.continuous

@@ -94,6 +94,12 @@ def test_demo_shows_the_whole_pipeline(demo) -> None:
     repo = dest / "repo"
     green = git(repo, "rev-parse", "mc/green")
     assert git(dest / "origin.git", "rev-parse", "main") == green
+    # feedback: every unit has a reward; the test delta counts the tests its merge brought
+    rewards = {r["unit_id"]: r for r in events(store, "unit.reward")}
+    assert set(rewards) == {u["id"] for u in leaves}
+    by_title = {u["title"]: rewards[u["id"]] for u in leaves}
+    assert by_title["Add multiply and divide"]["test_delta"] == 3
+    assert by_title["Document the API in the README"]["test_delta"] == 0
     # nothing merged twice: every promoted merge is for a distinct unit
     promoted = [m["unit_id"] for m in merges if m["status"] == "promoted"]
     assert len(promoted) == len(set(promoted))

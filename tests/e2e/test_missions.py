@@ -227,3 +227,24 @@ actions = [{ type = "fail", error = "API Error: 529 Overloaded", reason = "overl
     unit = store.units(1)[0]
     assert unit["status"] == "failed" and "Overloaded" in unit["reason"]
     assert unit["attempt_count"] == 3  # overload is retried, then given up
+
+
+def test_max_rounds_stops_the_mission(target: Path) -> None:
+    cassette = (
+        plan_entry("Add a farewell", "app/bye.py") + AMBITION_OK
+        + '''
+[[interaction]]
+role = "objective_check"
+actions = [{ type = "text", text = '{"met": false, "feedback": "keep going"}' }]
+'''
+        + worker_entry("Add a farewell", "app/bye.py", "def bye():\\n    return '{{unit_id}}'\\n")
+    )
+    config = write_config(
+        target, cassette, "[rounds]\nmax_rounds = 2\n[continuous]\nmax_objective_checks = 5\n"
+    )
+    result = run_mc("mission", "--config", str(config), "--no-ui")
+    assert result.returncode == 1, result.stdout[-2000:]
+    store = store_of(target)
+    mission = store.latest_mission()
+    assert mission["status"] == "stopped" and "max_rounds (2)" in mission["outcome"]
+    assert len(store.rows("epochs", "mission_id = 1")) == 2

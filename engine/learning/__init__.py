@@ -1,0 +1,1 @@
+"""Feedback that shapes the next epoch: per-unit rewards."""
