@@ -18,7 +18,7 @@ from engine.agents import AgentBackend, AgentUnavailable, make_backend
 from engine.approvals import approve_or_deny
 from engine.budget import EmaCostTracker, cooldown_seconds
 from engine.config import MissionConfig, unavailable_notes
-from engine.dispatch import run_unit
+from engine.dispatch import FATAL_REASONS, run_unit
 from engine.fixup import run_fixup
 from engine.gates.evaluator import ProgressEvaluator
 from engine.gates.fixup_select import parse_test_counts
@@ -47,7 +47,7 @@ from engine.planning.planner import PlanningContext, PlanningFailed, RecursivePl
 from engine.planning.schema import PlanTree
 from engine.resilience.breaker import BreakerState, CircuitBreaker, degraded_workers
 from engine.runtime import FatalAgentError, Runtime
-from engine.store import Store
+from engine.store import IllegalTransition, Store
 from engine.strategy.strategist import propose_next_objective
 
 TICK_SECONDS = 0.05
@@ -471,8 +471,8 @@ class Controller:
             try:
                 ok = await run_unit(rt, unit_id, slot, model=self._worker_model())
                 self._record_session(rt, ok)
-            except FatalAgentError as exc:
-                errors.append(exc)
+            except Exception as exc:
+                self._unit_error(rt, unit_id, exc, errors)
             finally:
                 running.discard(unit_id)
                 rt.give_slot(slot)
@@ -481,8 +481,8 @@ class Controller:
         async def fixup_task(unit_id: str, detail: str) -> None:
             try:
                 await run_fixup(rt, unit_id, detail)
-            except FatalAgentError as exc:
-                errors.append(exc)
+            except Exception as exc:
+                self._unit_error(rt, unit_id, exc, errors)
             finally:
                 fixing.discard(unit_id)
                 wake.set()
@@ -557,6 +557,24 @@ class Controller:
         if last:
             result.tests_passed, result.tests_failed = parse_test_counts(last[0]["output"])
         return result
+
+    def _unit_error(
+        self, rt: Runtime, unit_id: str, exc: Exception, errors: list[BaseException]
+    ) -> None:
+        """One unit's trouble fails that unit; only auth / usage-limit problems stop the mission."""
+        if isinstance(exc, FatalAgentError):
+            errors.append(exc)
+            return
+        if isinstance(exc, LlmCallFailed) and exc.reason in FATAL_REASONS:
+            errors.append(FatalAgentError(FATAL_REASONS[exc.reason]))
+            return
+        reason = f"{type(exc).__name__}: {exc}"
+        rt.log(f"unit {unit_id} failed: {reason}", level="error", unit_id=unit_id)
+        try:
+            self.store.set_status("units", unit_id, UnitStatus.FAILED, reason=reason[:2000])
+        except IllegalTransition:
+            pass  # already terminal (e.g. merged by the queue meanwhile)
+        self._record_session(rt, False)
 
     def _start_fixup(self, tg: Any, fixup_task: Any, fixing: set[str], unit_id: str) -> None:
         if unit_id in fixing:

@@ -248,3 +248,36 @@ actions = [{ type = "text", text = '{"met": false, "feedback": "keep going"}' }]
     mission = store.latest_mission()
     assert mission["status"] == "stopped" and "max_rounds (2)" in mission["outcome"]
     assert len(store.rows("epochs", "mission_id = 1")) == 2
+
+
+def test_a_reviewer_failure_fails_that_unit_not_the_mission(target: Path) -> None:
+    cassette = (
+        PLAN_TWO + AMBITION_OK + OBJECTIVE_MET
+        + worker_entry("Add a farewell", "app/bye.py", "def bye():\\n    return 'bye'\\n")
+        + worker_entry("Add a shout", "app/shout.py", "def shout():\\n    return 'HEY'\\n")
+        + '''
+[[interaction]]
+role = "reviewer"
+match = "title: Add a shout"
+actions = [{ type = "fail", error = "the reviewer crashed", reason = "crash", status = "error" }]
+
+[[interaction]]
+role = "reviewer"
+actions = [{ type = "text", text = '{"alignment": 9, "approach": 9, "tests": 8, "feedback": "ok"}' }]
+'''
+    )
+    config = write_config(target, cassette, "[review]\ngate_completion = true\n")
+    result = run_mc("mission", "--config", str(config), "--no-ui")
+    store = store_of(target)
+    units = {u["title"]: u for u in store.units(1)}
+    assert units["Add a farewell"]["status"] == "merged", result.stdout[-2000:]
+    assert units["Add a shout"]["status"] == "failed"
+    assert "reviewer crashed" in units["Add a shout"]["reason"]
+    assert store.latest_mission()["status"] == "completed"
+
+
+PLAN_TWO = '''
+[[interaction]]
+role = "planner"
+actions = [{ type = "text", text = '{"units": [{"title": "Add a farewell", "files_hint": ["app/bye.py"], "acceptance_criteria": ["ok"]}, {"title": "Add a shout", "files_hint": ["app/shout.py"], "acceptance_criteria": ["ok"]}]}' }]
+'''
