@@ -74,6 +74,19 @@ def open_store_or_none(config: MissionConfig) -> Store | None:
         raise AssertionError from exc
 
 
+def store_with_missions(config_path: Path, *, error: bool = False) -> Store | None:
+    """The store of this config when it holds a mission; else say "no missions yet"
+    (on stdout, exit 0, or as an error with exit 1 when ``error``) and return None."""
+    config = load_or_exit(config_path, require_file=False)
+    store = open_store_or_none(config)
+    if store is not None and store.latest_mission() is not None:
+        return store
+    if error:
+        fail("no missions yet: start one with `mc` or `mc mission`", EXIT_FAILED)
+    console().print("no missions yet")
+    return None
+
+
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", "-V", prog_name="mc")
 @config_option
@@ -179,10 +192,8 @@ def validate_config_cmd(config_path: Path) -> None:
 @config_option
 def status_cmd(config_path: Path) -> None:
     """The latest mission: state, epochs, units, merge queue and spend."""
-    config = load_or_exit(config_path, require_file=False)
-    store = open_store_or_none(config)
-    if store is None or store.latest_mission() is None:
-        console().print("no missions yet")
+    store = store_with_missions(config_path)
+    if store is None:
         return
     with store:
         _reports().print_status(console(), store)
@@ -193,10 +204,8 @@ def status_cmd(config_path: Path) -> None:
 @click.option("--limit", default=20, show_default=True, help="How many missions to show.")
 def history_cmd(config_path: Path, limit: int) -> None:
     """Past missions, newest first."""
-    config = load_or_exit(config_path, require_file=False)
-    store = open_store_or_none(config)
-    if store is None or store.latest_mission() is None:
-        console().print("no missions yet")
+    store = store_with_missions(config_path)
+    if store is None:
         return
     with store:
         _reports().print_history(console(), store, limit=limit)
@@ -263,10 +272,8 @@ def demo_cmd(demo_dir: Path | None, no_ui: bool, json_mode: bool, yes: bool, wor
 @click.option("--mission", "mission_id", type=int, help="Mission id (default: the latest).")
 def summary_cmd(config_path: Path, mission_id: int | None) -> None:
     """Units, merges, verifications and cost per model of a mission."""
-    config = load_or_exit(config_path, require_file=False)
-    store = open_store_or_none(config)
-    if store is None or store.latest_mission() is None:
-        console().print("no missions yet")
+    store = store_with_missions(config_path)
+    if store is None:
         return
     with store:
         _reports().print_summary(console(), store, mission_id)
