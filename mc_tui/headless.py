@@ -83,7 +83,7 @@ class HeadlessRenderer:
         self.mission_id: int | None = None
         self.started = time.time()
         self.epoch = 0
-        self.last_lines: list[str] = []
+        self.typed_approvals = False  # y / n typed on this terminal decide approvals
 
     def handle(self, event: Event) -> None:
         if event.kind == "mission.created" and self.mission_id is None:
@@ -96,6 +96,8 @@ class HeadlessRenderer:
         line = describe(event)
         if line is None:
             return
+        if event.kind == "approval.requested" and self.typed_approvals:
+            line += "  -- or type y / n + Enter here"
         stamp = time.strftime("%H:%M:%S", time.localtime(event.ts))
         if self.mode == "plain":
             self.console.out(f"{stamp} {line}", highlight=False)
@@ -159,6 +161,7 @@ async def run_headless(
                 return
 
     stdin_thread = _start_stdin_approvals(store) if (sys.stdin.isatty() and not json_mode) else None
+    renderer.typed_approvals = stdin_thread is not None
     live: Live | None = None
     if mode == "live":
         live = Live(Group(renderer.status_panel()), console=console, refresh_per_second=4,
