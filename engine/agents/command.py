@@ -36,12 +36,25 @@ INSTALL_HINTS = {
 }
 CLAUDE_ALIASES = ("sonnet", "opus", "haiku")
 MAX_STDERR_EVENTS = 100
+# The model whose prices estimate a session's cost when the CLI runs its own default model
+# (a Claude alias is never passed to codex or gemini): never Claude prices for their tokens.
+DEFAULT_PRICE_MODEL = {"codex": "gpt-5", "gemini": "gemini-2.5-pro"}
+# gemini -p: "Prompt text, appended to stdin input if provided. Forces non-interactive mode."
+# The prompt itself goes on stdin (argv is size-limited and visible in ps); this is the tail.
+GEMINI_P = "Carry out the task described above."
 
 
 def _native_model(model: str) -> str | None:
     """The model for a non-Claude CLI: Claude aliases/ids are dropped (use the CLI's default)."""
     if not model or model in CLAUDE_ALIASES or model.startswith("claude"):
         return None
+    return model
+
+
+def price_model(tool: str, model: str) -> str:
+    """The model a session's tokens are priced at (see ``DEFAULT_PRICE_MODEL``)."""
+    if tool in DEFAULT_PRICE_MODEL:
+        return _native_model(model) or DEFAULT_PRICE_MODEL[tool]
     return model
 
 
@@ -55,7 +68,7 @@ def tool_argv(tool: str, request: AgentRequest) -> list[str]:
             argv += ["-m", model]
         return [*argv, "-"]  # "-": read the prompt from stdin
     if tool == "gemini":
-        argv = ["gemini", "-o", "stream-json",
+        argv = ["gemini", "-p", GEMINI_P, "-o", "stream-json",
                 "--approval-mode", "plan" if request.read_only else "auto_edit"]
         if model:
             argv += ["-m", model]
@@ -130,7 +143,7 @@ class CommandBackend(AgentBackend):
         except AgentUnavailable as exc:
             return AgentResult(status=ERROR, error=str(exc), summary=str(exc)[:200],
                                failure_reason=FailureReason.NOT_FOUND)
-        parser = PARSERS[self.tool](model=_native_model(request.model) or request.model)
+        parser = PARSERS[self.tool](model=price_model(self.tool, request.model))
         stderr_seen = 0
 
         def on_line(line: Line) -> None:

@@ -22,6 +22,8 @@ from engine.agents import (
     ScriptedBackend,
     make_backend,
 )
+from engine.agents.command import GEMINI_P
+from engine.agents.pricing import estimate_cost
 from engine.config import MissionConfig
 
 CODEX = r'''
@@ -45,6 +47,7 @@ for obj in [
 GEMINI = r'''
 import json, sys
 prompt = sys.stdin.read()
+open("gemini_argv.json", "w").write(json.dumps({"argv": sys.argv[1:], "prompt": prompt}))
 print(json.dumps({"type": "init", "timestamp": "t", "session_id": "g-1", "model": "gemini-2.5-flash"}))
 print(json.dumps({"type": "message", "timestamp": "t", "role": "assistant", "content": "ok ",
                   "delta": True}))
@@ -101,10 +104,28 @@ def test_codex(bin_dir: Path, tmp_path: Path) -> None:
     assert (tmp_path / "edited.txt").exists()
 
 
+def test_codex_with_a_claude_alias_runs_its_default_model_priced_as_such(
+    bin_dir: Path, tmp_path: Path
+) -> None:
+    result = go(CommandBackend("codex", kill_grace=0.3), tmp_path, model="sonnet")
+    seen = json.loads((tmp_path / "codex_argv.json").read_text())
+    assert "-m" not in seen["argv"] and seen["argv"][-1] == "-"  # codex picks its own model
+    # its tokens are priced at the codex default, not at Claude Sonnet's prices
+    assert result.cost_estimated
+    assert result.cost_usd == pytest.approx(estimate_cost("gpt-5", result.tokens))
+    assert result.cost_usd != pytest.approx(estimate_cost("sonnet", result.tokens))
+
+
 def test_gemini_auth_exit_code(bin_dir: Path, tmp_path: Path) -> None:
     result = go(CommandBackend("gemini"), tmp_path)
     assert (result.status, result.failure_reason) == ("error", FailureReason.AUTH)
     assert "no credentials" in result.error and result.text == "ok done"
+    # headless by -p (whose text gemini appends to stdin); the prompt itself is on stdin only
+    seen = json.loads((tmp_path / "gemini_argv.json").read_text())
+    argv = seen["argv"]
+    assert argv[:2] == ["-p", GEMINI_P] and argv[argv.index("-o") + 1] == "stream-json"
+    assert seen["prompt"] == "Add subtract please"
+    assert not any("subtract" in a for a in argv)
 
 
 def test_aider_prompt_file_and_cost(bin_dir: Path, tmp_path: Path) -> None:

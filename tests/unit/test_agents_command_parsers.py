@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from engine.agents.command import fill_template, tool_argv
+from engine.agents.command import GEMINI_P, fill_template, price_model, tool_argv
 from engine.agents.command_parsers import (
     AiderParser,
     CodexParser,
@@ -132,7 +132,12 @@ def test_argv_templates() -> None:
         "codex", "exec", "--json", "--skip-git-repo-check", "--sandbox", "read-only", "-"]
     request.model, request.read_only = "gpt-5", False
     assert tool_argv("codex", request)[-3:] == ["-m", "gpt-5", "-"]
-    assert "--approval-mode" in tool_argv("gemini", request)
+    gemini = tool_argv("gemini", request)
+    assert gemini[:5] == ["gemini", "-p", GEMINI_P, "-o", "stream-json"]
+    assert gemini[gemini.index("--approval-mode") + 1] == "auto_edit"
+    assert price_model("codex", "sonnet") == "gpt-5" and price_model("codex", "o4-mini") == "o4-mini"
+    assert price_model("gemini", "claude-opus-4-6") == "gemini-2.5-pro"
+    assert price_model("aider", "sonnet") == "sonnet"
     aider = tool_argv("aider", request)
     assert aider[:3] == ["aider", "--message-file", "{prompt_file}"] and "--yes-always" in aider
     assert fill_template(["t", "{prompt_file}", "--cwd={workdir}", "{model}", "{other}"],
