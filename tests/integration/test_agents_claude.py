@@ -22,6 +22,7 @@ from engine.agents import (
     FailureReason,
     parse_marker,
 )
+from engine.agents.pricing import estimate_cost
 
 FAKES = Path(__file__).resolve().parents[1] / "fakes"
 
@@ -50,6 +51,7 @@ def fake_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 
 def run(repo: Path, scenario: str, monkeypatch: pytest.MonkeyPatch, *, timeout: float = 20,
+        arrivals: list[float] | None = None,
         **overrides: object) -> tuple[AgentResult, list[AgentEvent]]:
     monkeypatch.setenv("FAKE_CLAUDE_SCENARIO", scenario)
     backend = ClaudeBackend(env_passthrough=["FAKE_CLAUDE_*"], kill_grace=0.5)
@@ -61,8 +63,13 @@ def run(repo: Path, scenario: str, monkeypatch: pytest.MonkeyPatch, *, timeout: 
         setattr(request, key, value)
     events: list[AgentEvent] = []
 
+    def on_event(event: AgentEvent) -> None:
+        events.append(event)
+        if arrivals is not None:
+            arrivals.append(time.monotonic())
+
     async def main() -> AgentResult:
-        return await backend.run(request, events.append)
+        return await backend.run(request, on_event)
 
     return anyio.run(main), events
 
@@ -84,6 +91,12 @@ def test_success_makes_real_edits_and_reports_everything(repo, fake_env, monkeyp
     assert marker is not None and marker.files_changed == ["calc.py"]
     assert kinds(events)[:2] == ["init", "rate_limit"]
     assert {"text", "tool_use", "tool_result", "usage"} <= set(kinds(events))
+    # three messages; the first one's usage is repeated on its text and tool_use lines and
+    # must be counted once: the running total is the plain sum of the three messages
+    usage = [e for e in events if e.type == "usage"]
+    assert len(usage) == 3
+    assert usage[-1].data["total"] == {"input": 3 + 5 + 4, "output": 120 + 220 + 90,
+                                       "cache_read": 0 + 2000 + 2500, "cache_write": 2000}
     assert "subtract" in (repo / "calc.py").read_text()
     log = subprocess.run(["git", "-C", str(repo), "log", "--format=%s"], capture_output=True,
                          text=True, check=True).stdout.split("\n")
@@ -160,10 +173,14 @@ def test_hang_is_killed_with_its_descendants(repo, fake_env, monkeypatch, tmp_pa
     pidfile = tmp_path / "grandchild.pid"
     monkeypatch.setenv("FAKE_CLAUDE_IGNORE_TERM", "1")
     monkeypatch.setenv("FAKE_CLAUDE_CHILD_PIDFILE", str(pidfile))
+    arrivals: list[float] = []
     started = time.monotonic()
-    result, events = run(repo, "hang", monkeypatch, timeout=1.5)
+    result, events = run(repo, "hang", monkeypatch, timeout=1.5, arrivals=arrivals)
     assert time.monotonic() - started < 8
     assert (result.status, result.failure_reason) == ("timeout", FailureReason.TIMEOUT)
+    # lines are parsed as they arrive, not after the process is gone
+    text_at = arrivals[kinds(events).index("text")]
+    assert text_at - started < 1.2, text_at - started
     assert result.cost_estimated and result.cost_usd > 0  # estimated from the usage seen
     leader = json.loads(fake_env.read_text())["pid"]
     for pid in (leader, int(pidfile.read_text())):
@@ -189,7 +206,15 @@ def test_crash_mid_stream(repo, fake_env, monkeypatch) -> None:
     result, events = run(repo, "crash", monkeypatch)
     assert (result.status, result.failure_reason) == ("error", FailureReason.CRASH)
     assert result.exit_code == 3 and "TypeError" in result.error
-    assert result.cost_estimated and result.cost_usd > 0
+    # no result line: tokens are the running sum (the first message's usage sits on three
+    # block lines and counts once) and the cost is a marked estimate at the resolved model
+    assert result.tokens.as_dict() == {"input": 17, "output": 1030, "cache_read": 5000,
+                                       "cache_write": 5000}
+    assert result.cost_estimated
+    assert result.cost_usd == pytest.approx(estimate_cost("claude-sonnet-4-6", result.tokens))
+    assert result.cost_usd == pytest.approx((17 * 3 + 1030 * 15 + 5000 * 3.75 + 5000 * 0.3) / 1e6)
+    assert result.turns == 2
+    assert {"thinking", "text", "tool_use", "tool_result"} <= set(kinds(events))
     assert any(e.type == "stderr" for e in events)
     assert (repo / "half.py").exists()
 
@@ -241,3 +266,20 @@ def test_a_retried_request_gets_a_fresh_session_id(repo, fake_env, monkeypatch) 
     assert request.session_id is None  # the request is not modified
     request.session_id = "0f0e0d0c-0b0a-4909-8807-060504030201"
     assert anyio.run(backend.run, request).session_id == request.session_id
+
+
+def test_claude_missing_stops_the_mission_at_start(repo, monkeypatch, tmp_path) -> None:
+    from engine.config import MissionConfig
+    from engine.controller import Controller, MissionSetupError
+    from engine.store import Store
+
+    monkeypatch.setenv("PATH", "/nonexistent-bin")  # git is not needed before the check
+    config = MissionConfig(target={"path": str(repo), "objective": "add subtract"},
+                           agent={"backend": "claude"})
+    store = Store(tmp_path / "state" / "mission.db")
+    try:
+        with pytest.raises(MissionSetupError, match="`claude` was not found on PATH.*npm install"):
+            Controller(config, store).prepare()
+        assert store.rows("missions") == [] and store.rows("attempts") == []
+    finally:
+        store.close()
