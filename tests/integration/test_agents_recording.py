@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from rich.console import Console
 
 from engine.agents import (
     AgentBackend,
@@ -22,10 +24,12 @@ from engine.agents import (
     load_cassette,
     make_backend,
     run_recorded,
+    run_unit_agent,
 )
 from engine.agents.process import build_env
 from engine.config import MissionConfig
 from engine.store import Store
+from mc_tui.headless import HeadlessRenderer
 
 FAKES = Path(__file__).resolve().parents[1] / "fakes"
 
@@ -106,6 +110,80 @@ turns = 2
     assert store.get("units", "u1")["cost_usd"] == 0.25
 
 
+def test_events_are_in_the_store_while_the_agent_runs(store: Store, tmp_path: Path) -> None:
+    mission_id = new_mission(store)
+    backend = cassette_backend(tmp_path, '''
+[[interaction]]
+  [[interaction.actions]]
+  type = "text"
+  text = "first thought"
+  [[interaction.actions]]
+  type = "tool"
+  tool = "Bash"
+  input = "ls"
+  [[interaction.actions]]
+  type = "sleep"
+  seconds = 0.8
+  [[interaction.actions]]
+  type = "text"
+  text = "second thought"
+''')
+    seen_live: list[list[str]] = []
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            async def watch() -> None:
+                await anyio.sleep(0.5)  # the session is asleep now: far from finished
+                rows = [e for e in store.events_after(0)]
+                assert not any(e.kind == "attempt.finished" for e in rows)
+                seen_live.append([e.payload["text"] for e in rows if e.kind == "agent.event"])
+
+            tg.start_soon(watch)
+            await run_recorded(store, backend, request(tmp_path), mission_id=mission_id)
+
+    anyio.run(main)
+    (live,) = seen_live
+    assert "first thought" in live and "ls" in live and "second thought" not in live
+    assert "second thought" in [p["text"] for p in agent_events(store)]
+
+
+def claude_fake(monkeypatch: pytest.MonkeyPatch, scenario: str) -> ClaudeBackend:
+    monkeypatch.setenv("PATH", f"{FAKES}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_CLAUDE_SCENARIO", scenario)
+    return ClaudeBackend(env_passthrough=["FAKE_CLAUDE_*"], kill_grace=0.5)
+
+
+def test_crash_records_an_estimated_cost(store: Store, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    mission_id = new_mission(store)
+    backend = claude_fake(monkeypatch, "crash")
+    attempt_id, result = anyio.run(lambda: run_recorded(
+        store, backend, request(tmp_path), mission_id=mission_id, unit_id="u1"))
+    assert result.failure_reason == "crash" and result.cost_estimated and result.cost_usd > 0
+    row = store.get("attempts", attempt_id)
+    assert (row["status"], row["failure_reason"], row["cost_estimated"]) == ("error", "crash", 1)
+    assert row["cost_usd"] == pytest.approx(result.cost_usd)
+    assert (row["input_tokens"], row["output_tokens"]) == (17, 1030)
+    (cost,) = store.rows("costs")
+    assert cost["estimated"] == 1 and cost["usd"] == pytest.approx(result.cost_usd)
+    types = [p["type"] for p in agent_events(store)]
+    assert {"init", "thinking", "text", "tool_use", "tool_result", "usage", "stderr"} <= set(types)
+
+
+def test_overload_retries_are_recorded(store: Store, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    mission_id = new_mission(store)
+    backend = claude_fake(monkeypatch, "overloaded")
+    attempt_id, result = anyio.run(lambda: run_recorded(
+        store, backend, request(tmp_path), mission_id=mission_id))
+    retries = [p for p in agent_events(store) if p["type"] == "retry"]
+    assert len(retries) == 3 and all("overloaded" in p["text"] for p in retries)
+    row = store.get("attempts", attempt_id)
+    assert (row["status"], row["failure_reason"]) == ("error", "overloaded")
+    finished = next(e for e in store.events_after(0) if e.kind == "attempt.finished")
+    assert finished.payload["failure_reason"] == "overloaded"
+
+
 def test_chatty_text_is_coalesced(store: Store, tmp_path: Path) -> None:
     mission_id = new_mission(store)
     actions = "\n".join(f'  [[interaction.actions]]\n  type = "text"\n  text = "line {i}"'
@@ -162,6 +240,7 @@ def test_without_a_mission_no_attempt_row(store: Store, tmp_path: Path) -> None:
 SECRETS = {
     "MC_TELEGRAM_TOKEN": "tg-secret-0123456789",
     "MC_DASHBOARD_TOKEN": "dash-secret-9876543210",
+    "MC_A2A_TOKEN": "a2a-secret-1111111111",
     "MY_BOT_TOKEN": "bot-secret-5555555555",
     "ANTHROPIC_API_KEY": "sk-ant-fake-key-424242",  # the agent needs this one
 }
@@ -193,16 +272,41 @@ def test_secrets_never_reach_the_agent_or_the_store(
                                                unit_id="u1"))
     assert result.ok
     agent_env = json.loads(log.read_text())["env"]
-    for name in ("MC_TELEGRAM_TOKEN", "MC_DASHBOARD_TOKEN", "MY_BOT_TOKEN"):
+    for name in ("MC_TELEGRAM_TOKEN", "MC_DASHBOARD_TOKEN", "MC_A2A_TOKEN", "MY_BOT_TOKEN"):
         assert name not in agent_env
     assert agent_env["ANTHROPIC_API_KEY"] == SECRETS["ANTHROPIC_API_KEY"]
     # the agent echoed its whole environment (text, stderr, result): the store redacted it
     assert any("ANTHROPIC_API_KEY=[REDACTED]" in p["text"] for p in agent_events(store))
+    # a worker session too (log events: no marker, outcome from git facts), with the secret
+    # also in the final text and in a file the agent committed
+    monkeypatch.setenv("FAKE_CLAUDE_MARKER", "none")
+    monkeypatch.setenv("FAKE_CLAUDE_EDITS", json.dumps(
+        [{"path": "leak.txt", "content": SECRETS["ANTHROPIC_API_KEY"]}]))
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@x",
+                    "commit", "-q", "--allow-empty", "-m", "base"], check=True)
+    base = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    outcome = anyio.run(lambda: run_unit_agent(
+        store, backend, config=config, mission_id=mission_id, unit=store.get("units", "u1"),
+        objective="calc", workdir=repo, base_commit=base, slot=1))
+    assert outcome.marker_source == "git" and outcome.files_changed == ["leak.txt"]
+    # the logs: what `mc --no-ui` prints (plain lines and --json) from the same events
+    logs = []
+    for mode in ("plain", "json"):
+        out = io.StringIO()
+        renderer = HeadlessRenderer(store, config, mode=mode,
+                                    console=Console(file=out, width=200, color_system=None))
+        for event in store.events_after(0):
+            renderer.handle(event)
+        logs.append(out.getvalue())
+    assert "no valid result marker" in logs[0] and "[REDACTED]" in logs[1]
     store.close()
     blob = b"".join(p.read_bytes() for p in db.parent.iterdir() if p.is_file())
     assert b"ANTHROPIC_API_KEY" in blob
     for value in SECRETS.values():
         assert value.encode() not in blob
+        for text in logs:
+            assert value not in text
 
 
 def test_build_env_default_source_drops_mc_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
