@@ -252,16 +252,23 @@ def test_fixup_prompt(store: Store, repo: Path, tmp_path: Path) -> None:
     assert "FAILED test_calc.py::test_add" in request.prompt
 
 
+@pytest.mark.parametrize("marker", ["good", "bad"])
 def test_with_the_real_claude_backend_and_the_fake(
-    store: Store, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: Store, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, marker: str
 ) -> None:
     monkeypatch.setenv("PATH", f"{FAKES}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_CLAUDE_SCENARIO", "success")
+    monkeypatch.setenv("FAKE_CLAUDE_MARKER", marker)
     monkeypatch.setenv("FAKE_CLAUDE_EDITS", json.dumps([{"path": "calc.py", "content": "x = 2\n"}]))
     monkeypatch.delenv("FAKE_CLAUDE_COMMIT", raising=False)
     backend = ClaudeBackend(env_passthrough=["FAKE_CLAUDE_*"], kill_grace=0.5)
     outcome = run_unit(store, backend, repo)
-    assert outcome.status == "completed" and outcome.marker_source == "marker"
+    source = "marker" if marker == "good" else "git"  # a malformed marker: git facts decide
+    assert outcome.status == "completed" and outcome.marker_source == source
+    fallback = [e.payload for e in store.events_after(0)
+                if e.kind == "log" and e.payload.get("marker_source") == "git"]
+    assert len(fallback) == (marker == "bad")
+    assert all("1 commit(s), 1 file(s)" in p["message"] for p in fallback)
     assert outcome.commits == 1 and outcome.files_changed == ["calc.py"]  # saved by mc-agent
     assert outcome.cost_usd == pytest.approx(0.0421)
     attempt = store.get("attempts", outcome.attempt_ids[0])
