@@ -84,8 +84,14 @@ class MissionControlApp(App[int]):
         self.stop_requested = False
         self.keymap_warnings: list[str] = []
         self.ticks = 0
-        self.first_paint_at: float | None = None
+        self.first_paint_at: float | None = None  # perf_counter() of the first painted frame
+        self.data_painted_at: float | None = None  # ... of the first frame showing the mission
+        self.loaded = False  # the mission has been read from the store
         self._main: MainScreen | None = None
+        # Themes before the first frame: setting one later restyles every widget.
+        for theme in THEMES.values():
+            self.register_theme(theme)
+        self.theme = config.ui.theme
 
     # ------------------------------------------------------------------ start-up
     def get_default_screen(self) -> Screen[Any]:
@@ -104,19 +110,8 @@ class MissionControlApp(App[int]):
         return self._main
 
     def on_mount(self) -> None:
-        for theme in THEMES.values():
-            self.register_theme(theme)
-        self.theme = self.config.ui.theme
         self.theme_changed_signal.subscribe(self, lambda _theme: self._restyle())
         self._apply_keymap(self.config.ui.keys)
-        self._start_event_id = self.last_seen_event_id = self.store.last_event_id()
-        self._initial = self.state.load()
-        if self.attach:
-            self.run_worker(self._follow_events, thread=True, group="reader", name="event reader",
-                            exit_on_error=False)
-        else:
-            self.run_worker(self._read_events(), group="reader", name="event reader",
-                            exit_on_error=False)
         if self.engine_factory is not None and not self.attach:
             self.engine_worker = self.run_worker(
                 self.engine_factory(), exclusive=True, group="engine", name="engine",
@@ -124,18 +119,41 @@ class MissionControlApp(App[int]):
             )
         self.set_interval(1 / self.config.ui.refresh_hz, self._tick, name="ui clock")
         self._check_size(self.size.width, self.size.height)
-        self.call_after_refresh(self._mark_first_paint)
+        # The first frame shows the empty dashboard at once; the mission is read after it.
+        self.call_after_refresh(self._after_first_paint)
 
-    def _mark_first_paint(self) -> None:
+    def _after_first_paint(self) -> None:
         if self.first_paint_at is None:
             self.first_paint_at = time.perf_counter()
+        self._load()
+        self._tick()
+        self.call_after_refresh(self._mark_data_painted)
+
+    def _load(self) -> None:
+        """Read the mission and start following its events (once, after the first frame)."""
+        if self.loaded:
+            return
+        self.loaded = True
+        # Events up to here are read from the tables; the reader takes every later one.
+        self._start_event_id = self.last_seen_event_id = self.store.last_event_id()
+        self._initial = self.state.load(upto_event=self._start_event_id)
+        if self.attach:
+            self.run_worker(self._follow_events, thread=True, group="reader", name="event reader",
+                            exit_on_error=False)
+        else:
+            self.run_worker(self._read_events(), group="reader", name="event reader",
+                            exit_on_error=False)
+
+    def _mark_data_painted(self) -> None:
+        if self.data_painted_at is None:
+            self.data_painted_at = time.perf_counter()
             # Everything built so far (modules, CSS, widgets) lives as long as the app: move it
             # out of the collector's reach, so a full collection scans only new objects
             # (it took 50-60 ms otherwise: visible stutters on key presses).
             gc.freeze()
 
     def on_unmount(self) -> None:
-        if self.first_paint_at is not None:
+        if self.data_painted_at is not None:
             gc.unfreeze()  # hand what we froze back to the collector (tests run many apps)
 
     def _apply_keymap(self, keys: dict[str, str]) -> None:
@@ -180,7 +198,7 @@ class MissionControlApp(App[int]):
 
     def _tick(self, *, flush: bool = False) -> None:
         """Apply the coalesced changes (once per clock tick) and refresh time-based text."""
-        if self._main is None or not self._main.ready:
+        if self._main is None or not self._main.ready or not self.loaded:
             return
         self.ticks += 1
         now = self.clock()
@@ -198,10 +216,12 @@ class MissionControlApp(App[int]):
 
     def refresh_now(self) -> None:
         """Apply pending changes immediately (tests and screenshots)."""
+        self._load()
         self._tick(flush=True)
 
     async def caught_up(self, timeout: float = 5.0) -> bool:
         """Wait until the reader has every event now in the store, then apply them."""
+        self._load()
         target = self.store.last_event_id()
         with anyio.move_on_after(timeout):
             while self.last_seen_event_id < target:
@@ -226,9 +246,12 @@ class MissionControlApp(App[int]):
         return " · ".join(parts)
 
     def main_ready(self) -> None:
-        """The dashboard's widgets exist: draw the loaded mission now (before the first frame)."""
+        """The dashboard's widgets exist (the mission is drawn after the first frame)."""
         self.main.set_palette(palette_of(self.current_theme))
-        self._tick()
+        if self.loaded:
+            self._tick()
+        else:
+            self.main.status_bar.show_loading()
 
     def _restyle(self) -> None:
         if self._main is not None and self._main.ready and self._initial is None:

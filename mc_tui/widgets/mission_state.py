@@ -164,8 +164,11 @@ class MissionState:
         self.events_applied = getattr(self, "events_applied", 0)
 
     # ------------------------------------------------------------------ loading
-    def load(self) -> Changes:
-        """Read everything about the mission (start-up, or when the followed mission changes)."""
+    def load(self, upto_event: int | None = None) -> Changes:
+        """Read everything about the mission (start-up, or when the followed mission changes).
+
+        ``upto_event``: read the event tails only up to this id (the reader delivers later ones).
+        """
         store = self.store
         if self.mission_id is None:
             latest = store.latest_mission()
@@ -186,10 +189,11 @@ class MissionState:
         for attempt in self.attempts.values():
             self._note_slot(attempt)
         self._read_costs()
+        upto = upto_event if upto_event is not None else 2**62
         tail = store.query(
             "SELECT id, ts, kind, mission_id, unit_id, payload FROM events "
-            "WHERE mission_id = ? AND kind != 'agent.event' ORDER BY id DESC LIMIT ?",
-            (mid, EVENT_LOG_MAX),
+            "WHERE mission_id = ? AND id <= ? AND kind != 'agent.event' ORDER BY id DESC LIMIT ?",
+            (mid, upto, EVENT_LOG_MAX),
         )
         for row in reversed(tail):
             event = _row_event(row)
@@ -201,8 +205,8 @@ class MissionState:
         changes.log_events = list(self.event_log)
         agent_rows = store.query(
             "SELECT id, ts, kind, mission_id, unit_id, payload FROM events "
-            "WHERE mission_id = ? AND kind = 'agent.event' ORDER BY id DESC LIMIT ?",
-            (mid, AGENT_LOG_MAX * 8),
+            "WHERE mission_id = ? AND id <= ? AND kind = 'agent.event' ORDER BY id DESC LIMIT ?",
+            (mid, upto, AGENT_LOG_MAX * 8),
         )
         for row in reversed(agent_rows):
             self._add_agent_line(_row_event(row), changes)

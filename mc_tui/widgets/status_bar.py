@@ -43,6 +43,10 @@ class StatusBar(Static):
         parts += [(f"#{m['id']} ", "dim"), clip(m.get("objective"), 100)]
         return Text.assemble(*parts, no_wrap=True, overflow="ellipsis")
 
+    def show_loading(self) -> None:
+        self._last = Text.assemble((f" {self.target} ", "bold reverse"), ("  reading the mission…", "dim"))
+        self.update(self._last, layout=False)
+
     def refresh_from(self, state: MissionState, now: float, *, note: str = "") -> None:
         text = self.render_status(state, now, note=note)
         if text != self._last:
