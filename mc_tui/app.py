@@ -333,12 +333,20 @@ class MissionControlApp(App[int]):
             self.notify("focus a list first (1-6), then / filters it", timeout=3)
 
     def action_jump_approvals(self) -> None:
+        self._ensure_loaded()
         self.action_focus_pane(4)
         pending = self.state.pending_approvals()
         if pending and self.screen is self._main:
             self.open_approval(pending[0]["id"])
 
+    def _ensure_loaded(self) -> None:
+        """A key pressed before the mission was read (right after the first frame): read it now."""
+        if not self.loaded:
+            self._load()
+            self._tick()
+
     def _mission_id_or_warn(self) -> int | None:
+        self._ensure_loaded()
         if self.state.mission_id is None or self.state.mission is None:
             self.notify("no mission yet", severity="warning", timeout=3)
             return None
@@ -386,6 +394,7 @@ class MissionControlApp(App[int]):
     def action_diff(self) -> None:
         if self.screen is not self._main:
             return
+        self._ensure_loaded()
         unit_id = self.main.selected_unit()
         if unit_id is None:
             self.notify("select a unit in the plan tree (1) first", timeout=3)

@@ -284,17 +284,23 @@ class SyntheticMission:
             self.status("merges", merge_id, "queued", merge_status, unit_id=unit_id)
 
     def _fixups(self, unit_id: str) -> None:
+        """N-of-M fixup events with the payloads engine/fixup.py writes."""
         self._tick(5)
-        self.event("fixup.started", unit_id=unit_id, unit=unit_id, candidate="-", approach="", score=None)
-        for n, approach in enumerate(("fix the implementation", "adjust the tests", "redo minimally"), 1):
+        approaches = ("Fix the implementation so that the existing tests pass.",
+                      "Check whether the failing tests are wrong; adjust them or fix the code.",
+                      "Re-do the unit's change minimally on top of the green branch.")
+        self.event("fixup.started", unit_id=unit_id, round=1, candidates=3,
+                   detail="conflict in src/e2-3.1.py")
+        results = [(11, 1, 0, 40, False), (12, 0, 2, 31, True), (12, 0, 0, 18, True)]
+        for n, (approach, (passed, failed, lint, lines, ok)) in enumerate(zip(approaches, results,
+                                                                            strict=True), 1):
             self._tick(20)
-            self.event("fixup.candidate", unit_id=unit_id, unit=unit_id, candidate=str(n),
-                       approach=approach, score=round(0.5 + 0.15 * n, 2))
-        self.event("fixup.winner", unit_id=unit_id, unit=unit_id, candidate="3",
-                   approach="redo minimally", score=0.95)
-        # the "started" marker is not a candidate row
-        self.store.conn.execute("DELETE FROM events WHERE kind='fixup.started' AND mission_id=?",
-                                (self.mission_id,))
+            self.event("fixup.candidate", unit_id=unit_id, round=1, candidate=n, approach=approach,
+                       branch=f"mc/fixup/{unit_id}/1-{n}", verified=ok, tests_passed=passed,
+                       tests_failed=failed, lint_errors=lint, diff_lines=lines,
+                       agent_status="completed")
+        self.event("fixup.winner", unit_id=unit_id, round=1, candidate=3, approach=approaches[2],
+                   verified=True, tests_passed=12, head="0" * 40)
 
     def _approvals(self) -> None:
         s = self.store

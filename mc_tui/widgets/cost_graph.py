@@ -143,21 +143,33 @@ class CostGraph(Widget, can_focus=True):
         )
         out = Text(no_wrap=True, overflow="crop")
         pct = s.spent / s.budget * 100 if s.budget else 0
-        out.append(f"{usd(s.spent)} / {usd(s.budget)} ({pct:.0f}%)", style="bold")
-        out.append(f"  ema {usd(s.ema_per_min)}/min  proj {usd(s.projected)}",
-                   style=budget_c if s.projected > s.budget else "")
-        if state.projection and state.projection.get("projected_next") is not None:
-            out.append(f"  next ≈{usd(state.projection['projected_next'])}", style="dim")
+        over = s.projected > s.budget
+        # the header is cut to the width by whole parts (a wrapped header would shift the chart)
+        parts: list[tuple[str, str]] = [
+            (f"{usd(s.spent)} / {usd(s.budget)} ({pct:.0f}%)", "bold"),
+            (f"  ema {usd(s.ema_per_min)}/min", ""),
+            (f"  proj {usd(s.projected)}", budget_c if over else ""),
+        ]
+        projection = state.projection or {}
+        if projection.get("ema") is not None and projection.get("projected_next") is not None:
+            parts.append((f"  next epoch ≈{usd(projection['projected_next'])}", "dim"))
+        used = 0
+        for text, style in parts:
+            if used + len(text) > width:
+                break
+            out.append(text, style=style)
+            used += len(text)
         out.append("\n")
         legend_rows = min(len(s.totals), max(0, (height - 4) // 3))
         rows = max(2, height - 1 - legend_rows)
-        top = max(s.spent, 0.01)
-        budget_row: int | None = None
-        if s.budget <= top * 4:
-            top = max(top, s.budget) * 1.05
-            budget_row = rows - 1 - min(rows - 1, int(s.budget / top * rows))
-        else:
-            top *= 1.25
+        # the budget is always on the scale: the chart shows how much of it is spent
+        top = max(s.spent, s.budget, 0.01) * 1.05
+
+        def row_of(value: float) -> int:
+            return rows - 1 - min(rows - 1, int(value / top * rows))
+
+        budget_row = row_of(s.budget) if s.budget else None
+        proj_row = row_of(min(s.projected, top))
         for r in range(rows):
             label = usd(top) if r == 0 else ("$0" if r == rows - 1 else "")
             out.append(f"{label:>7} ", style="dim")
@@ -176,9 +188,10 @@ class CostGraph(Widget, can_focus=True):
                 out.append(text, style=spend_c)
             if r == budget_row:
                 out.append(" budget", style=budget_c)
+            elif r == proj_row:
+                # where the EMA rate takes the spend by the wall-time limit
+                out.append(" ◂proj" if s.projected <= top else " ↑proj", style=budget_c if over else "dim")
             out.append("\n")
-        if budget_row is None:
-            out.append(f"{'':>8} budget {usd(s.budget)} is off the scale\n", style="dim")
         for key, total in list(s.totals.items())[:legend_rows]:
             out.append(f"{key[:7]:>7} ", style="bold")
             out.append(sparkline(s.split[key]), style=self.palette.get("secondary", "magenta"))

@@ -23,14 +23,16 @@ class KeyedTable(DataTable[Any]):
     COLUMNS: Sequence[tuple[str, str, int]] = ()  # (column key, label, width)
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
+        # no cell padding: each column is one wider than its content instead (one space
+        # between columns, not two), so narrow panes show more columns
+        super().__init__(cursor_type="row", zebra_stripes=False, cell_padding=0, **kwargs)
         self._cells: dict[str, tuple[Any, ...]] = {}
         self._order: list[str] = []
         self.filter_text = ""
 
     def on_mount(self) -> None:
         for key, label, width in self.COLUMNS:
-            self.add_column(label, key=key, width=width)
+            self.add_column(label, key=key, width=width + 1)
 
     # ------------------------------------------------------------------ keyed updates
     def upsert(self, key: str, cells: Sequence[Any]) -> bool:

@@ -157,7 +157,7 @@ class MissionState:
         self.costs: deque[tuple[float, float, str, str]] = deque(maxlen=COST_POINTS_MAX)
         self.cost_total = 0.0
         self._last_cost_id = 0
-        self.fixups: dict[tuple[str, str], dict[str, Any]] = {}
+        self.fixups: dict[tuple[str, int, int], dict[str, Any]] = {}
         self.projection: dict[str, Any] | None = None
         self.event_log: deque[Event] = deque(maxlen=EVENT_LOG_MAX)
         self.agent_log: dict[int, deque[str]] = {}
@@ -284,22 +284,37 @@ class MissionState:
         return bool(rows)
 
     def _apply_fixup(self, event: Event) -> None:
+        """Fixup candidates from ``fixup.started/candidate/winner`` (payloads of engine/fixup.py):
+        one entry per (unit, round, candidate), running until scored."""
         p = event.payload
-        unit = str(p.get("unit") or event.unit_id or "?")
-        candidate = str(p.get("candidate", "?"))
-        key = (unit, candidate)
-        entry = self.fixups.setdefault(key, {"unit": unit, "candidate": candidate, "state": "running"})
-        if p.get("approach"):
-            entry["approach"] = p["approach"]
-        if p.get("score") is not None:
-            entry["score"] = p["score"]
-        if event.kind == "fixup.candidate":
-            entry["state"] = "scored" if p.get("score") is not None else "running"
-        elif event.kind == "fixup.winner":
-            for (u, _), other in self.fixups.items():
-                if u == unit:
-                    other["state"] = "lost"
+        unit = str(event.unit_id or p.get("unit") or "?")
+        rnd = int(p.get("round") or 1)
+        if event.kind == "fixup.started":
+            for n in range(1, int(p.get("candidates") or 0) + 1):
+                self.fixups.setdefault((unit, rnd, n), {
+                    "unit": unit, "round": rnd, "candidate": n, "state": "running"})
+            return
+        cand = p.get("candidate")
+        if event.kind == "fixup.winner":
+            for (u, r, _), entry in self.fixups.items():
+                if u == unit and r == rnd and entry["state"] != "running":
+                    entry["state"] = "lost"
+                elif u == unit and r == rnd:
+                    entry["state"] = "failed"
+            if cand is None:
+                return  # no winner: every candidate lost (reason in the event log)
+        if cand is None:
+            return
+        key = (unit, rnd, int(cand))
+        entry = self.fixups.setdefault(key, {"unit": unit, "round": rnd, "candidate": int(cand)})
+        for field_name in ("approach", "verified", "tests_passed", "tests_failed", "lint_errors",
+                           "diff_lines", "score"):
+            if p.get(field_name) is not None:
+                entry[field_name] = p[field_name]
+        if event.kind == "fixup.winner":
             entry["state"] = "winner"
+        else:
+            entry["state"] = "scored" if entry.get("verified") else "failed"
 
     def _add_agent_line(self, event: Event, changes: Changes) -> None:
         slot = event.payload.get("slot")

@@ -121,11 +121,12 @@ class PlanTree(Tree[str]):
     def unit_label(self, unit: dict[str, Any]) -> Text:
         icon, style = STATUS_STYLE.get(unit["status"], ("•", ""))
         colour = resolve_style(style, self.palette)
-        parts: list[Any] = [(icon, colour), " ", clip(unit["title"], 48)]
+        parts: list[Any] = [(icon, colour), " "]
+        if unit.get("cost_usd"):  # before the title: narrow panes crop the end of the line
+            parts += [(usd(unit["cost_usd"]), "dim"), " "]
+        parts.append(clip(unit["title"], 48))
         if unit.get("is_leaf"):
             parts += ["  ", (unit.get("specialist") or "general", "italic dim")]
-        if unit.get("cost_usd"):
-            parts += ["  ", (usd(unit["cost_usd"]), "dim")]
         if unit["status"] in ("failed", "blocked") and unit.get("reason"):
             parts += ["  ", (clip(unit["reason"], 30), colour)]
         return Text.assemble(*parts)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.text import Text
 from textual.message import Message
 
 from mc_tui.widgets.fmt import clip, duration, status_text, usd
@@ -14,9 +13,10 @@ from mc_tui.widgets.mission_state import Changes, MissionState
 
 class WorkersTable(KeyedTable):
     # most telling first: narrow panes crop the right-most columns
+    # the unit's title is in the plan tree; backend and model share a column
     COLUMNS = (
-        ("slot", "slot", 4), ("unit", "unit", 24), ("state", "state", 19), ("elapsed", "elapsed", 7),
-        ("turns", "turns", 5), ("cost", "cost", 7), ("model", "model", 8), ("backend", "backend", 8),
+        ("slot", "#", 2), ("unit", "unit", 10), ("state", "state", 11), ("elapsed", "time", 5),
+        ("turns", "turns", 5), ("cost", "cost", 6), ("agent", "backend/model", 16),
     )
 
     class SlotHighlighted(Message):
@@ -37,15 +37,14 @@ class WorkersTable(KeyedTable):
                 self.upsert(f"slot-{slot}", self.cells(slot, attempt, state, now))
 
     def cells(self, slot: int, a: dict[str, Any], state: MissionState, now: float) -> tuple[Any, ...]:
-        unit = state.units.get(a.get("unit_id") or "")
-        unit_label = f"{a.get('unit_id') or '-'} {unit['title']}" if unit else (a.get("unit_id") or a["role"])
         running = a["status"] == "running"
         elapsed = (now if running else (a.get("ended_at") or now)) - a["started_at"]
-        state_cell = status_text(a["status"], self.palette) if running else Text.assemble(
-            status_text(a["status"], self.palette), (" (idle)", "dim"))
+        status = status_text(a["status"], self.palette)
+        if not running:
+            status.stylize("dim")  # the slot is idle; this was its last session
         return (
-            str(slot), clip(unit_label, 24), state_cell, duration(elapsed),
-            str(a.get("turns") or 0), usd(a.get("cost_usd")), a.get("model") or "-", a["backend"],
+            str(slot), clip(a.get("unit_id") or a["role"], 10), status, duration(elapsed),
+            str(a.get("turns") or 0), usd(a.get("cost_usd")), clip(agent_label(a), 16),
         )
 
     def selected_slot(self) -> int | None:
@@ -54,3 +53,13 @@ class WorkersTable(KeyedTable):
 
     def on_data_table_row_highlighted(self, event: KeyedTable.RowHighlighted) -> None:
         self.post_message(self.SlotHighlighted(self.selected_slot()))
+
+
+def agent_label(a: dict[str, Any]) -> str:
+    """``backend/model`` without the repeated prefix (``scripted/sonnet``, ``claude/opus-4``)."""
+    backend, model = a.get("backend") or "-", a.get("model") or "-"
+    for prefix in (backend + "-", "claude-"):
+        if model.startswith(prefix) and len(model) > len(prefix):
+            model = model[len(prefix):]
+            break
+    return f"{backend}/{model}"

@@ -33,12 +33,18 @@ async def test_every_pane_is_drawn_from_the_store(calm_world) -> None:
         running = {r["slot"] for r in store.rows("attempts", "status = 'running'")}
         for slot in running:
             assert "running" in str(workers.get_cell(f"slot-{slot}", "state"))
+            assert "/" in str(workers.get_cell(f"slot-{slot}", "agent"))  # backend/model
         merges = app.query_one(MergeQueueTable)
         assert {f"m{m['id']}" for m in store.rows("merges")} <= set(merges.keys())
-        assert {"fE2-3.1/1", "fE2-3.1/2", "fE2-3.1/3"} <= set(merges.keys())
-        assert "winner" in str(merges.get_cell("fE2-3.1/3", "state"))
+        # fixup candidates keyed (unit, round, candidate), scored as the engine chooses them
+        assert {"fE2-3.1/1/1", "fE2-3.1/1/2", "fE2-3.1/1/3"} <= set(merges.keys())
+        assert "winner" in str(merges.get_cell("fE2-3.1/1/3", "state"))
+        assert "lost" in str(merges.get_cell("fE2-3.1/1/1", "state"))
+        assert "tests 12/12  lint 0  diff 18 lines" in merges.get_cell("fE2-3.1/1/3", "detail")
+        keys = set(merges.keys())
+        assert not any(k.endswith("/?") for k in keys)  # no "fix?" rows
         verifying = next(m for m in store.rows("merges") if m["status"] == "verifying")
-        assert merges.get_cell(f"m{verifying['id']}", "elapsed") != "-"
+        assert str(merges.get_cell(f"m{verifying['id']}", "state")).endswith("5:14")  # elapsed
         failed = next(m for m in store.rows("merges") if m["status"] == "failed")
         assert "verification failed" in merges.get_cell(f"m{failed['id']}", "detail")
         assert app.query_one(ApprovalsTable).row_count == 1
@@ -158,7 +164,7 @@ async def test_filter_the_event_log(calm_world) -> None:
         await settle(pilot, app)
         log = app.query_one(EventLog)
         await pilot.press("6", "slash", *"fixup.", "enter")
-        assert log.line_count == 4
+        assert log.line_count == 5  # started, three candidates, winner
         assert all("fixup." in line for line in log.lines)
 
 
@@ -222,3 +228,13 @@ async def test_logs_stay_bounded_under_a_flood(calm_world) -> None:
         assert log.lines[-1] == "chatter 2999"
         assert app.query_one(EventLog).line_count <= EVENT_LOG_MAX
         assert len(app.state.event_log) <= EVENT_LOG_MAX
+
+
+async def test_cost_graph_keeps_the_budget_on_the_scale(calm_world) -> None:
+    calm_world.config.scheduler.budget.max_per_run_usd = 1000.0  # spend is ~1% of it
+    app = calm_world.app()
+    async with app.run_test(size=(140, 44)) as pilot:
+        await settle(pilot, app)
+        text = screen_text(app)
+        assert "budget" in text and "off the scale" not in text
+        assert "proj" in text
