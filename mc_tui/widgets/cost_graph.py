@@ -89,6 +89,20 @@ def summarize(
     )
 
 
+def legend_names(keys: list[str]) -> list[str]:
+    """Labels for the legend: a prefix all keys share is dropped (``scripted-opus`` and
+    ``scripted-sonnet`` become ``opus`` and ``sonnet``), as is a leading ``claude-``."""
+    import os
+
+    common = os.path.commonprefix(keys) if len(keys) > 1 else ""
+    cut = common.rfind("-") + 1 if "-" in common else 0
+    out = []
+    for key in keys:
+        name = key[cut:] or key
+        out.append(name[len("claude-"):] if name.startswith("claude-") and len(name) > 7 else name)
+    return out
+
+
 def sparkline(values: Sequence[float]) -> str:
     top = max(values, default=0.0)
     if top <= 0:
@@ -192,8 +206,10 @@ class CostGraph(Widget, can_focus=True):
                 # where the EMA rate takes the spend by the wall-time limit
                 out.append(" ◂proj" if s.projected <= top else " ↑proj", style=budget_c if over else "dim")
             out.append("\n")
-        for key, total in list(s.totals.items())[:legend_rows]:
-            out.append(f"{key[:7]:>7} ", style="bold")
+        shown = list(s.totals.items())[:legend_rows]
+        names = legend_names([key for key, _ in shown])
+        for (key, total), name in zip(shown, names, strict=True):
+            out.append(f"{name[:7]:>7} ", style="bold")
             out.append(sparkline(s.split[key]), style=self.palette.get("secondary", "magenta"))
             out.append(f" {usd(total)}\n")
         out.rstrip()
