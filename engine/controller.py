@@ -170,6 +170,12 @@ class Controller:
             self.store.append_event("log", mission_id=mission_id, level="info", message=note)
         for note in unavailable_notes(config):
             self.store.append_event("log", mission_id=mission_id, level="warning", message=note)
+        if config.agent.backend == "command":
+            self.store.append_event(
+                "log", mission_id=mission_id, level="warning",
+                message="agent.backend = command reports no cost: sessions count as $0 against "
+                "the budget, so scheduler.budget cannot stop this mission",
+            )
         workers = config.scheduler.parallel.num_workers
         pool = WorkspacePool(repo, config.pool_dir(), workers + config.green_branch.fixup_candidates + 1)
         for note in pool.repair():

@@ -43,6 +43,18 @@ ROLE_MODELS = {
     AgentRole.STRATEGIST: "strategist",
 }
 
+# Role instructions go in the system prompt (`--append-system-prompt` for Claude Code), so they
+# survive context compaction; the task itself stays in the prompt.
+ROLE_SYSTEM_PROMPTS = {
+    AgentRole.PLANNER: "You are Mission Control's planner. Answer with the JSON object asked for.",
+    AgentRole.AMBITION: "You judge plans for Mission Control. Answer with the JSON object asked for.",
+    AgentRole.REVIEWER: "You are Mission Control's code reviewer. Do not edit files. "
+    "Answer with the JSON object asked for.",
+    AgentRole.OBJECTIVE: "You verify objectives for Mission Control. Do not edit files. "
+    "Answer with the JSON object asked for.",
+    AgentRole.STRATEGIST: "You are Mission Control's strategist. Answer with the JSON object asked for.",
+}
+
 RETRYABLE = {FailureReason.OVERLOADED, FailureReason.RATE_LIMIT, FailureReason.API_ERROR}
 
 
@@ -84,6 +96,7 @@ class LlmCaller:
             timeout_s=self.config.scheduler.session_timeout,
             permission_mode="plan",
             read_only=True,
+            system_prompt=ROLE_SYSTEM_PROMPTS.get(role),
             metadata=metadata or {},
         )
         for attempt in range(self.max_retries + 1):

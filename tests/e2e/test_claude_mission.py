@@ -34,7 +34,8 @@ PLAN = {
 
 def script(tmp_path: Path) -> Path:
     rules = [
-        {"match": "You are the planner", "env": {"FAKE_CLAUDE_RESULT": json.dumps(PLAN)}},
+        {"match": "You are the planner", "env": {
+            "FAKE_CLAUDE_RESULT": json.dumps(PLAN), "FAKE_CLAUDE_LOG": str(tmp_path / "planner.json")}},
         {"match": "You review plans", "env": {"FAKE_CLAUDE_RESULT": '{"score": 8, "feedback": "good"}'}},
         {"match": "You are the code reviewer", "env": {
             "FAKE_CLAUDE_RESULT": '{"alignment": 9, "approach": 8, "tests": 7, "feedback": "fine"}'}},
@@ -80,6 +81,13 @@ def test_mission_through_the_claude_backend(target: Path) -> None:
     repo = target / "repo"
     files = git(repo, "ls-tree", "-r", "--name-only", "mc/green").split()
     assert "app/bye.py" in files and "app/shout.py" in files
+    # the planner call: role instructions as --append-system-prompt, read-only, prompt on stdin
+    call = json.loads((target / "planner.json").read_text())
+    argv = call["argv"]
+    assert argv[argv.index("--append-system-prompt") + 1].startswith("You are Mission Control's planner")
+    assert argv[argv.index("--permission-mode") + 1] == "plan"
+    assert "Make greetings friendlier" in call["stdin"]
+    assert not any("Make greetings friendlier" in a for a in argv)
     # the API key is never written to the store
     store.close()
     raw = b"".join(p.read_bytes() for p in (repo / ".git" / "mc").glob("mission.db*"))
