@@ -14,6 +14,7 @@ from pathlib import Path
 import pygit2
 from pygit2.enums import CheckoutStrategy
 
+from engine.gitops.checkout import fast_clean_checkout, unlink_stray_links
 from engine.gitops.errors import GitError
 
 CLEAN_STRATEGY = CheckoutStrategy.FORCE | CheckoutStrategy.REMOVE_UNTRACKED
@@ -60,8 +61,13 @@ def add_worktree(main: pygit2.Repository, name: str, path: Path) -> None:
 
 def clean_checkout(wt: pygit2.Repository, commit: pygit2.Commit) -> None:
     """Make the worktree exactly ``commit`` with a detached HEAD: tracked files forced,
-    untracked files removed (ignored files kept), any merge/rebase state cleared."""
-    wt.checkout_tree(commit, strategy=CLEAN_STRATEGY)
+    untracked files removed (ignored files kept), any merge/rebase state cleared.
+
+    Only what differs is rewritten (``checkout.fast_clean_checkout``); anything unusual
+    (submodules, content filters, a conflicted index, ...) takes libgit2's forced checkout."""
+    if not fast_clean_checkout(wt, commit):
+        unlink_stray_links(wt)
+        wt.checkout_tree(commit, strategy=CLEAN_STRATEGY)
     wt.set_head(commit.id)
     wt.state_cleanup()
 
