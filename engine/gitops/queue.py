@@ -72,6 +72,15 @@ class QueueOutcome:
 MAX_VERIFICATION_ERRORS = 3
 
 
+class _CannotVerify(Exception):
+    """A verification ended in ``error``: it could not run, so it says nothing about
+    the candidate."""
+
+    def __init__(self, result: VerificationResult) -> None:
+        super().__init__(result.output)
+        self.result = result
+
+
 def _tail(text: str, limit: int = REASON_TAIL) -> str:
     return text if len(text) <= limit else "..." + text[-limit:]
 
@@ -226,24 +235,15 @@ class MergeQueue:
             if not included:
                 break
             top = chain.prefix(len(included))
-            result = await self._verify(batch_id, top, included, outcome)
-            if result.status == VerificationStatus.ERROR:
-                # The verification could not run at all: no branch is to blame.
-                self._verification_errors += 1
-                self._requeue_interrupted()
-                if self._verification_errors >= MAX_VERIFICATION_ERRORS:
-                    raise GitError(
-                        f"the verification command could not run {self._verification_errors} "
-                        f"times in a row: {_tail(result.output, 500)}"
-                    )
-                outcome.green_after = self.repo.green_head()
-                return outcome
-            self._verification_errors = 0
-            if result.status == VerificationStatus.PASSED:
-                await self._promote(batch_id, green, top, included, outcome)
-                break
-            good, bad, output = await self._bisect(batch_id, chain, included, outcome,
-                                                   result.output)
+            try:
+                result = await self._verify(batch_id, top, included, outcome)
+                if result.status == VerificationStatus.PASSED:
+                    await self._promote(batch_id, green, top, included, outcome)
+                    break
+                good, bad, output = await self._bisect(batch_id, chain, included, outcome,
+                                                       result.output)
+            except _CannotVerify as exc:
+                return self._cannot_verify(batch_id, exc.result, outcome)
             if good:
                 await self._promote(batch_id, green, chain.prefix(good), included[:good], outcome)
             self._fail(included[bad - 1], outcome, output)
@@ -261,6 +261,31 @@ class MergeQueue:
                            promoted=[i.merge_id for i in outcome.promoted],
                            failed=[i.merge_id for i, _ in outcome.failed],
                            conflicts=[i.merge_id for i, _ in outcome.conflicts])
+        return outcome
+
+    def _cannot_verify(self, batch_id: str, result: VerificationResult,
+                       outcome: QueueOutcome) -> QueueOutcome:
+        """The verification could not run at all (a broken verify worktree, a missing
+        directory): no branch is to blame. What is in flight goes back to the queue
+        (promotions and culprits already recorded stay); the third time in a row is a
+        :class:`GitError` (the mission cannot verify anything)."""
+        self._verification_errors += 1
+        self._requeue_interrupted()
+        outcome.green_after = self.repo.green_head()
+        self.journal.write("batch", "done", batch_id=batch_id, green=outcome.green_after,
+                           error=_tail(result.output, 500),
+                           promoted=[i.merge_id for i in outcome.promoted],
+                           failed=[i.merge_id for i, _ in outcome.failed])
+        message = (f"the verification could not run ({self._verification_errors} of "
+                   f"{MAX_VERIFICATION_ERRORS} in a row); its branches are queued again: "
+                   f"{_tail(result.output, 300)}")
+        self.store.append_event("log", mission_id=self.mission_id, level="warning",
+                                message=f"merge queue: {message}")
+        if self._verification_errors >= MAX_VERIFICATION_ERRORS:
+            raise GitError(
+                f"the verification command could not run {self._verification_errors} "
+                f"times in a row: {_tail(result.output, 500)}"
+            )
         return outcome
 
     async def _build(self, batch_id: str, green: str, items: list[QueueItem]) -> Chain:
@@ -332,6 +357,9 @@ class MergeQueue:
                                     duration_s=round(result.duration_s, 3))
         self.journal.write("verify", "done", batch_id=batch_id, commit=commit,
                            verification_id=vid, status=result.status)
+        if result.status == VerificationStatus.ERROR:
+            raise _CannotVerify(result)  # also during bisection: nobody is blamed for it
+        self._verification_errors = 0
         return result
 
     def _checkout_verify(self, commit: str) -> None:

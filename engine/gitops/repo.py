@@ -110,6 +110,9 @@ class GitRepo:
         """Remove lock files a killed mc left on refs it owns (``refs/heads/mc/*``) and in its
         worktrees' git dirs. Call only while holding the mission (no other mc process runs)."""
         git_dir = Path(self.pygit.path)
+        commondir = git_dir / "commondir"  # the target may itself be a linked worktree
+        if commondir.is_file():
+            git_dir = (git_dir / commondir.read_text().strip()).resolve()
         notes = []
         candidates = list((git_dir / "refs" / "heads" / "mc").rglob("*.lock"))
         worktrees = git_dir / "worktrees"

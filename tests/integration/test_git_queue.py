@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 
 import anyio
@@ -277,3 +278,56 @@ def test_green_moved_by_someone_else_is_never_overwritten(tmp_path: Path) -> Non
     assert [i.merge_id for i in out.promoted] == [mid]
     assert env.repo.is_ancestor(other, env.repo.green_head())
     assert any("merge queue:" in e["message"] for e in env.events("log"))
+
+
+def test_a_verification_that_cannot_run_blames_nobody_and_three_in_a_row_raise(tmp_path: Path) -> None:
+    env = Env(tmp_path)
+    ids = [env.unit(f"u{i}", {f"f{i}.txt": "x"}) for i in range(2)]
+    blocker = tmp_path / "state" / "verify"
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("a file where the verify worktree goes")  # the worktree cannot be made
+    for _ in range(2):
+        out = run(env.queue)
+        assert out.promoted == [] and out.failed == [] and out.conflicts == []
+        assert out.green_after == env.green0
+        assert [env.status("merges", i) for i in ids] == ["queued", "queued"]
+        assert {env.store.get("units", f"u{i}")["status"] for i in range(2)} == {"queued"}
+    assert [v["status"] for v in env.store.rows("verifications")] == ["error", "error"]
+    assert "could not run" in env.store.rows("verifications")[0]["output"]
+    assert sum("could not run (2 of 3" in e["message"] for e in env.events("log")) == 1
+    assert env.repo.ref_head("mc/working") == env.green0
+    blocker.unlink()  # fixed: the next run verifies, promotes, and resets the count
+    assert [i.merge_id for i in run(env.queue).promoted] == ids
+    more = env.unit("u2", {"f2.txt": "x"})
+    shutil.rmtree(blocker)
+    blocker.write_text("broken again")
+    run(env.queue)
+    run(env.queue)  # two errors after a success: not yet fatal
+    with pytest.raises(GitError, match="could not run 3 times in a row"):
+        run(env.queue)
+    assert env.status("merges", more) == "queued"
+    assert env.store.get("units", "u2")["status"] == "queued"
+
+
+def test_a_verification_error_during_bisection_blames_nobody(tmp_path: Path) -> None:
+    env = Env(tmp_path)
+    ids = [env.unit(f"u{i}", {f"f{i}.txt": "x"} | ({"BROKEN": "x"} if i == 2 else {}))
+           for i in range(4)]
+    real = env.queue._checkout_verify
+    calls: list[str] = []
+
+    def flaky_checkout(commit: str) -> None:
+        calls.append(commit)
+        if len(calls) == 2:  # the first bisection step cannot even check out
+            raise OSError("disk full")
+        real(commit)
+
+    env.queue._checkout_verify = flaky_checkout  # type: ignore[method-assign]
+    out = run(env.queue)
+    assert out.failed == [] and out.promoted == [] and out.green_after == env.green0
+    assert [v["status"] for v in env.store.rows("verifications")] == ["failed", "error"]
+    assert [env.status("merges", i) for i in ids] == ["queued"] * 4
+    assert all(env.store.get("units", f"u{i}")["status"] == "queued" for i in range(4))
+    out = run(env.queue)  # the checkout works again: the real culprit is found
+    assert [i.merge_id for i, _ in out.failed] == [ids[2]]
+    assert sorted(i.merge_id for i in out.promoted) == sorted(set(ids) - {ids[2]})

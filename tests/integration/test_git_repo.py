@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 import pytest
 from test_git_support import commit_on, git, init_repo
 
-from engine.gitops import GitError, GitRepo
+from engine.gitops import GitError, GitRepo, WorkspacePool
 
 
 @pytest.fixture
@@ -81,3 +82,34 @@ def test_delete_branch(repo: GitRepo) -> None:
     repo.delete_branch("mc/unit/x")
     assert repo.ref_head("mc/unit/x") is None
     repo.delete_branch("mc/unit/x")  # already gone: no error
+
+
+def test_clear_stale_locks_removes_only_locks_on_what_mc_owns(repo: GitRepo, tmp_path: Path) -> None:
+    green = repo.ensure_green("main")
+    git_dir = repo.path / ".git"
+    commit_on(repo.path, "mc/unit/u1", {"x": "x"}, "unit", parent=green)
+    pool = WorkspacePool(repo, tmp_path / "pool", size=1)
+    anyio.run(pool.acquire, "mc/unit/w", green)  # creates worktree mc-slot-0
+    git(repo.path, "worktree", "add", "-q", "--detach", str(tmp_path / "mine"), green)
+    ours = [git_dir / "refs/heads/mc/green.lock", git_dir / "refs/heads/mc/unit/u1.lock",
+            git_dir / "worktrees/mc-slot-0/index.lock", git_dir / "worktrees/mc-slot-0/HEAD.lock"]
+    theirs = [git_dir / "refs/heads/main.lock", git_dir / "index.lock",
+              git_dir / "worktrees/mine/index.lock"]
+    for lock in ours + theirs:
+        lock.write_text("")
+    newer = commit_on(repo.path, "side", {"y": "y"}, "side", parent=green)
+    with pytest.raises(GitError, match="could not move"):  # a stale lock blocks mc/green
+        repo.compare_and_swap("mc/green", newer, green, "test")
+    notes = repo.clear_stale_locks()
+    assert sorted(notes) == sorted(f"removed stale lock {p.relative_to(git_dir)}" for p in ours)
+    assert not any(p.exists() for p in ours) and all(p.exists() for p in theirs)
+    repo.compare_and_swap("mc/green", newer, green, "test")
+    assert repo.green_head() == newer
+    assert repo.clear_stale_locks() == []
+
+
+def test_clear_stale_locks_with_packed_refs_and_no_worktrees(repo: GitRepo) -> None:
+    repo.ensure_green("main")
+    git(repo.path, "pack-refs", "--all")
+    assert not (repo.path / ".git" / "refs" / "heads" / "mc").exists()
+    assert repo.clear_stale_locks() == []
