@@ -8,7 +8,7 @@ import anyio
 import pytest
 from test_git_support import add_unit, commit_on, git, init_repo, open_store
 
-from engine.gitops import GitRepo, MergeQueue, fetch_remote, push_green
+from engine.gitops import GitRepo, MergeQueue, WorkspacePool, fetch_remote, push_green
 
 
 @pytest.fixture
@@ -77,14 +77,47 @@ async def test_rejected_push_is_reported_never_forced_then_rebased_on_the_remote
     event = [e.payload for e in store.events_after(0) if e.kind == "push.result"][-1]
     assert event["rejected"] is True and event["ok"] is False
 
+    journal = [e["data"] for e in queue.journal.entries("push") if e["phase"] == "done"]
+    assert journal[-1]["rejected"] is True and journal[-1]["ok"] is False
+
     merge_id = await queue.absorb_remote("origin", "main")
     assert merge_id is not None
     outcome = await queue.run_once()
     assert [i.merge_id for i in outcome.promoted] == [merge_id]
     assert repo.is_ancestor(theirs, repo.green_head())
+    verified = {v["commit_sha"] for v in store.rows("verifications", "status = 'passed'")}
+    assert repo.green_head() in verified  # the remote came in through verification
+    # the next epoch's workspaces start from mc/green, which now holds the remote's work
+    pool = WorkspacePool(repo, tmp / "pool", size=1)
+    ws = await pool.acquire("mc/unit/next", repo.green_head())
+    assert (ws.path / "theirs.txt").read_text() == "theirs\n" and (ws.path / "u1.txt").exists()
+    await pool.release(ws)
     assert (await queue.push("origin", "main")).ok
     assert _remote_head(remote) == repo.green_head()
     assert await queue.absorb_remote("origin", "main") is None  # already in mc/green
+
+
+@pytest.mark.anyio
+async def test_a_remote_that_conflicts_is_reported_and_still_never_forced(setup) -> None:
+    tmp, remote, repo, store, mission, queue = setup
+    other = tmp / "other"
+    git(tmp, "clone", "-q", str(remote), str(other))
+    (other / "u1.txt").write_text("their version\n")
+    git(other, "add", "u1.txt")
+    git(other, "commit", "-q", "-m", "theirs")
+    git(other, "push", "-q", "origin", "main")
+    theirs = _remote_head(remote)
+    _unit(repo, store, mission, queue, "u1")  # writes u1.txt too: a conflict
+    await queue.run_once()
+    green = repo.green_head()
+    assert (await queue.push("origin", "main")).rejected
+    merge_id = await queue.absorb_remote("origin", "main")
+    outcome = await queue.run_once()
+    assert [(i.merge_id, paths) for i, paths in outcome.conflicts] == [(merge_id, ["u1.txt"])]
+    assert store.get("merges", merge_id)["status"] == "conflict"
+    assert repo.green_head() == green
+    assert (await queue.push("origin", "main")).rejected
+    assert _remote_head(remote) == theirs
 
 
 @pytest.mark.anyio

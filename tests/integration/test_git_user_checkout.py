@@ -28,12 +28,19 @@ def snapshot(path: Path) -> dict[str, str]:
         if item.is_symlink():
             files[rel] = "link:" + os.readlink(item)
         elif item.is_file():
-            files[rel] = f"{item.stat().st_mode:o}:" + hashlib.sha256(item.read_bytes()).hexdigest()
+            # content, mode and mtime: a file rewritten with the same bytes is still touched
+            info = item.stat()
+            files[rel] = (f"{info.st_mode:o}:{info.st_mtime_ns}:"
+                          + hashlib.sha256(item.read_bytes()).hexdigest())
         else:
             files[rel] = f"dir:{item.stat().st_mode:o}"
     git_dir = path / ".git"
     files[".git/HEAD"] = (git_dir / "HEAD").read_text()
-    files[".git/index"] = hashlib.sha256((git_dir / "index").read_bytes()).hexdigest()
+    index = git_dir / "index"
+    files[".git/index"] = f"{index.stat().st_mtime_ns}:" + hashlib.sha256(index.read_bytes()).hexdigest()
+    for name in ("ORIG_HEAD", "MERGE_HEAD", "refs/stash", "logs/HEAD"):
+        extra = git_dir / name
+        files[f".git/{name}"] = extra.read_text() if extra.exists() else "absent"
     refs = git(path, "for-each-ref", "--format=%(refname) %(objectname)", "refs/heads/")
     files["refs"] = "\n".join(r for r in refs.splitlines() if " " in r and "refs/heads/mc/" not in r)
     return files
@@ -82,7 +89,27 @@ def test_full_queue_cycle_leaves_a_dirty_checkout_byte_for_byte_unchanged(tmp_pa
         assert [i.unit_id for i, _ in outcome.conflicts] == ["clash"]
         assert [i.unit_id for i, _ in outcome.failed] == ["bad"]
         assert (await queue.push("origin", "main")).ok
+        # the remote moves on: a rejected push, then the remote is fetched and merged in
+        other = tmp_path / "other"
+        git(tmp_path, "clone", "-q", str(remote), str(other))
+        (other / "theirs.txt").write_text("theirs\n")
+        git(other, "add", "theirs.txt")
+        git(other, "commit", "-q", "-m", "theirs")
+        git(other, "push", "-q", "origin", "main")
+        ws = await pool.acquire("mc/unit/late", repo.green_head())
+        (ws.path / "late.txt").write_text("late\n")
+        head = pool.commit_all(ws, "unit late")
+        await pool.release(ws)
+        add_unit(store, mission, "late")
+        queue.submit("late", "mc/unit/late", head)
+        await queue.run_once()
+        assert (await queue.push("origin", "main")).rejected
+        assert await queue.absorb_remote("origin", "main") is not None
+        await queue.run_once()
+        assert (await queue.push("origin", "main")).ok
         repo.delete_branch("mc/unit/bad")
+        (path / ".git" / "refs" / "heads" / "mc" / "green.lock").write_text("")
+        assert repo.clear_stale_locks()
         queue.reconcile()
         pool.repair()
 
@@ -90,6 +117,8 @@ def test_full_queue_cycle_leaves_a_dirty_checkout_byte_for_byte_unchanged(tmp_pa
     assert snapshot(path) == before
     assert git(path, "status", "--porcelain=v1", "--branch").splitlines()[0] == "## feature/mine"
     assert git(remote, "show", "main:app.py") == "print('v2')\n"
+    assert git(remote, "show", "main:theirs.txt") == "theirs\n"
+    assert git(remote, "show", "main:late.txt") == "late\n"
 
 
 DRIVER = textwrap.dedent("""
