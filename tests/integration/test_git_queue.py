@@ -197,11 +197,13 @@ def test_verification_output_is_bounded_in_the_store(tmp_path: Path) -> None:
 
 
 def test_verification_runs_in_the_verify_worktree_at_the_candidate(tmp_path: Path) -> None:
-    env = Env(tmp_path, command="git rev-parse HEAD; git status --porcelain | wc -l")
+    env = Env(tmp_path, command="git rev-parse HEAD refs/heads/mc/working refs/heads/mc/green;"
+                                " git status --porcelain | wc -l")
     env.unit("u", {"u.txt": "u"})
     out = run(env.queue)
     output = env.store.rows("verifications")[0]["output"].split()
-    assert output == [out.green_after, "0"]
+    # during the run: HEAD and mc/working at the candidate, mc/green not moved yet
+    assert output == [out.green_after, out.green_after, env.green0, "0"]
     assert (tmp_path / "state" / "verify" / "u.txt").exists()
 
 
