@@ -192,7 +192,10 @@ class AgentConfig(Section):
     allowed_tools: list[str] = Field(default_factory=list)
     max_turns: int = Field(50, ge=1)
     two_pass: bool = Field(False, description="Architect (read-only) pass, then editor pass.")
-    kill_grace_seconds: float = Field(5.0, gt=0)
+    kill_grace_seconds: float = Field(5.0, gt=0, description="SIGTERM to SIGKILL grace period.")
+    retry_backoff_seconds: float = Field(
+        10.0, ge=0, description="First wait before re-running a unit after overload / rate limit."
+    )
     env_passthrough: list[str] = Field(
         default_factory=list, description="Extra environment variables agents may see."
     )

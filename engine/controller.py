@@ -7,8 +7,11 @@ runs it under ``anyio.run``. Everything it does is a row or an event in the stor
 
 from __future__ import annotations
 
+import json
+import re
+import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -28,8 +31,10 @@ from engine.learning.rewards import unit_reward
 from engine.llm import LlmCaller, LlmCallFailed
 from engine.mission import (
     MissionBusy,
+    MissionLock,
     MissionOutcome,
     adopt_for_resume,
+    close_out,
     create_mission,
     find_resumable,
     finish_mission,
@@ -54,10 +59,7 @@ TICK_SECONDS = 0.05
 # Spend may run this far (share of the budget) ahead of the clock before epochs cool down.
 COOLDOWN_SLACK = 0.1
 HEARTBEAT_SECONDS = 2.0
-EXIT_CODES = {
-    MissionStatus.COMPLETED: 0,
-    MissionStatus.INTERRUPTED: 130,
-}
+EXIT_CODES = {MissionStatus.COMPLETED: 0}  # everything else that returns is 1
 
 
 class MissionSetupError(RuntimeError):
@@ -79,7 +81,6 @@ class _Stop:
     requested: bool = False
     reason: str = ""
     status: MissionStatus = MissionStatus.STOPPED
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Controller:
@@ -116,15 +117,23 @@ class Controller:
             if degradation.enabled else None
         )
         self.started = time.monotonic()
-        self._last_heartbeat = 0.0
+        self.lock = MissionLock(config.state_dir())
         self._push_rejected = False
         self._objective_feedback: str | None = None
+        self._not_before: dict[str, float] = {}  # unit id -> monotonic time (overload backoff)
 
     # ------------------------------------------------------------------ setup
     def prepare(self) -> Runtime:
-        """Check everything needed and create (or adopt) the mission row. Idempotent."""
+        """Check everything needed and create (or adopt) the mission row. Idempotent.
+
+        Raises :class:`MissionSetupError` (exit code 2) with a message for the user.
+        """
         if self.rt is None:
-            self.rt = self._setup()
+            try:
+                self.rt = self._setup()
+            except GitError as exc:  # pool repair / queue reconcile on a broken repo
+                self.lock.release()
+                raise MissionSetupError(str(exc)) from None
         return self.rt
 
     def _setup(self) -> Runtime:
@@ -143,24 +152,25 @@ class Controller:
         except GitError as exc:
             raise MissionSetupError(str(exc)) from None
 
-        mission = None
         try:
-            mission = find_resumable(self.store)
+            self.lock.acquire()  # held until run() ends; the kernel drops it if we die
         except MissionBusy as exc:
             raise MissionSetupError(str(exc)) from None
+        mission = find_resumable(self.store)
         if mission is not None and (self.resume or mission["objective"] == self.objective):
             mission_id = int(mission["id"])
             self.objective = mission["objective"]
             # Wall time counts the time the mission actually ran, not the downtime.
-            ran = (mission["heartbeat_at"] or mission["started_at"]) - mission["started_at"]
-            self.started = time.monotonic() - max(0.0, ran)
+            self.started = time.monotonic() - float(mission["active_s"] or 0.0)
             adopt_for_resume(self.store, mission_id)
+            self._restore_feedback(mission_id)
         elif self.resume:
+            self.lock.release()
             raise MissionSetupError("nothing to resume: no interrupted mission in this store")
         else:
             if mission is not None:  # an abandoned mission with another objective
-                finish_mission(self.store, int(mission["id"]), MissionStatus.INTERRUPTED,
-                               "superseded by a new mission")
+                close_out(self.store, int(mission["id"]), MissionStatus.STOPPED,
+                          "superseded by a new mission")
             mission_id = create_mission(
                 self.store, config, objective=self.objective,
                 parent_mission_id=self.parent_mission_id,
@@ -204,49 +214,77 @@ class Controller:
     async def run(self) -> MissionOutcome:
         """Run the mission to an end; returns the outcome (``exit_code`` for the host)."""
         rt = self.prepare()
-        rt.log(f"mission #{rt.mission_id}: {self.objective}")
-        aux = await rt.pool.acquire("mc/aux", rt.repo.green_head())
-        rt.llm.workdir = aux.path
-        status, reason = MissionStatus.FAILED, "ended unexpectedly"
+        beat = _Heartbeat(self.store, rt.mission_id, self.started)
+        beat.start()
         try:
-            status, reason = await self._epochs(rt, aux)
+            return await self._run(rt)
+        finally:
+            beat.stop()
+            self.lock.release()
+
+    async def _run(self, rt: Runtime) -> MissionOutcome:
+        rt.log(f"mission #{rt.mission_id}: {self.objective}")
+        self.aux = await rt.pool.acquire("mc/aux", rt.repo.green_head())
+        rt.llm.workdir = self.aux.path
+        exit_code = 1
+        try:
+            status, reason = await self._epochs(rt)
+            exit_code = EXIT_CODES.get(status, 1)
         except FatalAgentError as exc:
-            status, reason = MissionStatus.FAILED, str(exc)
+            # Resumable once the cause is fixed (log in again, the usage limit resets).
+            status, reason = MissionStatus.INTERRUPTED, f"{exc}; fix it, then `mc mission --resume`"
         except (LlmCallFailed, GitError) as exc:
             status, reason = MissionStatus.FAILED, str(exc)
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
                 self._finish(MissionStatus.INTERRUPTED, "interrupted")
-                await rt.pool.release(aux)
+                await rt.pool.release(self.aux)
             raise
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 self._finish(MissionStatus.FAILED, f"engine error: {exc!r}")
             raise
         with anyio.CancelScope(shield=True):
-            await rt.pool.release(aux)
+            await rt.pool.release(self.aux)
+            self._finish(status, reason)
         next_objective = None
-        if self.chain and status in (MissionStatus.COMPLETED, MissionStatus.STOPPED):
+        if self.chain and status == MissionStatus.COMPLETED:
             next_objective = await self._strategize(rt, status, reason)
-        self._finish(status, reason)
         return MissionOutcome(
             mission_id=rt.mission_id, status=status, reason=reason,
-            exit_code=EXIT_CODES.get(status, 1), next_objective=next_objective,
+            exit_code=exit_code, next_objective=next_objective,
         )
 
     def _finish(self, status: MissionStatus, reason: str) -> None:
+        """Record the end. Interrupted missions keep their state for resume; others close out."""
         assert self.mission_id is not None
         current = self.store.get("missions", self.mission_id)
-        if current and current["status"] == status:
+        if current and current["status"] == status and current["ended_at"]:
             return
-        if self.rt is not None:
-            for unit in self.store.units(self.mission_id):
-                if unit["status"] in (UnitStatus.RUNNING, UnitStatus.REVIEWING) and status != MissionStatus.INTERRUPTED:
-                    self.store.set_status("units", unit["id"], UnitStatus.CANCELLED,
-                                          reason=f"mission {status}")
-        finish_mission(self.store, self.mission_id, status, reason)
+        if status == MissionStatus.INTERRUPTED:
+            finish_mission(self.store, self.mission_id, status, reason)
+        else:
+            close_out(self.store, self.mission_id, status, reason)
 
-    async def _epochs(self, rt: Runtime, aux: Any) -> tuple[MissionStatus, str]:
+    def _restore_feedback(self, mission_id: int) -> None:
+        """On resume: rebuild the EMA, the stall evaluator and the objective-check count."""
+        for row in self.store.query(
+            "SELECT kind, payload FROM events WHERE mission_id = ? AND kind IN "
+            "('epoch.feedback', 'objective.checked') ORDER BY id", (mission_id,),
+        ):
+            payload = json.loads(row["payload"])
+            if row["kind"] == "objective.checked":
+                self.objective_checks += 1
+                if not payload.get("met"):
+                    self._objective_feedback = payload.get("feedback")
+            else:
+                self.ema.observe(float(payload.get("cost") or 0.0))
+                self.evaluator.record(units_merged=int(payload.get("merged") or 0),
+                                      tests_passed=int(payload.get("tests_passed") or 0),
+                                      tests_failed=int(payload.get("tests_failed") or 0),
+                                      lint_errors=0)
+
+    async def _epochs(self, rt: Runtime) -> tuple[MissionStatus, str]:
         config = self.config
         epoch_number = self._current_epoch_number(rt)
         resume_epoch = self._open_epoch(rt)
@@ -269,9 +307,9 @@ class Controller:
                      "status": EpochStatus.PLANNING.value, "started_at": time.time()},
                     event="epoch.created",
                 )
-                await rt.pool.release(aux)
-                aux = await rt.pool.acquire("mc/aux", rt.repo.green_head())
-                rt.llm.workdir = aux.path
+                await rt.pool.release(self.aux)
+                self.aux = await rt.pool.acquire("mc/aux", rt.repo.green_head())
+                rt.llm.workdir = self.aux.path
                 planned = await self._plan(rt, int(epoch_id), epoch_number)
                 if not planned:
                     self.store.set_status("epochs", epoch_id, EpochStatus.FAILED, ended_at=time.time())
@@ -282,10 +320,9 @@ class Controller:
             if (self.store.get("epochs", epoch_id) or {}).get("status") != EpochStatus.RUNNING:
                 self.store.set_status("epochs", epoch_id, EpochStatus.RUNNING)
             spent_before = self.store.mission_cost(rt.mission_id)
-            green_before = rt.repo.green_head()
             result = await self._execute_epoch(rt, int(epoch_id))
-            if rt.repo.green_head() != green_before:
-                await self._push(rt, green_before)
+            if result.stop is None or result.stop[0] != MissionStatus.INTERRUPTED:
+                await self._push_if_behind(rt)
             result.cost = self.store.mission_cost(rt.mission_id) - spent_before
             self._feedback(rt, int(epoch_id), result)
             self.store.set_status(
@@ -387,15 +424,22 @@ class Controller:
         )
 
     def _memory(self, rt: Runtime) -> list[str]:
-        """Episodic memory: outcomes of earlier missions on this target."""
-        if not self.config.episodic_memory.enabled:
+        """Episodic memory: outcomes of earlier missions on this target whose objective is
+        similar enough (word overlap >= similarity_threshold), most similar first."""
+        memory = self.config.episodic_memory
+        if not memory.enabled:
             return []
         rows = self.store.query(
             "SELECT objective, status, outcome FROM missions WHERE id != ? AND ended_at IS NOT NULL "
             "ORDER BY id DESC LIMIT ?",
-            (rt.mission_id, min(self.config.episodic_memory.max_episodes, 20)),
+            (rt.mission_id, memory.max_episodes),
         )
-        return [f"{r['objective']} -> {r['status']}: {r['outcome'] or ''}" for r in rows]
+        scored = [(similarity(self.objective, r["objective"]), r) for r in rows]
+        recalled = sorted(
+            (pair for pair in scored if pair[0] >= memory.similarity_threshold),
+            key=lambda pair: -pair[0],
+        )
+        return [f"{r['objective']} -> {r['status']}: {r['outcome'] or ''}" for _, r in recalled]
 
     async def _plan(self, rt: Runtime, epoch_id: int, epoch_number: int) -> bool:
         config = self.config
@@ -430,8 +474,15 @@ class Controller:
         else:
             rt.log("replan attempts used up: going ahead with the best plan", level="warning")
         assert best is not None
+        tree = best[1]
+        if not await approve_or_deny(
+            rt, "plan", f"plan for epoch {epoch_number}: {len(tree.leaves())} units",
+            diffstat=f"ambition score {best[0]:.1f}", diff=tree.outline(),
+        ):
+            rt.log(f"the plan for epoch {epoch_number} was not approved", level="warning")
+            return False
         self.store.update("epochs", epoch_id, plan_score=best[0])
-        self._insert_plan(rt, epoch_id, epoch_number, best[1])
+        self._insert_plan(rt, epoch_id, epoch_number, tree)
         return True
 
     def _insert_plan(self, rt: Runtime, epoch_id: int, epoch_number: int, tree: PlanTree) -> None:
@@ -461,48 +512,63 @@ class Controller:
                     },
                     event="unit.created",
                 )
+            # In the same transaction: a crash can never leave a plan behind a non-running epoch.
+            self.store.set_status("epochs", epoch_id, EpochStatus.RUNNING)
         rt.log(f"epoch {epoch_number}: {len(tree.leaves())} units planned")
 
     # ------------------------------------------------------------------ execution
     async def _execute_epoch(self, rt: Runtime, epoch_id: int) -> EpochResult:
+        """Dispatch ready units, feed the merge queue, run fixups, until every leaf is final.
+
+        On a stop (user, budget, wall time) agents are cancelled at once, but the merge queue
+        drains: verified work that is already paid for still lands.
+        """
         result = EpochResult()
         running: set[str] = set()
         fixing: set[str] = set()
+        agent_scopes: dict[str, anyio.CancelScope] = {}
         workers = self.config.scheduler.parallel.num_workers
         queue_busy = False
         errors: list[BaseException] = []
         wake = _Waker()
 
         async def unit_task(unit_id: str, slot: int) -> None:
-            try:
-                ok = await run_unit(rt, unit_id, slot, model=self._worker_model())
-                self._record_session(rt, ok)
-            except Exception as exc:
-                self._unit_error(rt, unit_id, exc, errors)
-            finally:
-                running.discard(unit_id)
-                rt.give_slot(slot)
-                wake.set()
+            with anyio.CancelScope() as scope:
+                agent_scopes[f"unit:{unit_id}"] = scope
+                try:
+                    outcome = await run_unit(rt, unit_id, slot, model=self._worker_model())
+                    self._record_session(rt, outcome.agent_ok)
+                    if outcome.retry_after:
+                        self._not_before[unit_id] = time.monotonic() + outcome.retry_after
+                except Exception as exc:
+                    self._unit_error(rt, unit_id, exc, errors)
+                finally:
+                    agent_scopes.pop(f"unit:{unit_id}", None)
+                    running.discard(unit_id)
+                    rt.give_slot(slot)
+                    wake.set()
 
         async def fixup_task(unit_id: str, detail: str) -> None:
-            try:
-                await run_fixup(rt, unit_id, detail)
-            except Exception as exc:
-                self._unit_error(rt, unit_id, exc, errors)
-            finally:
-                fixing.discard(unit_id)
-                wake.set()
+            with anyio.CancelScope() as scope:
+                agent_scopes[f"fixup:{unit_id}"] = scope
+                try:
+                    await run_fixup(rt, unit_id, detail)
+                except Exception as exc:
+                    self._unit_error(rt, unit_id, exc, errors)
+                finally:
+                    agent_scopes.pop(f"fixup:{unit_id}", None)
+                    fixing.discard(unit_id)
+                    wake.set()
 
         async def queue_task() -> None:
             nonlocal queue_busy
             try:
                 outcome = await rt.queue.run_once()
-                for item, _paths in outcome.conflicts:
-                    if item.unit_id:
+                for item, _detail in [*outcome.conflicts, *outcome.failed]:
+                    if item.unit_id and not self.stop.requested:
                         self._start_fixup(tg, fixup_task, fixing, item.unit_id)
-                for item, _output in outcome.failed:
-                    if item.unit_id:
-                        self._start_fixup(tg, fixup_task, fixing, item.unit_id)
+            except Exception as exc:  # e.g. the verification cannot run at all
+                errors.append(exc)
             finally:
                 queue_busy = False
                 wake.set()
@@ -516,31 +582,21 @@ class Controller:
                 self._tick(rt)
                 if errors:
                     tg.cancel_scope.cancel()
-                    raise errors[0]
-                if self.stop.requested:
-                    tg.cancel_scope.cancel()
-                    result.stop = (self.stop.status, self.stop.reason)
                     break
                 units = self._epoch_units(rt, epoch_id)
-                self._update_readiness(units)
-                spent = self.store.mission_cost(rt.mission_id)
-                over_budget = spent >= self.config.scheduler.budget.max_per_run_usd
-                over_time = time.monotonic() - self.started >= self.config.continuous.max_wall_time_seconds
-                if over_budget or over_time:
-                    why = (f"budget spent (${spent:.2f})" if over_budget else "wall time limit reached")
-                    self.stop = _Stop(True, why)
-                    continue
-                if not self.paused:
-                    limit = self._dispatch_limit(workers)
-                    for unit in self._ready(units):
-                        if len(running) >= limit or unit["id"] in running:
-                            break
-                        slot = min((s for s in rt.free_slots if s < workers), default=None)
-                        if slot is None:
-                            break
-                        rt.free_slots.discard(slot)
-                        running.add(unit["id"])
-                        tg.start_soon(unit_task, unit["id"], slot)
+                if not self.stop.requested:
+                    self._check_limits(rt)
+                if self.stop.requested:
+                    for scope in list(agent_scopes.values()):
+                        scope.cancel()
+                    if not queue_busy and rt.queue.pending() == 0:
+                        result.stop = (self.stop.status, self.stop.reason)
+                        tg.cancel_scope.cancel()
+                        break
+                else:
+                    self._update_readiness(units)
+                    if not self.paused:
+                        self._dispatch(rt, tg, unit_task, units, running, workers)
                 if not queue_busy and rt.queue.pending() > 0:
                     queue_busy = True
                     tg.start_soon(queue_task)
@@ -549,6 +605,8 @@ class Controller:
                 if done and not running and not fixing and not queue_busy and rt.queue.pending() == 0:
                     break
                 await wake.wait(TICK_SECONDS * 4)
+        if errors:
+            raise errors[0]
 
         units = self._epoch_units(rt, epoch_id)
         self._roll_up_parents(units)
@@ -563,6 +621,32 @@ class Controller:
         if last:
             result.tests_passed, result.tests_failed = parse_test_counts(last[0]["output"])
         return result
+
+    def _check_limits(self, rt: Runtime) -> None:
+        """Budget or wall time used up mid-epoch: stop (agents now, the queue drains)."""
+        spent = self.store.mission_cost(rt.mission_id)
+        if spent >= self.config.scheduler.budget.max_per_run_usd:
+            self.request_stop(f"budget spent (${spent:.2f})")
+        elif time.monotonic() - self.started >= self.config.continuous.max_wall_time_seconds:
+            self.request_stop("wall time limit reached")
+
+    def _dispatch(
+        self, rt: Runtime, tg: Any, unit_task: Any, units: list[dict[str, Any]],
+        running: set[str], workers: int,
+    ) -> None:
+        limit = self._dispatch_limit(workers)
+        now = time.monotonic()
+        for unit in self._ready(units):
+            if len(running) >= limit:
+                break
+            if unit["id"] in running or self._not_before.get(unit["id"], 0) > now:
+                continue
+            slot = min((s for s in rt.free_slots if s < workers), default=None)
+            if slot is None:
+                break
+            rt.free_slots.discard(slot)
+            running.add(unit["id"])
+            tg.start_soon(unit_task, unit["id"], slot)
 
     def _unit_error(
         self, rt: Runtime, unit_id: str, exc: Exception, errors: list[BaseException]
@@ -597,17 +681,13 @@ class Controller:
     def _update_readiness(self, units: list[dict[str, Any]]) -> None:
         """PLANNED leaves become READY when their dependencies are merged, BLOCKED if one failed."""
         by_id = {u["id"]: u for u in units}
-        parents = {u["id"]: u["parent_id"] for u in units}
         for unit in units:
             if not unit["is_leaf"] or unit["status"] != UnitStatus.PLANNED:
                 continue
-            deps = set(unit["dependencies"])
-            parent = parents.get(unit["id"])
-            while parent:  # an inner node's dependencies apply to its leaves
-                deps.update(by_id[parent]["dependencies"] if parent in by_id else [])
-                parent = parents.get(parent)
+            # The planner already resolves a leaf's dependencies to leaves (inherited ones
+            # included); an inner node id is expanded to its leaves all the same.
             leaf_deps: set[str] = set()
-            for dep in deps:
+            for dep in unit["dependencies"]:
                 leaf_deps.update(self._leaves_under(dep, units))
             states = [by_id[d]["status"] for d in leaf_deps if d in by_id]
             if any(s in (UnitStatus.FAILED, UnitStatus.BLOCKED, UnitStatus.CANCELLED) for s in states):
@@ -680,10 +760,27 @@ class Controller:
                        level="warning")
 
     # ------------------------------------------------------------------ promotion and push
-    async def _push(self, rt: Runtime, since: str) -> None:
-        """Push mc/green (after the push gate) once per epoch in which it moved."""
+    async def _push_if_behind(self, rt: Runtime) -> None:
+        """Push when the remote branch lacks mc/green's commits: after every epoch, so a push
+        lost to a crash, a denial or a timeout is offered again."""
         if not self.config.green_branch.auto_push:
             return
+        remote = self._remote_head(rt)
+        green = rt.repo.green_head()
+        if remote is not None and rt.repo.is_ancestor(green, remote):
+            return  # nothing to push
+        base = rt.repo.ref_head(self.config.target.branch) or green
+        since = remote if remote is not None and rt.repo.is_ancestor(remote, green) else base
+        await self._push(rt, since)
+
+    def _remote_head(self, rt: Runtime) -> str | None:
+        ref = rt.repo.pygit.references.get(
+            f"refs/remotes/{self.config.green_branch.remote}/{self.config.green_branch.push_branch}"
+        )
+        return str(ref.resolve().target) if ref is not None else None
+
+    async def _push(self, rt: Runtime, since: str) -> None:
+        """Push mc/green to the remote branch, behind the `push` gate (fast-forward only)."""
         green = rt.repo.green_head()
         stat = rt.repo.diff_stat(since, green)
         title = (f"push mc/green ({green[:10]}, {stat.files} files changed) to "
@@ -716,13 +813,9 @@ class Controller:
         if rt.repo.green_head() != before:
             await self._push(rt, before)
 
-    # ------------------------------------------------------------------ commands, heartbeat
+    # ------------------------------------------------------------------ commands
     def _tick(self, rt: Runtime) -> None:
         self._handle_commands(rt)
-        now = time.monotonic()
-        if now - self._last_heartbeat >= HEARTBEAT_SECONDS:
-            heartbeat(self.store, rt.mission_id)
-            self._last_heartbeat = now
 
     def _handle_commands(self, rt: Runtime) -> None:
         for command in self.store.take_commands(rt.mission_id):
@@ -795,9 +888,8 @@ class Controller:
             u["title"] for u in self.store.units(rt.mission_id)
             if u["is_leaf"] and u["status"] == UnitStatus.MERGED
         ]
-        base = self.store.get("missions", rt.mission_id)
-        start = rt.repo.ref_head(config_branch(self.config)) or rt.repo.green_head()
-        stat = rt.repo.diff_stat(start, rt.repo.green_head()).text if base else ""
+        start = rt.repo.ref_head(self.config.target.branch) or rt.repo.green_head()
+        stat = rt.repo.diff_stat(start, rt.repo.green_head()).text
         last = self.store.query(
             "SELECT output FROM verifications WHERE mission_id = ? ORDER BY id DESC LIMIT 1",
             (rt.mission_id,),
@@ -833,6 +925,34 @@ class Controller:
         return proposal
 
 
+class _Heartbeat:
+    """Writes the mission's heartbeat and active time every few seconds, whatever the engine
+    is doing (planning, waiting for an approval, cooling down), from a daemon thread."""
+
+    def __init__(self, store: Store, mission_id: int, started: float) -> None:
+        self._store = store
+        self._mission_id = mission_id
+        self._started = started
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="mc-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._beat()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._beat()
+
+    def _beat(self) -> None:
+        heartbeat(self._store, self._mission_id, time.monotonic() - self._started)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            self._beat()
+
+
 class _Waker:
     """Wakes the dispatch loop when a task finishes (else it polls on a slow tick)."""
 
@@ -863,8 +983,13 @@ def list_files(repo: GitRepo, commit: str, limit: int = 2000) -> list[str]:
     return sorted(out)
 
 
-def config_branch(config: MissionConfig) -> str:
-    return config.target.branch
+def similarity(a: str, b: str) -> float:
+    """Jaccard overlap of the words of two objectives (0..1)."""
+    words_a = {w for w in re.findall(r"[a-z0-9]+", a.lower()) if len(w) > 2}
+    words_b = {w for w in re.findall(r"[a-z0-9]+", b.lower()) if len(w) > 2}
+    if not words_a or not words_b:
+        return 0.0
+    return len(words_a & words_b) / len(words_a | words_b)
 
 
 async def run_mission(controller: Controller) -> MissionOutcome:

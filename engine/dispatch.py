@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
+from dataclasses import dataclass
+
+import anyio
 
 from engine.agents import AgentRole, FailureReason, run_unit_agent
 from engine.approvals import approve_or_deny
@@ -18,16 +22,20 @@ BACKOFF_REASONS = {FailureReason.OVERLOADED, FailureReason.RATE_LIMIT, FailureRe
 MAX_WORKER_ATTEMPTS = 3
 
 
+@dataclass
+class UnitRunResult:
+    agent_ok: bool  # the session itself worked (a review rejection counts as working)
+    retry_after: float | None = None  # overload / rate limit: wait this long before retrying
+
+
 def unit_branch(unit_id: str) -> str:
     return f"mc/unit/{unit_id}"
 
 
-async def run_unit(rt: Runtime, unit_id: str, slot: int, *, model: str | None = None) -> bool:
-    """Take a READY unit to QUEUED (submitted) or to FAILED / READY (retry) with a reason.
-
-    Returns whether the agent session itself worked (for the circuit breaker): a review
-    rejection is a working session, a crash, timeout or API error is not.
-    """
+async def run_unit(
+    rt: Runtime, unit_id: str, slot: int, *, model: str | None = None
+) -> UnitRunResult:
+    """Take a READY unit to QUEUED (submitted) or to FAILED / READY (retry) with a reason."""
     store = rt.store
     unit = store.get("units", unit_id)
     assert unit is not None
@@ -52,7 +60,8 @@ async def run_unit(rt: Runtime, unit_id: str, slot: int, *, model: str | None = 
             feedback=unit["review_feedback"], role=AgentRole.WORKER,
         )
     finally:
-        await rt.pool.release(ws)
+        with anyio.CancelScope(shield=True):
+            await rt.pool.release(ws)
 
     if outcome.failure_reason in FATAL_REASONS:
         store.set_status("units", unit_id, UnitStatus.READY, reason=str(outcome.failure_reason))
@@ -71,7 +80,10 @@ async def run_unit(rt: Runtime, unit_id: str, slot: int, *, model: str | None = 
             "units", unit_id, UnitStatus.READY if retry else UnitStatus.FAILED,
             reason=f"attempt {attempt_no}: {reason}",
         )
-        return outcome.status in ("completed", "failed", "blocked")
+        backoff = None
+        if retry and outcome.failure_reason in BACKOFF_REASONS:
+            backoff = rt.config.agent.retry_backoff_seconds * 2 ** (attempt_no - 1)
+        return UnitRunResult(outcome.status in ("completed", "failed", "blocked"), backoff)
 
     head = outcome.head_commit
     store.update("units", unit_id, head_commit=head)
@@ -91,13 +103,14 @@ async def run_unit(rt: Runtime, unit_id: str, slot: int, *, model: str | None = 
             passed=verdict.passed, feedback=verdict.feedback, attempt=attempt_no,
         )
         if not verdict.passed:
-            reviews_left = attempt_no <= rt.config.review.max_review_retries
+            rejections = review_rejections(rt, unit_id)  # this one included
+            reviews_left = rejections <= rt.config.review.max_review_retries
             store.set_status(
                 "units", unit_id, UnitStatus.READY if reviews_left else UnitStatus.FAILED,
                 reason=f"review {verdict.score:.1f} < {rt.config.review.min_review_score}: "
                 f"{verdict.feedback}",
             )
-            return True
+            return UnitRunResult(True)
 
     stat = rt.repo.diff_stat(base, head)
     if stat.insertions + stat.deletions > rt.config.hitl.large_merge_lines:
@@ -107,10 +120,18 @@ async def run_unit(rt: Runtime, unit_id: str, slot: int, *, model: str | None = 
         )
         if not allowed:
             store.set_status("units", unit_id, UnitStatus.FAILED, reason="large merge not approved")
-            return True
+            return UnitRunResult(True)
 
     submit(rt, unit_id, branch, head)
-    return True
+    return UnitRunResult(True)
+
+
+def review_rejections(rt: Runtime, unit_id: str) -> int:
+    """How often the review gate rejected this unit (crashes and restarts do not count)."""
+    rows = rt.store.query(
+        "SELECT payload FROM events WHERE kind = 'review.scored' AND unit_id = ?", (unit_id,)
+    )
+    return sum(1 for r in rows if not json.loads(r["payload"]).get("passed"))
 
 
 def submit(rt: Runtime, unit_id: str, branch: str, head: str) -> None:

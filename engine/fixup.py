@@ -16,6 +16,7 @@ from pathlib import Path
 import anyio
 
 from engine.agents import AgentRole, run_unit_agent
+from engine.approvals import approve_or_deny
 from engine.dispatch import FATAL_REASONS, submit
 from engine.gates.fixup_select import (
     FIXUP_APPROACHES,
@@ -126,8 +127,9 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str) -> None:
                 diff_lines=result.diff_lines, agent_status=outcome.status,
             )
         finally:
-            await rt.pool.release(ws)
             rt.give_slot(slot)
+            with anyio.CancelScope(shield=True):
+                await rt.pool.release(ws)
 
     async with anyio.create_task_group() as tg:
         for i in range(n):
@@ -157,4 +159,11 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str) -> None:
         candidate=winner.index + 1, approach=winner.approach, verified=winner.verified,
         tests_passed=winner.tests_passed, head=winner.head_commit,
     )
+    if not await approve_or_deny(
+        rt, "fixup", f"fixup of {unit['title']}: candidate {winner.index + 1} ({winner.approach})",
+        unit_id=unit_id, diffstat=rt.repo.diff_stat(green, winner.head_commit).text,
+        diff=rt.repo.diff_text(green, winner.head_commit),
+    ):
+        store.set_status("units", unit_id, UnitStatus.FAILED, reason="fixup not approved")
+        return
     submit(rt, unit_id, branch, winner.head_commit)

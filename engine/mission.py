@@ -1,23 +1,36 @@
-"""Mission rows: create, find a resumable one, heartbeat, finish."""
+"""Mission rows and ownership: create, adopt for resume, heartbeat, close out.
+
+One process owns a target's missions at a time: it holds an exclusive ``flock`` on
+``<state dir>/mission.lock`` for as long as it lives (the kernel drops it when the process
+dies, even on SIGKILL), so two ``mc`` processes can never drive the same pool and refs.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from engine.config import MissionConfig
-from engine.models import AttemptStatus, MissionStatus, UnitStatus
+from engine.models import (
+    TERMINAL_UNIT_STATUSES,
+    AttemptStatus,
+    MergeStatus,
+    MissionStatus,
+    UnitStatus,
+)
 from engine.store import Store
 
-HEARTBEAT_STALE_SECONDS = 30.0
 RESUMABLE = (MissionStatus.RUNNING, MissionStatus.PAUSED, MissionStatus.INTERRUPTED)
+OPEN_MERGES = (MergeStatus.QUEUED, MergeStatus.MERGING, MergeStatus.VERIFYING)
 
 
 class MissionBusy(RuntimeError):
-    """Another live process is running this mission."""
+    """Another live process drives missions on this target."""
 
 
 @dataclass
@@ -29,35 +42,46 @@ class MissionOutcome:
     next_objective: str | None = None
 
 
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+class MissionLock:
+    """The exclusive, process-lifetime lock on a target's state dir."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / "mission.lock"
+        self._file: IO[str] | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")  # noqa: SIM115 - held open for the life of the process
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise MissionBusy(
+                f"another mc ({holder}) is running a mission on this target; attach with "
+                "`mc dashboard`, or stop it first"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        self._file = handle
+
+    def release(self) -> None:
+        if self._file is not None:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
 
 
 def find_resumable(store: Store) -> dict[str, Any] | None:
-    """The newest mission left running/paused/interrupted by a process that is gone."""
+    """The newest mission left running, paused or interrupted (call while holding the lock)."""
     rows = store.query(
         "SELECT * FROM missions WHERE status IN (?, ?, ?) ORDER BY id DESC LIMIT 1",
         tuple(s.value for s in RESUMABLE),
     )
-    if not rows:
-        return None
-    mission = rows[0]
-    if mission["pid"] != os.getpid() and pid_alive(mission["pid"]):
-        fresh = (time.time() - (mission["heartbeat_at"] or 0)) < HEARTBEAT_STALE_SECONDS
-        if fresh:
-            raise MissionBusy(
-                f"mission #{mission['id']} is running in process {mission['pid']}; "
-                "attach with `mc dashboard` or stop it first"
-            )
-    return mission
+    return rows[0] if rows else None
 
 
 def create_mission(
@@ -90,7 +114,8 @@ def adopt_for_resume(store: Store, mission_id: int) -> list[str]:
         store.update("missions", mission_id, pid=os.getpid(), heartbeat_at=time.time())
         mission = store.get("missions", mission_id)
         if mission and mission["status"] != MissionStatus.RUNNING:
-            store.set_status("missions", mission_id, MissionStatus.RUNNING, reason="resumed")
+            store.set_status("missions", mission_id, MissionStatus.RUNNING, reason="resumed",
+                             ended_at=None)
         for attempt in store.rows(
             "attempts", "mission_id = ? AND status = ?", (mission_id, AttemptStatus.RUNNING.value)
         ):
@@ -108,8 +133,23 @@ def adopt_for_resume(store: Store, mission_id: int) -> list[str]:
     return notes
 
 
-def heartbeat(store: Store, mission_id: int) -> None:
-    store.update("missions", mission_id, heartbeat_at=time.time())
+def heartbeat(store: Store, mission_id: int, active_s: float) -> None:
+    store.update("missions", mission_id, heartbeat_at=time.time(), active_s=round(active_s, 3))
+
+
+def close_out(store: Store, mission_id: int, status: MissionStatus, reason: str) -> None:
+    """End a mission for good: nothing it left open stays open (units, queued merges)."""
+    with store.transaction():
+        for unit in store.units(mission_id):
+            if UnitStatus(unit["status"]) not in TERMINAL_UNIT_STATUSES:
+                store.set_status("units", unit["id"], UnitStatus.CANCELLED,
+                                 reason=f"mission {status}: {reason}"[:500])
+        for merge in store.rows(
+            "merges", "mission_id = ? AND status IN (?, ?, ?)",
+            (mission_id, *(m.value for m in OPEN_MERGES)),
+        ):
+            store.set_status("merges", merge["id"], MergeStatus.SKIPPED, reason=f"mission {status}")
+        finish_mission(store, mission_id, status, reason)
 
 
 def finish_mission(store: Store, mission_id: int, status: MissionStatus, reason: str) -> None:

@@ -69,10 +69,11 @@ UNIT_TRANSITIONS: dict[UnitStatus, frozenset[UnitStatus]] = {
     ),
     UnitStatus.MERGING: frozenset(
         {UnitStatus.VERIFYING, UnitStatus.MERGED, UnitStatus.FIXUP, UnitStatus.FAILED,
-         UnitStatus.QUEUED}
+         UnitStatus.QUEUED, UnitStatus.CANCELLED}
     ),
     UnitStatus.VERIFYING: frozenset(
-        {UnitStatus.MERGED, UnitStatus.FIXUP, UnitStatus.FAILED, UnitStatus.QUEUED}
+        {UnitStatus.MERGED, UnitStatus.FIXUP, UnitStatus.FAILED, UnitStatus.QUEUED,
+         UnitStatus.CANCELLED}
     ),
     UnitStatus.FIXUP: frozenset(
         {UnitStatus.QUEUED, UnitStatus.FAILED, UnitStatus.READY, UnitStatus.CANCELLED,

@@ -32,7 +32,6 @@ class Runtime:
     auto_approve: bool = False
     free_slots: set[int] = field(default_factory=set)
     slot_ready: anyio.Event = field(default_factory=anyio.Event)
-    fatal: list[str] = field(default_factory=list)
 
     def log(self, message: str, *, level: str = "info", unit_id: str | None = None, **extra: Any) -> None:
         self.store.append_event(

@@ -121,8 +121,16 @@ def launch_mission(
     import anyio
 
     from engine.controller import Controller, MissionSetupError, run_mission
+    from engine.gitops import GitError, GitRepo
 
-    store = Store(config.db_path())
+    try:  # before anything is written: the store lives inside the target's git dir
+        GitRepo(config.target.path)
+    except GitError as exc:
+        fail(f"target.path: {exc}")
+    try:
+        store = Store(config.db_path())
+    except StoreError as exc:
+        fail(str(exc))
     controller = Controller(config, store, auto_approve=yes, chain=chain, resume=resume)
     first_event = store.last_event_id()
     try:
@@ -151,7 +159,8 @@ def launch_mission(
 
             try:
                 code = anyio.run(lambda: run_headless(
-                    store, config, engine, json_mode=json_mode, after_id=first_event))
+                    store, config, engine, json_mode=json_mode, after_id=first_event,
+                    resume_hint=f"mc mission --resume --config {config.source_path}"))
             except KeyboardInterrupt:
                 code = EXIT_INTERRUPTED
         if after is not None:
@@ -302,7 +311,11 @@ def report_cmd(config_path: Path, mission_id: int | None, output: Path | None) -
             return
         report = build_report(store, mission["id"])
     output = output or config.state_dir() / f"mc-report-{mission['id']}.json"
-    output.write_text(json.dumps(report, indent=2, default=str))
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(report, indent=2, default=str))
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror}")
     console().print(f"wrote {output}", highlight=False)
 
 

@@ -14,7 +14,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import anyio
 from rich.console import Console, Group
@@ -135,6 +134,7 @@ async def run_headless(
     json_mode: bool = False,
     console: Console | None = None,
     after_id: int | None = None,
+    resume_hint: str = "mc mission --resume",
 ) -> int:
     """Run ``engine`` while rendering its events; returns the exit code."""
     console = console or Console()
@@ -142,7 +142,6 @@ async def run_headless(
     renderer = HeadlessRenderer(store, config, mode=mode, console=console)
     after = store.last_event_id() if after_id is None else after_id
     outcome: MissionOutcome | None = None
-    interrupted = False
 
     async def follow_events() -> None:
         async for event in store.subscribe(after_id=after):
@@ -153,10 +152,8 @@ async def run_headless(
         outcome = await engine()
 
     async def watch_signals(scope: anyio.CancelScope) -> None:
-        nonlocal interrupted
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for _ in signals:
-                interrupted = True
                 scope.cancel()
                 return
 
@@ -182,8 +179,9 @@ async def run_headless(
             live.stop()
         if stdin_thread is not None:
             stdin_thread.stop = True  # type: ignore[attr-defined]
-    if interrupted or outcome is None:
-        console.print("[yellow]interrupted[/]: state is saved; continue with `mc mission --resume`")
+    if outcome is None:  # interrupted before the engine finished (a late signal changes nothing)
+        console.print(f"[yellow]interrupted[/]: state is saved; continue with `{resume_hint}`",
+                      highlight=False)
         return 130
     if not json_mode:
         print_summary(console, store, outcome.mission_id)
@@ -216,8 +214,3 @@ def _start_stdin_approvals(store: Store) -> threading.Thread:
     thread = threading.Thread(target=loop, daemon=True, name="mc-stdin-approvals")
     thread.start()
     return thread
-
-
-def summary_dict(store: Store, mission_id: int) -> dict[str, Any]:
-    mission = store.get("missions", mission_id) or {}
-    return {"mission": mission_id, "status": mission.get("status"), "outcome": mission.get("outcome")}

@@ -53,9 +53,11 @@ class CircuitBreaker:
 
 
 def degraded_workers(workers: int, strategy: str, state: BreakerState) -> int:
-    """How many units may run at once under ``state``."""
-    if state != BreakerState.OPEN:
+    """How many units may run at once under ``state`` (half-open: one probe session)."""
+    if state == BreakerState.CLOSED:
         return workers
+    if state == BreakerState.HALF_OPEN:
+        return min(workers, 1)
     if strategy == "pause":
         return 0
     if strategy == "reduce_workers":

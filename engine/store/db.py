@@ -159,7 +159,8 @@ class Store:
         return follow(self._read_after, after_id=after_id, mission_id=mission_id)
 
     def last_event_id(self) -> int:
-        row = self.conn.execute("SELECT MAX(id) FROM events").fetchone()
+        with self._lock:
+            row = self.conn.execute("SELECT MAX(id) FROM events").fetchone()
         return int(row[0] or 0)
 
     # ------------------------------------------------------------------ generic rows
@@ -325,9 +326,10 @@ class Store:
             )
 
     def mission_cost(self, mission_id: int) -> float:
-        row = self.conn.execute(
-            "SELECT COALESCE(SUM(usd), 0) FROM costs WHERE mission_id = ?", (mission_id,)
-        ).fetchone()
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT COALESCE(SUM(usd), 0) FROM costs WHERE mission_id = ?", (mission_id,)
+            ).fetchone()
         return float(row[0])
 
     # approvals --------------------------------------------------------------

@@ -179,6 +179,10 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX idx_commands_pending ON commands(mission_id, handled_at)",
         "CREATE INDEX idx_costs_mission ON costs(mission_id, ts)",
     ],
+    # 3: the time a mission actually ran (wall-time limits and reports exclude downtime)
+    [
+        "ALTER TABLE missions ADD COLUMN active_s REAL NOT NULL DEFAULT 0",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

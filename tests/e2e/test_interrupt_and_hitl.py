@@ -123,3 +123,23 @@ def test_push_gate_times_out_to_deny(target: Path) -> None:
         "SELECT payload FROM events WHERE kind = 'push.result'")]
     assert pushes and not pushes[-1]["ok"]
     assert git(target / "origin.git", "rev-parse", "main") == before  # nothing pushed
+
+
+def test_a_second_mc_on_the_same_target_is_refused(target: Path) -> None:
+    config = _push_config(target, poll_timeout=60)
+    db = target / "repo" / ".git" / "mc" / "mission.db"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mc_tui", "mission", "--config", str(config), "--no-ui"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+    )
+    try:
+        approval = wait_for(db, "SELECT id FROM approvals WHERE status = 'pending'")
+        second = run_mc("mission", "--config", str(config), "--no-ui")
+        assert second.returncode == 2
+        assert "another mc" in second.stderr
+        run_mc("approve", str(approval["id"]), "--config", str(config))
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, out[-2000:] + err[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()

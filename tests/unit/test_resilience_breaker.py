@@ -38,5 +38,5 @@ def test_degraded_workers() -> None:
     assert degraded_workers(1, "reduce_workers", BreakerState.OPEN) == 1
     assert degraded_workers(4, "pause", BreakerState.OPEN) == 0
     assert degraded_workers(4, "fallback_model", BreakerState.OPEN) == 4
-    assert degraded_workers(4, "pause", BreakerState.HALF_OPEN) == 4
+    assert degraded_workers(4, "pause", BreakerState.HALF_OPEN) == 1  # one probe session
     assert degraded_workers(4, "pause", BreakerState.CLOSED) == 4
