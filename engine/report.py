@@ -31,7 +31,7 @@ def build_report(store: Store, mission_id: int) -> dict[str, Any]:
             "outcome": mission["outcome"],
             "started_at": mission["started_at"],
             "ended_at": mission["ended_at"],
-            "duration_s": round(ended - mission["started_at"], 3),
+            "duration_s": round(mission["active_s"] or (ended - mission["started_at"]), 3),
             "total_cost_usd": round(mission["total_cost_usd"], 6),
             "parent_mission_id": mission["parent_mission_id"],
         },

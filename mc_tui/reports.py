@@ -26,6 +26,9 @@ def fmt_usd(value: float | None) -> str:
 
 
 def mission_duration(mission: dict[str, Any]) -> float:
+    """Time the mission actually ran (downtime between a crash and its resume excluded)."""
+    if mission.get("active_s"):
+        return float(mission["active_s"])
     end = mission.get("ended_at") or time.time()
     return end - mission["started_at"]
 

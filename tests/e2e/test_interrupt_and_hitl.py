@@ -143,3 +143,59 @@ def test_a_second_mc_on_the_same_target_is_refused(target: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_rejected_push_then_next_epoch_absorbs_the_remote(target: Path) -> None:
+    repo = target / "repo"
+    origin = target / "origin.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(origin)], check=True)
+    git(repo, "remote", "add", "origin", str(origin))
+    git(repo, "push", "-q", "origin", "main")
+    # Someone else pushes to origin/main while the first unit is being worked on.
+    other = target / "other"
+    subprocess.run(["git", "clone", "-q", "--branch", "main", str(origin), str(other)], check=True)
+    race = (
+        f"cd {other} && echo remote > REMOTE.txt && git add REMOTE.txt && "
+        "git -c user.name=o -c user.email=o@x commit -qm 'a commit from someone else' && "
+        "git push -q origin HEAD:main"
+    )
+    cassette = (
+        plan_entry("Add a farewell", "app/bye.py", 'times = 1\nmatch = "Decompose the objective"')
+        + plan_entry("Add a shout", "app/shout.py", 'match = "one more"')
+        + AMBITION_OK
+        + '''
+[[interaction]]
+role = "objective_check"
+times = 1
+actions = [{ type = "text", text = '{"met": false, "feedback": "one more: a shout"}' }]
+'''
+        + OBJECTIVE_MET
+        + f'''
+[[interaction]]
+role = "worker"
+when = {{ unit_title = "Add a farewell" }}
+actions = [
+  {{ type = "run", command = "{race}" }},
+  {{ type = "write", path = "app/bye.py", content = "def bye():\\n    return 'bye'\\n" }},
+  {{ type = "commit", message = "Add a farewell" }},
+]
+'''
+        + worker_entry("Add a shout", "app/shout.py", "def shout():\\n    return 'HEY'\\n")
+    )
+    config = write_config(
+        target, cassette,
+        '[green_branch]\nauto_push = true\n[hitl]\nenabled = false\n[rounds]\nmax_rounds = 3\n',
+    )
+    result = run_mc("mission", "--config", str(config), "--no-ui")
+    assert result.returncode == 0, result.stdout[-3000:]
+    store = Store(repo / ".git" / "mc" / "mission.db")
+    pushes = [json.loads(r["payload"]) for r in store.query(
+        "SELECT payload FROM events WHERE kind = 'push.result' ORDER BY id")]
+    assert pushes[0]["rejected"] and not pushes[0]["ok"]  # recorded, never forced
+    assert pushes[-1]["ok"]
+    # the remote's commit went through the queue (verified) into mc/green, then out again
+    files = git(repo, "ls-tree", "-r", "--name-only", "mc/green").split()
+    assert {"REMOTE.txt", "app/bye.py", "app/shout.py"} <= set(files)
+    assert git(origin, "rev-parse", "main") == git(repo, "rev-parse", "mc/green")
+    log = git(origin, "log", "--format=%s", "main")
+    assert "a commit from someone else" in log
