@@ -26,7 +26,7 @@ from engine.fixup import run_fixup
 from engine.gates.evaluator import ProgressEvaluator
 from engine.gates.fixup_select import parse_test_counts
 from engine.gates.objective import check_objective
-from engine.gitops import GitError, GitRepo, MergeQueue, WorkspacePool
+from engine.gitops import GitError, GitRepo, MergeQueue, WorkspacePool, run_verification
 from engine.learning.rewards import unit_reward
 from engine.llm import LlmCaller, LlmCallFailed
 from engine.mission import (
@@ -46,6 +46,7 @@ from engine.models import (
     EpochStatus,
     MissionStatus,
     UnitStatus,
+    VerificationStatus,
 )
 from engine.planning.ambition import ambition_gate
 from engine.planning.planner import PlanningContext, PlanningFailed, RecursivePlanner
@@ -228,6 +229,7 @@ class Controller:
         rt.llm.workdir = self.aux.path
         exit_code = 1
         try:
+            await self._baseline(rt)
             status, reason = await self._epochs(rt)
             exit_code = EXIT_CODES.get(status, 1)
         except FatalAgentError as exc:
@@ -254,6 +256,44 @@ class Controller:
             mission_id=rt.mission_id, status=status, reason=reason,
             exit_code=exit_code, next_objective=next_objective,
         )
+
+    async def _baseline(self, rt: Runtime) -> None:
+        """Verify mc/green once before the first epoch, so a verification command that fails
+        on its own (or cannot run) is reported up front instead of being blamed on a unit."""
+        if self.store.query(
+            "SELECT 1 FROM verifications WHERE mission_id = ? AND batch_id = 'baseline'",
+            (rt.mission_id,),
+        ):
+            return  # resumed: done already
+        command = self.config.target.verification.command
+        green = rt.repo.green_head()
+        with self.store.transaction():
+            vid = self.store.insert("verifications", {
+                "mission_id": rt.mission_id, "batch_id": "baseline", "commit_sha": green,
+                "command": command, "status": VerificationStatus.RUNNING.value,
+                "started_at": time.time(),
+            })
+            self.store.append_event("verification.started", mission_id=rt.mission_id, id=vid,
+                                    commit=green, status="running", baseline=True)
+        result = await run_verification(
+            command, self.aux.path, self.config.target.verification.timeout,
+            self.config.merge_queue.max_output_bytes,
+        )
+        with self.store.transaction():
+            self.store.set_status("verifications", vid, result.status, exit_code=result.exit_code,
+                                  output=result.output, duration_s=round(result.duration_s, 3),
+                                  ended_at=time.time())
+            self.store.append_event("verification.finished", mission_id=rt.mission_id, id=vid,
+                                    commit=green, status=result.status,
+                                    duration_s=round(result.duration_s, 3), baseline=True)
+        if result.status != VerificationStatus.PASSED:
+            tail = "\n".join(result.output.strip().splitlines()[-8:])
+            rt.log(
+                f"the verification command does not pass on mc/green before any change "
+                f"({result.status}, exit {result.exit_code}); units will be blamed for it "
+                f"unless the objective is to fix it:\n{tail}",
+                level="warning",
+            )
 
     def _finish(self, status: MissionStatus, reason: str) -> None:
         """Record the end. Interrupted missions keep their state for resume; others close out."""

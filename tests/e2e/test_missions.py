@@ -326,3 +326,25 @@ actions = [{ type = "sleep", seconds = 20 }]
     # the paid-for unit still went through the queue; the other agent was stopped
     assert statuses == {"Add a farewell": "merged", "Add a shout": "cancelled"}
     assert not store.query("SELECT id FROM merges WHERE status IN ('queued', 'merging', 'verifying')")
+
+
+def test_a_verification_failing_before_any_change_is_reported_up_front(target: Path) -> None:
+    cassette = (
+        plan_entry("Add a farewell", "app/bye.py") + AMBITION_OK
+        + '''
+[[interaction]]
+role = "worker"
+actions = [{ type = "text", text = "nothing to do" }]
+'''
+    )
+    config = write_config(
+        target, cassette,
+        '[target.verification]\ncommand = "echo broken suite; exit 3"\n[rounds]\nstall_threshold = 1\n',
+    )
+    run_mc("mission", "--config", str(config), "--no-ui")
+    store = store_of(target)
+    baseline = store.rows("verifications", "batch_id = 'baseline'")
+    assert len(baseline) == 1 and baseline[0]["status"] == "failed" and baseline[0]["exit_code"] == 3
+    warnings = [e["message"] for e in kinds(store, "log") if e.get("level") == "warning"]
+    assert any("does not pass on mc/green before any change" in w and "broken suite" in w
+               for w in warnings)
