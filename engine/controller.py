@@ -894,7 +894,8 @@ class Controller:
         )
         self.store.append_event(
             "epoch.feedback", mission_id=rt.mission_id, epoch_id=epoch_id, merged=result.merged,
-            failed=result.failed, cost=result.cost, ema=self.ema.ema,
+            failed=result.failed, cost=result.cost, tests_passed=result.tests_passed,
+            tests_failed=result.tests_failed, ema=self.ema.ema,
             projected_next=self.ema.projected_next(),
         )
 
