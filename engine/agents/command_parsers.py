@@ -59,6 +59,20 @@ class OutputParser:
     def final_text(self) -> str:
         return "\n".join(self.lines).strip()
 
+    @staticmethod
+    def json_object(
+        line: str, *, truncated: bool, size: int
+    ) -> tuple[dict[str, Any] | None, list[AgentEvent]]:
+        """One JSONL line as a dict, or None with the notices to emit instead."""
+        if truncated:
+            return None, [AgentEvent("notice", f"output line of {size} bytes was cut")]
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            notice = [AgentEvent("notice", f"ignored a non-JSON line: {line[:200]}")]
+            return None, notice if line.strip() else []
+        return (obj, []) if isinstance(obj, dict) else (None, [])
+
     def cost(self) -> tuple[float | None, bool]:
         return None, False  # unknown
 
@@ -99,14 +113,9 @@ class CodexParser(OutputParser):
     turn_failed: bool = False
 
     def feed(self, line: str, *, truncated: bool = False, size: int = 0) -> list[AgentEvent]:
-        if truncated:
-            return [AgentEvent("notice", f"output line of {size} bytes was cut")]
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            return [AgentEvent("notice", f"ignored a non-JSON line: {line[:200]}")] if line.strip() else []
-        if not isinstance(obj, dict):
-            return []
+        obj, notices = self.json_object(line, truncated=truncated, size=size)
+        if obj is None:
+            return notices
         kind = obj.get("type")
         if kind == "thread.started":
             self.session_id = obj.get("thread_id")
@@ -191,14 +200,9 @@ class GeminiParser(OutputParser):
     result_status: str | None = None
 
     def feed(self, line: str, *, truncated: bool = False, size: int = 0) -> list[AgentEvent]:
-        if truncated:
-            return [AgentEvent("notice", f"output line of {size} bytes was cut")]
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            return [AgentEvent("notice", f"ignored a non-JSON line: {line[:200]}")] if line.strip() else []
-        if not isinstance(obj, dict):
-            return []
+        obj, notices = self.json_object(line, truncated=truncated, size=size)
+        if obj is None:
+            return notices
         kind = obj.get("type")
         if kind == "init":
             self.session_id = obj.get("session_id")
