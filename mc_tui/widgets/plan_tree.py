@@ -39,8 +39,22 @@ class PlanTree(Tree[str]):
             return
         for epoch_id in changes.rows["epochs"]:
             self._ensure_epoch(epoch_id)
-        for unit_id in sorted(changes.rows["units"], key=self._created_key):
+        changed = sorted(changes.rows["units"], key=self._created_key)
+        for unit_id in changed:
             self._ensure_unit(unit_id)
+        # inner nodes show their subtree's cost: relabel the ancestors of what changed
+        for ancestor in self._ancestors(changed):
+            self._ensure_unit(ancestor)
+
+    def _ancestors(self, unit_ids: list[str]) -> list[str]:
+        assert self._state is not None
+        seen: list[str] = []
+        for unit_id in unit_ids:
+            parent = (self._state.units.get(unit_id) or {}).get("parent_id")
+            while parent and parent not in seen:
+                seen.append(parent)
+                parent = (self._state.units.get(parent) or {}).get("parent_id")
+        return seen
 
     def _created_key(self, unit_id: str) -> tuple[float, str]:
         unit = self._state.units.get(unit_id) if self._state else None
@@ -122,8 +136,13 @@ class PlanTree(Tree[str]):
         icon, style = STATUS_STYLE.get(unit["status"], ("•", ""))
         colour = resolve_style(style, self.palette)
         parts: list[Any] = [(icon, colour), " "]
-        if unit.get("cost_usd"):  # before the title: narrow panes crop the end of the line
-            parts += [(usd(unit["cost_usd"]), "dim"), " "]
+        cost = unit.get("cost_usd") or 0.0
+        if not unit.get("is_leaf") and self._state is not None and unit.get("id"):
+            cost += sum(
+                self._state.units[d].get("cost_usd") or 0.0 for d in self._descendants(unit["id"])
+            )
+        if cost:  # before the title: narrow panes crop the end of the line
+            parts += [(usd(cost), "dim"), " "]
         parts.append(clip(unit["title"], 48))
         if unit.get("is_leaf"):
             parts += ["  ", (unit.get("specialist") or "general", "italic dim")]
