@@ -210,11 +210,6 @@ class StateConfig(Section):
     dir: Path | None = Field(None, description="Store and pool location (default: <git dir>/mc).")
 
 
-class DashboardConfig(Section):
-    host: str = Field("127.0.0.1", description="Bind address of the web dashboard.")
-    port: int = Field(8780, ge=1, le=65535, description="Port of the web dashboard.")
-
-
 class UiConfig(Section):
     theme: Literal["mission-control-dark", "mission-control-light"] = "mission-control-dark"
     refresh_hz: float = Field(10.0, gt=0, le=60)
@@ -253,7 +248,6 @@ class MissionConfig(BaseSettings):
     agent: AgentConfig = Field(default_factory=AgentConfig)
     merge_queue: MergeQueueConfig = Field(default_factory=MergeQueueConfig)
     state: StateConfig = Field(default_factory=StateConfig)
-    dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
     ui: UiConfig = Field(default_factory=UiConfig)
 
     # Where the file was read from (not a TOML key).

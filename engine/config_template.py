@@ -38,7 +38,6 @@ SECTION_DOCS: dict[str, str] = {
     "agent": "Which agent CLI does the work: claude | codex | gemini | aider | command | scripted.",
     "merge_queue": "Merge queue batching (1 = plain serial queue).",
     "state": "Where the store and worktree pool live (default: inside the target's .git/mc).",
-    "dashboard": "Live web dashboard (loopback by default).",
     "ui": "Terminal UI: theme, refresh rate, key remapping.",
 }
 
