@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 
 import anyio
 import pytest
+from agents_support import git
 
 from engine.agents import (
     AgentEvent,
@@ -19,23 +19,6 @@ from engine.agents import (
     ScriptedBackend,
     parse_marker,
 )
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
-                          check=True).stdout.strip()
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    path = tmp_path / "repo"
-    path.mkdir()
-    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
-    (path / "calc.py").write_text("def add(a, b):\n    return a + b\n")
-    git(path, "add", "-A")
-    git(path, "-c", "user.name=t", "-c", "user.email=t@x", "commit", "-qm", "init")
-    return path
-
 
 CASSETTE = r'''
 [[interaction]]
