@@ -11,6 +11,7 @@ import json
 import re
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from typing import Any
 
@@ -692,14 +693,17 @@ class Controller:
         self, rt: Runtime, unit_id: str, exc: Exception, errors: list[BaseException]
     ) -> None:
         """One unit's trouble fails that unit; only auth / usage-limit problems stop the mission."""
-        if isinstance(exc, FatalAgentError):
-            errors.append(exc)
-            return
-        if isinstance(exc, LlmCallFailed) and exc.reason in FATAL_REASONS:
-            errors.append(FatalAgentError(FATAL_REASONS[exc.reason]))
-            return
-        reason = f"{type(exc).__name__}: {exc}"
-        rt.log(f"unit {unit_id} failed: {reason}", level="error", unit_id=unit_id)
+        leaves = leaf_exceptions(exc)
+        for leaf in leaves:
+            if isinstance(leaf, FatalAgentError):
+                errors.append(leaf)
+                return
+            if isinstance(leaf, LlmCallFailed) and leaf.reason in FATAL_REASONS:
+                errors.append(FatalAgentError(FATAL_REASONS[leaf.reason]))
+                return
+        reason = "; ".join(f"{type(leaf).__name__}: {leaf}" for leaf in leaves)
+        trace = "".join(traceback.format_exception(exc))[-6000:]  # for whoever debugs it
+        rt.log(f"unit {unit_id} failed: {reason}", level="error", unit_id=unit_id, traceback=trace)
         try:
             self.store.set_status("units", unit_id, UnitStatus.FAILED, reason=reason[:2000])
         except IllegalTransition:
@@ -1007,6 +1011,13 @@ class _Waker:
         with anyio.move_on_after(timeout):
             await self._event.wait()
         self._event = anyio.Event()
+
+
+def leaf_exceptions(exc: BaseException) -> list[BaseException]:
+    """The real errors inside (nested) exception groups, so a failure names its cause."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in leaf_exceptions(inner)]
+    return [exc]
 
 
 def list_files(repo: GitRepo, commit: str, limit: int = 2000) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import traceback
 from pathlib import Path
 
 import anyio
@@ -54,8 +55,13 @@ def prepare_candidate(workdir: Path, unit_head: str, unit_title: str) -> list[st
 
 
 def fixup_rounds(rt: Runtime, unit_id: str) -> int:
+    """Rounds of this unit that reached a decision (``fixup.winner``, with or without one).
+
+    A round cut short by a crash is not counted: the resumed run plays it again, so a
+    ``kill -9`` never uses up one of the unit's ``fixup_max_attempts``.
+    """
     rows = rt.store.query(
-        "SELECT COUNT(*) AS n FROM events WHERE kind = 'fixup.started' AND unit_id = ?", (unit_id,)
+        "SELECT COUNT(*) AS n FROM events WHERE kind = 'fixup.winner' AND unit_id = ?", (unit_id,)
     )
     return int(rows[0]["n"])
 
@@ -83,10 +89,31 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str) -> None:
     fatal: list[str] = []
 
     async def candidate(index: int) -> None:
+        """One candidate; its own trouble (git, verification) loses it, not the round."""
         approach = FIXUP_APPROACHES[index % len(FIXUP_APPROACHES)]
+        try:
+            await play_candidate(index, approach)
+        except FatalAgentError:
+            raise
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            rt.log(f"fixup candidate {index + 1} of {unit['title']} failed: {reason}",
+                   level="error", unit_id=unit_id,
+                   traceback="".join(traceback.format_exception(exc))[-6000:])
+            store.append_event(
+                "fixup.candidate", mission_id=rt.mission_id, unit_id=unit_id, round=round_no,
+                candidate=index + 1, approach=approach, verified=False, error=reason[:1000],
+                agent_status="error",
+            )
+
+    async def play_candidate(index: int, approach: str) -> None:
         branch = f"mc/fixup/{unit_id}/{round_no}-{index + 1}"
         slot = await rt.take_slot(range(rt.config.scheduler.parallel.num_workers, 10_000))
-        ws = await rt.pool.acquire(branch, green)
+        try:
+            ws = await rt.pool.acquire(branch, green)
+        except BaseException:
+            rt.give_slot(slot)
+            raise
         try:
             conflicts = await anyio.to_thread.run_sync(
                 prepare_candidate, ws.path, unit["head_commit"], unit["title"]

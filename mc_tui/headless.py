@@ -55,6 +55,8 @@ def describe(event: Event) -> str | None:
         return f"push {'ok' if p.get('ok') else 'FAILED'}{' (rejected)' if p.get('rejected') else ''}"
     if k == "fixup.started":
         return f"{unit}fixup round {p.get('round')}: {p.get('candidates')} candidates"
+    if k == "fixup.candidate" and p.get("error"):
+        return f"{unit}fixup candidate {p.get('candidate')} ({p.get('approach')}): error: {p['error']}"
     if k == "fixup.candidate":
         return (f"{unit}fixup candidate {p.get('candidate')} ({p.get('approach')}): "
                 f"verified={p.get('verified')} passed={p.get('tests_passed')} failed={p.get('tests_failed')}")

@@ -43,8 +43,11 @@ def add_worktree(main: pygit2.Repository, name: str, path: Path) -> None:
     same place are cleared first.
     """
     if name in main.list_worktrees():
-        main.lookup_worktree(name).prune(True)
-        _remove_gitdir(main, name)
+        try:
+            main.lookup_worktree(name).prune(True)
+        except (pygit2.GitError, KeyError):
+            pass  # half-created: removed just below
+    _remove_gitdir(main, name)  # also a half-written one, which libgit2 does not list
     if path.exists():
         shutil.rmtree(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,10 +103,19 @@ def repair_worktrees(
     """
     notes: list[str] = []
     registered: set[Path] = set()
-    for name in main.list_worktrees():
+    admin = Path(main.path) / "worktrees"
+    on_disk = {d.name for d in admin.iterdir() if d.is_dir()} if admin.is_dir() else set()
+    for name in sorted(on_disk | set(main.list_worktrees())):
         if not name.startswith(prefix):
             continue
-        wt = main.lookup_worktree(name)
+        try:
+            wt = main.lookup_worktree(name)
+        except (pygit2.GitError, KeyError):
+            # a crash inside `git worktree add` leaves a registration without HEAD, which
+            # libgit2 cannot open (and may or may not list); the slot is recreated on demand
+            _remove_gitdir(main, name)
+            notes.append(f"removed half-created worktree {name}")
+            continue
         path = Path(wt.path)
         want = expected_path(name)
         if want is None or path.resolve() != want.resolve():
@@ -154,15 +166,19 @@ def _looks_ours(child: Path, prefix: str) -> bool:
 def ensure_worktree(main: pygit2.Repository, name: str, path: Path) -> pygit2.Repository:
     """Open worktree ``name`` at ``path``, (re)creating it when missing or broken."""
     path = path.resolve()
-    if name in main.list_worktrees():
-        wt = main.lookup_worktree(name)
-        if Path(wt.path).resolve() == path and (path / ".git").is_file():
-            lock = Path(main.path) / "worktrees" / name / "index.lock"
-            if lock.exists():
-                lock.unlink()
-            try:
-                return pygit2.Repository(str(path))
-            except (pygit2.GitError, KeyError):
-                pass
+    try:
+        wt = main.lookup_worktree(name) if name in main.list_worktrees() else None
+    except (pygit2.GitError, KeyError):
+        wt = None  # half-created: add_worktree clears it
+    if wt is not None and Path(wt.path).resolve() == path and (path / ".git").is_file():
+        lock = Path(main.path) / "worktrees" / name / "index.lock"
+        if lock.exists():
+            lock.unlink()
+        try:
+            handle = pygit2.Repository(str(path))
+            handle.head  # noqa: B018 - one whose HEAD cannot be read is recreated
+            return handle
+        except (pygit2.GitError, KeyError):
+            pass
     add_worktree(main, name, path)
     return pygit2.Repository(str(path))

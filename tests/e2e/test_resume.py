@@ -61,6 +61,15 @@ def merged_titles(db: Path) -> list[str]:
         store.close()
 
 
+def unit_report(store: Store) -> str:
+    """Every leaf unit with its status and reason, and the error log: what a failure needs."""
+    lines = [f"{u['title']}: {u['status']} {u['reason'] or ''}"[:400]
+             for u in store.units(1) if u["is_leaf"]]
+    lines += [f"log: {e.payload.get('message')}\n{e.payload.get('traceback') or ''}"[-3000:]
+              for e in store.events_after(0) if e.kind == "log" and e.payload.get("level") == "error"]
+    return "\n".join(lines)
+
+
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     config = prepare_demo(tmp_path_factory.mktemp("baseline"))
@@ -90,7 +99,7 @@ def test_sigkill_then_resume_finishes_the_same(tmp_path: Path, baseline: list[st
     missions = store.query("SELECT * FROM missions")
     assert len(missions) == 1 and missions[0]["status"] == "completed"
     # the same merged result as an uninterrupted run
-    assert merged_titles(db) == baseline
+    assert merged_titles(db) == baseline, unit_report(store)
     # no duplicate merges: one promoted merge per unit, each unit's commit once in mc/green
     promoted = [m["unit_id"] for m in store.rows("merges", "status = 'promoted'") if m["unit_id"]]
     assert len(promoted) == len(set(promoted))
@@ -111,3 +120,37 @@ def test_sigkill_then_resume_finishes_the_same(tmp_path: Path, baseline: list[st
 def _checkout(repo: Path, dest: Path) -> Path:
     subprocess.run(["git", "clone", "-q", "--branch", "mc/green", str(repo), str(dest)], check=True)
     return dest
+
+
+def test_resume_after_a_kill_inside_worktree_creation(tmp_path: Path, baseline: list[str]) -> None:
+    """The CI failure of 2026-11-25: killed while a fixup candidate's slot was being created.
+
+    `git worktree add` had written only `commondir` and `gitdir` of `.git/worktrees/mc-slot-N`;
+    the resumed run could not recreate that slot and the fixup round crashed. Reproduced here
+    by leaving such a half registration behind deterministically.
+    """
+    config = prepare_demo(tmp_path / "demo")
+    repo = config.parent / "repo"
+    db = repo / ".git" / "mc" / "mission.db"
+    proc = start_mission(config)
+    try:
+        assert wait_for_event(db, "fixup.started", 1, proc)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=10)
+    pool = repo / ".git" / "mc" / "pool"
+    admin = repo / ".git" / "worktrees"
+    for n in range(3, 7):  # the fixup candidates' slots: none may be left usable
+        subprocess.run(["git", "worktree", "remove", "--force", str(pool / f"slot-{n}")],
+                       cwd=repo, capture_output=True)
+        (admin / f"mc-slot-{n}").mkdir(parents=True, exist_ok=True)
+        (admin / f"mc-slot-{n}" / "commondir").write_text("../..\n")
+        (admin / f"mc-slot-{n}" / "gitdir").write_text(f"{pool / f'slot-{n}' / '.git'}\n")
+        (pool / f"slot-{n}").mkdir(parents=True, exist_ok=True)
+
+    resumed = run_mc("mission", "--config", str(config), "--no-ui", "--yes", "--resume", timeout=120)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-2000:]
+    store = Store(db)
+    assert merged_titles(db) == baseline, unit_report(store)
+    notes = [e.payload.get("message", "") for e in store.events_after(0) if e.kind == "log"]
+    assert any("removed half-created worktree mc-slot-" in n for n in notes)

@@ -196,3 +196,51 @@ def test_repair_leaves_the_users_own_worktrees_alone(target, tmp_path: Path) -> 
     notes = WorkspacePool(repo, pool_dir_of(repo), size=1).repair()
     assert notes == []
     assert mine.exists() and "my-worktree" in git(repo.path, "worktree", "list")
+
+
+@pytest.mark.anyio
+async def test_a_half_registered_worktree_is_cleared_and_the_slot_recreated(target) -> None:
+    """kill -9 inside `add_worktree`: `.git/worktrees/<name>` holds only commondir and gitdir.
+
+    libgit2 does not list such a registration, so it must be found on disk; before the fix
+    the next acquire of that slot failed and the fixup round using it crashed.
+    """
+    repo, c1, _ = target
+    pool_dir = pool_dir_of(repo)
+    gitdir = repo.path / ".git" / "worktrees" / "mc-slot-0"
+    gitdir.mkdir(parents=True)
+    (gitdir / "commondir").write_text("../..\n")
+    (gitdir / "gitdir").write_text(f"{pool_dir / 'slot-0' / '.git'}\n")
+    (pool_dir / "slot-0").mkdir(parents=True)
+    assert "mc-slot-0" not in repo.pygit.list_worktrees()
+    pool = WorkspacePool(repo, pool_dir, size=1)
+    notes = pool.repair()
+    assert any("half-created worktree mc-slot-0" in n for n in notes), notes
+    assert not gitdir.exists()
+    ws = await pool.acquire("mc/unit/after-crash", c1)
+    assert git(ws.path, "status", "--porcelain") == ""
+    assert git(ws.path, "rev-parse", "HEAD").strip() == c1
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("linked", [False, True], ids=["unlisted", "listed-with-a-bad-head"])
+async def test_acquire_recreates_a_slot_over_a_half_registered_worktree(target, linked: bool) -> None:
+    """Even without a repair, creating a slot clears a stale registration of the same name.
+
+    With a HEAD written too (but not a valid one) libgit2 lists the registration.
+    """
+    repo, c1, _ = target
+    pool_dir = pool_dir_of(repo)
+    gitdir = repo.path / ".git" / "worktrees" / "mc-slot-0"
+    gitdir.mkdir(parents=True)
+    (gitdir / "commondir").write_text("../..\n")
+    (gitdir / "gitdir").write_text(f"{pool_dir / 'slot-0' / '.git'}\n")
+    if linked:
+        (gitdir / "HEAD").write_text("garbage\n")
+        (pool_dir / "slot-0").mkdir(parents=True)
+        (pool_dir / "slot-0" / ".git").write_text(f"gitdir: {gitdir}\n")
+        assert "mc-slot-0" in repo.pygit.list_worktrees()
+    ws = await WorkspacePool(repo, pool_dir, size=1).acquire("mc/unit/x", c1)
+    assert git(ws.path, "rev-parse", "HEAD").strip() == c1
+    notes = WorkspacePool(repo, pool_dir, size=1).repair()
+    assert notes == ["kept worktree mc-slot-0 for reuse"]

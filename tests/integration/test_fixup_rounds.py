@@ -1,0 +1,120 @@
+"""N-of-M fixup in process, on a real repo with scripted agents: failure isolation and rounds."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.config import load_config
+from engine.controller import Controller, leaf_exceptions
+from engine.fixup import fixup_rounds, run_fixup
+from engine.gitops import GitError
+from engine.models import UnitStatus
+from engine.runtime import FatalAgentError, Runtime
+from engine.store import Store
+from tests.e2e.conftest import git, make_target, write_config
+
+# Every fixup candidate repairs the broken greeting and commits.
+FIX_CASSETTE = '''
+[[interaction]]
+role = "fixup"
+actions = [
+  { type = "write", path = "app/greet.py", content = "def greet(name):\\n    return f'hello {name}'\\n" },
+  { type = "commit", message = "Restore greet" },
+]
+'''
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def runtime_with_broken_unit(tmp_path: Path, fixup_max_attempts: int = 2) -> Runtime:
+    """A mission whose one unit is in FIXUP: its branch breaks the tests."""
+    repo = make_target(tmp_path)
+    config_path = write_config(
+        tmp_path, FIX_CASSETTE,
+        f"[green_branch]\nfixup_candidates = 2\nfixup_max_attempts = {fixup_max_attempts}\n",
+    )
+    config = load_config(config_path)
+    store = Store(config.state_dir() / "mission.db")
+    rt = Controller(config, store).prepare()
+    git(repo, "checkout", "-q", "-b", "mc/unit/u1")
+    (repo / "app" / "greet.py").write_text('def greet(name):\n    return f"bye {name}"\n')
+    git(repo, "commit", "-qam", "break greet")
+    head = git(repo, "rev-parse", "HEAD")
+    git(repo, "checkout", "-q", "main")
+    now = time.time()
+    with store.transaction():
+        epoch = store.insert("epochs", {"mission_id": rt.mission_id, "number": 1,
+                                        "status": "running", "started_at": now})
+        store.insert("units", {
+            "id": "u1", "mission_id": rt.mission_id, "epoch_id": epoch, "title": "Friendlier",
+            "description": "d", "is_leaf": 1, "status": UnitStatus.FIXUP.value,
+            "branch": "mc/unit/u1", "head_commit": head, "reason": "verification failed",
+            "created_at": now, "updated_at": now,
+        })
+    return rt
+
+
+def events(rt: Runtime, kind: str) -> list[dict]:
+    return [e.payload for e in rt.store.events_after(0) if e.kind == kind]
+
+
+@pytest.mark.anyio
+async def test_a_candidate_whose_workspace_fails_is_lost_not_the_round(tmp_path: Path) -> None:
+    rt = runtime_with_broken_unit(tmp_path)
+    real_acquire = rt.pool.acquire
+    calls = 0
+
+    async def flaky_acquire(branch: str, base: str):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise GitError("failed to make directory: directory exists")
+        return await real_acquire(branch, base)
+
+    rt.pool.acquire = flaky_acquire  # type: ignore[method-assign]
+    await run_fixup(rt, "u1", "verification failed")
+    unit = rt.store.get("units", "u1")
+    assert unit["status"] == UnitStatus.QUEUED, unit["reason"]
+    candidates = events(rt, "fixup.candidate")
+    assert any("directory exists" in (c.get("error") or "") for c in candidates)
+    assert any(c.get("verified") for c in candidates)
+    # the slot of the failed candidate was given back
+    assert rt.free_slots >= {2, 3}
+
+
+@pytest.mark.anyio
+async def test_a_round_cut_short_by_a_crash_is_played_again(tmp_path: Path) -> None:
+    rt = runtime_with_broken_unit(tmp_path, fixup_max_attempts=1)
+    # the killed run had started round 1 but never decided it
+    rt.store.append_event("fixup.started", mission_id=rt.mission_id, unit_id="u1", round=1,
+                          candidates=2, detail="verification failed")
+    assert fixup_rounds(rt, "u1") == 0
+    await run_fixup(rt, "u1", "verification failed")
+    assert rt.store.get("units", "u1")["status"] == UnitStatus.QUEUED
+    assert [e["round"] for e in events(rt, "fixup.started")] == [1, 1]
+    assert fixup_rounds(rt, "u1") == 1
+
+
+@pytest.mark.anyio
+async def test_decided_rounds_use_up_the_attempts(tmp_path: Path) -> None:
+    rt = runtime_with_broken_unit(tmp_path, fixup_max_attempts=1)
+    rt.store.append_event("fixup.winner", mission_id=rt.mission_id, unit_id="u1", round=1,
+                          candidate=None, reason="no candidate passed verification")
+    await run_fixup(rt, "u1", "verification failed")
+    unit = rt.store.get("units", "u1")
+    assert unit["status"] == UnitStatus.FAILED
+    assert "fixup attempts exhausted" in unit["reason"]
+
+
+def test_leaf_exceptions_name_the_real_errors() -> None:
+    inner = ExceptionGroup("inner", [GitError("directory exists"), ValueError("v")])
+    outer = BaseExceptionGroup("outer", [inner, FatalAgentError("auth")])
+    assert [type(e).__name__ for e in leaf_exceptions(outer)] == ["GitError", "ValueError",
+                                                                 "FatalAgentError"]
+    assert leaf_exceptions(KeyError("k"))[0].args == ("k",)
