@@ -12,6 +12,7 @@ from mc_tui.screens.diff import DiffScreen
 from mc_tui.screens.help import HelpScreen
 from mc_tui.screens.main import MainScreen
 from mc_tui.widgets.cost_graph import CostGraph
+from mc_tui.widgets.key_bar import fit_hints
 from mc_tui.widgets.plan_tree import PlanTree
 from tests.tui.conftest import make_world, screen_text, settle
 
@@ -147,3 +148,19 @@ async def test_save_screenshot_renders_a_stable_svg(calm_world, tmp_path) -> Non
     assert "Mission&#160;Control" in first or "Mission Control" in first
     assert "10:00" in first and "synthetic" in first
     assert first == second
+
+
+@pytest.mark.parametrize("width", [80, 100, 140])
+async def test_key_bar_fits_the_terminal_and_always_shows_help(calm_world, width: int) -> None:
+    app = calm_world.app()
+    async with app.run_test(size=(width, 30)) as pilot:
+        await settle(pilot, app)
+        bar = screen_text(app).rstrip("\n").splitlines()[-1]
+        assert "? keys" in bar and "^p palette" in bar, bar
+        assert bar.rstrip().endswith("palette"), bar  # nothing cut off at the edge
+        if width >= 100:
+            assert "z zoom" in bar and "a approvals" in bar
+    # tighter spacing first, then hints dropped, `? keys` and the palette kept
+    pairs = [("1-6", "panes"), ("?", "keys"), ("x", "pause"), ("^p", "palette")]
+    assert fit_hints(pairs, 200).plain == " 1-6 panes  ? keys  x pause  ^p palette"
+    assert fit_hints(pairs, 30).plain == " 1-6 panes ? keys ^p palette"
