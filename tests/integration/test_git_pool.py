@@ -198,6 +198,15 @@ def test_repair_leaves_the_users_own_worktrees_alone(target, tmp_path: Path) -> 
     assert mine.exists() and "my-worktree" in git(repo.path, "worktree", "list")
 
 
+def half_register(repo: GitRepo, pool_dir: Path, slot: int) -> Path:
+    """What a kill inside `git worktree add` leaves: a registration with no HEAD."""
+    gitdir = repo.path / ".git" / "worktrees" / f"mc-slot-{slot}"
+    gitdir.mkdir(parents=True)
+    (gitdir / "commondir").write_text("../..\n")
+    (gitdir / "gitdir").write_text(f"{pool_dir / f'slot-{slot}' / '.git'}\n")
+    return gitdir
+
+
 @pytest.mark.anyio
 async def test_a_half_registered_worktree_is_cleared_and_the_slot_recreated(target) -> None:
     """kill -9 inside `add_worktree`: `.git/worktrees/<name>` holds only commondir and gitdir.
@@ -207,10 +216,7 @@ async def test_a_half_registered_worktree_is_cleared_and_the_slot_recreated(targ
     """
     repo, c1, _ = target
     pool_dir = pool_dir_of(repo)
-    gitdir = repo.path / ".git" / "worktrees" / "mc-slot-0"
-    gitdir.mkdir(parents=True)
-    (gitdir / "commondir").write_text("../..\n")
-    (gitdir / "gitdir").write_text(f"{pool_dir / 'slot-0' / '.git'}\n")
+    gitdir = half_register(repo, pool_dir, 0)
     (pool_dir / "slot-0").mkdir(parents=True)
     assert "mc-slot-0" not in repo.pygit.list_worktrees()
     pool = WorkspacePool(repo, pool_dir, size=1)
@@ -231,10 +237,7 @@ async def test_acquire_recreates_a_slot_over_a_half_registered_worktree(target, 
     """
     repo, c1, _ = target
     pool_dir = pool_dir_of(repo)
-    gitdir = repo.path / ".git" / "worktrees" / "mc-slot-0"
-    gitdir.mkdir(parents=True)
-    (gitdir / "commondir").write_text("../..\n")
-    (gitdir / "gitdir").write_text(f"{pool_dir / 'slot-0' / '.git'}\n")
+    gitdir = half_register(repo, pool_dir, 0)
     if linked:
         (gitdir / "HEAD").write_text("garbage\n")
         (pool_dir / "slot-0").mkdir(parents=True)
