@@ -329,6 +329,10 @@ class Controller:
         config = self.config
         epoch_number = self._current_epoch_number(rt)
         resume_epoch = self._open_epoch(rt)
+        if resume_epoch is None:
+            decided = await self._undecided_epoch_decision(rt)
+            if decided is not None:
+                return decided
         while True:
             stop = self._stop_before_epoch(rt, epoch_number - (1 if resume_epoch else 0))
             if stop:
@@ -380,6 +384,43 @@ class Controller:
                 return MissionStatus.STALLED, (
                     f"no progress for {config.rounds.stall_threshold} epoch(s)"
                 )
+
+    async def _undecided_epoch_decision(self, rt: Runtime) -> tuple[MissionStatus, str] | None:
+        """On resume: the last epoch finished but the run died before its objective decision.
+
+        Decide it now (or take the decision the killed run recorded) instead of planning a new
+        epoch over work that may already meet the objective.
+        """
+        rows = self.store.query(
+            "SELECT id, number, status FROM epochs WHERE mission_id = ? ORDER BY number DESC LIMIT 1",
+            (rt.mission_id,),
+        )
+        if not rows or rows[0]["status"] != EpochStatus.COMPLETED:
+            return None
+        epoch_id = int(rows[0]["id"])
+        ended = self.store.query(
+            "SELECT MAX(id) AS id FROM events WHERE mission_id = ? AND kind = 'epoch.status' "
+            "AND json_extract(payload, '$.id') = ? AND json_extract(payload, '$.to') = ?",
+            (rt.mission_id, epoch_id, EpochStatus.COMPLETED.value),
+        )[0]["id"]
+        if ended is None:
+            return None
+        checked = self.store.query(
+            "SELECT payload FROM events WHERE mission_id = ? AND kind = 'objective.checked' "
+            "AND id > ? ORDER BY id DESC LIMIT 1", (rt.mission_id, ended),
+        )
+        if checked:
+            payload = json.loads(checked[0]["payload"])
+            if payload.get("met"):
+                return MissionStatus.COMPLETED, f"objective met: {payload.get('feedback', '')}"
+            return None  # "not yet": the next epoch goes ahead with that feedback
+        leaves = [u for u in self._epoch_units(rt, epoch_id) if u["is_leaf"]]
+        result = EpochResult(
+            merged=sum(1 for u in leaves if u["status"] == UnitStatus.MERGED),
+            failed=sum(1 for u in leaves if u["status"] in (UnitStatus.FAILED, UnitStatus.BLOCKED)),
+        )
+        rt.log(f"resumed after epoch {rows[0]['number']} ended: checking the objective before planning")
+        return await self._objective_met(rt, result)
 
     def _current_epoch_number(self, rt: Runtime) -> int:
         row = self.store.query(

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 
 from engine.agents import AgentRole, FailureReason, run_unit_agent
 from engine.approvals import approve_or_deny
 from engine.gates.review import review_unit
+from engine.gitops import GitError
 from engine.models import UnitStatus
 from engine.runtime import FatalAgentError, Runtime
 
@@ -20,6 +22,10 @@ FATAL_REASONS = {
 }
 BACKOFF_REASONS = {FailureReason.OVERLOADED, FailureReason.RATE_LIMIT, FailureReason.API_ERROR}
 MAX_WORKER_ATTEMPTS = 3
+CONTINUE_NOTE = (
+    "A previous session on this unit was cut short by a restart. Its commits, if any, are "
+    "already on this branch: check what is done, then finish the unit from there."
+)
 
 
 @dataclass
@@ -39,25 +45,37 @@ async def run_unit(
     store = rt.store
     unit = store.get("units", unit_id)
     assert unit is not None
-    attempt_no = unit["attempt_count"] + 1
-    base = rt.repo.green_head()
     branch = unit_branch(unit_id)
+    base, start = starting_point(rt, unit, branch)
+    if unit["resume_point"] == "review" and unit["head_commit"] and start == unit["head_commit"]:
+        # killed while its finished work was being reviewed: review it, do not redo it
+        store.set_status("units", unit_id, UnitStatus.RUNNING, reason=None, resume_point=None)
+        rt.log(f"unit {unit_id}: reviewing the work its agent finished before the restart",
+               unit_id=unit_id)
+        return await review_and_submit(rt, unit_id, branch, base, unit["head_commit"],
+                                       unit["attempt_count"])
+    attempt_no = unit["attempt_count"] + 1
     store.set_status(
         "units", unit_id, UnitStatus.RUNNING, reason=None, attempt_count=attempt_no,
-        branch=branch, base_commit=base,
+        branch=branch, base_commit=base, resume_point=None,
     )
     config = rt.config
     if model and model != config.scheduler.model:
         config = config.model_copy(
             update={"scheduler": config.scheduler.model_copy(update={"model": model})}
         )
-    ws = await rt.pool.acquire(branch, base)
+    feedback = unit["review_feedback"]
+    if start != base:
+        rt.log(f"unit {unit_id}: continuing from the commits of the session a restart cut short",
+               unit_id=unit_id)
+        feedback = "\n\n".join(filter(None, [feedback, CONTINUE_NOTE]))
+    ws = await rt.pool.acquire(branch, start)
     try:
         outcome = await run_unit_agent(
             store, rt.backend, config=config, mission_id=rt.mission_id,
             unit=store.get("units", unit_id) or unit, objective=rt.objective,
             workdir=ws.path, base_commit=base, slot=slot,
-            feedback=unit["review_feedback"], role=AgentRole.WORKER,
+            feedback=feedback, role=AgentRole.WORKER,
         )
     finally:
         with anyio.CancelScope(shield=True):
@@ -87,7 +105,36 @@ async def run_unit(
 
     head = outcome.head_commit
     store.update("units", unit_id, head_commit=head)
+    return await review_and_submit(rt, unit_id, branch, base, head, attempt_no)
 
+
+def starting_point(rt: Runtime, unit: dict[str, Any], branch: str) -> tuple[str, str]:
+    """(base, start): the commit the unit's change is measured from, and where its worktree starts.
+
+    Normally both are the current ``mc/green``. A unit interrupted by a crash keeps the base
+    its agent had, and starts from its branch's tip when the dead agent committed there, so
+    no commit is lost and the work is judged against the base it was built on.
+    """
+    green = rt.repo.green_head()
+    base = unit["base_commit"]
+    if not unit["resume_point"] or not base or not rt.repo.ref_head(f"refs/heads/{branch}"):
+        return green, green
+    tip = rt.repo.ref_head(f"refs/heads/{branch}")
+    try:
+        if tip == base or rt.repo.is_ancestor(base, tip):
+            return base, tip
+    except GitError:
+        pass
+    return green, green
+
+
+async def review_and_submit(
+    rt: Runtime, unit_id: str, branch: str, base: str, head: str, attempt_no: int
+) -> UnitRunResult:
+    """The review gate, the large-merge gate, then into the merge queue."""
+    store = rt.store
+    unit = store.get("units", unit_id)
+    assert unit is not None
     if rt.config.review.gate_completion:
         store.set_status("units", unit_id, UnitStatus.REVIEWING)
         diff = rt.repo.diff_text(base, head)

@@ -124,10 +124,15 @@ def adopt_for_resume(store: Store, mission_id: int) -> list[str]:
                 error="interrupted: the mission process died", ended_at=time.time(),
             )
         for unit in store.units(mission_id):
-            if unit["status"] in (UnitStatus.RUNNING, UnitStatus.REVIEWING):
-                store.set_status(
-                    "units", unit["id"], UnitStatus.READY, reason="re-dispatched after restart"
-                )
+            if unit["status"] == UnitStatus.REVIEWING and unit["head_commit"]:
+                # the agent had finished: its commit goes to review, it is not redone
+                store.set_status("units", unit["id"], UnitStatus.READY, resume_point="review",
+                                 reason="re-dispatched after restart: its finished work is reviewed")
+                notes.append(f"unit {unit['id']} back to review (its reviewer died)")
+            elif unit["status"] in (UnitStatus.RUNNING, UnitStatus.REVIEWING):
+                # same base, and the dead agent's commits stay on the branch for the next one
+                store.set_status("units", unit["id"], UnitStatus.READY, resume_point="continue",
+                                 reason="re-dispatched after restart")
                 notes.append(f"unit {unit['id']} re-dispatched (its agent died)")
         store.append_event("mission.resumed", mission_id=mission_id, notes=notes)
     return notes

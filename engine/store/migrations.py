@@ -183,6 +183,11 @@ MIGRATIONS: list[list[str]] = [
     [
         "ALTER TABLE missions ADD COLUMN active_s REAL NOT NULL DEFAULT 0",
     ],
+    # 4: where a unit interrupted by a crash picks up ('review': its agent had finished;
+    #    'continue': keep the dead agent's base and commits), cleared when it runs again
+    [
+        "ALTER TABLE units ADD COLUMN resume_point TEXT",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -17,13 +17,15 @@ from tests.e2e.conftest import git, run_mc
 
 pytestmark = pytest.mark.slow
 
-# kill when the n-th event of this kind is in the store
+# kill when the n-th event of this kind (of this agent role, if given) is in the store
 KILL_POINTS = [
-    ("attempt.started", 2),  # workers running
+    ("attempt.started:planner", 2),  # planning (the interrupted plan is thrown away, replanned)
+    ("attempt.started:worker", 2),  # workers running
     ("review.scored", 1),  # between review and the queue
     ("verification.started", 1),  # verification in flight
     ("fixup.started", 1),  # N-of-M fixup running
     ("green.promoted", 2),  # after a promotion
+    ("attempt.started:objective_check", 1),  # the epoch is over, its objective check running
 ]
 
 
@@ -36,12 +38,16 @@ def start_mission(config: Path) -> subprocess.Popen[bytes]:
 
 
 def wait_for_event(db: Path, kind: str, count: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> bool:
+    kind, _, role = kind.partition(":")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if db.exists():
             try:
                 store = Store(db)
-                n = store.query("SELECT COUNT(*) AS n FROM events WHERE kind = ?", (kind,))[0]["n"]
+                n = store.query(
+                    "SELECT COUNT(*) AS n FROM events WHERE kind = ? "
+                    "AND (? = '' OR json_extract(payload, '$.role') = ?)", (kind, role, role),
+                )[0]["n"]
                 store.close()
             except Exception:
                 n = 0
@@ -98,8 +104,12 @@ def test_sigkill_then_resume_finishes_the_same(tmp_path: Path, baseline: list[st
     store = Store(db)
     missions = store.query("SELECT * FROM missions")
     assert len(missions) == 1 and missions[0]["status"] == "completed"
-    # the same merged result as an uninterrupted run
+    # the same merged result as an uninterrupted run, in one epoch (plus one cut short
+    # while it was still planning, which a resume replans)
     assert merged_titles(db) == baseline, unit_report(store)
+    epochs = [e["status"] for e in store.rows("epochs")]
+    replanned = kind == "attempt.started:planner"
+    assert epochs == (["failed", "completed"] if replanned else ["completed"]), epochs
     # no duplicate merges: one promoted merge per unit, each unit's commit once in mc/green
     promoted = [m["unit_id"] for m in store.rows("merges", "status = 'promoted'") if m["unit_id"]]
     assert len(promoted) == len(set(promoted))

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 
-from engine.config import load_config
-from engine.controller import Controller, leaf_exceptions
+from engine.controller import leaf_exceptions
 from engine.fixup import fixup_rounds, run_fixup
 from engine.gitops import GitError
 from engine.models import UnitStatus
 from engine.runtime import FatalAgentError, Runtime
-from engine.store import Store
-from tests.e2e.conftest import git, make_target, write_config
+from tests.integration.mission_support import add_unit, commit_on_branch, events, make_runtime
 
 # Every fixup candidate repairs the broken greeting and commits.
 FIX_CASSETTE = '''
@@ -34,34 +31,15 @@ def anyio_backend() -> str:
 
 def runtime_with_broken_unit(tmp_path: Path, fixup_max_attempts: int = 2) -> Runtime:
     """A mission whose one unit is in FIXUP: its branch breaks the tests."""
-    repo = make_target(tmp_path)
-    config_path = write_config(
+    rt = make_runtime(
         tmp_path, FIX_CASSETTE,
         f"[green_branch]\nfixup_candidates = 2\nfixup_max_attempts = {fixup_max_attempts}\n",
     )
-    config = load_config(config_path)
-    store = Store(config.state_dir() / "mission.db")
-    rt = Controller(config, store).prepare()
-    git(repo, "checkout", "-q", "-b", "mc/unit/u1")
-    (repo / "app" / "greet.py").write_text('def greet(name):\n    return f"bye {name}"\n')
-    git(repo, "commit", "-qam", "break greet")
-    head = git(repo, "rev-parse", "HEAD")
-    git(repo, "checkout", "-q", "main")
-    now = time.time()
-    with store.transaction():
-        epoch = store.insert("epochs", {"mission_id": rt.mission_id, "number": 1,
-                                        "status": "running", "started_at": now})
-        store.insert("units", {
-            "id": "u1", "mission_id": rt.mission_id, "epoch_id": epoch, "title": "Friendlier",
-            "description": "d", "is_leaf": 1, "status": UnitStatus.FIXUP.value,
-            "branch": "mc/unit/u1", "head_commit": head, "reason": "verification failed",
-            "created_at": now, "updated_at": now,
-        })
+    head = commit_on_branch(rt, "mc/unit/u1", rt.repo.green_head(), "app/greet.py",
+                            'def greet(name):\n    return f"bye {name}"\n', "break greet")
+    add_unit(rt, "u1", UnitStatus.FIXUP, branch="mc/unit/u1", head_commit=head,
+             reason="verification failed")
     return rt
-
-
-def events(rt: Runtime, kind: str) -> list[dict]:
-    return [e.payload for e in rt.store.events_after(0) if e.kind == kind]
 
 
 @pytest.mark.anyio

@@ -1,0 +1,99 @@
+"""Units caught by a crash: finished work is reviewed, not redone; a dead agent's commits stay."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.dispatch import run_unit
+from engine.gitops.repo import GREEN_REF
+from engine.mission import adopt_for_resume
+from engine.models import UnitStatus
+from tests.integration.mission_support import add_unit, commit_on_branch, events, make_runtime
+
+REVIEW_PASSES = '''
+[[interaction]]
+role = "reviewer"
+actions = [{ type = "text", text = '{"alignment": 9, "approach": 8, "tests": 8, "feedback": "good"}' }]
+'''
+WORKER_ADDS_A_FILE = '''
+[[interaction]]
+role = "worker"
+actions = [
+  { type = "write", path = "app/farewell.py", content = "def bye():\\n    return 'bye'\\n" },
+  { type = "commit", message = "Add farewell" },
+]
+'''
+FRIENDLY = 'def greet(name):\n    return f"hello {name}!"\n'
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def test_adopt_sends_finished_work_to_review_and_running_units_to_continue(tmp_path: Path) -> None:
+    rt = make_runtime(tmp_path, REVIEW_PASSES)
+    green = rt.repo.green_head()
+    add_unit(rt, "running", UnitStatus.RUNNING, base_commit=green)
+    add_unit(rt, "reviewing", UnitStatus.REVIEWING, base_commit=green, head_commit=green)
+    add_unit(rt, "queued", UnitStatus.QUEUED)
+    notes = adopt_for_resume(rt.store, rt.mission_id)
+    units = {u["id"]: u for u in rt.store.units(rt.mission_id)}
+    assert (units["running"]["status"], units["running"]["resume_point"]) == ("ready", "continue")
+    assert (units["reviewing"]["status"], units["reviewing"]["resume_point"]) == ("ready", "review")
+    assert (units["queued"]["status"], units["queued"]["resume_point"]) == ("queued", None)
+    assert any("back to review" in n for n in notes)
+
+
+@pytest.mark.anyio
+async def test_finished_work_is_reviewed_without_running_the_agent_again(tmp_path: Path) -> None:
+    # no worker entry in the cassette: running the agent again would fail the unit
+    rt = make_runtime(tmp_path, REVIEW_PASSES, "[review]\ngate_completion = true\n")
+    base = rt.repo.green_head()
+    head = commit_on_branch(rt, "mc/unit/u1", base, "app/greet.py", FRIENDLY, "friendlier")
+    add_unit(rt, "u1", UnitStatus.READY, base_commit=base, head_commit=head, attempt_count=1,
+             branch="mc/unit/u1", resume_point="review")
+    await run_unit(rt, "u1", 0)
+    unit = rt.store.get("units", "u1")
+    assert unit["status"] == UnitStatus.QUEUED, unit["reason"]
+    assert unit["head_commit"] == head and unit["attempt_count"] == 1
+    assert unit["resume_point"] is None
+    roles = [a["role"] for a in rt.store.rows("attempts")]
+    assert roles == ["reviewer"]
+    assert [e["score"] for e in events(rt, "review.scored")]
+
+
+@pytest.mark.anyio
+async def test_a_dead_agents_commits_and_base_are_kept(tmp_path: Path) -> None:
+    rt = make_runtime(tmp_path, WORKER_ADDS_A_FILE)
+    base = rt.repo.green_head()
+    partial = commit_on_branch(rt, "mc/unit/u1", base, "app/greet.py", FRIENDLY, "half done")
+    # mc/green moved on while the mission was down
+    moved = commit_on_branch(rt, "mc/other", base, "NOTES.md", "notes\n", "other work")
+    rt.repo.set_owned_ref(GREEN_REF, moved, "test: green moved")
+    add_unit(rt, "u1", UnitStatus.READY, base_commit=base, attempt_count=1,
+             branch="mc/unit/u1", resume_point="continue")
+    await run_unit(rt, "u1", 0)
+    unit = rt.store.get("units", "u1")
+    assert unit["status"] == UnitStatus.QUEUED, unit["reason"]
+    assert unit["base_commit"] == base and unit["attempt_count"] == 2
+    assert rt.repo.is_ancestor(partial, unit["head_commit"])  # the dead agent's commit is kept
+    assert not rt.repo.is_ancestor(moved, unit["head_commit"])
+    assert any("cut short" in (e.get("message") or "") for e in events(rt, "log"))
+
+
+@pytest.mark.anyio
+async def test_without_a_resume_point_a_unit_starts_afresh_at_green(tmp_path: Path) -> None:
+    rt = make_runtime(tmp_path, WORKER_ADDS_A_FILE)
+    base = rt.repo.green_head()
+    stale = commit_on_branch(rt, "mc/unit/u1", base, "app/greet.py", FRIENDLY, "old attempt")
+    moved = commit_on_branch(rt, "mc/other", base, "NOTES.md", "notes\n", "other work")
+    rt.repo.set_owned_ref(GREEN_REF, moved, "test: green moved")
+    add_unit(rt, "u1", UnitStatus.READY, base_commit=base, attempt_count=1, branch="mc/unit/u1")
+    await run_unit(rt, "u1", 0)
+    unit = rt.store.get("units", "u1")
+    assert unit["status"] == UnitStatus.QUEUED, unit["reason"]
+    assert unit["base_commit"] == moved
+    assert not rt.repo.is_ancestor(stale, unit["head_commit"])
