@@ -18,6 +18,7 @@ from typing import IO, Any
 from engine.config import MissionConfig
 from engine.models import (
     TERMINAL_UNIT_STATUSES,
+    ApprovalStatus,
     AttemptStatus,
     MergeStatus,
     MissionStatus,
@@ -134,6 +135,11 @@ def adopt_for_resume(store: Store, mission_id: int) -> list[str]:
                 store.set_status("units", unit["id"], UnitStatus.READY, resume_point="continue",
                                  reason="re-dispatched after restart")
                 notes.append(f"unit {unit['id']} re-dispatched (its agent died)")
+        # nobody waits for these any more; a gate asks again when its action comes up again
+        for approval in expire_pending_approvals(
+            store, mission_id, "the mission process died while waiting", by="resume"
+        ):
+            notes.append(f"approval {approval['id']} ({approval['gate']}) expired with its process")
         store.append_event("mission.resumed", mission_id=mission_id, notes=notes)
     return notes
 
@@ -154,7 +160,21 @@ def close_out(store: Store, mission_id: int, status: MissionStatus, reason: str)
             (mission_id, *(m.value for m in OPEN_MERGES)),
         ):
             store.set_status("merges", merge["id"], MergeStatus.SKIPPED, reason=f"mission {status}")
+        expire_pending_approvals(store, mission_id, f"mission {status}", by="mc")
         finish_mission(store, mission_id, status, reason)
+
+
+def expire_pending_approvals(
+    store: Store, mission_id: int, reason: str, *, by: str
+) -> list[dict[str, Any]]:
+    """Expire (deny, the safe default) the mission's approvals nobody will wait for."""
+    pending = store.rows(
+        "approvals", "mission_id = ? AND status = ?", (mission_id, ApprovalStatus.PENDING.value)
+    )
+    for approval in pending:
+        store.set_status("approvals", approval["id"], ApprovalStatus.EXPIRED, reason=reason,
+                         decided_at=time.time(), decided_by=by)
+    return pending
 
 
 def finish_mission(store: Store, mission_id: int, status: MissionStatus, reason: str) -> None:

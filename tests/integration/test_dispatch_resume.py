@@ -8,8 +8,8 @@ import pytest
 
 from engine.dispatch import run_unit
 from engine.gitops.repo import GREEN_REF
-from engine.mission import adopt_for_resume
-from engine.models import UnitStatus
+from engine.mission import adopt_for_resume, close_out
+from engine.models import MissionStatus, UnitStatus
 from tests.integration.mission_support import add_unit, commit_on_branch, events, make_runtime
 
 REVIEW_PASSES = '''
@@ -45,6 +45,19 @@ def test_adopt_sends_finished_work_to_review_and_running_units_to_continue(tmp_p
     assert (units["reviewing"]["status"], units["reviewing"]["resume_point"]) == ("ready", "review")
     assert (units["queued"]["status"], units["queued"]["resume_point"]) == ("queued", None)
     assert any("back to review" in n for n in notes)
+
+
+def test_approvals_left_pending_by_a_dead_process_expire(tmp_path: Path) -> None:
+    rt = make_runtime(tmp_path, REVIEW_PASSES)
+    push = rt.store.create_approval(mission_id=rt.mission_id, gate="push", title="push", timeout=60)
+    notes = adopt_for_resume(rt.store, rt.mission_id)
+    row = rt.store.get("approvals", push)
+    assert (row["status"], row["decided_by"]) == ("expired", "resume")
+    assert any("approval" in n and "expired" in n for n in notes)
+    # and a mission that ends for good leaves none pending either
+    fixup = rt.store.create_approval(mission_id=rt.mission_id, gate="fixup", title="f", timeout=60)
+    close_out(rt.store, rt.mission_id, MissionStatus.STOPPED, "user stop")
+    assert rt.store.get("approvals", fixup)["status"] == "expired"
 
 
 @pytest.mark.anyio
