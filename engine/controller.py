@@ -25,7 +25,7 @@ from engine.config import MissionConfig, unavailable_notes
 from engine.dispatch import FATAL_REASONS, run_unit
 from engine.fixup import run_fixup
 from engine.gates.evaluator import ProgressEvaluator
-from engine.gates.fixup_select import parse_test_counts
+from engine.gates.fixup_select import count_lint_errors, parse_test_counts
 from engine.gates.objective import check_objective
 from engine.gitops import GitError, GitRepo, MergeQueue, WorkspacePool, run_verification
 from engine.learning.rewards import unit_reward
@@ -75,6 +75,7 @@ class EpochResult:
     cost: float = 0.0
     tests_passed: int = 0
     tests_failed: int = 0
+    lint_errors: int = 0
     stop: tuple[MissionStatus, str] | None = None
 
 
@@ -323,7 +324,7 @@ class Controller:
                 self.evaluator.record(units_merged=int(payload.get("merged") or 0),
                                       tests_passed=int(payload.get("tests_passed") or 0),
                                       tests_failed=int(payload.get("tests_failed") or 0),
-                                      lint_errors=0)
+                                      lint_errors=int(payload.get("lint_errors") or 0))
 
     async def _epochs(self, rt: Runtime) -> tuple[MissionStatus, str]:
         config = self.config
@@ -702,6 +703,7 @@ class Controller:
         )
         if last:
             result.tests_passed, result.tests_failed = parse_test_counts(last[0]["output"])
+            result.lint_errors = count_lint_errors(last[0]["output"])
         return result
 
     def _check_limits(self, rt: Runtime) -> None:
@@ -935,12 +937,12 @@ class Controller:
         self.ema.observe(result.cost)
         self.evaluator.record(
             units_merged=result.merged, tests_passed=result.tests_passed,
-            tests_failed=result.tests_failed, lint_errors=0,
+            tests_failed=result.tests_failed, lint_errors=result.lint_errors,
         )
         self.store.append_event(
             "epoch.feedback", mission_id=rt.mission_id, epoch_id=epoch_id, merged=result.merged,
             failed=result.failed, cost=result.cost, tests_passed=result.tests_passed,
-            tests_failed=result.tests_failed, ema=self.ema.ema,
+            tests_failed=result.tests_failed, lint_errors=result.lint_errors, ema=self.ema.ema,
             projected_next=self.ema.projected_next(),
         )
 

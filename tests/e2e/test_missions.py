@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -348,3 +349,20 @@ actions = [{ type = "text", text = "nothing to do" }]
     warnings = [e["message"] for e in kinds(store, "log") if e.get("level") == "warning"]
     assert any("does not pass on mc/green before any change" in w and "broken suite" in w
                for w in warnings)
+
+
+def test_epoch_feedback_counts_lint_problems_in_a_passing_verification(target: Path) -> None:
+    """Non-blocking lint output feeds the progress evaluator (tests/lint delta)."""
+    command = (f"{sys.executable} -m unittest discover -s tests -t . && "
+               "echo 'app/greet.py:1:1: F401 unused import' && echo 'app/bye.py:2:5: E711 x'")
+    config = write_config(
+        target,
+        plan_entry("Add a farewell", "app/bye.py") + AMBITION_OK + OBJECTIVE_MET
+        + worker_entry("Add a farewell", "app/bye.py", "def bye():\\n    return 'bye'\\n"),
+        f"[target.verification]\ncommand = \"{command}\"\n",
+    )
+    result = run_mc("--config", str(config), "--no-ui")
+    assert result.returncode == 0, result.stdout + result.stderr
+    feedback = kinds(store_of(target), "epoch.feedback")
+    assert [f["lint_errors"] for f in feedback] == [2]
+    assert feedback[0]["tests_passed"] == 1
