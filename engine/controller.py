@@ -414,14 +414,23 @@ class Controller:
             payload = json.loads(checked[0]["payload"])
             if payload.get("met"):
                 return MissionStatus.COMPLETED, f"objective met: {payload.get('feedback', '')}"
-            return None  # "not yet": the next epoch goes ahead with that feedback
-        leaves = [u for u in self._epoch_units(rt, epoch_id) if u["is_leaf"]]
-        result = EpochResult(
-            merged=sum(1 for u in leaves if u["status"] == UnitStatus.MERGED),
-            failed=sum(1 for u in leaves if u["status"] in (UnitStatus.FAILED, UnitStatus.BLOCKED)),
-        )
-        rt.log(f"resumed after epoch {rows[0]['number']} ended: checking the objective before planning")
-        return await self._objective_met(rt, result)
+        else:
+            leaves = [u for u in self._epoch_units(rt, epoch_id) if u["is_leaf"]]
+            result = EpochResult(
+                merged=sum(1 for u in leaves if u["status"] == UnitStatus.MERGED),
+                failed=sum(1 for u in leaves
+                           if u["status"] in (UnitStatus.FAILED, UnitStatus.BLOCKED)),
+            )
+            rt.log(f"resumed after epoch {rows[0]['number']} ended: checking the objective "
+                   "before planning")
+            met = await self._objective_met(rt, result)
+            if met is not None:
+                return met
+        # not met yet: the stall check the killed run would have made comes next
+        threshold = self.config.rounds.stall_threshold
+        if self.evaluator.stalled(threshold):
+            return MissionStatus.STALLED, f"no progress for {threshold} epoch(s)"
+        return None
 
     def _current_epoch_number(self, rt: Runtime) -> int:
         row = self.store.query(

@@ -46,18 +46,21 @@ async def run_unit(
     unit = store.get("units", unit_id)
     assert unit is not None
     branch = unit_branch(unit_id)
-    base, start = starting_point(rt, unit, branch)
-    if unit["resume_point"] == "review" and unit["head_commit"] and start == unit["head_commit"]:
-        # killed while its finished work was being reviewed: review it, do not redo it
+    finished = finished_work(rt, unit)
+    if finished is not None:
+        # killed after its agent had finished (in review, at a gate): do not redo the work
+        base, head = finished
+        if rt.repo.ref_head(f"refs/heads/{branch}") != head:
+            rt.repo.set_owned_ref(f"refs/heads/{branch}", head, "mc: unit branch after restart")
         store.set_status("units", unit_id, UnitStatus.RUNNING, reason=None, resume_point=None)
-        rt.log(f"unit {unit_id}: reviewing the work its agent finished before the restart",
-               unit_id=unit_id)
-        return await review_and_submit(rt, unit_id, branch, base, unit["head_commit"],
-                                       unit["attempt_count"])
+        rt.log(f"unit {unit_id}: taking the work its agent finished before the restart on to "
+               "review and the queue", unit_id=unit_id)
+        return await review_and_submit(rt, unit_id, branch, base, head, unit["attempt_count"])
+    base, start = starting_point(rt, unit, branch)
     attempt_no = unit["attempt_count"] + 1
     store.set_status(
         "units", unit_id, UnitStatus.RUNNING, reason=None, attempt_count=attempt_no,
-        branch=branch, base_commit=base, resume_point=None,
+        branch=branch, base_commit=base, head_commit=None, resume_point=None,
     )
     config = rt.config
     if model and model != config.scheduler.model:
@@ -108,20 +111,32 @@ async def run_unit(
     return await review_and_submit(rt, unit_id, branch, base, head, attempt_no)
 
 
+def finished_work(rt: Runtime, unit: dict[str, Any]) -> tuple[str, str] | None:
+    """(base, head) of the work a crash caught after the agent had finished, if any."""
+    base, head = unit["base_commit"], unit["head_commit"]
+    if unit["resume_point"] != "review" or not base or not head:
+        return None
+    try:
+        return (base, head) if head != base and rt.repo.is_ancestor(base, head) else None
+    except GitError:
+        return None  # the commit is gone: the work is redone
+
+
 def starting_point(rt: Runtime, unit: dict[str, Any], branch: str) -> tuple[str, str]:
     """(base, start): the commit the unit's change is measured from, and where its worktree starts.
 
-    Normally both are the current ``mc/green``. A unit interrupted by a crash keeps the base
-    its agent had, and starts from its branch's tip when the dead agent committed there, so
-    no commit is lost and the work is judged against the base it was built on.
+    Normally both are the current ``mc/green``. A unit whose agent a crash killed after it had
+    committed keeps that agent's base and starts from its branch's tip, so no commit is lost
+    and the work is judged against the base it was built on. With nothing to keep it starts
+    afresh on the newest ``mc/green`` (fewer conflicts).
     """
     green = rt.repo.green_head()
     base = unit["base_commit"]
-    if not unit["resume_point"] or not base or not rt.repo.ref_head(f"refs/heads/{branch}"):
-        return green, green
     tip = rt.repo.ref_head(f"refs/heads/{branch}")
+    if unit["resume_point"] != "continue" or not base or not tip or tip == base:
+        return green, green
     try:
-        if tip == base or rt.repo.is_ancestor(base, tip):
+        if rt.repo.is_ancestor(base, tip):
             return base, tip
     except GitError:
         pass
@@ -143,20 +158,23 @@ async def review_and_submit(
             rt.llm.ask, objective=rt.objective, unit=store.get("units", unit_id) or unit,
             diff=diff, diffstat=stat.text, min_score=rt.config.review.min_review_score,
         )
-        store.update("units", unit_id, review_score=verdict.score, review_feedback=verdict.feedback)
-        store.append_event(
-            "review.scored", mission_id=rt.mission_id, unit_id=unit_id, score=verdict.score,
-            alignment=verdict.alignment, approach=verdict.approach, tests=verdict.tests,
-            passed=verdict.passed, feedback=verdict.feedback, attempt=attempt_no,
-        )
-        if not verdict.passed:
-            rejections = review_rejections(rt, unit_id)  # this one included
-            reviews_left = rejections <= rt.config.review.max_review_retries
-            store.set_status(
-                "units", unit_id, UnitStatus.READY if reviews_left else UnitStatus.FAILED,
-                reason=f"review {verdict.score:.1f} < {rt.config.review.min_review_score}: "
-                f"{verdict.feedback}",
+        with store.transaction():  # a rejection and its consequence land together
+            store.update("units", unit_id, review_score=verdict.score,
+                         review_feedback=verdict.feedback)
+            store.append_event(
+                "review.scored", mission_id=rt.mission_id, unit_id=unit_id, score=verdict.score,
+                alignment=verdict.alignment, approach=verdict.approach, tests=verdict.tests,
+                passed=verdict.passed, feedback=verdict.feedback, attempt=attempt_no,
             )
+            if not verdict.passed:
+                rejections = review_rejections(rt, unit_id)  # this one included
+                reviews_left = rejections <= rt.config.review.max_review_retries
+                store.set_status(
+                    "units", unit_id, UnitStatus.READY if reviews_left else UnitStatus.FAILED,
+                    reason=f"review {verdict.score:.1f} < {rt.config.review.min_review_score}: "
+                    f"{verdict.feedback}",
+                )
+        if not verdict.passed:
             return UnitRunResult(True)
 
     stat = rt.repo.diff_stat(base, head)

@@ -9,10 +9,12 @@ passing, fewest lint errors, smallest diff) and goes back into the merge queue.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import traceback
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -71,6 +73,13 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str) -> None:
     store = rt.store
     unit = store.get("units", unit_id)
     assert unit is not None
+    pending = undelivered_winner(rt, unit_id)
+    if pending is not None:
+        rt.log(f"unit {unit_id}: delivering fixup round {pending['round']}'s winner again "
+               "(the process stopped before it reached the queue)", unit_id=unit_id)
+        await deliver_winner(rt, unit, int(pending["round"]), int(pending["candidate"]),
+                             str(pending.get("approach") or ""), str(pending["head"]))
+        return
     round_no = fixup_rounds(rt, unit_id) + 1
     max_rounds = rt.config.green_branch.fixup_max_attempts
     if round_no > max_rounds:
@@ -180,17 +189,51 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str) -> None:
         await run_fixup(rt, unit_id, detail)
         return
     assert winner is not None and winner.head_commit is not None
-    branch = f"mc/fixup/{unit_id}/{round_no}-{winner.index + 1}"
     store.append_event(
         "fixup.winner", mission_id=rt.mission_id, unit_id=unit_id, round=round_no,
         candidate=winner.index + 1, approach=winner.approach, verified=winner.verified,
         tests_passed=winner.tests_passed, head=winner.head_commit,
     )
+    await deliver_winner(rt, unit, round_no, winner.index + 1, winner.approach, winner.head_commit)
+
+
+async def deliver_winner(
+    rt: Runtime, unit: dict[str, Any], round_no: int, candidate: int, approach: str, head: str
+) -> None:
+    """Through the fixup gate into the merge queue (or FAILED when the gate says no)."""
+    unit_id = unit["id"]
+    branch = f"mc/fixup/{unit_id}/{round_no}-{candidate}"
+    green = rt.repo.green_head()
     if not await approve_or_deny(
-        rt, "fixup", f"fixup of {unit['title']}: candidate {winner.index + 1} ({winner.approach})",
-        unit_id=unit_id, diffstat=rt.repo.diff_stat(green, winner.head_commit).text,
-        diff=rt.repo.diff_text(green, winner.head_commit),
+        rt, "fixup", f"fixup of {unit['title']}: candidate {candidate} ({approach})",
+        unit_id=unit_id, diffstat=rt.repo.diff_stat(green, head).text,
+        diff=rt.repo.diff_text(green, head),
     ):
-        store.set_status("units", unit_id, UnitStatus.FAILED, reason="fixup not approved")
+        rt.store.set_status("units", unit_id, UnitStatus.FAILED, reason="fixup not approved")
         return
-    submit(rt, unit_id, branch, winner.head_commit)
+    submit(rt, unit_id, branch, head)
+
+
+def undelivered_winner(rt: Runtime, unit_id: str) -> dict[str, Any] | None:
+    """The winner of a round the process died after deciding (at the fixup gate, say):
+    it is delivered again rather than paid for with a new round."""
+    rows = rt.store.query(
+        "SELECT id, payload FROM events WHERE kind = 'fixup.winner' AND unit_id = ? "
+        "ORDER BY id DESC LIMIT 1", (unit_id,),
+    )
+    if not rows:
+        return None
+    winner = json.loads(rows[0]["payload"])
+    if not winner.get("head") or not winner.get("candidate"):
+        return None
+    submitted_since = rt.store.query(
+        "SELECT 1 FROM events WHERE kind = 'unit.submitted' AND unit_id = ? AND id > ?",
+        (unit_id, rows[0]["id"]),
+    )
+    if submitted_since:
+        return None  # delivered; the queue sent it back (a new conflict): a new round
+    try:
+        rt.repo.pygit[winner["head"]]
+    except (KeyError, ValueError):
+        return None
+    return winner

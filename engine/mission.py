@@ -125,11 +125,12 @@ def adopt_for_resume(store: Store, mission_id: int) -> list[str]:
                 error="interrupted: the mission process died", ended_at=time.time(),
             )
         for unit in store.units(mission_id):
-            if unit["status"] == UnitStatus.REVIEWING and unit["head_commit"]:
-                # the agent had finished: its commit goes to review, it is not redone
+            finished = unit["head_commit"]  # set only once this attempt's agent finished
+            if unit["status"] in (UnitStatus.RUNNING, UnitStatus.REVIEWING) and finished:
+                # in review or at a gate: the finished work goes on, it is not redone
                 store.set_status("units", unit["id"], UnitStatus.READY, resume_point="review",
-                                 reason="re-dispatched after restart: its finished work is reviewed")
-                notes.append(f"unit {unit['id']} back to review (its reviewer died)")
+                                 reason="re-dispatched after restart: its finished work goes on")
+                notes.append(f"unit {unit['id']}: its finished work goes on to review and the queue")
             elif unit["status"] in (UnitStatus.RUNNING, UnitStatus.REVIEWING):
                 # same base, and the dead agent's commits stay on the branch for the next one
                 store.set_status("units", unit["id"], UnitStatus.READY, resume_point="continue",

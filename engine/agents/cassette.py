@@ -24,7 +24,7 @@ class CassetteError(ValueError):
 # Allowed keys per action type (besides "type").
 ACTION_KEYS: dict[str, dict[str, bool]] = {  # key -> required
     "write": {"path": True, "content": True},
-    "patch": {"path": True, "find": True, "replace": True, "count": False},
+    "patch": {"path": True, "find": True, "replace": True, "count": False, "regex": False},
     "delete": {"path": True},
     "run": {"command": True, "check": False, "timeout": False},
     "commit": {"message": True},
@@ -189,6 +189,11 @@ def _action(action: Any, where: str) -> dict[str, Any]:
     missing = [k for k, required in spec.items() if required and k not in action]
     if missing:
         raise CassetteError(f"{where} ({kind}): missing {', '.join(missing)}")
+    if kind == "patch" and action.get("regex"):
+        try:
+            re.compile(action["find"])
+        except (re.error, TypeError) as exc:
+            raise CassetteError(f"{where} (patch): find is not a valid regex: {exc}") from None
     if kind == "fail" and "reason" in action:
         try:
             FailureReason(action["reason"])

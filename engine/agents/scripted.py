@@ -9,6 +9,7 @@ process-group control as the real agents.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -175,12 +176,17 @@ class _Player:
         except OSError as exc:
             self.event("tool_result", str(exc), tool="Edit", is_error=True)
             raise _ActionFailed(f"patch {rel}: {exc.strerror or exc}") from None
-        if find not in content:
+        count = int(action.get("count", 1))
+        if action.get("regex"):  # multiline regex; `replace` may use \1 groups
+            content, found = re.subn(find, replace, content, count=max(count, 0),
+                                     flags=re.MULTILINE)
+        else:
+            found = content.count(find)
+            content = content.replace(find, replace, count if count > 0 else -1)
+        if not found:
             self.event("tool_result", "text to replace not found", tool="Edit", is_error=True)
             raise _ActionFailed(f"patch {rel}: text to replace not found: {find[:80]!r}")
-        count = int(action.get("count", 1))
-        target.write_text(content.replace(find, replace, count if count > 0 else -1),
-                          encoding="utf-8")
+        target.write_text(content, encoding="utf-8")
         self.event("tool_result", "patched", tool="Edit")
 
     async def do_delete(self, action: dict[str, Any]) -> None:

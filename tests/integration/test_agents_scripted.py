@@ -101,6 +101,16 @@ match = "bad patch"
   replace = "x"
 
 [[interaction]]
+match = "regex patch"
+  [[interaction.actions]]
+  type = "patch"
+  path = "calc.py"
+  regex = true
+  count = 0
+  find = '^def (\w+)'
+  replace = "def calc_\\1"
+
+[[interaction]]
 match = "cleanup"
 status = "blocked"
 summary = "blocked on {{unit_id}}"
@@ -170,6 +180,15 @@ def test_paths_stay_inside_the_worktree(repo: Path, tmp_path: Path) -> None:
 def test_patch_needs_its_text(repo: Path, tmp_path: Path) -> None:
     result, _ = play(repo, tmp_path, "bad patch")
     assert result.status == "failed" and "not found" in result.error
+
+
+def test_regex_patch_uses_groups_and_counts(repo: Path, tmp_path: Path) -> None:
+    before = (repo / "calc.py").read_text()
+    result, _ = play(repo, tmp_path, "regex patch")
+    assert result.status == "completed", result.error
+    after = (repo / "calc.py").read_text()
+    assert after.count("def calc_") == before.count("\ndef ") + before.startswith("def ")
+    assert "def calc_add" in after
 
 
 def test_status_and_summary_override(repo: Path, tmp_path: Path) -> None:

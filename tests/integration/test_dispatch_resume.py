@@ -38,13 +38,14 @@ def test_adopt_sends_finished_work_to_review_and_running_units_to_continue(tmp_p
     green = rt.repo.green_head()
     add_unit(rt, "running", UnitStatus.RUNNING, base_commit=green)
     add_unit(rt, "reviewing", UnitStatus.REVIEWING, base_commit=green, head_commit=green)
+    # no review gate: a finished unit waits at the large-merge gate while still `running`
+    add_unit(rt, "at-gate", UnitStatus.RUNNING, base_commit=green, head_commit=green)
     add_unit(rt, "queued", UnitStatus.QUEUED)
     notes = adopt_for_resume(rt.store, rt.mission_id)
-    units = {u["id"]: u for u in rt.store.units(rt.mission_id)}
-    assert (units["running"]["status"], units["running"]["resume_point"]) == ("ready", "continue")
-    assert (units["reviewing"]["status"], units["reviewing"]["resume_point"]) == ("ready", "review")
-    assert (units["queued"]["status"], units["queued"]["resume_point"]) == ("queued", None)
-    assert any("back to review" in n for n in notes)
+    units = {u["id"]: (u["status"], u["resume_point"]) for u in rt.store.units(rt.mission_id)}
+    assert units == {"running": ("ready", "continue"), "reviewing": ("ready", "review"),
+                     "at-gate": ("ready", "review"), "queued": ("queued", None)}
+    assert sum("finished work goes on" in n for n in notes) == 2
 
 
 def test_approvals_left_pending_by_a_dead_process_expire(tmp_path: Path) -> None:
@@ -61,11 +62,16 @@ def test_approvals_left_pending_by_a_dead_process_expire(tmp_path: Path) -> None
 
 
 @pytest.mark.anyio
-async def test_finished_work_is_reviewed_without_running_the_agent_again(tmp_path: Path) -> None:
+@pytest.mark.parametrize("branch_kept", [True, False], ids=["branch", "branch-deleted"])
+async def test_finished_work_is_reviewed_without_running_the_agent_again(
+    tmp_path: Path, branch_kept: bool
+) -> None:
     # no worker entry in the cassette: running the agent again would fail the unit
     rt = make_runtime(tmp_path, REVIEW_PASSES, "[review]\ngate_completion = true\n")
     base = rt.repo.green_head()
     head = commit_on_branch(rt, "mc/unit/u1", base, "app/greet.py", FRIENDLY, "friendlier")
+    if not branch_kept:
+        rt.repo.delete_branch("mc/unit/u1")
     add_unit(rt, "u1", UnitStatus.READY, base_commit=base, head_commit=head, attempt_count=1,
              branch="mc/unit/u1", resume_point="review")
     await run_unit(rt, "u1", 0)
@@ -76,6 +82,24 @@ async def test_finished_work_is_reviewed_without_running_the_agent_again(tmp_pat
     roles = [a["role"] for a in rt.store.rows("attempts")]
     assert roles == ["reviewer"]
     assert [e["score"] for e in events(rt, "review.scored")]
+    assert rt.repo.ref_head("refs/heads/mc/unit/u1") == head
+
+
+@pytest.mark.anyio
+async def test_a_dead_agent_that_committed_nothing_restarts_on_the_newest_green(
+    tmp_path: Path,
+) -> None:
+    rt = make_runtime(tmp_path, WORKER_ADDS_A_FILE)
+    base = rt.repo.green_head()
+    rt.repo.set_owned_ref("refs/heads/mc/unit/u1", base, "test: the dead attempt's branch")
+    moved = commit_on_branch(rt, "mc/other", base, "NOTES.md", "notes\n", "other work")
+    rt.repo.set_owned_ref(GREEN_REF, moved, "test: green moved")
+    add_unit(rt, "u1", UnitStatus.READY, base_commit=base, attempt_count=1,
+             branch="mc/unit/u1", resume_point="continue")
+    await run_unit(rt, "u1", 0)
+    unit = rt.store.get("units", "u1")
+    assert unit["status"] == UnitStatus.QUEUED, unit["reason"]
+    assert unit["base_commit"] == moved and rt.repo.is_ancestor(moved, unit["head_commit"])
 
 
 @pytest.mark.anyio

@@ -96,3 +96,23 @@ def test_leaf_exceptions_name_the_real_errors() -> None:
     assert [type(e).__name__ for e in leaf_exceptions(outer)] == ["GitError", "ValueError",
                                                                  "FatalAgentError"]
     assert leaf_exceptions(KeyError("k"))[0].args == ("k",)
+
+
+@pytest.mark.anyio
+async def test_a_decided_winner_the_crash_kept_from_the_queue_is_delivered_not_redone(
+    tmp_path: Path,
+) -> None:
+    rt = runtime_with_broken_unit(tmp_path, fixup_max_attempts=1)
+    fixed = commit_on_branch(rt, "mc/fixup/u1/1-2", rt.repo.green_head(), "app/greet.py",
+                             "def greet(name):\n    return f'hello {name}'\n", "fix")
+    # the killed run had decided round 1 (candidate 2) and was waiting at the fixup gate
+    rt.store.append_event("fixup.started", mission_id=rt.mission_id, unit_id="u1", round=1,
+                          candidates=2, detail="verification failed")
+    rt.store.append_event("fixup.winner", mission_id=rt.mission_id, unit_id="u1", round=1,
+                          candidate=2, approach="a", verified=True, head=fixed)
+    await run_fixup(rt, "u1", "verification failed")
+    unit = rt.store.get("units", "u1")
+    assert unit["status"] == UnitStatus.QUEUED, unit["reason"]
+    assert (unit["head_commit"], unit["branch"]) == (fixed, "mc/fixup/u1/1-2")
+    assert not rt.store.rows("attempts")  # no agent ran again
+    assert len(events(rt, "fixup.started")) == 1

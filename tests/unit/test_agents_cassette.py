@@ -82,6 +82,8 @@ def test_take_is_thread_safe() -> None:
         ({"interaction": [{"status": "great"}]}, "status must be one of"),
         ({"interaction": [{"actions": [{"type": "fail", "reason": "nope"}]}]}, "reason must be"),
         ({"interactions": []}, "unknown top-level key"),
+        ({"interaction": [{"actions": [{"type": "patch", "path": "a", "find": "(", "replace": "",
+                                        "regex": True}]}]}, "not a valid regex"),
     ],
 )
 def test_validation_errors(data: dict, message: str) -> None:
