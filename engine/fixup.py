@@ -226,12 +226,12 @@ def undelivered_winner(rt: Runtime, unit_id: str) -> dict[str, Any] | None:
     winner = json.loads(rows[0]["payload"])
     if not winner.get("head") or not winner.get("candidate"):
         return None
-    submitted_since = rt.store.query(
-        "SELECT 1 FROM events WHERE kind = 'unit.submitted' AND unit_id = ? AND id > ?",
-        (unit_id, rows[0]["id"]),
+    moved_on = rt.store.query(
+        "SELECT 1 FROM events WHERE kind IN ('unit.submitted', 'unit.status') AND unit_id = ? "
+        "AND id > ? LIMIT 1", (unit_id, rows[0]["id"]),
     )
-    if submitted_since:
-        return None  # delivered; the queue sent it back (a new conflict): a new round
+    if moved_on:
+        return None  # delivered (and sent back by the queue), or denied at the gate
     try:
         rt.repo.pygit[winner["head"]]
     except (KeyError, ValueError):

@@ -10,6 +10,7 @@ import pygit2
 
 from engine.config import load_config
 from engine.controller import Controller
+from engine.gitops.repo import GREEN_REF
 from engine.models import UnitStatus
 from engine.runtime import Runtime
 from engine.store import Store
@@ -35,6 +36,13 @@ def commit_on_branch(rt: Runtime, branch: str, start: str, path: str, text: str,
     oid = repo.create_commit(None, sig, sig, message, index.write_tree(repo), [parent.id])
     repo.references.create(f"refs/heads/{branch}", oid, force=True)
     return str(oid)
+
+
+def move_green(rt: Runtime, base: str) -> str:
+    """Another unit's work lands on ``mc/green`` (a commit on top of ``base``); returns it."""
+    moved = commit_on_branch(rt, "mc/other", base, "NOTES.md", "notes\n", "other work")
+    rt.repo.set_owned_ref(GREEN_REF, moved, "test: green moved")
+    return moved
 
 
 def add_unit(rt: Runtime, unit_id: str, status: UnitStatus, **fields: Any) -> None:

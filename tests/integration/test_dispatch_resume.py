@@ -7,10 +7,15 @@ from pathlib import Path
 import pytest
 
 from engine.dispatch import run_unit
-from engine.gitops.repo import GREEN_REF
 from engine.mission import adopt_for_resume, close_out
 from engine.models import MissionStatus, UnitStatus
-from tests.integration.mission_support import add_unit, commit_on_branch, events, make_runtime
+from tests.integration.mission_support import (
+    add_unit,
+    commit_on_branch,
+    events,
+    make_runtime,
+    move_green,
+)
 
 REVIEW_PASSES = '''
 [[interaction]]
@@ -92,8 +97,7 @@ async def test_a_dead_agent_that_committed_nothing_restarts_on_the_newest_green(
     rt = make_runtime(tmp_path, WORKER_ADDS_A_FILE)
     base = rt.repo.green_head()
     rt.repo.set_owned_ref("refs/heads/mc/unit/u1", base, "test: the dead attempt's branch")
-    moved = commit_on_branch(rt, "mc/other", base, "NOTES.md", "notes\n", "other work")
-    rt.repo.set_owned_ref(GREEN_REF, moved, "test: green moved")
+    moved = move_green(rt, base)
     add_unit(rt, "u1", UnitStatus.READY, base_commit=base, attempt_count=1,
              branch="mc/unit/u1", resume_point="continue")
     await run_unit(rt, "u1", 0)
@@ -107,9 +111,7 @@ async def test_a_dead_agents_commits_and_base_are_kept(tmp_path: Path) -> None:
     rt = make_runtime(tmp_path, WORKER_ADDS_A_FILE)
     base = rt.repo.green_head()
     partial = commit_on_branch(rt, "mc/unit/u1", base, "app/greet.py", FRIENDLY, "half done")
-    # mc/green moved on while the mission was down
-    moved = commit_on_branch(rt, "mc/other", base, "NOTES.md", "notes\n", "other work")
-    rt.repo.set_owned_ref(GREEN_REF, moved, "test: green moved")
+    moved = move_green(rt, base)  # mc/green moved on while the mission was down
     add_unit(rt, "u1", UnitStatus.READY, base_commit=base, attempt_count=1,
              branch="mc/unit/u1", resume_point="continue")
     await run_unit(rt, "u1", 0)
@@ -126,8 +128,7 @@ async def test_without_a_resume_point_a_unit_starts_afresh_at_green(tmp_path: Pa
     rt = make_runtime(tmp_path, WORKER_ADDS_A_FILE)
     base = rt.repo.green_head()
     stale = commit_on_branch(rt, "mc/unit/u1", base, "app/greet.py", FRIENDLY, "old attempt")
-    moved = commit_on_branch(rt, "mc/other", base, "NOTES.md", "notes\n", "other work")
-    rt.repo.set_owned_ref(GREEN_REF, moved, "test: green moved")
+    moved = move_green(rt, base)
     add_unit(rt, "u1", UnitStatus.READY, base_commit=base, attempt_count=1, branch="mc/unit/u1")
     await run_unit(rt, "u1", 0)
     unit = rt.store.get("units", "u1")

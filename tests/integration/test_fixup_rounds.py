@@ -116,3 +116,19 @@ async def test_a_decided_winner_the_crash_kept_from_the_queue_is_delivered_not_r
     assert (unit["head_commit"], unit["branch"]) == (fixed, "mc/fixup/u1/1-2")
     assert not rt.store.rows("attempts")  # no agent ran again
     assert len(events(rt, "fixup.started")) == 1
+
+
+@pytest.mark.anyio
+async def test_a_winner_the_gate_denied_is_not_delivered_later(tmp_path: Path) -> None:
+    rt = runtime_with_broken_unit(tmp_path, fixup_max_attempts=2)
+    fixed = commit_on_branch(rt, "mc/fixup/u1/1-1", rt.repo.green_head(), "app/greet.py",
+                             "raise SystemExit('denied work')\n", "denied")
+    rt.store.append_event("fixup.winner", mission_id=rt.mission_id, unit_id="u1", round=1,
+                          candidate=1, approach="a", verified=True, head=fixed)
+    # what followed the denial: the unit failed (and later came back to fixup)
+    rt.store.append_event("unit.status", mission_id=rt.mission_id, unit_id="u1", id="u1",
+                          **{"from": "fixup", "to": "failed", "reason": "fixup not approved"})
+    await run_fixup(rt, "u1", "verification failed")
+    unit = rt.store.get("units", "u1")
+    assert unit["status"] == UnitStatus.QUEUED and unit["head_commit"] != fixed
+    assert [e["round"] for e in events(rt, "fixup.started")] == [2]
