@@ -73,9 +73,9 @@ class EpochResult:
     merged: int = 0
     failed: int = 0
     cost: float = 0.0
-    tests_passed: int = 0
-    tests_failed: int = 0
-    lint_errors: int = 0
+    tests_passed: int | None = None  # None: no passing verification to read them from
+    tests_failed: int | None = None
+    lint_errors: int | None = None
     stop: tuple[MissionStatus, str] | None = None
 
 
@@ -322,9 +322,9 @@ class Controller:
             else:
                 self.ema.observe(float(payload.get("cost") or 0.0))
                 self.evaluator.record(units_merged=int(payload.get("merged") or 0),
-                                      tests_passed=int(payload.get("tests_passed") or 0),
-                                      tests_failed=int(payload.get("tests_failed") or 0),
-                                      lint_errors=int(payload.get("lint_errors") or 0))
+                                      tests_passed=payload.get("tests_passed"),
+                                      tests_failed=payload.get("tests_failed"),
+                                      lint_errors=payload.get("lint_errors"))
 
     async def _epochs(self, rt: Runtime) -> tuple[MissionStatus, str]:
         config = self.config
@@ -359,7 +359,7 @@ class Controller:
                 planned = await self._plan(rt, int(epoch_id), epoch_number)
                 if not planned:
                     self.store.set_status("epochs", epoch_id, EpochStatus.FAILED, ended_at=time.time())
-                    self.evaluator.record(units_merged=0, tests_passed=0, tests_failed=0, lint_errors=0)
+                    self.evaluator.record(units_merged=0)  # nothing measured
                     if self.evaluator.stalled(config.rounds.stall_threshold):
                         return MissionStatus.STALLED, "planning kept failing"
                     continue

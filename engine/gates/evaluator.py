@@ -3,7 +3,8 @@
 An epoch *improves* when it merged at least one unit, or beats every earlier epoch (and the
 baseline, if given) on one measure: more tests passing, fewer tests failing, fewer lint errors.
 Comparing with the best so far, not only the previous epoch, keeps oscillation from counting
-as progress.
+as progress. A measure an epoch could not take (``None``: no passing verification, a plan
+that failed) is left out of the comparison rather than read as a perfect 0.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from dataclasses import dataclass
 class EpochProgress:
     epoch: int
     units_merged: int
-    tests_passed: int
-    tests_failed: int
-    lint_errors: int
+    tests_passed: int | None
+    tests_failed: int | None
+    lint_errors: int | None
 
 
 class ProgressEvaluator:
@@ -31,9 +32,9 @@ class ProgressEvaluator:
     def record(
         self,
         units_merged: int = 0,
-        tests_passed: int = 0,
-        tests_failed: int = 0,
-        lint_errors: int = 0,
+        tests_passed: int | None = None,
+        tests_failed: int | None = None,
+        lint_errors: int | None = None,
         *,
         epoch: int | None = None,
     ) -> bool:
@@ -64,12 +65,10 @@ class ProgressEvaluator:
             earlier.insert(0, self.baseline)
         if progress.units_merged > 0:
             return True
-        if not earlier:
-            return False
         return (
-            progress.tests_passed > max(p.tests_passed for p in earlier)
-            or progress.tests_failed < min(p.tests_failed for p in earlier)
-            or progress.lint_errors < min(p.lint_errors for p in earlier)
+            _beats(progress.tests_passed, [p.tests_passed for p in earlier], more_is_better=True)
+            or _beats(progress.tests_failed, [p.tests_failed for p in earlier], more_is_better=False)
+            or _beats(progress.lint_errors, [p.lint_errors for p in earlier], more_is_better=False)
         )
 
     def stalled(self, threshold: int) -> bool:
@@ -87,3 +86,11 @@ class ProgressEvaluator:
                 break
             count += 1
         return count
+
+
+def _beats(value: int | None, earlier: list[int | None], *, more_is_better: bool) -> bool:
+    """``value`` beats the best measured earlier value (unmeasured ones do not count)."""
+    known = [v for v in earlier if v is not None]
+    if value is None or not known:
+        return False
+    return value > max(known) if more_is_better else value < min(known)

@@ -9,7 +9,7 @@ from engine.gates.evaluator import EpochProgress, ProgressEvaluator
 
 def test_epochs_number_themselves_and_positional_measures() -> None:
     ev = ProgressEvaluator()
-    assert ev.record(units_merged=1)
+    assert ev.record(1, 0, 0, 0)
     assert ev.record(0, 5, 0, 0)  # 5 tests passing beats epoch 1's 0
     assert not ev.record(0, 5, 1, 0)  # nothing beats the best so far
     assert [p.epoch for p in ev.history] == [1, 2, 3]
@@ -94,3 +94,13 @@ def test_improved_for_a_hypothetical_epoch() -> None:
     assert ev.improved(EpochProgress(2, 0, 4, 1, 0))
     assert not ev.improved(EpochProgress(2, 0, 3, 1, 0))
     assert len(ev.history) == 1  # asking does not record
+
+
+def test_unmeasured_epochs_are_left_out_not_read_as_zero() -> None:
+    """A failed plan or an epoch without a passing verification measured nothing."""
+    ev = ProgressEvaluator()
+    ev.record(epoch=1, units_merged=1, tests_passed=10, tests_failed=0, lint_errors=3)
+    assert not ev.record(epoch=2, units_merged=0)  # planning failed: nothing measured
+    # fewer lint errors than the best *measured* epoch is progress (0 from epoch 2 is not real)
+    assert ev.record(epoch=3, units_merged=0, tests_passed=10, tests_failed=0, lint_errors=2)
+    assert not ProgressEvaluator().record(units_merged=0, tests_passed=3)  # nothing to beat
