@@ -132,7 +132,7 @@ def adopt_for_resume(store: Store, mission_id: int) -> list[str]:
                                  reason="re-dispatched after restart: its finished work goes on")
                 notes.append(f"unit {unit['id']}: its finished work goes on to review and the queue")
             elif unit["status"] in (UnitStatus.RUNNING, UnitStatus.REVIEWING):
-                # same base, and the dead agent's commits stay on the branch for the next one
+                # runs again; commits the dead agent made are kept (see dispatch.starting_point)
                 store.set_status("units", unit["id"], UnitStatus.READY, resume_point="continue",
                                  reason="re-dispatched after restart")
                 notes.append(f"unit {unit['id']} re-dispatched (its agent died)")
