@@ -22,7 +22,7 @@ from engine.agents import AgentBackend, AgentUnavailable, make_backend
 from engine.approvals import approve_or_deny
 from engine.budget import EmaCostTracker, cooldown_seconds
 from engine.config import MissionConfig, unavailable_notes
-from engine.dispatch import FATAL_REASONS, run_unit
+from engine.dispatch import FATAL_REASONS, run_unit, unit_branch
 from engine.fixup import run_fixup
 from engine.gates.evaluator import ProgressEvaluator
 from engine.gates.fixup_select import count_lint_errors, parse_test_counts
@@ -66,6 +66,11 @@ EXIT_CODES = {MissionStatus.COMPLETED: 0}  # everything else that returns is 1
 
 class MissionSetupError(RuntimeError):
     """The mission cannot start (bad repo, missing agent CLI, busy). Exit code 2."""
+
+
+INTERRUPTED_WORK_MESSAGE = (
+    "wip: uncommitted work of an agent session a restart cut short (saved by mc)"
+)
 
 
 @dataclass
@@ -191,6 +196,10 @@ class Controller:
             )
         workers = config.scheduler.parallel.num_workers
         pool = WorkspacePool(repo, config.pool_dir(), workers + config.green_branch.fixup_candidates + 1)
+        continuing = {unit_branch(u["id"]) for u in self.store.units(mission_id)
+                      if u["resume_point"] == "continue"}
+        for note in pool.save_uncommitted(continuing, INTERRUPTED_WORK_MESSAGE):
+            self.store.append_event("log", mission_id=mission_id, level="info", message=note)
         for note in pool.repair():
             self.store.append_event("log", mission_id=mission_id, level="info", message=note)
         queue = MergeQueue(

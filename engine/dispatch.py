@@ -23,8 +23,9 @@ FATAL_REASONS = {
 BACKOFF_REASONS = {FailureReason.OVERLOADED, FailureReason.RATE_LIMIT, FailureReason.API_ERROR}
 MAX_WORKER_ATTEMPTS = 3
 CONTINUE_NOTE = (
-    "A previous session on this unit was cut short by a restart. Its commits, if any, are "
-    "already on this branch: check what is done, then finish the unit from there."
+    "A previous session on this unit was cut short by a restart. Its commits are already on "
+    "this branch (a last `wip:` commit holds what it had not committed, possibly half-written "
+    "files): check what is done and what is sound, then finish the unit from there."
 )
 
 

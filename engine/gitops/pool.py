@@ -59,6 +59,31 @@ class WorkspacePool:
             self._handles.clear()
             return repair_worktrees(self._main, self.pool_dir, SLOT_PREFIX, self._slot_of)
 
+    def save_uncommitted(self, branches: set[str], message: str) -> list[str]:
+        """Commit what a killed agent left uncommitted in a slot still on one of ``branches``.
+
+        Call at start-up, before :meth:`repair` (which detaches the slots' HEADs) and before
+        any acquire (which cleans them). Returns notes; slots on other branches are untouched.
+        """
+        notes: list[str] = []
+        if not self.pool_dir.is_dir():
+            return notes
+        for path in sorted(self.pool_dir.glob("slot-*")):
+            if not (path / ".git").is_file():
+                continue
+            try:
+                wt = pygit2.Repository(str(path))
+                if wt.head_is_detached or wt.head.name.removeprefix("refs/heads/") not in branches:
+                    continue
+                commit = _commit_leftovers(wt, message)
+            except (pygit2.GitError, KeyError, OSError) as exc:
+                notes.append(f"could not save the uncommitted work in {path.name}: {exc}")
+                continue
+            if commit:
+                notes.append(f"saved the uncommitted work in {path.name} on "
+                             f"{wt.head.shorthand} as {commit[:10]}")
+        return notes
+
     def _slot_of(self, name: str) -> Path | None:
         """Where worktree ``name`` belongs, if it is one of this pool's slots."""
         suffix = name.removeprefix(SLOT_PREFIX)
@@ -148,18 +173,7 @@ class WorkspacePool:
     # ------------------------------------------------------------------ helpers for agents
     def commit_all(self, ws: Workspace, message: str) -> str | None:
         """Stage everything an agent left uncommitted and commit it as mc-agent."""
-        wt = self._handle(ws.slot)
-        index = wt.index
-        index.read()
-        index.add_all()
-        index.write()
-        tree = index.write_tree()
-        head = wt.head.peel(pygit2.Commit)
-        if tree == head.tree_id:
-            return None
-        sig = agent_signature()
-        oid = wt.create_commit("HEAD", sig, sig, message, tree, [head.id])
-        return str(oid)
+        return _commit_leftovers(self._handle(ws.slot), message)
 
     def head(self, ws: Workspace) -> str:
         return str(self._handle(ws.slot).head.target)
@@ -167,3 +181,17 @@ class WorkspacePool:
     def close(self) -> None:
         self._handles.clear()
 
+
+
+def _commit_leftovers(wt: pygit2.Repository, message: str) -> str | None:
+    """Stage everything (ignored files excepted) and commit it as mc-agent; None if clean."""
+    index = wt.index
+    index.read()
+    index.add_all()
+    index.write()
+    tree = index.write_tree()
+    head = wt.head.peel(pygit2.Commit)
+    if tree == head.tree_id:
+        return None
+    sig = agent_signature()
+    return str(wt.create_commit("HEAD", sig, sig, message, tree, [head.id]))

@@ -17,12 +17,20 @@ from engine.store import Store
 from tests.e2e.conftest import make_target, write_config
 
 
-def make_runtime(tmp_path: Path, cassette: str, extra: str = "") -> Runtime:
-    """A prepared mission (store, pool, queue, scripted backend) on a fresh target repo."""
+def make_controller(tmp_path: Path, cassette: str, extra: str = "") -> Controller:
+    """A prepared controller (it holds the mission lock) on a fresh target repo."""
     make_target(tmp_path)
     config = load_config(write_config(tmp_path, cassette, extra))
-    store = Store(config.state_dir() / "mission.db")
-    return Controller(config, store).prepare()
+    controller = Controller(config, Store(config.state_dir() / "mission.db"))
+    controller.prepare()
+    return controller
+
+
+def make_runtime(tmp_path: Path, cassette: str, extra: str = "") -> Runtime:
+    """A prepared mission (store, pool, queue, scripted backend) on a fresh target repo."""
+    rt = make_controller(tmp_path, cassette, extra).rt
+    assert rt is not None
+    return rt
 
 
 def commit_on_branch(rt: Runtime, branch: str, start: str, path: str, text: str, message: str) -> str:

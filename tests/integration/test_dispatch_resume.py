@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pygit2
 import pytest
 
+from engine.controller import Controller
 from engine.dispatch import run_unit
 from engine.mission import adopt_for_resume, close_out
 from engine.models import MissionStatus, UnitStatus
+from engine.store import Store
 from tests.integration.mission_support import (
     add_unit,
     commit_on_branch,
     events,
+    make_controller,
     make_runtime,
     move_green,
 )
@@ -135,3 +139,29 @@ async def test_without_a_resume_point_a_unit_starts_afresh_at_green(tmp_path: Pa
     assert unit["status"] == UnitStatus.QUEUED, unit["reason"]
     assert unit["base_commit"] == moved
     assert not rt.repo.is_ancestor(stale, unit["head_commit"])
+
+
+@pytest.mark.anyio
+async def test_a_resumed_mission_saves_the_dead_agents_uncommitted_work(tmp_path: Path) -> None:
+    first = make_controller(tmp_path, WORKER_ADDS_A_FILE)
+    rt = first.rt
+    assert rt is not None
+    base = rt.repo.green_head()
+    ws = await rt.pool.acquire("mc/unit/u1", base)
+    (ws.path / "app" / "greet.py").write_text(FRIENDLY)  # edited, never committed
+    add_unit(rt, "u1", UnitStatus.RUNNING, base_commit=base, attempt_count=1, branch="mc/unit/u1")
+    rt.store.set_status("missions", rt.mission_id, MissionStatus.INTERRUPTED, reason="killed")
+    first.lock.release()  # the process is gone
+
+    resumed = Controller(rt.config, Store(rt.config.state_dir() / "mission.db"), resume=True)
+    rt2 = resumed.prepare()
+    assert rt2.store.get("units", "u1")["resume_point"] == "continue"
+    tip = rt2.repo.ref_head("refs/heads/mc/unit/u1")
+    assert tip != base and rt2.repo.is_ancestor(base, tip)
+    saved = rt2.repo.pygit[tip].peel(pygit2.Commit)
+    assert saved.message.startswith("wip:") and saved.tree["app"]["greet.py"].data.decode() == FRIENDLY
+    await run_unit(rt2, "u1", 0)
+    unit = rt2.store.get("units", "u1")
+    assert unit["status"] == UnitStatus.QUEUED and unit["base_commit"] == base
+    assert rt2.repo.is_ancestor(tip, unit["head_commit"])  # the new session built on the saved work
+    resumed.lock.release()

@@ -247,3 +247,29 @@ async def test_acquire_recreates_a_slot_over_a_half_registered_worktree(target, 
     assert git(ws.path, "rev-parse", "HEAD").strip() == c1
     notes = WorkspacePool(repo, pool_dir, size=1).repair()
     assert notes == ["kept worktree mc-slot-0 for reuse"]
+
+
+@pytest.mark.anyio
+async def test_uncommitted_work_of_a_killed_agent_is_saved_on_its_branch(target) -> None:
+    repo, c1, _ = target
+    pool_dir = pool_dir_of(repo)
+    pool = WorkspacePool(repo, pool_dir, size=3)
+    mine = await pool.acquire("mc/unit/u1", c1)
+    other = await pool.acquire("mc/unit/u2", c1)
+    clean = await pool.acquire("mc/unit/u3", c1)
+    (mine.path / "a.txt").write_text("half done\n")
+    (mine.path / "new.txt").write_text("new\n")
+    (mine.path / "x.cache").write_text("ignored\n")
+    (other.path / "a.txt").write_text("not ours to save\n")
+    # the process dies here: no release. At start-up, before repair:
+    fresh = WorkspacePool(repo, pool_dir, size=3)
+    notes = fresh.save_uncommitted({"mc/unit/u1", "mc/unit/u3"}, "wip: saved")
+    assert len(notes) == 1 and "saved the uncommitted work" in notes[0] and "mc/unit/u1" in notes[0]
+    tip = repo.ref_head("refs/heads/mc/unit/u1")
+    assert git(repo.path, "log", "-1", "--format=%s%n%an", tip).split() == ["wip:", "saved", "mc-agent"]
+    assert set(git(repo.path, "diff", "--name-only", c1, tip).split()) == {"a.txt", "new.txt"}
+    assert repo.ref_head("refs/heads/mc/unit/u2") == c1  # other branches are left alone
+    assert repo.ref_head("refs/heads/mc/unit/u3") == c1  # nothing to save: no commit
+    assert git(other.path, "status", "--porcelain").strip() == "M a.txt"
+    fresh.repair()
+    assert clean.path.exists()
