@@ -165,7 +165,11 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str) -> None:
         finally:
             rt.give_slot(slot)
             with anyio.CancelScope(shield=True):
-                await rt.pool.release(ws)
+                try:
+                    await rt.pool.release(ws)  # frees the slot even when it raises
+                except Exception as exc:  # a scored candidate keeps its score
+                    rt.log(f"fixup candidate {index + 1}: could not detach its worktree: {exc}",
+                           level="warning", unit_id=unit_id)
 
     async with anyio.create_task_group() as tg:
         for i in range(n):
