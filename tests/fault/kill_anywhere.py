@@ -6,8 +6,8 @@ the pool, the queue or the controller:
     uv run python tests/fault/kill_anywhere.py --runs 12 --seed 1
 
 Each run copies the demo, starts `mc mission --no-ui --yes`, SIGKILLs its process group
-after a random delay (sometimes kills the resumed run once more), runs `mc` again to the
-end and checks: the mission completed; the same units merged as in an uninterrupted run, in one
+after a random delay (sometimes kills the resumed run once more), resumes to the end (or
+starts it again when the kill came before the mission was recorded) and checks: the mission completed; the same units merged as in an uninterrupted run, in one
 epoch (plus an empty failed one for each kill that cut a plan short); no unit promoted twice; `mc/green` passes
 the demo's tests; the user's checkout is untouched. Exit status 1 if any run broke one.
 The kill points in tests/e2e/test_resume.py came out of this loop.
@@ -53,9 +53,12 @@ def one_run(folder: Path, delays: list[float], expected: list[str]) -> list[str]
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    # what a user does after a crash: run `mc` again (it resumes the interrupted mission with
-    # the same objective, or starts it when the kill came before the mission was recorded)
-    result = run_mc("mission", "--config", str(config), "--no-ui", "--yes", timeout=300)
+    result = run_mc("mission", "--config", str(config), "--no-ui", "--yes", "--resume", timeout=300)
+    if "nothing to resume" in result.stdout + result.stderr and not _missions(db):
+        # killed before the mission was recorded: the user just starts it again
+        result = run_mc("mission", "--config", str(config), "--no-ui", "--yes", timeout=300)
+    elif "nothing to resume" in result.stdout + result.stderr:
+        result = subprocess.CompletedProcess(result.args, 0, "", "")  # it had finished already
     problems = []
     if result.returncode != 0:
         problems.append(f"the rerun exited {result.returncode}: {(result.stdout + result.stderr)[-600:]}")
@@ -86,6 +89,16 @@ def one_run(folder: Path, delays: list[float], expected: list[str]) -> list[str]
     if git(repo, "status", "--porcelain") or git(repo, "rev-list", "--count", "main") != "1":
         problems.append("the user's checkout changed")
     return problems
+
+
+def _missions(db: Path) -> list[str]:
+    if not db.exists():
+        return []
+    store = Store(db)
+    try:
+        return [m["status"] for m in store.rows("missions")]
+    finally:
+        store.close()
 
 
 def main() -> int:
