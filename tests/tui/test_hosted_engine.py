@@ -19,7 +19,7 @@ from tests.tui.conftest import make_config, screen_text, settle
 pytestmark = pytest.mark.anyio
 
 
-async def wait_for(pilot, predicate, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
+async def wait_for(pilot, predicate, timeout: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
