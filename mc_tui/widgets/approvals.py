@@ -20,10 +20,6 @@ class ApprovalsTable(KeyedTable):
         ("title", "title", 40), ("unit", "unit", 8),
     )
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.palette: dict[str, str] = {}
-
     def refresh_from(self, state: MissionState, changes: Changes, now: float) -> None:
         if changes.reloaded:
             self.reset()

@@ -29,6 +29,7 @@ class KeyedTable(DataTable[Any]):
         self._cells: dict[str, tuple[Any, ...]] = {}
         self._order: list[str] = []
         self.filter_text = ""
+        self.palette: dict[str, str] = {}  # status colours of the theme (set by the screen)
 
     def on_mount(self) -> None:
         for key, label, width in self.COLUMNS:

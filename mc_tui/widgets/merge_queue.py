@@ -19,10 +19,6 @@ class MergeQueueTable(KeyedTable):
     # 36-column pane; `z` zooms the pane for whole details
     COLUMNS = (("unit", "unit", 10), ("state", "state", 16), ("detail", "detail", 72))
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.palette: dict[str, str] = {}
-
     def refresh_from(self, state: MissionState, changes: Changes, now: float) -> None:
         if changes.reloaded:
             self.reset()

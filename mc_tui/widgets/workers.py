@@ -24,10 +24,6 @@ class WorkersTable(KeyedTable):
             super().__init__()
             self.slot = slot
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.palette: dict[str, str] = {}
-
     def refresh_from(self, state: MissionState, changes: Changes, now: float) -> None:
         if changes.reloaded:
             self.reset()
