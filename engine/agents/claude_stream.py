@@ -48,7 +48,8 @@ _INFRA_REASONS = frozenset(
 )
 
 
-def _clip(text: str, limit: int = EVENT_TEXT_LIMIT) -> str:
+def clip_event_text(text: str, limit: int = EVENT_TEXT_LIMIT) -> str:
+    """A tool input/result as kept in an event: at most ``limit`` characters, and how many were cut."""
     return text if len(text) <= limit else text[:limit] + f"\u2026 [{len(text) - limit} more chars]"
 
 
@@ -173,7 +174,7 @@ class ClaudeStreamParser:
         self.bad_lines += 1
         if self.bad_lines > MAX_BAD_LINE_NOTICES:
             return []
-        return [AgentEvent("notice", f"ignored a non-JSON output line: {_clip(text, 200)}",
+        return [AgentEvent("notice", f"ignored a non-JSON output line: {clip_event_text(text, 200)}",
                            data={"bad_line": True})]
 
     def _dispatch(self, obj: dict[str, Any]) -> list[AgentEvent]:
@@ -276,7 +277,7 @@ class ClaudeStreamParser:
                     if isinstance(plan, str) and plan.strip():
                         self.plan_text = plan.strip()  # plan mode: the plan is a tool input
                 events.append(AgentEvent(
-                    "tool_use", _clip(json.dumps(tool_input, default=str)), tool=name,
+                    "tool_use", clip_event_text(json.dumps(tool_input, default=str)), tool=name,
                     data={"id": block.get("id"),
                           "subagent": obj.get("parent_tool_use_id") is not None},
                 ))
@@ -309,7 +310,7 @@ class ClaudeStreamParser:
             if isinstance(block, dict) and block.get("type") == "tool_result":
                 tool_id = block.get("tool_use_id")
                 events.append(AgentEvent(
-                    "tool_result", _clip(content_text(block.get("content"))),
+                    "tool_result", clip_event_text(content_text(block.get("content"))),
                     tool=self._tool_names.get(tool_id) if isinstance(tool_id, str) else None,
                     data={"tool_use_id": tool_id, "is_error": bool(block.get("is_error"))},
                 ))

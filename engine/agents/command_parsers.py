@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.agents.claude_stream import classify_failure
+from engine.agents.claude_stream import classify_failure, clip_event_text
 from engine.agents.pricing import estimate_cost
 from engine.agents.types import (
     COMPLETED,
@@ -23,13 +23,8 @@ from engine.agents.types import (
     summarize,
 )
 
-CLIP = 4000
 _INFRA = frozenset({FailureReason.AUTH, FailureReason.USAGE_LIMIT, FailureReason.OVERLOADED,
                     FailureReason.RATE_LIMIT})
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= CLIP else text[:CLIP] + "\u2026"
 
 
 def _n(value: Any) -> int:
@@ -162,7 +157,7 @@ class CodexParser(OutputParser):
         if itype == "reasoning":
             return [AgentEvent("thinking", str(item.get("text", "")))]
         if itype == "command_execution":
-            return [AgentEvent("tool_result", _clip(str(item.get("aggregated_output", ""))),
+            return [AgentEvent("tool_result", clip_event_text(str(item.get("aggregated_output", ""))),
                                tool="shell", data={"exit_code": item.get("exit_code"),
                                                    "is_error": item.get("exit_code") not in (0, None)})]
         if itype == "file_change":
@@ -218,11 +213,11 @@ class GeminiParser(OutputParser):
             return [AgentEvent("text", text, data={"delta": bool(obj.get("delta"))})]
         if kind == "tool_use":
             self.turns += 1
-            return [AgentEvent("tool_use", _clip(json.dumps(obj.get("parameters"), default=str)),
+            return [AgentEvent("tool_use", clip_event_text(json.dumps(obj.get("parameters"), default=str)),
                                tool=str(obj.get("tool_name", "tool")))]
         if kind == "tool_result":
             output = obj.get("output") if obj.get("status") != "error" else obj.get("error")
-            return [AgentEvent("tool_result", _clip(str(output or "")),
+            return [AgentEvent("tool_result", clip_event_text(str(output or "")),
                                data={"is_error": obj.get("status") == "error"})]
         if kind == "error":
             self.error = str(obj.get("message") or obj.get("error") or "error")

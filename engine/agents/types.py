@@ -9,6 +9,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from engine.models import AttemptStatus
+
 
 class AgentRole(StrEnum):
     WORKER = "worker"
@@ -39,13 +41,13 @@ class FailureReason(StrEnum):
     NOT_FOUND = "not_found"  # the CLI or the cassette is missing
 
 
-# Status values of AgentResult (the same strings as engine.models.AttemptStatus).
-COMPLETED = "completed"
-FAILED = "failed"
-BLOCKED = "blocked"
-TIMEOUT = "timeout"
-BUDGET = "budget"
-ERROR = "error"
+# Status values of AgentResult: the attempt statuses it is stored as (plain strings).
+COMPLETED = AttemptStatus.COMPLETED.value
+FAILED = AttemptStatus.FAILED.value
+BLOCKED = AttemptStatus.BLOCKED.value
+TIMEOUT = AttemptStatus.TIMEOUT.value
+BUDGET = AttemptStatus.BUDGET.value
+ERROR = AttemptStatus.ERROR.value
 RESULT_STATUSES = (COMPLETED, FAILED, BLOCKED, TIMEOUT, BUDGET, ERROR)
 
 EVENT_TYPES = (
