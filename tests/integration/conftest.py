@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from agents_support import git
 
+from engine.store import Store
+
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
@@ -18,3 +20,10 @@ def repo(tmp_path: Path) -> Path:
     git(path, "add", "-A")
     git(path, "-c", "user.name=t", "-c", "user.email=t@x", "commit", "-qm", "init")
     return path
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store(tmp_path / "state" / "mission.db")
+    yield s
+    s.close()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from agents_support import FAKES
 
 from engine.agents import (
     AgentEvent,
@@ -23,8 +24,6 @@ from engine.agents import (
     parse_marker,
 )
 from engine.agents.pricing import estimate_cost
-
-FAKES = Path(__file__).resolve().parents[1] / "fakes"
 
 
 @pytest.fixture

@@ -6,11 +6,11 @@ import io
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import anyio
 import pytest
+from agents_support import FAKES, make_unit
 from rich.console import Console
 
 from engine.agents import (
@@ -31,24 +31,6 @@ from engine.config import MissionConfig
 from engine.store import Store
 from mc_tui.headless import HeadlessRenderer
 
-FAKES = Path(__file__).resolve().parents[1] / "fakes"
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store(tmp_path / "state" / "mission.db")
-    yield s
-    s.close()
-
-
-def new_mission(store: Store) -> int:
-    mission_id = store.insert("missions", {"objective": "calc", "status": "running",
-                                           "started_at": time.time()})
-    now = time.time()
-    store.insert("units", {"id": "u1", "mission_id": mission_id, "title": "Add subtract",
-                           "status": "running", "created_at": now, "updated_at": now})
-    return int(mission_id)
-
 
 def cassette_backend(tmp_path: Path, text: str) -> ScriptedBackend:
     path = tmp_path / "cassette.toml"
@@ -66,7 +48,7 @@ def agent_events(store: Store) -> list[dict]:
 
 
 def test_attempt_row_events_and_cost(store: Store, tmp_path: Path) -> None:
-    mission_id = new_mission(store)
+    mission_id, _ = make_unit(store)
     backend = cassette_backend(tmp_path, '''
 [[interaction]]
 cost_usd = 0.25
@@ -111,7 +93,7 @@ turns = 2
 
 
 def test_events_are_in_the_store_while_the_agent_runs(store: Store, tmp_path: Path) -> None:
-    mission_id = new_mission(store)
+    mission_id, _ = make_unit(store)
     backend = cassette_backend(tmp_path, '''
 [[interaction]]
   [[interaction.actions]]
@@ -155,7 +137,7 @@ def claude_fake(monkeypatch: pytest.MonkeyPatch, scenario: str) -> ClaudeBackend
 
 def test_crash_records_an_estimated_cost(store: Store, tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    mission_id = new_mission(store)
+    mission_id, _ = make_unit(store)
     backend = claude_fake(monkeypatch, "crash")
     attempt_id, result = anyio.run(lambda: run_recorded(
         store, backend, request(tmp_path), mission_id=mission_id, unit_id="u1"))
@@ -172,7 +154,7 @@ def test_crash_records_an_estimated_cost(store: Store, tmp_path: Path,
 
 def test_overload_retries_are_recorded(store: Store, tmp_path: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    mission_id = new_mission(store)
+    mission_id, _ = make_unit(store)
     backend = claude_fake(monkeypatch, "overloaded")
     attempt_id, result = anyio.run(lambda: run_recorded(
         store, backend, request(tmp_path), mission_id=mission_id))
@@ -185,7 +167,7 @@ def test_overload_retries_are_recorded(store: Store, tmp_path: Path,
 
 
 def test_chatty_text_is_coalesced(store: Store, tmp_path: Path) -> None:
-    mission_id = new_mission(store)
+    mission_id, _ = make_unit(store)
     actions = "\n".join(f'  [[interaction.actions]]\n  type = "text"\n  text = "line {i}"'
                         for i in range(600))
     backend = cassette_backend(tmp_path, f"[[interaction]]\n{actions}\n")
@@ -197,7 +179,7 @@ def test_chatty_text_is_coalesced(store: Store, tmp_path: Path) -> None:
 
 
 def test_cancellation_closes_the_attempt(store: Store, tmp_path: Path) -> None:
-    mission_id = new_mission(store)
+    mission_id, _ = make_unit(store)
     backend = cassette_backend(tmp_path, '[[interaction]]\n  [[interaction.actions]]\n'
                                          '  type = "hang"\n')
 
@@ -222,7 +204,7 @@ class Exploding(AgentBackend):
 
 
 def test_backend_bug_becomes_an_error_result(store: Store, tmp_path: Path) -> None:
-    mission_id = new_mission(store)
+    mission_id, _ = make_unit(store)
     attempt_id, result = anyio.run(lambda: run_recorded(
         store, Exploding(), request(tmp_path), mission_id=mission_id))
     assert result.status == "error" and result.failure_reason == "crash"
@@ -267,7 +249,7 @@ def test_secrets_never_reach_the_agent_or_the_store(
     assert isinstance(backend, ClaudeBackend)
     db = tmp_path / "state" / "mission.db"
     store = Store(db)  # created after the secrets are in the environment
-    mission_id = new_mission(store)
+    mission_id, _ = make_unit(store)
     _, result = anyio.run(lambda: run_recorded(store, backend, request(repo), mission_id=mission_id,
                                                unit_id="u1"))
     assert result.ok

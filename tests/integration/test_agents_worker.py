@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import anyio
 import pytest
-from agents_support import git
+from agents_support import FAKES, git, make_unit
 
 from engine.agents import (
     AgentRequest,
@@ -24,27 +23,6 @@ from engine.agents import (
 )
 from engine.config import MissionConfig
 from engine.store import Store
-
-FAKES = Path(__file__).resolve().parents[1] / "fakes"
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store(tmp_path / "state" / "mission.db")
-    yield s
-    s.close()
-
-
-def make_unit(store: Store, **fields: object) -> tuple[int, dict]:
-    mission_id = store.insert("missions", {"objective": "calc", "status": "running",
-                                           "started_at": time.time()})
-    now = time.time()
-    row = {"id": "u1", "mission_id": mission_id, "title": "Add subtract",
-           "description": "Add subtract(a, b) to calc.py.", "files_hint": ["calc.py"],
-           "acceptance_criteria": ["subtract(3, 1) == 2", "has a test"], "status": "running",
-           "attempt_count": 1, "created_at": now, "updated_at": now, **fields}
-    store.insert("units", row)
-    return int(mission_id), store.get("units", "u1")
 
 
 class Spy(ScriptedBackend):
