@@ -4,19 +4,10 @@ from __future__ import annotations
 
 import anyio
 import pytest
+from llm_fakes import Canned
 
 from engine.gates.objective import ObjectiveVerdict, check_objective, parse_objective
 from engine.planning.parse import PlanParseError
-
-
-class Canned:
-    def __init__(self, answer: str) -> None:
-        self.answer = answer
-        self.calls: list[tuple[str, str]] = []
-
-    async def __call__(self, role: str, prompt: str) -> str:
-        self.calls.append((role, prompt))
-        return self.answer
 
 
 def check(answer: str, **kwargs: object) -> tuple[ObjectiveVerdict, Canned]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import anyio
 import pytest
+from llm_fakes import Canned
 
 from engine.planning.ambition import (
     ambition_gate,
@@ -161,18 +162,6 @@ def test_parse_ambition() -> None:
     for bad in ['{"score": 11}', '{"score": 0}', '{"feedback": "x"}', '{"score": "high"}', "no"]:
         with pytest.raises(PlanParseError):
             parse_ambition(bad)
-
-
-class Canned:
-    def __init__(self, answer: str | Exception) -> None:
-        self.answer = answer
-        self.calls: list[tuple[str, str]] = []
-
-    async def __call__(self, role: str, prompt: str) -> str:
-        self.calls.append((role, prompt))
-        if isinstance(self.answer, Exception):
-            raise self.answer
-        return self.answer
 
 
 def test_gate_combines_model_and_heuristic() -> None:

@@ -4,19 +4,10 @@ from __future__ import annotations
 
 import anyio
 import pytest
+from llm_fakes import Canned
 
 from engine.planning.parse import PlanParseError
 from engine.strategy.strategist import parse_strategy, propose_next_objective
-
-
-class Canned:
-    def __init__(self, answer: str) -> None:
-        self.answer = answer
-        self.calls: list[tuple[str, str]] = []
-
-    async def __call__(self, role: str, prompt: str) -> str:
-        self.calls.append((role, prompt))
-        return self.answer
 
 
 def propose(answer: str) -> tuple[str | None, Canned]:
