@@ -134,6 +134,17 @@ role = "ambition"
 actions = [{ type = "text", text = '{"score": 8, "feedback": "fine"}' }]
 '''
 
+def objective_not_yet(feedback: str, confidence: float | None = None) -> str:
+    """A cassette entry: the first objective check says "not met" with ``feedback``."""
+    extra = f'"confidence": {confidence}, ' if confidence is not None else ""
+    return f'''
+[[interaction]]
+role = "objective_check"
+times = 1
+actions = [{{ type = "text", text = '{{"met": false, {extra}"feedback": "{feedback}"}}' }}]
+'''
+
+
 OBJECTIVE_MET = '''
 [[interaction]]
 role = "objective_check"

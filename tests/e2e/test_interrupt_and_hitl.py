@@ -17,6 +17,7 @@ from tests.e2e.conftest import (
     AMBITION_OK,
     OBJECTIVE_MET,
     git,
+    objective_not_yet,
     plan_entry,
     run_mc,
     worker_entry,
@@ -163,12 +164,7 @@ def test_rejected_push_then_next_epoch_absorbs_the_remote(target: Path) -> None:
         plan_entry("Add a farewell", "app/bye.py", 'times = 1\nmatch = "Decompose the objective"')
         + plan_entry("Add a shout", "app/shout.py", 'match = "one more"')
         + AMBITION_OK
-        + '''
-[[interaction]]
-role = "objective_check"
-times = 1
-actions = [{ type = "text", text = '{"met": false, "feedback": "one more: a shout"}' }]
-'''
+        + objective_not_yet("one more: a shout")
         + OBJECTIVE_MET
         + f'''
 [[interaction]]

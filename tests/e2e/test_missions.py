@@ -14,6 +14,7 @@ from tests.e2e.conftest import (
     AMBITION_OK,
     OBJECTIVE_MET,
     git,
+    objective_not_yet,
     plan_entry,
     run_mc,
     worker_entry,
@@ -87,12 +88,7 @@ def test_objective_not_yet_then_done(target: Path) -> None:
         plan_entry("Add a farewell", "app/bye.py", 'times = 1\nmatch = "Decompose the objective"')
         + plan_entry("Document greetings", "GREETINGS.md", 'match = "add a GREETINGS.md"')
         + AMBITION_OK
-        + '''
-[[interaction]]
-role = "objective_check"
-times = 1
-actions = [{ type = "text", text = '{"met": false, "confidence": 0.7, "feedback": "Not yet: add a GREETINGS.md that lists them"}' }]
-'''
+        + objective_not_yet("Not yet: add a GREETINGS.md that lists them", confidence=0.7)
         + OBJECTIVE_MET
         + worker_entry("Add a farewell", "app/bye.py", "def bye():\\n    return 'bye'\\n")
         + worker_entry("Document greetings", "GREETINGS.md", "# Greetings\\n")
