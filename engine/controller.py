@@ -390,10 +390,9 @@ class Controller:
             met = await self._objective_met(rt, result)
             if met is not None:
                 return met
-            if self.evaluator.stalled(config.rounds.stall_threshold):
-                return MissionStatus.STALLED, (
-                    f"no progress for {config.rounds.stall_threshold} epoch(s)"
-                )
+            stalled = self._stall_stop()
+            if stalled is not None:
+                return stalled
 
     async def _undecided_epoch_decision(self, rt: Runtime) -> tuple[MissionStatus, str] | None:
         """On resume: the last epoch finished but the run died before its objective decision.
@@ -401,13 +400,10 @@ class Controller:
         Decide it now (or take the decision the killed run recorded) instead of planning a new
         epoch over work that may already meet the objective.
         """
-        rows = self.store.query(
-            "SELECT id, number, status FROM epochs WHERE mission_id = ? ORDER BY number DESC LIMIT 1",
-            (rt.mission_id,),
-        )
-        if not rows or rows[0]["status"] != EpochStatus.COMPLETED:
+        last = self._last_epoch(rt)
+        if last is None or last["status"] != EpochStatus.COMPLETED:
             return None
-        epoch_id = int(rows[0]["id"])
+        epoch_id = int(last["id"])
         ended = self.store.query(
             "SELECT MAX(id) AS id FROM events WHERE mission_id = ? AND kind = 'epoch.status' "
             "AND json_extract(payload, '$.id') = ? AND json_extract(payload, '$.to') = ?",
@@ -424,22 +420,27 @@ class Controller:
             if payload.get("met"):
                 return MissionStatus.COMPLETED, f"objective met: {payload.get('feedback', '')}"
         else:
-            leaves = [u for u in self._epoch_units(rt, epoch_id) if u["is_leaf"]]
-            result = EpochResult(
-                merged=sum(1 for u in leaves if u["status"] == UnitStatus.MERGED),
-                failed=sum(1 for u in leaves
-                           if u["status"] in (UnitStatus.FAILED, UnitStatus.BLOCKED)),
-            )
-            rt.log(f"resumed after epoch {rows[0]['number']} ended: checking the objective "
+            merged, failed = leaf_tally(self._epoch_units(rt, epoch_id))
+            result = EpochResult(merged=merged, failed=failed)
+            rt.log(f"resumed after epoch {last['number']} ended: checking the objective "
                    "before planning")
             met = await self._objective_met(rt, result)
             if met is not None:
                 return met
-        # not met yet: the stall check the killed run would have made comes next
+        return self._stall_stop()  # not met yet: the check the killed run would have made next
+
+    def _stall_stop(self) -> tuple[MissionStatus, str] | None:
         threshold = self.config.rounds.stall_threshold
         if self.evaluator.stalled(threshold):
             return MissionStatus.STALLED, f"no progress for {threshold} epoch(s)"
         return None
+
+    def _last_epoch(self, rt: Runtime) -> dict[str, Any] | None:
+        rows = self.store.query(
+            "SELECT id, number, status FROM epochs WHERE mission_id = ? ORDER BY number DESC LIMIT 1",
+            (rt.mission_id,),
+        )
+        return rows[0] if rows else None
 
     def _current_epoch_number(self, rt: Runtime) -> int:
         row = self.store.query(
@@ -449,14 +450,11 @@ class Controller:
 
     def _open_epoch(self, rt: Runtime) -> int | None:
         """On resume: an epoch that was running (its units exist) continues instead of replanning."""
-        rows = self.store.query(
-            "SELECT id, status FROM epochs WHERE mission_id = ? ORDER BY number DESC LIMIT 1",
-            (rt.mission_id,),
-        )
-        if rows and rows[0]["status"] in (EpochStatus.RUNNING, EpochStatus.INTERRUPTED):
-            return int(rows[0]["id"])
-        if rows and rows[0]["status"] == EpochStatus.PLANNING:
-            self.store.set_status("epochs", rows[0]["id"], EpochStatus.FAILED, ended_at=time.time())
+        last = self._last_epoch(rt)
+        if last and last["status"] in (EpochStatus.RUNNING, EpochStatus.INTERRUPTED):
+            return int(last["id"])
+        if last and last["status"] == EpochStatus.PLANNING:
+            self.store.set_status("epochs", last["id"], EpochStatus.FAILED, ended_at=time.time())
         return None
 
     # ------------------------------------------------------------------ stop conditions
@@ -711,10 +709,7 @@ class Controller:
 
         units = self._epoch_units(rt, epoch_id)
         self._roll_up_parents(units)
-        result.merged = sum(1 for u in units if u["is_leaf"] and u["status"] == UnitStatus.MERGED)
-        result.failed = sum(
-            1 for u in units if u["is_leaf"] and u["status"] in (UnitStatus.FAILED, UnitStatus.BLOCKED)
-        )
+        result.merged, result.failed = leaf_tally(units)
         last = self.store.query(
             "SELECT output FROM verifications WHERE mission_id = ? AND status = 'passed' "
             "ORDER BY id DESC LIMIT 1", (rt.mission_id,),
@@ -1072,6 +1067,14 @@ class _Waker:
         with anyio.move_on_after(timeout):
             await self._event.wait()
         self._event = anyio.Event()
+
+
+def leaf_tally(units: list[dict[str, Any]]) -> tuple[int, int]:
+    """(merged, failed or blocked) leaf units: an epoch's outcome."""
+    leaves = [u for u in units if u["is_leaf"]]
+    merged = sum(1 for u in leaves if u["status"] == UnitStatus.MERGED)
+    failed = sum(1 for u in leaves if u["status"] in (UnitStatus.FAILED, UnitStatus.BLOCKED))
+    return merged, failed
 
 
 def leaf_exceptions(exc: BaseException) -> list[BaseException]:
