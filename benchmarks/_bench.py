@@ -1,7 +1,9 @@
 """Shared helpers for the benchmark scripts.
 
 Every benchmark prints, as its last line, one JSON object:
-``{"benchmark": ..., "ours": ..., "baseline": ..., "unit": ..., "ratio": baseline/ours, ...}``.
+``{"benchmark", "ours", "baseline", "unit", "ratio", "goal_met", ...}``, where ``ratio`` is how many
+times better ours is than the baseline (``baseline / ours`` for times, ``ours / baseline`` for
+rates, see ``higher_is_better``).
 """
 
 from __future__ import annotations
@@ -20,10 +22,15 @@ BENCH_ENV = {
 }
 
 
-def report(benchmark: str, *, ours: float, baseline: float, unit: str, **extra: Any) -> dict[str, Any]:
+def report(benchmark: str, *, ours: float, baseline: float, unit: str, goal_met: bool,
+           higher_is_better: bool = False, **extra: Any) -> dict[str, Any]:
     """Print the result line (JSON, last line of output) and return it."""
+    if higher_is_better:
+        ratio = round(ours / baseline, 2) if baseline else None
+    else:
+        ratio = round(baseline / ours, 2) if ours else None
     result = {"benchmark": benchmark, "ours": round(ours, 4), "baseline": round(baseline, 4),
-              "unit": unit, "ratio": round(baseline / ours, 2) if ours else None, **extra}
+              "unit": unit, "ratio": ratio, "goal_met": bool(goal_met), **extra}
     print(json.dumps(result), flush=True)
     return result
 

@@ -1,6 +1,8 @@
 """Benchmark of the Mission Control TUI under load (real app, headless, real SQLite).
 
-Three figures, one JSON line each (plus one line per load step):
+Three figures, one JSON line each (plus one line per load step), then the summary line every
+benchmark ends with (``_bench.report``: sustained events/s against the 2,000 goal; ``goal_met``
+also needs the first frame, with a bytecode cache, under 1 s):
 
 * ``tui_throughput``: another process appends events (agent chatter, costs) to the store at a
   steady rate while the app, attached as for ``mc dashboard``, follows them. Every 100 ms a
@@ -39,6 +41,9 @@ import anyio
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench import report  # noqa: E402
 
 from engine.config import MissionConfig  # noqa: E402
 from engine.store import Store  # noqa: E402
@@ -303,11 +308,25 @@ def main() -> int:
     memory_events = 20_000 if args.quick else 100_000
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        anyio.run(throughput_and_memory, root, rates, seconds, memory_events)
+        out = anyio.run(throughput_and_memory, root, rates, seconds, memory_events)
         for rate in ([2000.0] if args.quick else [2000.0, 4000.0]):
             print(json.dumps(anyio.run(hosted_step, root, rate, seconds)), flush=True)
+        paints = {}
         for bytecode in (True, False):
-            print(json.dumps(first_paint(root, 3 if args.quick else 5, bytecode=bytecode)), flush=True)
+            paints[bytecode] = first_paint(root, 3 if args.quick else 5, bytecode=bytecode)
+            print(json.dumps(paints[bytecode]), flush=True)
+    figures = {o["benchmark"]: o for o in out}
+    sustained = float(figures["tui_throughput"]["sustained_events_per_s"])  # type: ignore[arg-type]
+    memory = figures["tui_memory"]
+    first_frame = float(paints[True]["seconds_median"])  # type: ignore[arg-type]
+    report(
+        "tui_sustained_events", ours=sustained, baseline=GOAL_EVENTS_PER_S, unit="events/s",
+        higher_is_better=True, key_budget_ms=KEY_BUDGET_MS,
+        first_frame_s=first_frame, first_frame_s_no_bytecode=paints[False]["seconds_median"],
+        first_frame_goal_s=1.0, memory_growth_mb_second_half=memory["growth_mb_second_half"],
+        load_average=[round(x, 2) for x in os.getloadavg()],
+        goal_met=sustained >= GOAL_EVENTS_PER_S and first_frame < 1.0,
+    )
     return 0
 
 
