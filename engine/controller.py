@@ -49,6 +49,7 @@ from engine.models import (
     UnitStatus,
     VerificationStatus,
 )
+from engine.orphans import end_orphans
 from engine.planning.ambition import ambition_gate
 from engine.planning.planner import PlanningContext, PlanningFailed, RecursivePlanner
 from engine.planning.schema import PlanTree
@@ -164,6 +165,9 @@ class Controller:
             self.lock.acquire()  # held until run() ends; the kernel drops it if we die
         except MissionBusy as exc:
             raise MissionSetupError(str(exc)) from None
+        # First of all: agents a dead run left alive must not go on editing the worktrees
+        # this run is about to adopt, commit and clean.
+        end_orphans(self.store)
         mission = find_resumable(self.store)
         if mission is not None and (self.resume or mission["objective"] == self.objective):
             mission_id = int(mission["id"])
