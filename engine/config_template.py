@@ -31,7 +31,7 @@ SECTION_DOCS: dict[str, str] = {
     "hitl": "Human-in-the-loop approval gates. A timeout denies (the safe default).",
     "hitl.telegram": (
         "Telegram approvals; the bot token is read from the named env variable only. "
-        "`telegram = true` under [hitl] (the original tool's form) means enabled with these defaults."
+        "`telegram = true` in [hitl] means: on, with these defaults."
     ),
     "speculation": "Speculative parallel branches for one unit.",
     "degradation": "Circuit breaker and graceful degradation.",
