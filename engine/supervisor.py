@@ -130,6 +130,8 @@ def main(args: list[str]) -> None:
         for sig in IGNORED:
             signal.signal(sig, signal.SIG_DFL)
 
+    if select.select([lifeline], [], [], 0)[0] and not os.read(lifeline, 512):
+        os._exit(137)  # mc died before we got here: start nothing
     try:
         # close_fds (the default) keeps the lifeline and the wake-up pipe from the child;
         # restore_signals (the default) resets what Python ignores (SIGPIPE, SIGXFSZ).
