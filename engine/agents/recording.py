@@ -2,11 +2,12 @@
 
 One ``attempts`` row per session (status running, then its outcome), an
 ``attempt.started`` / ``attempt.finished`` event pair, and ``agent.event`` rows
-for the live log. The identity of the process the session runs in (pid, process group,
-start time, boot id; see ``engine/lifeline.py``) goes on the attempt row the moment it
-starts, so a resumed run can end it if this mc dies first. Text, thinking and stderr are coalesced (flushed every
+for the live log. Text, thinking and stderr are coalesced (flushed every
 ``FLUSH_INTERVAL_S`` or when the kind changes) and usage keeps only the latest
-value, so a chatty agent does not write thousands of rows.
+value, so a chatty agent does not write thousands of rows. The identity of the
+process the session runs in (pid, process group, start time, boot id; see
+``engine/lifeline.py``) goes on the attempt row the moment it starts, so a resumed
+run can end it if this mc dies first.
 """
 
 from __future__ import annotations
