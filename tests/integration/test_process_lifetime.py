@@ -149,12 +149,14 @@ def test_the_agent_sees_default_signals_and_no_lifeline(tmp_path: Path) -> None:
               signal.getsignal(signal.SIGINT) == signal.default_int_handler,
               signal.getsignal(signal.SIGHUP) == signal.SIG_DFL,
               signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN)  # Python's own start-up
-        print(sorted(int(fd) for fd in os.listdir("/proc/self/fd")))
+        fds = [int(fd) for fd in os.listdir("/proc/self/fd") if int(fd) > 2]
+        print([fd for fd in fds if os.path.exists(f"/proc/self/fd/{fd}")
+               and os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:")])
     ''')
     anyio.run(lambda: run_streaming([sys.executable, "-c", code], cwd=tmp_path, env=build_env(),
                                     on_line=lambda line: lines.append(line.text)))
     assert lines[0] == "True True True True"
-    assert json.loads(lines[1]) == [0, 1, 2, 3]  # 3: listdir's own descriptor
+    assert json.loads(lines[1]) == []  # no pipe beyond stdout/stderr: the lifeline stays out
 
 
 # ---------------------------------------------------------------------- the resume sweep
