@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_CONFIG_NAME = "mission-control.toml"
@@ -134,14 +134,28 @@ class HitlConfig(Section):
     poll_timeout: float = Field(300.0, gt=0, description="Seconds before the safe default (deny).")
     large_merge_lines: int = Field(500, ge=1, description="Diff size that counts as large.")
     approval_file: Path | None = Field(None, description="File the engine also polls for answers.")
-    telegram: TelegramConfig = Field(default_factory=TelegramConfig)
+    telegram: TelegramConfig = Field(
+        default_factory=TelegramConfig,
+        description="A [hitl.telegram] table, or true / false: on with defaults / off.",
+    )
+
+    @field_validator("telegram", mode="before")
+    @classmethod
+    def _telegram_switch(cls, value: Any) -> Any:
+        """``telegram = true`` (the original tool's form) means on, every other key at its default."""
+        if isinstance(value, bool):
+            return {"enabled": value}
+        return value
 
 
 class SpeculationConfig(Section):
     enabled: bool = Field(False, description="Speculative branches per unit (not available yet).")
     branch_count: int = Field(2, ge=1, le=8, description="Branches per unit when enabled.")
-    selection: Literal["tests", "review", "smallest_diff"] = Field(
-        "tests", description="How the winning branch is chosen."
+    selection: Literal["best_score", "tests", "review", "smallest_diff"] = Field(
+        "tests",
+        description="How the winning branch is chosen: best_score = best verification result, "
+        "then best review score (the original tool's name); tests = verification only; "
+        "review = review score only; smallest_diff = smallest passing diff.",
     )
 
 
@@ -149,8 +163,11 @@ class DegradationConfig(Section):
     enabled: bool = Field(True, description="Circuit breaker on consecutive agent failures.")
     failure_threshold: int = Field(3, ge=1, description="Consecutive failures that open the breaker.")
     reset_timeout: float = Field(60.0, gt=0, description="Seconds before dispatch is tried again.")
-    fallback_strategy: Literal["reduce_workers", "fallback_model", "pause"] = Field(
-        "reduce_workers", description="What an open breaker does."
+    fallback_strategy: Literal["reduce_workers", "simple", "fallback_model", "pause"] = Field(
+        "reduce_workers",
+        description="What an open breaker does: reduce_workers = half the workers; simple = "
+        "half the workers, each in one pass (no architect pass; the original tool's name); "
+        "fallback_model = workers on fallback_model; pause = dispatch nothing.",
     )
     fallback_model: str = Field(
         "sonnet", description="Worker model while the breaker is open (fallback_model strategy)."

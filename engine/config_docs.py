@@ -28,6 +28,13 @@ HEADER = """# Configuration reference
   mean"), wrong types, out-of-range values, invalid TOML (with line and column), a missing file.
 - **Secrets** are never read from this file: the Telegram bot token comes from the environment
   variable named by `hitl.telegram.token_env`.
+- **Compatibility with the original tool**: its documented example
+  (`examples/mission-control.original.toml`) validates as is. Three of its values are spelled the
+  original's way and mean: `hitl.telegram = true` is `[hitl.telegram] enabled = true` with every
+  other key at its default (`false`: off); `speculation.selection = "best_score"` picks the branch
+  with the best verification result, then the best review score; `degradation.fallback_strategy =
+  "simple"` falls back to a simpler way of working while the breaker is open: half the workers,
+  each in one pass (no architect pass even with `agent.two_pass`).
 - Keys of features this version does not have yet (`discovery`, `speculation`, `a2a`, `tracing`,
   `hitl.telegram`) are accepted; switching one on is reported by `mc validate-config` and at mission
   start, never silently ignored.

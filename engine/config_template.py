@@ -29,7 +29,10 @@ SECTION_DOCS: dict[str, str] = {
     "discovery": "Auto-discovery of follow-up work.",
     "models": "Models for the planner, reviewer and strategist calls.",
     "hitl": "Human-in-the-loop approval gates. A timeout denies (the safe default).",
-    "hitl.telegram": "Telegram approvals; the bot token is read from the named env variable only.",
+    "hitl.telegram": (
+        "Telegram approvals; the bot token is read from the named env variable only. "
+        "`telegram = true` in [hitl] means: on, with these defaults."
+    ),
     "speculation": "Speculative parallel branches for one unit.",
     "degradation": "Circuit breaker and graceful degradation.",
     "episodic_memory": "Memory of earlier episodes fed to planning.",

@@ -49,10 +49,16 @@ from engine.models import (
     UnitStatus,
     VerificationStatus,
 )
+from engine.orphans import end_orphans
 from engine.planning.ambition import ambition_gate
 from engine.planning.planner import PlanningContext, PlanningFailed, RecursivePlanner
 from engine.planning.schema import PlanTree
-from engine.resilience.breaker import BreakerState, CircuitBreaker, degraded_workers
+from engine.resilience.breaker import (
+    BreakerState,
+    CircuitBreaker,
+    degraded_workers,
+    single_pass,
+)
 from engine.runtime import FatalAgentError, Runtime
 from engine.store import IllegalTransition, Store
 from engine.strategy.strategist import propose_next_objective
@@ -164,6 +170,9 @@ class Controller:
             self.lock.acquire()  # held until run() ends; the kernel drops it if we die
         except MissionBusy as exc:
             raise MissionSetupError(str(exc)) from None
+        # First of all: agents a dead run left alive must not go on editing the worktrees
+        # this run is about to adopt, commit and clean.
+        end_orphans(self.store)
         mission = find_resumable(self.store)
         if mission is not None and (self.resume or mission["objective"] == self.objective):
             mission_id = int(mission["id"])
@@ -635,7 +644,8 @@ class Controller:
             with anyio.CancelScope() as scope:
                 agent_scopes[f"unit:{unit_id}"] = scope
                 try:
-                    outcome = await run_unit(rt, unit_id, slot, model=self._worker_model())
+                    outcome = await run_unit(rt, unit_id, slot, model=self._worker_model(),
+                                             single_pass=self._single_pass())
                     self._record_session(rt, outcome.agent_ok)
                     if outcome.retry_after:
                         self._not_before[unit_id] = time.monotonic() + outcome.retry_after
@@ -843,6 +853,10 @@ class Controller:
                 and self.breaker.state == BreakerState.OPEN):
             return degradation.fallback_model
         return None
+
+    def _single_pass(self) -> bool:
+        return self.breaker is not None and single_pass(
+            self.config.degradation.fallback_strategy, self.breaker.state)
 
     def _record_session(self, rt: Runtime, ok: bool) -> None:
         if self.breaker is None:

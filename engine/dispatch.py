@@ -40,9 +40,13 @@ def unit_branch(unit_id: str) -> str:
 
 
 async def run_unit(
-    rt: Runtime, unit_id: str, slot: int, *, model: str | None = None
+    rt: Runtime, unit_id: str, slot: int, *, model: str | None = None, single_pass: bool = False
 ) -> UnitRunResult:
-    """Take a READY unit to QUEUED (submitted) or to FAILED / READY (retry) with a reason."""
+    """Take a READY unit to QUEUED (submitted) or to FAILED / READY (retry) with a reason.
+
+    ``model`` replaces the worker model and ``single_pass`` skips the architect pass for this
+    session (how an open circuit breaker degrades, see ``engine/resilience/breaker.py``).
+    """
     store = rt.store
     unit = store.get("units", unit_id)
     assert unit is not None
@@ -67,6 +71,10 @@ async def run_unit(
     if model and model != config.scheduler.model:
         config = config.model_copy(
             update={"scheduler": config.scheduler.model_copy(update={"model": model})}
+        )
+    if single_pass and config.agent.two_pass:
+        config = config.model_copy(
+            update={"agent": config.agent.model_copy(update={"two_pass": False})}
         )
     feedback = unit["review_feedback"]
     if start != base:

@@ -1,10 +1,12 @@
 """Process control shared by every backend.
 
-Each agent runs in its own session (``start_new_session=True``), so it leads a
-process group that holds all its descendants. stdout and stderr are drained
-concurrently line by line; over-long lines are truncated (the rest of the stream
-is still read) and invalid UTF-8 is replaced. A timeout or a cancellation sends
-SIGTERM to the whole group, then SIGKILL after a grace period. The environment is
+Each agent runs under mc's supervisor (``engine/lifeline.py``) in its own session
+(``start_new_session=True``): the supervisor leads a process group that holds the agent
+and all its descendants, and ends that group if mc dies (see docs/agents.md, "Process
+lifetime"). The group's identity is announced to the attempt's recorder. stdout and
+stderr are drained concurrently line by line; over-long lines are truncated (the rest of
+the stream is still read) and invalid UTF-8 is replaced. A timeout or a cancellation
+sends SIGTERM to the whole group, then SIGKILL after a grace period. The environment is
 an allowlist: secrets the engine holds (MC_*, the Telegram token) never reach it.
 """
 
@@ -22,6 +24,8 @@ from pathlib import Path
 
 import anyio
 from anyio.abc import ByteReceiveStream
+
+from engine.lifeline import announce, supervised
 
 MAX_LINE_BYTES = 1024 * 1024  # longer lines are cut to this size
 READ_CHUNK = 64 * 1024
@@ -226,17 +230,20 @@ async def run_streaming(
     Returns when the process and its group are gone. Raises ``OSError`` (e.g.
     ``FileNotFoundError``) if it cannot start. On timeout the group is terminated and
     ``timed_out`` is set; on cancellation it is terminated too and the cancellation
-    propagates.
+    propagates. The process runs under the supervisor, so it dies with mc; ``pid`` in
+    the outcome is the supervisor's, which is also the process group id.
     """
     started = time.monotonic()
+    command, pass_fds = supervised(argv, cwd=cwd, env=env, grace=kill_grace)
     proc = await anyio.open_process(
-        argv,
+        command,
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=str(cwd),
         env=dict(env),
         start_new_session=True,
+        pass_fds=pass_fds,
     )
     pgid = proc.pid
     outcome = ProcessOutcome(exit_code=None, pid=proc.pid)
@@ -289,6 +296,7 @@ async def run_streaming(
             await anyio.sleep(POLL_S)
 
     try:
+        announce(proc.pid)  # inside the try: if recording fails, the group still ends
         async with anyio.create_task_group() as tg:
             tg.start_soon(pump, proc.stdout, "stdout")
             tg.start_soon(pump, proc.stderr, "stderr")

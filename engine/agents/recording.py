@@ -4,7 +4,10 @@ One ``attempts`` row per session (status running, then its outcome), an
 ``attempt.started`` / ``attempt.finished`` event pair, and ``agent.event`` rows
 for the live log. Text, thinking and stderr are coalesced (flushed every
 ``FLUSH_INTERVAL_S`` or when the kind changes) and usage keeps only the latest
-value, so a chatty agent does not write thousands of rows.
+value, so a chatty agent does not write thousands of rows. The identity of the
+process the session runs in (pid, process group, start time, boot id; see
+``engine/lifeline.py``) goes on the attempt row the moment it starts, so a resumed
+run can end it if this mc dies first.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from engine.agents.types import (
     AgentResult,
     FailureReason,
 )
+from engine.lifeline import ProcessIdentity, on_spawn
 from engine.store import Store
 
 FLUSH_INTERVAL_S = 0.2
@@ -130,11 +134,17 @@ async def run_recorded(
             await anyio.sleep(FLUSH_INTERVAL_S)
             recorder.flush_if_stale()
 
+    def record_process(ident: ProcessIdentity) -> None:
+        if attempt_id:
+            store.update("attempts", attempt_id, pid=ident.pid, pgid=ident.pgid,
+                         proc_start=ident.start_ticks, boot_id=ident.boot_id)
+
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(flusher)
             try:
-                result = await backend.run(request, recorder)
+                with on_spawn(record_process):
+                    result = await backend.run(request, recorder)
             except Exception as exc:  # a backend bug must not take the mission down
                 result = AgentResult(
                     status=ERROR, error=f"{type(exc).__name__}: {exc}",

@@ -1,7 +1,8 @@
 """Running the target's verification command in its own process group.
 
-The command runs through the shell in a new session (so it leads its own
-process group). On timeout the whole group is killed, and once the command
+The command runs through the shell in a new session, under mc's supervisor (so the
+supervisor leads its own process group, and the group ends if mc dies; see
+``engine/lifeline.py``). On timeout the whole group is killed, and once the command
 exits any stragglers it left behind are killed too, so nothing outlives a
 verification. Output (stdout and stderr interleaved) is kept bounded: the
 first quarter and the last three quarters of ``max_output_bytes``.
@@ -20,8 +21,10 @@ import anyio
 from anyio.abc import ByteReceiveStream
 
 from engine.gitops.cli import REDIRECTING_VARS
+from engine.lifeline import supervised
 
 DRAIN_SECONDS = 1.0
+ORPHAN_GRACE_S = 2.0  # if mc dies mid-verification: SIGTERM, this long, then SIGKILL
 
 
 @dataclass
@@ -86,11 +89,13 @@ async def run_verification(
     """Run ``command`` in ``cwd``; ``passed`` on exit 0, ``timeout`` kills its process group."""
     started = time.monotonic()
     sink = BoundedOutput(max_output_bytes)
+    env = verification_env()
+    argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
     try:
+        argv, pass_fds = supervised(argv, cwd=cwd, env=env, grace=ORPHAN_GRACE_S)
         process = await anyio.open_process(
-            command if isinstance(command, str) else list(command),
-            cwd=str(cwd), env=verification_env(), stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            argv, cwd=str(cwd), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, start_new_session=True, pass_fds=pass_fds,
         )
     except OSError as exc:
         return VerificationResult("error", None, f"cannot start {command!r}: {exc}", 0.0)

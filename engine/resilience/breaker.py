@@ -2,8 +2,10 @@
 
 After ``failure_threshold`` consecutive agent failures (errors, timeouts, crashes, overload)
 the breaker opens for ``reset_timeout`` seconds. While open, dispatch degrades by the
-configured strategy: ``reduce_workers`` halves the parallelism, ``pause`` dispatches nothing,
-``fallback_model`` runs workers on ``degradation.fallback_model``. After the timeout the
+configured strategy: ``reduce_workers`` halves the parallelism, ``simple`` halves it and runs
+each worker in one pass (no architect pass even with ``agent.two_pass``: the original tool's
+"fall back to simpler strategies"), ``pause`` dispatches nothing, ``fallback_model`` runs
+workers on ``degradation.fallback_model``. After the timeout the
 breaker is half-open: the next session decides (success closes it, failure reopens it).
 """
 
@@ -60,6 +62,11 @@ def degraded_workers(workers: int, strategy: str, state: BreakerState) -> int:
         return min(workers, 1)
     if strategy == "pause":
         return 0
-    if strategy == "reduce_workers":
+    if strategy in ("reduce_workers", "simple"):
         return max(1, workers // 2)
     return workers
+
+
+def single_pass(strategy: str, state: BreakerState) -> bool:
+    """True when workers must skip the architect pass (``simple`` while the breaker is open)."""
+    return strategy == "simple" and state == BreakerState.OPEN

@@ -188,6 +188,15 @@ MIGRATIONS: list[list[str]] = [
     [
         "ALTER TABLE units ADD COLUMN resume_point TEXT",
     ],
+    # 5: the process of a running attempt (its supervisor: pid = process group id), with its
+    #    start time (/proc/<pid>/stat field 22) and boot id, so a resumed run can end what a
+    #    dead run left behind without ever killing a process that merely reuses the pid
+    [
+        "ALTER TABLE attempts ADD COLUMN pid INTEGER",
+        "ALTER TABLE attempts ADD COLUMN pgid INTEGER",
+        "ALTER TABLE attempts ADD COLUMN proc_start INTEGER",
+        "ALTER TABLE attempts ADD COLUMN boot_id TEXT",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -91,6 +93,40 @@ def _deep_set(doc, key, value):  # type: ignore[no-untyped-def]
             _deep_set(doc[key], k, v)
     else:
         doc[key] = value
+
+
+def processes_in(folder: Path) -> dict[int, str]:
+    """Live processes whose working directory is inside ``folder``: ``{pid: command line}``."""
+    found: dict[int, str] = {}
+    root = str(folder.resolve())
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if stat[stat.rfind(")") + 2] in "ZX":
+            continue
+        if cwd == root or cwd.startswith(root + os.sep):
+            found[int(entry.name)] = cmdline.strip()
+    return found
+
+
+def leftover_processes(folder: Path, timeout: float = 12.0) -> dict[int, str]:
+    """Processes still running in ``folder`` after ``timeout`` s (then SIGKILLed, so no test
+    leaks them); empty when everything mc started there has ended."""
+    deadline = time.monotonic() + timeout
+    while (left := processes_in(folder)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    return left
 
 
 def run_mc(*args: str, cwd: Path | None = None, timeout: float = 120,

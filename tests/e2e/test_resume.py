@@ -13,7 +13,7 @@ import pytest
 
 from engine.demo import prepare_demo
 from engine.store import Store
-from tests.e2e.conftest import git, run_mc
+from tests.e2e.conftest import git, leftover_processes, run_mc
 
 pytestmark = pytest.mark.slow
 
@@ -93,10 +93,12 @@ def test_sigkill_then_resume_finishes_the_same(tmp_path: Path, baseline: list[st
     try:
         reached = wait_for_event(db, kind, count, proc)
         assert reached, f"the mission never reached {kind} #{count}"
-        os.killpg(proc.pid, signal.SIGKILL)  # the engine and every agent it started
+        os.killpg(proc.pid, signal.SIGKILL)  # the engine (its agents run in their own groups)
     finally:
         proc.wait(timeout=10)
     assert proc.returncode == -signal.SIGKILL
+    # agents and verification commands die with mc: nothing keeps running in the worktrees
+    assert leftover_processes(tmp_path) == {}
 
     resumed = run_mc("mission", "--config", str(config), "--no-ui", "--yes", "--resume", timeout=120)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-2000:]

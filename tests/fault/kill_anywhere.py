@@ -9,7 +9,8 @@ Each run copies the demo, starts `mc mission --no-ui --yes`, SIGKILLs its proces
 after a random delay (sometimes kills the resumed run once more), resumes to the end (or
 starts it again when the kill came before the mission was recorded) and checks: the mission completed; the same units merged as in an uninterrupted run, in one
 epoch (plus an empty failed one for each kill that cut a plan short); no unit promoted twice; `mc/green` passes
-the demo's tests; the user's checkout is untouched. Exit status 1 if any run broke one.
+the demo's tests; the user's checkout is untouched; and after each kill, no process is left
+running in the demo's folder (agents and verification commands die with mc). Exit status 1 if any run broke one.
 The kill points in tests/e2e/test_resume.py came out of this loop.
 """
 
@@ -30,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from engine.demo import prepare_demo  # noqa: E402
 from engine.store import Store  # noqa: E402
-from tests.e2e.conftest import git, run_mc  # noqa: E402
+from tests.e2e.conftest import git, leftover_processes, run_mc  # noqa: E402
 from tests.e2e.test_resume import merged_titles, unit_report  # noqa: E402
 
 
@@ -47,19 +48,22 @@ def one_run(folder: Path, delays: list[float], expected: list[str]) -> list[str]
     config = prepare_demo(folder)
     repo = config.parent / "repo"
     db = repo / ".git" / "mc" / "mission.db"
+    problems = []
     for i, delay in enumerate(delays):
         proc = start(config, *(["--resume"] if i else []))
         time.sleep(delay)
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        left = leftover_processes(folder)
+        if left:
+            problems.append(f"after kill {i + 1}, processes were left running: {left}")
     result = run_mc("mission", "--config", str(config), "--no-ui", "--yes", "--resume", timeout=300)
     if "nothing to resume" in result.stdout + result.stderr and not _missions(db):
         # killed before the mission was recorded: the user just starts it again
         result = run_mc("mission", "--config", str(config), "--no-ui", "--yes", timeout=300)
     elif "nothing to resume" in result.stdout + result.stderr:
         result = subprocess.CompletedProcess(result.args, 0, "", "")  # it had finished already
-    problems = []
     if result.returncode != 0:
         problems.append(f"the rerun exited {result.returncode}: {(result.stdout + result.stderr)[-600:]}")
     store = Store(db)

@@ -297,3 +297,38 @@ def test_build_env_default_source_drops_mc_secrets(monkeypatch: pytest.MonkeyPat
     env = build_env(passthrough=["MC_*"], deny=["MY_BOT_TOKEN"])
     assert "MC_TELEGRAM_TOKEN" not in env and "MC_DASHBOARD_TOKEN" not in env
     assert "MY_BOT_TOKEN" not in env and env["ANTHROPIC_API_KEY"] == SECRETS["ANTHROPIC_API_KEY"]
+
+
+def test_attempt_records_its_process_identity(store: Store, tmp_path: Path) -> None:
+    """pid, process group and start time go on the attempt row while the agent runs."""
+    mission_id, _ = make_unit(store)
+    seen: list[dict] = []
+    backend = cassette_backend(tmp_path, '''
+[[interaction]]
+  [[interaction.actions]]
+  type = "run"
+  command = "cat /proc/$PPID/stat > supervisor.stat; ps -o pgid= -p $$ > pgid.txt"
+''')
+
+    class Watching(AgentBackend):
+        name = "scripted"
+
+        def check_available(self) -> None:
+            pass
+
+        async def run(self, req, on_event=None):  # type: ignore[no-untyped-def]
+            result = await backend.run(req, on_event)
+            seen.append(store.query("SELECT * FROM attempts")[0])  # before it is closed
+            return result
+
+    attempt_id, result = anyio.run(lambda: run_recorded(
+        store, Watching(), request(tmp_path), mission_id=mission_id, unit_id="u1"))
+    assert result.ok, result.error
+    stat = (tmp_path / "supervisor.stat").read_text()
+    fields = stat[stat.rfind(")") + 2:].split()
+    row = store.get("attempts", attempt_id)
+    assert seen[0]["status"] == "running" and seen[0]["pid"] == row["pid"]
+    assert row["pid"] == int(stat.split()[0]) == row["pgid"]  # the supervisor leads the group
+    assert int((tmp_path / "pgid.txt").read_text()) == row["pgid"]  # the agent is in it
+    assert row["proc_start"] == int(fields[19])  # /proc/<pid>/stat field 22
+    assert row["boot_id"] == Path("/proc/sys/kernel/random/boot_id").read_text().strip()

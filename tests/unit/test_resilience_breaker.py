@@ -1,4 +1,4 @@
-from engine.resilience.breaker import BreakerState, CircuitBreaker, degraded_workers
+from engine.resilience.breaker import BreakerState, CircuitBreaker, degraded_workers, single_pass
 
 
 class Clock:
@@ -40,3 +40,12 @@ def test_degraded_workers() -> None:
     assert degraded_workers(4, "fallback_model", BreakerState.OPEN) == 4
     assert degraded_workers(4, "pause", BreakerState.HALF_OPEN) == 1  # one probe session
     assert degraded_workers(4, "pause", BreakerState.CLOSED) == 4
+    assert degraded_workers(4, "simple", BreakerState.OPEN) == 2  # the original tool's name
+    assert degraded_workers(4, "simple", BreakerState.HALF_OPEN) == 1
+
+
+def test_simple_strategy_runs_workers_in_one_pass_while_open() -> None:
+    assert single_pass("simple", BreakerState.OPEN)
+    assert not single_pass("simple", BreakerState.HALF_OPEN)
+    assert not single_pass("simple", BreakerState.CLOSED)
+    assert not single_pass("reduce_workers", BreakerState.OPEN)
