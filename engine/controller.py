@@ -27,7 +27,8 @@ from engine.fixup import run_fixup
 from engine.gates.evaluator import ProgressEvaluator
 from engine.gates.fixup_select import count_lint_errors, parse_test_counts
 from engine.gates.objective import check_objective
-from engine.gitops import GitError, GitRepo, MergeQueue, WorkspacePool, run_verification
+from engine.gitops import GitError, GitRepo, MergeQueue, WorkspacePool
+from engine.gitops.baseline import policy_stop
 from engine.learning.rewards import unit_reward
 from engine.llm import LlmCaller, LlmCallFailed
 from engine.mission import (
@@ -47,7 +48,6 @@ from engine.models import (
     EpochStatus,
     MissionStatus,
     UnitStatus,
-    VerificationStatus,
 )
 from engine.planning.ambition import ambition_gate
 from engine.planning.planner import PlanningContext, PlanningFailed, RecursivePlanner
@@ -209,6 +209,7 @@ class Controller:
             batch_size=config.merge_queue.batch_size,
             verify_dir=config.pool_dir() / "verify",
             max_output_bytes=config.merge_queue.max_output_bytes,
+            flaky_reruns=config.target.verification.flaky_reruns,
         )
         for note in queue.reconcile():
             self.store.append_event("log", mission_id=mission_id, level="info", message=note)
@@ -240,8 +241,8 @@ class Controller:
         rt.llm.workdir = self.aux.path
         exit_code = 1
         try:
-            await self._baseline(rt)
-            status, reason = await self._epochs(rt)
+            stop = await self._baseline(rt)
+            status, reason = stop or await self._epochs(rt)
             exit_code = EXIT_CODES.get(status, 1)
         except FatalAgentError as exc:
             # Resumable once the cause is fixed (log in again, the usage limit resets).
@@ -268,43 +269,24 @@ class Controller:
             exit_code=exit_code, next_objective=next_objective,
         )
 
-    async def _baseline(self, rt: Runtime) -> None:
-        """Verify mc/green once before the first epoch, so a verification command that fails
-        on its own (or cannot run) is reported up front instead of being blamed on a unit."""
+    async def _baseline(self, rt: Runtime) -> tuple[MissionStatus, str] | None:
+        """Verify mc/green once before the first epoch (``MergeQueue.verify_baseline``): what
+        fails there is reported once and never blamed on a unit; with ``baseline =
+        "must_pass"`` a red baseline stops the mission here, before any agent runs."""
         if self.store.query(
             "SELECT 1 FROM verifications WHERE mission_id = ? AND batch_id = 'baseline'",
             (rt.mission_id,),
         ):
-            return  # resumed: done already
-        command = self.config.target.verification.command
-        green = rt.repo.green_head()
-        with self.store.transaction():
-            vid = self.store.insert("verifications", {
-                "mission_id": rt.mission_id, "batch_id": "baseline", "commit_sha": green,
-                "command": command, "status": VerificationStatus.RUNNING.value,
-                "started_at": time.time(),
-            })
-            self.store.append_event("verification.started", mission_id=rt.mission_id, id=vid,
-                                    commit=green, status="running", baseline=True)
-        result = await run_verification(
-            command, self.aux.path, self.config.target.verification.timeout,
-            self.config.merge_queue.max_output_bytes,
-        )
-        with self.store.transaction():
-            self.store.set_status("verifications", vid, result.status, exit_code=result.exit_code,
-                                  output=result.output, duration_s=round(result.duration_s, 3),
-                                  ended_at=time.time())
-            self.store.append_event("verification.finished", mission_id=rt.mission_id, id=vid,
-                                    commit=green, status=result.status,
-                                    duration_s=round(result.duration_s, 3), baseline=True)
-        if result.status != VerificationStatus.PASSED:
-            tail = "\n".join(result.output.strip().splitlines()[-8:])
-            rt.log(
-                f"the verification command does not pass on mc/green before any change "
-                f"({result.status}, exit {result.exit_code}); units will be blamed for it "
-                f"unless the objective is to fix it:\n{tail}",
-                level="warning",
-            )
+            return None  # resumed: done already
+        baseline = await rt.queue.verify_baseline()
+        stop = policy_stop(baseline, self.config.target.verification.baseline)
+        if stop is not None:
+            return MissionStatus.FAILED, stop
+        if baseline.red:
+            rt.log(f"the verification does not pass on mc/green before any change: "
+                   f"{baseline.describe()}. Changes are judged against it: only what they make "
+                   f"worse is blamed", level="warning")
+        return None
 
     def _finish(self, status: MissionStatus, reason: str) -> None:
         """Record the end. Interrupted missions keep their state for resume; others close out."""
@@ -711,8 +693,8 @@ class Controller:
         self._roll_up_parents(units)
         result.merged, result.failed = leaf_tally(units)
         last = self.store.query(
-            "SELECT output FROM verifications WHERE mission_id = ? AND status = 'passed' "
-            "ORDER BY id DESC LIMIT 1", (rt.mission_id,),
+            "SELECT output FROM verifications WHERE mission_id = ? AND (status = 'passed' OR "
+            "accepted = 1) ORDER BY id DESC LIMIT 1", (rt.mission_id,),
         )
         if last:
             result.tests_passed, result.tests_failed = parse_test_counts(last[0]["output"])
