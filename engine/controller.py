@@ -52,6 +52,7 @@ from engine.models import (
 from engine.planning.ambition import ambition_gate
 from engine.planning.planner import PlanningContext, PlanningFailed, RecursivePlanner
 from engine.planning.schema import PlanTree
+from engine.publish import PushState, publish
 from engine.resilience.breaker import BreakerState, CircuitBreaker, degraded_workers
 from engine.runtime import FatalAgentError, Runtime
 from engine.store import IllegalTransition, Store
@@ -61,7 +62,8 @@ TICK_SECONDS = 0.05
 # Spend may run this far (share of the budget) ahead of the clock before epochs cool down.
 COOLDOWN_SLACK = 0.1
 HEARTBEAT_SECONDS = 2.0
-EXIT_CODES = {MissionStatus.COMPLETED: 0}  # everything else that returns is 1
+# everything else that returns is 1; the same numbers as mc_tui/exit_codes.py
+EXIT_CODES = {MissionStatus.COMPLETED: 0, MissionStatus.NOT_PUSHED: 3}
 
 
 class MissionSetupError(RuntimeError):
@@ -126,7 +128,7 @@ class Controller:
         )
         self.started = time.monotonic()
         self.lock = MissionLock(config.state_dir())
-        self._push_rejected = False
+        self._push_state: PushState | None = None
         self._objective_feedback: str | None = None
         self._not_before: dict[str, float] = {}  # unit id -> monotonic time (overload backoff)
 
@@ -243,6 +245,7 @@ class Controller:
         try:
             stop = await self._baseline(rt)
             status, reason = stop or await self._epochs(rt)
+            status, reason = await self._push_outcome(rt, status, reason)
             exit_code = EXIT_CODES.get(status, 1)
         except FatalAgentError as exc:
             # Resumable once the cause is fixed (log in again, the usage limit resets).
@@ -331,8 +334,6 @@ class Controller:
                 return stop
             if resume_epoch is None:
                 await self._cooldown(rt)
-            if self._push_rejected:
-                await self._sync_remote(rt)
             if resume_epoch is not None:
                 epoch_id = resume_epoch
                 resume_epoch = None
@@ -841,59 +842,25 @@ class Controller:
                        f"({strategy}) for {self.config.degradation.reset_timeout:.0f}s",
                        level="warning")
 
-    # ------------------------------------------------------------------ promotion and push
+    # ------------------------------------------------------------------ push
     async def _push_if_behind(self, rt: Runtime) -> None:
-        """Push when the remote branch lacks mc/green's commits: after every epoch, so a push
-        lost to a crash, a denial or a timeout is offered again."""
-        if not self.config.green_branch.auto_push:
-            return
-        remote = self._remote_head(rt)
-        green = rt.repo.green_head()
-        if remote is not None and rt.repo.is_ancestor(green, remote):
-            return  # nothing to push
-        base = rt.repo.ref_head(self.config.target.branch) or green
-        since = remote if remote is not None and rt.repo.is_ancestor(remote, green) else base
-        await self._push(rt, since)
+        """After every epoch: push mc/green when the remote branch lacks its commits (so a push
+        lost to a crash, a denial or a timeout is offered again); a remote that moved on is
+        merged in through the queue and pushed again now, not an epoch later."""
+        if self.config.green_branch.auto_push:
+            self._push_state = await publish(rt)
 
-    def _remote_head(self, rt: Runtime) -> str | None:
-        ref = rt.repo.pygit.references.get(
-            f"refs/remotes/{self.config.green_branch.remote}/{self.config.green_branch.push_branch}"
-        )
-        return str(ref.resolve().target) if ref is not None else None
-
-    async def _push(self, rt: Runtime, since: str) -> None:
-        """Push mc/green to the remote branch, behind the `push` gate (fast-forward only)."""
-        green = rt.repo.green_head()
-        stat = rt.repo.diff_stat(since, green)
-        title = (f"push mc/green ({green[:10]}, {stat.files} files changed) to "
-                 f"{self.config.green_branch.remote}/{self.config.green_branch.push_branch}")
-        if not await approve_or_deny(
-            rt, "push", title, diffstat=stat.text, diff=rt.repo.diff_text(since, green),
-        ):
-            self.store.append_event("push.result", mission_id=rt.mission_id, ok=False,
-                                    rejected=False, output="push not approved")
-            return
-        result = await rt.queue.push(
-            self.config.green_branch.remote, self.config.green_branch.push_branch
-        )
-        self._push_rejected = result.rejected
-        if not result.ok:
-            rt.log(f"push failed: {result.output.strip()[-300:]}", level="warning")
-
-    async def _sync_remote(self, rt: Runtime) -> None:
-        """After a rejected push: bring the remote's new commits into mc/green via the queue."""
-        self._push_rejected = False
-        before = rt.repo.green_head()
-        merge_id = await rt.queue.absorb_remote(
-            self.config.green_branch.remote, self.config.green_branch.push_branch
-        )
-        if merge_id is None:
-            return
-        rt.log("the remote moved on: merging it into mc/green (verified) before going on")
-        while rt.queue.pending():
-            await rt.queue.run_once()
-        if rt.repo.green_head() != before:
-            await self._push(rt, before)
+    async def _push_outcome(
+        self, rt: Runtime, status: MissionStatus, reason: str
+    ) -> tuple[MissionStatus, str]:
+        """Objective met but mc/green not on the remote: "objective met, not pushed"."""
+        if status != MissionStatus.COMPLETED or not self.config.green_branch.auto_push:
+            return status, reason
+        state = self._push_state or await publish(rt)
+        if state.pushed:
+            return status, reason
+        rt.log(f"objective met, but mc/green is not pushed: {state.reason}", level="error")
+        return MissionStatus.NOT_PUSHED, f"objective met, not pushed: {state.reason}"
 
     # ------------------------------------------------------------------ commands
     def _tick(self, rt: Runtime) -> None:

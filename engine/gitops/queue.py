@@ -557,7 +557,8 @@ class MergeQueue:
                            ok=result.ok, rejected=result.rejected)
         self.store.append_event("push.result", mission_id=self.mission_id, ok=result.ok,
                                 rejected=result.rejected, output=_tail(result.output, 2000),
-                                commit=green)
+                                commit=green, reason=result.reason, remote=remote,
+                                branch=branch)
         return result
 
     async def absorb_remote(self, remote: str, branch: str) -> int | None:
