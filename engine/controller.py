@@ -288,7 +288,8 @@ class Controller:
         if baseline.red:
             rt.log(f"the verification does not pass on mc/green before any change: "
                    f"{baseline.describe()}. Changes are judged against it: only what they make "
-                   f"worse is blamed", level="warning")
+                   f"worse is blamed, and it starts no fixup:\n{baseline.output_tail}",
+                   level="warning")
         return None
 
     def _finish(self, status: MissionStatus, reason: str) -> None:

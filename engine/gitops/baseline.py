@@ -36,6 +36,7 @@ class Baseline:
     exit_code: int | None
     failing: frozenset[str] | None  # None: the run named no tests
     verification_id: int | None = None
+    output_tail: str = ""  # the last lines of its output, for the report of a red baseline
 
     @property
     def red(self) -> bool:

@@ -400,12 +400,13 @@ class MergeQueue:
                 break
         if len(runs) > 1 and result.status == VerificationStatus.PASSED:
             self._record_flaky(green, runs[0], result, green)
-        baseline = Baseline(green, result.status, result.exit_code, result.failing, vid)
+        tail = "\n".join(result.output.strip().splitlines()[-8:])
+        baseline = Baseline(green, result.status, result.exit_code, result.failing, vid, tail)
         self.store.append_event(
             "baseline.recorded", mission_id=self.mission_id, commit=green, status=result.status,
             exit_code=result.exit_code, verification_id=vid,
             failing=sorted(result.failing) if result.failing is not None else None,
-            summary=baseline.describe(), output_tail=_tail(result.output, 1500),
+            summary=baseline.describe(), output_tail=tail,
         )
         return baseline
 
