@@ -36,6 +36,8 @@ _UNITTEST_FAILED = re.compile(r"^FAILED \(([^)]*)\)\s*$", re.M)
 class TestResults:
     """What a run says about single tests. ``failing`` is None when nothing could be read."""
 
+    __test__ = False  # not a pytest test class
+
     failing: frozenset[str] | None
     tests: int | None = None
     source: str = ""  # "junit" | "unittest" | ""
