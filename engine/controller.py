@@ -277,10 +277,10 @@ class Controller:
         fails there is reported once and never blamed on a unit; with ``baseline =
         "must_pass"`` a red baseline stops the mission here, before any agent runs."""
         if self.store.query(
-            "SELECT 1 FROM verifications WHERE mission_id = ? AND batch_id = 'baseline'",
+            "SELECT 1 FROM events WHERE mission_id = ? AND kind = 'baseline.recorded'",
             (rt.mission_id,),
         ):
-            return None  # resumed: done already
+            return None  # resumed: done already (a run cut short by a kill is done again)
         baseline = await rt.queue.verify_baseline()
         stop = policy_stop(baseline, self.config.target.verification.baseline)
         if stop is not None:
