@@ -35,6 +35,17 @@ class Section(BaseModel):
 class VerificationConfig(Section):
     command: str = Field("pytest -q", description="Shell command that must pass before promotion.")
     timeout: float = Field(600.0, gt=0, description="Seconds before the verification is killed.")
+    baseline: Literal["tolerate", "must_pass"] = Field(
+        "tolerate",
+        description="When the command fails on mc/green before any change: tolerate = judge "
+        "each change against those failures (only new ones are blamed); must_pass = stop the "
+        "mission before any agent runs.",
+    )
+    flaky_reruns: int = Field(
+        1, ge=0, le=3,
+        description="Re-runs of a failed verification on the same commit before anyone is "
+        "blamed; a pass on a re-run records the failed tests as flaky.",
+    )
 
 
 class TargetConfig(Section):

@@ -27,7 +27,8 @@ from engine.fixup import run_fixup
 from engine.gates.evaluator import ProgressEvaluator
 from engine.gates.fixup_select import count_lint_errors, parse_test_counts
 from engine.gates.objective import check_objective
-from engine.gitops import GitError, GitRepo, MergeQueue, WorkspacePool, run_verification
+from engine.gitops import GitError, GitRepo, MergeQueue, WorkspacePool
+from engine.gitops.baseline import policy_stop
 from engine.learning.rewards import unit_reward
 from engine.llm import LlmCaller, LlmCallFailed
 from engine.mission import (
@@ -47,12 +48,12 @@ from engine.models import (
     EpochStatus,
     MissionStatus,
     UnitStatus,
-    VerificationStatus,
 )
 from engine.orphans import end_orphans
 from engine.planning.ambition import ambition_gate
 from engine.planning.planner import PlanningContext, PlanningFailed, RecursivePlanner
 from engine.planning.schema import PlanTree
+from engine.publish import PushState, publish
 from engine.resilience.breaker import (
     BreakerState,
     CircuitBreaker,
@@ -67,7 +68,8 @@ TICK_SECONDS = 0.05
 # Spend may run this far (share of the budget) ahead of the clock before epochs cool down.
 COOLDOWN_SLACK = 0.1
 HEARTBEAT_SECONDS = 2.0
-EXIT_CODES = {MissionStatus.COMPLETED: 0}  # everything else that returns is 1
+# everything else that returns is 1; the same numbers as mc_tui/exit_codes.py
+EXIT_CODES = {MissionStatus.COMPLETED: 0, MissionStatus.NOT_PUSHED: 3}
 
 
 class MissionSetupError(RuntimeError):
@@ -132,7 +134,7 @@ class Controller:
         )
         self.started = time.monotonic()
         self.lock = MissionLock(config.state_dir())
-        self._push_rejected = False
+        self._push_state: PushState | None = None
         self._objective_feedback: str | None = None
         self._not_before: dict[str, float] = {}  # unit id -> monotonic time (overload backoff)
 
@@ -218,6 +220,7 @@ class Controller:
             batch_size=config.merge_queue.batch_size,
             verify_dir=config.pool_dir() / "verify",
             max_output_bytes=config.merge_queue.max_output_bytes,
+            flaky_reruns=config.target.verification.flaky_reruns,
         )
         for note in queue.reconcile():
             self.store.append_event("log", mission_id=mission_id, level="info", message=note)
@@ -249,8 +252,9 @@ class Controller:
         rt.llm.workdir = self.aux.path
         exit_code = 1
         try:
-            await self._baseline(rt)
-            status, reason = await self._epochs(rt)
+            stop = await self._baseline(rt)
+            status, reason = stop or await self._epochs(rt)
+            status, reason = await self._push_outcome(rt, status, reason)
             exit_code = EXIT_CODES.get(status, 1)
         except FatalAgentError as exc:
             # Resumable once the cause is fixed (log in again, the usage limit resets).
@@ -277,43 +281,25 @@ class Controller:
             exit_code=exit_code, next_objective=next_objective,
         )
 
-    async def _baseline(self, rt: Runtime) -> None:
-        """Verify mc/green once before the first epoch, so a verification command that fails
-        on its own (or cannot run) is reported up front instead of being blamed on a unit."""
+    async def _baseline(self, rt: Runtime) -> tuple[MissionStatus, str] | None:
+        """Verify mc/green once before the first epoch (``MergeQueue.verify_baseline``): what
+        fails there is reported once and never blamed on a unit; with ``baseline =
+        "must_pass"`` a red baseline stops the mission here, before any agent runs."""
         if self.store.query(
-            "SELECT 1 FROM verifications WHERE mission_id = ? AND batch_id = 'baseline'",
+            "SELECT 1 FROM events WHERE mission_id = ? AND kind = 'baseline.recorded'",
             (rt.mission_id,),
         ):
-            return  # resumed: done already
-        command = self.config.target.verification.command
-        green = rt.repo.green_head()
-        with self.store.transaction():
-            vid = self.store.insert("verifications", {
-                "mission_id": rt.mission_id, "batch_id": "baseline", "commit_sha": green,
-                "command": command, "status": VerificationStatus.RUNNING.value,
-                "started_at": time.time(),
-            })
-            self.store.append_event("verification.started", mission_id=rt.mission_id, id=vid,
-                                    commit=green, status="running", baseline=True)
-        result = await run_verification(
-            command, self.aux.path, self.config.target.verification.timeout,
-            self.config.merge_queue.max_output_bytes,
-        )
-        with self.store.transaction():
-            self.store.set_status("verifications", vid, result.status, exit_code=result.exit_code,
-                                  output=result.output, duration_s=round(result.duration_s, 3),
-                                  ended_at=time.time())
-            self.store.append_event("verification.finished", mission_id=rt.mission_id, id=vid,
-                                    commit=green, status=result.status,
-                                    duration_s=round(result.duration_s, 3), baseline=True)
-        if result.status != VerificationStatus.PASSED:
-            tail = "\n".join(result.output.strip().splitlines()[-8:])
-            rt.log(
-                f"the verification command does not pass on mc/green before any change "
-                f"({result.status}, exit {result.exit_code}); units will be blamed for it "
-                f"unless the objective is to fix it:\n{tail}",
-                level="warning",
-            )
+            return None  # resumed: done already (a run cut short by a kill is done again)
+        baseline = await rt.queue.verify_baseline()
+        stop = policy_stop(baseline, self.config.target.verification.baseline)
+        if stop is not None:
+            return MissionStatus.FAILED, stop
+        if baseline.red:
+            rt.log(f"the verification does not pass on mc/green before any change: "
+                   f"{baseline.describe()}. Changes are judged against it: only what they make "
+                   f"worse is blamed, and it starts no fixup:\n{baseline.output_tail}",
+                   level="warning")
+        return None
 
     def _finish(self, status: MissionStatus, reason: str) -> None:
         """Record the end. Interrupted missions keep their state for resume; others close out."""
@@ -358,8 +344,6 @@ class Controller:
                 return stop
             if resume_epoch is None:
                 await self._cooldown(rt)
-            if self._push_rejected:
-                await self._sync_remote(rt)
             if resume_epoch is not None:
                 epoch_id = resume_epoch
                 resume_epoch = None
@@ -721,8 +705,8 @@ class Controller:
         self._roll_up_parents(units)
         result.merged, result.failed = leaf_tally(units)
         last = self.store.query(
-            "SELECT output FROM verifications WHERE mission_id = ? AND status = 'passed' "
-            "ORDER BY id DESC LIMIT 1", (rt.mission_id,),
+            "SELECT output FROM verifications WHERE mission_id = ? AND (status = 'passed' OR "
+            "accepted = 1) ORDER BY id DESC LIMIT 1", (rt.mission_id,),
         )
         if last:
             result.tests_passed, result.tests_failed = parse_test_counts(last[0]["output"])
@@ -873,59 +857,25 @@ class Controller:
                        f"({strategy}) for {self.config.degradation.reset_timeout:.0f}s",
                        level="warning")
 
-    # ------------------------------------------------------------------ promotion and push
+    # ------------------------------------------------------------------ push
     async def _push_if_behind(self, rt: Runtime) -> None:
-        """Push when the remote branch lacks mc/green's commits: after every epoch, so a push
-        lost to a crash, a denial or a timeout is offered again."""
-        if not self.config.green_branch.auto_push:
-            return
-        remote = self._remote_head(rt)
-        green = rt.repo.green_head()
-        if remote is not None and rt.repo.is_ancestor(green, remote):
-            return  # nothing to push
-        base = rt.repo.ref_head(self.config.target.branch) or green
-        since = remote if remote is not None and rt.repo.is_ancestor(remote, green) else base
-        await self._push(rt, since)
+        """After every epoch: push mc/green when the remote branch lacks its commits (so a push
+        lost to a crash, a denial or a timeout is offered again); a remote that moved on is
+        merged in through the queue and pushed again now, not an epoch later."""
+        if self.config.green_branch.auto_push:
+            self._push_state = await publish(rt)
 
-    def _remote_head(self, rt: Runtime) -> str | None:
-        ref = rt.repo.pygit.references.get(
-            f"refs/remotes/{self.config.green_branch.remote}/{self.config.green_branch.push_branch}"
-        )
-        return str(ref.resolve().target) if ref is not None else None
-
-    async def _push(self, rt: Runtime, since: str) -> None:
-        """Push mc/green to the remote branch, behind the `push` gate (fast-forward only)."""
-        green = rt.repo.green_head()
-        stat = rt.repo.diff_stat(since, green)
-        title = (f"push mc/green ({green[:10]}, {stat.files} files changed) to "
-                 f"{self.config.green_branch.remote}/{self.config.green_branch.push_branch}")
-        if not await approve_or_deny(
-            rt, "push", title, diffstat=stat.text, diff=rt.repo.diff_text(since, green),
-        ):
-            self.store.append_event("push.result", mission_id=rt.mission_id, ok=False,
-                                    rejected=False, output="push not approved")
-            return
-        result = await rt.queue.push(
-            self.config.green_branch.remote, self.config.green_branch.push_branch
-        )
-        self._push_rejected = result.rejected
-        if not result.ok:
-            rt.log(f"push failed: {result.output.strip()[-300:]}", level="warning")
-
-    async def _sync_remote(self, rt: Runtime) -> None:
-        """After a rejected push: bring the remote's new commits into mc/green via the queue."""
-        self._push_rejected = False
-        before = rt.repo.green_head()
-        merge_id = await rt.queue.absorb_remote(
-            self.config.green_branch.remote, self.config.green_branch.push_branch
-        )
-        if merge_id is None:
-            return
-        rt.log("the remote moved on: merging it into mc/green (verified) before going on")
-        while rt.queue.pending():
-            await rt.queue.run_once()
-        if rt.repo.green_head() != before:
-            await self._push(rt, before)
+    async def _push_outcome(
+        self, rt: Runtime, status: MissionStatus, reason: str
+    ) -> tuple[MissionStatus, str]:
+        """Objective met but mc/green not on the remote: "objective met, not pushed"."""
+        if status != MissionStatus.COMPLETED or not self.config.green_branch.auto_push:
+            return status, reason
+        state = self._push_state or await publish(rt)
+        if state.pushed:
+            return status, reason
+        rt.log(f"objective met, but mc/green is not pushed: {state.reason}", level="error")
+        return MissionStatus.NOT_PUSHED, f"objective met, not pushed: {state.reason}"
 
     # ------------------------------------------------------------------ commands
     def _tick(self, rt: Runtime) -> None:

@@ -149,7 +149,9 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str) -> None:
             passed, failed = parse_test_counts(verification.output)
             stat = rt.repo.diff_stat(green, head)
             result = FixupCandidate(
-                index=index, approach=approach, verified=verification.status == "passed",
+                index=index, approach=approach,
+                # no worse than the baseline of the mc/green it is built on
+                verified=rt.queue.judge(green, verification).accepted,
                 tests_passed=passed, tests_failed=failed,
                 lint_errors=count_lint_errors(verification.output),
                 diff_lines=stat.insertions + stat.deletions,

@@ -13,6 +13,7 @@ class MissionStatus(StrEnum):
     RUNNING = "running"
     PAUSED = "paused"
     COMPLETED = "completed"  # objective met
+    NOT_PUSHED = "not_pushed"  # objective met, but mc/green could not be pushed (auto_push)
     STOPPED = "stopped"  # a stop condition: rounds, wall time, budget, user
     STALLED = "stalled"
     FAILED = "failed"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -54,9 +55,13 @@ def build_report(store: Store, mission_id: int) -> dict[str, Any]:
             for m in merges
         ],
         "verifications": [
-            {k: v[k] for k in ("id", "commit_sha", "status", "exit_code", "duration_s")}
+            {k: v[k] for k in ("id", "commit_sha", "status", "exit_code", "duration_s",
+                               "failing_tests", "accepted", "note")}
             for v in verifications
         ],
+        "baseline": baseline_facts(store, mission_id),
+        "flaky_tests": flaky_tests(store, mission_id),
+        "push": push_facts(store, mission_id),
         "approvals": [
             {k: a[k] for k in ("id", "gate", "title", "status", "decided_by")} for a in approvals
         ],
@@ -76,3 +81,47 @@ def build_report(store: Store, mission_id: int) -> dict[str, Any]:
             "agent_s": round(sum((a["ended_at"] or a["started_at"]) - a["started_at"] for a in attempts), 3),
         },
     }
+
+
+def _payloads(store: Store, mission_id: int, kind: str) -> list[dict[str, Any]]:
+    rows = store.query("SELECT payload FROM events WHERE mission_id = ? AND kind = ? ORDER BY id",
+                       (mission_id, kind))
+    return [json.loads(r["payload"]) for r in rows]
+
+
+def baseline_facts(store: Store, mission_id: int) -> dict[str, Any] | None:
+    """The verification of mc/green before any change: ``commit``, ``status``, ``exit_code``,
+    ``failing_tests`` (None: not readable), ``summary``, ``unverifiable_merges`` (merges
+    accepted without a verdict because the baseline was red); None if it never ran."""
+    recorded = _payloads(store, mission_id, "baseline.recorded")
+    if not recorded:
+        return None
+    last = recorded[-1]
+    unverifiable = store.query(
+        "SELECT COUNT(*) AS n FROM merges WHERE mission_id = ? AND status = 'promoted' AND "
+        "reason LIKE 'not verifiable%'", (mission_id,))[0]["n"]
+    return {"commit": last.get("commit"), "status": last.get("status"),
+            "exit_code": last.get("exit_code"), "failing_tests": last.get("failing"),
+            "summary": last.get("summary"), "unverifiable_merges": int(unverifiable)}
+
+
+def flaky_tests(store: Store, mission_id: int) -> list[str]:
+    """Tests that failed and then passed on a re-run of the same commit (sorted, unique);
+    ``"(unnamed)"`` stands for a flaky run whose output named no tests."""
+    names: set[str] = set()
+    for event in _payloads(store, mission_id, "verification.flaky"):
+        names.update(event.get("tests") or ["(unnamed)"])
+    return sorted(names)
+
+
+def push_facts(store: Store, mission_id: int) -> dict[str, Any] | None:
+    """The last push of the mission: ``ok``, ``rejected``, ``reason``, ``commit``,
+    ``attempts``; None when it never tried to push."""
+    pushes = _payloads(store, mission_id, "push.result")
+    if not pushes:
+        return None
+    last = pushes[-1]
+    return {"ok": bool(last.get("ok")), "rejected": bool(last.get("rejected")),
+            "reason": last.get("reason") or ("" if last.get("ok") else last.get("output", "")),
+            "commit": last.get("commit"), "remote": last.get("remote"),
+            "branch": last.get("branch"), "attempts": len(pushes)}

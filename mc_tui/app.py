@@ -38,7 +38,7 @@ from mc_tui.widgets.mission_state import Changes, MissionState, PendingChanges
 from themes import STYLESHEET, THEMES
 
 EXIT_INTERRUPTED = 130
-FINISHED = {"completed", "stopped", "stalled", "failed", "interrupted"}
+FINISHED = {"completed", "not_pushed", "stopped", "stalled", "failed", "interrupted"}
 READER_YIELD_EVERY = 200  # give the UI loop a turn while catching up on a burst
 ATTACH_POLL_S = 0.1  # attached: how often the reader thread looks for new events
 

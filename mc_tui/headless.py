@@ -48,11 +48,21 @@ def describe(event: Event) -> str | None:
         verdict = "pass" if p.get("passed") else "REJECTED"
         return f"{unit}review {p.get('score', 0):.1f} {verdict}: {p.get('feedback', '')}"
     if k == "verification.finished":
-        return f"verification {p.get('status')} in {p.get('duration_s', 0):.1f}s ({str(p.get('commit', ''))[:10]})"
+        base = " (baseline)" if p.get("baseline") else ""
+        note = f": accepted, {p['note']}" if p.get("accepted") and p.get("note") else (
+            f": {p['note']}" if p.get("note") else "")
+        return (f"verification{base} {p.get('status')} in {p.get('duration_s', 0):.1f}s "
+                f"({str(p.get('commit', ''))[:10]}){note}")
+    if k == "baseline.recorded":
+        return f"baseline: {p.get('summary')}"
+    if k == "verification.flaky":
+        return (f"flaky, not blamed: {', '.join(p.get('tests') or []) or 'unnamed tests'} "
+                f"({str(p.get('commit', ''))[:10]})")
     if k == "green.promoted":
         return f"mc/green promoted {str(p.get('from', ''))[:10]} -> {str(p.get('to', ''))[:10]} ({p.get('units')})"
     if k == "push.result":
-        return f"push {'ok' if p.get('ok') else 'FAILED'}{' (rejected)' if p.get('rejected') else ''}"
+        why = f": {p['reason']}" if not p.get("ok") and p.get("reason") else ""
+        return f"push {'ok' if p.get('ok') else 'FAILED'}{' (rejected)' if p.get('rejected') else ''}{why}"
     if k == "fixup.started":
         return f"{unit}fixup round {p.get('round')}: {p.get('candidates')} candidates"
     if k == "fixup.candidate" and p.get("error"):

@@ -72,6 +72,8 @@ def print_status(console: Console, store: Store, mission_id: int | None = None) 
     head.add_row("units", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none")
     if mission.get("outcome"):
         head.add_row("outcome", mission["outcome"])
+    for key, value in facts_rows(store, mission["id"]):
+        head.add_row(key, value)
     console.print(head)
 
     if units:
@@ -102,6 +104,31 @@ def print_status(console: Console, store: Store, mission_id: int | None = None) 
                 (m["candidate_commit"] or m["head_commit"] or "")[:10], _clip(m["reason"] or "", 40),
             )
         console.print(table)
+
+
+def facts_rows(store: Store, mission_id: int) -> list[tuple[str, str]]:
+    """``mc status`` lines for the baseline, flaky tests and the push (when there are any)."""
+    from engine.report import baseline_facts, flaky_tests, push_facts
+
+    rows: list[tuple[str, str]] = []
+    baseline = baseline_facts(store, mission_id)
+    if baseline is not None:
+        text = baseline["summary"] or baseline["status"]
+        if baseline["status"] != "passed":
+            text += " (there before any change: reported here, not blamed on units)"
+            if baseline["unverifiable_merges"]:
+                text += f"; {baseline['unverifiable_merges']} merge(s) not verifiable"
+        rows.append(("baseline", text))
+    flaky = flaky_tests(store, mission_id)
+    if flaky:
+        rows.append(("flaky", ", ".join(flaky)))
+    push = push_facts(store, mission_id)
+    if push is not None:
+        where = f" to {push['remote']}/{push['branch']}" if push.get("remote") else ""
+        commit = (push.get("commit") or "")[:10]
+        rows.append(("push", f"pushed {commit}{where}" if push["ok"]
+                     else f"not pushed: {push['reason']}"))
+    return rows
 
 
 def _clip(text: str, width: int) -> str:

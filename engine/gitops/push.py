@@ -20,6 +20,27 @@ class PushResult:
     rejected: bool
     output: str
 
+    @property
+    def reason(self) -> str:
+        return push_reason(self.output) if not self.ok else ""
+
+
+def push_reason(output: str) -> str:
+    """Why a push failed, in one line, from ``git push --porcelain`` output: the remote's
+    reason on the ``!`` line (``[remote rejected] (branch is currently checked out)``,
+    ``[rejected] (fetch first)``), else the last ``error:``/``fatal:`` line."""
+    for line in output.splitlines():
+        if line.startswith("!"):
+            parts = line.split("\t")
+            return " ".join(p.strip() for p in parts[2:]) or line.strip()
+    errors = [line.strip() for line in output.splitlines()
+              if line.strip().startswith(("error:", "fatal:", "remote: error:"))]
+    if errors:
+        picked = next((e for e in errors if "failed to push" not in e), errors[-1])
+        return picked
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    return lines[-1] if lines else "git push failed"
+
 
 async def push_green(
     repo_path: Path,

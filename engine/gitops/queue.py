@@ -6,10 +6,16 @@ One ``run_once`` takes up to ``batch_size`` queued merges and loops:
    conflicting branches are set aside with their paths, the others still merge;
 2. point ``mc/working`` at the top of the chain and verify it once in the verify
    worktree; on success fast-forward ``mc/green`` to it (promotion) and stop;
-3. on failure binary-search the chain for the first failing prefix, promote the
-   largest passing prefix, send the first breaking branch to fixup with the
-   verification output, and go back to 1 with the branches that are left
+3. on failure verify the same commit once more (``flaky_reruns``): a pass then
+   records the failed tests as flaky and promotes; else binary-search the chain for
+   the first failing prefix (confirmed by a re-run too before anyone is blamed),
+   promote the largest passing prefix, send the first breaking branch to fixup with
+   the verification output, and go back to 1 with the branches that are left
    (including ones that only conflicted with the culprit).
+
+"Passing" is judged against the baseline (``baseline.py``): the verification of the
+``mc/green`` commit the candidate is built on. A run that fails only tests that fail
+there too is accepted; only new failures are blamed.
 
 Every step writes an intent to ``queue_journal`` before and an outcome after,
 and every status change goes through ``Store.set_status``. ``mc/green`` moves only
@@ -18,6 +24,7 @@ by compare-and-swap to a commit whose verification row says ``passed``.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -27,6 +34,7 @@ from typing import Any
 import anyio
 import pygit2
 
+from engine.gitops.baseline import Baseline, Verdict, judge
 from engine.gitops.bisect import first_failing_prefix
 from engine.gitops.candidate import Chain, build_chain
 from engine.gitops.cli import run_git
@@ -41,6 +49,7 @@ from engine.gitops.repo import (
     open_repository,
     update_ref_args,
 )
+from engine.gitops.testresults import TestResults
 from engine.gitops.verify import VerificationResult, run_verification
 from engine.gitops.worktrees import clean_checkout, ensure_worktree
 from engine.models import UNIT_TRANSITIONS, MergeStatus, UnitStatus, VerificationStatus
@@ -99,6 +108,7 @@ class MergeQueue:
         batch_size: int,
         verify_dir: Path,
         max_output_bytes: int = 65536,
+        flaky_reruns: int = 1,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -110,6 +120,7 @@ class MergeQueue:
         self.batch_size = batch_size
         self.verify_dir = Path(verify_dir).resolve()
         self.max_output_bytes = max_output_bytes
+        self.flaky_reruns = flaky_reruns
         self.journal = Journal(store, self.mission_id)
         self._git = open_repository(repo.path)  # used only from worker threads, one at a time
         self._lock = anyio.Lock()
@@ -236,17 +247,21 @@ class MergeQueue:
                 break
             top = chain.prefix(len(included))
             try:
-                result = await self._verify(batch_id, top, included, outcome)
-                if result.status == VerificationStatus.PASSED:
+                result, verdict = await self._verify_confirmed(batch_id, top, included,
+                                                               outcome, green)
+                if verdict.accepted:
                     await self._promote(batch_id, green, top, included, outcome)
                     break
-                good, bad, output = await self._bisect(batch_id, chain, included, outcome,
-                                                       result.output)
+                good, bad, result, verdict = await self._bisect(batch_id, chain, included,
+                                                                outcome, green, result, verdict)
             except _CannotVerify as exc:
                 return self._cannot_verify(batch_id, exc.result, outcome)
+            if verdict.accepted:  # the first "failing" prefix passed its re-run: flaky
+                good = bad
             if good:
                 await self._promote(batch_id, green, chain.prefix(good), included[:good], outcome)
-            self._fail(included[bad - 1], outcome, output)
+            if not verdict.accepted:
+                self._fail(included[bad - 1], outcome, result.output, verdict)
             later = {i.merge_id for i in included[bad:]} | set(conflicts)
             remaining = [i for i in remaining if i.merge_id in later]
         for merge_id, paths in conflicts.items():
@@ -302,29 +317,140 @@ class MergeQueue:
                            conflicts=chain.conflicts)
         return chain
 
-    async def _bisect(self, batch_id: str, chain: Chain, included: list[QueueItem],
-                      outcome: QueueOutcome, top_output: str) -> tuple[int, int, str]:
-        """(last good prefix, first bad prefix, output of the first bad prefix)."""
-        outputs = {len(included): top_output}
+    async def _bisect(
+        self, batch_id: str, chain: Chain, included: list[QueueItem], outcome: QueueOutcome,
+        green: str, top: VerificationResult, top_verdict: Verdict,
+    ) -> tuple[int, int, VerificationResult, Verdict]:
+        """(last good prefix, first bad prefix, its run and verdict). The first bad prefix is
+        re-run before anyone is blamed (the top one already was): an accepted verdict then
+        means it is flaky, not broken."""
+        runs = {len(included): (top, top_verdict)}
 
         async def passes(k: int) -> bool:
-            result = await self._verify(batch_id, chain.prefix(k), included[:k], outcome)
-            outputs[k] = result.output
-            return result.status == VerificationStatus.PASSED
+            runs[k] = await self._verify(batch_id, chain.prefix(k), included[:k], outcome, green)
+            return runs[k][1].accepted
 
         good, bad = await first_failing_prefix(len(included), passes)
-        return good, bad, outputs[bad]
+        result, verdict = runs[bad]
+        if bad < len(included):
+            result, verdict = await self._confirm(batch_id, chain.prefix(bad), included[:bad],
+                                                  outcome, green, result, verdict)
+        return good, bad, result, verdict
 
-    def _fail(self, item: QueueItem, outcome: QueueOutcome, output: str) -> None:
-        reason = "verification failed:\n" + _tail(output)
+    def _fail(self, item: QueueItem, outcome: QueueOutcome, output: str,
+              verdict: Verdict | None = None) -> None:
+        why = f" ({verdict.note})" if verdict is not None and verdict.note else ""
+        reason = f"verification failed{why}:\n" + _tail(output)
         self._move_merge(item, MergeStatus.FAILED, reason, UnitStatus.FIXUP)
         outcome.failed.append((item, output))
         self.journal.write("culprit", "done", merge_id=item.merge_id)
 
     # ------------------------------------------------------------------ verification
+    def baseline_of(self, commit: str) -> Baseline | None:
+        """The baseline a candidate built on ``commit`` (an ``mc/green``) is judged against:
+        the last verification with this command that established or promoted ``commit``.
+        None when there is none (then the commit counts as green: every failure is blamed)."""
+        rows = self.store.query(
+            "SELECT * FROM verifications WHERE commit_sha = ? AND command = ? AND status IN "
+            "('passed', 'failed', 'timeout') AND (batch_id = 'baseline' OR status = 'passed' "
+            "OR accepted = 1) ORDER BY id DESC LIMIT 1",
+            (commit, self.verify_command),
+        )
+        if not rows:
+            return None
+        row = dict(rows[0])
+        if isinstance(row.get("failing_tests"), str):
+            row["failing_tests"] = json.loads(row["failing_tests"])
+        return Baseline.from_row(row)
+
+    async def verify_baseline(self) -> Baseline:
+        """Verify ``mc/green`` as it is, before any change: the reference the first candidates
+        are judged against. Recorded as ``batch_id = 'baseline'`` rows and one
+        ``baseline.recorded`` event. A red run is re-run (``flaky_reruns``): a pass makes the
+        baseline green and records the failed tests as flaky; otherwise every test that
+        failed in any run is a baseline failure. A run that cannot start at all gives a
+        baseline with status ``error`` (blames nobody, judges nothing)."""
+        green = self.repo.green_head()
+        runs: list[VerificationResult] = []
+        vid = 0
+        for _ in range(1 + self.flaky_reruns):
+            now = time.time()
+            with self.store.transaction():
+                vid = int(self.store.insert("verifications", {
+                    "mission_id": self.mission_id, "batch_id": "baseline", "commit_sha": green,
+                    "command": self.verify_command, "status": VerificationStatus.RUNNING.value,
+                    "started_at": now}))
+                self.store.append_event("verification.started", mission_id=self.mission_id,
+                                        id=vid, commit=green, status="running", baseline=True)
+            try:
+                await anyio.to_thread.run_sync(self._checkout_verify, green)
+                result = await run_verification(self.verify_command, self.verify_dir,
+                                                self.verify_timeout, self.max_output_bytes)
+            except Exception as exc:
+                result = VerificationResult("error", None, f"verification could not run: {exc}", 0.0)
+            runs.append(result)
+            readable = [r.failing for r in runs]
+            if len(runs) > 1 and all(f is not None for f in readable):
+                result = VerificationResult(result.status, result.exit_code, result.output,
+                                            result.duration_s,
+                                            TestResults(frozenset().union(*readable),
+                                                        result.tests.tests, result.tests.source))
+            self._record(vid, green, result, None, baseline=True)
+            if result.status in (VerificationStatus.PASSED, VerificationStatus.ERROR):
+                break
+        if len(runs) > 1 and result.status == VerificationStatus.PASSED:
+            self._record_flaky(green, runs[0], result, green)
+        tail = "\n".join(result.output.strip().splitlines()[-8:])
+        baseline = Baseline(green, result.status, result.exit_code, result.failing, vid, tail)
+        self.store.append_event(
+            "baseline.recorded", mission_id=self.mission_id, commit=green, status=result.status,
+            exit_code=result.exit_code, verification_id=vid,
+            failing=sorted(result.failing) if result.failing is not None else None,
+            summary=baseline.describe(), output_tail=tail,
+        )
+        return baseline
+
+    def judge(self, base: str, result: VerificationResult) -> Verdict:
+        """``result`` of a candidate built on the ``mc/green`` commit ``base``, judged."""
+        return judge(result, self.baseline_of(base))
+
+    async def _verify_confirmed(
+        self, batch_id: str, commit: str, items: list[QueueItem], outcome: QueueOutcome,
+        green: str,
+    ) -> tuple[VerificationResult, Verdict]:
+        result, verdict = await self._verify(batch_id, commit, items, outcome, green)
+        return await self._confirm(batch_id, commit, items, outcome, green, result, verdict)
+
+    async def _confirm(
+        self, batch_id: str, commit: str, items: list[QueueItem], outcome: QueueOutcome,
+        green: str, result: VerificationResult, verdict: Verdict,
+    ) -> tuple[VerificationResult, Verdict]:
+        """A rejected run is re-run on the same commit (``flaky_reruns`` times at most) before
+        it may blame anyone; a pass then records the tests that failed as flaky."""
+        first = result
+        for _ in range(self.flaky_reruns if not verdict.accepted else 0):
+            result, verdict = await self._verify(batch_id, commit, items, outcome, green)
+            if verdict.accepted:
+                self._record_flaky(commit, first, result, green)
+                break
+        return result, verdict
+
+    def _record_flaky(self, commit: str, failed: VerificationResult, passed: VerificationResult,
+                      green: str) -> None:
+        base = self.baseline_of(green)
+        known = (base.failing or frozenset()) if base is not None else frozenset()
+        tests = sorted((failed.failing or frozenset()) - (passed.failing or frozenset()) - known)
+        what = ", ".join(tests) if tests else "flaky verification (no test names in its output)"
+        self.store.append_event("verification.flaky", mission_id=self.mission_id, commit=commit,
+                                tests=tests, exit_code=failed.exit_code)
+        self.store.append_event("log", mission_id=self.mission_id, level="warning",
+                                message=f"merge queue: flaky, not blamed: {what} "
+                                f"(failed, then passed on a re-run of {commit[:10]})")
+
     async def _verify(self, batch_id: str, commit: str, items: list[QueueItem],
-                      outcome: QueueOutcome) -> VerificationResult:
-        """Verify ``commit`` once in the verify worktree and record it."""
+                      outcome: QueueOutcome, green: str) -> tuple[VerificationResult, Verdict]:
+        """Verify ``commit`` once in the verify worktree, judge it against the baseline of
+        ``green`` (the commit it is built on) and record both."""
         self.set_working(commit)
         for item in items:
             self._move_merge(item, MergeStatus.VERIFYING, None, UnitStatus.VERIFYING)
@@ -347,20 +473,33 @@ class MergeQueue:
         except Exception as exc:  # a broken worktree must not wedge the queue
             result = VerificationResult("error", None, f"verification could not run: {exc}", 0.0)
         outcome.verifications += 1
+        verdict = (self.judge(green, result) if result.status != VerificationStatus.ERROR
+                   else Verdict(False))
+        self._record(vid, commit, result, verdict)
+        self.journal.write("verify", "done", batch_id=batch_id, commit=commit,
+                           verification_id=vid, status=result.status, accepted=verdict.accepted)
+        if result.status == VerificationStatus.ERROR:
+            raise _CannotVerify(result)  # also during bisection: nobody is blamed for it
+        self._verification_errors = 0
+        return result, verdict
+
+    def _record(self, vid: int, commit: str, result: VerificationResult, verdict: Verdict | None,
+                **extra: object) -> None:
+        """Finish a verification row: status, output, failing tests and (for a candidate,
+        not a baseline: ``verdict`` None) whether it was accepted and why."""
+        failing = sorted(result.failing) if result.failing is not None else None
+        accepted = int(verdict.accepted) if verdict is not None else None
+        note = verdict.note if verdict is not None else ""
         with self.store.transaction():
             self.store.set_status(
                 "verifications", vid, result.status, exit_code=result.exit_code,
                 output=result.output, duration_s=round(result.duration_s, 3), ended_at=time.time(),
+                failing_tests=failing, accepted=accepted, note=note or None,
             )
             self.store.append_event("verification.finished", mission_id=self.mission_id, id=vid,
                                     commit=commit, status=result.status,
-                                    duration_s=round(result.duration_s, 3))
-        self.journal.write("verify", "done", batch_id=batch_id, commit=commit,
-                           verification_id=vid, status=result.status)
-        if result.status == VerificationStatus.ERROR:
-            raise _CannotVerify(result)  # also during bisection: nobody is blamed for it
-        self._verification_errors = 0
-        return result
+                                    duration_s=round(result.duration_s, 3),
+                                    accepted=accepted, note=note, **extra)
 
     def _checkout_verify(self, commit: str) -> None:
         wt = ensure_worktree(self._git, VERIFY_WORKTREE, self.verify_dir)
@@ -377,6 +516,7 @@ class MergeQueue:
         if not self._passed(new):
             raise RuntimeError(f"refusing to promote {new[:10]}: no passed verification")
         ids = [i.merge_id for i in items]
+        note = self._acceptance_note(new)
         self.journal.write("promote", "intent", batch_id=batch_id, old=old, new=new, merge_ids=ids)
         name = self.repo.movable_ref(GREEN_REF)
         message = f"mc: promote {len(items)} branch(es)"
@@ -386,14 +526,24 @@ class MergeQueue:
         self.journal.write("promote", "done", batch_id=batch_id, old=old, new=new, merge_ids=ids)
         with self.store.transaction():
             for item in items:
-                self._move_merge(item, MergeStatus.PROMOTED, None, UnitStatus.MERGED)
+                self._move_merge(item, MergeStatus.PROMOTED, note, UnitStatus.MERGED)
             self.store.append_event("green.promoted", mission_id=self.mission_id, **{
-                "from": old, "to": new, "units": [i.unit_id or i.branch for i in items]})
+                "from": old, "to": new, "units": [i.unit_id or i.branch for i in items],
+                **({"note": note} if note else {})})
         outcome.promoted.extend(items)
 
-    def _passed(self, commit: str) -> bool:
+    def _acceptance_note(self, commit: str) -> str | None:
+        """Why ``commit`` was promoted without passing (None when it passed)."""
         rows = self.store.query(
-            "SELECT 1 FROM verifications WHERE commit_sha = ? AND status = ? LIMIT 1",
+            "SELECT status, note FROM verifications WHERE commit_sha = ? AND (status = ? OR "
+            "accepted = 1) ORDER BY id DESC LIMIT 1", (commit, VerificationStatus.PASSED.value))
+        return rows[0]["note"] if rows and rows[0]["status"] != "passed" else None
+
+    def _passed(self, commit: str) -> bool:
+        """A verification of ``commit`` passed, or was accepted against its baseline."""
+        rows = self.store.query(
+            "SELECT 1 FROM verifications WHERE commit_sha = ? AND (status = ? OR accepted = 1) "
+            "LIMIT 1",
             (commit, VerificationStatus.PASSED.value),
         )
         return bool(rows)
@@ -408,7 +558,8 @@ class MergeQueue:
                            ok=result.ok, rejected=result.rejected)
         self.store.append_event("push.result", mission_id=self.mission_id, ok=result.ok,
                                 rejected=result.rejected, output=_tail(result.output, 2000),
-                                commit=green)
+                                commit=green, reason=result.reason, remote=remote,
+                                branch=branch)
         return result
 
     async def absorb_remote(self, remote: str, branch: str) -> int | None:

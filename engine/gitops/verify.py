@@ -5,14 +5,18 @@ supervisor leads its own process group, and the group ends if mc dies; see
 ``engine/lifeline.py``). On timeout the whole group is killed, and once the command
 exits any stragglers it left behind are killed too, so nothing outlives a
 verification. Output (stdout and stderr interleaved) is kept bounded: the
-first quarter and the last three quarters of ``max_output_bytes``.
+first quarter and the last three quarters of ``max_output_bytes``. Which tests failed is
+read where the runner allows it (``testresults.py``: JUnit XML left in a temporary folder
+outside the worktree, or unittest's text output).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +25,7 @@ import anyio
 from anyio.abc import ByteReceiveStream
 
 from engine.gitops.cli import REDIRECTING_VARS
+from engine.gitops.testresults import NO_RESULTS, TestResults, read_results, results_env
 from engine.lifeline import supervised
 
 DRAIN_SECONDS = 1.0
@@ -33,6 +38,11 @@ class VerificationResult:
     exit_code: int | None
     output: str
     duration_s: float
+    tests: TestResults = NO_RESULTS  # which tests failed, where the output could be read
+
+    @property
+    def failing(self) -> frozenset[str] | None:
+        return self.tests.failing
 
 
 class BoundedOutput:
@@ -87,9 +97,18 @@ async def run_verification(
     command: str, cwd: Path, timeout: float, max_output_bytes: int = 65536
 ) -> VerificationResult:
     """Run ``command`` in ``cwd``; ``passed`` on exit 0, ``timeout`` kills its process group."""
+    results_dir = Path(tempfile.mkdtemp(prefix="mc-results-"))  # outside the worktree
+    try:
+        return await _run(command, cwd, timeout, max_output_bytes, results_dir)
+    finally:
+        shutil.rmtree(results_dir, ignore_errors=True)
+
+
+async def _run(command: str, cwd: Path, timeout: float, max_output_bytes: int,
+               results_dir: Path) -> VerificationResult:
     started = time.monotonic()
     sink = BoundedOutput(max_output_bytes)
-    env = verification_env()
+    env = results_env(verification_env(), results_dir)
     argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
     try:
         argv, pass_fds = supervised(argv, cwd=cwd, env=env, grace=ORPHAN_GRACE_S)
@@ -123,5 +142,6 @@ async def run_verification(
         note = f"\n[verification timed out after {timeout:g}s; process group killed]\n"
         return VerificationResult("timeout", None, output + note, duration)
     code = process.returncode
-    return VerificationResult("passed" if code == 0 else "failed", code, output, duration)
+    tests = read_results(results_dir, output, code)
+    return VerificationResult("passed" if code == 0 else "failed", code, output, duration, tests)
 

@@ -29,6 +29,7 @@ BUSY_TIMEOUT_MS = 10_000
 JSON_COLUMNS = {
     "units": ("files_hint", "acceptance_criteria", "dependencies"),
     "merges": ("conflict_paths",),
+    "verifications": ("failing_tests",),
 }
 STATUS_TABLES = ("missions", "epochs", "units", "attempts", "merges", "verifications", "approvals")
 

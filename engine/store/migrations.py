@@ -197,6 +197,14 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE attempts ADD COLUMN proc_start INTEGER",
         "ALTER TABLE attempts ADD COLUMN boot_id TEXT",
     ],
+    # 6: baseline-aware verification: the failing tests a run named (JSON list; NULL when
+    #    its output could not be read), whether it was accepted against its baseline (no
+    #    worse), and why (a note: baseline failures only, not verifiable, flaky)
+    [
+        "ALTER TABLE verifications ADD COLUMN failing_tests TEXT",
+        "ALTER TABLE verifications ADD COLUMN accepted INTEGER",
+        "ALTER TABLE verifications ADD COLUMN note TEXT",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

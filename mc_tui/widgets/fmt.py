@@ -16,6 +16,7 @@ STATUS_STYLE = {
     "merged": ("✔", "$success"),
     "promoted": ("✔", "$success"),
     "completed": ("✔", "$success"),
+    "not_pushed": ("⚠", "bold $warning"),
     "passed": ("✔", "$success"),
     "approved": ("✔", "$success"),
     "failed": ("✘", "$error"),

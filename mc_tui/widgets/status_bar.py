@@ -38,6 +38,9 @@ class StatusBar(Static):
             ("spend ", "dim"), (f"{usd(spent)}/{usd(self.budget)}", "bold red" if over else ""), "  ",
             ("wall ", "dim"), duration(end - m["started_at"]), "  ",
         ]
+        if m["status"] == "not_pushed":  # the objective is met, the push is what is missing
+            why = str(m.get("outcome") or "").removeprefix("objective met, ")
+            parts += [(clip(why, 100), "bold"), "  "]
         if note:
             parts += [(note, "italic"), "  "]
         parts += [(f"#{m['id']} ", "dim"), clip(m.get("objective"), 100)]

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from engine.store import Store
+from mc_tui.exit_codes import EXIT_NOT_PUSHED
 from tests.e2e.conftest import (
     AMBITION_OK,
     OBJECTIVE_MET,
@@ -117,8 +118,11 @@ def test_push_gate_times_out_to_deny(target: Path) -> None:
     config = _push_config(target, poll_timeout=1)
     before = git(target / "origin.git", "rev-parse", "main")
     result = run_mc("mission", "--config", str(config), "--no-ui")
-    assert result.returncode == 0, result.stdout[-2000:]
+    # the objective is met, but the work is not on the remote: said so, exit 3
+    assert result.returncode == EXIT_NOT_PUSHED, result.stdout[-2000:]
     store = Store(target / "repo" / ".git" / "mc" / "mission.db")
+    assert store.latest_mission()["outcome"] == (
+        "objective met, not pushed: the push was not approved")
     assert store.rows("approvals")[0]["status"] == "expired"
     pushes = [json.loads(r["payload"]) for r in store.query(
         "SELECT payload FROM events WHERE kind = 'push.result'")]

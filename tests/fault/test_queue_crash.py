@@ -133,7 +133,8 @@ def test_driver_without_faults_drains_the_queue(tmp_path: Path) -> None:
     assert result["push_ok"] and result["runs"] == 1
     check_promises(target, state, remote, heads, git(target, "rev-parse", "main").strip())
     store = Store(state / "mission.db")
-    assert len(store.rows("verifications")) == 4  # full batch, two bisection steps, the rest
+    # full batch and its re-run, two bisection steps, the culprit's prefix re-run, the rest
+    assert len(store.rows("verifications")) == 6
 
 
 FAULTS = {

@@ -158,7 +158,8 @@ def test_batch_size_one_is_the_serial_queue(tmp_path: Path) -> None:
     outcomes = []
     while env.queue.pending():
         outcomes.append(run(env.queue))
-    assert [o.verifications for o in outcomes] == [1, 1, 1]
+    # the failure is re-run once on the same commit before it blames anyone
+    assert [o.verifications for o in outcomes] == [1, 2, 1]
     assert [len(o.promoted) for o in outcomes] == [1, 0, 1]
     assert [len(o.failed) for o in outcomes] == [0, 1, 0]
     assert len({v["batch_id"] for v in env.store.rows("verifications")}) == 3
@@ -184,7 +185,8 @@ def test_verification_timeout_counts_as_failure_and_is_recorded(tmp_path: Path) 
     assert [i.merge_id for i, _ in out.failed] == [mid]
     assert env.repo.green_head() == env.green0
     ver = env.store.rows("verifications")
-    assert [v["status"] for v in ver] == ["timeout"] and "timed out" in ver[0]["output"]
+    # re-run once before it is blamed (a flaky hang would pass then)
+    assert [v["status"] for v in ver] == ["timeout", "timeout"] and "timed out" in ver[0]["output"]
 
 
 def test_verification_output_is_bounded_in_the_store(tmp_path: Path) -> None:

@@ -94,3 +94,45 @@ def test_bounded_output_keeps_everything_under_the_limit() -> None:
     sink.feed(b"X" * 50)
     text = sink.text()
     assert text.startswith("0123456789" * 2) and text.endswith("X" * 50) and "omitted" in text
+
+
+def _suite(root: Path) -> Path:
+    (root / "tests").mkdir(parents=True)
+    (root / "tests" / "__init__.py").write_text("")
+    (root / "tests" / "test_x.py").write_text(
+        "import unittest\n\n\nclass X(unittest.TestCase):\n"
+        "    def test_ok(self):\n        pass\n\n"
+        "    def test_bad(self):\n        self.assertEqual(1, 2)\n"
+    )
+    return root
+
+
+@pytest.mark.anyio
+async def test_pytest_failures_are_read_from_its_junit_xml(tmp_path: Path, monkeypatch) -> None:
+    import sys
+
+    root = _suite(tmp_path / "proj")
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:cacheprovider")  # the user's own stay in force
+    result = await run_verification(f"{sys.executable} -m pytest -q tests", root, 60)
+    assert result.status == "failed" and result.exit_code == 1
+    assert result.tests.source == "junit" and result.tests.tests == 2
+    assert result.failing == {"tests.test_x.X.test_bad"}
+    assert not (root / ".pytest_cache").exists()
+    assert sorted(p.name for p in root.rglob("*.xml")) == []  # nothing left in the worktree
+
+
+@pytest.mark.anyio
+async def test_unittest_failures_are_read_from_its_output(tmp_path: Path) -> None:
+    import sys
+
+    root = _suite(tmp_path / "proj")
+    result = await run_verification(f"{sys.executable} -m unittest discover -s tests -t .", root, 60)
+    assert result.status == "failed"
+    assert result.tests.source == "unittest"
+    assert result.failing == {"tests.test_x.X.test_bad"}
+
+
+@pytest.mark.anyio
+async def test_a_command_without_test_results_has_none(tmp_path: Path) -> None:
+    result = await run_verification("echo lint error; exit 1", tmp_path, 10)
+    assert result.failing is None and result.tests.source == ""
