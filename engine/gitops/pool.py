@@ -22,6 +22,7 @@ from engine.gitops.repo import GitRepo, open_repository
 from engine.gitops.worktrees import (
     clean_checkout,
     ensure_worktree,
+    readable_index,
     repair_worktrees,
     slot_name,
 )
@@ -185,8 +186,7 @@ class WorkspacePool:
 
 def _commit_leftovers(wt: pygit2.Repository, message: str) -> str | None:
     """Stage everything (ignored files excepted) and commit it as mc-agent; None if clean."""
-    index = wt.index
-    index.read()
+    index = readable_index(wt)
     index.add_all()
     index.write()
     tree = index.write_tree()

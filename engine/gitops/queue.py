@@ -38,6 +38,7 @@ from engine.gitops.repo import (
     WORKING_REF,
     GitRepo,
     cas_error,
+    object_view,
     open_repository,
     update_ref_args,
 )
@@ -112,6 +113,7 @@ class MergeQueue:
         self.max_output_bytes = max_output_bytes
         self.journal = Journal(store, self.mission_id)
         self._git = open_repository(repo.path)  # used only from worker threads, one at a time
+        self._objects = object_view(self._git)  # merges never read the user's index
         self._lock = anyio.Lock()
         self._verification_errors = 0
 
@@ -292,7 +294,7 @@ class MergeQueue:
         self.journal.write("merge", "intent", batch_id=batch_id, base=green,
                            merge_ids=[i.merge_id for i in items])
         branches = [(i.merge_id, i.branch, i.head_commit) for i in items]
-        chain = await anyio.to_thread.run_sync(build_chain, self._git, green, branches)
+        chain = await anyio.to_thread.run_sync(build_chain, self._objects, green, branches)
         by_id = {i.merge_id: i for i in items}
         for link in chain.links:
             self._move_merge(by_id[link.key], MergeStatus.MERGING, None, UnitStatus.MERGING,

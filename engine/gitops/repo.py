@@ -43,8 +43,49 @@ def open_repository(path: Path) -> pygit2.Repository:
         raise GitError(f"{path} does not exist")
     try:
         return pygit2.Repository(str(path), RepositoryOpenFlag.NO_SEARCH)
-    except (pygit2.GitError, KeyError):
+    except (pygit2.GitError, KeyError) as exc:
+        detail = str(exc).removeprefix(f"{path}: ")
+        for marker, what in UNSUPPORTED_FORMATS:
+            if marker in detail:
+                raise GitError(
+                    f"{path} uses {what} ({detail}), which mission control cannot work "
+                    "with (its git library, libgit2, does not support it)"
+                ) from None
         raise GitError(f"{path} is not a git repository") from None
+
+
+# What libgit2 refuses to open, in the words of its error message, and what it means.
+UNSUPPORTED_FORMATS = (
+    ("object format", "the SHA-256 object format"),
+    ("extensions.partialclone", "a partial clone (objects fetched on demand); make a "
+     "full clone, or `git fetch --refetch` without a filter"),
+    ("extensions.refstorage", "the reftable ref storage; convert it with "
+     "`git refs migrate --ref-format=files`"),
+    ("extension", "a repository extension"),
+)
+
+
+def common_dir(repo: pygit2.Repository) -> Path:
+    """The shared git dir (objects, refs) of ``repo``, also when it is a linked worktree."""
+    git_dir = Path(repo.path)
+    commondir = git_dir / "commondir"
+    if commondir.is_file():
+        return (git_dir / commondir.read_text().strip()).resolve()
+    return git_dir
+
+
+def object_view(repo: pygit2.Repository) -> pygit2.Repository:
+    """A handle on ``repo``'s object database only: no index, refs, config or attributes.
+
+    Tree-to-tree diffs and in-memory merges need nothing else, but libgit2 reads the
+    repository's index for attributes (diff and merge drivers) and fails on index
+    extensions it does not know: a sparse index (``sdir``), a split index (``link``).
+    The user's index is none of mc's business, so these run on a handle without one;
+    ``.gitattributes`` diff/merge drivers are not applied (content decides binary).
+    """
+    view = pygit2.Repository()
+    view.set_odb(pygit2.Odb(str(common_dir(repo) / "objects")))
+    return view
 
 
 class GitRepo:
@@ -53,6 +94,7 @@ class GitRepo:
     def __init__(self, path: Path) -> None:
         self.path = Path(path).resolve()
         self.pygit = open_repository(self.path)
+        self.objects = object_view(self.pygit)  # diffs never read the user's index
 
     # ------------------------------------------------------------------ refs
     def _resolve(self, rev: str) -> pygit2.Oid:
@@ -109,10 +151,7 @@ class GitRepo:
     def clear_stale_locks(self) -> list[str]:
         """Remove lock files a killed mc left on refs it owns (``refs/heads/mc/*``) and in its
         worktrees' git dirs. Call only while holding the mission (no other mc process runs)."""
-        git_dir = Path(self.pygit.path)
-        commondir = git_dir / "commondir"  # the target may itself be a linked worktree
-        if commondir.is_file():
-            git_dir = (git_dir / commondir.read_text().strip()).resolve()
+        git_dir = common_dir(self.pygit)  # the target may itself be a linked worktree
         notes = []
         candidates = list((git_dir / "refs" / "heads" / "mc").rglob("*.lock"))
         worktrees = git_dir / "worktrees"
@@ -169,9 +208,9 @@ class GitRepo:
 
     # ------------------------------------------------------------------ diffs
     def _diff(self, base: str, head: str) -> pygit2.Diff:
-        base_tree = self.pygit[self._resolve(base)].peel(pygit2.Tree)
-        head_tree = self.pygit[self._resolve(head)].peel(pygit2.Tree)
-        diff = self.pygit.diff(base_tree, head_tree)
+        base_tree = self.objects[self._resolve(base)].peel(pygit2.Tree)
+        head_tree = self.objects[self._resolve(head)].peel(pygit2.Tree)
+        diff = self.objects.diff(base_tree, head_tree)
         diff.find_similar()
         return diff
 
