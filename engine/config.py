@@ -40,7 +40,11 @@ class VerificationConfig(Section):
 class TargetConfig(Section):
     name: str = Field("project", description="Human name of the target project.")
     path: Path = Field(Path("."), description="Path of the target git repository.")
-    branch: str = Field("main", description="Base branch that mc/green starts from.")
+    branch: str | None = Field(
+        None,
+        description="Base branch that mc/green starts from (default: the remote's default "
+        "branch, origin/HEAD, else the branch checked out in the repository).",
+    )
     objective: str = Field("", description="What the mission should achieve.")
     verification: VerificationConfig = Field(default_factory=VerificationConfig)
 
@@ -95,7 +99,9 @@ class ReviewConfig(Section):
 
 class GreenBranchConfig(Section):
     auto_push: bool = Field(False, description="Push mc/green after promotion (fast-forward only).")
-    push_branch: str = Field("main", description="Remote branch that mc/green is pushed to.")
+    push_branch: str | None = Field(
+        None, description="Remote branch that mc/green is pushed to (default: the base branch)."
+    )
     remote: str = Field("origin", description="Remote to push to.")
     fixup_max_attempts: int = Field(2, ge=0, description="Fixup rounds before a unit goes back to the planner.")
     fixup_candidates: int = Field(3, ge=1, le=8, description="Agents trying different fixes in parallel.")
@@ -471,7 +477,8 @@ def unavailable_notes(config: MissionConfig) -> list[str]:
 def summary(config: MissionConfig) -> dict[str, str]:
     """A short human summary for ``mc validate-config``."""
     return {
-        "target": f"{config.target.name} ({config.target.path}, branch {config.target.branch})",
+        "target": f"{config.target.name} ({config.target.path}, branch "
+        f"{config.target.branch or '(default: origin/HEAD, else the current branch)'})",
         "objective": config.target.objective or "(none set)",
         "verification": config.target.verification.command,
         "workers": str(config.scheduler.parallel.num_workers),

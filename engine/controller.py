@@ -28,6 +28,7 @@ from engine.gates.evaluator import ProgressEvaluator
 from engine.gates.fixup_select import count_lint_errors, parse_test_counts
 from engine.gates.objective import check_objective
 from engine.gitops import GitError, GitRepo, MergeQueue, WorkspacePool, run_verification
+from engine.gitops.branches import apply_base_branch
 from engine.learning.rewards import unit_reward
 from engine.llm import LlmCaller, LlmCallFailed
 from engine.mission import (
@@ -156,7 +157,7 @@ class Controller:
             raise MissionSetupError(str(exc)) from None
         try:
             repo = GitRepo(config.target.path)
-            repo.ensure_green(config.target.branch)
+            repo.ensure_green(apply_base_branch(config, repo).name)
         except GitError as exc:
             raise MissionSetupError(str(exc)) from None
 

@@ -190,11 +190,33 @@ def init_cmd(config_path: Path, force: bool, objective: str) -> None:
 def validate_config_cmd(config_path: Path) -> None:
     """Check a config file (and MC_* env overrides); print a summary or the errors."""
     config = load_or_exit(config_path)
+    repo_note = check_target_repo(config)
     console().print(f"[bold green]OK[/] {config_path}")
     for key, value in summary(config).items():
         console().print(f"  {key:<13} {value}", highlight=False)
-    for note in unavailable_notes(config):
+    for note in unavailable_notes(config) + repo_note:
         console().print(f"  [yellow]note[/]          {note}", highlight=False)
+
+
+def check_target_repo(config: MissionConfig) -> list[str]:
+    """Resolve the base branch of the target repository into ``config`` (exit 2 with the
+    reason when it cannot be); a target that is not a repository yet is only a note."""
+    from engine.gitops import GitError, GitRepo
+    from engine.gitops.branches import apply_base_branch
+
+    try:
+        repo = GitRepo(config.target.path)
+    except GitError as exc:
+        if "is not a git repository" in str(exc) or "does not exist" in str(exc):
+            return [f"target.path: {exc} (checked again when a mission starts)"]
+        fail(f"target.path: {exc}")
+        raise AssertionError from exc  # unreachable
+    try:
+        base = apply_base_branch(config, repo)
+    except GitError as exc:
+        fail(str(exc))
+        raise AssertionError from exc  # unreachable
+    return [] if base.source == "target.branch" else [f"target.branch: {base.name} ({base.source})"]
 
 
 @cli.command("status")
