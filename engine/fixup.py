@@ -148,8 +148,14 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str) -> None:
             )
             passed, failed = parse_test_counts(verification.output)
             stat = rt.repo.diff_stat(green, head)
+            lost = rt.repo.removed_submodules(green, head)
+            if lost:  # never delivered: the same check as before a unit's review
+                rt.log(f"fixup candidate {index + 1} deletes the submodule {', '.join(lost)} "
+                       "while .gitmodules still declares it: not a candidate",
+                       level="warning", unit_id=unit_id)
             result = FixupCandidate(
-                index=index, approach=approach, verified=verification.status == "passed",
+                index=index, approach=approach,
+                verified=verification.status == "passed" and not lost,
                 tests_passed=passed, tests_failed=failed,
                 lint_errors=count_lint_errors(verification.output),
                 diff_lines=stat.insertions + stat.deletions,

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import anyio
 import pygit2
+from pygit2.enums import FileMode
 
 from engine.gitops.errors import GitError
 from engine.gitops.identity import agent_signature
 from engine.gitops.repo import GitRepo, open_repository
+from engine.gitops.submodules import gitlinks, is_populated
 from engine.gitops.worktrees import (
     clean_checkout,
     ensure_worktree,
@@ -184,13 +186,24 @@ class WorkspacePool:
 
 
 
+def _keep_missing_submodules(wt: pygit2.Repository, index: pygit2.Index, head: pygit2.Commit) -> None:
+    """A submodule whose folder is missing or not checked out is not a deletion: its
+    gitlink stays as HEAD has it (removing a submodule takes ``git rm``, by the agent)."""
+    workdir = Path(wt.workdir)
+    for sub in gitlinks(head.tree):
+        if sub.path not in index and not is_populated(workdir / sub.path):
+            index.add(pygit2.IndexEntry(sub.path, pygit2.Oid(hex=sub.commit), FileMode.COMMIT))
+
+
 def _commit_leftovers(wt: pygit2.Repository, message: str) -> str | None:
-    """Stage everything (ignored files excepted) and commit it as mc-agent; None if clean."""
+    """Stage everything (ignored files excepted; a missing submodule is not deleted) and
+    commit it as mc-agent; None if clean."""
     index = readable_index(wt)
     index.add_all()
+    head = wt.head.peel(pygit2.Commit)
+    _keep_missing_submodules(wt, index, head)
     index.write()
     tree = index.write_tree()
-    head = wt.head.peel(pygit2.Commit)
     if tree == head.tree_id:
         return None
     sig = agent_signature()

@@ -16,6 +16,7 @@ from pygit2.enums import DiffStatsFormat, RepositoryOpenFlag
 
 from engine.gitops.cli import git_env
 from engine.gitops.errors import GitError
+from engine.gitops.submodules import declarations, gitlinks
 
 GREEN_REF = "refs/heads/mc/green"
 WORKING_REF = "refs/heads/mc/working"
@@ -227,6 +228,18 @@ class GitRepo:
             return patch
         cut = data[:max_bytes].decode("utf-8", "ignore")
         return f"{cut}\n[... diff truncated: {len(data) - max_bytes} more bytes]\n"
+
+    def removed_submodules(self, base: str, head: str) -> list[str]:
+        """Submodule paths whose gitlink ``head`` deletes (or turns into something else)
+        while its ``.gitmodules`` still declares them: a submodule lost by accident."""
+        base_tree = self.objects[self._resolve(base)].peel(pygit2.Tree)
+        head_tree = self.objects[self._resolve(head)].peel(pygit2.Tree)
+        before = gitlinks(base_tree)
+        if not before:
+            return []
+        kept = {sub.path for sub in gitlinks(head_tree)}
+        declared = {path for _, path in declarations(head_tree)}
+        return [s.path for s in before if s.path not in kept and s.path in declared]
 
     def changed_paths(self, base: str, head: str) -> list[str]:
         paths: list[str] = []

@@ -18,6 +18,8 @@ from pygit2.enums import CheckoutStrategy
 from engine.gitops.checkout import fast_clean_checkout, unlink_stray_links
 from engine.gitops.cli import git_env
 from engine.gitops.errors import GitError
+from engine.gitops.repo import common_dir
+from engine.gitops.submodules import sync_submodules
 
 CLEAN_STRATEGY = CheckoutStrategy.FORCE | CheckoutStrategy.REMOVE_UNTRACKED
 TMP_BRANCH_PREFIX = "mc/tmp/"
@@ -96,13 +98,17 @@ def clean_checkout(wt: pygit2.Repository, commit: pygit2.Commit) -> None:
     untracked files removed (ignored files kept), any merge/rebase state cleared.
 
     Only what differs is rewritten (``checkout.fast_clean_checkout``); anything unusual
-    (submodules, content filters, a conflicted index, ...) takes libgit2's forced checkout."""
+    (content filters, a conflicted index, ...) takes libgit2's forced checkout. Submodules
+    are then checked out from the user's own clones (``submodules.sync_submodules``)."""
     readable_index(wt)
     if not fast_clean_checkout(wt, commit):
         unlink_stray_links(wt)
         wt.checkout_tree(commit, strategy=CLEAN_STRATEGY)
     wt.set_head(commit.id)
     wt.state_cleanup()
+    common = common_dir(wt)
+    user_checkout = common.parent if common.name == ".git" else None
+    sync_submodules(Path(wt.workdir), commit.tree, common / "modules", user_checkout)
 
 
 def _remove_gitdir(main: pygit2.Repository, name: str) -> None:

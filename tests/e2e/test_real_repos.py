@@ -55,3 +55,60 @@ def test_mission_on_a_sparse_checkout(target: Path, setup: list[str]) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "app/bye.py" in git(repo, "ls-tree", "-r", "--name-only", "mc/green")
     assert git(repo, "status", "--porcelain") == status_before
+
+
+def add_submodule(target: Path) -> Path:
+    """Give the target a submodule ``lib`` whose code its tests import; the submodule's
+    upstream is deleted afterwards, so only the user's own clone (.git/modules/lib) has it."""
+    repo = target / "repo"
+    libsrc = target / "libsrc"
+    libsrc.mkdir()
+    git(libsrc, "init", "-q", "-b", "main")
+    (libsrc / "helper.py").write_text("def helper():\n    return 42\n")
+    git(libsrc, "add", "-A")
+    git(libsrc, "commit", "-q", "-m", "lib")
+    git(repo, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(libsrc), "lib")
+    (repo / "tests" / "test_lib.py").write_text(
+        "import unittest\n\nfrom lib.helper import helper\n\n\n"
+        "class LibTest(unittest.TestCase):\n"
+        "    def test_helper(self):\n        self.assertEqual(helper(), 42)\n"
+    )
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "use lib")
+    import shutil
+
+    shutil.rmtree(libsrc)
+    return repo
+
+
+def test_a_mission_keeps_a_submodule_the_tests_import(target: Path) -> None:
+    repo = add_submodule(target)
+    config = farewell_mission(target)
+    result = run_mc("--config", str(config), "--no-ui")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert git(repo, "ls-tree", "mc/green", "lib").startswith("160000 commit")
+    assert "app/bye.py" in git(repo, "ls-tree", "-r", "--name-only", "mc/green")
+    assert git(repo, "status", "--porcelain") == ""
+
+
+def test_an_agent_deleting_a_submodule_is_rejected_before_review(target: Path) -> None:
+    repo = add_submodule(target)
+    cassette = plan_entry("Add a farewell", "app/bye.py") + AMBITION_OK + OBJECTIVE_MET + '''
+[[interaction]]
+role = "worker"
+actions = [
+  { type = "write", path = "app/bye.py", content = "def bye():\\n    return 'bye'\\n" },
+  { type = "run", command = "git rm -q --cached lib && rm -rf lib && git add -A && git -c user.name=a -c user.email=a@localhost commit -q -m 'farewell (and lib lost)'" },
+]
+'''
+    config = write_config(target, cassette, "[review]\nmax_review_retries = 0\n")
+    result = run_mc("--config", str(config), "--no-ui")
+    assert result.returncode != 0, result.stdout
+    from engine.store import Store
+
+    store = Store(repo / ".git" / "mc" / "mission.db")
+    units = store.query("SELECT status, reason, review_feedback FROM units")
+    assert units and all(u["status"] == "failed" for u in units)
+    assert "deletes the submodule lib" in units[0]["reason"]
+    assert "deletes the submodule lib" in units[0]["review_feedback"]
+    assert git(repo, "ls-tree", "mc/green", "lib").startswith("160000 commit")
