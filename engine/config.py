@@ -49,6 +49,15 @@ class TargetConfig(Section):
     verification: VerificationConfig = Field(default_factory=VerificationConfig)
 
 
+class WorktreeConfig(Section):
+    include: list[str] = Field(
+        default_factory=list,
+        description="Globs (relative to the repository) of git-ignored files such as .env "
+        "copied from your checkout into every agent and verify worktree; never committed. "
+        "A .worktreeinclude file (gitignore-style lines) in the repository adds to them.",
+    )
+
+
 # --------------------------------------------------------------------------- scheduler
 class BudgetConfig(Section):
     max_per_session_usd: float = Field(5.0, gt=0, description="Cap for one agent session.")
@@ -237,6 +246,7 @@ class MissionConfig(BaseSettings):
     )
 
     target: TargetConfig = Field(default_factory=TargetConfig)
+    worktree: WorktreeConfig = Field(default_factory=WorktreeConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     rounds: RoundsConfig = Field(default_factory=RoundsConfig)
     planner: PlannerConfig = Field(default_factory=PlannerConfig)

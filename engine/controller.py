@@ -196,7 +196,8 @@ class Controller:
                 "the budget, so scheduler.budget cannot stop this mission",
             )
         workers = config.scheduler.parallel.num_workers
-        pool = WorkspacePool(repo, config.pool_dir(), workers + config.green_branch.fixup_candidates + 1)
+        pool = WorkspacePool(repo, config.pool_dir(), workers + config.green_branch.fixup_candidates + 1,
+                             include=config.worktree.include)
         continuing = {unit_branch(u["id"]) for u in self.store.units(mission_id)
                       if u["resume_point"] == "continue"}
         for note in pool.save_uncommitted(continuing, INTERRUPTED_WORK_MESSAGE):
@@ -210,6 +211,7 @@ class Controller:
             batch_size=config.merge_queue.batch_size,
             verify_dir=config.pool_dir() / "verify",
             max_output_bytes=config.merge_queue.max_output_bytes,
+            include=config.worktree.include,
         )
         for note in queue.reconcile():
             self.store.append_event("log", mission_id=mission_id, level="info", message=note)

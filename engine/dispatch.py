@@ -13,6 +13,7 @@ from engine.agents import AgentRole, FailureReason, run_unit_agent
 from engine.approvals import approve_or_deny
 from engine.gates.review import ReviewVerdict, review_unit
 from engine.gitops import GitError
+from engine.gitops.includes import included_files
 from engine.models import UnitStatus
 from engine.runtime import FatalAgentError, Runtime
 
@@ -151,17 +152,11 @@ async def review_and_submit(
     store = rt.store
     unit = store.get("units", unit_id)
     assert unit is not None
-    lost = rt.repo.removed_submodules(base, head)
-    if lost:  # checked before (and without) the review gate: never a judgement call
-        paths = " ".join(lost)
-        feedback = (
-            f"the change deletes the submodule {', '.join(lost)} (its gitlink) while .gitmodules "
-            f"still declares it; keep it: `git checkout {base[:12]} -- {paths}` (to remove a "
-            "submodule on purpose, `git rm` it, which also updates .gitmodules)"
-        )
+    problem = forbidden_change(rt, base, head)
+    if problem:  # checked before (and without) the review gate: never a judgement call
         store.set_status("units", unit_id, UnitStatus.REVIEWING)
-        record_verdict(rt, unit_id, ReviewVerdict(0.0, 0.0, 0.0, 0.0, False, feedback),
-                       attempt_no, reason=f"rejected before review: {feedback}")
+        record_verdict(rt, unit_id, ReviewVerdict(0.0, 0.0, 0.0, 0.0, False, problem),
+                       attempt_no, reason=f"rejected before review: {problem}")
         return UnitRunResult(True)
     if rt.config.review.gate_completion:
         store.set_status("units", unit_id, UnitStatus.REVIEWING)
@@ -187,6 +182,31 @@ async def review_and_submit(
 
     submit(rt, unit_id, branch, head)
     return UnitRunResult(True)
+
+
+def forbidden_change(rt: Runtime, base: str, head: str) -> str | None:
+    """What a change from ``base`` to ``head`` must never do, phrased as feedback for the
+    agent, or None: delete a submodule that ``.gitmodules`` still declares (an agent's
+    ``git add -A`` without the submodule checked out), or commit a git-ignored file mc
+    copied in from the user's checkout (worktree includes: ``.env`` and the like)."""
+    lost = rt.repo.removed_submodules(base, head)
+    if lost:
+        paths = " ".join(lost)
+        return (
+            f"the change deletes the submodule {', '.join(lost)} (its gitlink) while .gitmodules "
+            f"still declares it; keep it: `git checkout {base[:12]} -- {paths}` (to remove a "
+            "submodule on purpose, `git rm` it, which also updates .gitmodules)"
+        )
+    included = set(included_files(rt.repo.path, rt.config.worktree.include))
+    leaked = sorted(included & set(rt.repo.changed_paths(base, head))) if included else []
+    if leaked:
+        paths = " ".join(leaked)
+        return (
+            f"the change commits {', '.join(leaked)}: git-ignored files copied from the user's "
+            "checkout (worktree.include / .worktreeinclude, e.g. secrets) must never be "
+            f"committed; take them out with `git rm --cached {paths}` and keep them ignored"
+        )
+    return None
 
 
 def record_verdict(rt: Runtime, unit_id: str, verdict: ReviewVerdict, attempt_no: int,

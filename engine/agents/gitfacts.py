@@ -15,6 +15,7 @@ import anyio
 
 AGENT_NAME = "mc-agent"
 AGENT_EMAIL = "mc-agent@mission-control.invalid"
+INCLUDED_RECORD = "mc-included"  # engine.gitops.includes.RECORD
 
 
 class GitError(RuntimeError):
@@ -54,6 +55,7 @@ async def commit_all(workdir: Path, message: str) -> str | None:
         return None
     await git(workdir, "add", "-A")
     await keep_missing_submodules(workdir)
+    await leave_out_included(workdir)
     if not await git(workdir, "diff", "--cached", "--name-only", "--no-renames"):
         return None
     await git(workdir, "commit", "-q", "--no-verify", "-m", message)
@@ -76,6 +78,18 @@ async def keep_missing_submodules(workdir: Path) -> None:
             keep.append(path)
     if keep:
         await git(workdir, "reset", "-q", "HEAD", "--", *keep)
+
+
+async def leave_out_included(workdir: Path) -> None:
+    """Unstage the files mc copied in from the user's checkout (worktree includes, listed
+    in the worktree's git dir): never committed, even when an agent un-ignored them."""
+    gitdir = Path(await git(workdir, "rev-parse", "--absolute-git-dir"))
+    try:
+        paths = [p for p in (gitdir / INCLUDED_RECORD).read_text().splitlines() if p]
+    except OSError:
+        return
+    if paths:
+        await git(workdir, "reset", "-q", "HEAD", "--", *paths)
 
 
 @dataclass

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from engine.gitops.bisect import first_failing_prefix
 from engine.gitops.candidate import Chain, build_chain
 from engine.gitops.cli import run_git
 from engine.gitops.errors import GitError
+from engine.gitops.includes import copy_included, included_files
 from engine.gitops.journal import Journal, JournalHook
 from engine.gitops.push import PushResult, fetch_remote, push_green
 from engine.gitops.repo import (
@@ -100,6 +102,7 @@ class MergeQueue:
         batch_size: int,
         verify_dir: Path,
         max_output_bytes: int = 65536,
+        include: Sequence[str] = (),
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -111,6 +114,7 @@ class MergeQueue:
         self.batch_size = batch_size
         self.verify_dir = Path(verify_dir).resolve()
         self.max_output_bytes = max_output_bytes
+        self.include = list(include)  # worktree.include globs (see includes.py)
         self.journal = Journal(store, self.mission_id)
         self._git = open_repository(repo.path)  # used only from worker threads, one at a time
         self._objects = object_view(self._git)  # merges never read the user's index
@@ -366,7 +370,10 @@ class MergeQueue:
 
     def _checkout_verify(self, commit: str) -> None:
         wt = ensure_worktree(self._git, VERIFY_WORKTREE, self.verify_dir)
-        clean_checkout(wt, wt[pygit2.Oid(hex=commit)].peel(pygit2.Commit))
+        target = wt[pygit2.Oid(hex=commit)].peel(pygit2.Commit)
+        clean_checkout(wt, target)
+        copy_included(self.repo.path, Path(wt.workdir), Path(wt.path),
+                      included_files(self.repo.path, self.include), target.tree)
 
     def set_working(self, commit: str) -> None:
         if self.repo.ref_head(WORKING_REF) != commit:

@@ -112,3 +112,55 @@ actions = [
     assert "deletes the submodule lib" in units[0]["reason"]
     assert "deletes the submodule lib" in units[0]["review_feedback"]
     assert git(repo, "ls-tree", "mc/green", "lib").startswith("160000 commit")
+
+
+def add_dotenv(target: Path) -> Path:
+    """A git-ignored ``.env`` in the user's checkout that the tests read."""
+    repo = target / "repo"
+    (repo / ".gitignore").write_text(".env\n")
+    (repo / ".env").write_text("GREETING=hello\n")
+    (repo / "tests" / "test_env.py").write_text(
+        "import unittest\nfrom pathlib import Path\n\n\n"
+        "class EnvTest(unittest.TestCase):\n"
+        "    def test_env(self):\n"
+        "        self.assertIn('GREETING=hello', Path('.env').read_text())\n"
+    )
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "tests read .env")
+    assert git(repo, "status", "--porcelain", "--ignored") == "!! .env"
+    return repo
+
+
+@pytest.mark.parametrize("how", ["config", "worktreeinclude"])
+def test_a_mission_whose_tests_read_an_ignored_env_file(target: Path, how: str) -> None:
+    repo = add_dotenv(target)
+    extra = '[worktree]\ninclude = [".env"]\n'
+    if how == "worktreeinclude":
+        (repo / ".worktreeinclude").write_text(".env\n")  # untracked: the user's own choice
+        extra = ""
+    result = run_mc("--config", str(farewell_mission(target, extra)), "--no-ui")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "merges: promoted 1" in result.stdout
+    assert ".env" not in git(repo, "ls-tree", "-r", "--name-only", "mc/green")
+
+
+def test_an_agent_committing_an_included_file_is_rejected_before_review(target: Path) -> None:
+    repo = add_dotenv(target)
+    cassette = plan_entry("Add a farewell", "app/bye.py") + AMBITION_OK + OBJECTIVE_MET + '''
+[[interaction]]
+role = "worker"
+actions = [
+  { type = "write", path = "app/bye.py", content = "def bye():\\n    return 'bye'\\n" },
+  { type = "run", command = "git add -f .env app && git -c user.name=a -c user.email=a@localhost commit -q -m leak" },
+]
+'''
+    config = write_config(target, cassette,
+                          '[review]\nmax_review_retries = 0\n[worktree]\ninclude = [".env"]\n')
+    result = run_mc("--config", str(config), "--no-ui")
+    assert result.returncode != 0, result.stdout
+    from engine.store import Store
+
+    store = Store(repo / ".git" / "mc" / "mission.db")
+    reasons = [u["reason"] for u in store.query("SELECT reason FROM units")]
+    assert reasons and all("commits .env" in r for r in reasons)
+    assert ".env" not in git(repo, "ls-tree", "-r", "--name-only", "mc/green")
