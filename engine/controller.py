@@ -29,6 +29,7 @@ from engine.gates.fixup_select import count_lint_errors, parse_test_counts
 from engine.gates.objective import check_objective
 from engine.gitops import GitError, GitRepo, MergeQueue, WorkspacePool, run_verification
 from engine.gitops.branches import apply_base_branch
+from engine.gitops.preflight import preflight
 from engine.learning.rewards import unit_reward
 from engine.llm import LlmCaller, LlmCallFailed
 from engine.mission import (
@@ -158,6 +159,7 @@ class Controller:
         try:
             repo = GitRepo(config.target.path)
             repo.ensure_green(apply_base_branch(config, repo).name)
+            repo_notes = preflight(repo, config.worktree.include, "refs/heads/mc/green")
         except GitError as exc:
             raise MissionSetupError(str(exc)) from None
 
@@ -187,7 +189,7 @@ class Controller:
         self.mission_id = mission_id
         for note in repo.clear_stale_locks():  # safe: this process now holds the mission
             self.store.append_event("log", mission_id=mission_id, level="info", message=note)
-        for note in unavailable_notes(config):
+        for note in unavailable_notes(config) + repo_notes:
             self.store.append_event("log", mission_id=mission_id, level="warning", message=note)
         if config.agent.backend == "command":
             self.store.append_event(

@@ -197,6 +197,15 @@ def forbidden_change(rt: Runtime, base: str, head: str) -> str | None:
             f"still declares it; keep it: `git checkout {base[:12]} -- {paths}` (to remove a "
             "submodule on purpose, `git rm` it, which also updates .gitmodules)"
         )
+    unknown = rt.repo.unknown_submodule_commits(base, head)
+    if unknown:
+        moved = ", ".join(f"{path} to {sha[:12]}" for path, sha in unknown)
+        return (
+            f"the change moves the submodule {moved}, a commit that exists only in this "
+            "worktree (the user's clone of the submodule does not have it, so it cannot be "
+            "verified or merged); leave the submodule at its recorded commit and make changes "
+            "to the submodule's own project separately"
+        )
     included = set(included_files(rt.repo.path, rt.config.worktree.include))
     leaked = sorted(included & set(rt.repo.changed_paths(base, head))) if included else []
     if leaked:

@@ -199,10 +199,12 @@ def validate_config_cmd(config_path: Path) -> None:
 
 
 def check_target_repo(config: MissionConfig) -> list[str]:
-    """Resolve the base branch of the target repository into ``config`` (exit 2 with the
-    reason when it cannot be); a target that is not a repository yet is only a note."""
+    """Resolve the base branch of the target repository into ``config`` and run the
+    repository preflight (exit 2 with the reason when either fails); returns notes. A
+    target that is not a repository yet is only a note."""
     from engine.gitops import GitError, GitRepo
     from engine.gitops.branches import apply_base_branch
+    from engine.gitops.preflight import preflight
 
     try:
         repo = GitRepo(config.target.path)
@@ -213,10 +215,13 @@ def check_target_repo(config: MissionConfig) -> list[str]:
         raise AssertionError from exc  # unreachable
     try:
         base = apply_base_branch(config, repo)
+        notes = preflight(repo, config.worktree.include, f"refs/heads/{base.name}")
     except GitError as exc:
         fail(str(exc))
         raise AssertionError from exc  # unreachable
-    return [] if base.source == "target.branch" else [f"target.branch: {base.name} ({base.source})"]
+    if base.source != "target.branch":
+        notes.insert(0, f"target.branch: {base.name} ({base.source})")
+    return notes
 
 
 @cli.command("status")

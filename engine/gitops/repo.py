@@ -16,7 +16,7 @@ from pygit2.enums import DiffStatsFormat, RepositoryOpenFlag
 
 from engine.gitops.cli import git_env
 from engine.gitops.errors import GitError
-from engine.gitops.submodules import declarations, gitlinks
+from engine.gitops.submodules import declarations, gitlinks, unknown_commits
 
 GREEN_REF = "refs/heads/mc/green"
 WORKING_REF = "refs/heads/mc/working"
@@ -240,6 +240,14 @@ class GitRepo:
         kept = {sub.path for sub in gitlinks(head_tree)}
         declared = {path for _, path in declarations(head_tree)}
         return [s.path for s in before if s.path not in kept and s.path in declared]
+
+    def unknown_submodule_commits(self, base: str, head: str) -> list[tuple[str, str]]:
+        """``(path, commit)`` of gitlinks ``head`` moves to a commit the user's own clone of
+        that submodule does not have (worktrees could not check it out)."""
+        before = self.objects[self._resolve(base)].peel(pygit2.Tree)
+        after = self.objects[self._resolve(head)].peel(pygit2.Tree)
+        sources = common_dir(self.pygit) / "modules"
+        return [(s.path, s.commit) for s in unknown_commits(before, after, sources, self.path)]
 
     def changed_paths(self, base: str, head: str) -> list[str]:
         paths: list[str] = []

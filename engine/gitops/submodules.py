@@ -99,7 +99,7 @@ def sync_submodules(workdir: Path, tree: pygit2.Tree, sources: Path, user_checko
         return
     found: list[tuple[Submodule, Path]] = []
     for sub in subs:
-        source = _source(sub, sources, user_checkout)
+        source = source_of(sub, sources, user_checkout)
         if source is None:
             _empty_folder(workdir / sub.path)
         else:
@@ -121,7 +121,7 @@ def sync_submodules(workdir: Path, tree: pygit2.Tree, sources: Path, user_checko
         sync_submodules(path, inner, source / "modules", None)
 
 
-def _source(sub: Submodule, sources: Path, user_checkout: Path | None) -> Path | None:
+def source_of(sub: Submodule, sources: Path, user_checkout: Path | None) -> Path | None:
     """The user's local clone of ``sub``, or None when it was never initialised."""
     candidates = [sources / sub.name]
     if user_checkout is not None:
@@ -130,6 +130,25 @@ def _source(sub: Submodule, sources: Path, user_checkout: Path | None) -> Path |
         if (candidate / "HEAD").is_file() and (candidate / "objects").is_dir():
             return candidate
     return None
+
+
+def unknown_commits(before: pygit2.Tree, after: pygit2.Tree, sources: Path,
+                    user_checkout: Path | None) -> list[Submodule]:
+    """Submodules whose gitlink ``after`` moves to a commit the user's clone does not have
+    (made inside an agent's worktree, say): no other worktree could check it out."""
+    old = {sub.path: sub.commit for sub in gitlinks(before)}
+    found = []
+    for sub in gitlinks(after):
+        if old.get(sub.path) == sub.commit:
+            continue
+        source = source_of(sub, sources, user_checkout)
+        try:
+            present = source is not None and pygit2.Oid(hex=sub.commit) in pygit2.Repository(str(source))
+        except pygit2.GitError:
+            present = False
+        if not present:
+            found.append(sub)
+    return found
 
 
 def _empty_folder(path: Path) -> None:

@@ -164,3 +164,25 @@ actions = [
     reasons = [u["reason"] for u in store.query("SELECT reason FROM units")]
     assert reasons and all("commits .env" in r for r in reasons)
     assert ".env" not in git(repo, "ls-tree", "-r", "--name-only", "mc/green")
+
+
+def test_an_agent_committing_inside_a_submodule_is_rejected_before_review(target: Path) -> None:
+    repo = add_submodule(target)
+    ident = "-c user.name=a -c user.email=a@localhost"
+    cassette = plan_entry("Add a farewell", "app/bye.py") + AMBITION_OK + OBJECTIVE_MET + f'''
+[[interaction]]
+role = "worker"
+actions = [
+  {{ type = "write", path = "lib/extra.py", content = "X = 1\\n" }},
+  {{ type = "run", command = "cd lib && git add -A && git {ident} commit -q -m extra && cd .. && git add lib && git {ident} commit -q -m 'move lib'" }},
+]
+'''
+    config = write_config(target, cassette, "[review]\nmax_review_retries = 0\n")
+    result = run_mc("--config", str(config), "--no-ui")
+    assert result.returncode != 0, result.stdout
+    from engine.store import Store
+
+    store = Store(repo / ".git" / "mc" / "mission.db")
+    reasons = [u["reason"] for u in store.query("SELECT reason FROM units")]
+    assert reasons and all("exists only in this worktree" in r for r in reasons)
+    assert store.query("SELECT COUNT(*) AS n FROM verifications WHERE status = 'error'")[0]["n"] == 0

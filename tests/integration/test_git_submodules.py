@@ -162,3 +162,39 @@ async def test_the_queue_verifies_with_the_submodule_and_conflicts_on_two_moves(
     assert [i.branch for i in outcome.promoted] == ["u1"]
     assert [(i.branch, paths) for i, paths in outcome.conflicts] == [("u2", ["lib"])]
     assert gitlink(app, "mc/green") == f"160000 commit {one}\tlib"
+
+
+def mc_config(root: Path, app: Path, extra: str = "") -> Path:
+    (root / "empty.toml").write_text("")
+    path = root / "mission-control.toml"
+    path.write_text(f'[target]\npath = "{app}"\nobjective = "x"\n{extra}\n'
+                    '[agent]\nbackend = "scripted"\ncassette = "empty.toml"\n')
+    return path
+
+
+def test_preflight_refuses_a_submodule_commit_the_users_clone_lacks(tmp_path: Path) -> None:
+    from tests.e2e.conftest import run_mc
+
+    app, spare = make_super(tmp_path)
+    (spare / "new.py").write_text("NEW = 1\n")
+    git(spare, "add", "-A")
+    git(spare, "commit", "-q", "-m", "never fetched into app")
+    with_gitlink(app, "main", git(spare, "rev-parse", "HEAD").strip(), git(app, "rev-parse", "HEAD").strip())
+    for args in (["validate-config"], ["--no-ui"]):
+        out = run_mc(*args, "--config", str(mc_config(tmp_path, app)))
+        err = " ".join(out.stderr.split())
+        assert out.returncode == 2, out.stdout
+        assert "submodule lib:" in err and "does not have" in err
+        assert "git submodule update --init lib" in err
+
+
+def test_preflight_notes_an_uninitialised_submodule_and_includes_selecting_nothing(tmp_path: Path) -> None:
+    from tests.e2e.conftest import run_mc
+
+    app, _ = make_super(tmp_path, init_submodule=False)
+    out = run_mc("validate-config", "--config",
+                 str(mc_config(tmp_path, app, '[worktree]\ninclude = [".env"]\n')))
+    text = " ".join(out.stdout.split())
+    assert out.returncode == 0, out.stderr
+    assert "submodule lib is not initialised" in text
+    assert "select no git-ignored file" in text
