@@ -43,10 +43,18 @@ def farewell_mission(target: Path, extra: str = "") -> Path:
     ["sparse-checkout", "set", "--sparse-index", "app"],
     ["sparse-checkout", "set", "--no-cone", "/app/"],
     ["config", "extensions.worktreeConfig", "true"],
-], ids=["sparse-index", "sparse-checkout", "worktree-config"])
+    ["config", "core.sparseCheckout", "true"],  # the old way: shared by every worktree
+    ["config", "core.splitIndex", "true"],
+], ids=["sparse-index", "sparse-checkout", "worktree-config", "legacy-sparse", "split-index"])
 def test_mission_on_a_sparse_checkout(target: Path, setup: list[str]) -> None:
     repo = target / "repo"
     git(repo, *setup)
+    if setup[1] == "core.sparseCheckout":
+        (repo / ".git" / "info" / "sparse-checkout").write_text("/app/\n")
+        git(repo, "read-tree", "-mu", "HEAD")
+        assert not (repo / "tests").exists()
+    if setup[1] == "core.splitIndex":
+        git(repo, "update-index", "--split-index")
     if "--sparse-index" in setup:
         assert "sdir" in (repo / ".git" / "index").read_bytes().decode("latin-1")
     status_before = git(repo, "status", "--porcelain")
