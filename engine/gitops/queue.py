@@ -117,7 +117,6 @@ class MergeQueue:
         self.include = list(include)  # worktree.include globs (see includes.py)
         self.journal = Journal(store, self.mission_id)
         self._git = open_repository(repo.path)  # used only from worker threads, one at a time
-        self._objects = object_view(self._git)  # merges never read the user's index
         self._lock = anyio.Lock()
         self._verification_errors = 0
 
@@ -298,7 +297,7 @@ class MergeQueue:
         self.journal.write("merge", "intent", batch_id=batch_id, base=green,
                            merge_ids=[i.merge_id for i in items])
         branches = [(i.merge_id, i.branch, i.head_commit) for i in items]
-        chain = await anyio.to_thread.run_sync(build_chain, self._objects, green, branches)
+        chain = await anyio.to_thread.run_sync(self._build_chain, green, branches)
         by_id = {i.merge_id: i for i in items}
         for link in chain.links:
             self._move_merge(by_id[link.key], MergeStatus.MERGING, None, UnitStatus.MERGING,
@@ -307,6 +306,12 @@ class MergeQueue:
                            candidates={link.key: link.commit for link in chain.links},
                            conflicts=chain.conflicts)
         return chain
+
+    def _build_chain(self, green: str, branches: list[tuple[int, str, str]]) -> Chain:
+        """In a worker thread: merges on a handle that never reads the user's index, with
+        the attributes (merge drivers) of ``green``'s tree."""
+        tree = self._git[pygit2.Oid(hex=green)].peel(pygit2.Tree)
+        return build_chain(object_view(self._git, attributes=tree), green, branches)
 
     async def _bisect(self, batch_id: str, chain: Chain, included: list[QueueItem],
                       outcome: QueueOutcome, top_output: str) -> tuple[int, int, str]:

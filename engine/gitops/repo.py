@@ -8,6 +8,7 @@ moves the user's current branch.
 from __future__ import annotations
 
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,17 +76,30 @@ def common_dir(repo: pygit2.Repository) -> Path:
     return git_dir
 
 
-def object_view(repo: pygit2.Repository) -> pygit2.Repository:
-    """A handle on ``repo``'s object database only: no index, refs, config or attributes.
+VIEW_DIR = ("mc", "view")
+_view_lock = threading.Lock()
 
-    Tree-to-tree diffs and in-memory merges need nothing else, but libgit2 reads the
-    repository's index for attributes (diff and merge drivers) and fails on index
-    extensions it does not know: a sparse index (``sdir``), a split index (``link``).
-    The user's index is none of mc's business, so these run on a handle without one;
-    ``.gitattributes`` diff/merge drivers are not applied (content decides binary).
+
+def object_view(repo: pygit2.Repository, attributes: pygit2.Tree | None = None) -> pygit2.Repository:
+    """A handle for tree-to-tree diffs and in-memory merges that never reads the user's index.
+
+    libgit2 reads a repository's index for attributes (diff and merge drivers) even there,
+    and fails on index extensions it does not know: a sparse index (``sdir``), a split index
+    (``link``). This handle is a private bare repository (``<common git dir>/mc/view``) whose
+    object database is the target's own (objects written through it land in the target) and
+    whose index lives only in memory, filled from ``attributes`` (a tree: the candidate or the
+    head being diffed) so its ``.gitattributes`` apply (``merge=union``, ``-diff``).
+    A new handle per use: libgit2 caches attributes per index file.
     """
-    view = pygit2.Repository()
-    view.set_odb(pygit2.Odb(str(common_dir(repo) / "objects")))
+    common = common_dir(repo)
+    path = common.joinpath(*VIEW_DIR)
+    with _view_lock:
+        if not (path / "HEAD").is_file():
+            pygit2.init_repository(str(path), bare=True)
+    view = pygit2.Repository(str(path), RepositoryOpenFlag.NO_SEARCH | RepositoryOpenFlag.BARE)
+    view.set_odb(pygit2.Odb(str(common / "objects")))
+    if attributes is not None:
+        view.index.read_tree(attributes)
     return view
 
 
@@ -95,7 +109,6 @@ class GitRepo:
     def __init__(self, path: Path) -> None:
         self.path = Path(path).resolve()
         self.pygit = open_repository(self.path)
-        self.objects = object_view(self.pygit)  # diffs never read the user's index
 
     # ------------------------------------------------------------------ refs
     def _resolve(self, rev: str) -> pygit2.Oid:
@@ -209,9 +222,10 @@ class GitRepo:
 
     # ------------------------------------------------------------------ diffs
     def _diff(self, base: str, head: str) -> pygit2.Diff:
-        base_tree = self.objects[self._resolve(base)].peel(pygit2.Tree)
-        head_tree = self.objects[self._resolve(head)].peel(pygit2.Tree)
-        diff = self.objects.diff(base_tree, head_tree)
+        base_tree = self.pygit[self._resolve(base)].peel(pygit2.Tree)
+        head_tree = self.pygit[self._resolve(head)].peel(pygit2.Tree)
+        view = object_view(self.pygit, attributes=head_tree)  # never the user's index
+        diff = view.diff(view[base_tree.id], view[head_tree.id])
         diff.find_similar()
         return diff
 
@@ -232,8 +246,8 @@ class GitRepo:
     def removed_submodules(self, base: str, head: str) -> list[str]:
         """Submodule paths whose gitlink ``head`` deletes (or turns into something else)
         while its ``.gitmodules`` still declares them: a submodule lost by accident."""
-        base_tree = self.objects[self._resolve(base)].peel(pygit2.Tree)
-        head_tree = self.objects[self._resolve(head)].peel(pygit2.Tree)
+        base_tree = self.pygit[self._resolve(base)].peel(pygit2.Tree)
+        head_tree = self.pygit[self._resolve(head)].peel(pygit2.Tree)
         before = gitlinks(base_tree)
         if not before:
             return []
@@ -244,8 +258,8 @@ class GitRepo:
     def unknown_submodule_commits(self, base: str, head: str) -> list[tuple[str, str]]:
         """``(path, commit)`` of gitlinks ``head`` moves to a commit the user's own clone of
         that submodule does not have (worktrees could not check it out)."""
-        before = self.objects[self._resolve(base)].peel(pygit2.Tree)
-        after = self.objects[self._resolve(head)].peel(pygit2.Tree)
+        before = self.pygit[self._resolve(base)].peel(pygit2.Tree)
+        after = self.pygit[self._resolve(head)].peel(pygit2.Tree)
         sources = common_dir(self.pygit) / "modules"
         return [(s.path, s.commit) for s in unknown_commits(before, after, sources, self.path)]
 

@@ -101,3 +101,24 @@ def test_a_format_libgit2_cannot_open_is_named(tmp_path: Path, setup: list[str],
     result = run_mc("--config", str(config), "--no-ui")
     assert result.returncode == 2, result.stdout + result.stderr
     assert named in result.stderr and "is not a git repository" not in result.stderr
+
+
+@pytest.mark.anyio
+async def test_merge_drivers_come_from_the_tree_not_the_users_checkout(tmp_path: Path) -> None:
+    path = tmp_path / "t"
+    init_repo(path, {"CHANGELOG": "start\n", ".gitattributes": "CHANGELOG merge=union\n",
+                     "a/x.txt": "x\n"})
+    git(path, "sparse-checkout", "set", "--sparse-index", "a")
+    repo = GitRepo(path)
+    repo.ensure_green("main")
+    base = repo.green_head()
+    one = commit_on(path, "u1", {"CHANGELOG": "start\none\n"}, "u1", parent=base)
+    two = commit_on(path, "u2", {"CHANGELOG": "start\ntwo\n"}, "u2", parent=base)
+    store, mission = open_store(tmp_path / "db.sqlite")
+    queue = MergeQueue(repo, store, mission_id=mission, verify_command="true",
+                       verify_timeout=30, batch_size=2, verify_dir=tmp_path / "verify")
+    queue.submit(None, "u1", one)
+    queue.submit(None, "u2", two)
+    outcome = await queue.run_once()
+    assert [i.branch for i in outcome.promoted] == ["u1", "u2"]  # merge=union: no conflict
+    assert git(path, "show", "mc/green:CHANGELOG") == "start\none\ntwo\n"
