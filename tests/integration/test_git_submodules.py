@@ -198,3 +198,21 @@ def test_preflight_notes_an_uninitialised_submodule_and_includes_selecting_nothi
     assert out.returncode == 0, out.stderr
     assert "submodule lib is not initialised" in text
     assert "select no git-ignored file" in text
+
+
+@pytest.mark.anyio
+async def test_a_slot_moved_to_a_commit_without_the_submodule_drops_its_folder(tmp_path) -> None:
+    app, _ = make_super(tmp_path)
+    repo = GitRepo(app)
+    base = repo.ref_head("main")
+    git(app, "checkout", "-q", "-b", "nolib")
+    git(app, "rm", "-q", "lib")
+    git(app, "commit", "-q", "-m", "drop lib")
+    pool = WorkspacePool(repo, app / ".git" / "mc" / "pool", size=1)
+    ws = await pool.acquire("mc/unit/u1", base)
+    assert (ws.path / "lib" / "helper.py").exists()
+    await pool.release(ws)
+    ws = await pool.acquire("mc/unit/u2", repo.ref_head("nolib"))
+    assert not (ws.path / "lib").exists()
+    assert git(ws.path, "status", "--porcelain") == ""
+    await pool.release(ws)
