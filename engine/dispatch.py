@@ -187,8 +187,9 @@ async def review_and_submit(
 def forbidden_change(rt: Runtime, base: str, head: str) -> str | None:
     """What a change from ``base`` to ``head`` must never do, phrased as feedback for the
     agent, or None: delete a submodule that ``.gitmodules`` still declares (an agent's
-    ``git add -A`` without the submodule checked out), or commit a git-ignored file mc
-    copied in from the user's checkout (worktree includes: ``.env`` and the like)."""
+    ``git add -A`` without the submodule checked out), move a submodule to a commit only
+    the agent's worktree has, or commit a git-ignored file mc copied in from the user's
+    checkout (worktree includes: ``.env`` and the like)."""
     lost = rt.repo.removed_submodules(base, head)
     if lost:
         paths = " ".join(lost)

@@ -51,7 +51,6 @@ class WorkspacePool:
             raise ValueError("pool size must be at least 1")
         self.repo = repo
         self.include = list(include)  # worktree.include globs (see includes.py)
-        self.included: list[str] = []  # what the last acquire copied in
         self.pool_dir = Path(pool_dir).resolve()
         self.size = size
         self._main = open_repository(repo.path)  # our own handle: used from worker threads
@@ -160,8 +159,8 @@ class WorkspacePool:
         except (KeyError, ValueError):
             raise GitError(f"base commit {base_commit!r} not found") from None
         clean_checkout(wt, commit)
-        self.included = copy_included(self.repo.path, Path(wt.workdir), Path(wt.path),
-                                      included_files(self.repo.path, self.include), commit.tree)
+        copy_included(self.repo.path, Path(wt.workdir), Path(wt.path),
+                      included_files(self.repo.path, self.include), commit.tree)
         name = branch.removeprefix("refs/heads/")
         with self._main_lock:
             existing = self._main.branches.local.get(name)
