@@ -51,9 +51,22 @@ class VerificationConfig(Section):
 class TargetConfig(Section):
     name: str = Field("project", description="Human name of the target project.")
     path: Path = Field(Path("."), description="Path of the target git repository.")
-    branch: str = Field("main", description="Base branch that mc/green starts from.")
+    branch: str | None = Field(
+        None,
+        description="Base branch that mc/green starts from (default: the remote's default "
+        "branch, origin/HEAD, else the branch checked out in the repository).",
+    )
     objective: str = Field("", description="What the mission should achieve.")
     verification: VerificationConfig = Field(default_factory=VerificationConfig)
+
+
+class WorktreeConfig(Section):
+    include: list[str] = Field(
+        default_factory=list,
+        description="Globs (relative to the repository) of git-ignored files such as .env "
+        "copied from your checkout into every agent and verify worktree; never committed. "
+        "A .worktreeinclude file (gitignore-style lines) in the repository adds to them.",
+    )
 
 
 # --------------------------------------------------------------------------- scheduler
@@ -106,7 +119,9 @@ class ReviewConfig(Section):
 
 class GreenBranchConfig(Section):
     auto_push: bool = Field(False, description="Push mc/green after promotion (fast-forward only).")
-    push_branch: str = Field("main", description="Remote branch that mc/green is pushed to.")
+    push_branch: str | None = Field(
+        None, description="Remote branch that mc/green is pushed to (default: the base branch)."
+    )
     remote: str = Field("origin", description="Remote to push to.")
     fixup_max_attempts: int = Field(2, ge=0, description="Fixup rounds before a unit goes back to the planner.")
     fixup_candidates: int = Field(3, ge=1, le=8, description="Agents trying different fixes in parallel.")
@@ -259,6 +274,7 @@ class MissionConfig(BaseSettings):
     )
 
     target: TargetConfig = Field(default_factory=TargetConfig)
+    worktree: WorktreeConfig = Field(default_factory=WorktreeConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     rounds: RoundsConfig = Field(default_factory=RoundsConfig)
     planner: PlannerConfig = Field(default_factory=PlannerConfig)
@@ -499,7 +515,8 @@ def unavailable_notes(config: MissionConfig) -> list[str]:
 def summary(config: MissionConfig) -> dict[str, str]:
     """A short human summary for ``mc validate-config``."""
     return {
-        "target": f"{config.target.name} ({config.target.path}, branch {config.target.branch})",
+        "target": f"{config.target.name} ({config.target.path}, branch "
+        f"{config.target.branch or '(default: origin/HEAD, else the current branch)'})",
         "objective": config.target.objective or "(none set)",
         "verification": config.target.verification.command,
         "workers": str(config.scheduler.parallel.num_workers),

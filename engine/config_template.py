@@ -20,6 +20,8 @@ SECTION_DOCS: dict[str, str] = {
     "target.verification": (
         "The command that must pass before code reaches mc/green (on a red baseline: nothing worse)."
     ),
+    "worktree": "Git-ignored files (.env, local settings) the tests need, copied from your "
+    "checkout into every worktree.",
     "scheduler": "Worker agents: model and time limit per session.",
     "scheduler.budget": "Spend caps in US dollars.",
     "scheduler.parallel": "How many agents run at once, and where their worktrees live.",

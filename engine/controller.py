@@ -29,6 +29,8 @@ from engine.gates.fixup_select import count_lint_errors, parse_test_counts
 from engine.gates.objective import check_objective
 from engine.gitops import GitError, GitRepo, MergeQueue, WorkspacePool
 from engine.gitops.baseline import policy_stop
+from engine.gitops.branches import apply_base_branch
+from engine.gitops.preflight import preflight
 from engine.learning.rewards import unit_reward
 from engine.llm import LlmCaller, LlmCallFailed
 from engine.mission import (
@@ -164,7 +166,8 @@ class Controller:
             raise MissionSetupError(str(exc)) from None
         try:
             repo = GitRepo(config.target.path)
-            repo.ensure_green(config.target.branch)
+            repo.ensure_green(apply_base_branch(config, repo).name)
+            repo_notes = preflight(repo, config.worktree.include, "refs/heads/mc/green")
         except GitError as exc:
             raise MissionSetupError(str(exc)) from None
 
@@ -197,7 +200,7 @@ class Controller:
         self.mission_id = mission_id
         for note in repo.clear_stale_locks():  # safe: this process now holds the mission
             self.store.append_event("log", mission_id=mission_id, level="info", message=note)
-        for note in unavailable_notes(config):
+        for note in unavailable_notes(config) + repo_notes:
             self.store.append_event("log", mission_id=mission_id, level="warning", message=note)
         if config.agent.backend == "command":
             self.store.append_event(
@@ -206,7 +209,8 @@ class Controller:
                 "the budget, so scheduler.budget cannot stop this mission",
             )
         workers = config.scheduler.parallel.num_workers
-        pool = WorkspacePool(repo, config.pool_dir(), workers + config.green_branch.fixup_candidates + 1)
+        pool = WorkspacePool(repo, config.pool_dir(), workers + config.green_branch.fixup_candidates + 1,
+                             include=config.worktree.include)
         continuing = {unit_branch(u["id"]) for u in self.store.units(mission_id)
                       if u["resume_point"] == "continue"}
         for note in pool.save_uncommitted(continuing, INTERRUPTED_WORK_MESSAGE):
@@ -221,6 +225,7 @@ class Controller:
             verify_dir=config.pool_dir() / "verify",
             max_output_bytes=config.merge_queue.max_output_bytes,
             flaky_reruns=config.target.verification.flaky_reruns,
+            include=config.worktree.include,
         )
         for note in queue.reconcile():
             self.store.append_event("log", mission_id=mission_id, level="info", message=note)

@@ -11,8 +11,9 @@ import anyio
 
 from engine.agents import AgentRole, FailureReason, run_unit_agent
 from engine.approvals import approve_or_deny
-from engine.gates.review import review_unit
+from engine.gates.review import ReviewVerdict, review_unit
 from engine.gitops import GitError
+from engine.gitops.includes import included_files
 from engine.models import UnitStatus
 from engine.runtime import FatalAgentError, Runtime
 
@@ -159,6 +160,12 @@ async def review_and_submit(
     store = rt.store
     unit = store.get("units", unit_id)
     assert unit is not None
+    problem = forbidden_change(rt, base, head)
+    if problem:  # checked before (and without) the review gate: never a judgement call
+        store.set_status("units", unit_id, UnitStatus.REVIEWING)
+        record_verdict(rt, unit_id, ReviewVerdict(0.0, 0.0, 0.0, 0.0, False, problem),
+                       attempt_no, reason=f"rejected before review: {problem}")
+        return UnitRunResult(True)
     if rt.config.review.gate_completion:
         store.set_status("units", unit_id, UnitStatus.REVIEWING)
         diff = rt.repo.diff_text(base, head)
@@ -167,22 +174,7 @@ async def review_and_submit(
             rt.llm.ask, objective=rt.objective, unit=store.get("units", unit_id) or unit,
             diff=diff, diffstat=stat.text, min_score=rt.config.review.min_review_score,
         )
-        with store.transaction():  # a rejection and its consequence land together
-            store.update("units", unit_id, review_score=verdict.score,
-                         review_feedback=verdict.feedback)
-            store.append_event(
-                "review.scored", mission_id=rt.mission_id, unit_id=unit_id, score=verdict.score,
-                alignment=verdict.alignment, approach=verdict.approach, tests=verdict.tests,
-                passed=verdict.passed, feedback=verdict.feedback, attempt=attempt_no,
-            )
-            if not verdict.passed:
-                rejections = review_rejections(rt, unit_id)  # this one included
-                reviews_left = rejections <= rt.config.review.max_review_retries
-                store.set_status(
-                    "units", unit_id, UnitStatus.READY if reviews_left else UnitStatus.FAILED,
-                    reason=f"review {verdict.score:.1f} < {rt.config.review.min_review_score}: "
-                    f"{verdict.feedback}",
-                )
+        record_verdict(rt, unit_id, verdict, attempt_no)
         if not verdict.passed:
             return UnitRunResult(True)
 
@@ -198,6 +190,64 @@ async def review_and_submit(
 
     submit(rt, unit_id, branch, head)
     return UnitRunResult(True)
+
+
+def forbidden_change(rt: Runtime, base: str, head: str) -> str | None:
+    """What a change from ``base`` to ``head`` must never do, phrased as feedback for the
+    agent, or None: delete a submodule that ``.gitmodules`` still declares (an agent's
+    ``git add -A`` without the submodule checked out), move a submodule to a commit only
+    the agent's worktree has, or commit a git-ignored file mc copied in from the user's
+    checkout (worktree includes: ``.env`` and the like)."""
+    lost = rt.repo.removed_submodules(base, head)
+    if lost:
+        paths = " ".join(lost)
+        return (
+            f"the change deletes the submodule {', '.join(lost)} (its gitlink) while .gitmodules "
+            f"still declares it; keep it: `git checkout {base[:12]} -- {paths}` (to remove a "
+            "submodule on purpose, `git rm` it, which also updates .gitmodules)"
+        )
+    unknown = rt.repo.unknown_submodule_commits(base, head)
+    if unknown:
+        moved = ", ".join(f"{path} to {sha[:12]}" for path, sha in unknown)
+        return (
+            f"the change moves the submodule {moved}, a commit that exists only in this "
+            "worktree (the user's clone of the submodule does not have it, so it cannot be "
+            "verified or merged); leave the submodule at its recorded commit and make changes "
+            "to the submodule's own project separately"
+        )
+    included = set(included_files(rt.repo.path, rt.config.worktree.include))
+    leaked = sorted(included & set(rt.repo.changed_paths(base, head))) if included else []
+    if leaked:
+        paths = " ".join(leaked)
+        return (
+            f"the change commits {', '.join(leaked)}: git-ignored files copied from the user's "
+            "checkout (worktree.include / .worktreeinclude, e.g. secrets) must never be "
+            f"committed; take them out with `git rm --cached {paths}` and keep them ignored"
+        )
+    return None
+
+
+def record_verdict(rt: Runtime, unit_id: str, verdict: ReviewVerdict, attempt_no: int,
+                   reason: str | None = None) -> None:
+    """Record a verdict (``review.scored``); a failing one sends the unit back to ``ready``
+    with the feedback, or to ``failed`` when its review retries are used up."""
+    store = rt.store
+    with store.transaction():  # a rejection and its consequence land together
+        store.update("units", unit_id, review_score=verdict.score,
+                     review_feedback=verdict.feedback)
+        store.append_event(
+            "review.scored", mission_id=rt.mission_id, unit_id=unit_id, score=verdict.score,
+            alignment=verdict.alignment, approach=verdict.approach, tests=verdict.tests,
+            passed=verdict.passed, feedback=verdict.feedback, attempt=attempt_no,
+        )
+        if not verdict.passed:
+            rejections = review_rejections(rt, unit_id)  # this one included
+            reviews_left = rejections <= rt.config.review.max_review_retries
+            store.set_status(
+                "units", unit_id, UnitStatus.READY if reviews_left else UnitStatus.FAILED,
+                reason=reason or f"review {verdict.score:.1f} < "
+                f"{rt.config.review.min_review_score}: {verdict.feedback}",
+            )
 
 
 def review_rejections(rt: Runtime, unit_id: str) -> int:

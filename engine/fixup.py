@@ -20,7 +20,7 @@ import anyio
 
 from engine.agents import AgentRole, run_unit_agent
 from engine.approvals import approve_or_deny
-from engine.dispatch import FATAL_REASONS, submit
+from engine.dispatch import FATAL_REASONS, forbidden_change, submit
 from engine.gates.fixup_select import (
     FIXUP_APPROACHES,
     FixupCandidate,
@@ -148,10 +148,14 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str) -> None:
             )
             passed, failed = parse_test_counts(verification.output)
             stat = rt.repo.diff_stat(green, head)
+            problem = forbidden_change(rt, green, head)
+            if problem:  # never delivered: the same check as before a unit's review
+                rt.log(f"fixup candidate {index + 1} is out: {problem}", level="warning",
+                       unit_id=unit_id)
             result = FixupCandidate(
                 index=index, approach=approach,
                 # no worse than the baseline of the mc/green it is built on
-                verified=rt.queue.judge(green, verification).accepted,
+                verified=rt.queue.judge(green, verification).accepted and not problem,
                 tests_passed=passed, tests_failed=failed,
                 lint_errors=count_lint_errors(verification.output),
                 diff_lines=stat.insertions + stat.deletions,

@@ -190,11 +190,38 @@ def init_cmd(config_path: Path, force: bool, objective: str) -> None:
 def validate_config_cmd(config_path: Path) -> None:
     """Check a config file (and MC_* env overrides); print a summary or the errors."""
     config = load_or_exit(config_path)
+    repo_note = check_target_repo(config)
     console().print(f"[bold green]OK[/] {config_path}")
     for key, value in summary(config).items():
         console().print(f"  {key:<13} {value}", highlight=False)
-    for note in unavailable_notes(config):
+    for note in unavailable_notes(config) + repo_note:
         console().print(f"  [yellow]note[/]          {note}", highlight=False)
+
+
+def check_target_repo(config: MissionConfig) -> list[str]:
+    """Resolve the base branch of the target repository into ``config`` and run the
+    repository preflight (exit 2 with the reason when either fails); returns notes. A
+    target that is not a repository yet is only a note."""
+    from engine.gitops import GitError, GitRepo
+    from engine.gitops.branches import apply_base_branch
+    from engine.gitops.preflight import preflight
+
+    try:
+        repo = GitRepo(config.target.path)
+    except GitError as exc:
+        if "is not a git repository" in str(exc) or "does not exist" in str(exc):
+            return [f"target.path: {exc} (checked again when a mission starts)"]
+        fail(f"target.path: {exc}")
+        raise AssertionError from exc  # unreachable
+    try:
+        base = apply_base_branch(config, repo)
+        notes = preflight(repo, config.worktree.include, f"refs/heads/{base.name}")
+    except GitError as exc:
+        fail(str(exc))
+        raise AssertionError from exc  # unreachable
+    if base.source != "target.branch":
+        notes.insert(0, f"target.branch: {base.name} ({base.source})")
+    return notes
 
 
 @cli.command("status")

@@ -15,6 +15,7 @@ import anyio
 
 AGENT_NAME = "mc-agent"
 AGENT_EMAIL = "mc-agent@mission-control.invalid"
+INCLUDED_RECORD = "mc-included"  # engine.gitops.includes.RECORD
 
 
 class GitError(RuntimeError):
@@ -53,8 +54,42 @@ async def commit_all(workdir: Path, message: str) -> str | None:
     if not await is_dirty(workdir):
         return None
     await git(workdir, "add", "-A")
+    await keep_missing_submodules(workdir)
+    await leave_out_included(workdir)
+    if not await git(workdir, "diff", "--cached", "--name-only", "--no-renames"):
+        return None
     await git(workdir, "commit", "-q", "--no-verify", "-m", message)
     return await git(workdir, "rev-parse", "HEAD")
+
+
+async def keep_missing_submodules(workdir: Path) -> None:
+    """Unstage the deletion of a submodule whose folder is missing or not checked out:
+    ``git add -A`` records it as deleted, but that is not what an agent's leftovers mean."""
+    deleted = await git(workdir, "diff", "--cached", "--name-only", "--no-renames",
+                        "--diff-filter=D", "-z")
+    paths = [p for p in deleted.split("\0") if p]
+    if not paths:
+        return
+    listing = await git(workdir, "ls-tree", "-z", "HEAD", "--", *paths)
+    keep = []
+    for line in listing.split("\0"):
+        meta, _, path = line.partition("\t")
+        if meta.startswith("160000 ") and not os.path.lexists(workdir / path / ".git"):
+            keep.append(path)
+    if keep:
+        await git(workdir, "reset", "-q", "HEAD", "--", *keep)
+
+
+async def leave_out_included(workdir: Path) -> None:
+    """Unstage the files mc copied in from the user's checkout (worktree includes, listed
+    in the worktree's git dir): never committed, even when an agent un-ignored them."""
+    gitdir = Path(await git(workdir, "rev-parse", "--absolute-git-dir"))
+    try:
+        paths = [p for p in (gitdir / INCLUDED_RECORD).read_text().splitlines() if p]
+    except OSError:
+        return
+    if paths:
+        await git(workdir, "reset", "-q", "HEAD", "--", *paths)
 
 
 @dataclass

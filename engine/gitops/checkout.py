@@ -315,7 +315,11 @@ def _remove_empty_dirs(wt: pygit2.Repository, root: str, tree: pygit2.Tree) -> N
                 if sub == ".git":
                     empty = False
                     continue
-                tracked = isinstance(_entry(tree, sub), pygit2.Tree)
+                entry = _entry(tree, sub)
+                if entry is not None and entry.filemode == FileMode.COMMIT:
+                    empty = False  # a submodule: synced after the checkout
+                    continue
+                tracked = isinstance(entry, pygit2.Tree)
                 if tracked:
                     empty = False
                     if item.stat(follow_symlinks=False).st_nlink != 2:  # it has subfolders

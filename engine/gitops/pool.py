@@ -10,18 +10,23 @@ no pool slot holds a branch that somebody else may need to move or delete.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 import pygit2
+from pygit2.enums import FileMode
 
 from engine.gitops.errors import GitError
 from engine.gitops.identity import agent_signature
+from engine.gitops.includes import copy_included, included_files, recorded
 from engine.gitops.repo import GitRepo, open_repository
+from engine.gitops.submodules import gitlinks, is_populated
 from engine.gitops.worktrees import (
     clean_checkout,
     ensure_worktree,
+    readable_index,
     repair_worktrees,
     slot_name,
 )
@@ -40,10 +45,12 @@ class Workspace:
 class WorkspacePool:
     """Up to ``size`` worktrees under ``pool_dir``; ``acquire`` waits when all are busy."""
 
-    def __init__(self, repo: GitRepo, pool_dir: Path, size: int) -> None:
+    def __init__(self, repo: GitRepo, pool_dir: Path, size: int,
+                 include: Sequence[str] = ()) -> None:
         if size < 1:
             raise ValueError("pool size must be at least 1")
         self.repo = repo
+        self.include = list(include)  # worktree.include globs (see includes.py)
         self.pool_dir = Path(pool_dir).resolve()
         self.size = size
         self._main = open_repository(repo.path)  # our own handle: used from worker threads
@@ -152,6 +159,8 @@ class WorkspacePool:
         except (KeyError, ValueError):
             raise GitError(f"base commit {base_commit!r} not found") from None
         clean_checkout(wt, commit)
+        copy_included(self.repo.path, Path(wt.workdir), Path(wt.path),
+                      included_files(self.repo.path, self.include), commit.tree)
         name = branch.removeprefix("refs/heads/")
         with self._main_lock:
             existing = self._main.branches.local.get(name)
@@ -183,14 +192,38 @@ class WorkspacePool:
 
 
 
+def _keep_missing_submodules(wt: pygit2.Repository, index: pygit2.Index, head: pygit2.Commit) -> None:
+    """A submodule whose folder is missing or not checked out is not a deletion: its
+    gitlink stays as HEAD has it (removing a submodule takes ``git rm``, by the agent)."""
+    workdir = Path(wt.workdir)
+    for sub in gitlinks(head.tree):
+        if sub.path not in index and not is_populated(workdir / sub.path):
+            index.add(pygit2.IndexEntry(sub.path, pygit2.Oid(hex=sub.commit), FileMode.COMMIT))
+
+
+def _leave_out_included(wt: pygit2.Repository, index: pygit2.Index, head: pygit2.Commit) -> None:
+    """Files copied in from the user's checkout (worktree includes) are never committed,
+    even when an agent un-ignored them: their index entries stay as HEAD has them."""
+    for rel in recorded(Path(wt.path)):
+        try:
+            entry = head.tree[rel]
+        except KeyError:
+            if rel in index:
+                index.remove(rel)
+            continue
+        index.add(pygit2.IndexEntry(rel, entry.id, entry.filemode))
+
+
 def _commit_leftovers(wt: pygit2.Repository, message: str) -> str | None:
-    """Stage everything (ignored files excepted) and commit it as mc-agent; None if clean."""
-    index = wt.index
-    index.read()
+    """Stage everything (ignored and included files excepted; a missing submodule is not
+    deleted) and commit it as mc-agent; None if clean."""
+    index = readable_index(wt)
     index.add_all()
+    head = wt.head.peel(pygit2.Commit)
+    _keep_missing_submodules(wt, index, head)
+    _leave_out_included(wt, index, head)
     index.write()
     tree = index.write_tree()
-    head = wt.head.peel(pygit2.Commit)
     if tree == head.tree_id:
         return None
     sig = agent_signature()

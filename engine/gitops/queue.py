@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from engine.gitops.bisect import first_failing_prefix
 from engine.gitops.candidate import Chain, build_chain
 from engine.gitops.cli import run_git
 from engine.gitops.errors import GitError
+from engine.gitops.includes import copy_included, included_files
 from engine.gitops.journal import Journal, JournalHook
 from engine.gitops.push import PushResult, fetch_remote, push_green
 from engine.gitops.repo import (
@@ -46,6 +48,7 @@ from engine.gitops.repo import (
     WORKING_REF,
     GitRepo,
     cas_error,
+    object_view,
     open_repository,
     update_ref_args,
 )
@@ -109,6 +112,7 @@ class MergeQueue:
         verify_dir: Path,
         max_output_bytes: int = 65536,
         flaky_reruns: int = 1,
+        include: Sequence[str] = (),
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -121,6 +125,7 @@ class MergeQueue:
         self.verify_dir = Path(verify_dir).resolve()
         self.max_output_bytes = max_output_bytes
         self.flaky_reruns = flaky_reruns
+        self.include = list(include)  # worktree.include globs (see includes.py)
         self.journal = Journal(store, self.mission_id)
         self._git = open_repository(repo.path)  # used only from worker threads, one at a time
         self._lock = anyio.Lock()
@@ -307,7 +312,7 @@ class MergeQueue:
         self.journal.write("merge", "intent", batch_id=batch_id, base=green,
                            merge_ids=[i.merge_id for i in items])
         branches = [(i.merge_id, i.branch, i.head_commit) for i in items]
-        chain = await anyio.to_thread.run_sync(build_chain, self._git, green, branches)
+        chain = await anyio.to_thread.run_sync(self._build_chain, green, branches)
         by_id = {i.merge_id: i for i in items}
         for link in chain.links:
             self._move_merge(by_id[link.key], MergeStatus.MERGING, None, UnitStatus.MERGING,
@@ -316,6 +321,12 @@ class MergeQueue:
                            candidates={link.key: link.commit for link in chain.links},
                            conflicts=chain.conflicts)
         return chain
+
+    def _build_chain(self, green: str, branches: list[tuple[int, str, str]]) -> Chain:
+        """In a worker thread: merges on a handle that never reads the user's index, with
+        the attributes (merge drivers) of ``green``'s tree."""
+        tree = self._git[pygit2.Oid(hex=green)].peel(pygit2.Tree)
+        return build_chain(object_view(self._git, attributes=tree), green, branches)
 
     async def _bisect(
         self, batch_id: str, chain: Chain, included: list[QueueItem], outcome: QueueOutcome,
@@ -503,7 +514,10 @@ class MergeQueue:
 
     def _checkout_verify(self, commit: str) -> None:
         wt = ensure_worktree(self._git, VERIFY_WORKTREE, self.verify_dir)
-        clean_checkout(wt, wt[pygit2.Oid(hex=commit)].peel(pygit2.Commit))
+        target = wt[pygit2.Oid(hex=commit)].peel(pygit2.Commit)
+        clean_checkout(wt, target)
+        copy_included(self.repo.path, Path(wt.workdir), Path(wt.path),
+                      included_files(self.repo.path, self.include), target.tree)
 
     def set_working(self, commit: str) -> None:
         if self.repo.ref_head(WORKING_REF) != commit:

@@ -8,6 +8,7 @@ moves the user's current branch.
 from __future__ import annotations
 
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from pygit2.enums import DiffStatsFormat, RepositoryOpenFlag
 
 from engine.gitops.cli import git_env
 from engine.gitops.errors import GitError
+from engine.gitops.submodules import declarations, gitlinks, unknown_commits
 
 GREEN_REF = "refs/heads/mc/green"
 WORKING_REF = "refs/heads/mc/working"
@@ -43,8 +45,62 @@ def open_repository(path: Path) -> pygit2.Repository:
         raise GitError(f"{path} does not exist")
     try:
         return pygit2.Repository(str(path), RepositoryOpenFlag.NO_SEARCH)
-    except (pygit2.GitError, KeyError):
+    except (pygit2.GitError, KeyError) as exc:
+        detail = str(exc).removeprefix(f"{path}: ")
+        for marker, what in UNSUPPORTED_FORMATS:
+            if marker in detail:
+                raise GitError(
+                    f"{path} uses {what} ({detail}), which mission control cannot work "
+                    "with (its git library, libgit2, does not support it)"
+                ) from None
         raise GitError(f"{path} is not a git repository") from None
+
+
+# What libgit2 refuses to open, in the words of its error message, and what it means.
+UNSUPPORTED_FORMATS = (
+    ("object format", "the SHA-256 object format"),
+    ("extensions.partialclone", "a partial clone (objects fetched on demand); make a "
+     "full clone, or `git fetch --refetch` without a filter"),
+    ("extensions.refstorage", "the reftable ref storage; convert it with "
+     "`git refs migrate --ref-format=files`"),
+    ("extension", "a repository extension"),
+)
+
+
+def common_dir(repo: pygit2.Repository) -> Path:
+    """The shared git dir (objects, refs) of ``repo``, also when it is a linked worktree."""
+    git_dir = Path(repo.path)
+    commondir = git_dir / "commondir"
+    if commondir.is_file():
+        return (git_dir / commondir.read_text().strip()).resolve()
+    return git_dir
+
+
+VIEW_DIR = ("mc", "view")
+_view_lock = threading.Lock()
+
+
+def object_view(repo: pygit2.Repository, attributes: pygit2.Tree | None = None) -> pygit2.Repository:
+    """A handle for tree-to-tree diffs and in-memory merges that never reads the user's index.
+
+    libgit2 reads a repository's index for attributes (diff and merge drivers) even there,
+    and fails on index extensions it does not know: a sparse index (``sdir``), a split index
+    (``link``). This handle is a private bare repository (``<common git dir>/mc/view``) whose
+    object database is the target's own (objects written through it land in the target) and
+    whose index lives only in memory, filled from ``attributes`` (a tree: the candidate or the
+    head being diffed) so its ``.gitattributes`` apply (``merge=union``, ``-diff``).
+    A new handle per use: libgit2 caches attributes per index file.
+    """
+    common = common_dir(repo)
+    path = common.joinpath(*VIEW_DIR)
+    with _view_lock:
+        if not (path / "HEAD").is_file():
+            pygit2.init_repository(str(path), bare=True)
+    view = pygit2.Repository(str(path), RepositoryOpenFlag.NO_SEARCH | RepositoryOpenFlag.BARE)
+    view.set_odb(pygit2.Odb(str(common / "objects")))
+    if attributes is not None:
+        view.index.read_tree(attributes)
+    return view
 
 
 class GitRepo:
@@ -109,10 +165,7 @@ class GitRepo:
     def clear_stale_locks(self) -> list[str]:
         """Remove lock files a killed mc left on refs it owns (``refs/heads/mc/*``) and in its
         worktrees' git dirs. Call only while holding the mission (no other mc process runs)."""
-        git_dir = Path(self.pygit.path)
-        commondir = git_dir / "commondir"  # the target may itself be a linked worktree
-        if commondir.is_file():
-            git_dir = (git_dir / commondir.read_text().strip()).resolve()
+        git_dir = common_dir(self.pygit)  # the target may itself be a linked worktree
         notes = []
         candidates = list((git_dir / "refs" / "heads" / "mc").rglob("*.lock"))
         worktrees = git_dir / "worktrees"
@@ -171,7 +224,8 @@ class GitRepo:
     def _diff(self, base: str, head: str) -> pygit2.Diff:
         base_tree = self.pygit[self._resolve(base)].peel(pygit2.Tree)
         head_tree = self.pygit[self._resolve(head)].peel(pygit2.Tree)
-        diff = self.pygit.diff(base_tree, head_tree)
+        view = object_view(self.pygit, attributes=head_tree)  # never the user's index
+        diff = view.diff(view[base_tree.id], view[head_tree.id])
         diff.find_similar()
         return diff
 
@@ -188,6 +242,26 @@ class GitRepo:
             return patch
         cut = data[:max_bytes].decode("utf-8", "ignore")
         return f"{cut}\n[... diff truncated: {len(data) - max_bytes} more bytes]\n"
+
+    def removed_submodules(self, base: str, head: str) -> list[str]:
+        """Submodule paths whose gitlink ``head`` deletes (or turns into something else)
+        while its ``.gitmodules`` still declares them: a submodule lost by accident."""
+        base_tree = self.pygit[self._resolve(base)].peel(pygit2.Tree)
+        head_tree = self.pygit[self._resolve(head)].peel(pygit2.Tree)
+        before = gitlinks(base_tree)
+        if not before:
+            return []
+        kept = {sub.path for sub in gitlinks(head_tree)}
+        declared = {path for _, path in declarations(head_tree)}
+        return [s.path for s in before if s.path not in kept and s.path in declared]
+
+    def unknown_submodule_commits(self, base: str, head: str) -> list[tuple[str, str]]:
+        """``(path, commit)`` of gitlinks ``head`` moves to a commit the user's own clone of
+        that submodule does not have (worktrees could not check it out)."""
+        before = self.pygit[self._resolve(base)].peel(pygit2.Tree)
+        after = self.pygit[self._resolve(head)].peel(pygit2.Tree)
+        sources = common_dir(self.pygit) / "modules"
+        return [(s.path, s.commit) for s in unknown_commits(before, after, sources, self.path)]
 
     def changed_paths(self, base: str, head: str) -> list[str]:
         paths: list[str] = []

@@ -8,6 +8,7 @@ checkout are never looked at.
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +16,10 @@ import pygit2
 from pygit2.enums import CheckoutStrategy
 
 from engine.gitops.checkout import fast_clean_checkout, unlink_stray_links
+from engine.gitops.cli import git_env
 from engine.gitops.errors import GitError
+from engine.gitops.repo import common_dir
+from engine.gitops.submodules import sync_submodules
 
 CLEAN_STRATEGY = CheckoutStrategy.FORCE | CheckoutStrategy.REMOVE_UNTRACKED
 TMP_BRANCH_PREFIX = "mc/tmp/"
@@ -62,17 +66,49 @@ def add_worktree(main: pygit2.Repository, name: str, path: Path) -> None:
             main.branches.local.delete(tmp_name)
 
 
+def readable_index(wt: pygit2.Repository) -> pygit2.Index:
+    """The worktree's own index, (re)read from disk so libgit2 can use it.
+
+    Agents and verification commands run git in mc's worktrees, and git writes the index
+    the way the user's config says: ``core.splitIndex`` (extension ``link``) is a form
+    libgit2 cannot read. Then the git CLI rewrites it as one plain file first.
+    Raises :class:`GitError` when it still cannot be read.
+    """
+    index = wt.index
+    try:
+        index.read(True)
+        return index
+    except pygit2.GitError as exc:
+        if "extension" not in str(exc):
+            raise
+        first = exc
+    subprocess.run(
+        ["git", "-c", "core.splitIndex=false", "update-index", "--no-split-index"],
+        cwd=wt.workdir, env=git_env(), capture_output=True, stdin=subprocess.DEVNULL,
+    )
+    try:
+        index.read(True)
+    except pygit2.GitError:
+        raise GitError(f"cannot read the index of {wt.workdir}: {first}") from None
+    return index
+
+
 def clean_checkout(wt: pygit2.Repository, commit: pygit2.Commit) -> None:
     """Make the worktree exactly ``commit`` with a detached HEAD: tracked files forced,
     untracked files removed (ignored files kept), any merge/rebase state cleared.
 
     Only what differs is rewritten (``checkout.fast_clean_checkout``); anything unusual
-    (submodules, content filters, a conflicted index, ...) takes libgit2's forced checkout."""
+    (content filters, a conflicted index, ...) takes libgit2's forced checkout. Submodules
+    are then checked out from the user's own clones (``submodules.sync_submodules``)."""
+    readable_index(wt)
     if not fast_clean_checkout(wt, commit):
         unlink_stray_links(wt)
         wt.checkout_tree(commit, strategy=CLEAN_STRATEGY)
     wt.set_head(commit.id)
     wt.state_cleanup()
+    common = common_dir(wt)
+    user_checkout = common.parent if common.name == ".git" else None
+    sync_submodules(Path(wt.workdir), commit.tree, common / "modules", user_checkout)
 
 
 def _remove_gitdir(main: pygit2.Repository, name: str) -> None:

@@ -12,6 +12,7 @@ from engine.config_template import render_template, write_template
 SECTIONS = {
     "target": ["name", "path", "branch", "objective", "verification"],
     "target.verification": ["command", "timeout"],
+    "worktree": ["include"],
     "scheduler": ["model", "session_timeout", "budget", "parallel"],
     "scheduler.budget": ["max_per_session_usd", "max_per_run_usd"],
     "scheduler.parallel": ["num_workers", "pool_dir"],
