@@ -358,10 +358,10 @@ class _Handler(BaseHTTPRequestHandler):
                         return
                     self._chunk(_sse(*dialect.stream_error_event(fault.status)))
                     break
-                if fault is not None and fault.kind == "slow" and fault.delay:
-                    if self.model_server._stopping.wait(fault.delay):
-                        self._drop()
-                        return
+                if fault is not None and fault.kind == "slow" and fault.delay \
+                        and self.model_server._stopping.wait(fault.delay):
+                    self._drop()  # the server is stopping
+                    return
                 self._chunk(_sse(name, data))
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
