@@ -27,7 +27,7 @@ from typing import Any
 from tests.support.script import ModelRequest, Reply, Responder, Rule, Turns, text, tool_use
 
 _WORKDIR = re.compile(r"Primary working directory: (\S+)")
-_UNIT = re.compile(r"## Your unit: (.+?) \(`([^`]*)`\)")
+_UNIT = re.compile(r"## (?:Your|The) unit: (.+?) \(`([^`]*)`\)")
 
 PLANNER = r"You are the planner of Mission Control"
 WORKER = r"You are a worker agent of Mission Control"
@@ -136,7 +136,7 @@ def small_mission_rules(units: Sequence[MissionUnit], *,
                         commit: bool = False, objective_met: bool = True) -> list[Rule]:
     """Rules answering every role of a small mission made of ``units``.
 
-    Each worker/editor finds its unit by the title in its prompt (``## Your unit: <title>``)
+    Each worker/editor finds its unit by the title in its prompt (``## Your unit: <title>``, ``## The unit: ...`` for the editor)
     and writes that unit's files; an unknown title gets a ``failed`` marker.
     """
     by_title = {u.title: u for u in units}
