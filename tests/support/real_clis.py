@@ -289,12 +289,20 @@ def aider_env(base_url: str, home: Path, *,
     """Environment for real aider talking only to ``base_url`` (OpenAI chat completions).
 
     ``AIDER_OPENAI_API_BASE=<url>/v1`` and a dummy ``OPENAI_API_KEY``; update checks,
-    analytics and model warnings off. Use a model named ``openai/<name>``.
+    analytics and model warnings off. Use a model named ``openai/<name>``. A fresh, non-empty
+    ``~/.aider/caches/model_prices_and_context_window.json`` stops aider fetching litellm's
+    price list from raw.githubusercontent.com at start (it does when the file is missing, empty
+    or older than a day); litellm's bundled prices still give a cost.
     """
     env = _base_env(home)
+    caches = home / ".aider" / "caches"
+    caches.mkdir(parents=True, exist_ok=True)
+    (caches / "model_prices_and_context_window.json").write_text('{"mc-test": {}}')  # non-empty
     env.update({"OPENAI_API_KEY": "sk-mc-test-dummy", "AIDER_OPENAI_API_BASE": f"{base_url}/v1",
                 "AIDER_CHECK_UPDATE": "false", "AIDER_ANALYTICS": "false",
-                "AIDER_SHOW_MODEL_WARNINGS": "false", "AIDER_PRETTY": "false"})
+                "AIDER_SHOW_MODEL_WARNINGS": "false", "AIDER_PRETTY": "false",
+                # litellm would fetch its price list from raw.githubusercontent.com at start
+                "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
     env.update(extra or {})
     return env
 
