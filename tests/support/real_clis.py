@@ -31,6 +31,7 @@ from typing import Any
 
 INSTALL_TIMEOUT_S = 900
 DUMMY_ANTHROPIC_KEY = "sk-ant-api03-mc-test-dummy-key"
+DUMMY_OAUTH_TOKEN = "sk-ant-oat01-mc-test-dummy-token"
 
 
 @dataclass(frozen=True)
@@ -153,8 +154,14 @@ def claude_env(
     *,
     extra: Mapping[str, str] | None = None,
     api_key: str = DUMMY_ANTHROPIC_KEY,
+    oauth: bool = False,
 ) -> dict[str, str]:
     """Environment for real Claude Code talking only to ``base_url``.
+
+    ``oauth=True`` logs in as a subscription user instead (a dummy
+    ``CLAUDE_CODE_OAUTH_TOKEN``, no API key): then Claude Code honours the
+    ``anthropic-ratelimit-unified-*`` headers (``usage_limit_reached()`` gives "You've hit
+    your 5-hour limit") and prints ``rate_limit_event`` lines.
 
     ``home`` becomes ``HOME`` and holds ``CLAUDE_CONFIG_DIR`` and the XDG dirs, so nothing of
     the user's config is used or written. Nothing else from ``os.environ`` is kept but
@@ -170,12 +177,15 @@ def claude_env(
         "XDG_CACHE_HOME": str(home / ".cache"),
         "XDG_DATA_HOME": str(home / ".local" / "share"),
         "ANTHROPIC_BASE_URL": base_url,
-        "ANTHROPIC_API_KEY": api_key,
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         "DISABLE_AUTOUPDATER": "1",
         "DISABLE_TELEMETRY": "1",
         "DISABLE_ERROR_REPORTING": "1",
     })
+    if oauth:
+        env["CLAUDE_CODE_OAUTH_TOKEN"] = DUMMY_OAUTH_TOKEN
+    else:
+        env["ANTHROPIC_API_KEY"] = api_key
     env.update(extra or {})
     return env
 
