@@ -284,3 +284,12 @@ def test_concurrent_conversations_each_get_their_own_step() -> None:
             thread.join(timeout=10)
     assert answers == {i: f"step {i}" for i in range(4)}
     assert len(server.model_requests()) == 12
+
+
+def test_an_unreadable_body_is_recorded_and_answered_400() -> None:
+    with ModelServer() as server:
+        resp = request(server.url, "/v1/messages", body(),
+                       headers={"content-encoding": "gzip"})  # the body is not gzip
+    assert resp.status == 400 and resp.json()["type"] == "error"
+    (entry,) = server.requests
+    assert entry.status == 400 and str(entry.body).startswith("<unreadable body:")
