@@ -186,13 +186,24 @@ class AgentConfig(Section):
         description="For backend=command: argv template with {prompt_file} {workdir} {model}.",
     )
     cassette: Path | None = Field(None, description="For backend=scripted: the cassette file.")
-    permission_mode: Literal[
-        "default", "acceptEdits", "plan", "bypassPermissions", "dontAsk", "auto"
-    ] = "acceptEdits"
-    allowed_tools: list[str] = Field(default_factory=list)
+    permission_mode: (
+        Literal["default", "acceptEdits", "plan", "bypassPermissions", "dontAsk", "auto"] | None
+    ) = Field(
+        None,
+        description="Replaces the workers' permission mode (default: acceptEdits + the profile's "
+        "rules; bypassPermissions = no checks at all, opt-in). Read-only roles stay in plan mode.",
+    )
+    allowed_tools: list[str] = Field(
+        default_factory=list,
+        description="Extra --allowedTools rules for workers, added to the profile "
+        "(e.g. 'Bash(npm run lint:*)').",
+    )
     max_turns: int = Field(50, ge=1)
     two_pass: bool = Field(False, description="Architect (read-only) pass, then editor pass.")
     kill_grace_seconds: float = Field(5.0, gt=0, description="SIGTERM to SIGKILL grace period.")
+    result_grace_seconds: float = Field(
+        5.0, gt=0, description="Seconds an agent may take to exit after its result line."
+    )
     retry_backoff_seconds: float = Field(
         10.0, ge=0, description="First wait before re-running a unit after overload / rate limit."
     )

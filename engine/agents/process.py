@@ -140,6 +140,7 @@ class ProcessOutcome:
     lines: int = 0
     truncated_lines: int = 0
     pid: int | None = None
+    ended_after_result: bool = False  # still running ``result_grace`` s after its result: killed
 
 
 @dataclass
@@ -220,13 +221,17 @@ async def run_streaming(
     timeout: float | None = None,
     kill_grace: float = 5.0,
     max_line_bytes: int = MAX_LINE_BYTES,
+    result_seen: Callable[[], bool] | None = None,
+    result_grace: float = 5.0,
 ) -> ProcessOutcome:
     """Run ``argv`` in its own process group, calling ``on_line`` for every output line.
 
     Returns when the process and its group are gone. Raises ``OSError`` (e.g.
     ``FileNotFoundError``) if it cannot start. On timeout the group is terminated and
     ``timed_out`` is set; on cancellation it is terminated too and the cancellation
-    propagates.
+    propagates. Once ``result_seen()`` is true (the agent printed its final result), the
+    process gets ``result_grace`` seconds to exit before its group is terminated
+    (``ended_after_result``): a CLI that lingers after its answer never waits for ``timeout``.
     """
     started = time.monotonic()
     proc = await anyio.open_process(
@@ -285,7 +290,13 @@ async def run_streaming(
 
     async def leader_exit() -> None:
         # Process.wait() also waits for the pipes, which a descendant may hold open.
+        grace_ends: float | None = None
         while proc.returncode is None:
+            if grace_ends is None and result_seen is not None and result_seen():
+                grace_ends = time.monotonic() + result_grace
+            if grace_ends is not None and time.monotonic() >= grace_ends:
+                outcome.ended_after_result = True
+                return  # the group is terminated below
             await anyio.sleep(POLL_S)
 
     try:
