@@ -240,5 +240,7 @@ def _judge_denials(store: Store, mission_id: int, unit_id: str, result: AgentRes
     reported = outcome.marker.summary if outcome.marker and outcome.status != COMPLETED else ""
     outcome.status = FAILED
     outcome.failure_reason = FailureReason.DENIED
+    if attempt_id:  # the CLI said success; the attempt shows why the unit did not get done
+        store.update("attempts", attempt_id, failure_reason=str(FailureReason.DENIED))
     outcome.error = denied + (f" (the agent said: {reported})" if reported else "")
     outcome.summary = denied

@@ -102,3 +102,32 @@ def test_auth_failure_stops_the_mission_with_a_clear_message(target: Path) -> No
     mission = Store(target / "repo" / ".git" / "mc" / "mission.db").latest_mission()
     assert mission["status"] == "failed"
     assert "auth" in mission["outcome"].lower() or "api key" in mission["outcome"].lower()
+
+
+def test_a_denied_worker_is_reported_as_denied_everywhere(target: Path) -> None:
+    """A worker whose only step is refused by the CLI: the unit fails as `denied` with the
+    refused call named in `mc status` and `mc report`, never as "no changes"."""
+    one_unit = {"rationale": "one", "units": [PLAN["units"][0]]}
+    rules = [
+        {"match": "You are the planner", "env": {"FAKE_CLAUDE_RESULT": json.dumps(one_unit)}},
+        {"match": "You review plans", "env": {"FAKE_CLAUDE_RESULT": '{"score": 8, "feedback": "ok"}'}},
+        {"match": "You verify objectives", "env": {
+            "FAKE_CLAUDE_RESULT": '{"met": false, "confidence": 0.9, "feedback": "nothing merged"}'}},
+        {"match": "Add a farewell", "env": {"FAKE_CLAUDE_BASH": ["git push origin HEAD"]}},
+    ]
+    (target / "script.json").write_text(json.dumps(rules))
+    config = write_config(target, "", PASSTHROUGH.replace('"FAKE_CLAUDE_SCENARIO"', '"FAKE_CLAUDE_*"')
+                          + "[rounds]\nmax_rounds = 1\n", backend="claude")
+    env = {"PATH": f"{FAKES}{os.pathsep}{os.environ['PATH']}",
+           "FAKE_CLAUDE_SCRIPT": str(target / "script.json")}
+    result = run_mc("mission", "--config", str(config), "--no-ui", env=env)
+    assert result.returncode == 1
+    denied = "agent was denied: Bash(git push origin HEAD)"
+    status = run_mc("status", "--config", str(config), env=env)
+    assert denied in status.stdout and "no changes" not in status.stdout, status.stdout
+    run_mc("report", "--config", str(config), "-o", str(target / "report.json"), env=env)
+    report = json.loads((target / "report.json").read_text())
+    (unit,) = [u for u in report["units"] if u["title"] == "Add a farewell"]
+    assert unit["status"] == "failed" and unit["failure_reason"] == "denied"
+    assert denied in unit["reason"]
+    assert report["denials"] and report["denials"][0]["denials"] == ["Bash(git push origin HEAD)"]
