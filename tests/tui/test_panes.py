@@ -254,3 +254,16 @@ async def test_unit_details_show_why_an_attempt_was_denied(calm_world) -> None:
         body = renderable_text(app.query_one(UnitDetails)._body.content)
         assert "denied: agent was denied: Write /r/.git/mc/pool/slot-1/a.py" in body
         assert "Bash(git add -A && git commit -m x)" in body
+
+
+async def test_status_bar_says_when_permission_checks_are_off(calm_world) -> None:
+    calm_world.config.agent.permission_mode = "bypassPermissions"
+    app = calm_world.app()
+    async with app.run_test(size=(140, 44)) as pilot:
+        await settle(pilot, app)
+        assert "NO PERMISSION CHECKS" in screen_text(app)
+    calm_world.config.agent.permission_mode = None
+    app = calm_world.app()
+    async with app.run_test(size=(140, 44)) as pilot:
+        await settle(pilot, app)
+        assert "NO PERMISSION CHECKS" not in screen_text(app)
