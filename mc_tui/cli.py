@@ -131,6 +131,11 @@ def launch_mission(
         store = Store(config.db_path())
     except StoreError as exc:
         fail(str(exc))
+    if config.agent.permission_mode == "bypassPermissions":
+        err_console().print(
+            "[bold red]agent.permission_mode = bypassPermissions: agents run with NO permission "
+            "checks[/] (any file, any command, .git included). You opted in; remove the key for "
+            "the default profile.", highlight=False)
     controller = Controller(config, store, auto_approve=yes, chain=chain, resume=resume)
     first_event = store.last_event_id()
     try:
