@@ -6,6 +6,14 @@ import os
 
 import pytest
 
+from tests.support.fixtures import (  # noqa: F401  (fixtures: model server and real CLIs)
+    aider_cli,
+    claude_cli,
+    codex_cli,
+    gemini_cli,
+    model_server,
+)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
