@@ -1,0 +1,132 @@
+"""Whole missions through the real Claude Code CLI (pinned, installed by the fixture),
+offline against the scripted Messages API of ``tests/support/model_server.py``.
+
+The config is the default one apart from the backend's base URL (``ANTHROPIC_BASE_URL``),
+the objective and the verification command: the workers' permission profile, the worktree
+pool outside ``.git`` and plan mode for the read-only roles are what make it work. Before
+them (pool under ``.git/mc/pool``, no Bash rules) every worker was refused: the second test
+keeps that case, and checks the refusal is the unit's reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import anyio
+import pytest
+
+from engine.agents import ClaudeBackend, FailureReason, run_unit_agent
+from engine.config import MissionConfig
+from engine.store import Store
+from tests.e2e.conftest import git, make_target, run_mc
+from tests.support.model_server import ModelServer
+from tests.support.real_clis import claude_env
+from tests.support.scripts import MissionUnit, small_mission_rules, workdir_of
+
+pytestmark = pytest.mark.slow
+
+VERIFY = "python3 -m unittest discover -s tests -t ."
+TEST_CMD = "python3 -m unittest discover -s tests -t . -q"
+BYE = "def bye(name):\n    return f'bye {name}'\n"
+TEST_BYE = ("import unittest\n\nfrom app.bye import bye\n\n\nclass ByeTest(unittest.TestCase):\n"
+            "    def test_bye(self):\n        self.assertEqual(bye('x'), 'bye x')\n")
+SHOUT = "def shout(s):\n    return s.upper() + '!'\n"
+TEST_SHOUT = ("import unittest\n\nfrom app.shout import shout\n\n\n"
+              "class ShoutTest(unittest.TestCase):\n"
+              "    def test_shout(self):\n        self.assertEqual(shout('a'), 'A!')\n")
+UNITS = [MissionUnit("Add a farewell", {"app/bye.py": BYE, "tests/test_bye.py": TEST_BYE}),
+         MissionUnit("Add a shout", {"app/shout.py": SHOUT, "tests/test_shout.py": TEST_SHOUT})]
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    repo = make_target(tmp_path)
+    git(repo, "config", "user.name", "Dev")  # the agents commit as the repo's user
+    git(repo, "config", "user.email", "dev@example.invalid")
+    (repo / ".gitignore").write_text("__pycache__/\n")  # the agents run the tests
+    git(repo, "add", ".gitignore")
+    git(repo, "commit", "-q", "-m", "ignore bytecode")
+    return repo
+
+
+def agent_env(claude_cli: str, url: str, home: Path) -> dict[str, str]:
+    env = claude_env(url, home)
+    env["PATH"] = f"{Path(claude_cli).parent}{os.pathsep}{env['PATH']}"
+    return env
+
+
+def test_a_mission_through_the_real_claude_code(claude_cli: str, project: Path,
+                                                tmp_path: Path) -> None:
+    config = tmp_path / "mission-control.toml"
+    config.write_text(f'[target]\npath = "repo"\nobjective = "Add bye and shout"\n'
+                      f'[target.verification]\ncommand = "{VERIFY}"\n')
+    with ModelServer(small_mission_rules(UNITS, test_command=TEST_CMD, commit=True)) as server:
+        env = agent_env(claude_cli, server.url, tmp_path / "home")
+        result = run_mc("--no-ui", "--yes", "--config", str(config), cwd=tmp_path,
+                        timeout=600, env=env)
+        sent = server.model_requests()
+    roles = [r.rule for r in sent]
+    workdirs = {workdir_of(r.view) for r in sent}
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    store = Store(project / ".git" / "mc" / "mission.db")
+    mission = store.latest_mission()
+    assert mission["status"] == "completed"
+    units = [u for u in store.units(mission["id"]) if u["is_leaf"]]
+    assert sorted(u["status"] for u in units) == ["merged", "merged"]
+    files = git(project, "ls-tree", "-r", "--name-only", "mc/green").split()
+    assert {"app/bye.py", "app/shout.py", "tests/test_bye.py", "tests/test_shout.py"} <= set(files)
+    # the workers' own Bash `git commit` went through (the profile allows it): their commits
+    # are by the repo's user, not mc's "mc-agent" leftovers commit
+    authors = git(project, "log", "--format=%an %s", "mc/green").splitlines()
+    assert sum(a.startswith("Dev mc test worker change") for a in authors) == 2, authors
+    # every role went through the real CLI
+    assert {"planner", "ambition", "worker", "reviewer", "objective"} <= set(roles), roles
+    # the CLI's own total_cost_usd per session, per model, never estimated
+    attempts = store.rows("attempts", "mission_id = ?", (mission["id"],))
+    assert attempts and all(a["status"] == "completed" and a["error"] is None for a in attempts)
+    costs = store.query("SELECT role, model, usd, estimated FROM costs")
+    assert costs and all(c["usd"] > 0 and not c["estimated"] for c in costs)
+    assert sum(c["usd"] for c in costs) == pytest.approx(sum(a["cost_usd"] for a in attempts))
+    # every session ran in a worktree of the pool in the user's cache dir, none under .git
+    pools = Path(env["XDG_CACHE_HOME"]) / "mission-control" / "pools"
+    assert workdirs and all(w and Path(w).is_relative_to(pools) for w in workdirs), workdirs
+    store.close()
+
+
+def test_a_worker_in_a_worktree_under_git_is_reported_as_denied(
+    claude_cli: str, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The old default pool (<git dir>/mc/pool): the real CLI refuses the worker's Write as
+    "a sensitive file" and still ends `success`, exit 0. The unit fails as `denied`, with
+    the refused call named, not as "no changes"."""
+    inside = project / ".git" / "mc" / "pool" / "slot-0"
+    git(project, "worktree", "add", "-q", "--detach", str(inside))
+    with ModelServer(small_mission_rules(UNITS[:1], test_command=None)) as server:
+        for key, value in agent_env(claude_cli, server.url, tmp_path / "home").items():
+            monkeypatch.setenv(key, value)
+        store = Store(tmp_path / "state" / "mission.db")
+        mission_id = store.insert("missions", {"objective": "o", "status": "running",
+                                               "started_at": 0.0})
+        store.insert("units", {"id": "u1", "mission_id": mission_id, "title": UNITS[0].title,
+                               "description": "d", "status": "running", "attempt_count": 1,
+                               "created_at": 0.0, "updated_at": 0.0})
+        config = MissionConfig()
+        config.target.verification.command = VERIFY
+        config.scheduler.session_timeout = 120
+
+        async def main():  # type: ignore[no-untyped-def]
+            return await run_unit_agent(
+                store, ClaudeBackend(kill_grace=2), config=config, mission_id=mission_id,
+                unit=store.get("units", "u1"), objective="o", workdir=inside,
+                base_commit=git(project, "rev-parse", "HEAD"), slot=0)
+
+        outcome = anyio.run(main)
+    assert outcome.status == "failed" and outcome.failure_reason == FailureReason.DENIED
+    assert outcome.error.startswith(f"agent was denied: Write {inside}/app/bye.py")
+    assert "no changes" not in outcome.error and outcome.commits == 0
+    refused = [json.loads(r["payload"]) for r in store.query(
+        "SELECT payload FROM events WHERE kind = 'agent.event'")]
+    assert any("which is a sensitive file" in (p.get("text") or "") for p in refused)
+    store.close()
