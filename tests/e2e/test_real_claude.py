@@ -21,9 +21,17 @@ from engine.agents import ClaudeBackend, FailureReason, run_unit_agent
 from engine.config import MissionConfig
 from engine.store import Store
 from tests.e2e.conftest import git, make_target, run_mc
-from tests.support.model_server import ModelServer
+from tests.support.model_server import ModelServer, Rule, Turns
 from tests.support.real_clis import claude_env
-from tests.support.scripts import MissionUnit, small_mission_rules, workdir_of
+from tests.support.scripts import (
+    FIXUP,
+    MissionUnit,
+    bash,
+    finish,
+    small_mission_rules,
+    workdir_of,
+    write_file,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -92,6 +100,70 @@ def test_a_mission_through_the_real_claude_code(claude_cli: str, project: Path,
     # every session ran in a worktree of the pool in the user's cache dir, none under .git
     pools = Path(env["XDG_CACHE_HOME"]) / "mission-control" / "pools"
     assert workdirs and all(w and Path(w).is_relative_to(pools) for w in workdirs), workdirs
+    store.close()
+
+
+WORDS_BYE = "def bye(name):\n    return f'bye {name}'\n"
+WORDS_HELLO = "def hello(name):\n    return f'hello {name}'\n"
+WORDS_BOTH = WORDS_BYE + "\n\n" + WORDS_HELLO
+TEST_HELLO = ("import unittest\n\nfrom app.words import hello\n\n\n"
+              "class HelloTest(unittest.TestCase):\n"
+              "    def test_hello(self):\n        self.assertEqual(hello('x'), 'hello x')\n")
+TEST_WORDS_BYE = TEST_BYE.replace("app.bye", "app.words")
+BUGGY_SHOUT = "def shout(s):\n    return s.upper()\n"  # the test wants 'A!'
+
+
+class HintedUnit(MissionUnit):
+    """A unit whose plan names only its test file: the planner's overlap check cannot see
+    that two units both add app/words.py, so they run in parallel and conflict."""
+
+    def plan_entry(self) -> dict[str, object]:
+        return {**super().plan_entry(), "files_hint": [p for p in self.files if "test" in p]}
+
+
+def test_conflict_and_failing_verification_are_fixed_by_real_fixup_agents(
+    claude_cli: str, project: Path, tmp_path: Path
+) -> None:
+    """Two units add app/words.py (an add/add conflict for whichever merges second) and one
+    unit's code fails its own test: each goes to N-of-M fixup, whose real Claude Code agents
+    Write the fix, run the tests and commit through Bash; everything lands on mc/green."""
+    units = [
+        HintedUnit("Add bye", {"app/words.py": WORDS_BYE, "tests/test_bye.py": TEST_WORDS_BYE}),
+        HintedUnit("Add hello", {"app/words.py": WORDS_HELLO, "tests/test_hello.py": TEST_HELLO}),
+        MissionUnit("Add a shout", {"app/shout.py": BUGGY_SHOUT, "tests/test_shout.py": TEST_SHOUT}),
+    ]
+
+    def fixup_session(request):  # type: ignore[no-untyped-def]
+        fix = ("app/shout.py", SHOUT) if "## The unit: Add a shout" in request.prompt_text else \
+            ("app/words.py", WORDS_BOTH)
+        return Turns([write_file(*fix), bash(TEST_CMD, "Run the tests"),
+                      bash("git add -A && git commit -q -m 'fixup: resolve'", "Commit"),
+                      finish("Fixed.", [fix[0]])])(request)
+
+    rules = [Rule(name="fixup", match=FIXUP, reply=fixup_session),
+             *small_mission_rules(units, test_command=TEST_CMD, commit=True)]
+    config = tmp_path / "mission-control.toml"
+    config.write_text(f'[target]\npath = "repo"\nobjective = "Add words and shout"\n'
+                      f'[target.verification]\ncommand = "{VERIFY}"\n')
+    with ModelServer(rules) as server:
+        env = agent_env(claude_cli, server.url, tmp_path / "home")
+        result = run_mc("--no-ui", "--yes", "--config", str(config), cwd=tmp_path,
+                        timeout=600, env=env)
+        fixups = [r for r in server.model_requests() if r.rule == "fixup"]
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    store = Store(project / ".git" / "mc" / "mission.db")
+    mission = store.latest_mission()
+    assert mission["status"] == "completed"
+    assert sorted(u["status"] for u in store.units(mission["id"]) if u["is_leaf"]) == ["merged"] * 3
+    merges = store.rows("merges", "mission_id = ?", (mission["id"],))
+    assert any(m["status"] == "conflict" for m in merges), [m["status"] for m in merges]
+    assert any(m["status"] == "failed" for m in merges), [m["status"] for m in merges]
+    winners = [e for e in store.events_after(0) if e.kind == "fixup.winner"]
+    assert len(winners) >= 2 and fixups
+    assert git(project, "show", "mc/green:app/words.py") == WORDS_BOTH.strip()
+    assert git(project, "show", "mc/green:app/shout.py") == SHOUT.strip()
+    fixup_attempts = store.rows("attempts", "role = 'fixup'")
+    assert fixup_attempts and all(a["error"] is None for a in fixup_attempts)
     store.close()
 
 
