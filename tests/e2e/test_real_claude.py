@@ -10,16 +10,21 @@ keeps that case, and checks the refusal is the unit's reason.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
+import time
 from pathlib import Path
 
 import anyio
 import pytest
 
 from engine.agents import ClaudeBackend, FailureReason, run_unit_agent
-from engine.config import MissionConfig
+from engine.agents.process import BACKEND_ENV
+from engine.config import MissionConfig, load_config
+from engine.controller import Controller
 from engine.store import Store
+from mc_tui.app import MissionControlApp
 from tests.e2e.conftest import git, make_target, run_mc
 from tests.support.model_server import ModelServer, Rule, Turns
 from tests.support.real_clis import claude_env
@@ -32,6 +37,7 @@ from tests.support.scripts import (
     workdir_of,
     write_file,
 )
+from tests.tui.conftest import screen_text
 
 pytestmark = pytest.mark.slow
 
@@ -201,4 +207,49 @@ def test_a_worker_in_a_worktree_under_git_is_reported_as_denied(
     refused = [json.loads(r["payload"]) for r in store.query(
         "SELECT payload FROM events WHERE kind = 'agent.event'")]
     assert any("which is a sensitive file" in (p.get("text") or "") for p in refused)
+    store.close()
+
+
+@pytest.mark.anyio
+async def test_a_two_pass_mission_in_the_tui(claude_cli: str, project: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The TUI hosts the engine; `[agent] two_pass = true`: a read-only architect (plan mode)
+    then an editor that writes, tests and commits, all through the real CLI."""
+    config_path = tmp_path / "mission-control.toml"
+    config_path.write_text(f'[target]\npath = "repo"\nobjective = "Add bye"\n'
+                           f'[target.verification]\ncommand = "{VERIFY}"\n'
+                           "[agent]\ntwo_pass = true\n")
+    with ModelServer(small_mission_rules(UNITS[:1], test_command=TEST_CMD, commit=True)) as server:
+        for name in list(os.environ):  # no real agent settings or keys from this machine
+            if any(fnmatch.fnmatchcase(name, pat) for pat in BACKEND_ENV):
+                monkeypatch.delenv(name)
+        for key, value in agent_env(claude_cli, server.url, tmp_path / "home").items():
+            monkeypatch.setenv(key, value)
+        config = load_config(config_path)
+        store = Store(config.db_path())
+        controller = Controller(config, store)
+        controller.prepare()
+
+        async def engine() -> int:
+            return (await controller.run()).exit_code
+
+        app = MissionControlApp(store, config=config, engine=engine,
+                                mission_id=controller.mission_id)
+        async with app.run_test(size=(140, 45)) as pilot:
+            deadline = time.monotonic() + 240
+            while app.engine_code is None and time.monotonic() < deadline:
+                await pilot.pause(0.1)
+            assert app.engine_code == 0
+            await pilot.pause(0.5)
+            text = screen_text(app)
+            assert "claude/" in text and "completed" in text, text  # workers pane, status bar
+            await pilot.press("q")
+        roles = [r.rule for r in server.model_requests()]
+    mission = store.latest_mission()
+    assert mission["status"] == "completed"
+    attempts = store.rows("attempts", "mission_id = ?", (mission["id"],))
+    by_role = {a["role"] for a in attempts}
+    assert {"architect", "editor"} <= by_role and all(a["status"] == "completed" for a in attempts)
+    assert "architect" in roles
+    assert git(project, "show", "mc/green:app/bye.py") == BYE.strip()
     store.close()
