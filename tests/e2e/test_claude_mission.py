@@ -54,8 +54,18 @@ def script(tmp_path: Path) -> Path:
     return path
 
 
+def old_pool_with_work(repo: Path) -> Path:
+    """A pool of an earlier version (<git dir>/mc/pool) whose slot holds an agent's
+    uncommitted work on a unit branch, as a kill would leave it."""
+    old = repo / ".git" / "mc" / "pool" / "slot-0"
+    git(repo, "worktree", "add", "-q", "-b", "mc/unit/old-1", str(old))
+    (old / "app" / "wip.py").write_text("WIP = True\n")
+    return old
+
+
 def test_mission_through_the_claude_backend(target: Path) -> None:
     config = write_config(target, "", PASSTHROUGH, backend="claude")
+    old_slot = old_pool_with_work(target / "repo")
     env = {
         "PATH": f"{FAKES}{os.pathsep}{os.environ['PATH']}",
         "FAKE_CLAUDE_SCRIPT": str(script(target)),
@@ -88,6 +98,12 @@ def test_mission_through_the_claude_backend(target: Path) -> None:
     assert argv[argv.index("--permission-mode") + 1] == "plan"
     assert "Make greetings friendlier" in call["stdin"]
     assert not any("Make greetings friendlier" in a for a in argv)
+    # the old pool under .git was moved at start-up, the agent's work saved on its branch
+    notes = [e.payload.get("message", "") for e in store.events_after(0) if e.kind == "log"]
+    assert any("moved the worktree pool from" in n for n in notes), notes
+    assert not old_slot.exists() and ".git/mc/pool" not in git(repo, "worktree", "list")
+    assert git(repo, "show", "mc/unit/old-1:app/wip.py") == "WIP = True"
+    assert git(repo, "status", "--porcelain") == ""  # the user's checkout untouched
     # the API key is never written to the store
     store.close()
     raw = b"".join(p.read_bytes() for p in (repo / ".git" / "mc").glob("mission.db*"))
