@@ -571,5 +571,8 @@ def summary(config: MissionConfig) -> dict[str, str]:
             f"${config.scheduler.budget.max_per_run_usd:.2f} per run, "
             f"${config.scheduler.budget.max_per_session_usd:.2f} per session"
         ),
-        "agent": config.agent.backend,
+        "agent": config.agent.backend
+        + (" (NO permission checks: bypassPermissions)"
+           if config.agent.permission_mode == "bypassPermissions" else ""),
+        "worktrees": str(config.pool_dir()),
     }
