@@ -23,9 +23,13 @@ Stable API (other test helpers build on it)::
   ``http_error(status, ...)``, ``cut_stream(after_events)``, ``slow_stream(delay)``,
   ``hang()`` (answers nothing until the server stops), ``stream_error(after_events)``;
   stop reasons ``max_tokens`` / ``refusal`` are a :class:`Reply`'s ``stop_reason``.
-- Dialects: Anthropic Messages (``POST /v1/messages[?beta=true]``,
-  ``/v1/messages/count_tokens``). Any other path is recorded in ``server.unknown`` and gets
-  a 404 with an Anthropic error body.
+- Dialects (``RecordedRequest.dialect``, ``Rule(dialect=...)``), one module each in
+  :mod:`tests.support.dialects`: ``anthropic`` (``POST /v1/messages[?beta=true]``,
+  ``/v1/messages/count_tokens``; Claude Code), ``openai-responses`` (``POST .../responses``;
+  codex), ``gemini`` (``POST /v1beta/models/{model}:streamGenerateContent?alt=sse``,
+  ``:generateContent``, ``:countTokens``; gemini-cli), ``openai-chat``
+  (``POST .../chat/completions``; aider). Any other path is recorded in ``server.unknown``
+  and gets a 404 with an Anthropic error body.
 
 Secrets in headers (``x-api-key``, ``authorization``, ...) are recorded as ``<redacted>``.
 Ready-made scripts for a small mission are in :mod:`tests.support.scripts`.
@@ -45,7 +49,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from tests.support.dialects import anthropic
+from tests.support.dialects import anthropic, gemini, openai_chat, openai_responses
 from tests.support.script import (  # noqa: F401  (re-exported: the public scripting API)
     Fault,
     ModelRequest,
@@ -57,6 +61,7 @@ from tests.support.script import (  # noqa: F401  (re-exported: the public scrip
     Turns,
     Usage,
     auth_error,
+    custom_tool,
     cut_stream,
     hang,
     http_error,
@@ -70,6 +75,7 @@ from tests.support.script import (  # noqa: F401  (re-exported: the public scrip
     thinking,
     tool_use,
     turns,
+    usage_limit_reached,
 )
 
 SECRET_HEADERS = frozenset({
@@ -113,6 +119,13 @@ class _Route:
 ROUTES = [
     _Route("POST", lambda p: p.rstrip("/") == "/v1/messages", anthropic, "generate"),
     _Route("POST", lambda p: p.rstrip("/") == "/v1/messages/count_tokens", anthropic,
+           "count_tokens"),
+    _Route("POST", lambda p: p.rstrip("/").endswith("/responses"), openai_responses, "generate"),
+    _Route("POST", lambda p: p.rstrip("/").endswith("/chat/completions"), openai_chat,
+           "generate"),
+    _Route("POST", lambda p: (gemini.route(p) or ("", ""))[1] in (
+        "streamGenerateContent", "generateContent"), gemini, "generate"),
+    _Route("POST", lambda p: (gemini.route(p) or ("", ""))[1] == "countTokens", gemini,
            "count_tokens"),
 ]
 
@@ -284,8 +297,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         server = self.model_server
         parts = urlsplit(self.path)
-        raw = self._read_body() if self.command not in ("GET", "HEAD") else b""
         body: Any = None
+        try:
+            raw = self._read_body() if self.command not in ("GET", "HEAD") else b""
+        except (OSError, ValueError, zlib.error) as exc:  # bad chunking or compression
+            raw, body = b"", f"<unreadable body: {exc}>"
         if raw:
             try:
                 body = json.loads(raw)
@@ -316,7 +332,9 @@ class _Handler(BaseHTTPRequestHandler):
         entry.view, entry.model = view, view.model
         answer, fault, rule_names = server._decide(view)
         entry.rule, entry.fault = rule_names, fault.kind if fault else None
-        entry.status = fault.status if fault and fault.kind == "http" else 200
+        as_http = fault is not None and (fault.kind == "http" or (
+            fault.kind == "stream_error" and not view.stream))
+        entry.status = fault.status if fault is not None and as_http else 200
         server._record(entry)
         self._answer(dialect, view, answer, fault)
 
@@ -326,12 +344,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.model_server._stopping.wait()
             self.close_connection = True
             return
-        if fault is not None and fault.kind == "http":
+        if fault is not None and (fault.kind == "http" or (fault.kind == "stream_error"
+                                                           and not view.stream)):
+            # a stream_error on a non-streaming request is that status as an HTTP error
             extra = {}
             if fault.retry_after is not None:
                 extra["retry-after"] = f"{fault.retry_after:g}"
             if fault.status == 429:
                 extra["anthropic-ratelimit-requests-remaining"] = "0"
+            extra.update(fault.headers)
             self._send_json(fault.status, dialect.error_body(fault.status, fault.error_type,
                                                              fault.message), extra)
             return
