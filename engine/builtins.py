@@ -180,8 +180,3 @@ class CircuitBreakerPlugin(Plugin):
             rt.log(f"{self.breaker.failures} agent failures in a row: degrading dispatch "
                    f"({strategy}) for {self.mission.degradation.reset_timeout:.0f}s",
                    level="warning")
-
-
-BUILTIN_PLUGINS: tuple[type[Plugin], ...] = (
-    PublishPlugin, RewardsPlugin, EpisodicMemoryPlugin, CircuitBreakerPlugin,
-)

@@ -47,6 +47,13 @@ if TYPE_CHECKING:
     from engine.store import Store
 
 ENTRY_POINT_GROUP = "mission_control.plugins"
+# The built-ins, as registered in pyproject.toml (used when the installed metadata is stale).
+BUILTIN_PLUGINS = {
+    "publish": "engine.builtins:PublishPlugin",
+    "rewards": "engine.builtins:RewardsPlugin",
+    "episodic_memory": "engine.builtins:EpisodicMemoryPlugin",
+    "circuit_breaker": "engine.builtins:CircuitBreakerPlugin",
+}
 DRAIN_SECONDS = 10.0  # how long the end of a mission waits for observers to catch up
 T = TypeVar("T")
 
@@ -155,10 +162,12 @@ class Plugin:
 def discover() -> dict[str, type[Plugin]]:
     """Plugin classes registered under :data:`ENTRY_POINT_GROUP`, plus the built-ins
     (always present, even when the installed metadata is stale), by name."""
-    from engine.builtins import BUILTIN_PLUGINS
-
-    found: dict[str, type[Plugin]] = {p.name: p for p in BUILTIN_PLUGINS}
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    found: dict[str, type[Plugin]] = {}
+    registered = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+    names = {ep.name for ep in registered}
+    registered += [importlib.metadata.EntryPoint(name, value, ENTRY_POINT_GROUP)
+                   for name, value in BUILTIN_PLUGINS.items() if name not in names]
+    for ep in registered:
         try:
             cls = ep.load()
         except Exception as exc:  # a broken third-party package names itself

@@ -28,7 +28,6 @@ import json
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +40,10 @@ from engine.gitops.candidate import Chain, build_chain
 from engine.gitops.cli import run_git
 from engine.gitops.errors import GitError
 from engine.gitops.includes import copy_included, included_files
+from engine.gitops.items import QueueItem, QueueOutcome
 from engine.gitops.journal import Journal, JournalHook
 from engine.gitops.push import PushResult, fetch_remote, push_green
+from engine.gitops.reconcile import reconcile_queue
 from engine.gitops.repo import (
     GREEN_REF,
     WORKING_REF,
@@ -63,22 +64,6 @@ REASON_TAIL = 4000
 ACTIVE = (MergeStatus.MERGING.value, MergeStatus.VERIFYING.value)
 
 
-@dataclass
-class QueueItem:
-    merge_id: int
-    unit_id: str | None
-    branch: str
-    head_commit: str
-
-
-@dataclass
-class QueueOutcome:
-    promoted: list[QueueItem] = field(default_factory=list)
-    conflicts: list[tuple[QueueItem, list[str]]] = field(default_factory=list)
-    failed: list[tuple[QueueItem, str]] = field(default_factory=list)
-    verifications: int = 0
-    green_before: str = ""
-    green_after: str = ""
 
 
 MAX_VERIFICATION_ERRORS = 3
@@ -179,7 +164,7 @@ class MergeQueue:
         return [QueueItem(r["id"], r["unit_id"], r["branch"], r["head_commit"]) for r in rows]
 
     # ------------------------------------------------------------------ status helpers
-    def _move_unit(self, unit_id: str | None, status: UnitStatus, reason: str | None = None,
+    def move_unit(self, unit_id: str | None, status: UnitStatus, reason: str | None = None,
                    **fields: Any) -> None:
         """Move a unit if the transition is legal (a re-verified unit stays ``verifying``)."""
         if unit_id is None:
@@ -194,7 +179,7 @@ class MergeQueue:
             return
         self.store.set_status("units", unit_id, status, reason=reason, **fields)
 
-    def _move_merge(self, item: QueueItem, status: MergeStatus, reason: str | None = None,
+    def move_merge(self, item: QueueItem, status: MergeStatus, reason: str | None = None,
                     unit_status: UnitStatus | None = None, **fields: Any) -> None:
         with self.store.transaction():
             row = self.store.get("merges", item.merge_id)
@@ -204,7 +189,7 @@ class MergeQueue:
                 self.store.update("merges", item.merge_id, **fields)
             if unit_status is not None:
                 extra = {"head_commit": item.head_commit} if unit_status == UnitStatus.MERGED else {}
-                self._move_unit(item.unit_id, unit_status, reason, **extra)
+                self.move_unit(item.unit_id, unit_status, reason, **extra)
 
     # ------------------------------------------------------------------ one batch
     async def run_once(self) -> QueueOutcome:
@@ -243,7 +228,7 @@ class MergeQueue:
             by_id = {i.merge_id: i for i in remaining}
             for merge_id in chain.already_in:
                 item = by_id[merge_id]
-                self._move_merge(item, MergeStatus.SKIPPED, "already in mc/green",
+                self.move_merge(item, MergeStatus.SKIPPED, "already in mc/green",
                                  UnitStatus.MERGED)
                 outcome.promoted.append(item)
             conflicts = chain.conflicts
@@ -272,7 +257,7 @@ class MergeQueue:
         for merge_id, paths in conflicts.items():
             item = next(i for i in items if i.merge_id == merge_id)
             reason = "conflict in " + ", ".join(paths)
-            self._move_merge(item, MergeStatus.CONFLICT, reason, UnitStatus.FIXUP,
+            self.move_merge(item, MergeStatus.CONFLICT, reason, UnitStatus.FIXUP,
                              conflict_paths=paths)
             outcome.conflicts.append((item, paths))
         outcome.green_after = self.repo.green_head()
@@ -315,7 +300,7 @@ class MergeQueue:
         chain = await anyio.to_thread.run_sync(self._build_chain, green, branches)
         by_id = {i.merge_id: i for i in items}
         for link in chain.links:
-            self._move_merge(by_id[link.key], MergeStatus.MERGING, None, UnitStatus.MERGING,
+            self.move_merge(by_id[link.key], MergeStatus.MERGING, None, UnitStatus.MERGING,
                              candidate_commit=link.commit)
         self.journal.write("merge", "done", batch_id=batch_id, base=green,
                            candidates={link.key: link.commit for link in chain.links},
@@ -352,7 +337,7 @@ class MergeQueue:
               verdict: Verdict | None = None) -> None:
         why = f" ({verdict.note})" if verdict is not None and verdict.note else ""
         reason = f"verification failed{why}:\n" + _tail(output)
-        self._move_merge(item, MergeStatus.FAILED, reason, UnitStatus.FIXUP)
+        self.move_merge(item, MergeStatus.FAILED, reason, UnitStatus.FIXUP)
         outcome.failed.append((item, output))
         self.journal.write("culprit", "done", merge_id=item.merge_id)
 
@@ -464,7 +449,7 @@ class MergeQueue:
         ``green`` (the commit it is built on) and record both."""
         self.set_working(commit)
         for item in items:
-            self._move_merge(item, MergeStatus.VERIFYING, None, UnitStatus.VERIFYING)
+            self.move_merge(item, MergeStatus.VERIFYING, None, UnitStatus.VERIFYING)
         now = time.time()
         with self.store.transaction():
             vid = int(self.store.insert(
@@ -540,7 +525,7 @@ class MergeQueue:
         self.journal.write("promote", "done", batch_id=batch_id, old=old, new=new, merge_ids=ids)
         with self.store.transaction():
             for item in items:
-                self._move_merge(item, MergeStatus.PROMOTED, note, UnitStatus.MERGED)
+                self.move_merge(item, MergeStatus.PROMOTED, note, UnitStatus.MERGED)
             self.store.append_event("green.promoted", mission_id=self.mission_id, **{
                 "from": old, "to": new, "units": [i.unit_id or i.branch for i in items],
                 **({"note": note} if note else {})})
@@ -586,6 +571,4 @@ class MergeQueue:
 
     # ------------------------------------------------------------------ start-up
     def reconcile(self) -> list[str]:
-        from engine.gitops.reconcile import reconcile_queue
-
         return reconcile_queue(self)

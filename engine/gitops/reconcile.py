@@ -18,6 +18,7 @@ import time
 from typing import TYPE_CHECKING
 
 from engine.gitops.errors import GitError
+from engine.gitops.items import QueueItem
 from engine.gitops.repo import WORKING_REF
 from engine.models import MergeStatus, UnitStatus, VerificationStatus
 
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
 
 def reconcile_queue(queue: MergeQueue) -> list[str]:
     """Fix merge, verification and unit rows against ``mc/green``; returns notes."""
-    from engine.gitops.queue import QueueItem
-
     store, repo, mission_id = queue.store, queue.repo, queue.mission_id
     notes: list[str] = []
     try:
@@ -51,16 +50,16 @@ def reconcile_queue(queue: MergeQueue) -> list[str]:
         status = row["status"]
         if status == MergeStatus.PROMOTED.value:
             if not in_green:
-                queue._move_merge(item, MergeStatus.QUEUED,
+                queue.move_merge(item, MergeStatus.QUEUED,
                                   "requeued: recorded as promoted but missing from mc/green")
                 notes.append(f"merge {item.merge_id} ({item.branch}) was lost from mc/green; requeued")
             continue
         if in_green:
             final = MergeStatus.PROMOTED if status in _active() else MergeStatus.SKIPPED
-            queue._move_merge(item, final, "reconciled: already in mc/green", UnitStatus.MERGED)
+            queue.move_merge(item, final, "reconciled: already in mc/green", UnitStatus.MERGED)
             notes.append(f"merge {item.merge_id} ({item.branch}) is already in mc/green: {final.value}")
         elif status in _active():
-            queue._move_merge(item, MergeStatus.QUEUED, "requeued after an interrupted run",
+            queue.move_merge(item, MergeStatus.QUEUED, "requeued after an interrupted run",
                               UnitStatus.QUEUED)
             notes.append(f"merge {item.merge_id} ({item.branch}) was {status}; requeued")
 
@@ -84,7 +83,7 @@ def _reconcile_units(queue: MergeQueue, green: str, notes: list[str]) -> None:
         (queue.mission_id, UnitStatus.MERGING.value, UnitStatus.VERIFYING.value, *_active()),
     )
     for row in rows:
-        queue._move_unit(row["id"], UnitStatus.QUEUED, "requeued after an interrupted run")
+        queue.move_unit(row["id"], UnitStatus.QUEUED, "requeued after an interrupted run")
         notes.append(f"unit {row['id']} was {row['status']}; back to queued")
 
 

@@ -220,7 +220,7 @@ def test_reconcile_fixes_rows_left_by_a_crash(tmp_path: Path) -> None:
     # ...one mid-merge that never got in, one verification still "running".
     lost = env.unit("lost", {"l.txt": "l"})
     env.store.set_status("merges", lost, "merging")
-    env.queue._move_unit("lost", UnitStatus.MERGING)
+    env.queue.move_unit("lost", UnitStatus.MERGING)
     vid = env.store.insert("verifications", {"mission_id": env.mission, "commit_sha": in_green,
                                              "command": "x", "status": "running", "started_at": 0})
     env.repo.set_owned_ref("mc/working", in_green, "test")
