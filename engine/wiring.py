@@ -9,6 +9,7 @@ from engine.dispatch import unit_branch
 from engine.gitops import GitError, GitRepo, MergeQueue, WorkspacePool
 from engine.gitops.branches import apply_base_branch
 from engine.gitops.preflight import preflight
+from engine.ledger import UnitLedger
 from engine.llm import LlmCaller
 from engine.runtime import Runtime
 from engine.store import Store
@@ -86,6 +87,7 @@ def wire_runtime(
         max_output_bytes=config.merge_queue.max_output_bytes,
         flaky_reruns=config.target.verification.flaky_reruns,
         include=config.worktree.include,
+        units=UnitLedger(store),
     )
     for note in queue.reconcile():
         log(note)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
 
 
 @dataclass
@@ -21,3 +23,34 @@ class QueueOutcome:
     verifications: int = 0
     green_before: str = ""
     green_after: str = ""
+
+
+class ChangeStage(StrEnum):
+    """Where the queue has a unit's change (the ledger moves the unit to match)."""
+
+    QUEUED = "queued"
+    MERGING = "merging"
+    VERIFYING = "verifying"
+    MERGED = "merged"  # in mc/green
+    FIXUP = "fixup"  # conflicted or broke the verification: needs a repair
+
+
+class UnitSink(Protocol):
+    """Who hears about the units behind the queue's changes (``engine.ledger.UnitLedger``)."""
+
+    def change_moved(self, unit_id: str | None, stage: ChangeStage, reason: str | None = None,
+                     **fields: Any) -> None: ...
+
+    def requeue_orphans(self, mission_id: int, active_merge_statuses: tuple[str, ...]) -> list[str]:
+        ...
+
+
+class NoUnits:
+    """A queue without units (benchmarks, bare merges): nothing to report to."""
+
+    def change_moved(self, unit_id: str | None, stage: ChangeStage, reason: str | None = None,
+                     **fields: Any) -> None:
+        return None
+
+    def requeue_orphans(self, mission_id: int, active_merge_statuses: tuple[str, ...]) -> list[str]:
+        return []

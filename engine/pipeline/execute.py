@@ -174,7 +174,7 @@ class ExecutePhase:
         trace = "".join(traceback.format_exception(exc))[-6000:]  # for whoever debugs it
         rt.log(f"unit {unit_id} failed: {reason}", level="error", unit_id=unit_id, traceback=trace)
         try:
-            state.store.set_status("units", unit_id, UnitStatus.FAILED, reason=reason[:2000])
+            self.state.rt.units.move(unit_id, UnitStatus.FAILED, reason=reason[:2000])
         except IllegalTransition:
             pass  # already terminal (e.g. merged by the queue meanwhile)
         state.plugins.session_ended(rt, False)
@@ -191,7 +191,6 @@ class ExecutePhase:
     # ------------------------------------------------------------------ the plan tree
     def update_readiness(self, units: list[dict[str, Any]]) -> None:
         """PLANNED leaves become READY when their dependencies are merged, BLOCKED if one failed."""
-        store = self.state.store
         by_id = {u["id"]: u for u in units}
         for unit in units:
             if not unit["is_leaf"] or unit["status"] != UnitStatus.PLANNED:
@@ -203,11 +202,11 @@ class ExecutePhase:
                 leaf_deps.update(leaves_under(dep, units))
             states = [by_id[d]["status"] for d in leaf_deps if d in by_id]
             if any(s in (UnitStatus.FAILED, UnitStatus.BLOCKED, UnitStatus.CANCELLED) for s in states):
-                store.set_status("units", unit["id"], UnitStatus.BLOCKED,
+                self.state.rt.units.move(unit["id"], UnitStatus.BLOCKED,
                                  reason="a dependency failed")
                 unit["status"] = UnitStatus.BLOCKED
             elif all(s == UnitStatus.MERGED for s in states):
-                store.set_status("units", unit["id"], UnitStatus.READY)
+                self.state.rt.units.move(unit["id"], UnitStatus.READY)
                 unit["status"] = UnitStatus.READY
 
     def roll_up_parents(self, units: list[dict[str, Any]]) -> None:
@@ -218,8 +217,8 @@ class ExecutePhase:
             leaves = leaves_under(unit["id"], units)
             states = {u["status"] for u in units if u["id"] in leaves}
             final = UnitStatus.MERGED if states == {UnitStatus.MERGED} else UnitStatus.FAILED
-            self.state.store.set_status(
-                "units", unit["id"], final,
+            self.state.rt.units.move(
+                unit["id"], final,
                 reason=None if final == UnitStatus.MERGED else "not all parts merged")
 
 
