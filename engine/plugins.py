@@ -20,6 +20,9 @@ It has a ``name`` (its config section is ``[plugins.<name>]``), an optional ``Co
   epoch, and the mission outcome. Hooks of third-party plugins are isolated like
   observers (an error is recorded and the default is used); built-in plugins are trusted.
 
+(About 420 lines, kept in one module on purpose: the protocol, its discovery and the
+guarantees of the manager are read together; ``docs/plugins.md`` documents them.)
+
 The built-ins (publish, rewards, episodic memory, circuit breaker) are registered the
 same way (``engine/builtins.py``) and can be switched off with
 ``[plugins.<name>] enabled = false``.

@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 
 from engine.gitops import GitRepo, MergeQueue
+from engine.gitops.publisher import Publisher
 from engine.ledger import UnitLedger
 from engine.store.db import Store
 
@@ -62,7 +63,7 @@ async def main(target: Path, state: Path) -> dict[str, Any]:
     while queue.pending():
         await queue.run_once()
         runs += 1
-    push = await queue.push("origin", "main")
+    push = await Publisher(queue).push("origin", "main")
     return {"notes": notes, "runs": runs, "green": repo.green_head(), "push_ok": push.ok,
             "push_output": push.output}
 

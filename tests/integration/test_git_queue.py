@@ -319,7 +319,7 @@ def test_a_verification_error_during_bisection_blames_nobody(tmp_path: Path) -> 
     env = Env(tmp_path)
     ids = [env.unit(f"u{i}", {f"f{i}.txt": "x"} | ({"BROKEN": "x"} if i == 2 else {}))
            for i in range(4)]
-    real = env.queue._checkout_verify
+    real = env.queue.verifier._checkout
     calls: list[str] = []
 
     def flaky_checkout(commit: str) -> None:
@@ -328,7 +328,7 @@ def test_a_verification_error_during_bisection_blames_nobody(tmp_path: Path) -> 
             raise OSError("disk full")
         real(commit)
 
-    env.queue._checkout_verify = flaky_checkout  # type: ignore[method-assign]
+    env.queue.verifier._checkout = flaky_checkout  # type: ignore[method-assign]
     out = run(env.queue)
     assert out.failed == [] and out.promoted == [] and out.green_after == env.green0
     assert [v["status"] for v in env.store.rows("verifications")] == ["failed", "error"]
