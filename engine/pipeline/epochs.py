@@ -18,6 +18,7 @@ from engine.pipeline.plan import PlanPhase
 from engine.pipeline.state import EpochResult, MissionState, Stop, leaf_tally
 from engine.pipeline.stop import StopPolicy
 from engine.plugins import EpochView
+from engine.store import Store
 
 Phase = Literal["plan", "execute", "objective", "decided"]
 
@@ -34,9 +35,8 @@ class StartPoint:
     decided: Stop | None = None
 
 
-def resume_point(state: MissionState) -> StartPoint:
+def resume_point(store: Store, mission_id: int) -> StartPoint:
     """The phase a (resumed) mission starts from, read from the epochs and the events."""
-    store, mission_id = state.store, state.rt.mission_id
     rows = store.query(
         "SELECT id, number, status FROM epochs WHERE mission_id = ? ORDER BY number DESC LIMIT 1",
         (mission_id,),
@@ -88,7 +88,7 @@ class EpochPipeline:
         row = state.store.query(
             "SELECT MAX(number) AS n FROM epochs WHERE mission_id = ?", (rt.mission_id,))
         number = int(row[0]["n"] or 0)
-        start = resume_point(state)
+        start = resume_point(state.store, rt.mission_id)
         while True:
             if start.phase == "plan":
                 stop = self.policy.before_epoch(number)
