@@ -1,0 +1,229 @@
+"""The real agent CLIs at pinned versions, installed into a cache folder when missing.
+
+Cache: ``$MC_TEST_CLI_CACHE`` or ``~/.cache/mission-control-tests/clis``; one folder per
+CLI and version (``claude-2.1.332/``, ``aider-0.86.2/`` ...). npm packages are installed with
+``npm install --prefix <tmp>`` and the folder renamed into place when ``--version`` runs;
+aider gets its own relocatable ``uv venv`` (never the project's venv). A file lock per CLI
+(``<cache>/<name>.lock``) keeps parallel pytest sessions from racing; a ``.complete`` file
+marks a finished install.
+
+Fixtures (session scope, in :mod:`tests.support.fixtures`): ``claude_cli``, ``codex_cli``,
+``gemini_cli``, ``aider_cli`` give the executable path. Under ``CI=true`` a failed install
+fails the test; elsewhere a missing ``npm``/``uv`` or a failed install skips it with the reason.
+
+:func:`claude_env` is the environment for Claude Code pointed at a model server, with a
+private ``HOME``/``CLAUDE_CONFIG_DIR`` so the user's own config is never read or written.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+INSTALL_TIMEOUT_S = 900
+DUMMY_ANTHROPIC_KEY = "sk-ant-api03-mc-test-dummy-key"
+
+
+@dataclass(frozen=True)
+class CliSpec:
+    """A CLI to install: ``npm`` package or ``pypi`` distribution, pinned version, binary."""
+
+    name: str
+    version: str
+    binary: str
+    npm: str | None = None
+    pypi: str | None = None
+
+    @property
+    def folder(self) -> str:
+        return f"{self.name}-{self.version}"
+
+
+CLAUDE = CliSpec("claude", "2.1.332", "claude", npm="@anthropic-ai/claude-code")
+CODEX = CliSpec("codex", "0.171.0", "codex", npm="@openai/codex")
+GEMINI = CliSpec("gemini", "0.61.0", "gemini", npm="@google/gemini-cli")
+AIDER = CliSpec("aider", "0.86.2", "aider", pypi="aider-chat")
+SPECS = {spec.name: spec for spec in (CLAUDE, CODEX, GEMINI, AIDER)}
+
+
+class CliInstallError(RuntimeError):
+    """The CLI could not be installed; ``missing_tool`` names npm/uv when that was the cause."""
+
+    def __init__(self, message: str, missing_tool: str | None = None) -> None:
+        super().__init__(message)
+        self.missing_tool = missing_tool
+
+
+def cache_root() -> Path:
+    """Where the CLIs are installed (``MC_TEST_CLI_CACHE`` overrides)."""
+    configured = os.environ.get("MC_TEST_CLI_CACHE")
+    if configured:
+        return Path(configured).expanduser()
+    return Path.home() / ".cache" / "mission-control-tests" / "clis"
+
+
+def executable_path(spec: CliSpec, root: Path | None = None) -> Path:
+    base = (root or cache_root()) / spec.folder
+    if spec.pypi:
+        return base / "venv" / "bin" / spec.binary
+    return base / "node_modules" / ".bin" / spec.binary
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _run(argv: list[str], **kwargs: object) -> None:
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S,
+                          **kwargs)  # type: ignore[call-overload]
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+        raise CliInstallError(f"`{' '.join(argv)}` exited {proc.returncode}:\n{tail}")
+
+
+def _check_version(exe: Path, spec: CliSpec) -> None:
+    proc = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "HOME": tempfile.gettempdir()}, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0 or spec.version not in proc.stdout + proc.stderr:
+        raise CliInstallError(f"{exe} --version gave exit {proc.returncode}: "
+                              f"{(proc.stdout + proc.stderr).strip()[-500:]}")
+
+
+def install(spec: CliSpec, root: Path | None = None) -> Path:
+    """Install ``spec`` into the cache unless it is there; return the executable's path.
+
+    Raises :class:`CliInstallError` (with ``missing_tool`` set when npm or uv is absent).
+    """
+    root = root or cache_root()
+    final = root / spec.folder
+    exe = executable_path(spec, root)
+    if (final / ".complete").exists() and exe.exists():
+        return exe
+    tool = "npm" if spec.npm else "uv"
+    if shutil.which(tool) is None:
+        raise CliInstallError(f"{tool} is not on PATH; it is needed to install {spec.folder}",
+                              missing_tool=tool)
+    with _locked(root / f"{spec.name}.lock"):
+        if (final / ".complete").exists() and exe.exists():
+            return exe  # another session installed it while we waited
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{spec.folder}-", dir=root))
+        try:
+            if spec.npm:
+                _run(["npm", "install", "--prefix", str(tmp), "--no-audit", "--no-fund",
+                      "--loglevel=error", f"{spec.npm}@{spec.version}"])
+            else:
+                _run(["uv", "venv", "--relocatable", "--python", "3.11", "--no-project",
+                      str(tmp / "venv")])
+                _run(["uv", "pip", "install", "--python", str(tmp / "venv" / "bin" / "python"),
+                      f"{spec.pypi}=={spec.version}"])
+            if final.exists():
+                shutil.rmtree(final)  # a half-finished folder from an interrupted install
+            os.rename(tmp, final)
+            _check_version(exe, spec)
+            (final / ".complete").write_text(spec.version + "\n")
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return exe
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def claude_env(
+    base_url: str,
+    home: Path,
+    *,
+    extra: Mapping[str, str] | None = None,
+    api_key: str = DUMMY_ANTHROPIC_KEY,
+) -> dict[str, str]:
+    """Environment for real Claude Code talking only to ``base_url``.
+
+    ``home`` becomes ``HOME`` and holds ``CLAUDE_CONFIG_DIR`` and the XDG dirs, so nothing of
+    the user's config is used or written. Nothing else from ``os.environ`` is kept but
+    ``PATH``, ``LANG``, ``TMPDIR`` and ``TZ`` (no real API keys leak in).
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "TMPDIR", "TZ")}
+    env.update({
+        "HOME": str(home),
+        "USER": "mc-test",
+        "CLAUDE_CONFIG_DIR": str(home / ".claude"),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "XDG_DATA_HOME": str(home / ".local" / "share"),
+        "ANTHROPIC_BASE_URL": base_url,
+        "ANTHROPIC_API_KEY": api_key,
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_AUTOUPDATER": "1",
+        "DISABLE_TELEMETRY": "1",
+        "DISABLE_ERROR_REPORTING": "1",
+    })
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class ClaudeRun:
+    """What ``claude -p --output-format stream-json`` printed."""
+
+    exit_code: int
+    lines: list[dict[str, Any]]
+    stderr: str
+
+    def of_type(self, kind: str, subtype: str | None = None) -> list[dict[str, Any]]:
+        return [o for o in self.lines if o.get("type") == kind
+                and (subtype is None or o.get("subtype") == subtype)]
+
+    @property
+    def result(self) -> dict[str, Any]:
+        results = self.of_type("result")
+        assert results, f"no result line (exit {self.exit_code}): {self.stderr[-2000:]}"
+        return results[-1]
+
+    def tool_results(self) -> list[dict[str, Any]]:
+        """Every tool_result block the CLI sent back, in order."""
+        return [block for o in self.of_type("user")
+                for block in (o.get("message") or {}).get("content") or []
+                if isinstance(block, dict) and block.get("type") == "tool_result"]
+
+
+def run_claude_print(
+    executable: str,
+    prompt: str,
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    args: Sequence[str] = (),
+    timeout: float = 120,
+) -> ClaudeRun:
+    """Run ``claude -p --output-format stream-json --verbose <args>`` with ``prompt`` on stdin."""
+    argv = [executable, "-p", "--output-format", "stream-json", "--verbose", *args]
+    proc = subprocess.run(argv, input=prompt, cwd=cwd, env=dict(env), capture_output=True,
+                          text=True, timeout=timeout)
+    lines = []
+    for raw in proc.stdout.splitlines():
+        raw = raw.strip()
+        if raw:
+            try:
+                lines.append(json.loads(raw))
+            except ValueError:
+                lines.append({"type": "<non-json>", "text": raw})
+    return ClaudeRun(proc.returncode, lines, proc.stderr)
