@@ -1,5 +1,11 @@
 """Output parsers for the command backend: codex ``exec --json``, gemini ``-o stream-json``,
 aider (plain text) and plain user templates. Pure: lines in, events and a result out.
+
+Shapes are those the real CLIs printed against a scripted model server (codex 0.171.0,
+gemini-cli 0.61.0, aider 0.86.2); short real transcripts are in
+``tests/fixtures/agent_output/``. ``terminal`` turns true at the CLI's final line
+(codex ``turn.completed``/``turn.failed``, gemini ``result``) so the process gets only a short
+grace to exit; ``denials`` lists the tool calls the CLI refused ("run_shell_command(rm x)").
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.agents.claude_stream import classify_failure, clip_event_text
+from engine.agents.permissions import describe_call
 from engine.agents.pricing import estimate_cost
 from engine.agents.types import (
     COMPLETED,
@@ -41,6 +48,8 @@ class OutputParser:
     session_id: str | None = None
     error: str | None = None
     turns: int = 0
+    terminal: bool = False  # the CLI printed its final line
+    denials: list[str] = field(default_factory=list)
     _size: int = 0
 
     def feed(self, line: str, *, truncated: bool = False, size: int = 0) -> list[AgentEvent]:
@@ -89,7 +98,7 @@ class OutputParser:
         result = AgentResult(
             status=COMPLETED, text=self.final_text(), cost_usd=cost, cost_estimated=estimated,
             tokens=self.tokens, turns=self.turns or (1 if self.lines else 0),
-            session_id=self.session_id, exit_code=exit_code,
+            session_id=self.session_id, exit_code=exit_code, denials=list(self.denials),
         )
         if timed_out:
             result.status, result.failure_reason = TIMEOUT, FailureReason.TIMEOUT
@@ -117,18 +126,23 @@ class CodexParser(OutputParser):
             return [AgentEvent("init", f"codex thread {self.session_id}",
                                data={"session_id": self.session_id})]
         if kind == "turn.completed":
+            # 0.171: input_tokens (cached included), cached_input_tokens,
+            # cache_write_input_tokens, output_tokens, reasoning_output_tokens (in output)
             usage = obj.get("usage") if isinstance(obj.get("usage"), dict) else {}
             cached = _n(usage.get("cached_input_tokens"))
+            written = _n(usage.get("cache_write_input_tokens"))
             self.tokens = self.tokens + TokenUsage(
-                input=max(_n(usage.get("input_tokens")) - cached, 0),
-                output=_n(usage.get("output_tokens")), cache_read=cached)
+                input=max(_n(usage.get("input_tokens")) - cached - written, 0),
+                output=_n(usage.get("output_tokens")), cache_read=cached, cache_write=written)
             self.turns += 1
+            self.terminal = True
             return [AgentEvent("usage", f"tokens in {self.tokens.input} out {self.tokens.output}",
                                data={"total": self.tokens.as_dict()})]
         if kind == "turn.failed":
             err = obj.get("error") if isinstance(obj.get("error"), dict) else {}
             self.error = str(err.get("message") or "turn failed")
             self.turn_failed = True
+            self.terminal = True
             return [AgentEvent("notice", f"turn failed: {self.error}")]
         if kind == "error":
             message = str(obj.get("message", "error"))
@@ -157,9 +171,12 @@ class CodexParser(OutputParser):
         if itype == "reasoning":
             return [AgentEvent("thinking", str(item.get("text", "")))]
         if itype == "command_execution":
-            return [AgentEvent("tool_result", clip_event_text(str(item.get("aggregated_output", ""))),
-                               tool="shell", data={"exit_code": item.get("exit_code"),
-                                                   "is_error": item.get("exit_code") not in (0, None)})]
+            output = str(item.get("aggregated_output", ""))
+            failed = item.get("exit_code") not in (0, None)
+            if failed and SANDBOX_DENIAL.search(output[-2000:]):
+                self.denials.append(describe_call("shell", {"command": _codex_command(item)}))
+            return [AgentEvent("tool_result", clip_event_text(output), tool="shell",
+                               data={"exit_code": item.get("exit_code"), "is_error": failed})]
         if itype == "file_change":
             changes = item.get("changes") if isinstance(item.get("changes"), list) else []
             paths = ", ".join(f"{c.get('kind')} {c.get('path')}" for c in changes if isinstance(c, dict))
@@ -183,6 +200,19 @@ class CodexParser(OutputParser):
         return exit_code == 0 and not self.turn_failed
 
 
+# A command the codex sandbox refused (workspace-write keeps .git read-only). Codex 0.171
+# prints no item at all for a command its sandbox refused outright; these are the ones it
+# ran whose writes failed.
+SANDBOX_DENIAL = re.compile(r"Read-only file system|Operation not permitted", re.I)
+
+
+def _codex_command(item: dict[str, Any]) -> str:
+    """The command of a command_execution item without codex's ``/bin/bash -lc`` wrapper."""
+    command = str(item.get("command", ""))
+    match = re.match(r"^/bin/(?:ba)?sh -l?c (?P<q>['\"])(?P<body>.*)(?P=q)$", command, re.S)
+    return match.group("body") if match else command
+
+
 GEMINI_EXIT = {41: FailureReason.AUTH, 42: FailureReason.BAD_OUTPUT, 52: FailureReason.CRASH,
                53: FailureReason.MAX_TURNS, 54: FailureReason.CRASH, 130: FailureReason.CANCELLED}
 
@@ -193,6 +223,8 @@ class GeminiParser(OutputParser):
 
     chunks: list[str] = field(default_factory=list)
     result_status: str | None = None
+    calls: dict[str, tuple[str, Any]] = field(default_factory=dict)  # tool_id -> (name, params)
+    model_tokens: dict[str, TokenUsage] = field(default_factory=dict)
 
     def feed(self, line: str, *, truncated: bool = False, size: int = 0) -> list[AgentEvent]:
         obj, notices = self.json_object(line, truncated=truncated, size=size)
@@ -213,25 +245,33 @@ class GeminiParser(OutputParser):
             return [AgentEvent("text", text, data={"delta": bool(obj.get("delta"))})]
         if kind == "tool_use":
             self.turns += 1
+            name = str(obj.get("tool_name", "tool"))
+            self.calls[str(obj.get("tool_id"))] = (name, obj.get("parameters"))
             return [AgentEvent("tool_use", clip_event_text(json.dumps(obj.get("parameters"), default=str)),
-                               tool=str(obj.get("tool_name", "tool")))]
+                               tool=name)]
         if kind == "tool_result":
-            output = obj.get("output") if obj.get("status") != "error" else obj.get("error")
-            return [AgentEvent("tool_result", clip_event_text(str(output or "")),
-                               data={"is_error": obj.get("status") == "error"})]
+            err = obj.get("error") if isinstance(obj.get("error"), dict) else {}
+            failed = obj.get("status") == "error"
+            output = obj.get("output") if not failed else err.get("message") or obj.get("output")
+            name, params = self.calls.get(str(obj.get("tool_id")), ("tool", None))
+            if failed and is_gemini_denial(err):
+                self.denials.append(describe_call(name, params))
+            return [AgentEvent("tool_result", clip_event_text(str(output or "")), tool=name,
+                               data={"is_error": failed})]
         if kind == "error":
             self.error = str(obj.get("message") or obj.get("error") or "error")
             return [AgentEvent("notice", self.error)]
         if kind == "result":
+            self.terminal = True
             self.result_status = obj.get("status")
             if obj.get("status") == "error":
                 err = obj.get("error")
                 self.error = str(err.get("message") if isinstance(err, dict) else err or "error")
             stats = obj.get("stats") if isinstance(obj.get("stats"), dict) else {}
-            cached = _n(stats.get("cached"))
-            self.tokens = TokenUsage(
-                input=max(_n(stats.get("input_tokens")) - cached, 0),
-                output=_n(stats.get("output_tokens")), cache_read=cached)
+            self.tokens = _gemini_tokens(stats)
+            models = stats.get("models") if isinstance(stats.get("models"), dict) else {}
+            self.model_tokens = {str(m): _gemini_tokens(v) for m, v in models.items()
+                                 if isinstance(v, dict)}
             return [AgentEvent("usage", f"tokens in {self.tokens.input} out {self.tokens.output}",
                                data={"total": self.tokens.as_dict()})]
         return []
@@ -240,6 +280,11 @@ class GeminiParser(OutputParser):
         return "".join(self.chunks).strip()
 
     def cost(self) -> tuple[float | None, bool]:
+        """Estimated from tokens per model (``stats.models``; gemini reports no price)."""
+        if self.model_tokens:
+            parts = [estimate_cost(m, t) for m, t in self.model_tokens.items()]
+            if all(p is not None for p in parts):
+                return round(sum(p for p in parts if p is not None), 6), True
         usd = estimate_cost(self.model, self.tokens)
         return usd, usd is not None
 
@@ -253,6 +298,20 @@ class GeminiParser(OutputParser):
             status = ERROR if reason == FailureReason.AUTH else FAILED
             return status, reason, f"gemini exited with code {exit_code}: {detail}"
         return super().failure(exit_code, stderr)
+
+
+def _gemini_tokens(stats: dict[str, Any]) -> TokenUsage:
+    """``input_tokens`` includes ``cached``; ``input`` is the uncached part."""
+    cached = _n(stats.get("cached"))
+    return TokenUsage(input=max(_n(stats.get("input_tokens")) - cached, 0),
+                      output=_n(stats.get("output_tokens")), cache_read=cached)
+
+
+def is_gemini_denial(error: dict[str, Any]) -> bool:
+    """A refused call: ``policy_violation`` ("Tool execution denied by policy.") or a path
+    outside the workspace ("Path not in workspace: ...")."""
+    return error.get("type") == "policy_violation" or "not in workspace" in str(
+        error.get("message", "")).lower()
 
 
 _AIDER_TOKENS = re.compile(
