@@ -403,3 +403,10 @@ def _sse(name: str | None, data: Any) -> bytes:
     payload = data if isinstance(data, str) else json.dumps(data)
     head = f"event: {name}\n" if name else ""
     return f"{head}data: {payload}\n\n".encode()
+
+
+# OpenAI chat completions (aider), plugged in by the other-clis branch (its own module).
+from tests.support.dialects import openai_chat  # noqa: E402
+
+ROUTES.append(_Route("POST", lambda p: p.rstrip("/").endswith("/chat/completions"), openai_chat,
+                     "generate"))
