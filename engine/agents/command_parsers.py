@@ -30,6 +30,10 @@ from engine.agents.types import (
     summarize,
 )
 
+# Auth failures as codex, gemini and aider word them (beyond Claude Code's wording).
+_AUTH_EXTRA = re.compile(
+    r"unauthenticated|invalid_api_key|incorrect api key|api key not valid|authenticationerror",
+    re.I)
 _INFRA = frozenset({FailureReason.AUTH, FailureReason.USAGE_LIMIT, FailureReason.OVERLOADED,
                     FailureReason.RATE_LIMIT})
 
@@ -83,6 +87,8 @@ class OutputParser:
     def failure(self, exit_code: int | None, stderr: str) -> tuple[str, FailureReason | None, str]:
         text = f"{self.error or ''} {stderr}"
         reason = classify_failure(None, text)
+        if reason != FailureReason.AUTH and _AUTH_EXTRA.search(text):
+            reason = FailureReason.AUTH
         if reason == FailureReason.API_ERROR:
             reason = FailureReason.CRASH
         status = ERROR if reason in _INFRA else FAILED
@@ -319,6 +325,9 @@ _AIDER_TOKENS = re.compile(
     r"(?:,\s*([\d.,]+[kKmM]?)\s+cache hit)?,\s*([\d.,]+[kKmM]?)\s+received"
 )
 _AIDER_COST = re.compile(r"Cost:\s*\$([\d.]+)\s+message,\s*\$([\d.]+)\s+session")
+# litellm's exceptions as aider prints them ("litellm.AuthenticationError: ..."); aider then
+# exits 0, so these lines are the only sign the session failed.
+_AIDER_API_ERROR = re.compile(r"^litellm\.(?P<kind>\w+Error):\s*(?P<text>.*)")
 
 
 def parse_count(text: str | None) -> int:
@@ -342,8 +351,16 @@ class AiderParser(OutputParser):
 
     def feed(self, line: str, *, truncated: bool = False, size: int = 0) -> list[AgentEvent]:
         events = super().feed(line, truncated=truncated, size=size)
+        api_error = _AIDER_API_ERROR.match(line.strip())
+        if api_error:
+            self.error = f"{api_error.group('kind')}: {api_error.group('text')}".strip()
+            events.append(AgentEvent("notice", self.error))
+        elif self.error and re.match(r"\s*retrying in", line, re.I):
+            events.append(AgentEvent("retry", line.strip()))
+            self.error = None  # aider retries rate limits and overloads itself
         tokens = _AIDER_TOKENS.search(line)
         if tokens:
+            self.error = None  # a reply arrived after all
             sent, cache_write, cache_hit, received = tokens.groups()
             self.tokens = self.tokens + TokenUsage(
                 input=parse_count(sent), output=parse_count(received),
