@@ -23,9 +23,13 @@ Stable API (other test helpers build on it)::
   ``http_error(status, ...)``, ``cut_stream(after_events)``, ``slow_stream(delay)``,
   ``hang()`` (answers nothing until the server stops), ``stream_error(after_events)``;
   stop reasons ``max_tokens`` / ``refusal`` are a :class:`Reply`'s ``stop_reason``.
-- Dialects: Anthropic Messages (``POST /v1/messages[?beta=true]``,
-  ``/v1/messages/count_tokens``). Any other path is recorded in ``server.unknown`` and gets
-  a 404 with an Anthropic error body.
+- Dialects (``RecordedRequest.dialect``, ``Rule(dialect=...)``), one module each in
+  :mod:`tests.support.dialects`: ``anthropic`` (``POST /v1/messages[?beta=true]``,
+  ``/v1/messages/count_tokens``; Claude Code), ``openai-responses`` (``POST .../responses``;
+  codex), ``gemini`` (``POST /v1beta/models/{model}:streamGenerateContent?alt=sse``,
+  ``:generateContent``, ``:countTokens``; gemini-cli), ``openai-chat``
+  (``POST .../chat/completions``; aider). Any other path is recorded in ``server.unknown``
+  and gets a 404 with an Anthropic error body.
 
 Secrets in headers (``x-api-key``, ``authorization``, ...) are recorded as ``<redacted>``.
 Ready-made scripts for a small mission are in :mod:`tests.support.scripts`.
@@ -45,7 +49,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from tests.support.dialects import anthropic
+from tests.support.dialects import anthropic, gemini, openai_chat, openai_responses
 from tests.support.script import (  # noqa: F401  (re-exported: the public scripting API)
     Fault,
     ModelRequest,
@@ -57,6 +61,7 @@ from tests.support.script import (  # noqa: F401  (re-exported: the public scrip
     Turns,
     Usage,
     auth_error,
+    custom_tool,
     cut_stream,
     hang,
     http_error,
@@ -113,6 +118,13 @@ class _Route:
 ROUTES = [
     _Route("POST", lambda p: p.rstrip("/") == "/v1/messages", anthropic, "generate"),
     _Route("POST", lambda p: p.rstrip("/") == "/v1/messages/count_tokens", anthropic,
+           "count_tokens"),
+    _Route("POST", lambda p: p.rstrip("/").endswith("/responses"), openai_responses, "generate"),
+    _Route("POST", lambda p: p.rstrip("/").endswith("/chat/completions"), openai_chat,
+           "generate"),
+    _Route("POST", lambda p: (gemini.route(p) or ("", ""))[1] in (
+        "streamGenerateContent", "generateContent"), gemini, "generate"),
+    _Route("POST", lambda p: (gemini.route(p) or ("", ""))[1] == "countTokens", gemini,
            "count_tokens"),
 ]
 
@@ -404,9 +416,3 @@ def _sse(name: str | None, data: Any) -> bytes:
     head = f"event: {name}\n" if name else ""
     return f"{head}data: {payload}\n\n".encode()
 
-
-# OpenAI chat completions (aider), plugged in by the other-clis branch (its own module).
-from tests.support.dialects import openai_chat  # noqa: E402
-
-ROUTES.append(_Route("POST", lambda p: p.rstrip("/").endswith("/chat/completions"), openai_chat,
-                     "generate"))

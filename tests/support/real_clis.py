@@ -227,3 +227,73 @@ def run_claude_print(
             except ValueError:
                 lines.append({"type": "<non-json>", "text": raw})
     return ClaudeRun(proc.returncode, lines, proc.stderr)
+
+
+def _base_env(home: Path) -> dict[str, str]:
+    home.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "TMPDIR", "TZ")}
+    env.update({"HOME": str(home), "USER": "mc-test",
+                "XDG_CONFIG_HOME": str(home / ".config"), "XDG_CACHE_HOME": str(home / ".cache"),
+                "XDG_DATA_HOME": str(home / ".local" / "share")})
+    return env
+
+
+def codex_env(base_url: str, home: Path, *, model: str = "gpt-5.5",
+              extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for real codex talking only to ``base_url`` (the server root).
+
+    Writes ``<home>/.codex/config.toml`` with a ``mock`` model provider (``wire_api =
+    "responses"``, ``base_url = <url>/v1``, ``supports_websockets = false``, no retries) as
+    the default provider: codex 0.171 ignores ``OPENAI_BASE_URL`` and would otherwise try
+    ``wss://api.openai.com`` first.
+    """
+    env = _base_env(home)
+    codex_home = home / ".codex"
+    codex_home.mkdir(parents=True, exist_ok=True)
+    (codex_home / "config.toml").write_text(
+        f'model = "{model}"\nmodel_provider = "mock"\n\n[model_providers.mock]\n'
+        f'name = "mock"\nbase_url = "{base_url}/v1"\nenv_key = "OPENAI_API_KEY"\n'
+        f'wire_api = "responses"\nsupports_websockets = false\n'
+        f"request_max_retries = 0\nstream_max_retries = 0\n"
+    )
+    env.update({"CODEX_HOME": str(codex_home), "OPENAI_API_KEY": "sk-mc-test-dummy"})
+    env.update(extra or {})
+    return env
+
+
+def gemini_env(base_url: str, home: Path, *,
+               extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for real gemini-cli talking only to ``base_url``.
+
+    ``GOOGLE_GEMINI_BASE_URL`` + a dummy ``GEMINI_API_KEY``, and
+    ``<home>/.gemini/settings.json`` selecting the ``gemini-api-key`` auth type (without it
+    headless gemini exits 41, "Invalid auth method selected"). Run it with ``--skip-trust``
+    (else it drops to the ``default`` approval mode) and ``-m <model>`` or answer the
+    ``auto`` router's classifier (:func:`tests.support.scripts.gemini_router_rule`).
+    """
+    env = _base_env(home)
+    settings = home / ".gemini"
+    settings.mkdir(parents=True, exist_ok=True)
+    (settings / "settings.json").write_text(json.dumps({
+        "security": {"auth": {"selectedType": "gemini-api-key"}},
+        "privacy": {"usageStatisticsEnabled": False},
+    }))
+    env.update({"GEMINI_API_KEY": "mc-test-dummy-key", "GOOGLE_GEMINI_BASE_URL": base_url,
+                "GEMINI_CLI_NO_RELAUNCH": "true"})
+    env.update(extra or {})
+    return env
+
+
+def aider_env(base_url: str, home: Path, *,
+              extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for real aider talking only to ``base_url`` (OpenAI chat completions).
+
+    ``AIDER_OPENAI_API_BASE=<url>/v1`` and a dummy ``OPENAI_API_KEY``; update checks,
+    analytics and model warnings off. Use a model named ``openai/<name>``.
+    """
+    env = _base_env(home)
+    env.update({"OPENAI_API_KEY": "sk-mc-test-dummy", "AIDER_OPENAI_API_BASE": f"{base_url}/v1",
+                "AIDER_CHECK_UPDATE": "false", "AIDER_ANALYTICS": "false",
+                "AIDER_SHOW_MODEL_WARNINGS": "false", "AIDER_PRETTY": "false"})
+    env.update(extra or {})
+    return env

@@ -43,8 +43,11 @@ class Text:
 
 @dataclass
 class ToolUse:
+    """A tool call; ``input`` is the arguments object, or the raw text of a custom
+    (freeform) tool such as codex's ``apply_patch``."""
+
     name: str
-    input: dict[str, Any]
+    input: dict[str, Any] | str
     id: str | None = None  # filled in when rendered if None
 
 
@@ -167,6 +170,8 @@ class ModelRequest:
     newlines. ``last_text``: the text of the last user message. ``tool_turns``: how many
     user/tool messages carry tool results. ``last_is_tool_result``: the last message does.
     ``tool_results``: the tool results' texts in order (``(tool name or id, text, is_error)``).
+    ``assistant_turns``: how many assistant messages the conversation holds (a position for
+    CLIs without tool calls, such as aider: ``turns(steps, by="assistant_turns")``).
     """
 
     dialect: str
@@ -181,6 +186,7 @@ class ModelRequest:
     tools: list[str]
     tool_results: list[tuple[str, str, bool]]
     body: Any
+    assistant_turns: int = 0
 
 
 Responder = Callable[[ModelRequest], "Reply | None"]
@@ -191,11 +197,13 @@ class Turns:
     """A scripted sequence of replies across the turns of one conversation."""
 
     steps: Sequence[Reply | Responder]
+    by: str = "tool_turns"  # or "assistant_turns"
 
     def __call__(self, request: ModelRequest) -> Reply | None:
         if not self.steps:
             return None
-        step = self.steps[min(request.tool_turns, len(self.steps) - 1)]
+        position = getattr(request, self.by)
+        step = self.steps[min(position, len(self.steps) - 1)]
         return step(request) if callable(step) else step
 
 
@@ -212,6 +220,11 @@ def tool_use(name: str, tool_input: dict[str, Any], *, say: str | None = None,
     return Reply(blocks)
 
 
+def custom_tool(name: str, raw_input: str, *, id: str | None = None) -> Reply:
+    """A reply calling a freeform tool with raw text input (codex: ``apply_patch``)."""
+    return Reply([ToolUse(name, raw_input, id)])
+
+
 def thinking(thought: str, then: Reply) -> Reply:
     """``then`` with a thinking block in front."""
     return Reply([Thinking(thought), *then.blocks], stop_reason=then.stop_reason,
@@ -223,9 +236,12 @@ def reply(*blocks: Block, stop_reason: str | None = None, usage: Usage | None = 
     return Reply(list(blocks), stop_reason=stop_reason, usage=usage or Usage())
 
 
-def turns(steps: Sequence[Reply | Responder]) -> Turns:
-    """Step ``i`` answers the request that already holds ``i`` tool-result turns."""
-    return Turns(list(steps))
+def turns(steps: Sequence[Reply | Responder], *, by: str = "tool_turns") -> Turns:
+    """Step ``i`` answers the request that already holds ``i`` tool-result turns
+    (``by="assistant_turns"``: ``i`` assistant messages)."""
+    if by not in ("tool_turns", "assistant_turns"):
+        raise ValueError(f"turns(by=...) must be tool_turns or assistant_turns, not {by!r}")
+    return Turns(list(steps), by)
 
 
 def _pattern(value: str | re.Pattern[str] | None) -> re.Pattern[str] | None:

@@ -24,7 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from tests.support.script import ModelRequest, Reply, Responder, Rule, Turns, text, tool_use
+from tests.support.script import (
+    ModelRequest,
+    Reply,
+    Responder,
+    Rule,
+    Turns,
+    custom_tool,
+    text,
+    tool_use,
+)
 
 _WORKDIR = re.compile(r"Primary working directory: (\S+)")
 _UNIT = re.compile(r"## (?:Your|The) unit: (.+?) \(`([^`]*)`\)")
@@ -170,3 +179,47 @@ def small_mission_rules(units: Sequence[MissionUnit], *,
         Rule(name="strategist", match=STRATEGIST, reply=json_reply(
             {"next_objective": "Add docs for the new modules.", "rationale": "Follow-up."})),
     ]
+
+
+# --------------------------------------------------------------------------- other CLIs
+def codex_add_file(path: str, content: str) -> Reply:
+    """codex's ``apply_patch`` (a freeform custom tool) adding ``path`` (relative to its cwd)."""
+    lines = "".join(f"+{line}\n" for line in content.splitlines())
+    return custom_tool("apply_patch", f"*** Begin Patch\n*** Add File: {path}\n{lines}"
+                                      "*** End Patch\n")
+
+
+def codex_shell(command: str) -> Reply:
+    """codex's ``exec_command`` function call."""
+    return tool_use("exec_command", {"cmd": command})
+
+
+def gemini_write(path: str, content: str) -> Reply:
+    """gemini-cli's ``write_file`` (give an absolute path)."""
+    return tool_use("write_file", {"file_path": path, "content": content})
+
+
+def gemini_shell(command: str, description: str = "Run a command") -> Reply:
+    """gemini-cli's ``run_shell_command``."""
+    return tool_use("run_shell_command", {"command": command, "description": description})
+
+
+def gemini_router_rule() -> Rule:
+    """Answers gemini-cli's ``auto`` model router (a non-streaming ``generateContent`` whose
+    ``generationConfig.responseJsonSchema`` asks for ``complexity_score``)."""
+    return Rule(name="gemini-router", dialect="gemini",
+                when=lambda r: "complexity_score" in json.dumps(
+                    r.body.get("generationConfig") or {}),
+                reply=text('{"complexity_reasoning": "A small change.", "complexity_score": 10}'))
+
+
+def aider_create(path: str, content: str, *, say: str = "Creating the file.") -> Reply:
+    """aider's SEARCH/REPLACE block creating ``path`` (the ``diff`` edit format)."""
+    return text(f"{say}\n\n{path}\n```\n<<<<<<< SEARCH\n=======\n{content}"
+                f"{'' if content.endswith(chr(10)) else chr(10)}>>>>>>> REPLACE\n```\n")
+
+
+def aider_commit_rule(message: str = "feat: scripted change") -> Rule:
+    """Answers aider's commit-message request (its weak model, system prompt about Git)."""
+    return Rule(name="aider-commit", dialect="openai-chat",
+                match=r"generates concise, one-line Git commit messages", reply=text(message))

@@ -90,6 +90,8 @@ def parse(path: str, body: dict[str, Any]) -> ModelRequest:
         system=system, prompt_text="\n".join([system, *user_texts]), last_text=last_text,
         tool_turns=tool_turns, last_is_tool_result=last_is_result, tools=tools,
         tool_results=results, body=body,
+        assistant_turns=sum(1 for m in messages if isinstance(m, dict)
+                            and m.get("role") == "assistant"),
     )
 
 

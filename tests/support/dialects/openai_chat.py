@@ -1,17 +1,11 @@
-"""OpenAI chat completions (as aider 0.86.2 calls it through litellm): request view, answers.
+"""OpenAI chat completions (as aider 0.86 calls it through litellm).
 
-``POST /v1/chat/completions``. aider sends ``{"model", "messages", "temperature": 0}`` and,
-with ``--no-stream`` (mc's template), wants one ``chat.completion`` JSON; with
-``"stream": true`` it gets ``chat.completion.chunk`` SSE lines and ``data: [DONE]``. aider
-edits files from the reply's text (SEARCH/REPLACE blocks), it offers no tools; a
-:class:`ToolUse` still becomes a ``tool_calls`` entry for clients that do.
-
-Measured message layout of aider: ``system`` (its instructions), a ``user``/``assistant``
-("Ok.") pair per file context, the ``user`` task, then a ``system`` reminder last. So
-``last_text`` is the last *user* message, and ``tool_turns`` counts earlier replies: role
-``tool`` groups for tool-calling clients, else assistant messages other than aider's "Ok."
-acknowledgements (a test-failure reflection is the second turn). Errors use OpenAI's
-``{"error": {"message", "type", "code"}}``.
+``POST /v1/chat/completions``: with ``"stream": true`` SSE ``data:`` chunks
+(``chat.completion.chunk``: the role, ``content`` pieces, ``tool_calls`` with the arguments in
+pieces, a last chunk with ``finish_reason`` — ``stop``, ``tool_calls``, ``length`` for
+``max_tokens``, ``content_filter`` for a refusal — then a usage chunk when
+``stream_options.include_usage``), then ``data: [DONE]``; otherwise one ``chat.completion``.
+Tool results come back as ``role: "tool"`` messages. Errors use OpenAI's ``{"error": {...}}``.
 """
 
 from __future__ import annotations
@@ -20,149 +14,157 @@ import json
 import time
 from typing import Any
 
-from tests.support.script import ModelRequest, Reply, Text, ToolUse, new_id
+from tests.support.dialects.openai_responses import error_body as _error_body
+from tests.support.script import ModelRequest, Reply, Text, Thinking, ToolUse, new_id
 
 NAME = "openai-chat"
-ERROR_TYPES = {
-    400: ("invalid_request_error", None), 401: ("invalid_request_error", "invalid_api_key"),
-    403: ("invalid_request_error", "forbidden"), 404: ("invalid_request_error", "model_not_found"),
-    429: ("rate_limit_exceeded", "rate_limit_exceeded"), 500: ("server_error", None),
-    503: ("server_error", None), 529: ("server_error", "overloaded"),
-}
-ERROR_MESSAGES = {
-    401: "Incorrect API key provided.", 429: "Rate limit reached for requests",
-    500: "The server had an error while processing your request.", 529: "Overloaded",
-}
-ACKS = frozenset({"Ok.", "Ok"})
+FINISH = {"max_tokens": "length", "refusal": "content_filter", "tool_use": "tool_calls",
+          "end_turn": "stop"}
 
 
 def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
-    parts = [str(p.get("text", "")) for p in content or []
-             if isinstance(p, dict) and p.get("type") in ("text", "input_text")]
-    return "\n".join(parts)
+    return "\n".join(str(p.get("text", "")) for p in content or []
+                     if isinstance(p, dict) and p.get("type") == "text")
 
 
 def parse(path: str, body: dict[str, Any]) -> ModelRequest:
-    """The neutral view of a chat completions body (see the module docstring)."""
-    messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
-    system = "\n".join(_text_of(m.get("content")) for m in messages if m.get("role") == "system")
-    user_texts = [_text_of(m.get("content")) for m in messages if m.get("role") == "user"]
+    """The neutral view of a chat completions body (``system`` messages are the system text;
+    a tool turn is a run of consecutive ``tool`` messages)."""
+    system_parts: list[str] = []
+    user_texts: list[str] = []
     names: dict[str, str] = {}
     results: list[tuple[str, str, bool]] = []
-    tool_groups = 0
-    replies = 0
-    previous = None
+    tool_turns = assistant_turns = 0
+    previous_tool = False
+    last_text = ""
+    messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
     for message in messages:
         role = message.get("role")
-        if role == "assistant":
+        if role in ("system", "developer"):
+            system_parts.append(_text_of(message.get("content")))
+            previous_tool = False
+        elif role == "assistant":
+            assistant_turns += 1
             for call in message.get("tool_calls") or []:
                 if isinstance(call, dict):
                     names[str(call.get("id"))] = str((call.get("function") or {}).get("name"))
-            if _text_of(message.get("content")).strip() not in ACKS or message.get("tool_calls"):
-                replies += 1
-        if role == "tool":
-            cid = str(message.get("tool_call_id"))
-            results.append((names.get(cid, cid), _text_of(message.get("content")), False))
-            tool_groups += previous != "tool"
-        previous = role
-    last_role = next((m.get("role") for m in reversed(messages) if m.get("role") != "system"), None)
-    tools = [str((t.get("function") or {}).get("name") or t.get("name"))
-             for t in body.get("tools") or [] if isinstance(t, dict)]
+            previous_tool = False
+        elif role in ("tool", "function"):
+            tool_turns += not previous_tool
+            previous_tool = True
+            call = str(message.get("tool_call_id") or message.get("name"))
+            results.append((names.get(call, call), _text_of(message.get("content")), False))
+        else:
+            text = _text_of(message.get("content"))
+            user_texts.append(text)
+            last_text = text
+            previous_tool = False
+    tools = [str((t.get("function") or {}).get("name")) for t in body.get("tools") or []
+             if isinstance(t, dict)]
+    system = "\n".join(system_parts)
     return ModelRequest(
-        dialect=NAME, path=path, model=str(body.get("model", "")), stream=bool(body.get("stream")),
-        system=system, prompt_text="\n".join([system, *user_texts]),
-        last_text=user_texts[-1] if user_texts else "",
-        tool_turns=tool_groups if results else replies, last_is_tool_result=last_role == "tool",
-        tools=tools, tool_results=results, body=body,
+        dialect=NAME, path=path, model=str(body.get("model", "")),
+        stream=bool(body.get("stream")), system=system,
+        prompt_text="\n".join([system, *user_texts]), last_text=last_text,
+        tool_turns=tool_turns,
+        last_is_tool_result=bool(messages) and messages[-1].get("role") in ("tool", "function"),
+        tools=tools, tool_results=results, body=body, assistant_turns=assistant_turns,
     )
 
 
 def estimate_tokens(value: Any) -> int:
-    """About four characters a token (at least 1)."""
     size = len(value if isinstance(value, str) else json.dumps(value, default=str))
     return max(1, size // 4)
 
 
-def _usage(reply: Reply, request: ModelRequest) -> dict[str, Any]:
+def usage(reply: Reply, request: ModelRequest) -> dict[str, Any]:
+    out = reply.usage.output_tokens
+    if out is None:
+        out = estimate_tokens(reply.text() + json.dumps(
+            [b.input for b in reply.blocks if isinstance(b, ToolUse)]))
     prompt = reply.usage.input_tokens
     if prompt is None:
         prompt = estimate_tokens(request.body.get("messages", []))
-    out = reply.usage.output_tokens
-    if out is None:
-        out = estimate_tokens(reply.text() or [b.input for b in reply.blocks
-                                               if isinstance(b, ToolUse)])
-    cached = reply.usage.cache_read_input_tokens
-    return {"prompt_tokens": prompt + cached, "completion_tokens": out,
-            "total_tokens": prompt + cached + out,
-            "prompt_tokens_details": {"cached_tokens": cached}}
+    return {"prompt_tokens": prompt, "completion_tokens": out, "total_tokens": prompt + out,
+            "prompt_tokens_details": {"cached_tokens": reply.usage.cache_read_input_tokens}}
 
 
-def _finish_reason(reply: Reply) -> str:
-    reason = reply.effective_stop_reason
-    return {"tool_use": "tool_calls", "max_tokens": "length", "refusal": "content_filter",
-            "end_turn": "stop"}.get(reason, reason)
+def _calls(reply: Reply) -> list[dict[str, Any]]:
+    calls = []
+    for block in reply.blocks:
+        if isinstance(block, ToolUse):
+            args = block.input if isinstance(block.input, str) else json.dumps(block.input)
+            calls.append({"id": block.id or new_id("call"), "type": "function",
+                          "function": {"name": block.name, "arguments": args}})
+    return calls
 
 
-def _tool_calls(reply: Reply) -> list[dict[str, Any]]:
-    return [{"id": b.id or new_id("call"), "type": "function",
-             "function": {"name": b.name, "arguments": json.dumps(b.input)}}
-            for b in reply.blocks if isinstance(b, ToolUse)]
+def _finish(reply: Reply) -> str:
+    return FINISH.get(reply.effective_stop_reason, "stop")
 
 
 def message_json(reply: Reply, request: ModelRequest) -> dict[str, Any]:
-    """The non-streaming ``chat.completion`` object."""
-    message: dict[str, Any] = {"role": "assistant",
-                               "content": "".join(b.text for b in reply.blocks
-                                                  if isinstance(b, Text)) or None}
-    calls = _tool_calls(reply)
+    message: dict[str, Any] = {"role": "assistant", "content": reply.text() or None}
+    reasoning = "".join(b.thinking for b in reply.blocks if isinstance(b, Thinking))
+    if reasoning:
+        message["reasoning_content"] = reasoning
+    calls = _calls(reply)
     if calls:
         message["tool_calls"] = calls
     if reply.stop_reason == "refusal":
-        message["refusal"], message["content"] = reply.text() or "I can't help with that.", None
-    return {
-        "id": new_id("chatcmpl"), "object": "chat.completion", "created": int(time.time()),
-        "model": reply.model or request.model,
-        "choices": [{"index": 0, "message": message, "finish_reason": _finish_reason(reply)}],
-        "usage": _usage(reply, request),
-    }
+        message = {"role": "assistant", "content": None,
+                   "refusal": reply.text() or "I can't help with that."}
+    return {"id": new_id("chatcmpl"), "object": "chat.completion", "created": int(time.time()),
+            "model": reply.model or request.model,
+            "choices": [{"index": 0, "message": message, "finish_reason": _finish(reply),
+                         "logprobs": None}],
+            "usage": usage(reply, request)}
 
 
 def sse_events(reply: Reply, request: ModelRequest) -> list[tuple[str | None, Any]]:
-    """``chat.completion.chunk`` data lines, the usage chunk, then ``[DONE]``."""
-    cid, created, model = new_id("chatcmpl"), int(time.time()), reply.model or request.model
+    cid, created = new_id("chatcmpl"), int(time.time())
+    model = reply.model or request.model
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> tuple[None, dict[str, Any]]:
         return None, {"id": cid, "object": "chat.completion.chunk", "created": created,
                       "model": model, "choices": [{"index": 0, "delta": delta,
-                                                   "finish_reason": finish}]}
+                                                   "finish_reason": finish, "logprobs": None}]}
 
     events: list[tuple[str | None, Any]] = [chunk({"role": "assistant", "content": ""})]
-    text = reply.text()
-    for i in range(0, len(text), 40):
-        events.append(chunk({"content": text[i:i + 40]}))
-    for index, call in enumerate(_tool_calls(reply)):
-        events.append(chunk({"tool_calls": [{"index": index, **call}]}))
-    events.append(chunk({}, _finish_reason(reply)))
-    events.append((None, {"id": cid, "object": "chat.completion.chunk", "created": created,
-                          "model": model, "choices": [], "usage": _usage(reply, request)}))
+    if reply.stop_reason == "refusal":
+        events.append(chunk({"refusal": reply.text() or "I can't help with that."}))
+    else:
+        for block in reply.blocks:
+            if isinstance(block, Thinking):
+                for i in range(0, len(block.thinking), 40):
+                    events.append(chunk({"reasoning_content": block.thinking[i:i + 40]}))
+            elif isinstance(block, Text):
+                for i in range(0, len(block.text), 40):
+                    events.append(chunk({"content": block.text[i:i + 40]}))
+        for index, call in enumerate(_calls(reply)):
+            events.append(chunk({"tool_calls": [{"index": index, "id": call["id"],
+                                                 "type": "function", "function": {
+                                                     "name": call["function"]["name"],
+                                                     "arguments": ""}}]}))
+            args = call["function"]["arguments"]
+            for i in range(0, len(args), 12):
+                events.append(chunk({"tool_calls": [{"index": index, "function": {
+                    "arguments": args[i:i + 12]}}]}))
+    events.append(chunk({}, _finish(reply)))
+    options = request.body.get("stream_options") or {}
+    if isinstance(options, dict) and options.get("include_usage"):
+        events.append((None, {"id": cid, "object": "chat.completion.chunk", "created": created,
+                              "model": model, "choices": [], "usage": usage(reply, request)}))
     events.append((None, "[DONE]"))
     return events
 
 
 def error_body(status: int, error_type: str | None = None, message: str | None = None) -> dict:
-    """OpenAI's error JSON for an HTTP status."""
-    kind, code = ERROR_TYPES.get(status, ("server_error", None))
-    return {"error": {"message": message or ERROR_MESSAGES.get(status, f"error {status}"),
-                      "type": error_type or kind, "param": None, "code": code}}
+    return _error_body(status, error_type, message)
 
 
-def stream_error_event(status: int) -> tuple[str | None, dict[str, Any]]:
-    """An error sent mid-stream (a data line holding an ``error`` object)."""
+def stream_error_event(status: int) -> tuple[None, dict[str, Any]]:
+    """An ``{"error": ...}`` object as an SSE chunk (what OpenAI-compatible servers send)."""
     return None, error_body(status)
-
-
-def count_tokens(body: dict[str, Any]) -> dict[str, int]:
-    """Not part of this API; kept for the dialect interface."""
-    return {"input_tokens": estimate_tokens(body.get("messages"))}
