@@ -20,8 +20,19 @@ import pytest
 
 from engine.store import Store
 from tests.e2e.conftest import GIT_ENV, git, run_mc, write_config
-from tests.support.model_server import ModelServer, Rule, Turns, text, tool_use
-from tests.support.scripts import WORKER, MissionUnit, marker, small_mission_rules
+from tests.support.model_server import ModelServer, Rule, Turns, text
+from tests.support.real_clis import codex_env, gemini_env
+from tests.support.scripts import (
+    WORKER,
+    MissionUnit,
+    codex_add_file,
+    codex_shell,
+    gemini_router_rule,
+    gemini_shell,
+    gemini_write,
+    marker,
+    small_mission_rules,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -48,11 +59,14 @@ def wrapper_bin(tmp: Path, name: str, executable: str) -> Path:
 
 
 def mission_env(tmp: Path, bin_dir: Path, extra: dict[str, str]) -> dict[str, str]:
+    """mc's environment: the CLI's wrapper first on PATH, a private HOME, ``extra`` (the
+    CLI's endpoint and dummy key) on top."""
     home = tmp / "home"
     home.mkdir(exist_ok=True)
-    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "HOME": str(home),
-           "XDG_CONFIG_HOME": str(home / ".config"), "XDG_CACHE_HOME": str(home / ".cache"),
-           "XDG_DATA_HOME": str(home / ".local" / "share"), **GIT_ENV, **extra}
+    env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"),
+           "XDG_CACHE_HOME": str(home / ".cache"),
+           "XDG_DATA_HOME": str(home / ".local" / "share"), **GIT_ENV, **extra,
+           "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     # No real key or endpoint of the user's may reach the CLIs.
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "CODEX_HOME", "GEMINI_API_KEY",
                  "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL", "ANTHROPIC_API_KEY"):
@@ -140,3 +154,57 @@ def test_mission_through_real_aider(target: Path, server: ModelServer, aider_cli
     # the verification command ran inside aider after its edit (--auto-test --test-cmd)
     worker = [a for a in store.rows("attempts") if a["role"] == "worker"]
     assert worker and worker[0]["status"] == "completed"
+
+
+# --------------------------------------------------------------------------- codex
+def test_mission_through_real_codex(target: Path, server: ModelServer, codex_cli: str) -> None:
+    # apply_patch each file (codex's own edit tool), run the verification, then the marker
+    worker = Turns([*(codex_add_file(path, content) for path, content in UNIT.files.items()),
+                    codex_shell(VERIFY), text(f"Added bye() with a test.\n\n{DONE}")])
+    server.add(Rule(name="codex-worker", match=WORKER, reply=worker),
+               *small_mission_rules([UNIT]))
+    bin_dir = wrapper_bin(target, "codex", codex_cli)
+    env = mission_env(target, bin_dir, codex_env(server.url, target / "home", model="gpt-5.5"))
+    store, mission = run_mission(target, config_for(target, "codex", "gpt-5.5"), env)
+    assert_landed(target, store, mission, "codex")
+    calls = server.model_requests("openai-responses")
+    assert calls and all(r.path == "/v1/responses" and r.model == "gpt-5.5" for r in calls)
+    # codex reports tokens, no price: every cost is an estimate, marked so
+    costs = store.query("SELECT role, usd, estimated FROM costs")
+    assert costs and all(c["usd"] > 0 and c["estimated"] for c in costs)
+    # the worker ran in the workspace-write sandbox; read-only roles in the read-only one
+    sandboxes = {json.loads(r.headers["x-codex-turn-metadata"])["sandbox_mode"]
+                 for r in calls if "x-codex-turn-metadata" in r.headers}
+    assert sandboxes == {"workspace-write", "read-only"}
+    worker_calls = [r for r in calls if r.rule and "codex-worker" in r.rule]
+    outputs = [t for r in worker_calls for t in r.view.tool_results]
+    assert any("OK" in out for _, out, _ in outputs)  # the unit's tests ran and passed
+
+
+# --------------------------------------------------------------------------- gemini
+def test_mission_through_real_gemini(target: Path, server: ModelServer, gemini_cli: str) -> None:
+    worker = Turns([*(gemini_write(path, content) for path, content in UNIT.files.items()),
+                    gemini_shell(VERIFY, "Run the tests"),
+                    gemini_shell("rm -rf app/greet.py", "Not allowed"),
+                    text(f"Added bye() with a test.\n\n{DONE}")])
+    server.add(gemini_router_rule(), Rule(name="gemini-worker", match=WORKER, reply=worker),
+               *small_mission_rules([UNIT]))
+    bin_dir = wrapper_bin(target, "gemini", gemini_cli)
+    env = mission_env(target, bin_dir, gemini_env(server.url, target / "home"))
+    store, mission = run_mission(target, config_for(target, "gemini", "gemini-2.5-flash"), env)
+    assert_landed(target, store, mission, "gemini")
+    calls = server.model_requests("gemini")
+    assert calls and all(":streamGenerateContent" in r.path for r in calls)
+    costs = store.query("SELECT role, usd, estimated FROM costs")
+    assert costs and all(c["usd"] > 0 and c["estimated"] for c in costs)
+    # the policy file let the verification run and refused the rm (reported, unit still done)
+    results = [res for r in calls if r.rule and "gemini-worker" in r.rule
+               for res in r.view.tool_results]
+    assert any("OK" in out for _, out, _ in results)
+    denied = store.query("SELECT payload FROM events WHERE kind = 'log' AND payload LIKE "
+                         "'%agent was denied%'")
+    assert denied and "run_shell_command(rm -rf app/greet.py)" in denied[0]["payload"]
+    assert "app/greet.py" in git(target / "repo", "ls-tree", "-r", "--name-only", "mc/green")
+    # read-only roles ran in plan mode: no shell tool offered to the planner
+    planner = next(r for r in calls if r.rule and "planner" in r.rule)
+    assert "run_shell_command" not in planner.view.tools
