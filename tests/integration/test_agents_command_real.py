@@ -1,0 +1,84 @@
+"""The command backend's permission profiles, through the real gemini-cli and codex.
+
+The CLIs are the pinned real ones (session fixtures); the model is the scripted server. A
+refused tool call must end up as the unit's failure reason, and a read-only role must not be
+able to change the repository.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import anyio
+import pytest
+from agents_support import git, make_unit
+
+from engine.agents import AgentRequest, AgentRole, CommandBackend, FailureReason, run_unit_agent
+from engine.config import MissionConfig
+from engine.store import Store
+from tests.support.model_server import ModelServer, Rule, text, turns
+from tests.support.real_clis import codex_env, gemini_env
+from tests.support.scripts import WORKER, codex_shell, gemini_shell, gemini_write
+
+pytestmark = pytest.mark.slow
+
+
+def use_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], cli: str) -> None:
+    """The backend builds the agent environment from os.environ: set the CLI's there."""
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    bin_dir = Path(env["HOME"]) / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    wrapper = bin_dir / Path(cli).name
+    wrapper.write_text(f'#!/bin/sh\nexec "{cli}" "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_gemini_worker_refused_by_its_policy_fails_as_denied(
+    gemini_cli: str, store: Store, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outside = tmp_path / "outside.txt"
+    worker = turns([gemini_shell("rm -f calc.py", "Delete"),
+                    gemini_write(str(outside), "x\n"),
+                    text("I could not do it.")])  # no marker, no change
+    with ModelServer([Rule(name="worker", match=WORKER, reply=worker)]) as server:
+        use_env(monkeypatch, gemini_env(server.url, tmp_path / "home"), gemini_cli)
+        cfg = MissionConfig()
+        cfg.scheduler.model = "gemini-2.5-flash"
+        cfg.scheduler.session_timeout = 120
+        mission_id, unit = make_unit(store)
+        backend = CommandBackend("gemini", kill_grace=1)
+        outcome = anyio.run(lambda: run_unit_agent(
+            store, backend, config=cfg, mission_id=mission_id, unit=unit,
+            objective="Keep calc.", workdir=repo, base_commit=git(repo, "rev-parse", "HEAD")))
+    assert (repo / "calc.py").exists() and not outside.exists()
+    assert outcome.status == "failed" and outcome.failure_reason == FailureReason.DENIED
+    assert outcome.error.startswith(
+        f"agent was denied: run_shell_command(rm -f calc.py), write_file {outside}")
+    assert "no changes" not in outcome.error
+    # the policy let nothing but the profile's prefixes through: the shell tool was offered
+    sent = server.model_requests("gemini")
+    assert "run_shell_command" in sent[0].view.tools
+    assert [err for _, _, err in sent[-1].view.tool_results] == [True, True]  # both refused
+
+
+def test_codex_read_only_role_cannot_write(
+    codex_cli: str, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    planner = turns([codex_shell("touch made-by-planner.txt; echo exit=$?"),
+                     text('```json\n{"units": []}\n```')])
+    with ModelServer([Rule(name="planner", match="You are the planner", reply=planner)]) as server:
+        use_env(monkeypatch, codex_env(server.url, tmp_path / "home", model="gpt-5.5"), codex_cli)
+        request = AgentRequest(role=AgentRole.PLANNER, prompt="You are the planner. Plan.",
+                               workdir=repo, model="gpt-5.5", read_only=True,
+                               permission_mode="plan", timeout_s=120)
+        result = anyio.run(CommandBackend("codex", kill_grace=1).run, request)
+    assert result.status == "completed" and '"units": []' in result.text
+    assert not (repo / "made-by-planner.txt").exists()
+    assert git(repo, "status", "--porcelain") == ""
+    output = server.model_requests()[-1].view.tool_results[0][1]
+    assert "exit=1" in output and ("Read-only file system" in output
+                                    or "Permission denied" in output)
+    assert result.cost_estimated and result.cost_usd and result.cost_usd > 0
