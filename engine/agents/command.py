@@ -166,6 +166,35 @@ def tool_argv(tool: str, request: AgentRequest, policy_file: str | None = None) 
     raise ValueError(f"unknown command tool {tool!r}")
 
 
+# What an editing role cannot do under this CLI's profile, told up front so the model does not
+# spend turns fighting it (the worker prompt asks it to commit and run the tests).
+PROMPT_NOTES = {
+    "codex": (
+        "Note from Mission Control: your sandbox keeps the .git directory read-only, so "
+        "`git add` and `git commit` fail here. Do not try to commit or to work around it: leave "
+        "your changes in the working tree; Mission Control commits them for you. Running the "
+        "tests works as usual."
+    ),
+    "aider": (
+        "Note from Mission Control: you cannot run commands or commit here. Make the edits "
+        "(SEARCH/REPLACE blocks); the verification command runs after your edits and Mission "
+        "Control commits them for you."
+    ),
+}
+
+
+def prompt_text(tool: str, request: AgentRequest) -> str:
+    """The text the CLI gets: system instructions, the prompt, and the tool's note for
+    editing roles (:data:`PROMPT_NOTES`)."""
+    text = request.prompt
+    if request.system_prompt:
+        text = f"{request.system_prompt}\n\n{text}"
+    note = PROMPT_NOTES.get(tool)
+    if note and editing(request):
+        text = f"{text}\n\n{note}"
+    return text
+
+
 def fill_template(template: list[str], *, prompt_file: str, workdir: str, model: str) -> list[str]:
     """Replace the three placeholders (plain text replacement, other braces stay)."""
     out = []
@@ -242,9 +271,7 @@ class CommandBackend(AgentBackend):
             for event in parser.feed(line.text, truncated=line.truncated, size=line.size):
                 emit(on_event, event)
 
-        text = request.prompt
-        if request.system_prompt:
-            text = f"{request.system_prompt}\n\n{text}"
+        text = prompt_text(self.tool, request)
         fd, prompt_path = tempfile.mkstemp(prefix="mc-prompt-", suffix=".md")
         policy_path: str | None = None
         try:

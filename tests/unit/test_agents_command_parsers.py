@@ -267,6 +267,20 @@ def test_argv_templates() -> None:
         "t", "/tmp/p", "--cwd=/w", "m", "{other}"]
 
 
+def test_codex_and_aider_workers_are_told_mc_commits_for_them() -> None:
+    from engine.agents.command import prompt_text
+
+    worker = AgentRequest(role=AgentRole.WORKER, prompt="Do it.", workdir=Path("/w"),
+                          system_prompt="Role.")
+    assert prompt_text("codex", worker).startswith("Role.\n\nDo it.\n\nNote from Mission Control")
+    assert "read-only" in prompt_text("codex", worker)
+    assert "cannot run commands" in prompt_text("aider", worker)
+    assert prompt_text("gemini", worker) == "Role.\n\nDo it."  # its policy allows git commit
+    planner = AgentRequest(role=AgentRole.PLANNER, prompt="Plan.", workdir=Path("/w"),
+                           read_only=True, permission_mode="plan")
+    assert prompt_text("codex", planner) == "Plan."
+
+
 def test_bypass_is_opt_in_and_never_for_read_only_roles() -> None:
     worker = AgentRequest(role=AgentRole.WORKER, prompt="p", workdir=Path("/w"),
                           permission_mode="bypassPermissions")
