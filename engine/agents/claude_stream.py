@@ -8,6 +8,13 @@ id and repeat its usage, which is counted once), user tool_result, result (any
 subtype: ``is_error`` and ``api_error_status`` decide failure, not the subtype),
 system/api_retry, rate_limit_event, system/compact_boundary and stream_event.
 Unknown types and fields are ignored.
+
+Seen with the real CLI 2.1.332 (``docs/testing-real-clis.md``): an API failure ends with a
+``<synthetic>`` assistant line whose ``error`` names it (``server_error``,
+``authentication_failed``, ``rate_limit``, ``max_output_tokens``, ``invalid_request``) and a
+result with ``is_error``; a safety refusal adds ``system/model_refusal_no_fallback`` and the
+result's ``stop_reason`` is ``refusal``. A refusal and an over-long answer are failed
+sessions (``bad_output``), not API errors.
 """
 
 from __future__ import annotations
@@ -43,6 +50,9 @@ _AUTH = re.compile(
 _USAGE_LIMIT = re.compile(r"hit your (?:\w+ )?limit|usage limit|session limit|weekly limit", re.I)
 _OVERLOADED = re.compile(r"overloaded|\b529\b", re.I)
 _RATE_LIMIT = re.compile(r"rate.?limit|\b429\b|too many requests", re.I)
+# ``error`` codes of the synthetic assistant line that name the failure as classify_failure's
+# ``retry_error`` does (``server_error``/``unknown`` say nothing more than the status).
+_CODE_REASONS = frozenset({"authentication_failed", "billing_error", "rate_limit", "overloaded"})
 _INFRA_REASONS = frozenset(
     {FailureReason.AUTH, FailureReason.USAGE_LIMIT, FailureReason.OVERLOADED,
      FailureReason.RATE_LIMIT, FailureReason.API_ERROR}
@@ -141,6 +151,8 @@ class ClaudeStreamParser:
     limit_rejected: bool = False
     limit_info: dict[str, Any] = field(default_factory=dict)
     api_error_text: str | None = None
+    api_error_code: str | None = None  # the synthetic assistant line's ``error`` (2.1.33x)
+    refused: bool = False  # system/model_refusal_no_fallback or a result stop_reason refusal
     plan_text: str | None = None  # the ExitPlanMode plan of a read-only (plan mode) session
     _usage: dict[str, TokenUsage] = field(default_factory=dict)  # message id -> usage
     _total: TokenUsage = field(default_factory=TokenUsage)
@@ -235,6 +247,12 @@ class ClaudeStreamParser:
                 data={k: obj.get(k) for k in
                       ("attempt", "max_retries", "retry_delay_ms", "error_status", "error")},
             )]
+        if sub == "model_refusal_no_fallback":
+            self.refused = True
+            return [AgentEvent("notice", "the model refused to answer",
+                               data={"refusal": True, "model": obj.get("original_model")})]
+        if sub == "informational" and isinstance(obj.get("content"), str) and obj["content"]:
+            return [AgentEvent("notice", clip_event_text(obj["content"], 500))]
         if sub == "compact_boundary":
             meta = obj.get("compact_metadata") if isinstance(obj.get("compact_metadata"), dict) else {}
             return [AgentEvent("notice", "context compacted", data={"compact": meta})]
@@ -267,6 +285,8 @@ class ClaudeStreamParser:
                 texts.append(text)
                 if obj.get("is_api_error_message") or message.get("model") == "<synthetic>":
                     self.api_error_text = text
+                    if isinstance(obj.get("error"), str):
+                        self.api_error_code = obj["error"]
                 if not self._saw_deltas:
                     events.append(AgentEvent("text", text))
             elif btype == "thinking":
@@ -450,13 +470,24 @@ class ClaudeStreamParser:
         if subtype == "success" and not is_error and api_status in (None, 0):
             result.status = COMPLETED
             return
+        if line.get("stop_reason") == "refusal" or self.refused:
+            # a safety refusal, not an API failure: the session failed (it may be retried)
+            result.status, result.failure_reason = FAILED, FailureReason.BAD_OUTPUT
+            result.error = f"the model refused: {detail}" if detail else "the model refused"
+            return
+        if self.api_error_code == "max_output_tokens":
+            result.status, result.failure_reason = FAILED, FailureReason.BAD_OUTPUT
+            result.error = detail or "the model's answer exceeded the output token limit"
+            return
         if subtype == "error_max_structured_output_retries":
             result.status, result.failure_reason = FAILED, FailureReason.BAD_OUTPUT
             result.error = detail or "structured output retries exhausted"
             return
         reason = classify_failure(
             api_status, f"{detail} {self.api_error_text or ''}",
-            retry_error=self.retry_error, limit_rejected=self.limit_rejected,
+            retry_error=self.api_error_code if self.api_error_code in _CODE_REASONS
+            else self.retry_error,
+            limit_rejected=self.limit_rejected,
         )
         result.failure_reason = reason
         result.status = ERROR if reason in _INFRA_REASONS else FAILED

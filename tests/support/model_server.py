@@ -75,6 +75,7 @@ from tests.support.script import (  # noqa: F401  (re-exported: the public scrip
     thinking,
     tool_use,
     turns,
+    usage_limit_reached,
 )
 
 SECRET_HEADERS = frozenset({
@@ -328,7 +329,9 @@ class _Handler(BaseHTTPRequestHandler):
         entry.view, entry.model = view, view.model
         answer, fault, rule_names = server._decide(view)
         entry.rule, entry.fault = rule_names, fault.kind if fault else None
-        entry.status = fault.status if fault and fault.kind == "http" else 200
+        as_http = fault is not None and (fault.kind == "http" or (
+            fault.kind == "stream_error" and not view.stream))
+        entry.status = fault.status if fault is not None and as_http else 200
         server._record(entry)
         self._answer(dialect, view, answer, fault)
 
@@ -338,12 +341,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.model_server._stopping.wait()
             self.close_connection = True
             return
-        if fault is not None and fault.kind == "http":
+        if fault is not None and (fault.kind == "http" or (fault.kind == "stream_error"
+                                                           and not view.stream)):
+            # a stream_error on a non-streaming request is that status as an HTTP error
             extra = {}
             if fault.retry_after is not None:
                 extra["retry-after"] = f"{fault.retry_after:g}"
             if fault.status == 429:
                 extra["anthropic-ratelimit-requests-remaining"] = "0"
+            extra.update(fault.headers)
             self._send_json(fault.status, dialect.error_body(fault.status, fault.error_type,
                                                              fault.message), extra)
             return

@@ -297,3 +297,26 @@ def aider_env(base_url: str, home: Path, *,
                 "AIDER_SHOW_MODEL_WARNINGS": "false", "AIDER_PRETTY": "false"})
     env.update(extra or {})
     return env
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m tests.support.real_clis [name ...]``: install (default: all) and print paths."""
+    import sys
+
+    names = list(argv if argv is not None else sys.argv[1:]) or list(SPECS)
+    status = 0
+    for name in names:
+        spec = SPECS.get(name)
+        if spec is None:
+            print(f"unknown CLI {name!r}; choose from {', '.join(SPECS)}", file=sys.stderr)
+            return 2
+        try:
+            print(f"{spec.folder}: {install(spec)}")
+        except CliInstallError as exc:
+            print(f"{spec.folder}: FAILED: {exc}", file=sys.stderr)
+            status = 1
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,7 +103,8 @@ class Fault:
     ``cut`` (stream ``after_events`` SSE events then drop the connection; non-streaming
     requests get the headers and half a body), ``slow`` (``delay`` seconds before each
     event), ``hang`` (never answer until the server stops), ``stream_error`` (an SSE
-    ``error`` event after ``after_events`` events, e.g. overloaded mid-stream).
+    ``error`` event after ``after_events`` events, e.g. overloaded mid-stream; a
+    non-streaming request gets the same status as an HTTP error instead).
     """
 
     kind: str
@@ -112,13 +114,28 @@ class Fault:
     retry_after: float | None = None
     after_events: int = 3
     delay: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)  # extra response headers
 
 
 def http_error(status: int, *, retry_after: float | None = None,
-               error_type: str | None = None, message: str | None = None) -> Fault:
-    """An HTTP error answer with the dialect's error body."""
+               error_type: str | None = None, message: str | None = None,
+               headers: dict[str, str] | None = None) -> Fault:
+    """An HTTP error answer with the dialect's error body (and extra ``headers``)."""
     return Fault("http", status=status, retry_after=retry_after, error_type=error_type,
-                 message=message)
+                 message=message, headers=dict(headers or {}))
+
+
+def usage_limit_reached(reset_in: float = 3600) -> Fault:
+    """A subscription usage limit: HTTP 429 with ``anthropic-ratelimit-unified-status:
+    rejected`` and its reset time (what Claude Code reports as "You've hit your limit")."""
+    reset = int(time.time() + reset_in)
+    return http_error(429, retry_after=reset_in, headers={
+        "anthropic-ratelimit-unified-status": "rejected",
+        "anthropic-ratelimit-unified-reset": str(reset),
+        "anthropic-ratelimit-unified-5h-status": "rejected",
+        "anthropic-ratelimit-unified-5h-reset": str(reset),
+        "anthropic-ratelimit-unified-representative-claim": "five_hour",
+    })
 
 
 def rate_limited(retry_after: float | None = 1) -> Fault:
