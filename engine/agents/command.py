@@ -35,7 +35,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from engine.agents.command_parsers import PARSERS
+from engine.agents.command_parsers import PARSERS, CodexParser
 from engine.agents.permissions import BYPASS_MODES, GIT_COMMANDS
 from engine.agents.process import Line, build_env, run_streaming
 from engine.agents.types import (
@@ -183,6 +183,13 @@ PROMPT_NOTES = {
 }
 
 
+def codex_home(env: dict[str, str]) -> Path:
+    """Where codex keeps its config and session rollouts: ``$CODEX_HOME`` or ``~/.codex``."""
+    if env.get("CODEX_HOME"):
+        return Path(env["CODEX_HOME"])
+    return Path(env.get("HOME") or Path.home()) / ".codex"
+
+
 def prompt_text(tool: str, request: AgentRequest) -> str:
     """The text the CLI gets: system instructions, the prompt, and the tool's note for
     editing roles (:data:`PROMPT_NOTES`)."""
@@ -272,6 +279,7 @@ class CommandBackend(AgentBackend):
                 emit(on_event, event)
 
         text = prompt_text(self.tool, request)
+        env = self._env()
         fd, prompt_path = tempfile.mkstemp(prefix="mc-prompt-", suffix=".md")
         policy_path: str | None = None
         try:
@@ -284,7 +292,7 @@ class CommandBackend(AgentBackend):
             try:
                 outcome = await run_streaming(
                     self.build_argv(request, prompt_path, policy_path), cwd=request.workdir,
-                    env=self._env(),
+                    env=env,
                     on_line=on_line, stdin=text.encode("utf-8"), timeout=request.timeout_s,
                     kill_grace=self.kill_grace, result_seen=lambda: parser.terminal,
                     result_grace=self.result_grace,
@@ -296,5 +304,7 @@ class CommandBackend(AgentBackend):
             Path(prompt_path).unlink(missing_ok=True)
             if policy_path:
                 Path(policy_path).unlink(missing_ok=True)
+        if isinstance(parser, CodexParser):
+            parser.read_rollout(codex_home(env))
         return parser.finish(exit_code=outcome.exit_code, timed_out=outcome.timed_out,
                              stderr_tail=outcome.stderr_tail)

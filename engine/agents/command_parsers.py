@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from engine.agents.claude_stream import classify_failure, clip_event_text
@@ -205,11 +206,58 @@ class CodexParser(OutputParser):
     def succeeded(self, exit_code: int | None) -> bool:
         return exit_code == 0 and not self.turn_failed
 
+    def read_rollout(self, codex_home: Path) -> None:
+        """Add the sandbox refusals of this session's rollout file to ``denials``.
+
+        Codex 0.171 prints no ``--json`` item for a command its sandbox refused (the model
+        gets the failure, the stream says nothing), but it records every call and output in
+        ``$CODEX_HOME/sessions/YYYY/MM/DD/rollout-<time>-<thread id>.jsonl``.
+        """
+        if not self.session_id:
+            return
+        for path in sorted(codex_home.glob(f"sessions/*/*/*/rollout-*-{self.session_id}.jsonl")):
+            try:
+                lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+            except OSError:
+                continue
+            for denial in codex_rollout_denials(lines):
+                if denial not in self.denials:
+                    self.denials.append(denial)
+
 
 # A command the codex sandbox refused (workspace-write keeps .git read-only). Codex 0.171
-# prints no item at all for a command its sandbox refused outright; these are the ones it
-# ran whose writes failed.
+# prints no --json item for such a command; its rollout file has it (read_rollout).
 SANDBOX_DENIAL = re.compile(r"Read-only file system|Operation not permitted", re.I)
+
+
+def codex_rollout_denials(lines: list[str]) -> list[str]:
+    """``shell(<cmd>)`` for each call of a codex rollout whose output is a sandbox refusal."""
+    commands: dict[str, str] = {}
+    denials: list[str] = []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        payload = entry.get("payload") if isinstance(entry, dict) else None
+        if not isinstance(payload, dict) or entry.get("type") != "response_item":
+            continue
+        if payload.get("type") == "function_call":
+            try:
+                args = json.loads(payload.get("arguments") or "{}")
+            except ValueError:
+                args = {}
+            command = args.get("cmd") or args.get("command") if isinstance(args, dict) else None
+            commands[str(payload.get("call_id"))] = str(command or payload.get("name"))
+        elif payload.get("type") == "function_call_output":
+            output = str(payload.get("output", ""))
+            exited = re.search(r"Process exited with code (\d+)", output)
+            if exited and exited.group(1) != "0" and SANDBOX_DENIAL.search(output[-2000:]):
+                command = commands.get(str(payload.get("call_id")), "?")
+                denial = describe_call("shell", {"command": command})
+                if denial not in denials:
+                    denials.append(denial)
+    return denials
 
 
 def _codex_command(item: dict[str, Any]) -> str:

@@ -82,3 +82,24 @@ def test_codex_read_only_role_cannot_write(
     assert "exit=1" in output and ("Read-only file system" in output
                                     or "Permission denied" in output)
     assert result.cost_estimated and result.cost_usd and result.cost_usd > 0
+
+
+def test_codex_worker_refused_by_its_sandbox_fails_as_denied(
+    codex_cli: str, store: Store, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """codex prints no --json item for a sandbox-refused command; the rollout names it."""
+    worker = turns([codex_shell("git commit -q --allow-empty -m empty"),
+                    text("The commit failed.")])  # no marker, no change
+    with ModelServer([Rule(name="worker", match=WORKER, reply=worker)]) as server:
+        use_env(monkeypatch, codex_env(server.url, tmp_path / "home", model="gpt-5.5"), codex_cli)
+        cfg = MissionConfig()
+        cfg.scheduler.model = "gpt-5.5"
+        cfg.scheduler.session_timeout = 120
+        mission_id, unit = make_unit(store)
+        outcome = anyio.run(lambda: run_unit_agent(
+            store, CommandBackend("codex", kill_grace=1), config=cfg, mission_id=mission_id,
+            unit=unit, objective="Commit.", workdir=repo,
+            base_commit=git(repo, "rev-parse", "HEAD")))
+    assert "Read-only file system" in server.model_requests()[-1].view.tool_results[0][1]
+    assert outcome.status == "failed" and outcome.failure_reason == FailureReason.DENIED
+    assert outcome.error.startswith("agent was denied: shell(git commit -q --allow-empty -m empty)")

@@ -54,6 +54,24 @@ def test_real_codex_worker_session() -> None:
     assert result.denials == []
 
 
+def test_real_codex_rollout_names_what_the_sandbox_refused(tmp_path: Path) -> None:
+    """The refused `git commit` is missing from the --json stream but not from the rollout."""
+    from engine.agents.command_parsers import codex_rollout_denials
+
+    lines = (REAL / "codex_worker_rollout.jsonl").read_text().splitlines()
+    denied = 'shell(git add -A && git commit -m "add sub" && git log --oneline | head -3)'
+    assert codex_rollout_denials(lines) == [denied]
+    parser = CodexParser(model="gpt-5")
+    replay(parser, "codex_worker.jsonl")
+    day = tmp_path / "sessions" / "2026" / "11" / "30"
+    day.mkdir(parents=True)
+    (day / f"rollout-2026-11-30T04-54-55-{parser.session_id}.jsonl").write_text("\n".join(lines))
+    (day / "rollout-2026-11-30T04-54-55-another-thread.jsonl").write_text("\n".join(lines))
+    parser.read_rollout(tmp_path)
+    parser.read_rollout(tmp_path / "missing")
+    assert parser.finish(exit_code=0).denials == [denied]
+
+
 def test_real_codex_auth_error() -> None:
     parser = CodexParser(model="gpt-5")
     replay(parser, "codex_auth_error.jsonl")
