@@ -154,6 +154,9 @@ def test_mission_through_real_aider(target: Path, server: ModelServer, aider_cli
     # the verification command ran inside aider after its edit (--auto-test --test-cmd)
     worker = [a for a in store.rows("attempts") if a["role"] == "worker"]
     assert worker and worker[0]["status"] == "completed"
+    store.close()
+    raw = b"".join(p.read_bytes() for p in (target / "repo" / ".git" / "mc").glob("mission.db*"))
+    assert b"sk-test-aider-key-123" not in raw  # the key never lands in the store
 
 
 # --------------------------------------------------------------------------- codex
