@@ -8,6 +8,7 @@ able to change the repository.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import anyio
@@ -17,7 +18,7 @@ from agents_support import git, make_unit
 from engine.agents import AgentRequest, AgentRole, CommandBackend, FailureReason, run_unit_agent
 from engine.config import MissionConfig
 from engine.store import Store
-from tests.support.model_server import ModelServer, Rule, text, turns
+from tests.support.model_server import ModelServer, Rule, auth_error, hang, text, turns
 from tests.support.real_clis import codex_env, gemini_env
 from tests.support.scripts import WORKER, codex_shell, gemini_shell, gemini_write
 
@@ -103,3 +104,43 @@ def test_codex_worker_refused_by_its_sandbox_fails_as_denied(
     assert "Read-only file system" in server.model_requests()[-1].view.tool_results[0][1]
     assert outcome.status == "failed" and outcome.failure_reason == FailureReason.DENIED
     assert outcome.error.startswith("agent was denied: shell(git commit -q --allow-empty -m empty)")
+
+
+def _env_for(cli_name: str, url: str, home: Path) -> dict[str, str]:
+    from tests.support.real_clis import aider_env
+
+    return {"codex": lambda: codex_env(url, home, model="gpt-5.5"),
+            "gemini": lambda: gemini_env(url, home), "aider": lambda: aider_env(url, home)}[cli_name]()
+
+
+MODELS = {"codex": "gpt-5.5", "gemini": "gemini-2.5-flash", "aider": "openai/gpt-4o"}
+
+
+@pytest.mark.parametrize("name", ["codex", "gemini", "aider"])
+def test_a_rejected_api_key_is_an_auth_error(
+    name: str, request: pytest.FixtureRequest, repo: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """401 from the API: codex exits 1, gemini 145, aider 0 — each is `auth` (stop the mission)."""
+    cli = request.getfixturevalue(f"{name}_cli")
+    with ModelServer([Rule(name="deny", fault=auth_error())]) as server:
+        use_env(monkeypatch, _env_for(name, server.url, tmp_path / "home"), cli)
+        req = AgentRequest(role=AgentRole.PLANNER, prompt="Plan.", workdir=repo,
+                           model=MODELS[name], read_only=True, permission_mode="plan",
+                           timeout_s=120)
+        result = anyio.run(CommandBackend(name, kill_grace=1).run, req)
+    assert (result.status, result.failure_reason) == ("error", FailureReason.AUTH), result.error
+    assert server.model_requests()
+
+
+def test_a_model_server_that_never_answers_times_out_and_kills_the_cli(
+    codex_cli: str, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with ModelServer([Rule(name="hang", fault=hang())]) as server:
+        use_env(monkeypatch, codex_env(server.url, tmp_path / "home", model="gpt-5.5"), codex_cli)
+        req = AgentRequest(role=AgentRole.PLANNER, prompt="Plan.", workdir=repo, model="gpt-5.5",
+                           read_only=True, permission_mode="plan", timeout_s=4)
+        started = time.monotonic()
+        result = anyio.run(CommandBackend("codex", kill_grace=1).run, req)
+    assert (result.status, result.failure_reason) == ("timeout", FailureReason.TIMEOUT)
+    assert time.monotonic() - started < 15
