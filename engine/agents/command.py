@@ -13,11 +13,15 @@ each one does headless. Permission profile per role (from :mod:`engine.agents.pe
   temp dirs; every ``.git`` directory stays read-only, so the agent cannot commit and mc
   commits its work), others ``--sandbox read-only``; ``approval_policy="never"`` always
   (nobody is there to approve: a refused command fails back to the model).
-- gemini: editing roles ``--approval-mode auto_edit`` plus a policy file allowing
+- gemini: editing roles ``--approval-mode default`` plus a policy file allowing the edit
+  tools (``write_file``, ``replace``; gemini keeps their paths inside the workspace) and
   ``run_shell_command`` for exactly the profile's command prefixes (verification command,
-  the project's test runner, ``git add/commit/status/diff/log/show``); everything else is
-  "denied by policy". Others ``--approval-mode plan``. ``--skip-trust`` because headless
-  gemini drops to ``default`` approval in an untrusted folder, and mc made the worktree.
+  the project's test runner, ``git add/commit/status/diff/log/show``) and a few read-only
+  helpers; everything else is "denied by policy". Not ``auto_edit``: there an allowed
+  command with a redirection (``git status > ~/x``) runs, in ``default`` it needs a
+  confirmation nobody can give. Others ``--approval-mode plan``. ``--skip-trust`` because
+  headless gemini drops to ``default`` approval in an untrusted folder (and exits 55 in plan
+  mode), and mc made the worktree.
 - aider: edits files only (it runs no shell commands unattended); editing roles get
   ``--auto-test --test-cmd <verification>``, others ``--chat-mode ask``. No auto-commits
   (mc commits the work), nothing written into the worktree besides the edits.
@@ -73,6 +77,11 @@ AIDER_FLAGS = (
     "--no-gitignore", "--no-auto-commits", "--no-dirty-commits", "--map-tokens", "0",
     "--chat-history-file", os.devnull, "--input-history-file", os.devnull,
 )
+# gemini-cli: the edit tools an editing role may use without asking, and read-only shell
+# helpers allowed besides the profile (each part of a compound command is checked; gemini does
+# not pass `cd x && ...` or `... | head` otherwise).
+GEMINI_EDIT_TOOLS = ("write_file", "replace")
+GEMINI_READ_ONLY = ("cd", "pwd", "ls", "cat", "head", "tail", "grep", "wc")
 _BASH_RULE = re.compile(r"^Bash\((?P<prefix>[^()]*?)(?::\*|\s\*)?\)$")
 
 
@@ -112,16 +121,17 @@ def shell_prefixes(request: AgentRequest) -> list[str]:
 
 
 def gemini_policy(request: AgentRequest) -> str:
-    """A gemini-cli policy file (TOML) allowing the role's shell command prefixes."""
-    prefixes = ", ".join(json.dumps(p) for p in shell_prefixes(request))
-    return (
-        "# Written by Mission Control for one headless session.\n"
-        "[[rule]]\n"
-        'toolName = "run_shell_command"\n'
-        f"commandPrefix = [{prefixes}]\n"
-        'decision = "allow"\n'
-        "priority = 100\n"
-    )
+    """A gemini-cli policy file (TOML) for an editing role: its edit tools and its shell
+    command prefixes (:func:`shell_prefixes` plus :data:`GEMINI_READ_ONLY`) are allowed."""
+    prefixes = [*shell_prefixes(request)]
+    prefixes += [p for p in GEMINI_READ_ONLY if p not in prefixes]
+    rules = ["# Written by Mission Control for one headless session."]
+    for tool in GEMINI_EDIT_TOOLS:
+        rules.append(f'[[rule]]\ntoolName = "{tool}"\ndecision = "allow"\npriority = 100\n')
+    rules.append('[[rule]]\ntoolName = "run_shell_command"\n'
+                 f"commandPrefix = [{', '.join(json.dumps(p) for p in prefixes)}]\n"
+                 'decision = "allow"\npriority = 100\n')
+    return "\n".join(rules)
 
 
 def tool_argv(tool: str, request: AgentRequest, policy_file: str | None = None) -> list[str]:
@@ -146,7 +156,7 @@ def tool_argv(tool: str, request: AgentRequest, policy_file: str | None = None) 
         if bypass:
             argv += ["--approval-mode", "yolo"]
         elif editing(request):
-            argv += ["--approval-mode", "auto_edit"]
+            argv += ["--approval-mode", "default"]
             if policy_file:
                 argv += ["--policy", policy_file]
         else:

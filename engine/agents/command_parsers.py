@@ -361,11 +361,16 @@ def _gemini_tokens(stats: dict[str, Any]) -> TokenUsage:
                       output=_n(stats.get("output_tokens")), cache_read=cached)
 
 
+_GEMINI_REFUSED = re.compile(r"not in workspace|requires user confirmation", re.I)
+
+
 def is_gemini_denial(error: dict[str, Any]) -> bool:
-    """A refused call: ``policy_violation`` ("Tool execution denied by policy.") or a path
-    outside the workspace ("Path not in workspace: ...")."""
-    return error.get("type") == "policy_violation" or "not in workspace" in str(
-        error.get("message", "")).lower()
+    """A refused call: ``policy_violation`` ("Tool execution denied by policy."), a call that
+    needed an approval ("... requires user confirmation, which is not supported in
+    non-interactive mode.", e.g. an allowed command with a redirection) or a path outside the
+    workspace ("Path not in workspace: ...")."""
+    return error.get("type") == "policy_violation" or bool(
+        _GEMINI_REFUSED.search(str(error.get("message", ""))))
 
 
 _AIDER_TOKENS = re.compile(

@@ -41,8 +41,11 @@ def test_gemini_worker_refused_by_its_policy_fails_as_denied(
     gemini_cli: str, store: Store, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     outside = tmp_path / "outside.txt"
+    escaped = tmp_path / "escaped.txt"
     worker = turns([gemini_shell("rm -f calc.py", "Delete"),
                     gemini_write(str(outside), "x\n"),
+                    # an allowed command, but redirected out of the worktree (auto_edit runs it)
+                    gemini_shell(f"git status > {escaped}", "Status"),
                     text("I could not do it.")])  # no marker, no change
     with ModelServer([Rule(name="worker", match=WORKER, reply=worker)]) as server:
         use_env(monkeypatch, gemini_env(server.url, tmp_path / "home"), gemini_cli)
@@ -54,15 +57,16 @@ def test_gemini_worker_refused_by_its_policy_fails_as_denied(
         outcome = anyio.run(lambda: run_unit_agent(
             store, backend, config=cfg, mission_id=mission_id, unit=unit,
             objective="Keep calc.", workdir=repo, base_commit=git(repo, "rev-parse", "HEAD")))
-    assert (repo / "calc.py").exists() and not outside.exists()
+    assert (repo / "calc.py").exists() and not outside.exists() and not escaped.exists()
     assert outcome.status == "failed" and outcome.failure_reason == FailureReason.DENIED
     assert outcome.error.startswith(
-        f"agent was denied: run_shell_command(rm -f calc.py), write_file {outside}")
+        f"agent was denied: run_shell_command(rm -f calc.py), write_file {outside}, "
+        f"run_shell_command(git status > {escaped})")
     assert "no changes" not in outcome.error
     # the policy let nothing but the profile's prefixes through: the shell tool was offered
     sent = server.model_requests("gemini")
     assert "run_shell_command" in sent[0].view.tools
-    assert [err for _, _, err in sent[-1].view.tool_results] == [True, True]  # both refused
+    assert [err for _, _, err in sent[-1].view.tool_results] == [True, True, True]  # all refused
 
 
 def test_codex_read_only_role_cannot_write(

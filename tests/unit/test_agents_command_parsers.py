@@ -107,6 +107,24 @@ def test_real_gemini_worker_session_with_denials() -> None:
     assert result.cost_usd == estimate_cost("gemini-2.5-flash", TokenUsage(420, 60, 180))
 
 
+def test_gemini_confirmation_needed_is_a_denial() -> None:
+    """default mode, an allowed command with a redirection (measured on 0.61.0)."""
+    parser = GeminiParser(model="gemini-2.5-flash")
+    message = ('Tool execution for "Shell" requires user confirmation, which is not supported '
+               "in non-interactive mode.")
+    feed(parser, [
+        {"type": "tool_use", "tool_name": "run_shell_command", "tool_id": "t1",
+         "parameters": {"command": "git status > x.txt"}},
+        {"type": "tool_result", "tool_id": "t1", "status": "error", "output": message,
+         "error": {"type": "unhandled_exception", "message": message}},
+        {"type": "tool_use", "tool_name": "read_file", "tool_id": "t2",
+         "parameters": {"file_path": "nope.py"}},
+        {"type": "tool_result", "tool_id": "t2", "status": "error",
+         "error": {"type": "file_not_found", "message": "File not found: nope.py"}},
+    ])
+    assert parser.finish(exit_code=0).denials == ["run_shell_command(git status > x.txt)"]
+
+
 def test_real_gemini_auth_error_exit_145() -> None:
     parser = GeminiParser(model="gemini-2.5-flash")
     replay(parser, "gemini_auth_error.jsonl")
@@ -271,7 +289,7 @@ def test_argv_templates() -> None:
         "--sandbox", "workspace-write", "-c", 'approval_policy="never"', "-m", "gpt-5", "-"]
     gemini = tool_argv("gemini", worker, "/tmp/policy.toml")
     assert gemini[gemini.index("--approval-mode") + 1:] == [
-        "auto_edit", "--policy", "/tmp/policy.toml", "-m", "gpt-5"]
+        "default", "--policy", "/tmp/policy.toml", "-m", "gpt-5"]
     aider = tool_argv("aider", worker)
     assert aider[aider.index("--test-cmd") - 1:aider.index("--test-cmd") + 2] == [
         "--auto-test", "--test-cmd", "make check"]
@@ -315,8 +333,11 @@ def test_gemini_policy_allows_the_profile_shell_prefixes() -> None:
     request = AgentRequest(role=AgentRole.WORKER, prompt="p", workdir=Path("/w"), allowed_tools=[
         "Read", "Write", "Bash(uv run pytest:*)", "Bash(git commit *)", "Bash(git add:*)"])
     assert shell_prefixes(request) == ["uv run pytest", "git commit", "git add"]
-    rule = tomllib.loads(gemini_policy(request))["rule"][0]
-    assert rule == {"toolName": "run_shell_command", "decision": "allow", "priority": 100,
-                    "commandPrefix": ["uv run pytest", "git commit", "git add"]}
+    rules = tomllib.loads(gemini_policy(request))["rule"]
+    assert [r["toolName"] for r in rules] == ["write_file", "replace", "run_shell_command"]
+    assert all(r["decision"] == "allow" and r["priority"] == 100 for r in rules)
+    assert rules[2]["commandPrefix"] == [
+        "uv run pytest", "git commit", "git add", "cd", "pwd", "ls", "cat", "head", "tail",
+        "grep", "wc"]
     bare = AgentRequest(role=AgentRole.WORKER, prompt="p", workdir=Path("/w"))
     assert "git commit" in shell_prefixes(bare)
