@@ -47,7 +47,8 @@ _AUTH = re.compile(
     r"oauth token|invalid x-api-key|credit balance",
     re.I,
 )
-_USAGE_LIMIT = re.compile(r"hit your (?:\w+ )?limit|usage limit|session limit|weekly limit", re.I)
+_USAGE_LIMIT = re.compile(r"hit your (?:[\w-]+ )?limit|usage limit|session limit|weekly limit",
+                          re.I)  # "You've hit your 5-hour limit · resets 6:21am (UTC)" (2.1.332)
 _OVERLOADED = re.compile(r"overloaded|\b529\b", re.I)
 _RATE_LIMIT = re.compile(r"rate.?limit|\b429\b|too many requests", re.I)
 # ``error`` codes of the synthetic assistant line that name the failure as classify_failure's

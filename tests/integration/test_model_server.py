@@ -266,3 +266,30 @@ def test_requests_are_recorded_without_secrets_and_unknown_paths_get_404() -> No
     assert first.body["messages"][0]["content"][0]["text"] == "hello"
     assert "sk-secret" not in repr(server.requests)
     assert server.unknown == [("GET", "/api/oauth/profile")]
+
+
+def test_concurrent_conversations_each_get_their_own_step() -> None:
+    script = turns([text(f"step {i}") for i in range(4)])
+    with ModelServer([Rule(match="work", reply=script, fault=slow_stream(0.02))]) as server:
+        answers: dict[int, str] = {}
+
+        def converse(position: int) -> None:
+            resp = request(server.url, "/v1/messages", body("work", history=tool_round(position)))
+            answers[position] = assemble(resp.events())["content"][0]["text"]
+
+        threads = [threading.Thread(target=converse, args=(i % 4,)) for i in range(12)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=10)
+    assert answers == {i: f"step {i}" for i in range(4)}
+    assert len(server.model_requests()) == 12
+
+
+def test_an_unreadable_body_is_recorded_and_answered_400() -> None:
+    with ModelServer() as server:
+        resp = request(server.url, "/v1/messages", body(),
+                       headers={"content-encoding": "gzip"})  # the body is not gzip
+    assert resp.status == 400 and resp.json()["type"] == "error"
+    (entry,) = server.requests
+    assert entry.status == 400 and str(entry.body).startswith("<unreadable body:")

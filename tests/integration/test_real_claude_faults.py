@@ -38,6 +38,7 @@ from tests.support.model_server import (
     rate_limited,
     stream_error,
     text,
+    usage_limit_reached,
 )
 from tests.support.real_clis import claude_env
 
@@ -56,12 +57,12 @@ def run_claude(claude_cli: str, server: ModelServer, tmp_path: Path,
     workdir = tmp_path / "work"
     workdir.mkdir()
 
-    def run(*, timeout_s: float = 60, max_retries: int = 2,
+    def run(*, timeout_s: float = 60, max_retries: int = 2, oauth: bool = False,
             extra: dict[str, str] | None = None) -> tuple[AgentResult, list[AgentEvent], float]:
         for name in list(os.environ):  # nothing of this machine's agent settings
             if any(fnmatch.fnmatchcase(name, pat) for pat in BACKEND_ENV):
                 monkeypatch.delenv(name)
-        env = claude_env(server.url, tmp_path / "home",
+        env = claude_env(server.url, tmp_path / "home", oauth=oauth,
                          extra={"CLAUDE_CODE_MAX_RETRIES": str(max_retries), **(extra or {})})
         for key, value in env.items():
             monkeypatch.setenv(key, value)
@@ -170,3 +171,15 @@ def test_a_refusal_is_a_failed_session(server: ModelServer, run_claude: Runner) 
     result, _events, _took = run_claude()
     assert result.status == FAILED and result.failure_reason == FailureReason.BAD_OUTPUT
     assert (result.error or "").startswith("the model refused")
+
+
+def test_a_subscription_usage_limit_stops_at_once(server: ModelServer,
+                                                  run_claude: Runner) -> None:
+    server.fail_next(usage_limit_reached(reset_in=3600), n=1000)
+    result, events, took = run_claude(oauth=True)
+    assert result.status == ERROR and result.failure_reason == FailureReason.USAGE_LIMIT
+    assert "hit your 5-hour limit" in (result.error or "")
+    limits = [e.data for e in events if e.type == "rate_limit"]
+    assert limits and limits[0]["status"] == "rejected"
+    assert len(server.model_requests()) == 1 and took < 20  # no retry against a long reset
+    assert server.model_requests()[0].headers["authorization"] == "<redacted>"

@@ -116,6 +116,7 @@ def test_real_aider_applies_a_search_replace_edit(aider_cli: str, repo: Path,
     assert (repo / "hello.py").read_text() == "print('hi')\n"
     assert "Applied edit to hello.py" in proc.stdout
     assert "Cost:" in proc.stdout  # aider prices the scripted usage itself
+    assert "githubusercontent" not in proc.stdout  # no price-list fetch: offline
     log = subprocess.run(["git", "-C", str(repo), "log", "--format=%s"], capture_output=True,
                          text=True, check=True).stdout.splitlines()
     assert log[0] == "feat: add hello.py"  # aider auto-commits with the scripted message

@@ -297,8 +297,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         server = self.model_server
         parts = urlsplit(self.path)
-        raw = self._read_body() if self.command not in ("GET", "HEAD") else b""
         body: Any = None
+        try:
+            raw = self._read_body() if self.command not in ("GET", "HEAD") else b""
+        except (OSError, ValueError, zlib.error) as exc:  # bad chunking or compression
+            raw, body = b"", f"<unreadable body: {exc}>"
         if raw:
             try:
                 body = json.loads(raw)

@@ -31,6 +31,7 @@ from typing import Any
 
 INSTALL_TIMEOUT_S = 900
 DUMMY_ANTHROPIC_KEY = "sk-ant-api03-mc-test-dummy-key"
+DUMMY_OAUTH_TOKEN = "sk-ant-oat01-mc-test-dummy-token"
 
 
 @dataclass(frozen=True)
@@ -153,8 +154,14 @@ def claude_env(
     *,
     extra: Mapping[str, str] | None = None,
     api_key: str = DUMMY_ANTHROPIC_KEY,
+    oauth: bool = False,
 ) -> dict[str, str]:
     """Environment for real Claude Code talking only to ``base_url``.
+
+    ``oauth=True`` logs in as a subscription user instead (a dummy
+    ``CLAUDE_CODE_OAUTH_TOKEN``, no API key): then Claude Code honours the
+    ``anthropic-ratelimit-unified-*`` headers (``usage_limit_reached()`` gives "You've hit
+    your 5-hour limit") and prints ``rate_limit_event`` lines.
 
     ``home`` becomes ``HOME`` and holds ``CLAUDE_CONFIG_DIR`` and the XDG dirs, so nothing of
     the user's config is used or written. Nothing else from ``os.environ`` is kept but
@@ -170,12 +177,15 @@ def claude_env(
         "XDG_CACHE_HOME": str(home / ".cache"),
         "XDG_DATA_HOME": str(home / ".local" / "share"),
         "ANTHROPIC_BASE_URL": base_url,
-        "ANTHROPIC_API_KEY": api_key,
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         "DISABLE_AUTOUPDATER": "1",
         "DISABLE_TELEMETRY": "1",
         "DISABLE_ERROR_REPORTING": "1",
     })
+    if oauth:
+        env["CLAUDE_CODE_OAUTH_TOKEN"] = DUMMY_OAUTH_TOKEN
+    else:
+        env["ANTHROPIC_API_KEY"] = api_key
     env.update(extra or {})
     return env
 
@@ -289,12 +299,20 @@ def aider_env(base_url: str, home: Path, *,
     """Environment for real aider talking only to ``base_url`` (OpenAI chat completions).
 
     ``AIDER_OPENAI_API_BASE=<url>/v1`` and a dummy ``OPENAI_API_KEY``; update checks,
-    analytics and model warnings off. Use a model named ``openai/<name>``.
+    analytics and model warnings off. Use a model named ``openai/<name>``. A fresh, non-empty
+    ``~/.aider/caches/model_prices_and_context_window.json`` stops aider fetching litellm's
+    price list from raw.githubusercontent.com at start (it does when the file is missing, empty
+    or older than a day); litellm's bundled prices still give a cost.
     """
     env = _base_env(home)
+    caches = home / ".aider" / "caches"
+    caches.mkdir(parents=True, exist_ok=True)
+    (caches / "model_prices_and_context_window.json").write_text('{"mc-test": {}}')  # non-empty
     env.update({"OPENAI_API_KEY": "sk-mc-test-dummy", "AIDER_OPENAI_API_BASE": f"{base_url}/v1",
                 "AIDER_CHECK_UPDATE": "false", "AIDER_ANALYTICS": "false",
-                "AIDER_SHOW_MODEL_WARNINGS": "false", "AIDER_PRETTY": "false"})
+                "AIDER_SHOW_MODEL_WARNINGS": "false", "AIDER_PRETTY": "false",
+                # litellm would fetch its price list from raw.githubusercontent.com at start
+                "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
     env.update(extra or {})
     return env
 

@@ -88,3 +88,12 @@ def test_thinking_tokens_lines_are_ignored() -> None:
     parser.feed(line(type="result", subtype="success", is_error=False, api_error_status=None,
                      result="ok", num_turns=1, total_cost_usd=0.01, permission_denials=[]))
     assert events == [] and parser.finish(exit_code=0).status == COMPLETED
+
+
+def test_the_5_hour_limit_text_is_a_usage_limit_even_without_the_event() -> None:
+    text = "You've hit your 5-hour limit · resets 6:21am (UTC)"
+    parser = ClaudeStreamParser()
+    parser.feed(synthetic(text, "rate_limit"))
+    parser.feed(api_result(text, 429))
+    result = parser.finish(exit_code=1)
+    assert result.failure_reason == FailureReason.USAGE_LIMIT
