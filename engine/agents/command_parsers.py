@@ -242,22 +242,31 @@ def codex_rollout_denials(lines: list[str]) -> list[str]:
         payload = entry.get("payload") if isinstance(entry, dict) else None
         if not isinstance(payload, dict) or entry.get("type") != "response_item":
             continue
-        if payload.get("type") == "function_call":
+        kind = payload.get("type")
+        call_id = str(payload.get("call_id"))
+        if kind == "function_call":
             try:
                 args = json.loads(payload.get("arguments") or "{}")
             except ValueError:
                 args = {}
             command = args.get("cmd") or args.get("command") if isinstance(args, dict) else None
-            commands[str(payload.get("call_id"))] = str(command or payload.get("name"))
-        elif payload.get("type") == "function_call_output":
+            commands[call_id] = describe_call("shell", {"command": command or payload.get("name")})
+        elif kind == "custom_tool_call":  # apply_patch: name the files it touches
+            files = re.findall(r"^\*\*\* (?:Add|Update|Delete) File: (.+)$",
+                               str(payload.get("input", "")), re.M)
+            commands[call_id] = f"{payload.get('name')} {', '.join(files)}".strip()
+        elif kind == "function_call_output":
             output = str(payload.get("output", ""))
             exited = re.search(r"Process exited with code (\d+)", output)
             if exited and exited.group(1) != "0" and SANDBOX_DENIAL.search(output[-2000:]):
-                command = commands.get(str(payload.get("call_id")), "?")
-                denial = describe_call("shell", {"command": command})
-                if denial not in denials:
-                    denials.append(denial)
-    return denials
+                denials.append(commands.get(call_id, "shell(?)"))
+        elif kind == "custom_tool_call_output":
+            # "patch rejected: writing is blocked by read-only sandbox; rejected by user
+            # approval settings" (measured by the model-server helper on 0.171)
+            output = str(payload.get("output", ""))
+            if re.search(r"rejected|blocked by .*sandbox", output[:2000], re.I):
+                denials.append(commands.get(call_id, "apply_patch"))
+    return list(dict.fromkeys(denials))
 
 
 def _codex_command(item: dict[str, Any]) -> str:
@@ -365,11 +374,12 @@ _GEMINI_REFUSED = re.compile(r"not in workspace|requires user confirmation", re.
 
 
 def is_gemini_denial(error: dict[str, Any]) -> bool:
-    """A refused call: ``policy_violation`` ("Tool execution denied by policy."), a call that
-    needed an approval ("... requires user confirmation, which is not supported in
+    """A refused call: ``policy_violation`` ("Tool execution denied by policy."), a tool the
+    session's mode does not offer (``tool_not_registered``, e.g. the shell in plan mode), a
+    call that needed an approval ("... requires user confirmation, which is not supported in
     non-interactive mode.", e.g. an allowed command with a redirection) or a path outside the
     workspace ("Path not in workspace: ...")."""
-    return error.get("type") == "policy_violation" or bool(
+    return error.get("type") in ("policy_violation", "tool_not_registered") or bool(
         _GEMINI_REFUSED.search(str(error.get("message", ""))))
 
 

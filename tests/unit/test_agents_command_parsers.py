@@ -72,6 +72,26 @@ def test_real_codex_rollout_names_what_the_sandbox_refused(tmp_path: Path) -> No
     assert parser.finish(exit_code=0).denials == [denied]
 
 
+def test_codex_rollout_refused_apply_patch_is_a_denial() -> None:
+    from engine.agents.command_parsers import codex_rollout_denials
+
+    def item(payload: dict) -> str:
+        return json.dumps({"type": "response_item", "payload": payload})
+
+    lines = [
+        item({"type": "custom_tool_call", "name": "apply_patch", "call_id": "c1",
+              "input": "*** Begin Patch\n*** Add File: hello.py\n+x\n*** End Patch\n"}),
+        item({"type": "custom_tool_call_output", "call_id": "c1", "output":
+              "patch rejected: writing is blocked by read-only sandbox; rejected by user "
+              "approval settings"}),
+        item({"type": "custom_tool_call", "name": "apply_patch", "call_id": "c2",
+              "input": "*** Begin Patch\n*** Update File: ok.py\n*** End Patch\n"}),
+        item({"type": "custom_tool_call_output", "call_id": "c2", "output": "Success."}),
+        "not json",
+    ]
+    assert codex_rollout_denials(lines) == ["apply_patch hello.py"]
+
+
 def test_real_codex_auth_error() -> None:
     parser = CodexParser(model="gpt-5")
     replay(parser, "codex_auth_error.jsonl")
@@ -117,12 +137,17 @@ def test_gemini_confirmation_needed_is_a_denial() -> None:
          "parameters": {"command": "git status > x.txt"}},
         {"type": "tool_result", "tool_id": "t1", "status": "error", "output": message,
          "error": {"type": "unhandled_exception", "message": message}},
+        {"type": "tool_use", "tool_name": "run_shell_command", "tool_id": "t3",
+         "parameters": {"command": "ls"}},
+        {"type": "tool_result", "tool_id": "t3", "status": "error", "error": {
+            "type": "tool_not_registered", "message": 'Tool "run_shell_command" not found.'}},
         {"type": "tool_use", "tool_name": "read_file", "tool_id": "t2",
          "parameters": {"file_path": "nope.py"}},
         {"type": "tool_result", "tool_id": "t2", "status": "error",
          "error": {"type": "file_not_found", "message": "File not found: nope.py"}},
     ])
-    assert parser.finish(exit_code=0).denials == ["run_shell_command(git status > x.txt)"]
+    assert parser.finish(exit_code=0).denials == ["run_shell_command(git status > x.txt)",
+                                                  "run_shell_command(ls)"]
 
 
 def test_real_gemini_auth_error_exit_145() -> None:
