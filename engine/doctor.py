@@ -131,6 +131,7 @@ BACKENDS: dict[str, BackendSpec] = {
 def check_repo(config: MissionConfig) -> list[Check]:
     """The target is a git repository with commits, and its base branch exists."""
     from engine.gitops import GitError, GitRepo
+    from engine.gitops.branches import resolve_base_branch
 
     path = Path(config.target.path)
     try:
@@ -139,16 +140,18 @@ def check_repo(config: MissionConfig) -> list[Check]:
         return [Check("git repository", MISSING, str(exc),
                       f"set target.path to a git repository (or `git init {path}`)")]
     checks = [Check("git repository", OK, str(repo.path))]
-    branch = config.target.branch
-    if repo.ref_head(f"refs/heads/{branch}") is not None:
-        checks.append(Check("base branch", OK, branch))
-    elif repo.ref_head("refs/heads/mc/green") is not None:
-        checks.append(Check("base branch", WARNING, f"no local branch {branch!r}; mc/green exists",
-                            f"set target.branch to an existing branch (`git branch {branch}`)",
-                            required=False))
-    else:
-        checks.append(Check("base branch", MISSING, f"no local branch {branch!r}",
-                            f"set target.branch to an existing branch, or `git branch {branch}`"))
+    try:
+        base = resolve_base_branch(repo, config.target.branch, config.green_branch.remote)
+    except GitError as exc:
+        if config.target.branch and repo.ref_head("refs/heads/mc/green") is not None:
+            checks.append(Check("base branch", WARNING, f"{exc} (mc/green exists)",
+                                "set target.branch to an existing branch", required=False))
+        else:
+            first, *rest = str(exc).splitlines()
+            fix = "; ".join(line.strip() for line in rest) or "set target.branch to an existing branch"
+            checks.append(Check("base branch", MISSING, first, fix))
+        return checks
+    checks.append(Check("base branch", OK, f"{base.name} (from {base.source})"))
     return checks
 
 
