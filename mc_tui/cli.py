@@ -453,6 +453,65 @@ def projects_cmd() -> None:
     _reports().print_projects(console(), projects)
 
 
+@cli.command("mcp")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Default project: this config's (registered or not). Default: the only "
+                   "registered project.")
+@click.option("--http", "use_http", is_flag=True, help="Streamable HTTP instead of stdio.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="HTTP bind address; non-loopback needs a token.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+              help="HTTP port (0: any free port).")
+@click.option("--token-env", metavar="NAME",
+              help="Environment variable holding the bearer token "
+                   "(default: MC_MCP_TOKEN, else MC_SERVICES_TOKEN).")
+def mcp_cmd(config_path: Path | None, use_http: bool, host: str, port: int,
+            token_env: str | None) -> None:
+    """Serve the registered projects over the Model Context Protocol (stdio, or HTTP)."""
+    import anyio
+
+    from engine.registry import Registry, RegistryError, project_of_config
+    from engine.services.mcp import ProjectStores
+    from engine.services.mcp.http import (
+        TOKEN_ENVS,
+        BindRefused,
+        check_bind,
+        serve_http,
+        token_from_env,
+    )
+    from engine.services.mcp.server import build_server
+
+    registry = Registry()
+    default = None
+    if config_path is not None:
+        try:
+            default = registry.find_by_config(config_path) if config_path.exists() else None
+            default = default or project_of_config(config_path)
+        except ConfigError as exc:
+            fail(str(exc))
+        except RegistryError as exc:
+            fail(str(exc), _registry_exit(exc))
+    stores = ProjectStores(registry, default)
+    server = build_server(stores)
+    try:
+        if not use_http:
+            anyio.run(server.run_stdio_async)
+            return
+        names = (token_env,) if token_env else TOKEN_ENVS
+        token, source = token_from_env(names)
+        try:
+            check_bind(host, token, names)
+        except BindRefused as exc:
+            fail(str(exc))
+        auth = f"bearer token from ${source}" if token else "no token (loopback only)"
+        anyio.run(lambda: serve_http(server, host=host, port=port, token=token, ready=lambda url:
+                  err_console().print(f"mc mcp: serving {url} ({auth})", highlight=False)))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stores.close()
+
+
 def _registry_exit(exc: Exception) -> int:
     """Bad input (unknown or duplicate name) exits 2; a registry that cannot be read exits 1."""
     from engine.registry import DuplicateProject, UnknownProject
