@@ -349,12 +349,20 @@ def report_cmd(config_path: Path, mission_id: int | None, output: Path | None) -
 @cli.command("dashboard")
 @config_option
 @click.option("--mission", "mission_id", type=int, help="Mission id (default: the newest).")
-def dashboard_cmd(config_path: Path, mission_id: int | None) -> None:
+@click.option("--project", help="A registered project (`mc projects`) instead of --config.")
+def dashboard_cmd(config_path: Path, mission_id: int | None, project: str | None) -> None:
     """Attach the TUI to a mission running in another process (or a finished one).
 
     Read-only, except approvals and pause / resume / stop requests, which the running
-    engine obeys.
+    engine obeys. The palette's "Projects: switch" attaches to another registered project.
     """
+    if project is not None:
+        from engine.registry import Registry, RegistryError
+
+        try:
+            config_path = Registry().get(project).config_path
+        except RegistryError as exc:
+            fail(str(exc), _registry_exit(exc))
     config = load_or_exit(config_path, require_file=False)
     store = open_store_or_none(config)
     if store is None or store.latest_mission() is None:
@@ -362,10 +370,9 @@ def dashboard_cmd(config_path: Path, mission_id: int | None) -> None:
         return
     if mission_id is not None and store.get("missions", mission_id) is None:
         fail(f"mission {mission_id} does not exist")
-    from mc_tui.app import run_tui
+    from mc_tui.screens.projects import run_dashboard
 
-    with store:
-        sys.exit(run_tui(store, config=config, attach=True, mission_id=mission_id))
+    sys.exit(run_dashboard(store, config=config, mission_id=mission_id))
 
 
 def _decide(config_path: Path, approval_id: int, approved: bool) -> None:
