@@ -158,7 +158,8 @@ def test_cli_commands(registry: Registry, tmp_path: Path) -> None:
     for column in ("name", "path", "config", "last mission", "status", "updated"):
         assert column in header
     row = next(line for line in out.output.splitlines() if "web" in line)
-    assert str(alpha) in row and "stalled" in row and " 1 " in row
+    assert str(alpha.parent) in row and "mission-control.toml" in row
+    assert "stalled" in row and " 1 " in row
     out = runner.invoke(cli, ["unregister", "nope"])
     assert out.exit_code == 2 and "unknown project 'nope' (registered: web)" in out.output
     bad = make_project(tmp_path, "bad")
