@@ -498,13 +498,13 @@ def mcp_cmd(config_path: Path | None, use_http: bool, host: str, port: int,
             fail(str(exc))
         except RegistryError as exc:
             fail(str(exc), _registry_exit(exc))
-    stores = ProjectStores(registry, default)
+    names = (token_env,) if token_env else TOKEN_ENVS
+    stores = ProjectStores(registry, default, private_env=names)
     server = build_server(stores)
     try:
         if not use_http:
             anyio.run(server.run_stdio_async)
             return
-        names = (token_env,) if token_env else TOKEN_ENVS
         token, source = token_from_env(names)
         try:
             check_bind(host, token, names)

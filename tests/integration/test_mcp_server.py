@@ -313,3 +313,13 @@ def test_start_mission_reports_a_failed_start(project: dict[str, Any], tmp_path:
                 "start_mission", {"objective": "  ", "project": "broken"}))
 
     anyio.run(main)
+
+
+def test_started_missions_do_not_inherit_the_server_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.services.mcp.operations import mission_env
+
+    monkeypatch.setenv("MC_MCP_TOKEN", TOKEN)
+    monkeypatch.setenv("MY_TOKEN_VAR", "other-secret")
+    monkeypatch.setenv("KEEP_ME", "1")
+    env = mission_env(("MY_TOKEN_VAR",))
+    assert "MC_MCP_TOKEN" not in env and "MY_TOKEN_VAR" not in env and env["KEEP_ME"] == "1"

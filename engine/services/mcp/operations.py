@@ -44,9 +44,11 @@ class ProjectStores:
     :meth:`Registry.resolve`).
     """
 
-    def __init__(self, registry: Registry, default: Project | None = None) -> None:
+    def __init__(self, registry: Registry, default: Project | None = None,
+                 private_env: tuple[str, ...] = ()) -> None:
         self.registry = registry
         self.default = default
+        self.private_env = private_env  # the server's token variables: kept from missions
         self._stores: dict[Path, Store] = {}
         self._lock = threading.Lock()
 
@@ -315,26 +317,48 @@ def start_mission(stores: ProjectStores, project_name: str | None, objective: st
         proc = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             cwd=project.config_path.parent, start_new_session=True,
-            env={**os.environ, "COLUMNS": "120"},
+            env=mission_env(stores.private_env),
         )
     threading.Thread(target=proc.wait, name=f"mc-mission-{proc.pid}", daemon=True).start()
+    started = {"project": project.name, "pid": proc.pid, "objective": objective,
+               "log": str(log_path)}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        mission_id = _latest_id(project.store_path)
-        if mission_id is not None and mission_id != before:
-            return {"project": project.name, "mission_id": mission_id, "pid": proc.pid,
-                    "objective": objective, "log": str(log_path)}
-        if proc.poll() is not None:
-            mission_id = _latest_id(project.store_path)
-            if mission_id is not None and mission_id != before:  # it finished that fast
-                return {"project": project.name, "mission_id": mission_id, "pid": proc.pid,
-                        "objective": objective, "log": str(log_path)}
+        exited = proc.poll() is not None
+        mission_id = _mission_of(project.store_path, proc.pid, after=before)
+        if mission_id is not None:  # the row this process created (it may even be done)
+            return {**started, "mission_id": mission_id}
+        if exited:
             raise OperationError(
                 f"mc mission exited with code {proc.returncode} before creating a mission:\n"
                 f"{_tail(log_path)}")
         time.sleep(0.1)
     raise OperationError(f"no mission row after {timeout:.0f}s (mc mission pid {proc.pid} "
                          f"still running; log: {log_path})")
+
+
+def mission_env(private: tuple[str, ...] = ()) -> dict[str, str]:
+    """The environment of a started mission: the server's, without its token variables."""
+    hidden = {"MC_MCP_TOKEN", "MC_SERVICES_TOKEN", *private}
+    return {**{k: v for k, v in os.environ.items() if k not in hidden}, "COLUMNS": "120"}
+
+
+def _mission_of(store_path: Path, pid: int, *, after: int | None) -> int | None:
+    """The mission that process ``pid`` created after mission ``after``, if any."""
+    import sqlite3
+
+    if not store_path.exists():
+        return None
+    try:
+        conn = sqlite3.connect(f"{store_path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
+        try:
+            row = conn.execute("SELECT id FROM missions WHERE pid = ? AND id > ? ORDER BY id "
+                               "LIMIT 1", (pid, after or 0)).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:  # no schema yet: the process is still setting up
+        return None
+    return int(row[0]) if row else None
 
 
 def _latest_id(store_path: Path) -> int | None:
