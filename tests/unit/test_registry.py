@@ -166,5 +166,7 @@ def test_cli_commands(registry: Registry, tmp_path: Path) -> None:
     bad.write_text('[target]\npath = "."\nbogus = 1\n')
     out = runner.invoke(cli, ["register", "--config", str(bad)])
     assert out.exit_code == 2 and "target.bogus" in out.output
+    out = runner.invoke(cli, ["dashboard", "--project", "nope"])
+    assert out.exit_code == 2 and "unknown project 'nope' (registered: web)" in out.output
     out = runner.invoke(cli, ["unregister", "web"])
     assert out.exit_code == 0 and registry.names() == []
