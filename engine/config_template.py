@@ -44,7 +44,8 @@ SECTION_DOCS: dict[str, str] = {
     "tracing": "OpenTelemetry export.",
     "agent": "Which agent CLI does the work: claude | codex | gemini | aider | command | scripted.",
     "merge_queue": "Merge queue batching (1 = plain serial queue).",
-    "state": "Where the store and worktree pool live (default: inside the target's .git/mc).",
+    "state": "Where the store lives (default: inside the target's .git/mc). Worktrees never live "
+    "inside .git: see scheduler.parallel.pool_dir.",
     "ui": "Terminal UI: theme, refresh rate, key remapping.",
 }
 

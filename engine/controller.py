@@ -208,11 +208,21 @@ class Controller:
                 message="agent.backend = command reports no cost: sessions count as $0 against "
                 "the budget, so scheduler.budget cannot stop this mission",
             )
+        if config.agent.permission_mode == "bypassPermissions":
+            self.store.append_event(
+                "log", mission_id=mission_id, level="warning",
+                message="agent.permission_mode = bypassPermissions: agents run with NO permission "
+                "checks (any file, any command, .git included); you opted in",
+            )
         workers = config.scheduler.parallel.num_workers
         pool = WorkspacePool(repo, config.pool_dir(), workers + config.green_branch.fixup_candidates + 1,
                              include=config.worktree.include)
         continuing = {unit_branch(u["id"]) for u in self.store.units(mission_id)
                       if u["resume_point"] == "continue"}
+        if config.scheduler.parallel.pool_dir is None:  # our own old default: ours to move
+            for note in pool.migrate_from(config.legacy_pool_dir(), continuing,
+                                          INTERRUPTED_WORK_MESSAGE):
+                self.store.append_event("log", mission_id=mission_id, level="info", message=note)
         for note in pool.save_uncommitted(continuing, INTERRUPTED_WORK_MESSAGE):
             self.store.append_event("log", mission_id=mission_id, level="info", message=note)
         for note in pool.repair():

@@ -39,6 +39,7 @@ class FailureReason(StrEnum):
     BAD_OUTPUT = "bad_output"  # exited 0 but never produced a usable result
     API_ERROR = "api_error"
     NOT_FOUND = "not_found"  # the CLI or the cassette is missing
+    DENIED = "denied"  # the agent's tool calls were refused (permissions) and nothing was done
 
 
 # Status values of AgentResult: the attempt statuses it is stored as (plain strings).
@@ -75,6 +76,8 @@ class AgentRequest:
     read_only: bool = False
     # unit_id, unit_title, specialist, attempt, approach, epoch, candidate
     metadata: dict[str, str] = field(default_factory=dict)
+    # The project's verification command (aider runs it after each edit: --auto-test).
+    verify_command: str = ""
 
 
 @dataclass
@@ -128,6 +131,8 @@ class AgentResult:
     exit_code: int | None = None
     error: str | None = None
     failure_reason: FailureReason | None = None
+    # Tool calls the CLI refused: "Write /x/.git/a.py", "Bash(git commit -m x)".
+    denials: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
