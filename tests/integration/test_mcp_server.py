@@ -180,6 +180,11 @@ def test_http_on_loopback_without_a_token(project: dict[str, Any]) -> None:
                 status = data(await client.call_tool("status", {"project": "demo"}))
                 assert status["missions"][0]["status"] == "completed"
         anyio.run(main)
+        # DNS rebinding: a page on another origin cannot reach the loopback server
+        rebound = httpx2.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+                              headers={"host": "evil.example", "origin": "http://evil.example",
+                                       "accept": "application/json, text/event-stream"})
+        assert rebound.status_code in (403, 421), rebound.status_code
     finally:
         err = stop_http(proc)
     assert "Traceback" not in err, err
@@ -237,6 +242,12 @@ def test_several_projects_need_a_name_or_a_default(project: dict[str, Any], tmp_
             assert data(await client.call_tool("status", {"project": "demo"}))["project"] == "demo"
         async with stdio_client(registry, "--config", str(project["config"])) as client:
             assert data(await client.call_tool("status", {}))["project"] == "demo"
+        # --config serves its project even when it is not registered
+        async with stdio_client(tmp_path / "empty.db", "--config", str(project["config"])) as client:
+            (served,) = data(await client.call_tool("list_projects", {}))["projects"]
+            assert (served["registered"], served["default"], served["last_status"]) == (
+                False, True, "completed")
+            assert data(await client.call_tool("status", {}))["missions"][0]["status"] == "completed"
 
     anyio.run(main)
 
