@@ -66,7 +66,7 @@ class BearerAuth:
         self._expected = f"Bearer {token}".encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":  # lifespan
+        if scope["type"] == "lifespan":
             await self.app(scope, receive, send)
             return
         given = b""
@@ -76,6 +76,9 @@ class BearerAuth:
                 break
         if hmac.compare_digest(given, self._expected):
             await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":  # a websocket (none are served): closed, policy violation
+            await send({"type": "websocket.close", "code": 1008})
             return
         body = json.dumps({"error": "unauthorized: a valid bearer token is required"}).encode()
         await send({"type": "http.response.start", "status": 401, "headers": [
