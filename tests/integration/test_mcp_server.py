@@ -306,20 +306,28 @@ def test_start_a_mission_approve_its_push_and_see_it_finish(tmp_path: Path) -> N
 
 
 def test_start_mission_reports_a_failed_start(project: dict[str, Any], tmp_path: Path) -> None:
-    """`mc mission` that exits before creating a mission: its output comes back as the error."""
+    """`mc mission` that exits before creating a mission: its output comes back as the error;
+    a target that is no repository is refused before anything is spawned."""
     registry = tmp_path / "projects.db"
     broken = tmp_path / "broken"
     make_target(broken)
-    config = write_config(broken, CASSETTE)
-    Registry(registry).register(config, "broken")
-    (broken / "repo" / ".git" / "HEAD").rename(broken / "repo" / ".git" / "HEAD.bak")
+    Registry(registry).register(write_config(broken, CASSETTE), "broken")
+    (broken / "cassette.toml").unlink()  # the scripted backend is unavailable
+    gone = tmp_path / "gone"
+    make_target(gone)
+    Registry(registry).register(write_config(gone, CASSETTE), "gone")
+    (gone / "repo" / ".git" / "HEAD").rename(gone / "repo" / ".git" / "HEAD.bak")
 
     async def main() -> None:
         async with stdio_client(registry) as client:
             text = error_text(await client.call_tool(
                 "start_mission", {"objective": "anything", "project": "broken"}))
             assert "exited with code 2 before creating a mission" in text
-            assert "target.path" in text
+            assert "scripted backend" in text and "cassette.toml" in text
+            text = error_text(await client.call_tool(
+                "start_mission", {"objective": "anything", "project": "gone"}))
+            assert "project 'gone': target.path:" in text
+            assert not (gone / "repo" / ".git" / "mc" / "mcp-missions").exists()
             assert "must not be empty" in error_text(await client.call_tool(
                 "start_mission", {"objective": "  ", "project": "broken"}))
 
@@ -334,3 +342,34 @@ def test_started_missions_do_not_inherit_the_server_token(monkeypatch: pytest.Mo
     monkeypatch.setenv("KEEP_ME", "1")
     env = mission_env(("MY_TOKEN_VAR",))
     assert "MC_MCP_TOKEN" not in env and "MY_TOKEN_VAR" not in env and env["KEEP_ME"] == "1"
+
+
+@pytest.mark.slow
+def test_start_mission_resumes_an_interrupted_mission_with_that_objective(tmp_path: Path) -> None:
+    """`mc mission` adopts an interrupted mission with the same objective (no new row): the
+    tool returns that mission's id, found by the pid the process wrote into it."""
+    make_target(tmp_path)
+    config = write_config(tmp_path, CASSETTE)
+    db = tmp_path / "repo" / ".git" / "mc" / "mission.db"
+    with Store(db) as store:  # a mission that "crashed" before planning anything
+        from engine.config import load_config
+        from engine.mission import create_mission
+
+        old = create_mission(store, load_config(config), objective="Add a farewell helper")
+        store.set_status("missions", old, "interrupted", ended_at=time.time())
+        store.update("missions", old, pid=1, heartbeat_at=time.time() - 3600)
+    registry = tmp_path / "projects.db"
+    Registry(registry).register(config, "tiny")
+
+    async def main() -> None:
+        async with stdio_client(registry) as client:
+            started = data(await client.call_tool(
+                "start_mission", {"objective": "Add a farewell helper"}))
+            assert started["mission_id"] == old
+            with anyio.fail_after(60):
+                while data(await client.call_tool("status", {}))["running"]:
+                    await anyio.sleep(0.3)
+            (mission,) = data(await client.call_tool("list_missions", {}))["missions"]
+            assert (mission["id"], mission["status"]) == (old, "completed")
+
+    anyio.run(main)

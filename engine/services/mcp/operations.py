@@ -307,12 +307,19 @@ def start_mission(stores: ProjectStores, project_name: str | None, objective: st
         config = project.load_config()
     except ConfigError as exc:
         raise OperationError(f"project {project.name!r}: {exc}") from None
+    from engine.gitops import GitError, GitRepo
+
+    try:  # as `mc mission` does first; and the log folder lives in the repository's git dir
+        GitRepo(config.target.path)
+    except GitError as exc:
+        raise OperationError(f"project {project.name!r}: target.path: {exc}") from None
     before = _latest_id(project.store_path)
     log_dir = config.state_dir() / "mcp-missions"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns()}.log"
     command = [sys.executable, "-m", "mc_tui", "mission", "--no-ui",
                "--config", str(project.config_path), "--objective", objective]
+    spawned = time.time()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -325,7 +332,7 @@ def start_mission(stores: ProjectStores, project_name: str | None, objective: st
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         exited = proc.poll() is not None
-        mission_id = _mission_of(project.store_path, proc.pid, after=before)
+        mission_id = _mission_of(project.store_path, proc.pid, after=before, since=spawned)
         if mission_id is not None:  # the row this process created (it may even be done)
             return {**started, "mission_id": mission_id}
         if exited:
@@ -343,8 +350,9 @@ def mission_env(private: tuple[str, ...] = ()) -> dict[str, str]:
     return {**{k: v for k, v in os.environ.items() if k not in hidden}, "COLUMNS": "120"}
 
 
-def _mission_of(store_path: Path, pid: int, *, after: int | None) -> int | None:
-    """The mission that process ``pid`` created after mission ``after``, if any."""
+def _mission_of(store_path: Path, pid: int, *, after: int | None, since: float) -> int | None:
+    """The mission process ``pid`` created (id above ``after``) or adopted to resume it (an
+    interrupted mission with the same objective: its pid and heartbeat are renewed)."""
     import sqlite3
 
     if not store_path.exists():
@@ -352,8 +360,9 @@ def _mission_of(store_path: Path, pid: int, *, after: int | None) -> int | None:
     try:
         conn = sqlite3.connect(f"{store_path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
         try:
-            row = conn.execute("SELECT id FROM missions WHERE pid = ? AND id > ? ORDER BY id "
-                               "LIMIT 1", (pid, after or 0)).fetchone()
+            row = conn.execute(
+                "SELECT id FROM missions WHERE pid = ? AND (id > ? OR heartbeat_at >= ?) "
+                "ORDER BY id DESC LIMIT 1", (pid, after or 0, since)).fetchone()
         finally:
             conn.close()
     except sqlite3.Error:  # no schema yet: the process is still setting up
