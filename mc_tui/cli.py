@@ -402,6 +402,43 @@ def deny_cmd(config_path: Path, approval_id: int) -> None:
     _decide(config_path, approval_id, False)
 
 
+@cli.command("a2a")
+@config_option
+@click.option("--host", help="Bind address (default: a2a.host, 127.0.0.1).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port (default: a2a.port).")
+def a2a_cmd(config_path: Path, host: str | None, port: int | None) -> None:
+    """Serve missions over A2A (agent-to-agent): an agent card and the skills
+    "run a mission" (a task that follows its mission) and "mission status".
+
+    Needs `[a2a] enabled = true`. Loopback only unless a bearer token is set in the
+    environment variable named by `a2a.token_env` (default MC_A2A_TOKEN).
+    """
+    import os
+
+    from engine.services.a2a.projects import Project, Projects
+    from engine.services.a2a.server import BindRefused, ServerSettings, check_bind, serve
+    from engine.services.a2a.tasks import TaskMap
+
+    config = load_or_exit(config_path)
+    if not config.a2a.enabled:
+        fail(f"the A2A server is off for {config_path}: set `[a2a] enabled = true` there "
+             "(or the environment variable MC_A2A__ENABLED=true), then run `mc a2a` again")
+    token = os.environ.get(config.a2a.token_env) or None
+    settings = ServerSettings(host or config.a2a.host, port or config.a2a.port, token,
+                              config.a2a.token_env)
+    try:
+        check_bind(settings.host, settings.token, settings.token_env)
+    except BindRefused as exc:
+        fail(str(exc))
+    projects = Projects([Project(config.target.name, config_path.resolve())])
+    console().print(
+        f"A2A server on {settings.url}  card: {settings.url}/.well-known/agent-card.json  "
+        f"projects: {', '.join(projects.names())}  "
+        f"token: {'required (' + settings.token_env + ')' if token else 'none (loopback only)'}",
+        highlight=False)
+    serve(settings, projects, TaskMap())
+
+
 def _reports() -> Any:
     from mc_tui import reports
 
