@@ -415,21 +415,23 @@ def a2a_cmd(config_path: Path, host: str | None, port: int | None) -> None:
     """
     import os
 
+    from rich.markup import escape
+
     from engine.services.a2a.projects import Project, Projects
     from engine.services.a2a.server import BindRefused, ServerSettings, check_bind, serve
     from engine.services.a2a.tasks import TaskMap
 
     config = load_or_exit(config_path)
     if not config.a2a.enabled:
-        fail(f"the A2A server is off for {config_path}: set `[a2a] enabled = true` there "
-             "(or the environment variable MC_A2A__ENABLED=true), then run `mc a2a` again")
+        fail(escape(f"the A2A server is off for {config_path}: set `[a2a] enabled = true` there "
+                    "(or the environment variable MC_A2A__ENABLED=true), then run `mc a2a` again"))
     token = os.environ.get(config.a2a.token_env) or None
     settings = ServerSettings(host or config.a2a.host, port or config.a2a.port, token,
                               config.a2a.token_env)
     try:
         check_bind(settings.host, settings.token, settings.token_env)
     except BindRefused as exc:
-        fail(str(exc))
+        fail(escape(str(exc)))
     projects = Projects([Project(config.target.name, config_path.resolve())])
     console().print(
         f"A2A server on {settings.url}  card: {settings.url}/.well-known/agent-card.json  "
