@@ -441,6 +441,123 @@ def a2a_cmd(config_path: Path, host: str | None, port: int | None) -> None:
     serve(settings, projects, TaskMap())
 
 
+@cli.command("register")
+@config_option
+@click.option("--name", help="Project name (default: target.name, else the config's folder).")
+def register_cmd(config_path: Path, name: str | None) -> None:
+    """Add this project to the registry that `mc mcp` and the other services serve."""
+    from engine.registry import Registry, RegistryError
+
+    try:
+        project = Registry().register(config_path, name)
+    except ConfigError as exc:
+        fail(str(exc))
+        return
+    except RegistryError as exc:
+        fail(str(exc), _registry_exit(exc))
+        return
+    console().print(f"registered [bold]{project.name}[/]: {project.config_path} "
+                    f"(store {project.store_path})", highlight=False)
+
+
+@cli.command("unregister")
+@click.argument("name")
+def unregister_cmd(name: str) -> None:
+    """Remove a project from the registry (its repository and store are untouched)."""
+    from engine.registry import Registry, RegistryError
+
+    try:
+        project = Registry().unregister(name)
+    except RegistryError as exc:
+        fail(str(exc), _registry_exit(exc))
+        return
+    console().print(f"unregistered {project.name} ({project.config_path})", highlight=False)
+
+
+@cli.command("projects")
+def projects_cmd() -> None:
+    """The registered projects: name, path, config, last mission, its status, updated."""
+    from engine.registry import Registry, RegistryError
+
+    try:
+        registry = Registry()
+        projects = registry.projects()
+    except RegistryError as exc:
+        fail(str(exc), EXIT_FAILED)
+        return
+    if not projects:
+        console().print(f"no project registered yet ({registry.path}): "
+                        "add one with `mc register --config PATH`", highlight=False)
+        return
+    _reports().print_projects(console(), projects)
+
+
+@cli.command("mcp")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Default project: this config's (registered or not). Default: the only "
+                   "registered project.")
+@click.option("--http", "use_http", is_flag=True, help="Streamable HTTP instead of stdio.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="HTTP bind address; non-loopback needs a token.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+              help="HTTP port (0: any free port).")
+@click.option("--token-env", metavar="NAME",
+              help="Environment variable holding the bearer token "
+                   "(default: MC_MCP_TOKEN, else MC_SERVICES_TOKEN).")
+def mcp_cmd(config_path: Path | None, use_http: bool, host: str, port: int,
+            token_env: str | None) -> None:
+    """Serve the registered projects over the Model Context Protocol (stdio, or HTTP)."""
+    import anyio
+
+    from engine.registry import Registry, RegistryError, project_of_config
+    from engine.services.mcp import ProjectStores
+    from engine.services.mcp.http import (
+        TOKEN_ENVS,
+        BindRefused,
+        check_bind,
+        serve_http,
+        token_from_env,
+    )
+    from engine.services.mcp.server import build_server
+
+    registry = Registry()
+    default = None
+    if config_path is not None:
+        try:
+            default = registry.find_by_config(config_path) if config_path.exists() else None
+            default = default or project_of_config(config_path)
+        except ConfigError as exc:
+            fail(str(exc))
+        except RegistryError as exc:
+            fail(str(exc), _registry_exit(exc))
+    stores = ProjectStores(registry, default)
+    server = build_server(stores)
+    try:
+        if not use_http:
+            anyio.run(server.run_stdio_async)
+            return
+        names = (token_env,) if token_env else TOKEN_ENVS
+        token, source = token_from_env(names)
+        try:
+            check_bind(host, token, names)
+        except BindRefused as exc:
+            fail(str(exc))
+        auth = f"bearer token from ${source}" if token else "no token (loopback only)"
+        anyio.run(lambda: serve_http(server, host=host, port=port, token=token, ready=lambda url:
+                  err_console().print(f"mc mcp: serving {url} ({auth})", highlight=False)))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stores.close()
+
+
+def _registry_exit(exc: Exception) -> int:
+    """Bad input (unknown or duplicate name) exits 2; a registry that cannot be read exits 1."""
+    from engine.registry import DuplicateProject, UnknownProject
+
+    return EXIT_USAGE if isinstance(exc, DuplicateProject | UnknownProject) else EXIT_FAILED
+
+
 def _reports() -> Any:
     from mc_tui import reports
 

@@ -1,2 +1,2 @@
-"""Services over the one store (A2A, MCP, live web, tracing): each reads the store and its
-events and acts only through it. The engine core never imports them."""
+"""Services over the one store (MCP, A2A, live web dashboard, tracing); the engine core never
+imports them."""
