@@ -410,13 +410,16 @@ def a2a_cmd(config_path: Path, host: str | None, port: int | None) -> None:
     """Serve missions over A2A (agent-to-agent): an agent card and the skills
     "run a mission" (a task that follows its mission) and "mission status".
 
-    Needs `[a2a] enabled = true`. Loopback only unless a bearer token is set in the
-    environment variable named by `a2a.token_env` (default MC_A2A_TOKEN).
+    Serves the registered projects (`mc register`) and the project of --config, whose
+    `[a2a]` section configures the server: it needs `enabled = true`. Loopback only unless
+    a bearer token is set in the environment variable named by `a2a.token_env` (default
+    MC_A2A_TOKEN).
     """
     import os
 
     from rich.markup import escape
 
+    from engine.registry import Registry, RegistryError, default_name
     from engine.services.a2a.projects import Project, Projects
     from engine.services.a2a.server import BindRefused, ServerSettings, check_bind, serve
     from engine.services.a2a.tasks import TaskMap
@@ -432,7 +435,13 @@ def a2a_cmd(config_path: Path, host: str | None, port: int | None) -> None:
         check_bind(settings.host, settings.token, settings.token_env)
     except BindRefused as exc:
         fail(escape(str(exc)))
-    projects = Projects([Project(config.target.name, config_path.resolve())])
+    registry = Registry()
+    try:
+        registered = registry.find_by_config(config_path)
+    except RegistryError:
+        registered = None
+    name = registered.name if registered else default_name(config)
+    projects = Projects(registry=registry, default=Project(name, config_path.resolve()))
     console().print(
         f"A2A server on {settings.url}  card: {settings.url}/.well-known/agent-card.json  "
         f"projects: {', '.join(projects.names())}  "

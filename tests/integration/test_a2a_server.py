@@ -31,6 +31,7 @@ from a2a.types import (
     TaskState,
 )
 
+from engine.registry import Registry
 from engine.services.a2a.projects import Project, Projects
 from engine.services.a2a.server import ServerSettings, build_app
 from engine.services.a2a.tasks import TaskMap
@@ -70,10 +71,12 @@ def project(root: Path, cassette: str, extra: str = "") -> Path:
 
 @contextmanager
 def running_server(config: Path, tmp_path: Path, token: str | None = None) -> Iterator[ServerSettings]:
-    """The real app under uvicorn in a thread, on a free loopback port."""
+    """The real app under uvicorn in a thread, on a free loopback port: the project of
+    ``config`` ("e2e") by default, and whatever ``tmp_path/projects.db`` registers."""
     settings = ServerSettings("127.0.0.1", free_port(), token)
-    app = build_app(settings, Projects([Project("e2e", config)]),
-                    TaskMap(tmp_path / "a2a-tasks.sqlite"))
+    projects = Projects(registry=Registry(tmp_path / "projects.db"),
+                        default=Project("e2e", config))
+    app = build_app(settings, projects, TaskMap(tmp_path / "a2a-tasks.sqlite"))
     server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
                                            log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -119,6 +122,8 @@ def db_of(config: Path) -> Path:
 
 def test_card_run_a_mission_streamed_to_completed_then_status(tmp_path: Path) -> None:
     config = project(tmp_path, FAREWELL)
+    other = project(tmp_path / "other", FAREWELL)
+    Registry(tmp_path / "projects.db").register(project(tmp_path / "third", FAREWELL), "other")
 
     async def scenario(settings: ServerSettings) -> None:
         async with a2a_client(settings) as client:
@@ -164,7 +169,12 @@ def test_card_run_a_mission_streamed_to_completed_then_status(tmp_path: Path) ->
             assert data["units"]["merged"] == 1 and data["epoch"]["number"] == 1
 
             unknown = [r async for r in client.send_message(user_message("status nope"))]
-            assert "unknown project 'nope'" in texts(unknown[0])[0]
+            assert "unknown project 'nope': known projects are e2e, other" in texts(unknown[0])[0]
+            # a project registered while the server runs is served at once
+            Registry(tmp_path / "projects.db").register(other, "later")
+            fresh = [r async for r in client.send_message(
+                user_message("", {"skill": "mission-status", "project": "later"}))]
+            assert "project 'later' has no missions yet" in texts(fresh[0])[0]
 
     with running_server(config, tmp_path) as settings:
         anyio.run(scenario, settings)
@@ -246,6 +256,12 @@ def run_mc(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
                           env={**os.environ, "COLUMNS": "200", **(env or {})})
 
 
+@pytest.fixture(autouse=True)
+def own_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads or writes the user's registry (nor its A2A task table)."""
+    monkeypatch.setenv("MC_REGISTRY", str(tmp_path / "projects.db"))
+
+
 def test_mc_a2a_refuses_a_public_bind_without_a_token_and_a_disabled_server(tmp_path: Path) -> None:
     config = project(tmp_path, FAREWELL)
     env = {"MC_A2A_TOKEN": ""}
@@ -276,3 +292,40 @@ def test_mc_a2a_serves_its_card_on_the_configured_port(tmp_path: Path) -> None:
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(15)
+
+
+def test_a_pending_approval_asks_for_input_and_a_reply_approves_it(tmp_path: Path) -> None:
+    config = project(tmp_path, FAREWELL,
+                     '[green_branch]\nauto_push = true\n[hitl]\nenabled = true\n'
+                     'gates = ["push"]\npoll_timeout = 60\n')
+    repo, origin = tmp_path / "repo", tmp_path / "origin.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(origin)], check=True)
+    git(repo, "remote", "add", "origin", str(origin))
+    git(repo, "push", "-q", "origin", "main")
+
+    async def scenario(settings: ServerSettings) -> None:
+        async with a2a_client(settings) as client:
+            task_id, states, seen = "", [], []
+            async for response in client.send_message(user_message(TITLE)):
+                if response.WhichOneof("payload") == "task":
+                    task_id = response.task.id
+                if response.WhichOneof("payload") == "status_update":
+                    states.append(response.status_update.status.state)
+                seen.extend(texts(response))
+            assert states[-1] == TaskState.TASK_STATE_INPUT_REQUIRED, seen
+            assert "approval #1 pending: push" in seen[-1]
+            parked = await client.get_task(GetTaskRequest(id=task_id))
+            assert parked.status.state == TaskState.TASK_STATE_INPUT_REQUIRED
+            states, seen = [], []
+            async for response in client.send_message(user_message("approve", task_id=task_id)):
+                if response.WhichOneof("payload") == "status_update":
+                    states.append(response.status_update.status.state)
+                seen.extend(texts(response))
+            assert "approval #1 approved" in seen[0], seen
+            assert states[-1] == TaskState.TASK_STATE_COMPLETED, seen
+
+    with running_server(config, tmp_path) as settings:
+        anyio.run(scenario, settings)
+    approval = Store(db_of(config)).rows("approvals")[0]
+    assert approval["status"] == "approved" and approval["decided_by"] == "a2a"
+    assert git(origin, "rev-parse", "main") == git(repo, "rev-parse", "mc/green")

@@ -14,6 +14,7 @@ from typing import Any
 
 from engine.config import ConfigError, MissionConfig, load_config
 from engine.models import ApprovalStatus, CommandKind, MissionStatus
+from engine.registry import Registry, RegistryError
 from engine.store import Store, StoreError
 
 ACTIVE_MISSION = frozenset({MissionStatus.PENDING, MissionStatus.RUNNING, MissionStatus.PAUSED})
@@ -54,25 +55,46 @@ class Project:
 
 
 class Projects:
-    """Name -> :class:`Project` (the registry's projects, or the one of ``--config``)."""
+    """The projects served: the registry's (read at each request, so a project registered
+    while the server runs is served at once) and a default one (``mc a2a --config``'s)."""
 
-    def __init__(self, projects: list[Project]) -> None:
-        self._by_name = {p.name: p for p in projects}
+    def __init__(self, projects: list[Project] | None = None, *, registry: Registry | None = None,
+                 default: Project | None = None) -> None:
+        self._fixed = {p.name: p for p in projects or []}
+        self.registry = registry
+        self.default = default
+        if default is not None:
+            self._fixed.setdefault(default.name, default)
 
     def names(self) -> list[str]:
-        return sorted(self._by_name)
+        names = set(self._fixed)
+        if self.registry is not None:
+            try:
+                names.update(self.registry.names())
+            except RegistryError:
+                pass
+        return sorted(names)
 
     def get(self, name: str | None) -> Project:
-        """The project called ``name``; with no name, the only project (else an error)."""
+        """The project called ``name``; with no name, the default project, else the only one
+        (raises :class:`ProjectError` listing the known names)."""
         if not name:
-            if len(self._by_name) == 1:
-                return next(iter(self._by_name.values()))
-            raise ProjectError(f"say which project: one of {', '.join(self.names()) or '(none)'}")
-        project = self._by_name.get(name)
-        if project is None:
-            raise ProjectError(
-                f"unknown project {name!r}: known projects are {', '.join(self.names()) or '(none)'}")
-        return project
+            if self.default is not None:
+                return self.default
+            names = self.names()
+            if len(names) == 1:
+                return self.get(names[0])
+            raise ProjectError(f"say which project: one of {', '.join(names) or '(none)'}")
+        if name in self._fixed:
+            return self._fixed[name]
+        if self.registry is not None:
+            try:
+                found = self.registry.get(name, live=False)
+                return Project(found.name, found.config_path)
+            except RegistryError:
+                pass
+        raise ProjectError(
+            f"unknown project {name!r}: known projects are {', '.join(self.names()) or '(none)'}")
 
 
 @dataclass

@@ -2,18 +2,19 @@
 
 A row per task that started a mission: the task and context ids, the project, the mission id
 and the id of the last store event the task has reported (its cursor, so a task that paused
-for input picks up exactly where it stopped). The file defaults to the user's data folder
+for input picks up exactly where it stopped). The file lives next to the project registry
 (``$XDG_DATA_HOME/mission-control/a2a-tasks.sqlite``).
 """
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from engine.registry import default_registry_path
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS a2a_tasks (
     task_id TEXT PRIMARY KEY,
@@ -26,9 +27,9 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS a2a_tasks (
 
 
 def data_dir() -> Path:
-    """``$XDG_DATA_HOME/mission-control`` (default ``~/.local/share/mission-control``)."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "mission-control"
+    """The folder of the project registry: ``$XDG_DATA_HOME/mission-control`` (default
+    ``~/.local/share/mission-control``), or that of ``$MC_REGISTRY`` when set."""
+    return default_registry_path().parent
 
 
 @dataclass(frozen=True)
