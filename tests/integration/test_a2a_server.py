@@ -329,3 +329,35 @@ def test_a_pending_approval_asks_for_input_and_a_reply_approves_it(tmp_path: Pat
     approval = Store(db_of(config)).rows("approvals")[0]
     assert approval["status"] == "approved" and approval["decided_by"] == "a2a"
     assert git(origin, "rev-parse", "main") == git(repo, "rev-parse", "mc/green")
+
+
+def test_a_restarted_server_still_answers_for_and_cancels_its_tasks(tmp_path: Path) -> None:
+    config = project(tmp_path, SLOW_WORKER)
+    db = db_of(config)
+
+    async def start(settings: ServerSettings) -> str:
+        async with a2a_client(settings) as client:
+            task_id = ""
+            async for response in client.send_message(user_message(TITLE)):
+                if response.WhichOneof("payload") == "task":
+                    task_id = response.task.id
+                if any("epoch 1 running" in t for t in texts(response)):
+                    return task_id
+        raise AssertionError("the mission never ran")
+
+    async def after_restart(settings: ServerSettings, task_id: str) -> None:
+        async with a2a_client(settings) as client:
+            task = await client.get_task(GetTaskRequest(id=task_id))
+            assert task.status.state == TaskState.TASK_STATE_WORKING
+            assert "mission #1: running" in task.status.message.parts[0].text
+            canceled = await client.cancel_task(CancelTaskRequest(id=task_id))
+            assert canceled.status.state == TaskState.TASK_STATE_CANCELED
+
+    with running_server(config, tmp_path) as settings:
+        task_id = anyio.run(start, settings)
+    # the server is gone; its mission runs on in its own process
+    assert Store(db).latest_mission()["status"] == "running"
+    with running_server(config, tmp_path) as settings:
+        anyio.run(after_restart, settings, task_id)
+    mission = Store(db).latest_mission()
+    assert mission["status"] == "stopped" and mission["outcome"] == "stopped by the user"

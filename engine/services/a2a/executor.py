@@ -428,6 +428,19 @@ class MissionExecutor(AgentExecutor):
         finally:
             self._cancelling.discard(task_id)
 
+    async def stop_linked_mission(self, task_id: str) -> str | None:
+        """Stop the mission linked to ``task_id`` and wait until it stopped (None: no link,
+        or its mission already ended)."""
+        link = self.tasks.get(task_id)
+        if link is None:
+            return None
+        project = self.projects.get(link.project)
+        store = project.store()
+        if store is None:
+            return None
+        with store:
+            return await self._stop_mission(store, project, link)
+
     async def _stop_mission(self, store: Store, project: Project, link: TaskLink) -> str:
         row = store.get("missions", link.mission_id) or {}
         if row.get("status") in ACTIVE_MISSION:

@@ -2,8 +2,8 @@
 
 Built from the SDK's own pieces: ``create_agent_card_routes`` (the card at
 ``/.well-known/agent-card.json``), ``create_jsonrpc_routes`` + ``DefaultRequestHandler`` +
-``InMemoryTaskStore`` (tasks; their missions are linked in :class:`TaskMap`), served by
-uvicorn. Security: loopback by default; any other bind address is refused unless a bearer
+``InMemoryTaskStore`` (tasks; their missions are linked in :class:`TaskMap`, so a restarted
+server still answers for them: :mod:`engine.services.a2a.restore`), served by uvicorn. Security: loopback by default; any other bind address is refused unless a bearer
 token is configured (from the environment variable ``[a2a] token_env``); with a token, the card
 declares the bearer scheme and every other request must carry it (``hmac.compare_digest``).
 """
@@ -18,9 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from a2a.server.request_handlers import DefaultRequestHandler
 from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes
-from a2a.server.tasks import InMemoryTaskStore
 from a2a.types import (
     AgentCapabilities,
     AgentCard,
@@ -37,6 +35,7 @@ from starlette.applications import Starlette
 from engine import __version__
 from engine.services.a2a.executor import MISSION_STATUS, RUN_MISSION, MissionExecutor
 from engine.services.a2a.projects import Projects
+from engine.services.a2a.restore import MissionRequestHandler, RestoringTaskStore
 from engine.services.a2a.tasks import TaskMap
 
 RPC_PATH = "/a2a"
@@ -171,8 +170,8 @@ def build_app(settings: ServerSettings, projects: Projects, tasks: TaskMap, *,
     """The Starlette app (card + JSON-RPC), behind :class:`BearerAuth` when a token is set."""
     card = agent_card(settings, projects)
     executor = executor or MissionExecutor(projects, tasks, drop_env=(settings.token_env,))
-    handler = DefaultRequestHandler(
-        agent_executor=executor, task_store=InMemoryTaskStore(), agent_card=card)
+    handler = MissionRequestHandler(
+        agent_executor=executor, task_store=RestoringTaskStore(executor), agent_card=card)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
