@@ -406,7 +406,9 @@ def deny_cmd(config_path: Path, approval_id: int) -> None:
 @config_option
 @click.option("--host", help="Bind address (default: a2a.host, 127.0.0.1).")
 @click.option("--port", type=click.IntRange(1, 65535), help="Port (default: a2a.port).")
-def a2a_cmd(config_path: Path, host: str | None, port: int | None) -> None:
+@click.option("--public-url", help="Base URL clients reach the server at, announced in the agent "
+              "card (default: http://HOST:PORT), e.g. behind a TLS proxy.")
+def a2a_cmd(config_path: Path, host: str | None, port: int | None, public_url: str | None) -> None:
     """Serve missions over A2A (agent-to-agent): an agent card and the skills
     "run a mission" (a task that follows its mission) and "mission status".
 
@@ -430,7 +432,7 @@ def a2a_cmd(config_path: Path, host: str | None, port: int | None) -> None:
                     "(or the environment variable MC_A2A__ENABLED=true), then run `mc a2a` again"))
     token = os.environ.get(config.a2a.token_env) or None
     settings = ServerSettings(host or config.a2a.host, port or config.a2a.port, token,
-                              config.a2a.token_env)
+                              config.a2a.token_env, public_url)
     try:
         check_bind(settings.host, settings.token, settings.token_env)
     except BindRefused as exc:

@@ -276,7 +276,8 @@ def test_mc_a2a_refuses_a_public_bind_without_a_token_and_a_disabled_server(tmp_
 def test_mc_a2a_serves_its_card_on_the_configured_port(tmp_path: Path) -> None:
     port = free_port()
     config = project(tmp_path, FAREWELL, f"port = {port}\n")  # under [a2a]
-    proc = subprocess.Popen([sys.executable, "-m", "mc_tui", "a2a", "--config", str(config)],
+    proc = subprocess.Popen([sys.executable, "-m", "mc_tui", "a2a", "--config", str(config),
+                             "--public-url", "https://mc.example/agent/"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "MC_A2A_TOKEN": ""}, start_new_session=True)
     try:
@@ -289,6 +290,9 @@ def test_mc_a2a_serves_its_card_on_the_configured_port(tmp_path: Path) -> None:
                 assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
                 time.sleep(0.1)
         assert card.status_code == 200 and card.json()["name"] == "Mission Control"
+        interface = card.json()["supportedInterfaces"][0]
+        assert interface == {"url": "https://mc.example/agent/a2a", "protocolBinding": "JSONRPC",
+                             "protocolVersion": "1.0"}
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(15)

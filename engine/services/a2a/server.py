@@ -78,9 +78,14 @@ class ServerSettings:
     port: int
     token: str | None = None
     token_env: str = "MC_A2A_TOKEN"
+    public_url: str | None = None
 
     @property
     def url(self) -> str:
+        """The base URL the card announces: ``public_url`` (e.g. behind a TLS proxy), else
+        ``http://host:port``."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
