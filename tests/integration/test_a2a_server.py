@@ -202,6 +202,11 @@ def test_cancel_stops_the_mission_then_the_task_is_canceled(tmp_path: Path) -> N
                                       "AND status = 'running'"):
                 assert time.monotonic() < deadline, seen
                 await anyio.sleep(0.05)
+            # the target is busy: a second mission is refused with the reason, nothing else
+            second = [r async for r in client.send_message(user_message("Something else"))]
+            final = second[-1].status_update.status
+            assert final.state == TaskState.TASK_STATE_FAILED
+            assert "is running a mission on this target" in final.message.parts[0].text
             started = time.monotonic()
             task = await client.cancel_task(CancelTaskRequest(id=task_id))
             assert time.monotonic() - started < 60  # the agent was cancelled, not awaited

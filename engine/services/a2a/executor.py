@@ -288,7 +288,7 @@ class MissionExecutor(AgentExecutor):
             if store is None:
                 store = await asyncio.to_thread(project.store)
             if store is not None:
-                mission_id = mission_of_process(store, pid)
+                mission_id = mission_of_process(store, pid, launched.started_at - 1.0)
                 if mission_id is not None:
                     return store, mission_id
             code = launched.process.poll()

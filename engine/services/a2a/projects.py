@@ -103,6 +103,7 @@ class LaunchedMission:
 
     process: subprocess.Popen[bytes]
     log_path: Path
+    started_at: float
 
     def log_tail(self, limit: int = 2000) -> str:
         try:
@@ -125,17 +126,20 @@ def launch_mission(project: Project, objective: str, *, environ: dict[str, str] 
         env.pop(name, None)
     command = [sys.executable, "-m", "mc_tui", "mission", "--no-ui",
                "--config", str(project.config_path.resolve()), "--objective", objective]
+    started_at = time.time()
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             cwd=project.config_path.resolve().parent, env=env, start_new_session=True,
         )
-    return LaunchedMission(process, log_path)
+    return LaunchedMission(process, log_path, started_at)
 
 
-def mission_of_process(store: Store, pid: int) -> int | None:
-    """The mission the process ``pid`` created or adopted (the row records its owner's pid)."""
-    rows = store.query("SELECT id FROM missions WHERE pid = ? ORDER BY id DESC LIMIT 1", (pid,))
+def mission_of_process(store: Store, pid: int, since: float) -> int | None:
+    """The mission the process ``pid`` created or adopted at or after ``since`` (Unix time):
+    the row records its owner's pid and a heartbeat; an older row with a reused pid is not it."""
+    rows = store.query("SELECT id FROM missions WHERE pid = ? AND heartbeat_at >= ? "
+                       "ORDER BY id DESC LIMIT 1", (pid, since))
     return int(rows[0]["id"]) if rows else None
 
 
