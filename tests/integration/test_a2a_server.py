@@ -40,6 +40,7 @@ from tests.e2e.conftest import (
     AMBITION_OK,
     OBJECTIVE_MET,
     git,
+    leftover_processes,
     make_target,
     plan_entry,
     worker_entry,
@@ -370,3 +371,26 @@ def test_a_restarted_server_still_answers_for_and_cancels_its_tasks(tmp_path: Pa
         anyio.run(after_restart, settings, task_id)
     mission = Store(db).latest_mission()
     assert mission["status"] == "stopped" and mission["outcome"] == "stopped by the user"
+
+
+def test_a_mission_process_that_dies_fails_its_task_with_the_resume_line(tmp_path: Path) -> None:
+    config = project(tmp_path, SLOW_WORKER)
+
+    async def scenario(settings: ServerSettings) -> None:
+        async with a2a_client(settings) as client:
+            states, seen, killed = [], [], False
+            async for response in client.send_message(user_message(TITLE)):
+                if response.WhichOneof("payload") == "status_update":
+                    states.append(response.status_update.status.state)
+                seen.extend(texts(response))
+                if not killed and any("epoch 1 running" in t for t in seen):
+                    killed = True
+                    owner = int(Store(db_of(config)).latest_mission()["pid"])
+                    os.killpg(owner, signal.SIGKILL)  # its own process group
+            assert states[-1] == TaskState.TASK_STATE_FAILED, seen
+            assert "exited with code -9; mission #1 is running" in seen[-1]
+            assert "mc mission --resume --config" in seen[-1]
+
+    with running_server(config, tmp_path) as settings:
+        anyio.run(scenario, settings)
+    assert not leftover_processes(tmp_path)  # its agents died with it
