@@ -209,9 +209,16 @@ class EpisodicMemoryConfig(Section):
 
 
 class A2AConfig(Section):
-    enabled: bool = Field(False, description="Agent-to-agent server (not available yet).")
-    host: str = Field("127.0.0.1", description="Bind address (loopback by default).")
+    enabled: bool = Field(
+        False, description="Allow `mc a2a` to serve this project over A2A (off: it refuses, "
+        "saying how to switch it on).")
+    host: str = Field(
+        "127.0.0.1", description="Bind address. Anything but loopback is refused unless the "
+        "token below is set.")
     port: int = Field(8765, ge=1, le=65535, description="Port.")
+    token_env: str = Field(
+        "MC_A2A_TOKEN", min_length=1, description="Environment variable holding the bearer "
+        "token every request must carry (unset: no token, loopback only).")
 
 
 class TracingConfig(Section):
@@ -586,7 +593,6 @@ def format_validation_error(exc: ValidationError, path: Path | None) -> str:
 UNAVAILABLE_FEATURES: tuple[tuple[str, str], ...] = (
     ("discovery.enabled", "auto-discovery"),
     ("speculation.enabled", "speculative branches"),
-    ("a2a.enabled", "the A2A server"),
     ("tracing.enabled", "OpenTelemetry tracing"),
     ("hitl.telegram.enabled", "Telegram approvals"),
 )

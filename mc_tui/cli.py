@@ -441,6 +441,56 @@ def deny_cmd(config_path: Path, approval_id: int) -> None:
     _decide(config_path, approval_id, False)
 
 
+@cli.command("a2a")
+@config_option
+@click.option("--host", help="Bind address (default: a2a.host, 127.0.0.1).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port (default: a2a.port).")
+@click.option("--public-url", help="Base URL clients reach the server at, announced in the agent "
+              "card (default: http://HOST:PORT), e.g. behind a TLS proxy.")
+def a2a_cmd(config_path: Path, host: str | None, port: int | None, public_url: str | None) -> None:
+    """Serve missions over A2A (agent-to-agent): an agent card and the skills
+    "run a mission" (a task that follows its mission) and "mission status".
+
+    Serves the registered projects (`mc register`) and the project of --config, whose
+    `[a2a]` section configures the server: it needs `enabled = true`. Loopback only unless
+    a bearer token is set in the environment variable named by `a2a.token_env` (default
+    MC_A2A_TOKEN).
+    """
+    import os
+
+    from rich.markup import escape
+
+    from engine.registry import Registry, RegistryError, default_name
+    from engine.services.a2a.projects import Project, Projects
+    from engine.services.a2a.server import BindRefused, ServerSettings, check_bind, serve
+    from engine.services.a2a.tasks import TaskMap
+
+    config = load_or_exit(config_path)
+    if not config.a2a.enabled:
+        fail(escape(f"the A2A server is off for {config_path}: set `[a2a] enabled = true` there "
+                    "(or the environment variable MC_A2A__ENABLED=true), then run `mc a2a` again"))
+    token = os.environ.get(config.a2a.token_env) or None
+    settings = ServerSettings(host or config.a2a.host, port or config.a2a.port, token,
+                              config.a2a.token_env, public_url)
+    try:
+        check_bind(settings.host, settings.token, settings.token_env)
+    except BindRefused as exc:
+        fail(escape(str(exc)))
+    registry = Registry()
+    try:
+        registered = registry.find_by_config(config_path)
+    except RegistryError:
+        registered = None
+    name = registered.name if registered else default_name(config)
+    projects = Projects(registry=registry, default=Project(name, config_path.resolve()))
+    console().print(
+        f"A2A server on {settings.url}  card: {settings.url}/.well-known/agent-card.json  "
+        f"projects: {', '.join(projects.names())}  "
+        f"token: {'required (' + settings.token_env + ')' if token else 'none (loopback only)'}",
+        highlight=False)
+    serve(settings, projects, TaskMap())
+
+
 @cli.command("register")
 @config_option
 @click.option("--name", help="Project name (default: target.name, else the config's folder).")
