@@ -549,7 +549,7 @@ def projects_cmd() -> None:
 @click.option("--http", "use_http", is_flag=True, help="Streamable HTTP instead of stdio.")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="HTTP bind address; non-loopback needs a token.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+@click.option("--port", type=click.IntRange(0, 65535), default=8766, show_default=True,
               help="HTTP port (0: any free port).")
 @click.option("--token-env", metavar="NAME",
               help="Environment variable holding the bearer token "

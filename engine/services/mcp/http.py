@@ -19,7 +19,7 @@ from typing import Any
 
 TOKEN_ENVS = ("MC_MCP_TOKEN", "MC_SERVICES_TOKEN")
 DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8765
+DEFAULT_PORT = 8766  # [a2a] port is 8765, mc live 8780
 MCP_PATH = "/mcp"
 
 Scope = MutableMapping[str, Any]
