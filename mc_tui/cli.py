@@ -402,6 +402,64 @@ def deny_cmd(config_path: Path, approval_id: int) -> None:
     _decide(config_path, approval_id, False)
 
 
+@cli.command("register")
+@config_option
+@click.option("--name", help="Project name (default: target.name, else the config's folder).")
+def register_cmd(config_path: Path, name: str | None) -> None:
+    """Add this project to the registry that `mc mcp` and the other services serve."""
+    from engine.registry import Registry, RegistryError
+
+    try:
+        project = Registry().register(config_path, name)
+    except ConfigError as exc:
+        fail(str(exc))
+        return
+    except RegistryError as exc:
+        fail(str(exc), _registry_exit(exc))
+        return
+    console().print(f"registered [bold]{project.name}[/]: {project.config_path} "
+                    f"(store {project.store_path})", highlight=False)
+
+
+@cli.command("unregister")
+@click.argument("name")
+def unregister_cmd(name: str) -> None:
+    """Remove a project from the registry (its repository and store are untouched)."""
+    from engine.registry import Registry, RegistryError
+
+    try:
+        project = Registry().unregister(name)
+    except RegistryError as exc:
+        fail(str(exc), _registry_exit(exc))
+        return
+    console().print(f"unregistered {project.name} ({project.config_path})", highlight=False)
+
+
+@cli.command("projects")
+def projects_cmd() -> None:
+    """The registered projects: name, path, config, last mission, its status, updated."""
+    from engine.registry import Registry, RegistryError
+
+    try:
+        registry = Registry()
+        projects = registry.projects()
+    except RegistryError as exc:
+        fail(str(exc), EXIT_FAILED)
+        return
+    if not projects:
+        console().print(f"no project registered yet ({registry.path}): "
+                        "add one with `mc register --config PATH`", highlight=False)
+        return
+    _reports().print_projects(console(), projects)
+
+
+def _registry_exit(exc: Exception) -> int:
+    """Bad input (unknown or duplicate name) exits 2; a registry that cannot be read exits 1."""
+    from engine.registry import DuplicateProject, UnknownProject
+
+    return EXIT_USAGE if isinstance(exc, DuplicateProject | UnknownProject) else EXIT_FAILED
+
+
 def _reports() -> Any:
     from mc_tui import reports
 
