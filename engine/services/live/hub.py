@@ -55,7 +55,8 @@ class ProjectHub:
                 self.store = Store(self.store_path)
             except StoreError:
                 return None
-            self.last_id = self.store.last_event_id()
+            # last_id stays where it was (0): a store that appeared while pages follow it is
+            # read from its first event (subscribe() skips the history when nobody follows)
         return self.store
 
     def close(self) -> None:
