@@ -117,6 +117,22 @@ def mission_state(store_path: Path) -> tuple[int | None, str | None, float | Non
     return int(row[0]), str(row[1]), float(changed)
 
 
+def project_of_config(config_path: str | Path, name: str | None = None) -> Project:
+    """The :class:`Project` of a config file, registered or not (raises :class:`ConfigError`
+    naming the key path when the config does not validate)."""
+    config = load_config(config_path)
+    source = config.source_path
+    assert source is not None  # load_config requires the file
+    name = (name or default_name(config)).strip()
+    if not name:
+        raise RegistryError("a project name cannot be empty")
+    store_path = config.db_path().resolve()
+    last_id, last_status, changed = mission_state(store_path)
+    now = time.time()
+    return Project(name, source, config.target.path.resolve(), store_path, last_id, last_status,
+                   now, changed or now)
+
+
 class Registry:
     """The registry file. Cheap to create; every call opens and closes its own connection."""
 
@@ -149,16 +165,11 @@ class Registry:
         """Add the project of ``config_path`` (validated: raises :class:`ConfigError` naming
         the key path); ``name`` defaults to :func:`default_name`. Raises
         :class:`DuplicateProject` when the name or the config is registered already."""
-        config = load_config(config_path)
-        source = config.source_path
-        assert source is not None  # load_config requires the file
-        name = (name or default_name(config)).strip()
-        if not name:
-            raise RegistryError("a project name cannot be empty")
-        store_path = config.db_path().resolve()
-        target = config.target.path.resolve()
-        last_id, last_status, changed = mission_state(store_path)
-        now = time.time()
+        project = project_of_config(config_path, name)
+        source, target, store_path = project.config_path, project.target_path, project.store_path
+        name, last_id, last_status = project.name, project.last_mission_id, project.last_status
+        changed = project.updated_at
+        now = project.registered_at
         with self._connect(write=True) as conn:
             row = conn.execute("SELECT name FROM projects WHERE name = ?", (name,)).fetchone()
             if row is not None:
@@ -174,9 +185,9 @@ class Registry:
             conn.execute(
                 "INSERT INTO projects VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (name, str(source), str(target), str(store_path), last_id, last_status, now,
-                 changed or now),
+                 changed),
             )
-        return Project(name, source, target, store_path, last_id, last_status, now, changed or now)
+        return project
 
     def unregister(self, name: str) -> Project:
         """Remove a project (its repository and store are untouched); returns it."""
@@ -284,4 +295,5 @@ __all__ = [
     "default_name",
     "default_registry_path",
     "mission_state",
+    "project_of_config",
 ]

@@ -88,6 +88,7 @@ class MissionControlApp(App[int]):
         self.data_painted_at: float | None = None  # ... of the first frame showing the mission
         self.loaded = False  # the mission has been read from the store
         self._main: MainScreen | None = None
+        self.switch_to: Any = None  # a registry Project chosen in the project switcher
         # Themes before the first frame: setting one later restyles every widget.
         for theme in THEMES.values():
             self.register_theme(theme)
@@ -403,6 +404,11 @@ class MissionControlApp(App[int]):
                                     palette=palette_of(self.current_theme),
                                     dark=self.current_theme.dark))
 
+    def action_switch_project(self) -> None:
+        from mc_tui.screens.projects import open_switcher
+
+        open_switcher(self)
+
     def action_zoom(self) -> None:
         if self.screen is self._main:
             self.main.toggle_zoom()
@@ -476,6 +482,8 @@ class MissionControlApp(App[int]):
         yield SystemCommand("Pane: zoom / unzoom", "Fill the screen with the focused pane",
                             self.action_zoom)
         yield SystemCommand("Keys: show all", "Every key and its binding id", self.action_help)
+        yield SystemCommand("Projects: switch", "Attach to another registered project",
+                            self.action_switch_project)
         for name in THEMES:
             yield SystemCommand(f"Theme: {name}", "Switch theme",
                                 lambda name=name: setattr(self, "theme", name))

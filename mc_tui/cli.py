@@ -349,12 +349,20 @@ def report_cmd(config_path: Path, mission_id: int | None, output: Path | None) -
 @cli.command("dashboard")
 @config_option
 @click.option("--mission", "mission_id", type=int, help="Mission id (default: the newest).")
-def dashboard_cmd(config_path: Path, mission_id: int | None) -> None:
+@click.option("--project", help="A registered project (`mc projects`) instead of --config.")
+def dashboard_cmd(config_path: Path, mission_id: int | None, project: str | None) -> None:
     """Attach the TUI to a mission running in another process (or a finished one).
 
     Read-only, except approvals and pause / resume / stop requests, which the running
-    engine obeys.
+    engine obeys. The palette's "Projects: switch" attaches to another registered project.
     """
+    if project is not None:
+        from engine.registry import Registry, RegistryError
+
+        try:
+            config_path = Registry().get(project).config_path
+        except RegistryError as exc:
+            fail(str(exc), _registry_exit(exc))
     config = load_or_exit(config_path, require_file=False)
     store = open_store_or_none(config)
     if store is None or store.latest_mission() is None:
@@ -362,10 +370,9 @@ def dashboard_cmd(config_path: Path, mission_id: int | None) -> None:
         return
     if mission_id is not None and store.get("missions", mission_id) is None:
         fail(f"mission {mission_id} does not exist")
-    from mc_tui.app import run_tui
+    from mc_tui.screens.projects import run_dashboard
 
-    with store:
-        sys.exit(run_tui(store, config=config, attach=True, mission_id=mission_id))
+    sys.exit(run_dashboard(store, config=config, mission_id=mission_id))
 
 
 def _decide(config_path: Path, approval_id: int, approved: bool) -> None:
@@ -451,6 +458,65 @@ def projects_cmd() -> None:
                         "add one with `mc register --config PATH`", highlight=False)
         return
     _reports().print_projects(console(), projects)
+
+
+@cli.command("mcp")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Default project: this config's (registered or not). Default: the only "
+                   "registered project.")
+@click.option("--http", "use_http", is_flag=True, help="Streamable HTTP instead of stdio.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="HTTP bind address; non-loopback needs a token.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+              help="HTTP port (0: any free port).")
+@click.option("--token-env", metavar="NAME",
+              help="Environment variable holding the bearer token "
+                   "(default: MC_MCP_TOKEN, else MC_SERVICES_TOKEN).")
+def mcp_cmd(config_path: Path | None, use_http: bool, host: str, port: int,
+            token_env: str | None) -> None:
+    """Serve the registered projects over the Model Context Protocol (stdio, or HTTP)."""
+    import anyio
+
+    from engine.registry import Registry, RegistryError, project_of_config
+    from engine.services.mcp import ProjectStores
+    from engine.services.mcp.http import (
+        TOKEN_ENVS,
+        BindRefused,
+        check_bind,
+        serve_http,
+        token_from_env,
+    )
+    from engine.services.mcp.server import build_server
+
+    registry = Registry()
+    default = None
+    if config_path is not None:
+        try:
+            default = registry.find_by_config(config_path) if config_path.exists() else None
+            default = default or project_of_config(config_path)
+        except ConfigError as exc:
+            fail(str(exc))
+        except RegistryError as exc:
+            fail(str(exc), _registry_exit(exc))
+    stores = ProjectStores(registry, default)
+    server = build_server(stores)
+    try:
+        if not use_http:
+            anyio.run(server.run_stdio_async)
+            return
+        names = (token_env,) if token_env else TOKEN_ENVS
+        token, source = token_from_env(names)
+        try:
+            check_bind(host, token, names)
+        except BindRefused as exc:
+            fail(str(exc))
+        auth = f"bearer token from ${source}" if token else "no token (loopback only)"
+        anyio.run(lambda: serve_http(server, host=host, port=port, token=token, ready=lambda url:
+                  err_console().print(f"mc mcp: serving {url} ({auth})", highlight=False)))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stores.close()
 
 
 def _registry_exit(exc: Exception) -> int:
