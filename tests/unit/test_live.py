@@ -94,6 +94,12 @@ def test_hub_sends_updates_with_rows_and_resyncs_a_slow_page(
         update = json.loads(data)
         assert kind == "update" and update["rows"]["units"][0]["status"] == "ready"
         assert update["events"][0]["kind"] == "unit.status"
+        store.add_cost(mission_id=mission_id, role="worker", usd=0.25, model="sonnet")
+        hub.poll()
+        cost_update = json.loads(sub.queue.get_nowait()[1])
+        assert [usd for _, usd in cost_update["cost_add"]] == [0.25]
+        assert cost_update["mission"]["total_cost_usd"] == pytest.approx(
+            store.mission_cost(mission_id))
         for n in range(QUEUE_MAX + 1):  # a page that reads nothing for a while
             store.append_event("log", mission_id=mission_id, level="info", message=f"m{n}")
             hub.poll()

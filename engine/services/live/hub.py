@@ -19,7 +19,7 @@ from typing import Any
 from engine.services.live.snapshot import Batch, latest_mission_id, snapshot, update
 from engine.store import Store, StoreError
 
-POLL_INTERVAL_S = 0.25
+POLL_INTERVAL_S = 0.1
 QUEUE_MAX = 256
 READ_LIMIT = 1000
 MISSIONS_LISTED = 20

@@ -10,6 +10,7 @@ redacts secrets on write; mission config, verification output and agent env are 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,7 +175,6 @@ class Batch:
     events: list[Event] = field(default_factory=list)
     dirty: dict[str, set[Any]] = field(default_factory=lambda: {t: set() for t in TABLES})
     mission_dirty: bool = False
-    costs_dirty: bool = False
 
     def add(self, event: Event) -> None:
         self.events.append(event)
@@ -192,7 +192,7 @@ class Batch:
         elif table is not None and payload.get("id") is not None:
             self.dirty[table].add(payload["id"])
         if kind == "cost":
-            self.costs_dirty = self.mission_dirty = True
+            self.mission_dirty = True
             if event.unit_id:
                 self.dirty["units"].add(event.unit_id)
         elif kind in ("review.scored", "attempt.finished", "attempt.started") and event.unit_id:
@@ -200,17 +200,24 @@ class Batch:
 
 
 def update(store: Store, batch: Batch) -> dict[str, Any]:
-    """The JSON update for ``batch``: its events, agent lines and the touched rows, re-read."""
-    out: dict[str, Any] = {"mission_id": batch.mission_id,
+    """The JSON update for ``batch``: its events, agent lines, the touched rows (re-read by id)
+    and ``cost_add``, the spend of its ``cost`` events as ``[[ts, usd], ...]`` (the page adds
+    them to the cumulative series it got with the snapshot)."""
+    out: dict[str, Any] = {"mission_id": batch.mission_id, "sent_at": time.time(),
                            "last_event_id": batch.events[-1].id if batch.events else 0,
                            "events": [], "agent": [], "rows": {}}
+    cost_add: list[list[float]] = []
     for event in batch.events:
         if event.kind == "agent.event":
             entry = _agent_entry(event)
             if entry:
                 out["agent"].append(entry)
-        else:
-            out["events"].append(event_view(event))
+            continue
+        out["events"].append(event_view(event))
+        if event.kind == "cost":
+            cost_add.append([event.ts, float(event.payload.get("usd") or 0)])
+    if cost_add:
+        out["cost_add"] = cost_add
     if batch.mission_id is None:
         return out
     for table, ids in batch.dirty.items():
@@ -227,6 +234,4 @@ def update(store: Store, batch: Batch) -> dict[str, Any]:
             out["rows"][table] = rows
     if batch.mission_dirty:
         out["mission"] = mission_view(store, batch.mission_id)
-    if batch.costs_dirty:
-        out["costs"] = cost_points(store, batch.mission_id)
     return out

@@ -2,7 +2,7 @@
 // Plain DOM, textContent only (agent output is never parsed as HTML).
 "use strict";
 
-const AGENT_LINES = 60, EVENTS_MAX = 400;
+const AGENT_LINES = 60, EVENTS_MAX = 400, COST_POINTS_MAX = 2000;
 const TABLES = ["epochs", "units", "attempts", "merges", "verifications", "approvals"];
 const $ = (id) => document.getElementById(id);
 let state = null, source = null, project = null, missionChoice = "", dirty = false;
@@ -46,7 +46,11 @@ function apply(up) {
   for (const [t, rows] of Object.entries(up.rows || {}))
     for (const r of rows) state.rows[t].set(String(r.id), r);
   if (up.mission) state.mission = up.mission;
-  if (up.costs) state.costs = up.costs;
+  for (const [ts, usd] of up.cost_add || []) {
+    const total = state.costs.length ? state.costs[state.costs.length - 1][1] : 0;
+    state.costs.push([ts, total + usd]);
+  }
+  if (state.costs.length > COST_POINTS_MAX) state.costs = state.costs.filter((_, i) => i % 2 === 0 || i === state.costs.length - 1);
   for (const a of up.agent || []) addAgent(a);
   state.events.push(...(up.events || []));
   if (state.events.length > EVENTS_MAX) state.events.splice(0, state.events.length - EVENTS_MAX);
