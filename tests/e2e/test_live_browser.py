@@ -79,6 +79,11 @@ def test_page_follows_a_demo_mission_and_approves_its_push(tmp_path: Path) -> No
             page.wait_for_function(
                 "document.getElementById('mission-status').textContent.includes('completed')",
                 timeout=15_000)
+            with Store(db) as store:
+                spent = store.mission_cost(store.latest_mission()["id"])
+            page.wait_for_function(
+                f"document.getElementById('cost-total').textContent === '${spent:.2f} of $10.00'",
+                timeout=5_000)
             assert page.locator("#events li").count() > 20
             assert "approval.status" in page.locator("#events").inner_text()
         finally:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+import anyio
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -202,8 +203,9 @@ def create_app(source: ProjectSource, *, token: str | None = None) -> FastAPI:
         row = store.get("approvals", approval_id)
         if row is None:
             raise HTTPException(404, f"approval {approval_id} does not exist")
-        try:
-            decided = store.decide_approval(approval_id, decision == "approve", by="web")
+        try:  # in a thread: a write may wait for the engine's write lock
+            decided = await anyio.to_thread.run_sync(
+                lambda: store.decide_approval(approval_id, decision == "approve", by="web"))
         except StoreError as exc:
             raise HTTPException(409, str(exc)) from None
         if not decided:
@@ -222,7 +224,7 @@ def create_app(source: ProjectSource, *, token: str | None = None) -> FastAPI:
             raise HTTPException(404, f"mission {mission_id} does not exist")
         if mission["status"] not in ACTIVE:
             raise HTTPException(409, f"mission {mission_id} is {mission['status']}")
-        command_id = store.send_command(mission_id, command)
+        command_id = await anyio.to_thread.run_sync(lambda: store.send_command(mission_id, command))
         return {"mission_id": mission_id, "command": command, "id": command_id}
 
     return app
