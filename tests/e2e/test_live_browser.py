@@ -139,8 +139,12 @@ fetch("{target}", {{method: "POST", mode: "no-cors", credentials: "include"}})
             assert pending_approval(db) == approval  # neither the fetch nor the form decided it
             page.locator(f'[data-approval-id="{approval}"] button.deny').click()
             page.wait_for_selector(f'[data-approval-id="{approval}"].denied', timeout=10_000)
+            page.locator("#pause").click()
+            page.wait_for_selector("#notice:has-text('pause requested')", timeout=10_000)
         finally:
             attacker.shutdown()
     with Store(db) as store:
         row = store.get("approvals", approval)
+        commands = store.query("SELECT kind FROM commands")
     assert (row["status"], row["decided_by"]) == ("denied", "web")
+    assert [c["kind"] for c in commands] == ["pause"]
