@@ -19,7 +19,6 @@ cross-site checks.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -180,8 +179,6 @@ def create_app(source: ProjectSource, *, token: str | None = None) -> FastAPI:
                         yield {"event": "snapshot", "data": hub.snapshot_json(sub)}
                     else:
                         yield {"event": kind, "data": data}
-            except asyncio.CancelledError:
-                raise
             finally:
                 hub.unsubscribe(sub)
 
