@@ -530,7 +530,7 @@ def _registry_exit(exc: Exception) -> int:
 @config_option
 @click.option("--host", help="Bind address (default: live.host, 127.0.0.1). Anything but "
               "loopback needs the token from $MC_SERVICES_TOKEN (live.token_env).")
-@click.option("--port", type=click.IntRange(0, 65535), help="Port (default: live.port, 8780).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port (default: live.port, 8780).")
 def live_cmd(config_path: Path, host: str | None, port: int | None) -> None:
     """The web dashboard: every registered project's mission, live, in a browser.
 
