@@ -227,6 +227,18 @@ class TracingConfig(Section):
     service_name: str = Field("mission-control", description="Service name on spans.")
 
 
+class LiveConfig(Section):
+    host: str = Field(
+        "127.0.0.1",
+        description="`mc live` bind address; anything but loopback needs the token below.",
+    )
+    port: int = Field(8780, ge=1, le=65535, description="`mc live` port.")
+    token_env: str = Field(
+        "MC_SERVICES_TOKEN",
+        description="Environment variable holding the dashboard's bearer token (never the file).",
+    )
+
+
 # --------------------------------------------------------------------------- additions
 AgentBackendName = Literal["claude", "codex", "gemini", "aider", "command", "scripted"]
 
@@ -311,6 +323,7 @@ class MissionConfig(BaseSettings):
     episodic_memory: EpisodicMemoryConfig = Field(default_factory=EpisodicMemoryConfig)
     a2a: A2AConfig = Field(default_factory=A2AConfig)
     tracing: TracingConfig = Field(default_factory=TracingConfig)
+    live: LiveConfig = Field(default_factory=LiveConfig)
     agent: AgentConfig = Field(default_factory=AgentConfig)
     merge_queue: MergeQueueConfig = Field(default_factory=MergeQueueConfig)
     state: StateConfig = Field(default_factory=StateConfig)

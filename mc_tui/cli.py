@@ -608,6 +608,36 @@ def _registry_exit(exc: Exception) -> int:
     return EXIT_USAGE if isinstance(exc, DuplicateProject | UnknownProject) else EXIT_FAILED
 
 
+@cli.command("live")
+@config_option
+@click.option("--host", help="Bind address (default: live.host, 127.0.0.1). Anything but "
+              "loopback needs the token from $MC_SERVICES_TOKEN (live.token_env).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port (default: live.port, 8780).")
+def live_cmd(config_path: Path, host: str | None, port: int | None) -> None:
+    """The web dashboard: every registered project's mission, live, in a browser.
+
+    Plan tree, workers and their logs, merge queue, approvals (approve / deny), cost against
+    the budget and the event log, following missions that run in other processes.
+    """
+    from engine.services.live.projects import ProjectSource
+    from engine.services.live.server import LiveServerError, bind_token, serve
+
+    config = load_or_exit(config_path, require_file=False)
+    host = host or config.live.host
+    port = config.live.port if port is None else port
+    try:
+        bind_token(host, config.live.token_env)
+        source = ProjectSource(config_path if config_path.exists() else None)
+    except (LiveServerError, ConfigError) as exc:
+        fail(str(exc))
+        return
+    names = ", ".join(p.name for p in source.projects()) or "none yet (mc register --config PATH)"
+    shown = f"[{host}]" if ":" in host else host
+    console().print(f"mc live on http://{shown}:{port}/  projects: {names}  (Ctrl-C stops)",
+                    highlight=False)
+    serve(source, host=host, port=port, token_env=config.live.token_env)
+
+
 def _reports() -> Any:
     from mc_tui import reports
 
