@@ -51,6 +51,22 @@ async def test_keys_decide_the_approval(world, keys, expected) -> None:
         assert expected in str(table.get_cell(f"a{approval_id}", "status"))
 
 
+async def test_a_decided_message_reaches_the_store(world) -> None:
+    """The modal and the app talk through ApprovalModal.Decided: any screen posting it
+    records the decision (by "tui") and the approvals pane shows it."""
+    app = world.app()
+    approval_id = world.mission.pending_approval
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        modal = app.screen
+        assert isinstance(modal, ApprovalModal)
+        app.post_message(ApprovalModal.Decided(approval_id, True))
+        await settle(pilot, app)
+        row = world.store.get("approvals", approval_id)
+        assert row["status"] == "approved" and row["decided_by"] == "tui"
+        assert isinstance(app.screen, MainScreen)  # the modal saw it decided and closed
+
+
 async def test_decided_elsewhere_closes_the_modal(world) -> None:
     app = world.app()
     approval_id = world.mission.pending_approval
