@@ -60,7 +60,7 @@ def make_target(root: Path) -> Path:
 
 
 def cassette(units: int, *, work_s: float = 0.0) -> str:
-    """Planner -> ``units`` leaf units ("Unit 1"...), one worker per unit writing
+    """Planner -> ``units`` (at most 5, the planner's limit per node) leaf units ("Unit 1"...), one worker per unit writing
     ``app/unit_<n>.py`` and committing; ambition ok; objective met."""
     plan = ", ".join(
         f'{{"title": "Unit {n}", "description": "Add app/unit_{n}.py", '

@@ -41,9 +41,9 @@ def host(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def live(tmp_path: Path):  # type: ignore[no-untyped-def]
-    """A prepared real mission whose workers take a while: four units on two workers, so
-    a pause or stop in the first wave always leaves work undispatched."""
-    mission = scripted_mission(tmp_path, units=4, work_s=1.5)
+    """A prepared real mission whose workers take a while: five units on two workers, so a
+    pause or stop early on leaves work undispatched (a paused mission cannot finish)."""
+    mission = scripted_mission(tmp_path, units=5, work_s=1.0)
     yield mission
     mission.store.close()
 
@@ -76,8 +76,10 @@ async def test_p_pauses_and_resumes_through_commands(live) -> None:
     async with app.run_test(size=(120, 40), notifications=True) as pilot:
         assert await wait_for(pilot, lambda: app.state.mission is not None)
         await settle(pilot, app)
-        await pilot.press("p")
         mid = app.state.mission_id
+        undispatched = {"planned", "ready", "blocked"}
+        assert any(u["status"] in undispatched for u in store.units(mid)) or not store.units(mid)
+        await pilot.press("p")
         assert store.query("SELECT kind FROM commands WHERE mission_id = ?", (mid,))[-1]["kind"] == "pause"
         assert any(n.message == "pause requested" for n in app._notifications)
         assert await wait_for(pilot, lambda: store.get("missions", mid)["status"] == "paused")

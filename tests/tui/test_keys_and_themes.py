@@ -169,7 +169,7 @@ async def test_cost_graph_split_toggles_between_model_and_role(calm_world) -> No
 
 async def test_save_screenshot_renders_a_stable_svg(calm_world, tmp_path) -> None:
     from mc_tui.app import save_screenshot
-    from mc_tui.synthetic import frozen_clock
+    from tests.support.tui_world import frozen_clock
     from tests.tui.conftest import FROZEN_NOW
 
     paths = []
