@@ -12,16 +12,14 @@ Textual's own ``Binding.id`` + ``App.set_keymap``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from textual.binding import Binding
 
 Scope = Literal["app", "main", "cost_graph", "approval"]
 
 
-@dataclass(frozen=True)
-class KeySpec:
+class KeySpec(NamedTuple):
     """One binding: ``id`` (what ``[ui] keys`` names), its default ``key``, the Textual
     ``action`` it runs, the ``description`` shown by ``?``, and the ``scope`` it lives in."""
 

@@ -10,8 +10,8 @@ The shape follows posting's ``PostingProvider`` (a Textual ``Provider`` in its o
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from functools import partial
+from typing import NamedTuple
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
@@ -19,8 +19,7 @@ from mc_tui.bindings import PANES
 from themes import THEMES
 
 
-@dataclass(frozen=True)
-class PaletteCommand:
+class PaletteCommand(NamedTuple):
     """``title`` (what is searched), ``help`` (shown under it), ``action`` (run on select)."""
 
     title: str
