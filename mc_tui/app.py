@@ -289,7 +289,12 @@ class MissionControlApp(App[int]):
     def _handle_approvals(self, now: float) -> None:
         modal = self._open_modal()
         if modal is not None and modal.decided:
-            return  # answered: it is closing, and its Decided message records the answer
+            # answered: its Decided message records the answer and closes it; one that was
+            # covered then (a too-small terminal) is closed once it is on top again
+            row = self.state.approvals.get(modal.approval_id)
+            if self.screen is modal and row is not None and row["status"] != ApprovalStatus.PENDING:
+                modal.dismiss(None)
+            return
         if modal is not None:
             row = self.state.approvals.get(modal.approval_id)
             if row is not None and row["status"] != ApprovalStatus.PENDING:
@@ -322,7 +327,7 @@ class MissionControlApp(App[int]):
         """Record the answer, then close the modal that asked."""
         self._decide(message.approval_id, message.approved)
         modal = self._open_modal()
-        if modal is not None and modal.approval_id == message.approval_id:
+        if modal is not None and modal.approval_id == message.approval_id and self.screen is modal:
             modal.dismiss(message.approved)
 
     def _decide(self, approval_id: int, approved: bool) -> None:

@@ -69,6 +69,28 @@ async def test_a_decided_message_reaches_the_store(world) -> None:
         assert isinstance(app.screen, MainScreen)  # the modal saw it decided and closed
 
 
+async def test_an_answer_while_the_modal_is_covered_closes_it_later(world) -> None:
+    """Decided is recorded at once; a modal covered by the too-small screen then closes when
+    it is on top again (never left open on an answered approval)."""
+    from mc_tui.screens.too_small import TooSmallScreen
+
+    app = world.app()
+    approval_id = world.mission.pending_approval
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        modal = app.screen
+        assert isinstance(modal, ApprovalModal)
+        await pilot.resize_terminal(60, 20)
+        await pilot.pause()
+        assert isinstance(app.screen, TooSmallScreen)
+        modal.action_decide(False)
+        await settle(pilot, app)
+        assert world.store.get("approvals", approval_id)["status"] == "denied"
+        await pilot.resize_terminal(120, 40)
+        await settle(pilot, app, rounds=2)
+        assert isinstance(app.screen, MainScreen)
+
+
 async def test_decided_elsewhere_closes_the_modal(world) -> None:
     app = world.app()
     approval_id = world.mission.pending_approval
