@@ -19,9 +19,9 @@ import anyio
 import pytest
 
 from engine.store import Store
+from tests.support.event_kinds import emitted_kinds
 from tests.support.scripted_mission import scripted_mission
 from tests.support.tui_world import SyntheticMission
-from tests.unit.test_event_kinds_documented import emitted_kinds
 
 ROOT = Path(__file__).resolve().parents[2]
 
