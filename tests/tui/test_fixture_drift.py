@@ -19,7 +19,7 @@ import anyio
 import pytest
 
 from engine.store import Store
-from tests.support.event_kinds import emitted_kinds
+from tests.support.event_kinds import documented_kinds, emitted_kinds
 from tests.support.scripted_mission import scripted_mission
 from tests.support.tui_world import SyntheticMission
 
@@ -86,3 +86,9 @@ def test_drift_is_reported(real_shapes) -> None:
     """The comparison itself: an invented key on a real kind is drift."""
     assert drift({"unit.status": {"id", "from", "to", "made_up"}}, real_shapes) == {
         "unit.status": {"made_up"}}
+
+
+def test_every_kind_a_real_run_emits_is_documented(real_shapes) -> None:
+    """The dynamic half of tests/unit/test_event_kinds_documented.py: what a real scripted
+    mission wrote, not only what the source names."""
+    assert set(real_shapes) - documented_kinds() == set()
