@@ -4,7 +4,7 @@
   (httpx async streams, one connection each) follow the bundled demo project while a real
   mission runs in a third process (``mc mission --no-ui --yes``, scripted agents, real git),
   then while another process appends events to the same store at a steady rate
-  (``mc_tui.synthetic`` load) until the phase has lasted ``--seconds``. Measured: errors
+  (``benchmarks/tui_load.py``) until the phase has lasted ``--seconds``. Measured: errors
   (a failed connection, a stream that ended, an update that did not parse), whether every
   client saw the last event, the latency from an event's commit (its ``ts``) to its arrival
   at a client (p50 / p95 over every event every client received), and the server's RSS every
@@ -200,7 +200,7 @@ async def sse_phase(url: str, server_pid: int, db: Path, config: Path, env: dict
                     mission_id = store.latest_mission()["id"]
                 rest = max(1.0, seconds - (time.monotonic() - start_t))
                 load = subprocess.Popen(
-                    [sys.executable, "-m", "mc_tui.synthetic", "load", "--db", str(db),
+                    [sys.executable, str(Path(__file__).with_name("tui_load.py")), "--db", str(db),
                      "--mission", str(mission_id), "--rate", str(LOAD_RATE), "--seconds",
                      f"{rest:.1f}"], env=env, stdout=subprocess.DEVNULL, start_new_session=True)
             await asyncio.sleep(0.1)
