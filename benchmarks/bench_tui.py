@@ -48,8 +48,9 @@ from _bench import report  # noqa: E402
 from engine.config import MissionConfig  # noqa: E402
 from engine.store import Store  # noqa: E402
 from mc_tui.app import MissionControlApp  # noqa: E402
-from mc_tui.synthetic import SyntheticMission  # noqa: E402
+from tests.support.tui_world import SyntheticMission  # noqa: E402
 
+LOAD = Path(__file__).resolve().parent / "tui_load.py"  # the writer process
 KEY_BUDGET_MS = 100.0
 KEY_INTERVAL_S = 0.25  # a fast typist: four pane switches a second
 GOAL_EVENTS_PER_S = 2000.0
@@ -82,7 +83,7 @@ def make_world(root: Path) -> tuple[Store, MissionConfig, int]:
 
 def start_writer(db: Path, mission_id: int, rate: float, seconds: float) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "mc_tui.synthetic", "load", "--db", str(db), "--mission",
+        [sys.executable, str(LOAD), "--db", str(db), "--mission",
          str(mission_id), "--rate", str(rate), "--seconds", str(seconds)],
         cwd=ROOT, stdout=subprocess.PIPE, text=True,
     )

@@ -209,15 +209,34 @@ class EpisodicMemoryConfig(Section):
 
 
 class A2AConfig(Section):
-    enabled: bool = Field(False, description="Agent-to-agent server (not available yet).")
-    host: str = Field("127.0.0.1", description="Bind address (loopback by default).")
+    enabled: bool = Field(
+        False, description="Allow `mc a2a` to serve this project over A2A (off: it refuses, "
+        "saying how to switch it on).")
+    host: str = Field(
+        "127.0.0.1", description="Bind address. Anything but loopback is refused unless the "
+        "token below is set.")
     port: int = Field(8765, ge=1, le=65535, description="Port.")
+    token_env: str = Field(
+        "MC_A2A_TOKEN", min_length=1, description="Environment variable holding the bearer "
+        "token every request must carry (unset: no token, loopback only).")
 
 
 class TracingConfig(Section):
     enabled: bool = Field(False, description="OpenTelemetry export (not available yet).")
     endpoint: str = Field("http://127.0.0.1:4318", description="OTLP endpoint.")
     service_name: str = Field("mission-control", description="Service name on spans.")
+
+
+class LiveConfig(Section):
+    host: str = Field(
+        "127.0.0.1",
+        description="`mc live` bind address; anything but loopback needs the token below.",
+    )
+    port: int = Field(8780, ge=1, le=65535, description="`mc live` port.")
+    token_env: str = Field(
+        "MC_SERVICES_TOKEN",
+        description="Environment variable holding the dashboard's bearer token (never the file).",
+    )
 
 
 # --------------------------------------------------------------------------- additions
@@ -304,6 +323,7 @@ class MissionConfig(BaseSettings):
     episodic_memory: EpisodicMemoryConfig = Field(default_factory=EpisodicMemoryConfig)
     a2a: A2AConfig = Field(default_factory=A2AConfig)
     tracing: TracingConfig = Field(default_factory=TracingConfig)
+    live: LiveConfig = Field(default_factory=LiveConfig)
     agent: AgentConfig = Field(default_factory=AgentConfig)
     merge_queue: MergeQueueConfig = Field(default_factory=MergeQueueConfig)
     state: StateConfig = Field(default_factory=StateConfig)
@@ -602,7 +622,6 @@ def format_validation_error(exc: ValidationError, path: Path | None) -> str:
 UNAVAILABLE_FEATURES: tuple[tuple[str, str], ...] = (
     ("discovery.enabled", "auto-discovery"),
     ("speculation.enabled", "speculative branches"),
-    ("a2a.enabled", "the A2A server"),
     ("tracing.enabled", "OpenTelemetry tracing"),
     ("hitl.telegram.enabled", "Telegram approvals"),
 )

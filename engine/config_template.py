@@ -40,8 +40,9 @@ SECTION_DOCS: dict[str, str] = {
     "speculation": "Speculative parallel branches for one unit.",
     "degradation": "Circuit breaker and graceful degradation.",
     "episodic_memory": "Memory of earlier episodes fed to planning.",
-    "a2a": "Agent-to-agent server (loopback by default).",
+    "a2a": "Agent-to-agent (A2A) server, `mc a2a` (loopback by default; see docs/services.md).",
     "tracing": "OpenTelemetry export.",
+    "live": "`mc live`: the web dashboard (loopback by default; a token from the env otherwise).",
     "agent": "Which agent CLI does the work: claude | codex | gemini | aider | command | scripted.",
     "merge_queue": "Merge queue batching (1 = plain serial queue).",
     "state": "Where the store lives (default: inside the target's .git/mc). Worktrees never live "

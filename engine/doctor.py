@@ -102,22 +102,26 @@ BACKENDS: dict[str, BackendSpec] = {
     ),
     "codex": BackendSpec(
         name="codex", binary="codex", install_hint="npm install -g @openai/codex",
-        key_env=("OPENAI_API_KEY", "CODEX_API_KEY"), credential_files=(".codex/auth.json",),
-        base_url_env=("OPENAI_BASE_URL",),
+        key_env=("OPENAI_API_KEY", "CODEX_API_KEY", "AZURE_OPENAI_API_KEY"),
+        credential_files=(".codex/auth.json",),
+        # codex 0.171 ignores OPENAI_BASE_URL: a proxy is a [model_providers.<x>] base_url in
+        # $CODEX_HOME/config.toml (docs/agents.md), which has no environment variable to probe
+        base_url_env=(),
         login_hint="export OPENAI_API_KEY, or run `codex login`",
     ),
     "gemini": BackendSpec(
         name="gemini", binary="gemini", install_hint="npm install -g @google/gemini-cli",
         key_env=("GEMINI_API_KEY", "GOOGLE_API_KEY"), alt_auth_env=("GOOGLE_GENAI_USE_VERTEXAI",),
         credential_files=(".gemini/oauth_creds.json",),
-        base_url_env=("GOOGLE_GEMINI_BASE_URL",),
+        base_url_env=("GOOGLE_GEMINI_BASE_URL", "GOOGLE_VERTEX_BASE_URL"),
         login_hint="export GEMINI_API_KEY, or run `gemini` once and sign in",
     ),
     "aider": BackendSpec(
         name="aider", binary="aider", install_hint="pipx install aider-chat",
         key_env=("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "AIDER_OPENAI_API_KEY",
                  "AIDER_ANTHROPIC_API_KEY", "AIDER_API_KEY"),
-        base_url_env=("OPENAI_BASE_URL", "AIDER_OPENAI_API_BASE"),
+        # OPENAI_BASE_URL wins over the other two when set (measured with aider 0.86.2)
+        base_url_env=("OPENAI_BASE_URL", "AIDER_OPENAI_API_BASE", "OPENAI_API_BASE"),
         login_hint="export the API key of aider's model (OPENAI_API_KEY, ANTHROPIC_API_KEY, ...)",
     ),
 }
@@ -127,6 +131,7 @@ BACKENDS: dict[str, BackendSpec] = {
 def check_repo(config: MissionConfig) -> list[Check]:
     """The target is a git repository with commits, and its base branch exists."""
     from engine.gitops import GitError, GitRepo
+    from engine.gitops.branches import resolve_base_branch
 
     path = Path(config.target.path)
     try:
@@ -135,16 +140,18 @@ def check_repo(config: MissionConfig) -> list[Check]:
         return [Check("git repository", MISSING, str(exc),
                       f"set target.path to a git repository (or `git init {path}`)")]
     checks = [Check("git repository", OK, str(repo.path))]
-    branch = config.target.branch
-    if repo.ref_head(f"refs/heads/{branch}") is not None:
-        checks.append(Check("base branch", OK, branch))
-    elif repo.ref_head("refs/heads/mc/green") is not None:
-        checks.append(Check("base branch", WARNING, f"no local branch {branch!r}; mc/green exists",
-                            f"set target.branch to an existing branch (`git branch {branch}`)",
-                            required=False))
-    else:
-        checks.append(Check("base branch", MISSING, f"no local branch {branch!r}",
-                            f"set target.branch to an existing branch, or `git branch {branch}`"))
+    try:
+        base = resolve_base_branch(repo, config.target.branch, config.green_branch.remote)
+    except GitError as exc:
+        if config.target.branch and repo.ref_head("refs/heads/mc/green") is not None:
+            checks.append(Check("base branch", WARNING, f"{exc} (mc/green exists)",
+                                "set target.branch to an existing branch", required=False))
+        else:
+            first, *rest = str(exc).splitlines()
+            fix = "; ".join(line.strip() for line in rest) or "set target.branch to an existing branch"
+            checks.append(Check("base branch", MISSING, first, fix))
+        return checks
+    checks.append(Check("base branch", OK, f"{base.name} (from {base.source})"))
     return checks
 
 

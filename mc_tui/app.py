@@ -12,13 +12,13 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 from textual import events
-from textual.app import App, SystemCommand
+from textual.app import App
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState, get_current_worker
@@ -26,17 +26,19 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from engine.config import MissionConfig
 from engine.models import ApprovalStatus
 from engine.store import Store
+from mc_tui.bindings import Keymap, all_bindings, bindings
+from mc_tui.commands import MissionCommands
 from mc_tui.screens.approval_modal import ApprovalModal
 from mc_tui.screens.confirm import ConfirmScreen
 from mc_tui.screens.diff import DiffScreen
 from mc_tui.screens.help import HelpScreen
-from mc_tui.screens.main import PANES, MainScreen
+from mc_tui.screens.main import MainScreen
 from mc_tui.screens.too_small import MIN_HEIGHT, MIN_WIDTH, TooSmallScreen
-from mc_tui.widgets.cost_graph import CostGraph
 from mc_tui.widgets.fmt import palette_of
 from mc_tui.widgets.mission_state import Changes, MissionState, PendingChanges
 from themes import STYLESHEET, THEMES
 
+__all__ = ["EXIT_INTERRUPTED", "MissionControlApp", "all_bindings", "run_tui", "save_screenshot"]
 EXIT_INTERRUPTED = 130
 FINISHED = {"completed", "not_pushed", "stopped", "stalled", "failed", "interrupted"}
 READER_YIELD_EVERY = 200  # give the UI loop a turn while catching up on a burst
@@ -48,10 +50,8 @@ class MissionControlApp(App[int]):
 
     CSS_PATH = str(STYLESHEET)
     TITLE = "Mission Control"
-    BINDINGS = [
-        Binding("question_mark", "help", "Keys", id="help"),
-        Binding("q", "quit", "Quit", id="quit"),
-    ]
+    BINDINGS = bindings("app")
+    COMMANDS = App.COMMANDS | {MissionCommands}
     STOP_GRACE_S = 5.0  # how long quit waits for the engine to stop after "stop"
 
     def __init__(
@@ -82,12 +82,14 @@ class MissionControlApp(App[int]):
         self.engine_error: str | None = None
         self.pause_wanted: bool | None = None  # requested but not yet reflected by the engine
         self.stop_requested = False
-        self.keymap_warnings: list[str] = []
+        self.keymap = Keymap(config.ui.keys, display=lambda key: self.get_key_display(Binding(key, "")))
+        self.keymap_warnings: list[str] = list(self.keymap.warnings)
         self.ticks = 0
         self.first_paint_at: float | None = None  # perf_counter() of the first painted frame
         self.data_painted_at: float | None = None  # ... of the first frame showing the mission
         self.loaded = False  # the mission has been read from the store
         self._main: MainScreen | None = None
+        self.switch_to: Any = None  # a registry Project chosen in the project switcher
         # Themes before the first frame: setting one later restyles every widget.
         for theme in THEMES.values():
             self.register_theme(theme)
@@ -102,6 +104,7 @@ class MissionControlApp(App[int]):
             wall_limit=cfg.continuous.max_wall_time_seconds,
             repo_path=Path(cfg.target.path),
             bypass=cfg.agent.permission_mode == "bypassPermissions",
+            keymap=self.keymap,
         )
         return self._main
 
@@ -112,7 +115,7 @@ class MissionControlApp(App[int]):
 
     def on_mount(self) -> None:
         self.theme_changed_signal.subscribe(self, lambda _theme: self._restyle())
-        self._apply_keymap(self.config.ui.keys)
+        self._apply_keymap()
         if self.engine_factory is not None and not self.attach:
             self.engine_worker = self.run_worker(
                 self.engine_factory(), exclusive=True, group="engine", name="engine",
@@ -157,17 +160,14 @@ class MissionControlApp(App[int]):
         if self.data_painted_at is not None:
             gc.unfreeze()  # hand what we froze back to the collector (tests run many apps)
 
-    def _apply_keymap(self, keys: dict[str, str]) -> None:
-        known = {b.id for b in all_bindings() if b.id}
-        valid = {bid: key for bid, key in keys.items() if bid in known}
-        for bad in sorted(set(keys) - known):
-            msg = f"ui.keys: unknown binding id '{bad}' (ignored); see ? for the ids"
-            self.keymap_warnings.append(msg)
+    def _apply_keymap(self) -> None:
+        """Bind the registry's keys after ``[ui] keys``; unknown ids are warned about."""
+        for msg in self.keymap.warnings:
             self.log.warning(msg)
             self.notify(msg, severity="warning", timeout=8)
-        self.set_keymap(valid)
-        if self._main is not None and self._main.ready:
-            self._main.key_bar.rebuild()
+        self.set_keymap(self.keymap.overrides)
+        if self._main is not None:
+            self._main.set_keymap(self.keymap)
 
     # ------------------------------------------------------------------ live data
     async def _read_events(self) -> None:
@@ -246,7 +246,7 @@ class MissionControlApp(App[int]):
             parts.append(f"engine finished (exit {self.engine_code}) · q quits")
         return " · ".join(parts)
 
-    def main_ready(self) -> None:
+    def on_main_screen_ready(self, _message: MainScreen.Ready) -> None:
         """The dashboard's widgets exist (the mission is drawn after the first frame)."""
         self.main.set_palette(palette_of(self.current_theme))
         if self.loaded:
@@ -289,6 +289,13 @@ class MissionControlApp(App[int]):
 
     def _handle_approvals(self, now: float) -> None:
         modal = self._open_modal()
+        if modal is not None and modal.decided:
+            # answered: its Decided message records the answer and closes it; one that was
+            # covered then (a too-small terminal) is closed once it is on top again
+            row = self.state.approvals.get(modal.approval_id)
+            if self.screen is modal and row is not None and row["status"] != ApprovalStatus.PENDING:
+                modal.dismiss(None)
+            return
         if modal is not None:
             row = self.state.approvals.get(modal.approval_id)
             if row is not None and row["status"] != ApprovalStatus.PENDING:
@@ -312,11 +319,19 @@ class MissionControlApp(App[int]):
         unit = self.state.units.get(row.get("unit_id") or "")
         modal = ApprovalModal(row, unit, repo_path=Path(self.config.target.path), now=self.clock(),
                               dark=self.current_theme.dark)
-        self.push_screen(modal, callback=lambda approved: self._decide(approval_id, approved))
+        self.push_screen(modal)
 
-    def _decide(self, approval_id: int, approved: bool | None) -> None:
-        if approved is None:
-            return
+    def on_main_screen_approval_selected(self, message: MainScreen.ApprovalSelected) -> None:
+        self.open_approval(message.approval_id)
+
+    def on_approval_modal_decided(self, message: ApprovalModal.Decided) -> None:
+        """Record the answer, then close the modal that asked."""
+        self._decide(message.approval_id, message.approved)
+        modal = self._open_modal()
+        if modal is not None and modal.approval_id == message.approval_id and self.screen is modal:
+            modal.dismiss(message.approved)
+
+    def _decide(self, approval_id: int, approved: bool) -> None:
         if self.store.decide_approval(approval_id, approved, by="tui"):
             self.notify(f"approval #{approval_id} {'approved' if approved else 'denied'}", timeout=4)
         else:
@@ -404,6 +419,11 @@ class MissionControlApp(App[int]):
                                     palette=palette_of(self.current_theme),
                                     dark=self.current_theme.dark))
 
+    def action_switch_project(self) -> None:
+        from mc_tui.screens.projects import open_switcher
+
+        open_switcher(self)
+
     def action_zoom(self) -> None:
         if self.screen is self._main:
             self.main.toggle_zoom()
@@ -415,16 +435,15 @@ class MissionControlApp(App[int]):
 
     def key_for(self, binding_id: str) -> str:
         """The key shown for a binding id, after the user's keymap."""
-        for binding in all_bindings():
-            if binding.id == binding_id:
-                key = dict(self._keymap).get(binding_id, binding.key)
-                return self.get_key_display(Binding(key, ""))
-        return binding_id
+        return self.keymap.key_for(binding_id)
 
     def help_rows(self) -> list[tuple[str, str, str]]:
-        rows = [(self.key_for(b.id or ""), b.description, b.id or "") for b in all_bindings()]
-        rows.append(("ctrl+p", "Command palette (every action)", "command_palette"))
-        return rows
+        """(key, description, binding id) of every registered binding, then the palette."""
+        return self.keymap.help_rows()
+
+    def action_set_theme(self, name: str) -> None:
+        """Switch to the theme ``name`` (the palette's "Theme: ..." commands)."""
+        self.theme = name
 
     async def action_quit(self) -> None:
         if not self.engine_running():
@@ -460,27 +479,6 @@ class MissionControlApp(App[int]):
         """Exit; ``code`` is both the app's result and its return code."""
         self.exit(code, return_code=code)
 
-    # ------------------------------------------------------------------ palette
-    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
-        for n, (_, _, title) in PANES.items():
-            yield SystemCommand(f"Focus: {title}", f"Focus pane {n}",
-                                lambda n=n: self.action_focus_pane(n))
-        yield SystemCommand("Mission: pause / resume", "Pause or resume dispatching new work",
-                            self.action_toggle_pause)
-        yield SystemCommand("Mission: stop", "Stop gracefully", self.action_stop)
-        yield SystemCommand("Approvals: open pending", "Jump to approvals",
-                            self.action_jump_approvals)
-        yield SystemCommand("Unit: show diff", "Details and diff of the selected unit",
-                            self.action_diff)
-        yield SystemCommand("List: filter", "Filter the focused list", self.action_filter)
-        yield SystemCommand("Pane: zoom / unzoom", "Fill the screen with the focused pane",
-                            self.action_zoom)
-        yield SystemCommand("Keys: show all", "Every key and its binding id", self.action_help)
-        for name in THEMES:
-            yield SystemCommand(f"Theme: {name}", "Switch theme",
-                                lambda name=name: setattr(self, "theme", name))
-
     # ------------------------------------------------------------------ terminal size
     def on_resize(self, event: events.Resize) -> None:
         self._check_size(event.size.width, event.size.height)
@@ -494,15 +492,6 @@ class MissionControlApp(App[int]):
             top.show_size(width, height)
         elif not small and isinstance(top, TooSmallScreen):
             self.pop_screen()
-
-
-def all_bindings() -> list[Binding]:
-    """Every binding with an id (the ids users may remap in ``[ui] keys``)."""
-    out: list[Binding] = []
-    for source in (MissionControlApp.BINDINGS, MainScreen.BINDINGS, CostGraph.BINDINGS,
-                   ApprovalModal.BINDINGS):
-        out += [b for b in source if isinstance(b, Binding)]
-    return out
 
 
 def run_tui(

@@ -381,12 +381,20 @@ def report_cmd(config_path: Path, mission_id: int | None, output: Path | None) -
 @cli.command("dashboard")
 @config_option
 @click.option("--mission", "mission_id", type=int, help="Mission id (default: the newest).")
-def dashboard_cmd(config_path: Path, mission_id: int | None) -> None:
+@click.option("--project", help="A registered project (`mc projects`) instead of --config.")
+def dashboard_cmd(config_path: Path, mission_id: int | None, project: str | None) -> None:
     """Attach the TUI to a mission running in another process (or a finished one).
 
     Read-only, except approvals and pause / resume / stop requests, which the running
-    engine obeys.
+    engine obeys. The palette's "Projects: switch" attaches to another registered project.
     """
+    if project is not None:
+        from engine.registry import Registry, RegistryError
+
+        try:
+            config_path = Registry().get(project).config_path
+        except RegistryError as exc:
+            fail(str(exc), _registry_exit(exc))
     config = load_or_exit(config_path, require_file=False)
     store = open_store_or_none(config)
     if store is None or store.latest_mission() is None:
@@ -394,10 +402,9 @@ def dashboard_cmd(config_path: Path, mission_id: int | None) -> None:
         return
     if mission_id is not None and store.get("missions", mission_id) is None:
         fail(f"mission {mission_id} does not exist")
-    from mc_tui.app import run_tui
+    from mc_tui.screens.projects import run_dashboard
 
-    with store:
-        sys.exit(run_tui(store, config=config, attach=True, mission_id=mission_id))
+    sys.exit(run_dashboard(store, config=config, mission_id=mission_id))
 
 
 def _decide(config_path: Path, approval_id: int, approved: bool) -> None:
@@ -432,6 +439,203 @@ def approve_cmd(config_path: Path, approval_id: int) -> None:
 def deny_cmd(config_path: Path, approval_id: int) -> None:
     """Deny a pending HITL gate."""
     _decide(config_path, approval_id, False)
+
+
+@cli.command("a2a")
+@config_option
+@click.option("--host", help="Bind address (default: a2a.host, 127.0.0.1).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port (default: a2a.port).")
+@click.option("--public-url", help="Base URL clients reach the server at, announced in the agent "
+              "card (default: http://HOST:PORT), e.g. behind a TLS proxy.")
+def a2a_cmd(config_path: Path, host: str | None, port: int | None, public_url: str | None) -> None:
+    """Serve missions over A2A (agent-to-agent): an agent card and the skills
+    "run a mission" (a task that follows its mission) and "mission status".
+
+    Serves the registered projects (`mc register`) and the project of --config, whose
+    `[a2a]` section configures the server: it needs `enabled = true`. Loopback only unless
+    a bearer token is set in the environment variable named by `a2a.token_env` (default
+    MC_A2A_TOKEN).
+    """
+    import os
+
+    from rich.markup import escape
+
+    from engine.registry import Registry, RegistryError, default_name
+    from engine.services.a2a.projects import Project, Projects
+    from engine.services.a2a.server import BindRefused, ServerSettings, check_bind, serve
+    from engine.services.a2a.tasks import TaskMap
+
+    config = load_or_exit(config_path)
+    if not config.a2a.enabled:
+        fail(escape(f"the A2A server is off for {config_path}: set `[a2a] enabled = true` there "
+                    "(or the environment variable MC_A2A__ENABLED=true), then run `mc a2a` again"))
+    token = os.environ.get(config.a2a.token_env) or None
+    settings = ServerSettings(host or config.a2a.host, port or config.a2a.port, token,
+                              config.a2a.token_env, public_url)
+    try:
+        check_bind(settings.host, settings.token, settings.token_env)
+    except BindRefused as exc:
+        fail(escape(str(exc)))
+    registry = Registry()
+    try:
+        registered = registry.find_by_config(config_path)
+    except RegistryError:
+        registered = None
+    name = registered.name if registered else default_name(config)
+    projects = Projects(registry=registry, default=Project(name, config_path.resolve()))
+    console().print(
+        f"A2A server on {settings.url}  card: {settings.url}/.well-known/agent-card.json  "
+        f"projects: {', '.join(projects.names())}  "
+        f"token: {'required (' + settings.token_env + ')' if token else 'none (loopback only)'}",
+        highlight=False)
+    serve(settings, projects, TaskMap())
+
+
+@cli.command("register")
+@config_option
+@click.option("--name", help="Project name (default: target.name, else the config's folder).")
+def register_cmd(config_path: Path, name: str | None) -> None:
+    """Add this project to the registry that `mc mcp` and the other services serve."""
+    from engine.registry import Registry, RegistryError
+
+    try:
+        project = Registry().register(config_path, name)
+    except ConfigError as exc:
+        fail(str(exc))
+        return
+    except RegistryError as exc:
+        fail(str(exc), _registry_exit(exc))
+        return
+    console().print(f"registered [bold]{project.name}[/]: {project.config_path} "
+                    f"(store {project.store_path})", highlight=False)
+
+
+@cli.command("unregister")
+@click.argument("name")
+def unregister_cmd(name: str) -> None:
+    """Remove a project from the registry (its repository and store are untouched)."""
+    from engine.registry import Registry, RegistryError
+
+    try:
+        project = Registry().unregister(name)
+    except RegistryError as exc:
+        fail(str(exc), _registry_exit(exc))
+        return
+    console().print(f"unregistered {project.name} ({project.config_path})", highlight=False)
+
+
+@cli.command("projects")
+def projects_cmd() -> None:
+    """The registered projects: name, path, config, last mission, its status, updated."""
+    from engine.registry import Registry, RegistryError
+
+    try:
+        registry = Registry()
+        projects = registry.projects()
+    except RegistryError as exc:
+        fail(str(exc), EXIT_FAILED)
+        return
+    if not projects:
+        console().print(f"no project registered yet ({registry.path}): "
+                        "add one with `mc register --config PATH`", highlight=False)
+        return
+    _reports().print_projects(console(), projects)
+
+
+@cli.command("mcp")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Default project: this config's (registered or not). Default: the only "
+                   "registered project.")
+@click.option("--http", "use_http", is_flag=True, help="Streamable HTTP instead of stdio.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="HTTP bind address; non-loopback needs a token.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8766, show_default=True,
+              help="HTTP port (0: any free port).")
+@click.option("--token-env", metavar="NAME",
+              help="Environment variable holding the bearer token "
+                   "(default: MC_MCP_TOKEN, else MC_SERVICES_TOKEN).")
+def mcp_cmd(config_path: Path | None, use_http: bool, host: str, port: int,
+            token_env: str | None) -> None:
+    """Serve the registered projects over the Model Context Protocol (stdio, or HTTP)."""
+    import anyio
+
+    from engine.registry import Registry, RegistryError, project_of_config
+    from engine.services.mcp import ProjectStores
+    from engine.services.mcp.http import (
+        TOKEN_ENVS,
+        BindRefused,
+        check_bind,
+        serve_http,
+        token_from_env,
+    )
+    from engine.services.mcp.server import build_server
+
+    registry = Registry()
+    default = None
+    if config_path is not None:
+        try:
+            default = registry.find_by_config(config_path) if config_path.exists() else None
+            default = default or project_of_config(config_path)
+        except ConfigError as exc:
+            fail(str(exc))
+        except RegistryError as exc:
+            fail(str(exc), _registry_exit(exc))
+    names = (token_env,) if token_env else TOKEN_ENVS
+    stores = ProjectStores(registry, default, private_env=names)
+    server = build_server(stores)
+    try:
+        if not use_http:
+            anyio.run(server.run_stdio_async)
+            return
+        token, source = token_from_env(names)
+        try:
+            check_bind(host, token, names)
+        except BindRefused as exc:
+            fail(str(exc))
+        auth = f"bearer token from ${source}" if token else "no token (loopback only)"
+        anyio.run(lambda: serve_http(server, host=host, port=port, token=token, ready=lambda url:
+                  err_console().print(f"mc mcp: serving {url} ({auth})", highlight=False)))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stores.close()
+
+
+def _registry_exit(exc: Exception) -> int:
+    """Bad input (unknown or duplicate name) exits 2; a registry that cannot be read exits 1."""
+    from engine.registry import DuplicateProject, UnknownProject
+
+    return EXIT_USAGE if isinstance(exc, DuplicateProject | UnknownProject) else EXIT_FAILED
+
+
+@cli.command("live")
+@config_option
+@click.option("--host", help="Bind address (default: live.host, 127.0.0.1). Anything but "
+              "loopback needs the token from $MC_SERVICES_TOKEN (live.token_env).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port (default: live.port, 8780).")
+def live_cmd(config_path: Path, host: str | None, port: int | None) -> None:
+    """The web dashboard: every registered project's mission, live, in a browser.
+
+    Plan tree, workers and their logs, merge queue, approvals (approve / deny), cost against
+    the budget and the event log, following missions that run in other processes.
+    """
+    from engine.services.live.projects import ProjectSource
+    from engine.services.live.server import LiveServerError, bind_token, serve
+
+    config = load_or_exit(config_path, require_file=False)
+    host = host or config.live.host
+    port = config.live.port if port is None else port
+    try:
+        bind_token(host, config.live.token_env)
+        source = ProjectSource(config_path if config_path.exists() else None)
+    except (LiveServerError, ConfigError) as exc:
+        fail(str(exc))
+        return
+    names = ", ".join(p.name for p in source.projects()) or "none yet (mc register --config PATH)"
+    shown = f"[{host}]" if ":" in host else host
+    console().print(f"mc live on http://{shown}:{port}/  projects: {names}  (Ctrl-C stops)",
+                    highlight=False)
+    serve(source, host=host, port=port, token_env=config.live.token_env)
 
 
 def _reports() -> Any:

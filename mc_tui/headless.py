@@ -169,7 +169,8 @@ async def run_headless(
                 scope.cancel()
                 return
 
-    stdin_thread = _start_stdin_approvals(store) if (sys.stdin.isatty() and not json_mode) else None
+    stdin_stop = threading.Event()
+    stdin_thread = _start_stdin_approvals(store, stdin_stop) if (sys.stdin.isatty() and not json_mode) else None
     renderer.typed_approvals = stdin_thread is not None
     live: Live | None = None
     if mode == "live":
@@ -190,7 +191,7 @@ async def run_headless(
         if live is not None:
             live.stop()
         if stdin_thread is not None:
-            stdin_thread.stop = True  # type: ignore[attr-defined]
+            stdin_stop.set()
     if outcome is None:  # interrupted before the engine finished (a late signal changes nothing)
         console.print(f"[yellow]interrupted[/]: state is saved; continue with `{resume_hint}`",
                       highlight=False)
@@ -207,12 +208,12 @@ async def _refresh_live(live: Live, renderer: HeadlessRenderer) -> None:
         await anyio.sleep(0.5)
 
 
-def _start_stdin_approvals(store: Store) -> threading.Thread:
-    """Answer the oldest pending approval with y / n typed on the terminal."""
+def _start_stdin_approvals(store: Store, stop: threading.Event) -> threading.Thread:
+    """Answer the oldest pending approval with y / n typed on the terminal (until ``stop``)."""
 
     def loop() -> None:
         for line in sys.stdin:
-            if getattr(thread, "stop", False):
+            if stop.is_set():
                 return
             answer = line.strip().lower()
             if answer not in ("y", "yes", "n", "no"):

@@ -181,3 +181,21 @@ def print_summary(console: Console, store: Store, mission_id: int | None = None)
         estimated = " (est.)" if row["estimated_rows"] else ""
         cost.add_row(str(row["model"]), row["role"], str(row["calls"]), fmt_usd(row["usd"]) + estimated)
     console.print(cost)
+
+
+def print_projects(console: Console, projects: list[Any]) -> None:
+    """The registry as a table (``projects``: :class:`engine.registry.Project` items)."""
+    table = Table(title="Registered projects", title_justify="left")
+    for column in ("name", "path", "config", "last mission", "status", "updated"):
+        table.add_column(column, overflow="fold", no_wrap=column in ("status", "updated"))
+    for project in projects:
+        config = project.config_path  # shown relative to the project when it lives there
+        if config.is_relative_to(project.target_path):
+            config = config.relative_to(project.target_path)
+        table.add_row(
+            project.name, str(project.target_path), str(config),
+            str(project.last_mission_id) if project.last_mission_id is not None else "-",
+            project.last_status or "-",
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(project.updated_at)),
+        )
+    console.print(table)

@@ -120,7 +120,7 @@ class ClaudeBackend(AgentBackend):
                 stdin=request.prompt.encode("utf-8"),
                 timeout=request.timeout_s,
                 kill_grace=self.kill_grace,
-                result_seen=lambda: parser.result_line is not None,
+                result_seen=lambda: parser.over,
                 result_grace=self.result_grace,
             )
         except OSError as exc:

@@ -53,6 +53,7 @@ _OVERLOADED = re.compile(r"overloaded|\b529\b", re.I)
 _RATE_LIMIT = re.compile(r"rate.?limit|\b429\b|too many requests", re.I)
 # ``error`` codes of the synthetic assistant line that name the failure as classify_failure's
 # ``retry_error`` does (``server_error``/``unknown`` say nothing more than the status).
+FATAL_RETRY_ERRORS = frozenset({"authentication_failed", "billing_error"})
 _CODE_REASONS = frozenset({"authentication_failed", "billing_error", "rate_limit", "overloaded"})
 _INFRA_REASONS = frozenset(
     {FailureReason.AUTH, FailureReason.USAGE_LIMIT, FailureReason.OVERLOADED,
@@ -154,6 +155,10 @@ class ClaudeStreamParser:
     api_error_text: str | None = None
     api_error_code: str | None = None  # the synthetic assistant line's ``error`` (2.1.33x)
     refused: bool = False  # system/model_refusal_no_fallback or a result stop_reason refusal
+    # An api_retry that no retry can mend (401/403, authentication_failed, billing_error): the
+    # session is as good as over. Claude Code would still retry about 10 times with backoff
+    # (some 3 minutes); the backend ends it after a short grace instead (see ``over``).
+    fatal_retry: bool = False
     plan_text: str | None = None  # the ExitPlanMode plan of a read-only (plan mode) session
     _usage: dict[str, TokenUsage] = field(default_factory=dict)  # message id -> usage
     _total: TokenUsage = field(default_factory=TokenUsage)
@@ -164,6 +169,12 @@ class ClaudeStreamParser:
     _denied: dict[str, str] = field(default_factory=dict)  # tool_use_id (or a key) -> "Write x"
     _saw_deltas: bool = False
     _anon: int = 0
+
+    @property
+    def over(self) -> bool:
+        """The session has nothing more to give: its result line arrived, or an API retry
+        that cannot succeed (authentication or billing) did."""
+        return self.result_line is not None or self.fatal_retry
 
     # ------------------------------------------------------------------ feeding
     def feed(self, line: str, *, truncated: bool = False, size: int = 0) -> list[AgentEvent]:
@@ -239,6 +250,8 @@ class ClaudeStreamParser:
             self.retries += 1
             self.retry_error = obj.get("error") if isinstance(obj.get("error"), str) else None
             self.retry_status = obj.get("error_status") if isinstance(obj.get("error_status"), int) else None
+            if self.retry_error in FATAL_RETRY_ERRORS or self.retry_status in (401, 403):
+                self.fatal_retry = True
             delay = obj.get("retry_delay_ms")
             return [AgentEvent(
                 "retry",
@@ -512,6 +525,13 @@ class ClaudeStreamParser:
         else:
             result.failure_reason = FailureReason.CRASH
         result.status = ERROR
+        if self.fatal_retry:
+            status = f"HTTP {self.retry_status}, " if self.retry_status else ""
+            result.error = (
+                f"the API refused the credentials ({status}{self.retry_error or 'auth'}): "
+                "the session was ended at the CLI's first retry instead of after its backoff"
+            )
+            return
         result.error = (
             f"claude exited with code {exit_code} without a result"
             + (f": {stderr_last}" if stderr_last else "")

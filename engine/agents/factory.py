@@ -21,7 +21,7 @@ def make_backend(config: MissionConfig) -> AgentBackend:
     if agent.backend == "claude":
         return ClaudeBackend(result_grace=agent.result_grace_seconds, **common)
     if agent.backend in ("codex", "gemini", "aider"):
-        return CommandBackend(agent.backend, **common)
+        return CommandBackend(agent.backend, result_grace=agent.result_grace_seconds, **common)
     if agent.backend == "command":
         return CommandBackend("command", template=list(agent.command), **common)
     if agent.backend == "scripted":

@@ -25,6 +25,7 @@ from pathlib import Path
 import anyio
 from anyio.abc import ByteReceiveStream
 
+from engine.bytecode import keep_bytecode_out
 from engine.lifeline import announce, supervised
 
 MAX_LINE_BYTES = 1024 * 1024  # longer lines are cut to this size
@@ -33,13 +34,18 @@ DRAIN_AFTER_EXIT_S = 0.5  # after the leader exits, how long descendants may kee
 POLL_S = 0.02
 
 # Always passed through when set.
-BASE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_*", "TERM", "TMPDIR", "SHELL", "TZ")
+BASE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_*", "TERM", "TMPDIR", "SHELL", "TZ",
+            "PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE")
 # What agent CLIs need (credentials and their own settings).
 BACKEND_ENV = (
     "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_MODEL", "CLAUDE_CODE_*",
     "CLAUDE_CONFIG_DIR", "IS_SANDBOX", "OPENAI_API_KEY", "OPENAI_BASE_URL", "CODEX_API_KEY", "CODEX_HOME",
     "GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_CLOUD_PROJECT", "GOOGLE_GENAI_USE_VERTEXAI",
     "AIDER_*", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME",
+    # codex, gemini-cli and aider (litellm) endpoints: proxies, Azure, Vertex
+    "OPENAI_API_BASE", "AZURE_OPENAI_API_KEY", "AZURE_API_KEY", "AZURE_API_BASE",
+    "AZURE_API_VERSION", "GOOGLE_GEMINI_BASE_URL", "GOOGLE_VERTEX_BASE_URL",
+    "GOOGLE_CLOUD_LOCATION", "GOOGLE_APPLICATION_CREDENTIALS", "GEMINI_CLI_SYSTEM_SETTINGS_PATH",
     "SSL_CERT_FILE", "SSL_CERT_DIR", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY",
 )
 # Never passed, whatever the allowlist or the passthrough says.
@@ -56,7 +62,8 @@ def build_env(
     """The environment for an agent: allowlisted names (globs) minus denied ones.
 
     ``deny`` adds names (e.g. the Telegram token variable named in the config);
-    ``MC_*`` is always denied. ``extra`` values are set last but still filtered.
+    ``MC_*`` is always denied. ``extra`` values are set last but still filtered. Python's
+    bytecode caches are kept out of the worktree (``engine/bytecode.py``).
     """
     source = os.environ if base is None else base
     allow = (*BASE_ENV, *BACKEND_ENV, *passthrough)
@@ -71,6 +78,7 @@ def build_env(
     for key, value in (extra or {}).items():
         if not any(fnmatch.fnmatchcase(key, pat) for pat in denied):
             env[key] = value
+    keep_bytecode_out(env)
     return env
 
 

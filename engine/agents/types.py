@@ -76,6 +76,8 @@ class AgentRequest:
     read_only: bool = False
     # unit_id, unit_title, specialist, attempt, approach, epoch, candidate
     metadata: dict[str, str] = field(default_factory=dict)
+    # The project's verification command (aider runs it after each edit: --auto-test).
+    verify_command: str = ""
 
 
 @dataclass

@@ -102,7 +102,7 @@ def _request(config: MissionConfig, role: AgentRole, prompt: str, workdir: Path,
         max_turns=config.agent.max_turns, budget_usd=config.scheduler.budget.max_per_session_usd,
         timeout_s=config.scheduler.session_timeout, allowed_tools=profile.allowed_tools,
         permission_mode=profile.mode, read_only=read_only or profile.mode == "plan",
-        metadata=dict(metadata),
+        metadata=dict(metadata), verify_command=config.target.verification.command,
     )
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import anyio
 from anyio.abc import ByteReceiveStream
 
+from engine.bytecode import keep_bytecode_out
 from engine.gitops.cli import REDIRECTING_VARS
 from engine.gitops.testresults import NO_RESULTS, TestResults, read_results, results_env
 from engine.lifeline import supervised
@@ -90,7 +91,11 @@ async def _pump(stream: ByteReceiveStream, sink: BoundedOutput) -> None:
 
 
 def verification_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in REDIRECTING_VARS}
+    """mc's environment without git's redirecting variables; bytecode caches kept out of
+    the worktree (``engine/bytecode.py``)."""
+    env = {k: v for k, v in os.environ.items() if k not in REDIRECTING_VARS}
+    keep_bytecode_out(env)
+    return env
 
 
 async def run_verification(

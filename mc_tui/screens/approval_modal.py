@@ -10,13 +10,14 @@ from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from mc_tui.bindings import bindings
 from mc_tui.widgets.approvals import time_left
-from mc_tui.widgets.fmt import duration
+from mc_tui.widgets.fmt import diff_syntax, duration
 from mc_tui.widgets.git_diff import unit_diff
 
 
@@ -32,13 +33,21 @@ def approval_diff(approval: dict[str, Any], unit: dict[str, Any] | None, repo: P
 
 
 class ApprovalModal(ModalScreen[bool]):
-    """Result: True = approve, False = deny. Dismissed with no decision if decided elsewhere."""
+    """Result: True = approve, False = deny. Dismissed with no decision if decided elsewhere.
 
-    BINDINGS = [
-        Binding("y", "decide(True)", "Approve", id="approve"),
-        Binding("n", "decide(False)", "Deny", id="deny"),
-        Binding("escape", "decide(False)", "Deny", show=False, id="deny_escape"),
-    ]
+    A key posts :class:`Decided` to the app, which records it in the store and then
+    dismisses the modal with the answer (so the row is never seen pending after it closes).
+    """
+
+    BINDINGS = bindings("approval")
+
+    class Decided(Message):
+        """The user decided ``approval_id``: ``approved`` True (y) or False (n, esc)."""
+
+        def __init__(self, approval_id: int, approved: bool) -> None:
+            super().__init__()
+            self.approval_id = approval_id
+            self.approved = approved
 
     def __init__(
         self, approval: dict[str, Any], unit: dict[str, Any] | None, *, repo_path: Path,
@@ -52,6 +61,7 @@ class ApprovalModal(ModalScreen[bool]):
         self._now = now
         self._dark = dark
         self._countdown: Static | None = None
+        self.decided = False  # the user answered; the modal is closing
 
     def compose(self) -> ComposeResult:
         a = self.approval
@@ -68,8 +78,7 @@ class ApprovalModal(ModalScreen[bool]):
             yield Static(Text(stat or "(no diff stat)"), id="approval-stat")
             with VerticalScroll(id="approval-diff"):
                 if diff:
-                    yield Static(_syntax(diff, "diff", theme="ansi_dark" if self._dark else "ansi_light",
-                                        background_color="default"))
+                    yield Static(diff_syntax(diff, dark=self._dark))
                 else:
                     yield Static(Text("(no diff attached)", style="dim"))
             self._countdown = Static(self._countdown_text(self._now), id="countdown")
@@ -92,11 +101,8 @@ class ApprovalModal(ModalScreen[bool]):
             self._countdown.update(self._countdown_text(now), layout=False)
 
     def action_decide(self, approved: bool) -> None:
-        self.dismiss(approved)
+        if self.decided:
+            return  # a second key while closing
+        self.decided = True
+        self.app.post_message(self.Decided(self.approval_id, approved))
 
-
-def _syntax(code: str, lexer: str, **kwargs: object) -> object:
-    """rich.syntax (and pygments) are imported on first use: faster start-up."""
-    from rich.syntax import Syntax
-
-    return Syntax(code, lexer, **kwargs)  # type: ignore[arg-type]

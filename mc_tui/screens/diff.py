@@ -12,6 +12,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from mc_tui.widgets.fmt import diff_syntax
 from mc_tui.widgets.git_diff import unit_diff
 from mc_tui.widgets.mission_state import MissionState
 from mc_tui.widgets.unit_details import render_unit
@@ -43,8 +44,7 @@ class DiffScreen(ModalScreen[None]):
             diff = unit_diff(self._repo_path, unit["base_commit"], unit["head_commit"])
             if not diff.error and diff.patch.count("\n") > 120:
                 body += [Text("\nWhole diff", style="bold"),
-                         _syntax(diff.patch, "diff", theme="ansi_dark" if self._dark else "ansi_light",
-                                background_color="default")]
+                         diff_syntax(diff.patch, dark=self._dark)]
         with Vertical(id="diff-dialog"):
             yield Static(Text.assemble(("Unit ", "bold"), (self.unit_id, "bold"), "   esc closes"),
                          id="diff-head")
@@ -54,9 +54,3 @@ class DiffScreen(ModalScreen[None]):
     async def action_dismiss(self, result: None = None) -> None:
         self.dismiss(None)
 
-
-def _syntax(code: str, lexer: str, **kwargs: object) -> object:
-    """rich.syntax (and pygments) are imported on first use: faster start-up."""
-    from rich.syntax import Syntax
-
-    return Syntax(code, lexer, **kwargs)  # type: ignore[arg-type]

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from rich.markup import escape
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Grid, Vertical
+from textual.message import Message
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Input
 
+from mc_tui.bindings import PANES, Keymap, bindings
+from mc_tui.protocols import Filterable
 from mc_tui.widgets.approvals import ApprovalsTable
 from mc_tui.widgets.cost_graph import CostGraph
 from mc_tui.widgets.event_log import EventLog
@@ -25,50 +27,42 @@ from mc_tui.widgets.unit_details import UnitDetails
 from mc_tui.widgets.worker_log import WorkerLog
 from mc_tui.widgets.workers import WorkersTable
 
-# pane number -> (container id, focus target id, title)
-PANES: dict[int, tuple[str, str, str]] = {
-    1: ("pane-plan", "plan-tree", "Plan"),
-    2: ("pane-workers", "workers", "Workers"),
-    3: ("pane-merges", "merge-queue", "Merge queue"),
-    4: ("pane-approvals", "approvals", "Approvals"),
-    5: ("pane-costs", "cost-graph", "Cost"),
-    6: ("pane-events", "event-log", "Events"),
-}
-
-
-class Filterable(Protocol):
-    filter_text: str
-
-    def set_filter(self, text: str) -> None: ...
+__all__ = ["PANES", "Filterable", "MainScreen"]
 
 
 class MainScreen(Screen[None]):
-    """Six panes drawn from the mission state; updated by the app's clock."""
+    """Six panes drawn from the mission state; updated by the app's clock.
+
+    It tells its host what happened through messages (:class:`Ready`,
+    :class:`ApprovalSelected`) and runs the host's actions by name (``app.toggle_pause``);
+    it reads keys from the :class:`~mc_tui.bindings.Keymap` it is given.
+    """
 
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
-    BINDINGS = [
-        *(
-            Binding(str(n), f"app.focus_pane({n})", f"Focus {title.lower()}", show=False, id=f"focus_{cid[5:]}")
-            for n, (cid, _, title) in PANES.items()
-        ),
-        Binding("slash", "app.filter", "Filter", id="filter"),
-        Binding("a", "app.jump_approvals", "Approvals", id="approvals"),
-        Binding("p", "app.toggle_pause", "Pause/resume", id="pause"),
-        Binding("s", "app.stop", "Stop", id="stop"),
-        Binding("d", "app.diff", "Diff", id="diff"),
-        Binding("z", "app.zoom", "Zoom pane", id="zoom"),
-    ]
+    BINDINGS = bindings("main")
     ALLOW_IN_MAXIMIZED_VIEW = "#status, #keys, #filter"
 
+    class Ready(Message):
+        """The dashboard's widgets are mounted (the mission can be drawn)."""
+
+    class ApprovalSelected(Message):
+        """The user chose an approval row (enter in the approvals pane)."""
+
+        def __init__(self, approval_id: int) -> None:
+            super().__init__()
+            self.approval_id = approval_id
+
     def __init__(self, *, target: str, budget: float, wall_limit: float, repo_path: Path,
-                 bypass: bool = False) -> None:
+                 bypass: bool = False, keymap: Keymap | None = None) -> None:
         super().__init__(id="main")
         self._target = target
         self._bypass = bypass
         self._budget = budget
         self._wall_limit = wall_limit
         self._repo_path = repo_path
-        self.filter_target: Widget | None = None
+        self.keymap = keymap or Keymap()
+        self.filter_target: Filterable | None = None
+        self._state: MissionState | None = None
         self.ready = False  # children mounted
 
     def compose(self) -> ComposeResult:
@@ -99,21 +93,21 @@ class MainScreen(Screen[None]):
             with Vertical(id="pane-events", classes="pane"):
                 yield self.event_log
         yield Input(placeholder="filter the focused list (enter keeps, esc clears)", id="filter")
-        self.key_bar = KeyBar(self._key_for, id="keys")
+        self.key_bar = KeyBar(lambda binding_id: self.keymap.key_for(binding_id), id="keys")
         yield self.key_bar
 
-    def _key_for(self, binding_id: str) -> str:
-        key_for = getattr(self.app, "key_for", None)
-        return key_for(binding_id) if key_for else binding_id
+    def set_keymap(self, keymap: Keymap) -> None:
+        """Show the keys of ``keymap`` (after ``[ui] keys`` was applied)."""
+        self.keymap = keymap
+        if self.ready:
+            self.key_bar.rebuild()
 
     def on_mount(self) -> None:
         for n, (cid, _, title) in PANES.items():
             self.query_one(f"#{cid}").border_title = f"{n} {title}"
         self.query_one("#plan-tree").focus()
         self.ready = True
-        ready_hook = getattr(self.app, "main_ready", None)
-        if ready_hook is not None:
-            ready_hook()
+        self.post_message(self.Ready())
 
     # ------------------------------------------------------------------ updates
     def apply(self, state: MissionState, changes: Changes, now: float, *, note: str = "",
@@ -165,20 +159,18 @@ class MainScreen(Screen[None]):
 
     # ------------------------------------------------------------------ selection
     def on_plan_tree_unit_highlighted(self, message: PlanTree.UnitHighlighted) -> None:
-        state = getattr(self, "_state", None)
-        if state is not None:
-            self.unit_details.show(state, message.unit_id)
+        if self._state is not None:
+            self.unit_details.show(self._state, message.unit_id)
 
     def on_workers_table_slot_highlighted(self, message: WorkersTable.SlotHighlighted) -> None:
-        state = getattr(self, "_state", None)
-        if state is not None and message.slot != self.worker_log.slot:
-            self.worker_log.show_slot(state, message.slot)
+        if self._state is not None and message.slot != self.worker_log.slot:
+            self.worker_log.show_slot(self._state, message.slot)
 
     def on_data_table_row_selected(self, message: Any) -> None:
         if message.data_table.id == "approvals":
             approval_id = self.approvals_table.selected_approval()
             if approval_id is not None:
-                self.app.open_approval(approval_id)  # type: ignore[attr-defined]
+                self.post_message(self.ApprovalSelected(approval_id))
 
     def focus_pane(self, number: int) -> None:
         _, target, _ = PANES[number]
@@ -203,18 +195,18 @@ class MainScreen(Screen[None]):
     def start_filter(self) -> bool:
         """Open the filter bar for the focused list; False if nothing focused can filter."""
         focused = self.focused
-        if focused is None or not hasattr(focused, "set_filter"):
+        if not isinstance(focused, Filterable):
             return False
         self.filter_target = focused
         bar = self.query_one("#filter", Input)
-        bar.value = getattr(focused, "filter_text", "")
+        bar.value = focused.filter_text
         self.add_class("-filtering")
         bar.focus()
         return True
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "filter" and self.filter_target is not None:
-            self.filter_target.set_filter(event.value)  # type: ignore[attr-defined]
+            self.filter_target.set_filter(event.value)
             self._title_filter()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -231,13 +223,14 @@ class MainScreen(Screen[None]):
         self.remove_class("-filtering")
         if target is not None:
             if not keep:
-                target.set_filter("")  # type: ignore[attr-defined]
+                target.set_filter("")
             self._title_filter()
-            target.focus()
+            if isinstance(target, Widget):
+                target.focus()
 
     def _title_filter(self) -> None:
         for n, (cid, _, title) in PANES.items():
             pane = self.query_one(f"#{cid}")
-            texts = [getattr(w, "filter_text", "") for w in pane.query("*") if hasattr(w, "set_filter")]
+            texts = [w.filter_text for w in pane.query("*") if isinstance(w, Filterable)]
             active = next((t for t in texts if t), "")
             pane.border_title = f"{n} {title}" + (escape(f"  /{active}") if active else "")

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from rich.text import Text
-from textual.binding import Binding
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from mc_tui.bindings import bindings
 from mc_tui.widgets.fmt import usd
 from mc_tui.widgets.mission_state import MissionState
 
@@ -113,7 +113,7 @@ def sparkline(values: Sequence[float]) -> str:
 class CostGraph(Widget, can_focus=True):
     """Spend vs budget over time; ``m`` switches the split between model and role."""
 
-    BINDINGS = [Binding("m", "toggle_split", "Split model/role", id="cost_split")]
+    BINDINGS = bindings("cost_graph")
     split_by: reactive[str] = reactive("model")
 
     def __init__(self, *, budget: float, wall_limit: float, **kwargs: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.console import RenderableType
 from rich.text import Text
 
 STATUS_STYLE = {
@@ -84,3 +85,13 @@ def status_text(status: str, palette: dict[str, str], *, label: bool = True) -> 
 def palette_of(theme: object) -> dict[str, str]:
     """The named colours of a Textual Theme (missing ones omitted)."""
     return {k: v for k in _PALETTE_KEYS if (v := getattr(theme, k, None))}
+
+
+def diff_syntax(code: str, *, dark: bool) -> RenderableType:
+    """A unified diff, highlighted for a dark or light theme (on the pane's background).
+
+    ``rich.syntax`` (and pygments) are imported on first use: faster start-up.
+    """
+    from rich.syntax import Syntax
+
+    return Syntax(code, "diff", theme="ansi_dark" if dark else "ansi_light", background_color="default")

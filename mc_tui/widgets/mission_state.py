@@ -142,6 +142,7 @@ class MissionState:
 
     def __init__(self, store: Store, mission_id: int | None) -> None:
         self.store = store
+        self.events_applied = 0  # events applied since start (kept across mission changes)
         self._reset(mission_id)
 
     def _reset(self, mission_id: int | None) -> None:
@@ -161,7 +162,14 @@ class MissionState:
         self.projection: dict[str, Any] | None = None
         self.event_log: deque[Event] = deque(maxlen=EVENT_LOG_MAX)
         self.agent_log: dict[int, deque[str]] = {}
-        self.events_applied = getattr(self, "events_applied", 0)
+
+    def rows_of(self, table: str) -> dict[Any, dict[str, Any]]:
+        """The cached rows of one of :data:`TABLES`, by id."""
+        tables: dict[str, dict[Any, dict[str, Any]]] = {
+            "epochs": self.epochs, "units": self.units, "attempts": self.attempts,
+            "merges": self.merges, "verifications": self.verifications, "approvals": self.approvals,
+        }
+        return tables[table]
 
     # ------------------------------------------------------------------ loading
     def load(self, upto_event: int | None = None) -> Changes:
@@ -182,7 +190,7 @@ class MissionState:
         where = "mission_id = ?"
         for table in TABLES:
             rows = store.rows(table, where, (mid,))
-            target = getattr(self, table)
+            target = self.rows_of(table)
             for row in rows:
                 target[row["id"]] = row
             changes.rows[table] = set(target)
@@ -232,7 +240,7 @@ class MissionState:
         for table, ids in pending.dirty.items():
             if not ids:
                 continue
-            target: dict[Any, dict[str, Any]] = getattr(self, table)
+            target = self.rows_of(table)
             id_list = list(ids)
             for start in range(0, len(id_list), 500):
                 chunk = id_list[start : start + 500]

@@ -8,10 +8,11 @@ from typing import Any
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
+from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from mc_tui.widgets.fmt import clip, duration, status_text, usd
+from mc_tui.widgets.fmt import clip, diff_syntax, duration, status_text, usd
 from mc_tui.widgets.git_diff import unit_diff
 from mc_tui.widgets.mission_state import Changes, MissionState
 
@@ -74,8 +75,7 @@ def render_unit(
             preview = "\n".join(lines[:DIFF_PREVIEW_LINES])
             if len(lines) > DIFF_PREVIEW_LINES:
                 preview += f"\n... {len(lines) - DIFF_PREVIEW_LINES} more lines (press d)"
-            parts.append(_syntax(preview, "diff", theme="ansi_dark" if dark else "ansi_light",
-                                word_wrap=False, background_color="default"))
+            parts.append(diff_syntax(preview, dark=dark))
     return Group(*parts)
 
 
@@ -89,7 +89,7 @@ class UnitDetails(VerticalScroll):
         self.palette: dict[str, str] = {}
         self._body = Static(Text("select a unit", style="dim"), id="unit-details-body")
 
-    def compose(self):  # type: ignore[no-untyped-def]
+    def compose(self) -> ComposeResult:
         yield self._body
 
     def show(self, state: MissionState, unit_id: str | None) -> None:
@@ -111,9 +111,3 @@ class UnitDetails(VerticalScroll):
         if touched:
             self.show(state, self.unit_id)
 
-
-def _syntax(code: str, lexer: str, **kwargs: object) -> object:
-    """rich.syntax (and pygments) are imported on first use: faster start-up."""
-    from rich.syntax import Syntax
-
-    return Syntax(code, lexer, **kwargs)  # type: ignore[arg-type]

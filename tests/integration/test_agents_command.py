@@ -100,7 +100,8 @@ def test_codex(bin_dir: Path, tmp_path: Path) -> None:
     assert result.session_id == "th-1" and result.tokens.cache_read == 400
     assert result.cost_estimated and result.cost_usd > 0
     seen = json.loads((tmp_path / "codex_argv.json").read_text())
-    assert seen["prompt"] == "Add subtract please" and seen["argv"][-3:] == ["-m", "gpt-5", "-"]
+    assert seen["prompt"].startswith("Add subtract please\n\nNote from Mission Control")
+    assert seen["argv"][-3:] == ["-m", "gpt-5", "-"]
     assert (tmp_path / "edited.txt").exists()
 
 
@@ -169,6 +170,7 @@ def test_make_backend(tmp_path: Path) -> None:
     codex = make_backend(cfg(backend="codex", kill_grace_seconds=1.5, env_passthrough=["X_*"]))
     assert isinstance(codex, CommandBackend) and codex.name == "codex"
     assert codex.kill_grace == 1.5 and codex.env_passthrough == ["X_*"]
+    assert codex.result_grace == MissionConfig().agent.result_grace_seconds
     assert codex.env_deny == ["MC_TELEGRAM_TOKEN"]
     template = make_backend(cfg(backend="command", command=["t", "{prompt_file}"]))
     assert isinstance(template, CommandBackend) and template.template == ["t", "{prompt_file}"]

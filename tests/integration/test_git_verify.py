@@ -136,3 +136,19 @@ async def test_unittest_failures_are_read_from_its_output(tmp_path: Path) -> Non
 async def test_a_command_without_test_results_has_none(tmp_path: Path) -> None:
     result = await run_verification("echo lint error; exit 1", tmp_path, 10)
     assert result.failing is None and result.tests.source == ""
+
+
+@pytest.mark.anyio
+async def test_verification_leaves_no_bytecode_in_the_worktree(tmp_path: Path, monkeypatch) -> None:
+    """A verification that imports the project's modules writes no __pycache__ beside them
+    (a repo that does not ignore them would otherwise commit .pyc files)."""
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+    monkeypatch.delenv("PYTHONPYCACHEPREFIX", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    work = tmp_path / "wt"
+    (work / "pkg").mkdir(parents=True)
+    (work / "pkg" / "__init__.py").write_text("VALUE = 1\n")
+    result = await run_verification("python3 -c 'import pkg; assert pkg.VALUE == 1'", work, 30)
+    assert result.status == "passed", result.output
+    assert not list(work.rglob("__pycache__")), list(work.rglob("*"))
+    assert list((tmp_path / "cache").rglob("*.pyc"))

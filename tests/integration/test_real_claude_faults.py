@@ -111,6 +111,18 @@ def test_401_fails_as_auth(server: ModelServer, run_claude: Runner) -> None:
     assert "Invalid API key" in (result.error or "")
 
 
+def test_401_storm_ends_at_the_first_retry_not_after_the_cli_backoff(
+        server: ModelServer, run_claude: Runner) -> None:
+    """With Claude Code's default retries a 401 storm takes about 3 minutes; mc ends the
+    session after the first authentication retry and its short grace."""
+    server.fail_next(auth_error(), n=1000)
+    result, events, took = run_claude(max_retries=10)
+    assert result.status == ERROR and result.failure_reason == FailureReason.AUTH
+    assert "refused the credentials" in (result.error or "")
+    assert retries(events) and retries(events)[0]["error"] == "authentication_failed"
+    assert took < 30, took
+
+
 def test_a_stream_cut_once_is_retried_by_the_cli(server: ModelServer,
                                                  run_claude: Runner) -> None:
     server.fail_next(cut_stream(after_events=4))

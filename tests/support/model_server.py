@@ -424,3 +424,4 @@ def _sse(name: str | None, data: Any) -> bytes:
     payload = data if isinstance(data, str) else json.dumps(data)
     head = f"event: {name}\n" if name else ""
     return f"{head}data: {payload}\n\n".encode()
+

@@ -17,6 +17,7 @@ private ``HOME``/``CLAUDE_CONFIG_DIR`` so the user's own config is never read or
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import json
 import os
@@ -252,14 +253,22 @@ def codex_env(base_url: str, home: Path, *, model: str = "gpt-5.5",
               extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment for real codex talking only to ``base_url`` (the server root).
 
-    Writes ``<home>/.codex/config.toml`` with a ``mock`` model provider (``wire_api =
+    Writes ``$CODEX_HOME/config.toml`` with a ``mock`` model provider (``wire_api =
     "responses"``, ``base_url = <url>/v1``, ``supports_websockets = false``, no retries) as
     the default provider: codex 0.171 ignores ``OPENAI_BASE_URL`` and would otherwise try
     ``wss://api.openai.com`` first.
+
+    ``CODEX_HOME`` is a fresh folder under the CLI cache, *not* under ``home`` when that is a
+    temporary folder: codex refuses to create its helper binaries under a temp dir ("Refusing
+    to create helper binaries under temporary dir"), and where bubblewrap is installed its
+    sandbox runs ``apply_patch`` through them, so every file write then fails ("Failed to
+    write file"). The folder is removed when the test process exits.
     """
     env = _base_env(home)
-    codex_home = home / ".codex"
-    codex_home.mkdir(parents=True, exist_ok=True)
+    homes = cache_root() / "codex-homes"
+    homes.mkdir(parents=True, exist_ok=True)
+    codex_home = Path(tempfile.mkdtemp(prefix="home-", dir=homes))
+    atexit.register(shutil.rmtree, codex_home, True)
     (codex_home / "config.toml").write_text(
         f'model = "{model}"\nmodel_provider = "mock"\n\n[model_providers.mock]\n'
         f'name = "mock"\nbase_url = "{base_url}/v1"\nenv_key = "OPENAI_API_KEY"\n'

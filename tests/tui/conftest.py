@@ -1,4 +1,5 @@
-"""Fixtures for the TUI tests: a synthetic mission in a real store and a real git repo."""
+"""Fixtures for the TUI tests: the frozen mission (``tests/support/tui_world.py``) in a real
+store with a real git repo; the live engine is ``tests/support/scripted_mission.py``."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from rich.console import Console
 from engine.config import MissionConfig
 from engine.store import Store
 from mc_tui.app import MissionControlApp
-from mc_tui.synthetic import BASE_TS, SyntheticMission, frozen_clock
+from tests.support.tui_world import BASE_TS, SyntheticMission, frozen_clock
 
 FROZEN_NOW = BASE_TS + 600  # ten minutes into the synthetic mission
 

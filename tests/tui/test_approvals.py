@@ -7,10 +7,12 @@ import time
 
 import pytest
 
+from mc_tui.app import MissionControlApp
+from mc_tui.exit_codes import EXIT_NOT_PUSHED
 from mc_tui.screens.approval_modal import ApprovalModal
 from mc_tui.screens.main import MainScreen
-from mc_tui.synthetic import fake_engine
 from mc_tui.widgets.approvals import ApprovalsTable
+from tests.support.scripted_mission import scripted_mission
 from tests.tui.conftest import renderable_text, screen_text, settle
 
 pytestmark = pytest.mark.anyio
@@ -51,6 +53,44 @@ async def test_keys_decide_the_approval(world, keys, expected) -> None:
         assert expected in str(table.get_cell(f"a{approval_id}", "status"))
 
 
+async def test_a_decided_message_reaches_the_store(world) -> None:
+    """The modal and the app talk through ApprovalModal.Decided: any screen posting it
+    records the decision (by "tui") and the approvals pane shows it."""
+    app = world.app()
+    approval_id = world.mission.pending_approval
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        modal = app.screen
+        assert isinstance(modal, ApprovalModal)
+        app.post_message(ApprovalModal.Decided(approval_id, True))
+        await settle(pilot, app)
+        row = world.store.get("approvals", approval_id)
+        assert row["status"] == "approved" and row["decided_by"] == "tui"
+        assert isinstance(app.screen, MainScreen)  # the modal saw it decided and closed
+
+
+async def test_an_answer_while_the_modal_is_covered_closes_it_later(world) -> None:
+    """Decided is recorded at once; a modal covered by the too-small screen then closes when
+    it is on top again (never left open on an answered approval)."""
+    from mc_tui.screens.too_small import TooSmallScreen
+
+    app = world.app()
+    approval_id = world.mission.pending_approval
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        modal = app.screen
+        assert isinstance(modal, ApprovalModal)
+        await pilot.resize_terminal(60, 20)
+        await pilot.pause()
+        assert isinstance(app.screen, TooSmallScreen)
+        modal.action_decide(False)
+        await settle(pilot, app)
+        assert world.store.get("approvals", approval_id)["status"] == "denied"
+        await pilot.resize_terminal(120, 40)
+        await settle(pilot, app, rounds=2)
+        assert isinstance(app.screen, MainScreen)
+
+
 async def test_decided_elsewhere_closes_the_modal(world) -> None:
     app = world.app()
     approval_id = world.mission.pending_approval
@@ -88,30 +128,51 @@ async def test_a_jumps_to_approvals_and_enter_reopens_a_pending_one(world) -> No
         assert isinstance(app.screen, MainScreen)  # nothing pending any more
 
 
-async def test_engine_timeout_expires_the_approval_and_closes_the_modal(tmp_path) -> None:
-    from engine.store import Store
-    from mc_tui.app import MissionControlApp
-    from tests.tui.conftest import make_config
+async def wait_until(pilot, predicate, timeout: float = 60) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        await pilot.pause(0.02)
+    return bool(predicate())
 
-    store = Store(tmp_path / "m.db")
-    config = make_config(tmp_path)
-    # long enough that a loaded CI machine still paints the modal before the timeout
-    engine = fake_engine(store, config, units=1, step_s=0.01, approval_timeout=2.5)
-    app = MissionControlApp(store, config=config, engine=engine)
+
+async def test_y_in_the_modal_approves_the_real_push_gate(tmp_path) -> None:
+    """The real pipeline (scripted agents) asks at the push gate; y reaches the store through
+    ApprovalModal.Decided and the engine pushes."""
+    mission = scripted_mission(tmp_path, units=1, push_gate=True)
+    store = mission.store
+    app = MissionControlApp(store, config=mission.config, engine=mission.engine)
     async with app.run_test(size=(120, 40)) as pilot:
-        deadline = time.monotonic() + 10
-        while not isinstance(app.screen, ApprovalModal) and time.monotonic() < deadline:
-            await pilot.pause(0.02)
-        assert isinstance(app.screen, ApprovalModal)
+        assert await wait_until(pilot, lambda: isinstance(app.screen, ApprovalModal))
+        await pilot.pause()
+        assert "gate: push" in screen_text(app)
+        await pilot.press("y")
+        assert await wait_until(pilot, lambda: app.engine_code is not None)
+        await settle(pilot, app)
+        assert isinstance(app.screen, MainScreen)
+    approval = store.rows("approvals")[0]
+    assert approval["status"] == "approved" and approval["decided_by"] == "tui"
+    push = store.query("SELECT payload FROM events WHERE kind = 'push.result'")
+    assert '"ok": true' in push[-1]["payload"]
+    assert app.engine_code == 0 and store.latest_mission()["status"] == "completed"
+    store.close()
+
+
+async def test_engine_timeout_expires_the_approval_and_closes_the_modal(tmp_path) -> None:
+    # long enough that a loaded CI machine still paints the modal before the timeout
+    mission = scripted_mission(tmp_path, units=1, push_gate=True, approval_timeout=2.5)
+    store = mission.store
+    app = MissionControlApp(store, config=mission.config, engine=mission.engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert await wait_until(pilot, lambda: isinstance(app.screen, ApprovalModal))
         await pilot.pause()
         assert re.search(r"time left 0:0[0-2]", screen_text(app))
-        while app.engine_code is None and time.monotonic() < deadline:
-            await pilot.pause(0.05)
+        assert await wait_until(pilot, lambda: app.engine_code is not None)
         await settle(pilot, app)
         assert isinstance(app.screen, MainScreen)
         approval = store.rows("approvals")[0]
-        assert approval["status"] == "expired" and approval["decided_by"] == "timeout"
+        assert approval["status"] == "expired"  # the safe default: denied
         push = store.query("SELECT payload FROM events WHERE kind = 'push.result'")
-        assert '"ok": false' in push[0]["payload"]
-        assert app.engine_code == 0
+        assert '"ok": false' in push[-1]["payload"]
+        assert app.engine_code == EXIT_NOT_PUSHED
+        assert store.latest_mission()["status"] == "not_pushed"
     store.close()

@@ -34,7 +34,7 @@ async def test_attached_app_follows_another_process_and_writes_only_commands(cal
         await settle(pilot, app)
         before_events = app.state.events_applied
         proc = subprocess.Popen(
-            [sys.executable, "-m", "mc_tui.synthetic", "load", "--db", str(db), "--mission", str(mid),
+            [sys.executable, str(ROOT / "benchmarks" / "tui_load.py"), "--db", str(db), "--mission", str(mid),
              "--rate", "1500", "--seconds", "1"],
             cwd=ROOT, stdout=subprocess.PIPE, text=True,
         )

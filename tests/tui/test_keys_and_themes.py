@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from mc_tui.app import all_bindings
+from mc_tui.app import MissionControlApp, all_bindings
+from mc_tui.bindings import REGISTRY, Keymap
 from mc_tui.screens.diff import DiffScreen
 from mc_tui.screens.help import HelpScreen
 from mc_tui.screens.main import MainScreen
 from mc_tui.widgets.cost_graph import CostGraph
-from mc_tui.widgets.key_bar import fit_hints
+from mc_tui.widgets.key_bar import KeyBar, fit_hints
 from mc_tui.widgets.plan_tree import PlanTree
 from tests.tui.conftest import make_world, screen_text, settle
 
@@ -24,6 +25,21 @@ def test_every_binding_has_a_unique_id() -> None:
     assert all(ids) and len(ids) == len(set(ids))
     assert {"help", "quit", "filter", "approvals", "pause", "stop", "diff", "focus_plan",
             "focus_events", "approve", "deny"} <= set(ids)
+
+
+def test_one_registry_feeds_the_bindings_help_and_key_bar() -> None:
+    """Every class's BINDINGS come from the registry; remapping an id changes what ? and the
+    key bar show, and nothing else."""
+    from mc_tui.screens.approval_modal import ApprovalModal
+
+    declared = [b for cls in (MissionControlApp, MainScreen, CostGraph, ApprovalModal)
+                for b in cls.BINDINGS]
+    assert sorted(b.id for b in declared) == sorted(s.id for s in REGISTRY)
+    keymap = Keymap({"pause": "x", "bogus": "y"})
+    assert keymap.key("pause") == "x" and keymap.key("stop") == "s"
+    assert keymap.warnings == ["ui.keys: unknown binding id 'bogus' (ignored); see ? for the ids"]
+    assert ("x", "Pause/resume", "pause") in keymap.help_rows()
+    assert ("x", "pause") in KeyBar(keymap.key_for).hints()
 
 
 async def test_question_mark_lists_every_key_with_its_id(calm_world) -> None:
@@ -60,21 +76,39 @@ async def test_keys_can_be_remapped_in_config_and_bad_ids_warn(tmp_path) -> None
     world.store.close()
 
 
+async def run_palette(pilot, app, query: str) -> None:  # type: ignore[no-untyped-def]
+    """Open the command palette, type ``query``, wait for the hit and run it (enter)."""
+    from textual.command import CommandList, CommandPalette
+
+    await pilot.press("ctrl+p")
+    assert isinstance(app.screen, CommandPalette)
+    await pilot.press(*query)
+    for _ in range(100):  # the palette gathers hits in a worker
+        await pilot.pause(0.02)
+        if app.screen.query_one(CommandList).option_count:
+            break
+    await pilot.press("enter")
+    await pilot.pause()
+    await pilot.pause()
+
+
 async def test_command_palette_has_an_entry_for_every_action(calm_world) -> None:
+    from mc_tui.commands import palette_commands
+
+    titles = {c.title for c in palette_commands()}
+    for title in ("Mission: pause / resume", "Mission: stop", "Approvals: open pending",
+                  "Unit: show diff", "List: filter", "Keys: show all", "Focus: Plan",
+                  "Focus: Events", "Theme: mission-control-light"):
+        assert title in titles
     app = calm_world.app()
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, app)
-        titles = {c.title for c in app.get_system_commands(app.screen)}
-        for title in ("Mission: pause / resume", "Mission: stop", "Approvals: open pending",
-                      "Unit: show diff", "List: filter", "Keys: show all", "Focus: Plan",
-                      "Focus: Events", "Theme: mission-control-light", "Quit"):
-            assert title in titles
-        command = next(c for c in app.get_system_commands(app.screen) if c.title == "Focus: Cost")
-        command.callback()
-        await pilot.pause()
+        assert "Quit" in {c.title for c in app.get_system_commands(app.screen)}  # Textual's own
+        await run_palette(pilot, app, "Focus: Cost")
+        assert isinstance(app.screen, MainScreen)
         assert app.focused is not None and app.focused.id == "cost-graph"
-        await pilot.press("ctrl+p")
-        assert type(app.screen).__name__ == "CommandPalette"
+        await run_palette(pilot, app, "Mission: pause / resume")
+        assert [c["kind"] for c in calm_world.store.rows("commands")] == ["pause"]
 
 
 async def test_themes_are_registered_chosen_in_config_and_switchable(tmp_path) -> None:
@@ -85,9 +119,7 @@ async def test_themes_are_registered_chosen_in_config_and_switchable(tmp_path) -
         assert app.theme == "mission-control-light"
         assert {"mission-control-dark", "mission-control-light"} <= set(app.available_themes)
         light_label = app.query_one(PlanTree)._labels["E1-1.1"]
-        command = next(c for c in app.get_system_commands(app.screen)
-                       if c.title == "Theme: mission-control-dark")
-        command.callback()
+        await run_palette(pilot, app, "Theme: mission-control-dark")
         await settle(pilot, app)
         assert app.theme == "mission-control-dark"
         dark_label = app.query_one(PlanTree)._labels["E1-1.1"]
@@ -137,7 +169,7 @@ async def test_cost_graph_split_toggles_between_model_and_role(calm_world) -> No
 
 async def test_save_screenshot_renders_a_stable_svg(calm_world, tmp_path) -> None:
     from mc_tui.app import save_screenshot
-    from mc_tui.synthetic import frozen_clock
+    from tests.support.tui_world import frozen_clock
     from tests.tui.conftest import FROZEN_NOW
 
     paths = []

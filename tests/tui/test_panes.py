@@ -168,6 +168,28 @@ async def test_filter_the_event_log(calm_world) -> None:
         assert all("fixup." in line for line in log.lines)
 
 
+async def test_filter_goes_to_the_focused_filterable_pane_only(calm_world) -> None:
+    """The / bar talks to whatever focused widget declares the Filterable protocol."""
+    from mc_tui.protocols import Filterable
+    from mc_tui.widgets.workers import WorkersTable
+
+    app = calm_world.app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        for widget in (PlanTree, MergeQueueTable, EventLog, WorkersTable):
+            assert isinstance(app.query_one(widget), Filterable)
+        await pilot.press("2", "slash", *"E2-1")
+        workers = app.query_one(WorkersTable)
+        assert app.main.filter_target is workers and workers.filter_text == "E2-1"
+        assert app.query_one(EventLog).filter_text == "" and app.query_one(PlanTree).filter_text == ""
+        await pilot.press("escape")
+        assert workers.filter_text == "" and app.focused is workers
+        app.query_one("#cost-graph").focus()  # the cost graph is not a list: nothing to filter
+        await pilot.pause()
+        await pilot.press("slash")
+        assert not app.main.has_class("-filtering")
+
+
 async def test_filter_without_a_list_focused_explains(calm_world) -> None:
     app = calm_world.app()
     async with app.run_test(size=(120, 40), notifications=True) as pilot:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from engine.agents.process import LineSplitter, build_env
+from engine.bytecode import pycache_prefix
 
 
 def test_line_splitter_handles_chunks_long_lines_and_tails() -> None:
@@ -31,8 +34,18 @@ def test_env_allowlist_and_denials() -> None:
     env = build_env(base=base, passthrough=["FAKE_CLAUDE_*", "MC_DASHBOARD_TOKEN",
                                             "TELEGRAM_BOT_TOKEN"],
                     deny=["TELEGRAM_BOT_TOKEN"], extra={"MC_X": "no", "EXTRA": "yes"})
+    assert env.pop("PYTHONPYCACHEPREFIX") == pycache_prefix()
     assert env == {
         "PATH": "/bin", "HOME": "/h", "LC_ALL": "C", "ANTHROPIC_API_KEY": "sk-1",
         "CLAUDE_CODE_USE_BEDROCK": "1", "AIDER_MODEL": "x", "FAKE_CLAUDE_SCENARIO": "success",
         "EXTRA": "yes",
     }
+
+
+def test_env_keeps_bytecode_out_of_the_worktree_unless_the_user_chose() -> None:
+    assert build_env(base={"PATH": "/bin"})["PYTHONPYCACHEPREFIX"] == pycache_prefix()
+    assert ".git" not in Path(pycache_prefix()).parts
+    mine = build_env(base={"PATH": "/bin", "PYTHONPYCACHEPREFIX": "/mine"})
+    assert mine["PYTHONPYCACHEPREFIX"] == "/mine"
+    off = build_env(base={"PATH": "/bin", "PYTHONDONTWRITEBYTECODE": "1"})
+    assert off["PYTHONDONTWRITEBYTECODE"] == "1" and "PYTHONPYCACHEPREFIX" not in off

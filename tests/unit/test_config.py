@@ -30,7 +30,7 @@ SECTIONS = {
     "speculation": ["enabled", "branch_count", "selection"],
     "degradation": ["enabled", "failure_threshold", "reset_timeout", "fallback_strategy"],
     "episodic_memory": ["enabled", "max_episodes", "similarity_threshold"],
-    "a2a": ["enabled", "host", "port"],
+    "a2a": ["enabled", "host", "port", "token_env"],
     "tracing": ["enabled", "endpoint", "service_name"],
 }
 
@@ -304,6 +304,8 @@ def test_docs_config_md_is_current() -> None:
 def test_unavailable_features_are_reported(tmp_path: Path) -> None:
     from engine.config import unavailable_notes
 
-    cfg = load_config(write(tmp_path, "[a2a]\nenabled = true\n"))
-    assert any("a2a.enabled" in n for n in unavailable_notes(cfg))
+    cfg = load_config(write(tmp_path, "[discovery]\nenabled = true\n"))
+    assert any("discovery.enabled" in n for n in unavailable_notes(cfg))
+    # the A2A server exists (`mc a2a`): switching it on is no longer a note
+    assert unavailable_notes(load_config(write(tmp_path, "[a2a]\nenabled = true\n"))) == []
     assert unavailable_notes(load_config(write(tmp_path, ""))) == []

@@ -1,29 +1,24 @@
-"""Synthetic missions for the TUI's tests, snapshots and benchmark.
+"""A frozen mission state for the TUI's snapshots, pane tests and benchmark (test support).
 
-* :class:`SyntheticMission` fills a store with a realistic mission (epochs, a plan tree,
-  attempts with agent events, merges, verifications, fixup candidates, approvals, costs),
-  deterministic for a seed and stamped from a fixed ``base_ts`` so screenshots are stable.
-  With ``repo`` it also makes real commits (pygit2, fixed signatures) so diffs are real.
-* :func:`fake_engine` returns a coroutine factory that plays a small mission live,
-  obeying ``pause`` / ``resume`` / ``stop`` commands and waiting on an approval gate.
-* ``python -m mc_tui.synthetic load --db PATH --rate N --seconds S`` writes events at a
-  steady rate from another process (the benchmark's load).
+:class:`SyntheticMission` fills a store with a mission in every state at once (two epochs, a
+plan tree with units running, reviewing, queued, merging, verifying, in fixup, failed and
+merged, attempts with agent events, fixup candidates, approvals, costs), deterministic for a
+seed and stamped from a fixed ``base_ts`` so screenshots are stable; with ``repo`` it makes
+real commits (pygit2, fixed signatures) so diffs are real. No single engine run reaches all
+of these states at one instant, which is why it is written rather than recorded; it cannot
+drift from the engine unnoticed: ``tests/tui/test_fixture_drift.py`` checks that every kind
+it writes is one the engine emits and that its payloads have the keys a real run's have.
+
+The live engine of the TUI tests is the real one: ``tests/support/scripted_mission.py``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
-import sys
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import anyio
-
-from engine.config import MissionConfig
 from engine.store import Store
 
 BASE_TS = 1_700_000_000.0
@@ -161,7 +156,7 @@ class SyntheticMission:
             epoch_id = s.insert("epochs", {"mission_id": self.mission_id, "number": number,
                                            "status": "completed" if number == 1 else "running",
                                            "plan_score": 7.5, "started_at": self._tick(5)})
-            self.event("epoch.created", id=epoch_id, number=number)
+            self.event("epoch.created", id=epoch_id)
             self.cost(role="planner", usd=round(self.rng.uniform(0.2, 0.6), 3), model="opus")
             self.event("plan.scored", score=7.5, llm_score=7.0, heuristic_score=8.0, accepted=True,
                        feedback="ambitious enough")
@@ -330,178 +325,3 @@ def write_synthetic_mission(store: Store, **kwargs: Any) -> SyntheticMission:
     mission = SyntheticMission(store, **kwargs)
     mission.write()
     return mission
-
-
-# --------------------------------------------------------------------------- a live fake engine
-def fake_engine(
-    store: Store, config: MissionConfig, *, units: int = 4, step_s: float = 0.02,
-    approval_timeout: float | None = None, approval_gate: bool = True, seed: int = 3,
-    hold_open: bool = False,
-) -> Callable[[], Awaitable[int]]:
-    """A coroutine factory that plays a small mission live through the real store.
-
-    It obeys ``pause``/``resume``/``stop`` commands each step, waits for a ``push`` approval
-    (enforcing its timeout as the safe default: expired = denied) and returns 0 when done or
-    stopped. ``hold_open`` keeps it running (idle) after the work, until stopped.
-    """
-
-    async def run() -> int:
-        rng = random.Random(seed)
-        s = store
-        project = s.ensure_project(config.target.name, config.target.path)
-        mid = s.insert("missions", {"project_id": project, "objective": config.target.objective or "fake",
-                                    "status": "pending", "started_at": time.time()}, event="mission.created")
-        s.set_status("missions", mid, "running")
-        epoch = s.insert("epochs", {"mission_id": mid, "number": 1, "status": "running",
-                                    "started_at": time.time()}, event="epoch.created")
-        ids = []
-        for n in range(units):
-            uid = f"F{n + 1}"
-            s.insert("units", {"id": uid, "mission_id": mid, "epoch_id": epoch, "title": f"Fake unit {n + 1}",
-                               "status": "planned", "created_at": time.time(), "updated_at": time.time()},
-                     event="unit.created")
-            ids.append(uid)
-        paused = False
-
-        async def obey() -> bool:
-            """Handle commands; True when the mission must stop."""
-            nonlocal paused
-            while True:
-                for cmd in s.take_commands(mid):
-                    s.append_event("log", mission_id=mid, level="info", message=f"command {cmd['kind']}")
-                    if cmd["kind"] == "stop":
-                        return True
-                    if cmd["kind"] == "pause" and not paused:
-                        paused = True
-                        s.set_status("missions", mid, "paused", reason="user")
-                    elif cmd["kind"] == "resume" and paused:
-                        paused = False
-                        s.set_status("missions", mid, "running", reason="user")
-                if not paused:
-                    return False
-                await anyio.sleep(step_s)
-
-        async def finish(status: str, reason: str) -> int:
-            s.set_status("missions", mid, status, reason=reason, ended_at=time.time())
-            return 0
-
-        for slot, uid in enumerate(ids, 1):
-            if await obey():
-                return await finish("stopped", "stopped by user")
-            s.set_status("units", uid, "running")
-            aid = s.insert("attempts", {"mission_id": mid, "unit_id": uid, "role": "worker",
-                                        "backend": "scripted", "model": "sonnet",
-                                        "slot": (slot - 1) % config.scheduler.parallel.num_workers + 1,
-                                        "status": "running", "started_at": time.time()})
-            s.append_event("attempt.started", mission_id=mid, unit_id=uid, attempt_id=aid, role="worker",
-                           backend="scripted", model="sonnet", slot=slot)
-            for turn in range(3):
-                await anyio.sleep(step_s)
-                if await obey():
-                    return await finish("stopped", "stopped by user")
-                s.append_event("agent.event", mission_id=mid, unit_id=uid, attempt_id=aid, slot=slot,
-                               type="text", text=f"{uid} turn {turn + 1}", tool=None)
-                s.add_cost(mission_id=mid, role="worker", usd=round(rng.uniform(0.01, 0.05), 4),
-                           model="sonnet", unit_id=uid, attempt_id=aid)
-            s.set_status("attempts", aid, "completed", ended_at=time.time(), turns=3)
-            s.append_event("attempt.finished", mission_id=mid, unit_id=uid, attempt_id=aid,
-                           status="completed", turns=3)
-            s.set_status("units", uid, "queued")
-            merge = s.insert("merges", {"mission_id": mid, "unit_id": uid, "branch": f"mc/unit/{uid}",
-                                        "status": "queued", "created_at": time.time(),
-                                        "updated_at": time.time()}, event="merge.created")
-            s.set_status("merges", merge, "promoted")
-            s.set_status("units", uid, "merged")
-        if approval_gate:
-            timeout = approval_timeout if approval_timeout is not None else config.hitl.poll_timeout
-            approval = s.create_approval(mission_id=mid, gate="push", title="Push mc/green to origin/main",
-                                         diffstat=" 1 file changed, 1 insertion(+)",
-                                         diff="--- a/x\n+++ b/x\n@@ -0,0 +1 @@\n+pushed\n",
-                                         timeout=timeout)
-            while True:
-                row = s.get("approvals", approval)
-                assert row is not None
-                if row["status"] != "pending":
-                    break
-                if row["expires_at"] is not None and time.time() >= row["expires_at"]:
-                    s.set_status("approvals", approval, "expired", decided_at=time.time(),
-                                 decided_by="timeout")
-                    break
-                if await obey():
-                    return await finish("stopped", "stopped by user")
-                await anyio.sleep(step_s)
-            s.append_event("push.result", mission_id=mid,
-                           ok=s.get("approvals", approval)["status"] == "approved", rejected=False,  # type: ignore[index]
-                           output="")
-        while hold_open:
-            if await obey():
-                return await finish("stopped", "stopped by user")
-            await anyio.sleep(step_s)
-        return await finish("completed", "objective met")
-
-    return run
-
-
-# --------------------------------------------------------------------------- benchmark load
-def write_load(store: Store, mission_id: int, *, rate: float, seconds: float, slots: int = 4,
-               batch: int = 50) -> int:
-    """Append events at ``rate`` per second for ``seconds`` (agent chatter, statuses, costs).
-
-    Agent events dominate, as in a real mission; every 10th event is a status, a merge update
-    or a cost. Returns the number written.
-    """
-    attempts = [
-        store.insert("attempts", {"mission_id": mission_id, "unit_id": None, "role": "worker",
-                                  "backend": "claude", "model": "sonnet", "slot": slot,
-                                  "status": "running", "started_at": time.time()})
-        for slot in range(1, slots + 1)
-    ]
-    written = 0
-    start = time.perf_counter()
-    deadline = start + seconds
-    n = 0
-    while time.perf_counter() < deadline:
-        with store.transaction():
-            for _ in range(batch):
-                n += 1
-                slot = n % slots
-                if n % 10 == 0:
-                    store.add_cost(mission_id=mission_id, role="worker", usd=0.001, model=MODELS[n % 2],
-                                   attempt_id=attempts[slot])
-                else:
-                    store.append_event("agent.event", mission_id=mission_id, attempt_id=attempts[slot],
-                                       slot=slot + 1, type="tool_result" if n % 3 else "text",
-                                       text=f"event {n}\nsecond line", tool="Bash")
-                written += 1
-        target = start + written / rate
-        pause = target - time.perf_counter()
-        if pause > 0:
-            time.sleep(pause)
-    return written
-
-
-def _main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mc_tui.synthetic")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    mission = sub.add_parser("mission", help="write a synthetic mission")
-    mission.add_argument("--db", required=True)
-    mission.add_argument("--seed", type=int, default=7)
-    load = sub.add_parser("load", help="write events at a steady rate")
-    load.add_argument("--db", required=True)
-    load.add_argument("--mission", type=int, required=True)
-    load.add_argument("--rate", type=float, default=2000)
-    load.add_argument("--seconds", type=float, default=5)
-    args = parser.parse_args(argv)
-    store = Store(args.db)
-    if args.cmd == "mission":
-        print(json.dumps({"mission_id": write_synthetic_mission(store, seed=args.seed).mission_id}))
-    else:
-        t0 = time.perf_counter()
-        count = write_load(store, args.mission, rate=args.rate, seconds=args.seconds)
-        print(json.dumps({"written": count, "seconds": round(time.perf_counter() - t0, 3)}))
-    store.close()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main())

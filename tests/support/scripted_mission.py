@@ -1,0 +1,163 @@
+"""The TUI's live engine for tests: the real pipeline with the scripted backend.
+
+:func:`scripted_mission` makes a small real target (a git repo with unittest tests and a bare
+``origin``), a cassette (one planner answer with ``units`` leaf units, one worker entry per
+unit that really edits and commits, the ambition and objective checks) and a config, then
+prepares the real controller on it. Its ``engine`` is what ``mc`` hands the app: a coroutine
+factory that runs the mission and returns its exit code. Everything the dashboard then shows
+was emitted by the engine itself, so the tests cannot drift from it.
+
+Knobs: ``work_s`` makes each worker sleep first (a mission that stays running while a test
+pauses or stops it), ``push_gate`` puts the ``push`` human gate in front of the push and
+``approval_timeout`` is its ``[hitl] poll_timeout`` (expired = denied).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.config import MissionConfig, load_config
+from engine.store import Store
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@localhost",
+    "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@localhost",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+def _git(cwd: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, env={**os.environ, **GIT_ENV})
+
+
+def make_target(root: Path) -> Path:
+    """``root/repo``: a tiny Python project with unittest tests on ``main``, pushed to
+    ``root/origin.git``."""
+    repo = root / "repo"
+    (repo / "app").mkdir(parents=True)
+    (repo / "tests").mkdir()
+    (repo / "app" / "__init__.py").write_text("")
+    (repo / "app" / "greet.py").write_text('def greet(name):\n    return f"hello {name}"\n')
+    (repo / "tests" / "__init__.py").write_text("")
+    (repo / "tests" / "test_greet.py").write_text(
+        "import unittest\n\nfrom app.greet import greet\n\n\n"
+        "class GreetTest(unittest.TestCase):\n"
+        "    def test_greet(self):\n        self.assertEqual(greet('x'), 'hello x')\n"
+    )
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "initial")
+    _git(root, "init", "-q", "--bare", "origin.git")
+    _git(repo, "remote", "add", "origin", str(root / "origin.git"))
+    _git(repo, "push", "-q", "origin", "main")
+    return repo
+
+
+def cassette(units: int, *, work_s: float = 0.0) -> str:
+    """Planner -> ``units`` (at most 5, the planner's limit per node) leaf units ("Unit 1"...), one worker per unit writing
+    ``app/unit_<n>.py`` and committing; ambition ok; objective met."""
+    plan = ", ".join(
+        f'{{"title": "Unit {n}", "description": "Add app/unit_{n}.py", '
+        f'"files_hint": ["app/unit_{n}.py"], "acceptance_criteria": ["tests pass"], "leaf": true}}'
+        for n in range(1, units + 1)
+    )
+    out = [f'''
+[[interaction]]
+role = "planner"
+cost_usd = 0.05
+actions = [{{ type = "text", text = '{{"units": [{plan}]}}' }}]
+
+[[interaction]]
+role = "ambition"
+actions = [{{ type = "text", text = '{{"score": 8, "feedback": "fine"}}' }}]
+
+[[interaction]]
+role = "objective_check"
+actions = [{{ type = "text", text = '{{"met": true, "confidence": 0.9, "feedback": "done"}}' }}]
+''']
+    sleep = f'{{ type = "sleep", seconds = {work_s} }},' if work_s else ""
+    for n in range(1, units + 1):
+        out.append(f'''
+[[interaction]]
+role = "worker"
+when = {{ unit_title = "Unit {n}" }}
+cost_usd = 0.02
+actions = [
+  {sleep}
+  {{ type = "text", text = "Adding app/unit_{n}.py" }},
+  {{ type = "write", path = "app/unit_{n}.py", content = "def unit_{n}():\\n    return {n}\\n" }},
+  {{ type = "commit", message = "Unit {n}" }},
+]
+''')
+    return textwrap.dedent("".join(out))
+
+
+def write_config(root: Path, *, units: int, work_s: float, push_gate: bool,
+                 approval_timeout: float) -> Path:
+    (root / "cassette.toml").write_text(cassette(units, work_s=work_s))
+    gates = '["push"]' if push_gate else "[]"
+    config = root / "mission-control.toml"
+    config.write_text(textwrap.dedent(f"""
+        [target]
+        name = "scripted"
+        path = "repo"
+        branch = "main"
+        objective = "Add the units"
+        [target.verification]
+        command = "{sys.executable} -m unittest discover -s tests -t ."
+        timeout = 60
+        [scheduler]
+        session_timeout = 30
+        [scheduler.parallel]
+        num_workers = 2
+        [review]
+        gate_completion = false
+        [green_branch]
+        auto_push = true
+        push_branch = "main"
+        [hitl]
+        enabled = {"true" if push_gate else "false"}
+        gates = {gates}
+        poll_timeout = {approval_timeout}
+        [agent]
+        backend = "scripted"
+        cassette = "cassette.toml"
+        [ui]
+        refresh_hz = 20
+        """))
+    return config
+
+
+@dataclass
+class ScriptedMission:
+    """A prepared real mission: ``engine()`` runs it (-> exit code); ``store`` is its store."""
+
+    config: MissionConfig
+    store: Store
+    engine: Callable[[], Awaitable[int]]
+    mission_id: int | None
+    root: Path
+
+
+def scripted_mission(root: Path, *, units: int = 2, work_s: float = 0.0, push_gate: bool = False,
+                     approval_timeout: float = 120.0) -> ScriptedMission:
+    """Make the target and config under ``root`` and prepare the real controller on it."""
+    from engine.controller import Controller, run_mission
+
+    make_target(root)
+    config = load_config(write_config(root, units=units, work_s=work_s, push_gate=push_gate,
+                                      approval_timeout=approval_timeout))
+    store = Store(config.db_path())
+    controller = Controller(config, store)
+    controller.prepare()  # creates the mission, takes the lock (as `mc` does before the UI)
+
+    async def engine() -> int:
+        return (await run_mission(controller)).exit_code
+
+    return ScriptedMission(config, store, engine, controller.mission_id, root)
