@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.approvals import approve_or_deny
+from engine.gitops.publisher import Publisher
 from engine.models import MergeStatus
 from engine.runtime import Runtime
 
@@ -54,7 +55,7 @@ async def publish(rt: Runtime) -> PushState:
                                   rejected=False, output="push not approved",
                                   reason="the push was not approved", commit=green)
             return PushState(False, "the push was not approved")
-        result = await rt.queue.push(gb.remote, gb.push_branch)
+        result = await Publisher(rt.queue).push(gb.remote, gb.push_branch)
         if result.ok:
             return PushState(True)
         rt.log(f"push failed: {result.reason}", level="warning")
@@ -74,7 +75,7 @@ async def absorb_remote(rt: Runtime) -> str | None:
     through the queue (drained here). Returns why that failed, or None (merged, or the
     remote had nothing new)."""
     gb = rt.config.green_branch
-    merge_id = await rt.queue.absorb_remote(gb.remote, gb.push_branch)
+    merge_id = await Publisher(rt.queue).absorb_remote(gb.remote, gb.push_branch)
     if merge_id is None:
         return None
     rt.log(f"{gb.remote}/{gb.push_branch} moved on during the mission: merging it into "

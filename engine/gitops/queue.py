@@ -1,5 +1,9 @@
 """The merge queue: batch, verify once, bisect on failure, promote the good part.
 
+(Over 400 lines for a stated reason: the batch, bisection and promotion steps share the
+journal and the crash-safety invariants documented here; the verifier, the publisher,
+reconcile and the candidate chain are already their own modules.)
+
 One ``run_once`` takes up to ``batch_size`` queued merges and loops:
 
 1. build the candidate chain in memory on ``mc/green`` (see ``candidate.py``);
@@ -28,7 +32,6 @@ import json
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +43,9 @@ from engine.gitops.bisect import first_failing_prefix
 from engine.gitops.candidate import Chain, build_chain
 from engine.gitops.cli import run_git
 from engine.gitops.errors import GitError
-from engine.gitops.includes import copy_included, included_files
+from engine.gitops.items import ChangeStage, NoUnits, QueueItem, QueueOutcome, UnitSink
 from engine.gitops.journal import Journal, JournalHook
-from engine.gitops.push import PushResult, fetch_remote, push_green
+from engine.gitops.reconcile import reconcile_queue
 from engine.gitops.repo import (
     GREEN_REF,
     WORKING_REF,
@@ -53,32 +56,15 @@ from engine.gitops.repo import (
     update_ref_args,
 )
 from engine.gitops.testresults import TestResults
-from engine.gitops.verify import VerificationResult, run_verification
-from engine.gitops.worktrees import clean_checkout, ensure_worktree
-from engine.models import UNIT_TRANSITIONS, MergeStatus, UnitStatus, VerificationStatus
+from engine.gitops.verifier import Verifier
+from engine.gitops.verify import VerificationResult
+from engine.models import MergeStatus, VerificationStatus
 from engine.store.db import Store
 
-VERIFY_WORKTREE = "mc-verify"
 REASON_TAIL = 4000
 ACTIVE = (MergeStatus.MERGING.value, MergeStatus.VERIFYING.value)
 
 
-@dataclass
-class QueueItem:
-    merge_id: int
-    unit_id: str | None
-    branch: str
-    head_commit: str
-
-
-@dataclass
-class QueueOutcome:
-    promoted: list[QueueItem] = field(default_factory=list)
-    conflicts: list[tuple[QueueItem, list[str]]] = field(default_factory=list)
-    failed: list[tuple[QueueItem, str]] = field(default_factory=list)
-    verifications: int = 0
-    green_before: str = ""
-    green_after: str = ""
 
 
 MAX_VERIFICATION_ERRORS = 3
@@ -113,23 +99,55 @@ class MergeQueue:
         max_output_bytes: int = 65536,
         flaky_reruns: int = 1,
         include: Sequence[str] = (),
+        units: UnitSink | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.repo = repo
         self.store = store
         self.mission_id = mission_id if mission_id is not None else self._standalone_mission()
-        self.verify_command = verify_command
-        self.verify_timeout = verify_timeout
         self.batch_size = batch_size
-        self.verify_dir = Path(verify_dir).resolve()
-        self.max_output_bytes = max_output_bytes
         self.flaky_reruns = flaky_reruns
         self.include = list(include)  # worktree.include globs (see includes.py)
+        self.units: UnitSink = units or NoUnits()  # the ledger moves the units behind changes
         self.journal = Journal(store, self.mission_id)
         self._git = open_repository(repo.path)  # used only from worker threads, one at a time
+        # the one writer of verification rows (baseline and candidates)
+        self.verifier = Verifier(repo, store, self._git, mission_id=self.mission_id,
+                                 command=verify_command, timeout=verify_timeout,
+                                 verify_dir=Path(verify_dir).resolve(),
+                                 max_output_bytes=max_output_bytes, include=self.include)
         self._lock = anyio.Lock()
         self._verification_errors = 0
+
+    # the verification settings live in the verifier
+    @property
+    def verify_command(self) -> str:
+        return self.verifier.command
+
+    @verify_command.setter
+    def verify_command(self, value: str) -> None:
+        self.verifier.command = value
+
+    @property
+    def verify_timeout(self) -> float:
+        return self.verifier.timeout
+
+    @verify_timeout.setter
+    def verify_timeout(self, value: float) -> None:
+        self.verifier.timeout = value
+
+    @property
+    def max_output_bytes(self) -> int:
+        return self.verifier.max_output_bytes
+
+    @max_output_bytes.setter
+    def max_output_bytes(self, value: int) -> None:
+        self.verifier.max_output_bytes = value
+
+    @property
+    def verify_dir(self) -> Path:
+        return self.verifier.verify_dir
 
     @property
     def journal_hook(self) -> JournalHook | None:
@@ -179,32 +197,19 @@ class MergeQueue:
         return [QueueItem(r["id"], r["unit_id"], r["branch"], r["head_commit"]) for r in rows]
 
     # ------------------------------------------------------------------ status helpers
-    def _move_unit(self, unit_id: str | None, status: UnitStatus, reason: str | None = None,
-                   **fields: Any) -> None:
-        """Move a unit if the transition is legal (a re-verified unit stays ``verifying``)."""
-        if unit_id is None:
-            return
-        row = self.store.get("units", unit_id)
-        if row is None:
-            return
-        current = UnitStatus(row["status"])
-        if current == status or status not in UNIT_TRANSITIONS[current]:
-            if fields:
-                self.store.update("units", unit_id, **fields)
-            return
-        self.store.set_status("units", unit_id, status, reason=reason, **fields)
-
-    def _move_merge(self, item: QueueItem, status: MergeStatus, reason: str | None = None,
-                    unit_status: UnitStatus | None = None, **fields: Any) -> None:
+    def move_merge(self, item: QueueItem, status: MergeStatus, reason: str | None = None,
+                    stage: ChangeStage | None = None, **fields: Any) -> None:
+        """Move a merge row, and report the change's ``stage`` to the unit sink (one
+        transaction)."""
         with self.store.transaction():
             row = self.store.get("merges", item.merge_id)
             if row is not None and row["status"] != status.value:
                 self.store.set_status("merges", item.merge_id, status, reason=reason, **fields)
             elif fields:
                 self.store.update("merges", item.merge_id, **fields)
-            if unit_status is not None:
-                extra = {"head_commit": item.head_commit} if unit_status == UnitStatus.MERGED else {}
-                self._move_unit(item.unit_id, unit_status, reason, **extra)
+            if stage is not None:
+                extra = {"head_commit": item.head_commit} if stage == ChangeStage.MERGED else {}
+                self.units.change_moved(item.unit_id, stage, reason, **extra)
 
     # ------------------------------------------------------------------ one batch
     async def run_once(self) -> QueueOutcome:
@@ -243,8 +248,8 @@ class MergeQueue:
             by_id = {i.merge_id: i for i in remaining}
             for merge_id in chain.already_in:
                 item = by_id[merge_id]
-                self._move_merge(item, MergeStatus.SKIPPED, "already in mc/green",
-                                 UnitStatus.MERGED)
+                self.move_merge(item, MergeStatus.SKIPPED, "already in mc/green",
+                                 ChangeStage.MERGED)
                 outcome.promoted.append(item)
             conflicts = chain.conflicts
             included = [by_id[link.key] for link in chain.links]
@@ -272,7 +277,7 @@ class MergeQueue:
         for merge_id, paths in conflicts.items():
             item = next(i for i in items if i.merge_id == merge_id)
             reason = "conflict in " + ", ".join(paths)
-            self._move_merge(item, MergeStatus.CONFLICT, reason, UnitStatus.FIXUP,
+            self.move_merge(item, MergeStatus.CONFLICT, reason, ChangeStage.FIXUP,
                              conflict_paths=paths)
             outcome.conflicts.append((item, paths))
         outcome.green_after = self.repo.green_head()
@@ -315,7 +320,7 @@ class MergeQueue:
         chain = await anyio.to_thread.run_sync(self._build_chain, green, branches)
         by_id = {i.merge_id: i for i in items}
         for link in chain.links:
-            self._move_merge(by_id[link.key], MergeStatus.MERGING, None, UnitStatus.MERGING,
+            self.move_merge(by_id[link.key], MergeStatus.MERGING, None, ChangeStage.MERGING,
                              candidate_commit=link.commit)
         self.journal.write("merge", "done", batch_id=batch_id, base=green,
                            candidates={link.key: link.commit for link in chain.links},
@@ -352,7 +357,7 @@ class MergeQueue:
               verdict: Verdict | None = None) -> None:
         why = f" ({verdict.note})" if verdict is not None and verdict.note else ""
         reason = f"verification failed{why}:\n" + _tail(output)
-        self._move_merge(item, MergeStatus.FAILED, reason, UnitStatus.FIXUP)
+        self.move_merge(item, MergeStatus.FAILED, reason, ChangeStage.FIXUP)
         outcome.failed.append((item, output))
         self.journal.write("culprit", "done", merge_id=item.merge_id)
 
@@ -385,20 +390,8 @@ class MergeQueue:
         runs: list[VerificationResult] = []
         vid = 0
         for _ in range(1 + self.flaky_reruns):
-            now = time.time()
-            with self.store.transaction():
-                vid = int(self.store.insert("verifications", {
-                    "mission_id": self.mission_id, "batch_id": "baseline", "commit_sha": green,
-                    "command": self.verify_command, "status": VerificationStatus.RUNNING.value,
-                    "started_at": now}))
-                self.store.append_event("verification.started", mission_id=self.mission_id,
-                                        id=vid, commit=green, status="running", baseline=True)
-            try:
-                await anyio.to_thread.run_sync(self._checkout_verify, green)
-                result = await run_verification(self.verify_command, self.verify_dir,
-                                                self.verify_timeout, self.max_output_bytes)
-            except Exception as exc:
-                result = VerificationResult("error", None, f"verification could not run: {exc}", 0.0)
+            vid = self.verifier.start("baseline", green, baseline=True)
+            result = await self.verifier.run(green)
             runs.append(result)
             readable = [r.failing for r in runs]
             if len(runs) > 1 and all(f is not None for f in readable):
@@ -406,7 +399,7 @@ class MergeQueue:
                                             result.duration_s,
                                             TestResults(frozenset().union(*readable),
                                                         result.tests.tests, result.tests.source))
-            self._record(vid, green, result, None, baseline=True)
+            self.verifier.record(vid, green, result, None, baseline=True)
             if result.status in (VerificationStatus.PASSED, VerificationStatus.ERROR):
                 break
         if len(runs) > 1 and result.status == VerificationStatus.PASSED:
@@ -464,60 +457,21 @@ class MergeQueue:
         ``green`` (the commit it is built on) and record both."""
         self.set_working(commit)
         for item in items:
-            self._move_merge(item, MergeStatus.VERIFYING, None, UnitStatus.VERIFYING)
-        now = time.time()
-        with self.store.transaction():
-            vid = int(self.store.insert(
-                "verifications",
-                {"mission_id": self.mission_id, "batch_id": batch_id, "commit_sha": commit,
-                 "command": self.verify_command, "status": VerificationStatus.RUNNING.value,
-                 "started_at": now},
-            ))
-            self.store.append_event("verification.started", mission_id=self.mission_id,
-                                    id=vid, commit=commit, status="running")
+            self.move_merge(item, MergeStatus.VERIFYING, None, ChangeStage.VERIFYING)
+        vid = self.verifier.start(batch_id, commit)
         self.journal.write("verify", "intent", batch_id=batch_id, commit=commit,
                            verification_id=vid)
-        try:
-            await anyio.to_thread.run_sync(self._checkout_verify, commit)
-            result = await run_verification(self.verify_command, self.verify_dir,
-                                            self.verify_timeout, self.max_output_bytes)
-        except Exception as exc:  # a broken worktree must not wedge the queue
-            result = VerificationResult("error", None, f"verification could not run: {exc}", 0.0)
+        result = await self.verifier.run(commit)
         outcome.verifications += 1
         verdict = (self.judge(green, result) if result.status != VerificationStatus.ERROR
                    else Verdict(False))
-        self._record(vid, commit, result, verdict)
+        self.verifier.record(vid, commit, result, verdict)
         self.journal.write("verify", "done", batch_id=batch_id, commit=commit,
                            verification_id=vid, status=result.status, accepted=verdict.accepted)
         if result.status == VerificationStatus.ERROR:
             raise _CannotVerify(result)  # also during bisection: nobody is blamed for it
         self._verification_errors = 0
         return result, verdict
-
-    def _record(self, vid: int, commit: str, result: VerificationResult, verdict: Verdict | None,
-                **extra: object) -> None:
-        """Finish a verification row: status, output, failing tests and (for a candidate,
-        not a baseline: ``verdict`` None) whether it was accepted and why."""
-        failing = sorted(result.failing) if result.failing is not None else None
-        accepted = int(verdict.accepted) if verdict is not None else None
-        note = verdict.note if verdict is not None else ""
-        with self.store.transaction():
-            self.store.set_status(
-                "verifications", vid, result.status, exit_code=result.exit_code,
-                output=result.output, duration_s=round(result.duration_s, 3), ended_at=time.time(),
-                failing_tests=failing, accepted=accepted, note=note or None,
-            )
-            self.store.append_event("verification.finished", mission_id=self.mission_id, id=vid,
-                                    commit=commit, status=result.status,
-                                    duration_s=round(result.duration_s, 3),
-                                    accepted=accepted, note=note, **extra)
-
-    def _checkout_verify(self, commit: str) -> None:
-        wt = ensure_worktree(self._git, VERIFY_WORKTREE, self.verify_dir)
-        target = wt[pygit2.Oid(hex=commit)].peel(pygit2.Commit)
-        clean_checkout(wt, target)
-        copy_included(self.repo.path, Path(wt.workdir), Path(wt.path),
-                      included_files(self.repo.path, self.include), target.tree)
 
     def set_working(self, commit: str) -> None:
         if self.repo.ref_head(WORKING_REF) != commit:
@@ -540,7 +494,7 @@ class MergeQueue:
         self.journal.write("promote", "done", batch_id=batch_id, old=old, new=new, merge_ids=ids)
         with self.store.transaction():
             for item in items:
-                self._move_merge(item, MergeStatus.PROMOTED, note, UnitStatus.MERGED)
+                self.move_merge(item, MergeStatus.PROMOTED, note, ChangeStage.MERGED)
             self.store.append_event("green.promoted", mission_id=self.mission_id, **{
                 "from": old, "to": new, "units": [i.unit_id or i.branch for i in items],
                 **({"note": note} if note else {})})
@@ -562,30 +516,6 @@ class MergeQueue:
         )
         return bool(rows)
 
-    # ------------------------------------------------------------------ push
-    async def push(self, remote: str, branch: str) -> PushResult:
-        """Push ``mc/green`` to ``remote``/``branch`` (fast-forward only), journaled."""
-        green = self.repo.green_head()
-        self.journal.write("push", "intent", remote=remote, branch=branch, commit=green)
-        result = await push_green(self.repo.path, remote=remote, branch=branch)
-        self.journal.write("push", "done", remote=remote, branch=branch, commit=green,
-                           ok=result.ok, rejected=result.rejected)
-        self.store.append_event("push.result", mission_id=self.mission_id, ok=result.ok,
-                                rejected=result.rejected, output=_tail(result.output, 2000),
-                                commit=green, reason=result.reason, remote=remote,
-                                branch=branch)
-        return result
-
-    async def absorb_remote(self, remote: str, branch: str) -> int | None:
-        """After a rejected push: fetch the remote and queue it, so the next batch
-        builds on it (merged, verified and promoted like any branch)."""
-        sha = await fetch_remote(self.repo.path, remote, branch)
-        if sha is None or self.repo.is_ancestor(sha, self.repo.green_head()):
-            return None
-        return self.submit(None, f"refs/remotes/{remote}/{branch}", sha)
-
     # ------------------------------------------------------------------ start-up
     def reconcile(self) -> list[str]:
-        from engine.gitops.reconcile import reconcile_queue
-
         return reconcile_queue(self)

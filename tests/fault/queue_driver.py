@@ -20,6 +20,8 @@ from typing import Any
 import anyio
 
 from engine.gitops import GitRepo, MergeQueue
+from engine.gitops.publisher import Publisher
+from engine.ledger import UnitLedger
 from engine.store.db import Store
 
 VERIFY = 'sleep 0.2; for f in BROKEN*; do [ -e "$f" ] && { echo "broken: $f"; exit 1; }; done; echo ok'
@@ -54,14 +56,14 @@ async def main(target: Path, state: Path) -> dict[str, Any]:
     repo.ensure_green("main")
     store = Store(state / "mission.db")
     queue = MergeQueue(repo, store, mission_id=1, verify_command=VERIFY, verify_timeout=30,
-                       batch_size=4, verify_dir=state / "verify")
+                       batch_size=4, verify_dir=state / "verify", units=UnitLedger(store))
     queue.journal_hook = fault_hook()
     notes = queue.reconcile()
     runs = 0
     while queue.pending():
         await queue.run_once()
         runs += 1
-    push = await queue.push("origin", "main")
+    push = await Publisher(queue).push("origin", "main")
     return {"notes": notes, "runs": runs, "green": repo.green_head(), "push_ok": push.ok,
             "push_output": push.output}
 

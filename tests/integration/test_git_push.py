@@ -9,6 +9,7 @@ import pytest
 from test_git_support import add_unit, commit_on, git, init_repo, open_store
 
 from engine.gitops import GitRepo, MergeQueue, WorkspacePool, fetch_remote, push_green
+from engine.gitops.publisher import Publisher
 
 
 @pytest.fixture
@@ -47,7 +48,7 @@ async def test_push_fast_forwards_the_remote(setup) -> None:
     _, remote, repo, store, mission, queue = setup
     _unit(repo, store, mission, queue, "u1")
     await queue.run_once()
-    result = await queue.push("origin", "main")
+    result = await Publisher(queue).push("origin", "main")
     assert result.ok and not result.rejected
     assert _remote_head(remote) == repo.green_head()
     events = [e.payload for e in store.events_after(0) if e.kind == "push.result"]
@@ -70,7 +71,7 @@ async def test_rejected_push_is_reported_never_forced_then_rebased_on_the_remote
 
     _unit(repo, store, mission, queue, "u1")
     await queue.run_once()
-    result = await queue.push("origin", "main")
+    result = await Publisher(queue).push("origin", "main")
     assert not result.ok and result.rejected
     assert "rejected" in result.output
     assert _remote_head(remote) == theirs  # never forced
@@ -80,7 +81,7 @@ async def test_rejected_push_is_reported_never_forced_then_rebased_on_the_remote
     journal = [e["data"] for e in queue.journal.entries("push") if e["phase"] == "done"]
     assert journal[-1]["rejected"] is True and journal[-1]["ok"] is False
 
-    merge_id = await queue.absorb_remote("origin", "main")
+    merge_id = await Publisher(queue).absorb_remote("origin", "main")
     assert merge_id is not None
     outcome = await queue.run_once()
     assert [i.merge_id for i in outcome.promoted] == [merge_id]
@@ -92,9 +93,9 @@ async def test_rejected_push_is_reported_never_forced_then_rebased_on_the_remote
     ws = await pool.acquire("mc/unit/next", repo.green_head())
     assert (ws.path / "theirs.txt").read_text() == "theirs\n" and (ws.path / "u1.txt").exists()
     await pool.release(ws)
-    assert (await queue.push("origin", "main")).ok
+    assert (await Publisher(queue).push("origin", "main")).ok
     assert _remote_head(remote) == repo.green_head()
-    assert await queue.absorb_remote("origin", "main") is None  # already in mc/green
+    assert await Publisher(queue).absorb_remote("origin", "main") is None  # already in mc/green
 
 
 @pytest.mark.anyio
@@ -110,13 +111,13 @@ async def test_a_remote_that_conflicts_is_reported_and_still_never_forced(setup)
     _unit(repo, store, mission, queue, "u1")  # writes u1.txt too: a conflict
     await queue.run_once()
     green = repo.green_head()
-    assert (await queue.push("origin", "main")).rejected
-    merge_id = await queue.absorb_remote("origin", "main")
+    assert (await Publisher(queue).push("origin", "main")).rejected
+    merge_id = await Publisher(queue).absorb_remote("origin", "main")
     outcome = await queue.run_once()
     assert [(i.merge_id, paths) for i, paths in outcome.conflicts] == [(merge_id, ["u1.txt"])]
     assert store.get("merges", merge_id)["status"] == "conflict"
     assert repo.green_head() == green
-    assert (await queue.push("origin", "main")).rejected
+    assert (await Publisher(queue).push("origin", "main")).rejected
     assert _remote_head(remote) == theirs
 
 

@@ -14,6 +14,7 @@ import anyio
 from test_git_support import add_unit, git, init_repo, open_store
 
 from engine.gitops import GitRepo, MergeQueue, WorkspacePool
+from engine.gitops.publisher import Publisher
 
 CHECK = 'for f in BROKEN*; do [ -e "$f" ] && { echo "broken: $f"; exit 1; }; done; true'
 
@@ -88,7 +89,7 @@ def test_full_queue_cycle_leaves_a_dirty_checkout_byte_for_byte_unchanged(tmp_pa
         assert {i.unit_id for i in outcome.promoted} == {"good", "more"}
         assert [i.unit_id for i, _ in outcome.conflicts] == ["clash"]
         assert [i.unit_id for i, _ in outcome.failed] == ["bad"]
-        assert (await queue.push("origin", "main")).ok
+        assert (await Publisher(queue).push("origin", "main")).ok
         # the remote moves on: a rejected push, then the remote is fetched and merged in
         other = tmp_path / "other"
         git(tmp_path, "clone", "-q", str(remote), str(other))
@@ -103,10 +104,10 @@ def test_full_queue_cycle_leaves_a_dirty_checkout_byte_for_byte_unchanged(tmp_pa
         add_unit(store, mission, "late")
         queue.submit("late", "mc/unit/late", head)
         await queue.run_once()
-        assert (await queue.push("origin", "main")).rejected
-        assert await queue.absorb_remote("origin", "main") is not None
+        assert (await Publisher(queue).push("origin", "main")).rejected
+        assert await Publisher(queue).absorb_remote("origin", "main") is not None
         await queue.run_once()
-        assert (await queue.push("origin", "main")).ok
+        assert (await Publisher(queue).push("origin", "main")).ok
         repo.delete_branch("mc/unit/bad")
         (path / ".git" / "refs" / "heads" / "mc" / "green.lock").write_text("")
         assert repo.clear_stale_locks()
@@ -126,6 +127,7 @@ DRIVER = textwrap.dedent("""
     from pathlib import Path
     import anyio, pygit2
     from engine.gitops import GitRepo, MergeQueue, WorkspacePool
+    from engine.gitops.publisher import Publisher
     from engine.store.db import Store
 
     path = Path(sys.argv[1])
@@ -143,7 +145,7 @@ DRIVER = textwrap.dedent("""
         await pool.release(ws)
         queue.submit(None, "mc/unit/a", head)
         out = await queue.run_once()
-        push = await queue.push("origin", "main")
+        push = await Publisher(queue).push("origin", "main")
         merge = repo.pygit[pygit2.Oid(hex=repo.green_head())]
         print(json.dumps({
             "promoted": len(out.promoted), "push": push.ok, "push_output": push.output,
