@@ -1,0 +1,197 @@
+"""From :class:`SpanRecord` to OpenTelemetry: the SDK tracer provider and the OTLP/HTTP exporter.
+
+Spans go through the SDK (``opentelemetry-sdk``) with the ids the builder derived (an
+:class:`IdGenerator` that hands out preset ids) and explicit start/end times, then a
+``BatchSpanProcessor`` (a background thread: the mission never waits for an export) to
+``OTLPSpanExporter`` (``opentelemetry-exporter-otlp-proto-http``) at ``<endpoint>/v1/traces``.
+Headers such as an API key come only from the standard environment variables
+(``OTEL_EXPORTER_OTLP_TRACES_HEADERS`` / ``OTEL_EXPORTER_OTLP_HEADERS``), never from the
+config file. A failing export is logged once (then every further failure is counted
+quietly and the SDK's own per-batch error logs are muted).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
+from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+from opentelemetry.trace import (
+    Link,
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
+
+from engine.services.tracing.spans import ERROR, OK, SpanRecord
+
+log = logging.getLogger("engine.services.tracing")
+
+TRACES_PATH = "/v1/traces"
+SCOPE = "mission-control.tracing"
+DEFAULT_SCHEDULE_DELAY_MS = 1000  # unless OTEL_BSP_SCHEDULE_DELAY says otherwise
+EXPORT_TIMEOUT_S = 5.0
+SDK_LOGGERS = ("opentelemetry.exporter.otlp.proto.http.trace_exporter",
+               "opentelemetry.exporter.otlp.common.http",
+               "opentelemetry.sdk.trace.export")
+
+
+def traces_url(endpoint: str) -> str:
+    """The OTLP/HTTP traces URL of a collector base ``endpoint``.
+
+    ``http://host:4318`` -> ``http://host:4318/v1/traces``; a URL already ending in
+    ``/v1/traces`` is kept; a base path is kept (``https://gw/otlp`` -> ``.../otlp/v1/traces``).
+    """
+    url = endpoint.strip().rstrip("/")
+    return url if url.endswith(TRACES_PATH) else url + TRACES_PATH
+
+
+def check_endpoint(endpoint: str) -> str:
+    """``endpoint`` if it is an http(s) URL with a host and no credentials, else ValueError."""
+    parts = urlsplit(endpoint.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http:// or https:// URL of an OTLP/HTTP collector (got {endpoint!r})")
+    if parts.username or parts.password:
+        raise ValueError("must not carry credentials: put them in OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+    return endpoint.strip()
+
+
+class _PresetIds(IdGenerator):
+    """Hands out the next trace/span id set by :meth:`preset` (random when none is set)."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._random = RandomIdGenerator()
+
+    def preset(self, trace_id: int, span_id: int) -> None:
+        self._local.trace_id, self._local.span_id = trace_id, span_id
+
+    def generate_trace_id(self) -> int:
+        value = getattr(self._local, "trace_id", None)
+        self._local.trace_id = None
+        return value or self._random.generate_trace_id()
+
+    def generate_span_id(self) -> int:
+        value = getattr(self._local, "span_id", None)
+        self._local.span_id = None
+        return value or self._random.generate_span_id()
+
+
+class LoggedOnceExporter(SpanExporter):
+    """Wraps an exporter: the first failure is logged (where to, why), later ones counted."""
+
+    def __init__(self, inner: SpanExporter, where: str) -> None:
+        self.inner = inner
+        self.where = where
+        self.failures = 0
+        self.exported = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            result = self.inner.export(spans)
+        except Exception as exc:  # an exporter bug must not kill the processor thread
+            result, why = SpanExportResult.FAILURE, f"{type(exc).__name__}: {exc}"
+        else:
+            why = "the collector did not accept them"
+        if result == SpanExportResult.SUCCESS:
+            self.exported += len(spans)
+            return result
+        self.failures += 1
+        if self.failures == 1:
+            log.warning("tracing: could not export %d span(s) to %s (%s); the mission goes on, "
+                        "further export errors are not logged", len(spans), self.where, why)
+            for name in SDK_LOGGERS:
+                logging.getLogger(name).setLevel(logging.CRITICAL)
+        return result
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+class SpanEmitter:
+    """Turns :class:`SpanRecord` into SDK spans on its own tracer provider (not the global one)."""
+
+    def __init__(self, provider: TracerProvider, ids: _PresetIds) -> None:
+        self.provider = provider
+        self.ids = ids
+        self.tracer = provider.get_tracer(SCOPE)
+        self._lock = threading.Lock()
+
+    def emit(self, record: SpanRecord) -> None:
+        if record.parent_id is not None:
+            parent = trace.set_span_in_context(NonRecordingSpan(SpanContext(
+                record.trace_id, record.parent_id, is_remote=False,
+                trace_flags=TraceFlags(TraceFlags.SAMPLED))))
+        else:
+            parent = trace.set_span_in_context(trace.INVALID_SPAN)
+        links = [Link(SpanContext(t, s, is_remote=False,
+                                  trace_flags=TraceFlags(TraceFlags.SAMPLED)), attrs)
+                 for t, s, attrs in record.links]
+        with self._lock:  # the preset ids are taken by exactly this start_span
+            self.ids.preset(record.trace_id, record.span_id)
+            span = self.tracer.start_span(
+                record.name, context=parent,
+                kind=SpanKind.CLIENT if record.kind == "client" else SpanKind.INTERNAL,
+                attributes=record.attributes, links=links, start_time=_ns(record.start))
+        for name, ts, attrs in record.events:
+            span.add_event(name, attrs, timestamp=_ns(ts))
+        if record.status == ERROR:
+            span.set_status(Status(StatusCode.ERROR, record.description))
+        elif record.status == OK:
+            span.set_status(Status(StatusCode.OK))
+        span.end(end_time=_ns(record.end))
+
+    def flush(self, timeout_s: float = EXPORT_TIMEOUT_S) -> bool:
+        return self.provider.force_flush(int(timeout_s * 1000))
+
+    def shutdown(self) -> None:
+        self.provider.shutdown()
+
+
+def _ns(seconds: float) -> int:
+    return int(seconds * 1_000_000_000)
+
+
+def make_emitter(exporter: SpanExporter, *, service_name: str, batch: bool = True) -> SpanEmitter:
+    """A :class:`SpanEmitter` whose spans go to ``exporter`` with ``service.name``."""
+    from engine import __version__
+
+    ids = _PresetIds()
+    resource = Resource.create({SERVICE_NAME: service_name, SERVICE_VERSION: __version__})
+    provider = TracerProvider(resource=resource, id_generator=ids, sampler=ALWAYS_ON,
+                              shutdown_on_exit=False)
+    if batch:
+        delay = None if os.environ.get("OTEL_BSP_SCHEDULE_DELAY") else DEFAULT_SCHEDULE_DELAY_MS
+        provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=delay))
+    else:
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return SpanEmitter(provider, ids)
+
+
+def otlp_emitter(endpoint: str, service_name: str) -> tuple[SpanEmitter, LoggedOnceExporter]:
+    """The emitter of ``[tracing]``: OTLP/HTTP protobuf to ``<endpoint>/v1/traces``."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    url = traces_url(endpoint)
+    exporter = LoggedOnceExporter(OTLPSpanExporter(endpoint=url, timeout=EXPORT_TIMEOUT_S), url)
+    return make_emitter(exporter, service_name=service_name), exporter
