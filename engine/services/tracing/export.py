@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 from opentelemetry import trace
@@ -92,14 +92,45 @@ class _PresetIds(IdGenerator):
         return value or self._random.generate_span_id()
 
 
-class LoggedOnceExporter(SpanExporter):
-    """Wraps an exporter: the first failure is logged (where to, why), later ones counted."""
+class _LastMessage(logging.Handler):
+    """Keeps the SDK exporter's last log message (instead of printing it to stderr)."""
 
-    def __init__(self, inner: SpanExporter, where: str) -> None:
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.message = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.message = record.getMessage()
+        except Exception:  # a bad format string must not break the exporter thread
+            self.message = str(record.msg)
+
+
+def _capture_sdk_logs() -> _LastMessage:
+    handler = _LastMessage()
+    for name in SDK_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers = [h for h in logger.handlers if not isinstance(h, _LastMessage)]
+        logger.addHandler(handler)
+        logger.propagate = False
+    return handler
+
+
+class LoggedOnceExporter(SpanExporter):
+    """Wraps an exporter: the first failure is reported (where to, why), later ones counted.
+
+    ``report`` receives the one message (the observer writes it to the store's log, which
+    the TUI and headless output show); without it the message goes to the Python logger.
+    """
+
+    def __init__(self, inner: SpanExporter, where: str,
+                 report: Callable[[str], None] | None = None) -> None:
         self.inner = inner
         self.where = where
+        self.report = report
         self.failures = 0
         self.exported = 0
+        self._sdk_log = _capture_sdk_logs()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
@@ -107,16 +138,22 @@ class LoggedOnceExporter(SpanExporter):
         except Exception as exc:  # an exporter bug must not kill the processor thread
             result, why = SpanExportResult.FAILURE, f"{type(exc).__name__}: {exc}"
         else:
-            why = "the collector did not accept them"
+            why = self._sdk_log.message or "the collector did not accept them"
         if result == SpanExportResult.SUCCESS:
             self.exported += len(spans)
             return result
         self.failures += 1
         if self.failures == 1:
-            log.warning("tracing: could not export %d span(s) to %s (%s); the mission goes on, "
-                        "further export errors are not logged", len(spans), self.where, why)
-            for name in SDK_LOGGERS:
-                logging.getLogger(name).setLevel(logging.CRITICAL)
+            message = (f"tracing: could not export {len(spans)} span(s) to {self.where} "
+                       f"({why[:300]}); the mission goes on, further export errors are not "
+                       "reported")
+            try:
+                if self.report is not None:
+                    self.report(message)
+                else:
+                    log.warning(message)
+            except Exception:
+                log.warning(message)
         return result
 
     def shutdown(self) -> None:
@@ -129,9 +166,11 @@ class LoggedOnceExporter(SpanExporter):
 class SpanEmitter:
     """Turns :class:`SpanRecord` into SDK spans on its own tracer provider (not the global one)."""
 
-    def __init__(self, provider: TracerProvider, ids: _PresetIds) -> None:
+    def __init__(self, provider: TracerProvider, ids: _PresetIds,
+                 exporter: SpanExporter | None = None) -> None:
         self.provider = provider
         self.ids = ids
+        self.exporter = exporter
         self.tracer = provider.get_tracer(SCOPE)
         self._lock = threading.Lock()
 
@@ -160,9 +199,25 @@ class SpanEmitter:
         span.end(end_time=_ns(record.end))
 
     def flush(self, timeout_s: float = EXPORT_TIMEOUT_S) -> bool:
-        return self.provider.force_flush(int(timeout_s * 1000))
+        """Export what is batched; skipped (False) once exports failed: the collector is
+        down, waiting for it would only hold up the end of ``mc``."""
+        if isinstance(self.exporter, LoggedOnceExporter) and self.exporter.failures:
+            return False
+        done = threading.Event()
+
+        def flush() -> None:  # the SDK's force_flush does not honour its timeout (yet)
+            try:
+                self.provider.force_flush()
+            finally:
+                done.set()
+
+        threading.Thread(target=flush, name="mc-tracing-flush", daemon=True).start()
+        return done.wait(timeout_s)
 
     def shutdown(self) -> None:
+        """Stop: an export still retrying is cut short (what is left is dropped)."""
+        if isinstance(self.exporter, LoggedOnceExporter):
+            self.exporter.inner.shutdown()
         self.provider.shutdown()
 
 
@@ -185,13 +240,17 @@ def make_emitter(exporter: SpanExporter, *, service_name: str, batch: bool = Tru
         from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
         provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return SpanEmitter(provider, ids)
+    return SpanEmitter(provider, ids, exporter)
 
 
-def otlp_emitter(endpoint: str, service_name: str) -> tuple[SpanEmitter, LoggedOnceExporter]:
-    """The emitter of ``[tracing]``: OTLP/HTTP protobuf to ``<endpoint>/v1/traces``."""
+def otlp_emitter(endpoint: str, service_name: str, *,
+                 report: Callable[[str], None] | None = None,
+                 ) -> tuple[SpanEmitter, LoggedOnceExporter]:
+    """The emitter of ``[tracing]``: OTLP/HTTP protobuf to ``<endpoint>/v1/traces``;
+    ``report`` gets the message of the first failed export."""
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     url = traces_url(endpoint)
-    exporter = LoggedOnceExporter(OTLPSpanExporter(endpoint=url, timeout=EXPORT_TIMEOUT_S), url)
+    exporter = LoggedOnceExporter(OTLPSpanExporter(endpoint=url, timeout=EXPORT_TIMEOUT_S),
+                                  url, report)
     return make_emitter(exporter, service_name=service_name), exporter

@@ -22,7 +22,7 @@ from engine.store import Store
 
 log = logging.getLogger("engine.services.tracing")
 
-CLOSE_TIMEOUT_S = 5.0
+CLOSE_TIMEOUT_S = 2.0  # the longest the end of mc waits for the last spans to leave
 
 
 class TraceObserver:
@@ -40,6 +40,15 @@ class TraceObserver:
         self.builder = TraceBuilder(store, self._emit, export_after=export_after)
         self.broken = False
         self.emitted = 0
+        self.mission_id: int | None = None  # the newest mission seen (where reports go)
+
+    def report(self, message: str) -> None:
+        """One warning in the store's log (shown by the TUI and headless output)."""
+        try:
+            self.store.append_event("log", mission_id=self.mission_id, level="warning",
+                                    message=message)
+        except Exception:
+            log.warning(message)
 
     def _emit(self, record: Any) -> None:
         self.emitter.emit(record)
@@ -50,22 +59,27 @@ class TraceObserver:
         if event.id <= self.last_id:
             return
         self.last_id = event.id
+        if event.mission_id is not None:
+            self.mission_id = event.mission_id
         if self.broken:
             return
         try:
             self.builder.handle(event)
-        except Exception:
+        except Exception as exc:
             self.broken = True
-            log.exception("tracing: the span builder failed at event %s (%s); no more spans "
-                          "from this process, the mission goes on", event.id, event.kind)
+            log.debug("tracing: span builder failure", exc_info=True)
+            self.report(f"tracing: the span builder failed at event {event.id} ({event.kind}: "
+                        f"{type(exc).__name__}: {exc}); no more spans from this process, the "
+                        "mission goes on")
 
     async def run(self) -> None:
         """Follow the events until cancelled."""
         try:
             async for event in self.store.subscribe(after_id=self.last_id):
                 self.handle(event)
-        except Exception:  # a broken store read must not cancel the mission beside it
-            log.exception("tracing: stopped following the events; the mission goes on")
+        except Exception as exc:  # a broken store read must not cancel the mission beside it
+            self.report(f"tracing: stopped following the events ({type(exc).__name__}: {exc}); "
+                        "the mission goes on")
 
     def drain(self) -> None:
         """Handle what the table holds beyond the last event seen (the mission's last words)."""
@@ -77,8 +91,8 @@ class TraceObserver:
         """Drain, flush what is batched (bounded by ``timeout_s``) and shut the exporter down."""
         try:
             self.drain()
-        except Exception:
-            log.exception("tracing: could not read the last events")
+        except Exception as exc:
+            log.warning("tracing: could not read the last events: %s", exc)
         try:
             self.emitter.flush(timeout_s)
         finally:
@@ -109,6 +123,10 @@ async def tracing(config: Any, store: Store, *, export_after: int) -> AsyncItera
     if not settings.enabled:
         yield None
         return
-    emitter, _ = otlp_emitter(settings.endpoint, settings.service_name)
+    reports: list[TraceObserver] = []
+    emitter, _ = otlp_emitter(settings.endpoint, settings.service_name,
+                              report=lambda message: reports[0].report(message) if reports
+                              else log.warning(message))
     async with observing(store, emitter, export_after=export_after) as observer:
+        reports.append(observer)
         yield observer
