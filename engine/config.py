@@ -78,7 +78,9 @@ class BudgetConfig(Section):
 class ParallelConfig(Section):
     num_workers: int = Field(4, ge=1, le=64, description="Agents running at once.")
     pool_dir: Path | None = Field(
-        None, description="Where worktrees live (default: <state dir>/pool)."
+        None,
+        description="Where the agents' worktrees live; must be outside any .git directory "
+        "(default: <user cache dir>/mission-control/pools/<repo>-<hash>).",
     )
 
 
@@ -249,13 +251,24 @@ class AgentConfig(Section):
         description="For backend=command: argv template with {prompt_file} {workdir} {model}.",
     )
     cassette: Path | None = Field(None, description="For backend=scripted: the cassette file.")
-    permission_mode: Literal[
-        "default", "acceptEdits", "plan", "bypassPermissions", "dontAsk", "auto"
-    ] = "acceptEdits"
-    allowed_tools: list[str] = Field(default_factory=list)
+    permission_mode: (
+        Literal["default", "acceptEdits", "plan", "bypassPermissions", "dontAsk", "auto"] | None
+    ) = Field(
+        None,
+        description="Replaces the workers' permission mode (default: acceptEdits + the profile's "
+        "rules; bypassPermissions = no checks at all, opt-in). Read-only roles stay in plan mode.",
+    )
+    allowed_tools: list[str] = Field(
+        default_factory=list,
+        description="Extra --allowedTools rules for workers, added to the profile "
+        "(e.g. 'Bash(npm run lint:*)').",
+    )
     max_turns: int = Field(50, ge=1)
     two_pass: bool = Field(False, description="Architect (read-only) pass, then editor pass.")
     kill_grace_seconds: float = Field(5.0, gt=0, description="SIGTERM to SIGKILL grace period.")
+    result_grace_seconds: float = Field(
+        5.0, gt=0, description="Seconds an agent may take to exit after its result line."
+    )
     retry_backoff_seconds: float = Field(
         10.0, ge=0, description="First wait before re-running a unit after overload / rate limit."
     )
@@ -270,7 +283,9 @@ class MergeQueueConfig(Section):
 
 
 class StateConfig(Section):
-    dir: Path | None = Field(None, description="Store and pool location (default: <git dir>/mc).")
+    dir: Path | None = Field(
+        None, description="Store location (default: <git dir>/mc); the pool too when outside .git."
+    )
 
 
 class UiConfig(Section):
@@ -313,6 +328,10 @@ class MissionConfig(BaseSettings):
     merge_queue: MergeQueueConfig = Field(default_factory=MergeQueueConfig)
     state: StateConfig = Field(default_factory=StateConfig)
     ui: UiConfig = Field(default_factory=UiConfig)
+    plugins: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="[plugins.<name>] sections: each plugin's own settings (docs/plugins.md).",
+    )
 
     # Where the file was read from (not a TOML key).
     _source_path: Path | None = PrivateAttr(None)
@@ -345,10 +364,70 @@ class MissionConfig(BaseSettings):
         return _git_dir(self.target.path) / "mc"
 
     def pool_dir(self) -> Path:
-        return self.scheduler.parallel.pool_dir or (self.state_dir() / "pool")
+        """Where the agents' worktrees live: never inside a ``.git`` directory by default.
+
+        ``scheduler.parallel.pool_dir`` when set; else ``<state.dir>/pool`` when ``state.dir``
+        is set outside any ``.git``; else :func:`default_pool_dir` (the user's cache dir).
+        Claude Code refuses every edit under a ``.git/`` directory, so the old default
+        (``<git dir>/mc/pool``, see :meth:`legacy_pool_dir`) made every worker fail.
+        """
+        if self.scheduler.parallel.pool_dir is not None:
+            return self.scheduler.parallel.pool_dir
+        if self.state.dir is not None and not inside_git_dir(self.state.dir):
+            return self.state.dir / "pool"
+        return default_pool_dir(self.target.path)
+
+    def legacy_pool_dir(self) -> Path:
+        """The pool location of earlier versions (``<state dir>/pool``), migrated at start-up."""
+        return self.state_dir() / "pool"
 
     def db_path(self) -> Path:
         return self.state_dir() / "mission.db"
+
+
+def inside_git_dir(path: Path) -> bool:
+    """Whether ``path`` has a ``.git`` directory among its components (Claude Code refuses
+    edits there: "Claude requested permissions to edit ... which is a sensitive file")."""
+    return ".git" in Path(os.path.abspath(path)).parts
+
+
+def user_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME`` or ``~/.cache``; a per-user temp folder without a home."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg)
+    home = os.path.expanduser("~")
+    if home and home != "~" and os.path.isabs(home):
+        return Path(home) / ".cache"
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / f"mission-control-{os.getuid()}"
+
+
+def default_pool_dir(repo_path: Path) -> Path:
+    """``<user cache>/mission-control/pools/<repo name>-<hash of its git dir>``.
+
+    Keyed by the repository's git dir, so two clones of one project (or a repo and its
+    linked worktree's main repo) never share slots, and a moved repository starts a new
+    pool (the old registrations are pruned by the start-up repair). Git worktrees work
+    across filesystems, and the cache dir is writable even when the repo's parent is not.
+    """
+    import hashlib
+
+    repo = Path(os.path.abspath(repo_path))
+    git_dir = _common_git_dir(repo)
+    digest = hashlib.sha256(str(git_dir).encode()).hexdigest()[:12]
+    name = (git_dir.parent.name if git_dir.name == ".git" else git_dir.name.removesuffix(".git"))
+    return user_cache_dir() / "mission-control" / "pools" / f"{name or 'repo'}-{digest}"
+
+
+def _common_git_dir(repo: Path) -> Path:
+    """The git dir shared by all worktrees of ``repo`` (follows ``commondir``)."""
+    git_dir = _git_dir(repo)
+    common = git_dir / "commondir"
+    if common.is_file():
+        git_dir = git_dir / common.read_text().strip()
+    return Path(os.path.realpath(git_dir))
 
 
 def _git_dir(repo_path: Path) -> Path:
@@ -406,8 +485,37 @@ def load_config(
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, file_path)) from None
     config._source_path = file_path
+    _check_plugins(config, file_path)
     _resolve_paths(config, config.base_dir)
+    _check_pool_dir(config, file_path)
     return config
+
+
+def _check_plugins(config: MissionConfig, path: Path | None) -> None:
+    """``[plugins.<name>]`` sections name installed plugins and only their keys."""
+    from engine.plugins import PluginError, configure, discover
+
+    try:
+        configure(config.plugins, discover())
+    except PluginError as exc:
+        where = f"{path}: " if path else ""
+        raise ConfigError(f"{where}{exc}") from None
+
+
+def _check_pool_dir(config: MissionConfig, path: Path | None) -> None:
+    """A pool inside ``.git`` makes Claude Code refuse every edit: say so before a mission."""
+    pool = config.scheduler.parallel.pool_dir
+    if pool is None or not inside_git_dir(pool) or config.agent.backend != "claude":
+        return
+    if config.agent.permission_mode == "bypassPermissions":
+        return  # the user opted out of every check, this one included
+    where = f"{path}: " if path else ""
+    raise ConfigError(
+        f"{where}invalid configuration (1 problem)\n  scheduler.parallel.pool_dir: {pool} is "
+        "inside a .git directory, where Claude Code refuses every edit (\"a sensitive file\"); "
+        "choose a folder outside .git, or remove the key for the default "
+        f"({default_pool_dir(config.target.path)})"
+    )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -543,5 +651,8 @@ def summary(config: MissionConfig) -> dict[str, str]:
             f"${config.scheduler.budget.max_per_run_usd:.2f} per run, "
             f"${config.scheduler.budget.max_per_session_usd:.2f} per session"
         ),
-        "agent": config.agent.backend,
+        "agent": config.agent.backend
+        + (" (NO permission checks: bypassPermissions)"
+           if config.agent.permission_mode == "bypassPermissions" else ""),
+        "worktrees": str(config.pool_dir()),
     }

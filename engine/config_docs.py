@@ -24,6 +24,16 @@ HEADER = """# Configuration reference
   error. Command-line flags (`--workers`, `--objective`) win over both.
 - **Paths** (`target.path`, `scheduler.parallel.pool_dir`, `agent.cassette`, `state.dir`,
   `hitl.approval_file`) resolve against the config file's folder; `~` expands.
+- **Where things live**: the store in `<git dir>/mc/mission.db` (or `state.dir`); the agents'
+  worktrees never inside a `.git` directory (Claude Code refuses every edit there): by default
+  `$XDG_CACHE_HOME` (or `~/.cache`)`/mission-control/pools/<repo>-<hash of its git dir>`, or
+  `<state.dir>/pool` when `state.dir` is outside `.git`, or `scheduler.parallel.pool_dir`. A
+  `pool_dir` inside `.git` with the claude backend is an error (unless
+  `agent.permission_mode = "bypassPermissions"`). A pool of an earlier version
+  (`<git dir>/mc/pool`) is moved at mission start, uncommitted unit work saved first.
+- **Agent permissions**: workers get a headless profile (docs/agents.md); `agent.allowed_tools`
+  *adds* rules to it, `agent.permission_mode` *replaces* the workers' mode. Read-only roles stay
+  in plan mode. `bypassPermissions` turns every check off: opt-in, said at start and in the TUI.
 - **Errors** name the key path and the reason and exit with code 2: unknown keys (with a "did you
   mean"), wrong types, out-of-range values, invalid TOML (with line and column), a missing file.
 - **Secrets** are never read from this file: the Telegram bot token comes from the environment
@@ -84,6 +94,8 @@ def _section(model: BaseModel, prefix: str) -> list[str]:
 def render_reference() -> str:
     lines = [HEADER]
     for name, field in MissionConfig.model_fields.items():
+        if name == "plugins":  # one section per installed plugin: docs/plugins.md
+            continue
         lines += _section(field.get_default(call_default_factory=True), name)
     return "\n".join(lines)
 

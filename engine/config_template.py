@@ -47,7 +47,8 @@ SECTION_DOCS: dict[str, str] = {
     ),
     "agent": "Which agent CLI does the work: claude | codex | gemini | aider | command | scripted.",
     "merge_queue": "Merge queue batching (1 = plain serial queue).",
-    "state": "Where the store and worktree pool live (default: inside the target's .git/mc).",
+    "state": "Where the store lives (default: inside the target's .git/mc). Worktrees never live "
+    "inside .git: see scheduler.parallel.pool_dir.",
     "ui": "Terminal UI: theme, refresh rate, key remapping.",
 }
 
@@ -98,6 +99,8 @@ def render_template(objective: str = "Describe what the agents should achieve", 
     doc.add(tomlkit.comment("Environment variables override keys: MC_SCHEDULER__PARALLEL__NUM_WORKERS=4"))
     doc.add(tomlkit.nl())
     for section_name, field in MissionConfig.model_fields.items():
+        if section_name == "plugins":  # one section per installed plugin: docs/plugins.md
+            continue
         value = getattr(defaults, section_name, None)
         if value is None:
             value = field.get_default(call_default_factory=True)
@@ -107,6 +110,8 @@ def render_template(objective: str = "Describe what the agents should achieve", 
             table.add(tomlkit.comment(doc_line))
         _fill(table, value, section_name, objective, name)
         doc.add(section_name, table)
+    doc.add(tomlkit.comment("[plugins.<name>]: each installed plugin's own section, e.g. "
+                            "enabled = false (docs/plugins.md)"))
     return tomlkit.dumps(doc)
 
 

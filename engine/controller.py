@@ -8,11 +8,11 @@ runs it under ``anyio.run``. Everything it does is a row or an event in the stor
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 import traceback
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import anyio
@@ -31,7 +31,6 @@ from engine.gitops import GitError, GitRepo, MergeQueue, WorkspacePool
 from engine.gitops.baseline import policy_stop
 from engine.gitops.branches import apply_base_branch
 from engine.gitops.preflight import preflight
-from engine.learning.rewards import unit_reward
 from engine.llm import LlmCaller, LlmCallFailed
 from engine.mission import (
     MissionBusy,
@@ -55,13 +54,8 @@ from engine.orphans import end_orphans
 from engine.planning.ambition import ambition_gate
 from engine.planning.planner import PlanningContext, PlanningFailed, RecursivePlanner
 from engine.planning.schema import PlanTree
-from engine.publish import PushState, publish
-from engine.resilience.breaker import (
-    BreakerState,
-    CircuitBreaker,
-    degraded_workers,
-    single_pass,
-)
+from engine.plugins import EpochView, PluginError, PluginManager
+from engine.resilience.breaker import CircuitBreaker
 from engine.runtime import FatalAgentError, Runtime
 from engine.store import IllegalTransition, Store
 from engine.strategy.strategist import propose_next_objective
@@ -129,14 +123,12 @@ class Controller:
         self.ema = EmaCostTracker()
         self.evaluator = ProgressEvaluator()
         self.objective_checks = 0
-        degradation = config.degradation
-        self.breaker = (
-            CircuitBreaker(degradation.failure_threshold, degradation.reset_timeout)
-            if degradation.enabled else None
-        )
+        try:
+            self.plugins = PluginManager.load(config)
+        except PluginError as exc:
+            raise MissionSetupError(str(exc)) from None
         self.started = time.monotonic()
         self.lock = MissionLock(config.state_dir())
-        self._push_state: PushState | None = None
         self._objective_feedback: str | None = None
         self._not_before: dict[str, float] = {}  # unit id -> monotonic time (overload backoff)
 
@@ -208,11 +200,21 @@ class Controller:
                 message="agent.backend = command reports no cost: sessions count as $0 against "
                 "the budget, so scheduler.budget cannot stop this mission",
             )
+        if config.agent.permission_mode == "bypassPermissions":
+            self.store.append_event(
+                "log", mission_id=mission_id, level="warning",
+                message="agent.permission_mode = bypassPermissions: agents run with NO permission "
+                "checks (any file, any command, .git included); you opted in",
+            )
         workers = config.scheduler.parallel.num_workers
         pool = WorkspacePool(repo, config.pool_dir(), workers + config.green_branch.fixup_candidates + 1,
                              include=config.worktree.include)
         continuing = {unit_branch(u["id"]) for u in self.store.units(mission_id)
                       if u["resume_point"] == "continue"}
+        if config.scheduler.parallel.pool_dir is None:  # our own old default: ours to move
+            for note in pool.migrate_from(config.legacy_pool_dir(), continuing,
+                                          INTERRUPTED_WORK_MESSAGE):
+                self.store.append_event("log", mission_id=mission_id, level="info", message=note)
         for note in pool.save_uncommitted(continuing, INTERRUPTED_WORK_MESSAGE):
             self.store.append_event("log", mission_id=mission_id, level="info", message=note)
         for note in pool.repair():
@@ -246,7 +248,8 @@ class Controller:
         beat = _Heartbeat(self.store, rt.mission_id, self.started)
         beat.start()
         try:
-            return await self._run(rt)
+            async with self.plugins.observing(self.store, rt.mission_id):
+                return await self._run(rt)
         finally:
             beat.stop()
             self.lock.release()
@@ -259,7 +262,7 @@ class Controller:
         try:
             stop = await self._baseline(rt)
             status, reason = stop or await self._epochs(rt)
-            status, reason = await self._push_outcome(rt, status, reason)
+            status, reason = await self.plugins.mission_outcome(rt, status, reason)
             exit_code = EXIT_CODES.get(status, 1)
         except FatalAgentError as exc:
             # Resumable once the cause is fixed (log in again, the usage limit resets).
@@ -363,7 +366,9 @@ class Controller:
                 await rt.pool.release(self.aux)
                 self.aux = await rt.pool.acquire("mc/aux", rt.repo.green_head())
                 rt.llm.workdir = self.aux.path
-                planned = await self._plan(rt, int(epoch_id), epoch_number)
+                view = EpochView(rt, int(epoch_id), epoch_number)
+                planned = await self.plugins.around_phase(
+                    "plan", view, partial(self._plan, rt, view.epoch_id, view.number))
                 if not planned:
                     self.store.set_status("epochs", epoch_id, EpochStatus.FAILED, ended_at=time.time())
                     self.evaluator.record(units_merged=0)  # nothing measured
@@ -373,19 +378,20 @@ class Controller:
             if (self.store.get("epochs", epoch_id) or {}).get("status") != EpochStatus.RUNNING:
                 self.store.set_status("epochs", epoch_id, EpochStatus.RUNNING)
             spent_before = self.store.mission_cost(rt.mission_id)
-            result = await self._execute_epoch(rt, int(epoch_id))
-            if result.stop is None or result.stop[0] != MissionStatus.INTERRUPTED:
-                await self._push_if_behind(rt)
+            view = EpochView(rt, int(epoch_id), self._epoch_number(epoch_id))
+            result = await self.plugins.around_phase(
+                "execute", view, partial(self._execute_epoch, rt, view.epoch_id))
+            view.result = result
+            await self.plugins.around_phase(
+                "publish", view, partial(self.plugins.epoch_executed, view))
             result.cost = self.store.mission_cost(rt.mission_id) - spent_before
-            self._feedback(rt, int(epoch_id), result)
-            self.store.set_status(
-                "epochs", epoch_id,
-                EpochStatus.COMPLETED if result.stop is None else EpochStatus.INTERRUPTED,
-                ended_at=time.time(), summary=f"{result.merged} merged, {result.failed} failed",
-            )
+            await self.plugins.around_phase(
+                "feedback", view, partial(self._record_epoch, rt, view.epoch_id, result))
+            await self.plugins.after_epoch(view)
             if result.stop:
                 return result.stop
-            met = await self._objective_met(rt, result)
+            met = await self.plugins.around_phase(
+                "objective", view, partial(self._objective_met, rt, result))
             if met is not None:
                 return met
             stalled = self._stall_stop()
@@ -439,6 +445,9 @@ class Controller:
             (rt.mission_id,),
         )
         return rows[0] if rows else None
+
+    def _epoch_number(self, epoch_id: int) -> int:
+        return int((self.store.get("epochs", epoch_id) or {}).get("number") or 0)
 
     def _current_epoch_number(self, rt: Runtime) -> int:
         row = self.store.query(
@@ -516,27 +525,9 @@ class Controller:
             review_feedback=feedback,
             remaining_budget_usd=self.config.scheduler.budget.max_per_run_usd - spent,
             ambition_feedback=ambition_feedback,
-            memory=self._memory(rt),
+            memory=self.plugins.planning_notes(rt),
             repo_files=list_files(rt.repo, rt.repo.green_head())[:300],
         )
-
-    def _memory(self, rt: Runtime) -> list[str]:
-        """Episodic memory: outcomes of earlier missions on this target whose objective is
-        similar enough (word overlap >= similarity_threshold), most similar first."""
-        memory = self.config.episodic_memory
-        if not memory.enabled:
-            return []
-        rows = self.store.query(
-            "SELECT objective, status, outcome FROM missions WHERE id != ? AND ended_at IS NOT NULL "
-            "ORDER BY id DESC LIMIT ?",
-            (rt.mission_id, memory.max_episodes),
-        )
-        scored = [(similarity(self.objective, r["objective"]), r) for r in rows]
-        recalled = sorted(
-            (pair for pair in scored if pair[0] >= memory.similarity_threshold),
-            key=lambda pair: -pair[0],
-        )
-        return [f"{r['objective']} -> {r['status']}: {r['outcome'] or ''}" for _, r in recalled]
 
     async def _plan(self, rt: Runtime, epoch_id: int, epoch_number: int) -> bool:
         config = self.config
@@ -633,9 +624,10 @@ class Controller:
             with anyio.CancelScope() as scope:
                 agent_scopes[f"unit:{unit_id}"] = scope
                 try:
-                    outcome = await run_unit(rt, unit_id, slot, model=self._worker_model(),
-                                             single_pass=self._single_pass())
-                    self._record_session(rt, outcome.agent_ok)
+                    options = self.plugins.worker_options(self.store.get("units", unit_id) or {})
+                    outcome = await run_unit(rt, unit_id, slot, model=options.model,
+                                             single_pass=options.single_pass)
+                    self.plugins.session_ended(rt, outcome.agent_ok)
                     if outcome.retry_after:
                         self._not_before[unit_id] = time.monotonic() + outcome.retry_after
                 except Exception as exc:
@@ -763,7 +755,7 @@ class Controller:
             self.store.set_status("units", unit_id, UnitStatus.FAILED, reason=reason[:2000])
         except IllegalTransition:
             pass  # already terminal (e.g. merged by the queue meanwhile)
-        self._record_session(rt, False)
+        self.plugins.session_ended(rt, False)
 
     def _start_fixup(self, tg: Any, fixup_task: Any, fixing: set[str], unit_id: str) -> None:
         if unit_id in fixing:
@@ -814,10 +806,9 @@ class Controller:
                 out.add(current)
         return out
 
-    @staticmethod
-    def _ready(units: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _ready(self, units: list[dict[str, Any]]) -> list[dict[str, Any]]:
         ready = [u for u in units if u["is_leaf"] and u["status"] == UnitStatus.READY]
-        return sorted(ready, key=lambda u: (u["priority"], u["created_at"]))
+        return self.plugins.order_ready(sorted(ready, key=lambda u: (u["priority"], u["created_at"])))
 
     def _roll_up_parents(self, units: list[dict[str, Any]]) -> None:
         """Inner plan nodes take a terminal status from their leaves."""
@@ -831,56 +822,17 @@ class Controller:
                                   reason=None if final == UnitStatus.MERGED else "not all parts merged")
 
     # ------------------------------------------------------------------ degradation
-    def _dispatch_limit(self, workers: int) -> int:
-        if self.breaker is None:
-            return workers
-        return degraded_workers(workers, self.config.degradation.fallback_strategy, self.breaker.state)
+    @property
+    def breaker(self) -> CircuitBreaker | None:
+        """The circuit breaker of the built-in ``circuit_breaker`` plugin (None: off)."""
+        plugin = self.plugins.get("circuit_breaker")
+        return getattr(plugin, "breaker", None)
 
-    def _worker_model(self) -> str | None:
-        degradation = self.config.degradation
-        if (self.breaker is not None and degradation.fallback_strategy == "fallback_model"
-                and self.breaker.state == BreakerState.OPEN):
-            return degradation.fallback_model
-        return None
+    def _dispatch_limit(self, workers: int) -> int:
+        return self.plugins.dispatch_limit(workers)
 
     def _single_pass(self) -> bool:
-        return self.breaker is not None and single_pass(
-            self.config.degradation.fallback_strategy, self.breaker.state)
-
-    def _record_session(self, rt: Runtime, ok: bool) -> None:
-        if self.breaker is None:
-            return
-        changed = self.breaker.record(ok)
-        if changed is not None:
-            strategy = self.config.degradation.fallback_strategy
-            self.store.append_event(
-                "degradation.breaker", mission_id=rt.mission_id, state=str(changed),
-                strategy=strategy, failures=self.breaker.failures,
-            )
-            if changed == BreakerState.OPEN:
-                rt.log(f"{self.breaker.failures} agent failures in a row: degrading dispatch "
-                       f"({strategy}) for {self.config.degradation.reset_timeout:.0f}s",
-                       level="warning")
-
-    # ------------------------------------------------------------------ push
-    async def _push_if_behind(self, rt: Runtime) -> None:
-        """After every epoch: push mc/green when the remote branch lacks its commits (so a push
-        lost to a crash, a denial or a timeout is offered again); a remote that moved on is
-        merged in through the queue and pushed again now, not an epoch later."""
-        if self.config.green_branch.auto_push:
-            self._push_state = await publish(rt)
-
-    async def _push_outcome(
-        self, rt: Runtime, status: MissionStatus, reason: str
-    ) -> tuple[MissionStatus, str]:
-        """Objective met but mc/green not on the remote: "objective met, not pushed"."""
-        if status != MissionStatus.COMPLETED or not self.config.green_branch.auto_push:
-            return status, reason
-        state = self._push_state or await publish(rt)
-        if state.pushed:
-            return status, reason
-        rt.log(f"objective met, but mc/green is not pushed: {state.reason}", level="error")
-        return MissionStatus.NOT_PUSHED, f"objective met, not pushed: {state.reason}"
+        return self.plugins.worker_options({}).single_pass
 
     # ------------------------------------------------------------------ commands
     def _tick(self, rt: Runtime) -> None:
@@ -902,20 +854,15 @@ class Controller:
         self.stop = _Stop(True, reason, status)
 
     # ------------------------------------------------------------------ feedback and objective
+    async def _record_epoch(self, rt: Runtime, epoch_id: int, result: EpochResult) -> None:
+        self._feedback(rt, epoch_id, result)
+        self.store.set_status(
+            "epochs", epoch_id,
+            EpochStatus.COMPLETED if result.stop is None else EpochStatus.INTERRUPTED,
+            ended_at=time.time(), summary=f"{result.merged} merged, {result.failed} failed",
+        )
+
     def _feedback(self, rt: Runtime, epoch_id: int, result: EpochResult) -> None:
-        for unit in self._epoch_units(rt, epoch_id):
-            if not unit["is_leaf"] or unit["reward"] is not None:
-                continue
-            merged = unit["status"] == UnitStatus.MERGED
-            if not merged and unit["status"] not in (UnitStatus.FAILED, UnitStatus.BLOCKED):
-                continue
-            diff = self._merged_diff(rt, unit["id"]) if merged else ""
-            reward = unit_reward(merged=merged, review_score=unit["review_score"], diff=diff)
-            self.store.update("units", unit["id"], reward=reward.value)
-            self.store.append_event(
-                "unit.reward", mission_id=rt.mission_id, unit_id=unit["id"], reward=reward.value,
-                merged=reward.merged, review_score=reward.review_score, test_delta=reward.test_delta,
-            )
         self.ema.observe(result.cost)
         self.evaluator.record(
             units_merged=result.merged, tests_passed=result.tests_passed,
@@ -927,19 +874,6 @@ class Controller:
             tests_failed=result.tests_failed, lint_errors=result.lint_errors, ema=self.ema.ema,
             projected_next=self.ema.projected_next(),
         )
-
-    def _merged_diff(self, rt: Runtime, unit_id: str) -> str:
-        """What the unit brought into mc/green: its promoted merge commit vs its first parent."""
-        rows = self.store.query(
-            "SELECT candidate_commit FROM merges WHERE unit_id = ? AND status = 'promoted' "
-            "AND candidate_commit IS NOT NULL ORDER BY id DESC LIMIT 1", (unit_id,),
-        )
-        if not rows:
-            return ""
-        commit = rt.repo.pygit[rows[0]["candidate_commit"]].peel(pygit2.Commit)
-        if not commit.parents:
-            return ""
-        return rt.repo.diff_text(str(commit.parents[0].id), str(commit.id))
 
     async def _objective_met(self, rt: Runtime, result: EpochResult) -> tuple[MissionStatus, str] | None:
         config = self.config.continuous
@@ -1066,15 +1000,6 @@ def list_files(repo: GitRepo, commit: str, limit: int = 2000) -> list[str]:
             else:
                 out.append(path)
     return sorted(out)
-
-
-def similarity(a: str, b: str) -> float:
-    """Jaccard overlap of the words of two objectives (0..1)."""
-    words_a = {w for w in re.findall(r"[a-z0-9]+", a.lower()) if len(w) > 2}
-    words_b = {w for w in re.findall(r"[a-z0-9]+", b.lower()) if len(w) > 2}
-    if not words_a or not words_b:
-        return 0.0
-    return len(words_a & words_b) / len(words_a | words_b)
 
 
 async def run_mission(controller: Controller) -> MissionOutcome:

@@ -23,6 +23,16 @@ def build_report(store: Store, mission_id: int) -> dict[str, Any]:
     )
     attempts = store.rows("attempts", "mission_id = ?", (mission_id,))
     approvals = store.rows("approvals", "mission_id = ?", (mission_id,))
+    last_reason: dict[str, str | None] = {}
+    for a in attempts:  # ordered by id: the latest attempt of each unit wins
+        if a["unit_id"]:
+            last_reason[a["unit_id"]] = a["failure_reason"]
+    denials = [
+        {"unit_id": e.unit_id, "attempt_id": e.payload.get("attempt_id"),
+         "denials": e.payload["denials"]}
+        for e in store.events_after(0, mission_id)
+        if e.kind == "log" and isinstance(e.payload.get("denials"), list)
+    ]
     ended = mission["ended_at"] or time.time()
     return {
         "mission": {
@@ -46,9 +56,11 @@ def build_report(store: Store, mission_id: int) -> dict[str, Any]:
                 for k in ("id", "parent_id", "title", "specialist", "status", "reason", "is_leaf",
                           "attempt_count", "review_score", "reward", "cost_usd", "head_commit",
                           "acceptance_criteria", "dependencies")
-            }
+            } | {"failure_reason": last_reason.get(u["id"])}
             for u in units
         ],
+        # Tool calls the agent CLI refused (permissions), per unit attempt.
+        "denials": denials,
         "merges": [
             {k: m[k] for k in ("id", "unit_id", "branch", "status", "head_commit",
                                "candidate_commit", "conflict_paths", "reason")}

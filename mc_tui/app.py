@@ -101,6 +101,7 @@ class MissionControlApp(App[int]):
             budget=cfg.scheduler.budget.max_per_run_usd,
             wall_limit=cfg.continuous.max_wall_time_seconds,
             repo_path=Path(cfg.target.path),
+            bypass=cfg.agent.permission_mode == "bypassPermissions",
         )
         return self._main
 

@@ -131,6 +131,11 @@ def launch_mission(
         store = Store(config.db_path())
     except StoreError as exc:
         fail(str(exc))
+    if config.agent.permission_mode == "bypassPermissions":
+        err_console().print(
+            "[bold red]agent.permission_mode = bypassPermissions: agents run with NO permission "
+            "checks[/] (any file, any command, .git included). You opted in; remove the key for "
+            "the default profile.", highlight=False)
     controller = Controller(config, store, auto_approve=yes, chain=chain, resume=resume)
     first_event = store.last_event_id()
     try:
@@ -241,6 +246,33 @@ def status_cmd(config_path: Path) -> None:
         return
     with store:
         _reports().print_status(console(), store)
+
+
+@cli.command("doctor")
+@config_option
+def doctor_cmd(config_path: Path) -> None:
+    """Check the repo, the worktree pool and the agent CLI (no model call, nothing spent)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from engine.doctor import MISSING, OK, run_checks
+
+    config = load_or_exit(config_path, require_file=False)
+    checks = run_checks(config)
+    table = Table(title=f"mc doctor ({config.agent.backend} backend)", title_justify="left")
+    for col in ("check", "status", "detail", "fix"):
+        table.add_column(col, overflow="fold")
+    styles = {OK: "green", MISSING: "bold red"}
+    for c in checks:
+        status = c.status if c.required or c.status != MISSING else "missing (optional)"
+        table.add_row(c.name, f"[{styles.get(c.status, 'yellow')}]{status}[/]",
+                      escape(c.detail), escape(c.fix))
+    console().print(table)
+    failed = [c for c in checks if c.failed]
+    if failed:
+        err_console().print(f"{len(failed)} required check(s) failed: "
+                            + ", ".join(c.name for c in failed), highlight=False, markup=False)
+        sys.exit(1)
 
 
 @cli.command("history")

@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from engine.store import Store
 
@@ -90,6 +91,10 @@ def print_status(console: Console, store: Store, mission_id: int | None = None) 
                 fmt_usd(u["cost_usd"]), _clip(u["reason"] or "", 40),
             )
         console.print(table)
+        failed = [u for u in units if u["is_leaf"] and u["status"] == "failed" and u["reason"]]
+        for u in failed[:10]:  # the whole reason: a denial names the refused calls
+            console.print(Text.assemble((u["id"], "red"), " ", _clip(u["reason"], 300)),
+                          soft_wrap=True)
 
     merges = store.query(
         "SELECT * FROM merges WHERE mission_id = ? ORDER BY id DESC LIMIT 15", (mission["id"],)

@@ -41,11 +41,13 @@ class ClaudeBackend(AgentBackend):
         *,
         executable: str = "claude",
         kill_grace: float = 5.0,
+        result_grace: float = 5.0,
         env_passthrough: Iterable[str] = (),
         env_deny: Iterable[str] = (),
     ) -> None:
         self.executable = executable
         self.kill_grace = kill_grace
+        self.result_grace = result_grace
         self.env_passthrough = list(env_passthrough)
         self.env_deny = list(env_deny)
 
@@ -70,7 +72,7 @@ class ClaudeBackend(AgentBackend):
         mode = "plan" if request.read_only else request.permission_mode
         if mode:
             argv += ["--permission-mode", mode]
-        if request.allowed_tools:
+        if request.allowed_tools and mode != "plan":
             argv += ["--allowedTools", ",".join(request.allowed_tools)]
         if request.budget_usd is not None:
             argv += ["--max-budget-usd", f"{request.budget_usd:.4f}".rstrip("0").rstrip(".")]
@@ -118,6 +120,8 @@ class ClaudeBackend(AgentBackend):
                 stdin=request.prompt.encode("utf-8"),
                 timeout=request.timeout_s,
                 kill_grace=self.kill_grace,
+                result_seen=lambda: parser.result_line is not None,
+                result_grace=self.result_grace,
             )
         except OSError as exc:
             return AgentResult(

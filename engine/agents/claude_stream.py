@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.agents.permissions import denial_message, describe_call, is_denial_text
 from engine.agents.pricing import estimate_cost
 from engine.agents.types import (
     BUDGET,
@@ -159,6 +160,8 @@ class ClaudeStreamParser:
     _message_text: dict[str, list[str]] = field(default_factory=dict)
     _last_message: str | None = None
     _tool_names: dict[str, str] = field(default_factory=dict)
+    _tool_inputs: dict[str, Any] = field(default_factory=dict)
+    _denied: dict[str, str] = field(default_factory=dict)  # tool_use_id (or a key) -> "Write x"
     _saw_deltas: bool = False
     _anon: int = 0
 
@@ -203,10 +206,14 @@ class ClaudeStreamParser:
         if kind == "result":
             self.result_line = obj
             denials = obj.get("permission_denials")
-            if isinstance(denials, list) and denials:
-                tools = sorted({str(d.get("tool_name")) for d in denials if isinstance(d, dict)})
-                return [AgentEvent("notice", f"{len(denials)} tool call(s) were denied: "
-                                   f"{', '.join(tools)}", data={"permission_denials": len(denials)})]
+            for i, d in enumerate(denials if isinstance(denials, list) else []):
+                if isinstance(d, dict):
+                    key = str(d.get("tool_use_id") or f"denial-{i}")
+                    self._denied.setdefault(key, describe_call(str(d.get("tool_name") or "tool"),
+                                                               d.get("tool_input")))
+            if self._denied:
+                return [AgentEvent("notice", denial_message(self._denied.values()),
+                                   data={"permission_denials": len(self._denied)})]
             return []
         if kind == "rate_limit_event":
             return self._rate_limit(obj)
@@ -290,9 +297,10 @@ class ClaudeStreamParser:
                 events.append(AgentEvent("thinking", "[redacted thinking]"))
             elif btype in ("tool_use", "server_tool_use"):
                 name = str(block.get("name", "tool"))
+                tool_input = block.get("input")
                 if isinstance(block.get("id"), str):
                     self._tool_names[block["id"]] = name
-                tool_input = block.get("input")
+                    self._tool_inputs[block["id"]] = tool_input
                 if name == "ExitPlanMode" and isinstance(tool_input, dict):
                     plan = tool_input.get("plan")
                     if isinstance(plan, str) and plan.strip():
@@ -330,6 +338,10 @@ class ClaudeStreamParser:
         for block in message["content"]:
             if isinstance(block, dict) and block.get("type") == "tool_result":
                 tool_id = block.get("tool_use_id")
+                text = content_text(block.get("content"))
+                if block.get("is_error") and isinstance(tool_id, str) and is_denial_text(text):
+                    self._denied.setdefault(tool_id, describe_call(
+                        self._tool_names.get(tool_id, "tool"), self._tool_inputs.get(tool_id)))
                 events.append(AgentEvent(
                     "tool_result", clip_event_text(content_text(block.get("content"))),
                     tool=self._tool_names.get(tool_id) if isinstance(tool_id, str) else None,
@@ -366,6 +378,11 @@ class ClaudeStreamParser:
     def tokens_so_far(self) -> TokenUsage:
         """Tokens of all messages seen so far (each message counted once)."""
         return TokenUsage(**self._total.as_dict())
+
+    @property
+    def denials(self) -> list[str]:
+        """Refused tool calls so far (result ``permission_denials`` and refused tool results)."""
+        return list(self._denied.values())
 
     def last_text(self) -> str:
         if self._last_message is None:
@@ -426,6 +443,10 @@ class ClaudeStreamParser:
             result.error = "timed out; the agent was killed"
         else:
             self._judge_no_result(result, exit_code, stderr_tail)
+        result.denials = self.denials
+        if result.denials:
+            denied = denial_message(result.denials)
+            result.error = f"{result.error}; {denied}" if result.error else denied
         if result.status == COMPLETED:
             result.summary = summarize(result.text)
         else:

@@ -19,7 +19,7 @@ def make_backend(config: MissionConfig) -> AgentBackend:
         "env_deny": [config.hitl.telegram.token_env],
     }
     if agent.backend == "claude":
-        return ClaudeBackend(**common)
+        return ClaudeBackend(result_grace=agent.result_grace_seconds, **common)
     if agent.backend in ("codex", "gemini", "aider"):
         return CommandBackend(agent.backend, **common)
     if agent.backend == "command":

@@ -37,7 +37,7 @@ BASE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_*", "TERM", "TMPDIR",
 # What agent CLIs need (credentials and their own settings).
 BACKEND_ENV = (
     "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_MODEL", "CLAUDE_CODE_*",
-    "CLAUDE_CONFIG_DIR", "OPENAI_API_KEY", "OPENAI_BASE_URL", "CODEX_API_KEY", "CODEX_HOME",
+    "CLAUDE_CONFIG_DIR", "IS_SANDBOX", "OPENAI_API_KEY", "OPENAI_BASE_URL", "CODEX_API_KEY", "CODEX_HOME",
     "GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_CLOUD_PROJECT", "GOOGLE_GENAI_USE_VERTEXAI",
     "AIDER_*", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME",
     "SSL_CERT_FILE", "SSL_CERT_DIR", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY",
@@ -144,6 +144,7 @@ class ProcessOutcome:
     lines: int = 0
     truncated_lines: int = 0
     pid: int | None = None
+    ended_after_result: bool = False  # still running ``result_grace`` s after its result: killed
 
 
 @dataclass
@@ -224,6 +225,8 @@ async def run_streaming(
     timeout: float | None = None,
     kill_grace: float = 5.0,
     max_line_bytes: int = MAX_LINE_BYTES,
+    result_seen: Callable[[], bool] | None = None,
+    result_grace: float = 5.0,
 ) -> ProcessOutcome:
     """Run ``argv`` in its own process group, calling ``on_line`` for every output line.
 
@@ -231,7 +234,10 @@ async def run_streaming(
     ``FileNotFoundError``) if it cannot start. On timeout the group is terminated and
     ``timed_out`` is set; on cancellation it is terminated too and the cancellation
     propagates. The process runs under the supervisor, so it dies with mc; ``pid`` in
-    the outcome is the supervisor's, which is also the process group id.
+    the outcome is the supervisor's, which is also the process group id. Once
+    ``result_seen()`` is true (the agent printed its final result), the process gets
+    ``result_grace`` seconds to exit before its group is terminated
+    (``ended_after_result``): a CLI that lingers after its answer never waits for ``timeout``.
     """
     started = time.monotonic()
     command, pass_fds = supervised(argv, cwd=cwd, env=env, grace=kill_grace)
@@ -292,7 +298,13 @@ async def run_streaming(
 
     async def leader_exit() -> None:
         # Process.wait() also waits for the pipes, which a descendant may hold open.
+        grace_ends: float | None = None
         while proc.returncode is None:
+            if grace_ends is None and result_seen is not None and result_seen():
+                grace_ends = time.monotonic() + result_grace
+            if grace_ends is not None and time.monotonic() >= grace_ends:
+                outcome.ended_after_result = True
+                return  # the group is terminated below
             await anyio.sleep(POLL_S)
 
     try:

@@ -39,6 +39,7 @@ class FailureReason(StrEnum):
     BAD_OUTPUT = "bad_output"  # exited 0 but never produced a usable result
     API_ERROR = "api_error"
     NOT_FOUND = "not_found"  # the CLI or the cassette is missing
+    DENIED = "denied"  # the agent's tool calls were refused (permissions) and nothing was done
 
 
 # Status values of AgentResult: the attempt statuses it is stored as (plain strings).
@@ -128,6 +129,8 @@ class AgentResult:
     exit_code: int | None = None
     error: str | None = None
     failure_reason: FailureReason | None = None
+    # Tool calls the CLI refused: "Write /x/.git/a.py", "Bash(git commit -m x)".
+    denials: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

@@ -10,6 +10,7 @@ from typing import Any
 
 from engine.agents.gitfacts import GitError, commit_all, facts_since
 from engine.agents.marker import WorkerMarker, parse_marker
+from engine.agents.permissions import denial_message, profile_for
 from engine.agents.recording import run_recorded
 from engine.agents.types import (
     COMPLETED,
@@ -91,12 +92,17 @@ def build_prompt(role: AgentRole, values: dict[str, str], **extra: str) -> str:
 # ---------------------------------------------------------------------- running
 def _request(config: MissionConfig, role: AgentRole, prompt: str, workdir: Path,
              metadata: dict[str, str], *, read_only: bool = False) -> AgentRequest:
+    profile = profile_for(
+        AgentRole.ARCHITECT if read_only else role,
+        verification_command=config.target.verification.command, repo=workdir,
+        mode_override=config.agent.permission_mode, extra_tools=config.agent.allowed_tools,
+    )
     return AgentRequest(
         role=role, prompt=prompt, workdir=workdir, model=config.scheduler.model,
         max_turns=config.agent.max_turns, budget_usd=config.scheduler.budget.max_per_session_usd,
-        timeout_s=config.scheduler.session_timeout, allowed_tools=list(config.agent.allowed_tools),
-        permission_mode="plan" if read_only else config.agent.permission_mode,
-        read_only=read_only, metadata=dict(metadata),
+        timeout_s=config.scheduler.session_timeout, allowed_tools=profile.allowed_tools,
+        permission_mode=profile.mode, read_only=read_only or profile.mode == "plan",
+        metadata=dict(metadata),
     )
 
 
@@ -203,6 +209,8 @@ async def _judge(store: Store, mission_id: int, unit_id: str, workdir: Path, bas
         else:
             outcome.status, outcome.error = FAILED, "no changes (and no result marker)"
             outcome.summary = "no changes"
+    if result.denials:
+        _judge_denials(store, mission_id, unit_id, result, outcome, last_attempt)
     if marker is None:
         store.append_event(
             "log", mission_id=mission_id, unit_id=unit_id or None, level="warning",
@@ -212,3 +220,27 @@ async def _judge(store: Store, mission_id: int, unit_id: str, workdir: Path, bas
             attempt_id=last_attempt, marker_source="git",
         )
     return outcome
+
+
+def _judge_denials(store: Store, mission_id: int, unit_id: str, result: AgentResult,
+                   outcome: UnitRunOutcome, attempt_id: int) -> None:
+    """Refused tool calls are the reason a unit did not get done, never "no changes"."""
+    denied = denial_message(result.denials)
+    failed = outcome.status != COMPLETED or outcome.commits == 0
+    store.append_event(
+        "log", mission_id=mission_id, unit_id=unit_id or None,
+        level="error" if failed else "warning",
+        message=f"unit {unit_id}: {denied} (permissions: [agent] allowed_tools / permission_mode; "
+        "worktrees must be outside .git: scheduler.parallel.pool_dir)",
+        attempt_id=attempt_id, denials=result.denials,
+    )
+    if not failed or outcome.failure_reason not in (None, FailureReason.DENIED,
+                                                    FailureReason.BAD_OUTPUT):
+        return  # the work got done anyway, or a harder failure (timeout, auth...) says why
+    reported = outcome.marker.summary if outcome.marker and outcome.status != COMPLETED else ""
+    outcome.status = FAILED
+    outcome.failure_reason = FailureReason.DENIED
+    if attempt_id:  # the CLI said success; the attempt shows why the unit did not get done
+        store.update("attempts", attempt_id, failure_reason=str(FailureReason.DENIED))
+    outcome.error = denied + (f" (the agent said: {reported})" if reported else "")
+    outcome.summary = denied

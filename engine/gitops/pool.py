@@ -9,6 +9,7 @@ no pool slot holds a branch that somebody else may need to move or delete.
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -89,6 +90,62 @@ class WorkspacePool:
             if commit:
                 notes.append(f"saved the uncommitted work in {path.name} on "
                              f"{wt.head.shorthand} as {commit[:10]}")
+        return notes
+
+    def migrate_from(self, old_dir: Path, branches: set[str], message: str) -> list[str]:
+        """Move off a pool of an earlier version (``<git dir>/mc/pool``); returns notes.
+
+        Call at start-up, before :meth:`save_uncommitted` and :meth:`repair`. Uncommitted work
+        in an old slot on one of ``branches`` or on any ``mc/unit/*`` branch is first saved as a
+        commit on that branch; then the old worktrees' registrations are pruned and the old
+        folder is removed. A slot whose work cannot be saved is left on disk, untouched. The
+        new slots are created on demand under :attr:`pool_dir`.
+        """
+        old_dir = Path(old_dir).resolve()
+        if old_dir == self.pool_dir or not old_dir.is_dir():
+            return []
+        notes: list[str] = []
+        keep: set[Path] = set()
+        for path in sorted(old_dir.iterdir()):
+            if not (path / ".git").is_file():
+                continue
+            try:
+                wt = pygit2.Repository(str(path))
+                branch = "" if wt.head_is_detached else wt.head.name.removeprefix("refs/heads/")
+                if branch and (branch in branches or branch.startswith("mc/unit/")):
+                    commit = _commit_leftovers(wt, message)
+                    if commit:
+                        notes.append(f"saved the uncommitted work in {path} on {branch} "
+                                     f"as {commit[:10]}")
+            except (pygit2.GitError, KeyError, OSError) as exc:
+                keep.add(path)
+                notes.append(f"could not save the uncommitted work in {path} ({exc}); "
+                             "left it where it is")
+        with self._main_lock:
+            admin = Path(self._main.path) / "worktrees"
+            names = set(self._main.list_worktrees())
+            names |= {d.name for d in admin.iterdir() if d.is_dir()} if admin.is_dir() else set()
+            for name in sorted(names):
+                gitdir_file = admin / name / "gitdir"
+                try:
+                    where = Path(gitdir_file.read_text().strip()).parent.resolve()
+                except OSError:
+                    continue
+                if not where.is_relative_to(old_dir) or where in keep:
+                    continue
+                try:
+                    self._main.lookup_worktree(name).prune(True)
+                except (pygit2.GitError, KeyError):
+                    pass
+                shutil.rmtree(admin / name, ignore_errors=True)
+        if keep:
+            for path in sorted(old_dir.iterdir()):
+                if path not in keep:
+                    shutil.rmtree(path, ignore_errors=True)
+        else:
+            shutil.rmtree(old_dir, ignore_errors=True)
+        notes.append(f"moved the worktree pool from {old_dir} to {self.pool_dir} "
+                     "(agents cannot edit files under .git)")
         return notes
 
     def _slot_of(self, name: str) -> Path | None:

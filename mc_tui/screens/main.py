@@ -60,9 +60,11 @@ class MainScreen(Screen[None]):
     ]
     ALLOW_IN_MAXIMIZED_VIEW = "#status, #keys, #filter"
 
-    def __init__(self, *, target: str, budget: float, wall_limit: float, repo_path: Path) -> None:
+    def __init__(self, *, target: str, budget: float, wall_limit: float, repo_path: Path,
+                 bypass: bool = False) -> None:
         super().__init__(id="main")
         self._target = target
+        self._bypass = bypass
         self._budget = budget
         self._wall_limit = wall_limit
         self._repo_path = repo_path
@@ -70,7 +72,8 @@ class MainScreen(Screen[None]):
         self.ready = False  # children mounted
 
     def compose(self) -> ComposeResult:
-        self.status_bar = StatusBar(target=self._target, budget=self._budget, id="status")
+        self.status_bar = StatusBar(target=self._target, budget=self._budget, bypass=self._bypass,
+                                    id="status")
         self.plan_tree = PlanTree(id="plan-tree")
         self.unit_details = UnitDetails(self._repo_path, id="unit-details")
         self.workers_table = WorkersTable(id="workers")

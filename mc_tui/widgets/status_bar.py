@@ -14,9 +14,10 @@ from mc_tui.widgets.mission_state import MissionState
 class StatusBar(Static):
     """One line, rebuilt on the clock only when its text changes."""
 
-    def __init__(self, *, target: str, budget: float, **kwargs: Any) -> None:
+    def __init__(self, *, target: str, budget: float, bypass: bool = False, **kwargs: Any) -> None:
         super().__init__("", **kwargs)
         self.target = target
+        self.bypass = bypass  # [agent] permission_mode = "bypassPermissions": said on every frame
         self.budget = budget
         self.palette: dict[str, str] = {}
         self._last: Text | None = None
@@ -24,7 +25,8 @@ class StatusBar(Static):
     def render_status(self, state: MissionState, now: float, *, note: str = "") -> Text:
         m = state.mission
         if m is None:
-            return Text.assemble((f" {self.target} ", "bold reverse"), "  waiting for a mission…",
+            return Text.assemble((f" {self.target} ", "bold reverse"), *self._bypass_label(),
+                                 "  waiting for a mission…",
                                  (f"  {note}" if note else "", "italic"))
         epoch = state.current_epoch()
         end = m.get("ended_at") or now
@@ -32,7 +34,7 @@ class StatusBar(Static):
         over = spent > self.budget
         # most important first: the objective takes what width is left
         parts: list[Any] = [
-            (f" {self.target} ", "bold reverse"), " ",
+            (f" {self.target} ", "bold reverse"), *self._bypass_label(), " ",
             status_text(m["status"], self.palette), "  ",
             ("epoch ", "dim"), str(epoch["number"]) if epoch else "-", "  ",
             ("spend ", "dim"), (f"{usd(spent)}/{usd(self.budget)}", "bold red" if over else ""), "  ",
@@ -45,6 +47,9 @@ class StatusBar(Static):
             parts += [(note, "italic"), "  "]
         parts += [(f"#{m['id']} ", "dim"), clip(m.get("objective"), 100)]
         return Text.assemble(*parts, no_wrap=True, overflow="ellipsis")
+
+    def _bypass_label(self) -> tuple[Any, ...]:
+        return (" ", (" NO PERMISSION CHECKS ", "bold white on red")) if self.bypass else ()
 
     def show_loading(self) -> None:
         self._last = Text.assemble((f" {self.target} ", "bold reverse"), ("  reading the mission…", "dim"))

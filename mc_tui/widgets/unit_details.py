@@ -51,6 +51,7 @@ def render_unit(
         table = Table(title="Attempts", title_justify="left", expand=True, box=None, padding=(0, 1))
         for col in ("#", "role", "backend", "model", "status", "turns", "cost", "time"):
             table.add_column(col, no_wrap=True)
+        reasons: list[Text] = []  # below the table, wrapped: a column would crush the others
         for a in attempts:
             elapsed = (a.get("ended_at") or a["started_at"]) - a["started_at"]
             table.add_row(
@@ -58,9 +59,10 @@ def render_unit(
                 status_text(a["status"], palette), str(a.get("turns") or 0),
                 usd(a.get("cost_usd")), duration(elapsed) if a.get("ended_at") else "…",
             )
-            if a.get("failure_reason") or a.get("error"):
-                table.add_row("", Text(clip(a.get("failure_reason") or a.get("error"), 80), style="dim"))
-        parts += [Text(""), table]
+            why = ": ".join(str(x) for x in (a.get("failure_reason"), a.get("error")) if x)
+            if why:  # e.g. "denied: agent was denied: Write /x/.git/a.py, Bash(git commit ...)"
+                reasons.append(Text(f"#{a['id']} {clip(why, 300)}", style="dim"))
+        parts += [Text(""), table, *reasons]
     if unit.get("base_commit") and unit.get("head_commit"):
         diff = unit_diff(repo_path, unit["base_commit"], unit["head_commit"])
         parts.append(Text(f"\nDiff {unit['base_commit'][:8]}..{unit['head_commit'][:8]}", style="bold"))

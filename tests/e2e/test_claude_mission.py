@@ -54,8 +54,18 @@ def script(tmp_path: Path) -> Path:
     return path
 
 
+def old_pool_with_work(repo: Path) -> Path:
+    """A pool of an earlier version (<git dir>/mc/pool) whose slot holds an agent's
+    uncommitted work on a unit branch, as a kill would leave it."""
+    old = repo / ".git" / "mc" / "pool" / "slot-0"
+    git(repo, "worktree", "add", "-q", "-b", "mc/unit/old-1", str(old))
+    (old / "app" / "wip.py").write_text("WIP = True\n")
+    return old
+
+
 def test_mission_through_the_claude_backend(target: Path) -> None:
     config = write_config(target, "", PASSTHROUGH, backend="claude")
+    old_slot = old_pool_with_work(target / "repo")
     env = {
         "PATH": f"{FAKES}{os.pathsep}{os.environ['PATH']}",
         "FAKE_CLAUDE_SCRIPT": str(script(target)),
@@ -88,6 +98,12 @@ def test_mission_through_the_claude_backend(target: Path) -> None:
     assert argv[argv.index("--permission-mode") + 1] == "plan"
     assert "Make greetings friendlier" in call["stdin"]
     assert not any("Make greetings friendlier" in a for a in argv)
+    # the old pool under .git was moved at start-up, the agent's work saved on its branch
+    notes = [e.payload.get("message", "") for e in store.events_after(0) if e.kind == "log"]
+    assert any("moved the worktree pool from" in n for n in notes), notes
+    assert not old_slot.exists() and ".git/mc/pool" not in git(repo, "worktree", "list")
+    assert git(repo, "show", "mc/unit/old-1:app/wip.py") == "WIP = True"
+    assert git(repo, "status", "--porcelain") == ""  # the user's checkout untouched
     # the API key is never written to the store
     store.close()
     raw = b"".join(p.read_bytes() for p in (repo / ".git" / "mc").glob("mission.db*"))
@@ -102,3 +118,32 @@ def test_auth_failure_stops_the_mission_with_a_clear_message(target: Path) -> No
     mission = Store(target / "repo" / ".git" / "mc" / "mission.db").latest_mission()
     assert mission["status"] == "failed"
     assert "auth" in mission["outcome"].lower() or "api key" in mission["outcome"].lower()
+
+
+def test_a_denied_worker_is_reported_as_denied_everywhere(target: Path) -> None:
+    """A worker whose only step is refused by the CLI: the unit fails as `denied` with the
+    refused call named in `mc status` and `mc report`, never as "no changes"."""
+    one_unit = {"rationale": "one", "units": [PLAN["units"][0]]}
+    rules = [
+        {"match": "You are the planner", "env": {"FAKE_CLAUDE_RESULT": json.dumps(one_unit)}},
+        {"match": "You review plans", "env": {"FAKE_CLAUDE_RESULT": '{"score": 8, "feedback": "ok"}'}},
+        {"match": "You verify objectives", "env": {
+            "FAKE_CLAUDE_RESULT": '{"met": false, "confidence": 0.9, "feedback": "nothing merged"}'}},
+        {"match": "Add a farewell", "env": {"FAKE_CLAUDE_BASH": ["git push origin HEAD"]}},
+    ]
+    (target / "script.json").write_text(json.dumps(rules))
+    config = write_config(target, "", PASSTHROUGH.replace('"FAKE_CLAUDE_SCENARIO"', '"FAKE_CLAUDE_*"')
+                          + "[rounds]\nmax_rounds = 1\n", backend="claude")
+    env = {"PATH": f"{FAKES}{os.pathsep}{os.environ['PATH']}",
+           "FAKE_CLAUDE_SCRIPT": str(target / "script.json")}
+    result = run_mc("mission", "--config", str(config), "--no-ui", env=env)
+    assert result.returncode == 1
+    denied = "agent was denied: Bash(git push origin HEAD)"
+    status = run_mc("status", "--config", str(config), env=env)
+    assert denied in status.stdout and "no changes" not in status.stdout, status.stdout
+    run_mc("report", "--config", str(config), "-o", str(target / "report.json"), env=env)
+    report = json.loads((target / "report.json").read_text())
+    (unit,) = [u for u in report["units"] if u["title"] == "Add a farewell"]
+    assert unit["status"] == "failed" and unit["failure_reason"] == "denied"
+    assert denied in unit["reason"]
+    assert report["denials"] and report["denials"][0]["denials"] == ["Bash(git push origin HEAD)"]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.config import load_config
 from engine.demo import prepare_demo
 from engine.store import Store
 from tests.e2e.conftest import git, leftover_processes, run_mc
@@ -155,7 +156,7 @@ def test_resume_after_a_kill_inside_worktree_creation(tmp_path: Path, baseline: 
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(timeout=10)
-    pool = repo / ".git" / "mc" / "pool"
+    pool = load_config(config).pool_dir()
     admin = repo / ".git" / "worktrees"
     for n in range(3, 7):  # the fixup candidates' slots: none may be left usable
         subprocess.run(["git", "worktree", "remove", "--force", str(pool / f"slot-{n}")],

@@ -44,7 +44,8 @@ def run(repo: Path, scenario: str, monkeypatch: pytest.MonkeyPatch, *, timeout: 
     backend = ClaudeBackend(env_passthrough=["FAKE_CLAUDE_*"], kill_grace=0.5)
     request = AgentRequest(role=AgentRole.WORKER, prompt="Add a subtract function.", workdir=repo,
                            timeout_s=timeout, budget_usd=0.25, max_turns=7,
-                           allowed_tools=["Read", "Edit", "Bash(git commit:*)"],
+                           allowed_tools=["Read", "Edit", "Write", "Bash(git add:*)",
+                                          "Bash(git commit:*)"],
                            system_prompt="You are a test writer.")
     for key, value in overrides.items():
         setattr(request, key, value)
@@ -78,12 +79,13 @@ def test_success_makes_real_edits_and_reports_everything(repo, fake_env, monkeyp
     assert marker is not None and marker.files_changed == ["calc.py"]
     assert kinds(events)[:2] == ["init", "rate_limit"]
     assert {"text", "tool_use", "tool_result", "usage"} <= set(kinds(events))
-    # three messages; the first one's usage is repeated on its text and tool_use lines and
-    # must be counted once: the running total is the plain sum of the three messages
+    # four messages (look, Write, Bash commit, answer); the first one's usage is repeated on
+    # its text and tool_use lines and must be counted once: the total is the plain sum
     usage = [e for e in events if e.type == "usage"]
-    assert len(usage) == 3
-    assert usage[-1].data["total"] == {"input": 3 + 5 + 4, "output": 120 + 220 + 90,
-                                       "cache_read": 0 + 2000 + 2500, "cache_write": 2000}
+    assert len(usage) == 4
+    assert usage[-1].data["total"] == {"input": 3 + 5 + 5 + 4, "output": 120 + 60 + 60 + 90,
+                                       "cache_read": 0 + 2000 + 2000 + 2500, "cache_write": 2000}
+    assert result.denials == [] and result.error is None
     assert "subtract" in (repo / "calc.py").read_text()
     log = subprocess.run(["git", "-C", str(repo), "log", "--format=%s"], capture_output=True,
                          text=True, check=True).stdout.split("\n")
@@ -95,7 +97,8 @@ def test_success_makes_real_edits_and_reports_everything(repo, fake_env, monkeyp
     assert argv[argv.index("--max-turns") + 1] == "7"
     assert argv[argv.index("--max-budget-usd") + 1] == "0.25"
     assert argv[argv.index("--permission-mode") + 1] == "acceptEdits"
-    assert argv[argv.index("--allowedTools") + 1] == "Read,Edit,Bash(git commit:*)"
+    assert argv[argv.index("--allowedTools") + 1] == ("Read,Edit,Write,Bash(git add:*),"
+                                                      "Bash(git commit:*)")
     assert argv[argv.index("--append-system-prompt") + 1] == "You are a test writer."
     assert argv[argv.index("--session-id") + 1] == result.session_id
     assert seen["stdin"] == "Add a subtract function."
@@ -195,12 +198,13 @@ def test_crash_mid_stream(repo, fake_env, monkeypatch) -> None:
     assert result.exit_code == 3 and "TypeError" in result.error
     # no result line: tokens are the running sum (the first message's usage sits on three
     # block lines and counts once) and the cost is a marked estimate at the resolved model
-    assert result.tokens.as_dict() == {"input": 17, "output": 1030, "cache_read": 5000,
+    # (the Write of half.py is a message of its own: 5 in, 60 out, 2000 cache read)
+    assert result.tokens.as_dict() == {"input": 22, "output": 1090, "cache_read": 7000,
                                        "cache_write": 5000}
     assert result.cost_estimated
     assert result.cost_usd == pytest.approx(estimate_cost("claude-sonnet-4-6", result.tokens))
-    assert result.cost_usd == pytest.approx((17 * 3 + 1030 * 15 + 5000 * 3.75 + 5000 * 0.3) / 1e6)
-    assert result.turns == 2
+    assert result.cost_usd == pytest.approx((22 * 3 + 1090 * 15 + 5000 * 3.75 + 7000 * 0.3) / 1e6)
+    assert result.turns == 3  # messages seen: the Write, the three blocks, the last text
     assert {"thinking", "text", "tool_use", "tool_result"} <= set(kinds(events))
     assert any(e.type == "stderr" for e in events)
     assert (repo / "half.py").exists()
@@ -270,3 +274,45 @@ def test_claude_missing_stops_the_mission_at_start(repo, monkeypatch, tmp_path) 
         assert store.rows("missions") == [] and store.rows("attempts") == []
     finally:
         store.close()
+
+
+def test_result_line_is_terminal_even_if_the_cli_lingers(repo, fake_env, monkeypatch,
+                                                         tmp_path) -> None:
+    """After its result the CLI gets result_grace seconds, then its whole group is ended;
+    the session is not held until session_timeout (here 60 s)."""
+    pidfile = tmp_path / "grandchild.pid"
+    monkeypatch.setenv("FAKE_CLAUDE_IGNORE_TERM", "1")
+    monkeypatch.setenv("FAKE_CLAUDE_CHILD_PIDFILE", str(pidfile))
+    monkeypatch.setenv("FAKE_CLAUDE_SCENARIO", "result_then_hang")
+    backend = ClaudeBackend(env_passthrough=["FAKE_CLAUDE_*"], kill_grace=0.5, result_grace=0.5)
+    request = AgentRequest(role=AgentRole.WORKER, prompt="p", workdir=repo, timeout_s=60)
+    started = time.monotonic()
+    result = anyio.run(backend.run, request)
+    assert time.monotonic() - started < 6
+    assert result.status == "completed" and result.failure_reason is None
+    assert result.cost_usd == pytest.approx(0.0421) and not result.cost_estimated
+    leader = json.loads(fake_env.read_text())["pid"]
+    for pid in (leader, int(pidfile.read_text())):
+        stat = Path(f"/proc/{pid}/stat")
+        assert not stat.exists() or stat.read_text().split(") ")[1][0] in "ZX", pid
+
+
+def test_denied_calls_are_reported(repo, fake_env, monkeypatch) -> None:
+    """A Write under .git and a commit without a Bash rule are refused like the real CLI
+    refuses them; the result lists both and says so in its error."""
+    edits = [{"path": ".git/mc/pool/slot-1/a.py", "content": "x = 1\n"},
+             {"path": "ok.py", "content": "y = 2\n"}]
+    monkeypatch.setenv("FAKE_CLAUDE_EDITS", json.dumps(edits))
+    monkeypatch.setenv("FAKE_CLAUDE_COMMIT", "Add a")
+    result, events = run(repo, "success", monkeypatch, allowed_tools=["Read"])
+    assert result.status == "completed"  # the CLI says success, exit 0
+    assert result.denials == [f"Write {repo}/.git/mc/pool/slot-1/a.py",
+                              "Bash(git add -A && git commit -q -m 'Add a')"]
+    assert result.error == (f"agent was denied: Write {repo}/.git/mc/pool/slot-1/a.py, "
+                            "Bash(git add -A && git commit -q -m 'Add a')")
+    refused = [e for e in events if e.type == "tool_result" and e.data["is_error"]]
+    assert "which is a sensitive file" in refused[0].text
+    assert "The following parts require approval: git add -A, git commit" in refused[1].text
+    assert not (repo / ".git/mc/pool/slot-1/a.py").exists() and (repo / "ok.py").exists()
+    notice = [e for e in events if e.type == "notice" and "denied" in e.text]
+    assert notice and notice[0].data["permission_denials"] == 2

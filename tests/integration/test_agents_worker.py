@@ -237,3 +237,50 @@ def test_with_the_real_claude_backend_and_the_fake(
     assert attempt["backend"] == "claude" and attempt["status"] == "completed"
     live = [e.payload["type"] for e in store.events_after(0) if e.kind == "agent.event"]
     assert {"init", "text", "tool_use", "tool_result", "usage"} <= set(live)
+
+
+def test_a_worker_refused_by_the_cli_fails_as_denied(
+    store: Store, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The old default: a worktree under .git/. Claude Code refuses every Write there and
+    still says success; the unit's reason is the denial, never "no changes"."""
+    inside = repo / ".git" / "mc" / "pool" / "slot-1"
+    git(repo, "worktree", "add", "-q", "--detach", str(inside))
+    monkeypatch.setenv("PATH", f"{FAKES}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_CLAUDE_SCENARIO", "success")
+    monkeypatch.setenv("FAKE_CLAUDE_EDITS", json.dumps([{"path": "calc.py", "content": "x\n"}]))
+    monkeypatch.setenv("FAKE_CLAUDE_COMMIT", "Change calc")
+    backend = ClaudeBackend(env_passthrough=["FAKE_CLAUDE_*"], kill_grace=0.5)
+    outcome = run_unit(store, backend, inside)
+    assert outcome.status == "failed" and outcome.failure_reason == FailureReason.DENIED
+    assert outcome.error.startswith(f"agent was denied: Write {inside}/calc.py")
+    assert "no changes" not in (outcome.error + outcome.summary)
+    assert outcome.commits == 0
+    logged = [e.payload for e in store.events_after(0)
+              if e.kind == "log" and e.payload.get("denials")]
+    assert logged and "scheduler.parallel.pool_dir" in logged[0]["message"]
+
+
+def test_the_default_profile_lets_a_worker_commit_and_run_the_tests(
+    store: Store, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same fake, worktree outside .git: the profile's rules let the commit and the
+    verification command through (they are refused without them, see the test above)."""
+    monkeypatch.setenv("PATH", f"{FAKES}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_CLAUDE_SCENARIO", "success")
+    monkeypatch.setenv("FAKE_CLAUDE_LOG", str(tmp_path / "call.json"))
+    monkeypatch.setenv("FAKE_CLAUDE_EDITS", json.dumps([{"path": "calc.py", "content": "x = 3\n"}]))
+    monkeypatch.setenv("FAKE_CLAUDE_COMMIT", "Change calc")
+    monkeypatch.setenv("FAKE_CLAUDE_BASH", json.dumps(["python3 -m unittest -q 2>&1 | tail -1"]))
+    cfg = config()
+    cfg.target.verification.command = "python3 -m unittest discover -q"
+    backend = ClaudeBackend(env_passthrough=["FAKE_CLAUDE_*"], kill_grace=0.5)
+    outcome = run_unit(store, backend, repo, cfg)
+    assert outcome.status == "completed" and outcome.failure_reason is None
+    assert git(repo, "log", "-1", "--format=%s") == "Change calc"  # the agent's own commit
+    argv = json.loads((tmp_path / "call.json").read_text())["argv"]
+    rules = argv[argv.index("--allowedTools") + 1].split(",")
+    assert {"Bash(python3 -m unittest:*)", "Bash(git add:*)", "Bash(git commit:*)"} <= set(rules)
+    assert argv[argv.index("--permission-mode") + 1] == "acceptEdits"
+    attempt = store.get("attempts", outcome.attempt_ids[0])
+    assert attempt["error"] is None

@@ -27,7 +27,7 @@ def target(tmp_path: Path) -> tuple[GitRepo, str, str]:
 
 
 def pool_dir_of(repo: GitRepo) -> Path:
-    return repo.path / ".git" / "mc" / "pool"  # the default location: inside the git dir
+    return repo.path / ".git" / "mc" / "pool"  # the old default; the mechanics do not depend on it
 
 
 @pytest.mark.anyio
@@ -273,3 +273,38 @@ async def test_uncommitted_work_of_a_killed_agent_is_saved_on_its_branch(target)
     assert git(other.path, "status", "--porcelain").strip() == "M a.txt"
     fresh.repair()
     assert clean.path.exists()
+
+
+@pytest.mark.anyio
+async def test_an_old_pool_inside_git_is_migrated_without_losing_work(target, tmp_path) -> None:
+    """Start-up repair of a pool from before the move out of .git: the agent's uncommitted
+    work on a unit branch becomes a commit on that branch, the old registrations and folder
+    go, the user's checkout is untouched and the new pool works."""
+    repo, c1, c2 = target
+    old_dir = repo.path / ".git" / "mc" / "pool"
+    old = WorkspacePool(repo, old_dir, size=3)
+    busy = await old.acquire("mc/unit/u-7", c1)  # killed mid-work: never released
+    (busy.path / "a.txt").write_text("agent work in progress\n")
+    (busy.path / "fresh.py").write_text("x = 1\n")
+    idle = await old.acquire("mc/unit/u-8", c1)
+    await old.release(idle)
+    old.close()
+    user_status = git(repo.path, "status", "--porcelain")
+
+    new_dir = tmp_path / "cache" / "pools" / "target-abc"
+    pool = WorkspacePool(repo, new_dir, size=3)
+    notes = pool.migrate_from(old_dir, set(), "mc: work saved at the migration")
+    assert any("saved the uncommitted work" in n and "mc/unit/u-7" in n for n in notes), notes
+    assert any("moved the worktree pool" in n for n in notes)
+    saved = repo.ref_head("mc/unit/u-7")
+    assert saved != c1
+    assert git(repo.path, "show", f"{saved}:a.txt") == "agent work in progress\n"
+    assert git(repo.path, "show", f"{saved}:fresh.py") == "x = 1\n"
+    assert not old_dir.exists()
+    assert ".git/mc/pool" not in git(repo.path, "worktree", "list")
+    assert git(repo.path, "status", "--porcelain") == user_status
+    pool.repair()
+    ws = await pool.acquire("mc/unit/u-7", saved)  # the branch is free to be checked out again
+    assert ws.path.is_relative_to(new_dir.resolve()) and (ws.path / "fresh.py").exists()
+    await pool.release(ws)
+    assert pool.migrate_from(old_dir, set(), "x") == []  # nothing left to move

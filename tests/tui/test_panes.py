@@ -238,3 +238,32 @@ async def test_cost_graph_keeps_the_budget_on_the_scale(calm_world) -> None:
         text = screen_text(app)
         assert "budget" in text and "off the scale" not in text
         assert "proj" in text
+
+
+async def test_unit_details_show_why_an_attempt_was_denied(calm_world) -> None:
+    store = calm_world.store
+    attempt = store.rows("attempts", "unit_id = ?", ("E1-1.2",))[0]
+    store.update("attempts", attempt["id"], status="completed", failure_reason="denied",
+                 error="agent was denied: Write /r/.git/mc/pool/slot-1/a.py, "
+                       "Bash(git add -A && git commit -m x)")
+    app = calm_world.app()
+    async with app.run_test(size=(140, 44)) as pilot:
+        await settle(pilot, app)
+        assert app.query_one(PlanTree).select_unit("E1-1.2")
+        await settle(pilot, app)
+        body = renderable_text(app.query_one(UnitDetails)._body.content)
+        assert "denied: agent was denied: Write /r/.git/mc/pool/slot-1/a.py" in body
+        assert "Bash(git add -A && git commit -m x)" in body
+
+
+async def test_status_bar_says_when_permission_checks_are_off(calm_world) -> None:
+    calm_world.config.agent.permission_mode = "bypassPermissions"
+    app = calm_world.app()
+    async with app.run_test(size=(140, 44)) as pilot:
+        await settle(pilot, app)
+        assert "NO PERMISSION CHECKS" in screen_text(app)
+    calm_world.config.agent.permission_mode = None
+    app = calm_world.app()
+    async with app.run_test(size=(140, 44)) as pilot:
+        await settle(pilot, app)
+        assert "NO PERMISSION CHECKS" not in screen_text(app)

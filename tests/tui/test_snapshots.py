@@ -22,6 +22,13 @@ def app_for(tmp_path: Path, theme: str, *, pending_approval: bool = False):  # t
     return world.app()
 
 
+def test_main_screen_says_when_permission_checks_are_off(snap_compare, tmp_path) -> None:
+    """[agent] permission_mode = "bypassPermissions" (opt-in): the status bar says so."""
+    world = make_world(tmp_path, theme=THEMES[0])
+    world.config.agent.permission_mode = "bypassPermissions"
+    assert snap_compare(world.app(), terminal_size=(120, 40))
+
+
 async def _open_diff(pilot) -> None:  # type: ignore[no-untyped-def]
     while not pilot.app.main.ready:
         await pilot.pause(0.01)

@@ -218,7 +218,43 @@ def test_default_state_dir_is_inside_git_dir(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, '[target]\npath = "."\n'))
     assert cfg.state_dir() == tmp_path.resolve() / ".git" / "mc"
     assert cfg.db_path().name == "mission.db"
-    assert cfg.pool_dir() == tmp_path.resolve() / ".git" / "mc" / "pool"
+    assert cfg.legacy_pool_dir() == tmp_path.resolve() / ".git" / "mc" / "pool"
+    assert ".git" not in cfg.pool_dir().parts  # Claude Code refuses edits under .git
+
+
+def test_default_pool_is_in_the_user_cache_keyed_by_the_repo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    pools = []
+    for clone in ("a/proj", "b/proj"):  # two clones of one project never share slots
+        (tmp_path / clone / ".git").mkdir(parents=True)
+        cfg = load_config(write(tmp_path / clone, '[target]\npath = "."\n'))
+        pools.append(cfg.pool_dir())
+        assert cfg.pool_dir().parent == tmp_path / "cache" / "mission-control" / "pools"
+        assert cfg.pool_dir().name.startswith("proj-")
+    assert pools[0] != pools[1]
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert load_config(write(tmp_path / "a/proj", '[target]\npath = "."\n')).pool_dir().parent \
+        == tmp_path / "home" / ".cache" / "mission-control" / "pools"
+
+
+def test_state_dir_outside_git_keeps_the_pool_next_to_the_store(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    cfg = load_config(write(tmp_path, '[state]\ndir = "mcstate"\n'))
+    assert cfg.pool_dir() == (tmp_path / "mcstate" / "pool").resolve()
+
+
+def test_a_pool_inside_git_is_a_config_error_for_claude(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    text = '[scheduler.parallel]\npool_dir = ".git/mc/pool"\n'
+    with pytest.raises(ConfigError, match=r"scheduler\.parallel\.pool_dir: .* inside a \.git "
+                                          r"directory, where Claude Code refuses every edit"):
+        load_config(write(tmp_path, text))
+    load_config(write(tmp_path, text + '[agent]\nbackend = "scripted"\n'))  # no such rule there
+    opted = load_config(write(tmp_path, text + '[agent]\npermission_mode = "bypassPermissions"\n'))
+    assert opted.pool_dir() == (tmp_path / ".git" / "mc" / "pool").resolve()
 
 
 def test_overrides_win(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
