@@ -145,15 +145,7 @@ def launch_mission(
         fail(str(exc))
 
     async def engine() -> Any:
-        if not config.tracing.enabled:
-            return await run_mission(controller)
-        # [tracing] (issue 13): the OpenTelemetry observer follows this mission's events.
-        # It moves onto the plugin/observer protocol of engine/plugins.py once that exists
-        # (docs/services.md#opentelemetry).
-        from engine.services.tracing import tracing
-
-        async with tracing(config, store, export_after=first_event):
-            return await run_mission(controller)
+        return await run_mission(controller)
 
     try:
         if ui:

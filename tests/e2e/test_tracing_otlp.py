@@ -69,7 +69,12 @@ def test_a_collector_that_is_down_costs_the_mission_nothing_and_is_reported_once
     make_target(tmp_path)
     with OtlpReceiver() as rx:  # a port that was just free: nothing listens on it any more
         endpoint = rx.endpoint
-    config = write_config(tmp_path, CASSETTE, tracing_section(endpoint))
+    # the first export gives up after its retries (~3 s): the mission outlives that
+    slow = CASSETTE.replace("actions = [\n  { type = \"write\", path = \"app/bye.py\"",
+                            "actions = [\n  { type = \"sleep\", seconds = 4 },\n"
+                            "  { type = \"write\", path = \"app/bye.py\"")
+    assert slow != CASSETTE
+    config = write_config(tmp_path, slow, tracing_section(endpoint))
     started = time.monotonic()
     result = run_mc("mission", "--config", str(config), "--no-ui", env=FAST_EXPORT)
     assert result.returncode == 0, result.stdout + result.stderr

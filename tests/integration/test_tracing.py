@@ -13,6 +13,7 @@ from opentelemetry.trace import StatusCode
 
 from engine.controller import run_mission
 from engine.services.tracing import make_emitter, observing, trace_id_for, traces_url
+from engine.services.tracing import plugin as tracing_plugin
 from engine.services.tracing.export import check_endpoint
 from engine.services.tracing.spans import provider_of, strip_userinfo
 from tests.integration.mission_support import make_controller
@@ -30,17 +31,29 @@ def as_dict(span: ReadableSpan) -> dict[str, Any]:
     }
 
 
-def test_a_scripted_mission_gives_one_tree_with_genai_agent_spans(tmp_path: Path) -> None:
-    controller = make_controller(tmp_path, CASSETTE)
+class InMemory:
+    """Stands in for the process's OTLP emitter: the plugin's observer feeds the SDK's
+    in-memory exporter instead."""
+
+    def __init__(self, service_name: str) -> None:
+        self.exporter = InMemorySpanExporter()
+        self.emitter = make_emitter(self.exporter, service_name=service_name, batch=False)
+        self.target = None
+
+    def report(self, message: str) -> None:
+        raise AssertionError(message)
+
+
+def test_a_scripted_mission_gives_one_tree_with_genai_agent_spans(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    memory = InMemory("mc-test")
+    monkeypatch.setattr(tracing_plugin, "shared_emitter", lambda endpoint, name: memory)
+    controller = make_controller(tmp_path, CASSETTE, "[tracing]\nenabled = true\n")
+    assert isinstance(controller.plugins.get("tracing"), tracing_plugin.TracingPlugin)
     store = controller.store
-    exporter = InMemorySpanExporter()
-    emitter = make_emitter(exporter, service_name="mc-test", batch=False)
-
-    async def main() -> None:
-        async with observing(store, emitter, export_after=0):
-            await run_mission(controller)
-
-    anyio.run(main)
+    exporter = memory.exporter
+    anyio.run(run_mission, controller)
     spans = [as_dict(s) for s in exporter.get_finished_spans()]
     tree = check_tree(spans)
     mission_id = controller.mission_id
@@ -106,3 +119,16 @@ def test_provider_names_and_remote_credentials() -> None:
 
 def test_status_code_names_match_the_sdk() -> None:
     assert StatusCode.ERROR.name == "ERROR"
+
+
+def test_the_stand_alone_observer_gives_the_same_tree(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path, CASSETTE)  # [tracing] off: no plugin observer
+    exporter = InMemorySpanExporter()
+    emitter = make_emitter(exporter, service_name="mc-test", batch=False)
+
+    async def main() -> None:
+        async with observing(controller.store, emitter, export_after=0):
+            await run_mission(controller)
+
+    anyio.run(main)
+    check_tree([as_dict(s) for s in exporter.get_finished_spans()])

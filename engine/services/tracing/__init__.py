@@ -1,15 +1,27 @@
 """OpenTelemetry traces of missions, built from the event stream (``[tracing]``).
 
-See ``docs/services.md#opentelemetry``. :func:`tracing` runs the observer beside a
-mission; :class:`TraceBuilder` is the event -> span logic; :func:`trace_id_for` names the
-trace of a mission.
+See ``docs/services.md#opentelemetry``. The observer is registered as the ``tracing``
+plugin (``plugin.py``, entry point group ``mission_control.plugins``); ``spans.py`` holds
+the event -> span logic, ``export.py`` the SDK and OTLP/HTTP side, ``observer.py`` a
+stand-alone runner. Names are imported lazily: loading the plugin does not load the SDK.
 """
 
-from engine.services.tracing.export import make_emitter, otlp_emitter, traces_url
-from engine.services.tracing.observer import TraceObserver, observing, tracing
-from engine.services.tracing.spans import SpanRecord, TraceBuilder, trace_id_for
+from __future__ import annotations
 
-__all__ = [
-    "SpanRecord", "TraceBuilder", "TraceObserver", "make_emitter", "observing", "otlp_emitter",
-    "trace_id_for", "traces_url", "tracing",
-]
+from typing import Any
+
+_NAMES = {
+    "SpanRecord": "spans", "TraceBuilder": "spans", "trace_id_for": "spans",
+    "make_emitter": "export", "otlp_emitter": "export", "traces_url": "export",
+    "TraceObserver": "observer", "observing": "observer", "tracing": "observer",
+}
+
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _NAMES:
+        raise AttributeError(name)
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{_NAMES[name]}"), name)

@@ -26,17 +26,18 @@ CLOSE_TIMEOUT_S = 2.0  # the longest the end of mc waits for the last spans to l
 
 
 class TraceObserver:
-    """Spans of every mission in ``store`` whose events come after ``export_after``.
+    """Spans of the missions in ``store``, from the events it is fed (:meth:`handle`).
 
-    ``export_after`` is the last event id before this process started its mission (take
-    ``store.last_event_id()`` before ``Controller.prepare``): earlier events are only
-    replayed to rebuild the open spans, the spans they ended were an earlier process's.
+    ``export_after``: the last event id written before this process took the mission
+    over; spans ended by earlier events were an earlier process's to export (they are only
+    replayed to rebuild what is open). None: per mission, from its last
+    ``mission.resumed`` event (``last_event_before``), else 0.
     """
 
-    def __init__(self, store: Store, emitter: SpanEmitter, *, export_after: int) -> None:
+    def __init__(self, store: Store, emitter: SpanEmitter, *, export_after: int | None) -> None:
         self.store = store
         self.emitter = emitter
-        self.last_id = export_after
+        self.last_id = export_after or 0
         self.builder = TraceBuilder(store, self._emit, export_after=export_after)
         self.broken = False
         self.emitted = 0
@@ -101,7 +102,7 @@ class TraceObserver:
 
 @asynccontextmanager
 async def observing(store: Store, emitter: SpanEmitter, *,
-                    export_after: int) -> AsyncIterator[TraceObserver]:
+                    export_after: int | None) -> AsyncIterator[TraceObserver]:
     """Run a :class:`TraceObserver` beside the body; on exit drain, flush and shut it down."""
     observer = TraceObserver(store, emitter, export_after=export_after)
     try:
@@ -117,8 +118,10 @@ async def observing(store: Store, emitter: SpanEmitter, *,
 
 
 @asynccontextmanager
-async def tracing(config: Any, store: Store, *, export_after: int) -> AsyncIterator[TraceObserver | None]:
-    """``[tracing]`` of ``config``: an OTLP/HTTP observer while enabled, else nothing."""
+async def tracing(config: Any, store: Store, *,
+                  export_after: int | None = None) -> AsyncIterator[TraceObserver | None]:
+    """``[tracing]`` of ``config``: an OTLP/HTTP observer while enabled, else nothing (for a
+    host that runs a mission without the controller's plugins, e.g. a replay)."""
     settings = config.tracing
     if not settings.enabled:
         yield None

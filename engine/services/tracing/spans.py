@@ -39,6 +39,7 @@ output are never put on a span.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -132,6 +133,7 @@ class _Mission:
     response_models: dict[int, str] = field(default_factory=dict)
     tokens: dict[int, dict[str, Any]] = field(default_factory=dict)
     ended: bool = False
+    export_after: int = 0  # spans ended by events up to this id were exported before
 
 
 def _hash(text: str, size: int) -> int:
@@ -191,10 +193,10 @@ class TraceBuilder:
     """
 
     def __init__(self, store: Store, sink: Callable[[SpanRecord], None], *,
-                 export_after: int = 0) -> None:
+                 export_after: int | None = None) -> None:
         self.store = store
         self.sink = sink
-        self.export_after = export_after
+        self.export_after = export_after  # None: derived per mission (see _resume_point)
         self.missions: dict[int, _Mission] = {}
         self._replaying = False
 
@@ -211,12 +213,24 @@ class TraceBuilder:
         if handler is not None:
             handler(mission, event)
 
+    def _resume_point(self, mission_id: int) -> int:
+        """The last event before this process took the mission over: written by
+        ``adopt_for_resume`` on the newest ``mission.resumed`` event (0: never resumed)."""
+        rows = self.store.query(
+            "SELECT id, payload FROM events WHERE mission_id = ? AND kind = 'mission.resumed'"
+            " ORDER BY id DESC LIMIT 1", (mission_id,))
+        if not rows:
+            return 0
+        before = json.loads(rows[0]["payload"] or "{}").get("last_event_before")
+        return int(before) if isinstance(before, int) else int(rows[0]["id"]) - 1
+
     def _adopt(self, mission_id: int, before: int) -> _Mission | None:
         """First sight of a mission: its trace, and its earlier events replayed silently."""
         if self.store.get("missions", mission_id) is None:
             return None
         seed = mission_seed(self.store, mission_id)
-        mission = _Mission(mission_id, _hash(seed, 16), seed)
+        mission = _Mission(mission_id, _hash(seed, 16), seed, export_after=self.export_after
+                           if self.export_after is not None else self._resume_point(mission_id))
         self.missions[mission_id] = mission
         if self._replaying:
             return mission
@@ -289,7 +303,7 @@ class TraceBuilder:
         entity.open = None
         entity.last_span = span.span_id
         entity.interrupted = interrupted
-        if event.id <= self.export_after:
+        if event.id <= mission.export_after:
             return  # an earlier process emitted it
         attrs = dict(span.attributes)
         attrs.update(attributes or {})
@@ -514,7 +528,7 @@ class TraceBuilder:
         entity = mission.entities.get(("attempt", attempt_id))
         if entity is None or entity.open is None:
             return
-        if event.id <= self.export_after:
+        if event.id <= mission.export_after:
             self._close(mission, entity, event)  # silent: no details needed
             return
         row = self._row("attempts", attempt_id)
