@@ -31,6 +31,9 @@ def as_dict(span: ReadableSpan) -> dict[str, Any]:
     }
 
 
+SECRET = "tok-8d1f2c9e7b6a5d4c"
+
+
 class InMemory:
     """Stands in for the process's OTLP emitter: the plugin's observer feeds the SDK's
     in-memory exporter instead."""
@@ -49,7 +52,11 @@ def test_a_scripted_mission_gives_one_tree_with_genai_agent_spans(
 ) -> None:
     memory = InMemory("mc-test")
     monkeypatch.setattr(tracing_plugin, "shared_emitter", lambda endpoint, name: memory)
-    controller = make_controller(tmp_path, CASSETTE, "[tracing]\nenabled = true\n")
+    monkeypatch.setenv("MC_TRACING_TEST_TOKEN", SECRET)  # a secret the mission's texts carry
+    cassette = CASSETTE.replace("the model gave up", f"the model gave up ({SECRET})")
+    controller = make_controller(
+        tmp_path, cassette,
+        f'[tracing]\nenabled = true\n[target]\nobjective = "Make greetings friendlier {SECRET}"\n')
     assert isinstance(controller.plugins.get("tracing"), tracing_plugin.TracingPlugin)
     store = controller.store
     exporter = memory.exporter
@@ -78,7 +85,8 @@ def test_a_scripted_mission_gives_one_tree_with_genai_agent_spans(
     assert ok["gen_ai.usage.input_tokens"] == 1200 and ok["gen_ai.usage.output_tokens"] == 340
     assert ok["mc.cost_usd"] == pytest.approx(0.1)
     assert ok["gen_ai.response.model"] and ok["gen_ai.conversation.id"]
-    assert ok["gen_ai.provider.name"] == "_OTHER" or ok["gen_ai.provider.name"]
+    assert ok["gen_ai.provider.name"] == ok["gen_ai.system"] == "mc.scripted"
+    assert ok["gen_ai.request.model"] == "sonnet"
     failed = bad_workers[0]
     assert failed["status"] == "ERROR" and "the model gave up" in failed["description"]
     assert failed["attributes"]["error.type"] == "bad_output"
@@ -94,6 +102,7 @@ def test_a_scripted_mission_gives_one_tree_with_genai_agent_spans(
     # nothing an agent said or was told is on a span
     text = repr(spans)
     assert "Decompose the objective" not in text and "def bye" not in text
+    assert SECRET not in text and "[REDACTED]" in root["attributes"]["mc.mission.objective"]
 
 
 def test_the_endpoint_gets_the_traces_path_once() -> None:
@@ -113,6 +122,7 @@ def test_provider_names_and_remote_credentials() -> None:
     assert provider_of("gemini", "gemini-2.5-pro") == "gcp.gemini"
     assert provider_of("aider", "openrouter/anthropic/claude-sonnet-4") == "anthropic"
     assert provider_of("command", "mystery") == "_OTHER"
+    assert provider_of("scripted", "sonnet") == "mc.scripted"
     assert strip_userinfo("https://bob:tok@host/x.git") == "https://host/x.git"
     assert strip_userinfo("origin") == "origin"
 

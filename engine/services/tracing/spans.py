@@ -66,7 +66,8 @@ CLOSE_ORDER = ("attempt", "approval", "verification", "push", "batch", "unit", "
 
 # gen_ai.provider.name by backend (semantic-conventions well-known values); gen_ai.system
 # (the attribute it replaced) gets the same value except for Gemini.
-PROVIDERS = {"claude": "anthropic", "codex": "openai", "gemini": "gcp.gemini"}
+PROVIDERS = {"claude": "anthropic", "codex": "openai", "gemini": "gcp.gemini",
+             "scripted": "mc.scripted"}  # a custom friendly name: no model is called
 MODEL_PREFIXES = (("claude", "anthropic"), ("sonnet", "anthropic"), ("opus", "anthropic"),
                   ("haiku", "anthropic"), ("gpt", "openai"), ("o1", "openai"),
                   ("o3", "openai"), ("o4", "openai"), ("codex", "openai"),
