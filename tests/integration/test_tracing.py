@@ -14,7 +14,6 @@ from opentelemetry.trace import StatusCode
 from engine.controller import run_mission
 from engine.services.tracing import make_emitter, observing, trace_id_for, traces_url
 from engine.services.tracing import plugin as tracing_plugin
-from engine.services.tracing.export import check_endpoint
 from engine.services.tracing.spans import provider_of, strip_userinfo
 from tests.integration.mission_support import make_controller
 from tests.integration.tracing_support import CASSETTE, check_tree
@@ -110,10 +109,6 @@ def test_the_endpoint_gets_the_traces_path_once() -> None:
     assert traces_url("http://127.0.0.1:4318/") == "http://127.0.0.1:4318/v1/traces"
     assert traces_url("https://gw.example/otlp/v1/traces") == "https://gw.example/otlp/v1/traces"
     assert traces_url("https://gw.example/otlp") == "https://gw.example/otlp/v1/traces"
-    with pytest.raises(ValueError, match="http"):
-        check_endpoint("127.0.0.1:4318")
-    with pytest.raises(ValueError, match="credentials"):
-        check_endpoint("https://user:secret@gw.example")
 
 
 def test_provider_names_and_remote_credentials() -> None:
@@ -142,3 +137,22 @@ def test_the_stand_alone_observer_gives_the_same_tree(tmp_path: Path) -> None:
 
     anyio.run(main)
     check_tree([as_dict(s) for s in exporter.get_finished_spans()])
+
+
+def test_a_broken_observer_never_stops_the_mission(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from engine.services.tracing.spans import TraceBuilder
+
+    def broken(self: TraceBuilder, *args: Any) -> None:
+        raise RuntimeError("a bug in the span builder")
+
+    memory = InMemory("mc-test")
+    monkeypatch.setattr(tracing_plugin, "shared_emitter", lambda endpoint, name: memory)
+    monkeypatch.setattr(TraceBuilder, "_on_unit_created", broken)
+    controller = make_controller(tmp_path, CASSETTE, "[tracing]\nenabled = true\n")
+    outcome = anyio.run(run_mission, controller)
+    assert outcome.status == "completed"
+    reports = [e.payload["message"] for e in controller.store.events_after(0)
+               if e.kind == "log" and "tracing" in str(e.payload.get("message"))]
+    assert len(reports) == 1 and "a bug in the span builder" in reports[0]

@@ -16,7 +16,6 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
-from urllib.parse import urlsplit
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
@@ -59,16 +58,6 @@ def traces_url(endpoint: str) -> str:
     """
     url = endpoint.strip().rstrip("/")
     return url if url.endswith(TRACES_PATH) else url + TRACES_PATH
-
-
-def check_endpoint(endpoint: str) -> str:
-    """``endpoint`` if it is an http(s) URL with a host and no credentials, else ValueError."""
-    parts = urlsplit(endpoint.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"must be an http:// or https:// URL of an OTLP/HTTP collector (got {endpoint!r})")
-    if parts.username or parts.password:
-        raise ValueError("must not carry credentials: put them in OTEL_EXPORTER_OTLP_TRACES_HEADERS")
-    return endpoint.strip()
 
 
 class _PresetIds(IdGenerator):

@@ -11,13 +11,12 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import anyio
 
 from engine.models import Event
-from engine.services.tracing.export import SpanEmitter, otlp_emitter
-from engine.services.tracing.spans import TraceBuilder
+from engine.services.tracing.export import SpanEmitter
+from engine.services.tracing.spans import SpanRecord, TraceBuilder
 from engine.store import Store
 
 log = logging.getLogger("engine.services.tracing")
@@ -51,7 +50,7 @@ class TraceObserver:
         except Exception:
             log.warning(message)
 
-    def _emit(self, record: Any) -> None:
+    def _emit(self, record: SpanRecord) -> None:
         self.emitter.emit(record)
         self.emitted += 1
 
@@ -115,21 +114,3 @@ async def observing(store: Store, emitter: SpanEmitter, *,
     finally:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(observer.close)
-
-
-@asynccontextmanager
-async def tracing(config: Any, store: Store, *,
-                  export_after: int | None = None) -> AsyncIterator[TraceObserver | None]:
-    """``[tracing]`` of ``config``: an OTLP/HTTP observer while enabled, else nothing (for a
-    host that runs a mission without the controller's plugins, e.g. a replay)."""
-    settings = config.tracing
-    if not settings.enabled:
-        yield None
-        return
-    reports: list[TraceObserver] = []
-    emitter, _ = otlp_emitter(settings.endpoint, settings.service_name,
-                              report=lambda message: reports[0].report(message) if reports
-                              else log.warning(message))
-    async with observing(store, emitter, export_after=export_after) as observer:
-        reports.append(observer)
-        yield observer
