@@ -222,9 +222,29 @@ class A2AConfig(Section):
 
 
 class TracingConfig(Section):
-    enabled: bool = Field(False, description="OpenTelemetry export (not available yet).")
-    endpoint: str = Field("http://127.0.0.1:4318", description="OTLP endpoint.")
-    service_name: str = Field("mission-control", description="Service name on spans.")
+    enabled: bool = Field(
+        False, description="Export the mission's trace (mission > epoch > unit > agent session, "
+        "merge, verification, push, approval) as OpenTelemetry spans over OTLP/HTTP.",
+    )
+    endpoint: str = Field(
+        "http://127.0.0.1:4318",
+        description="OTLP/HTTP collector base URL; spans are sent to <endpoint>/v1/traces. "
+        "Headers (API keys) only from OTEL_EXPORTER_OTLP_TRACES_HEADERS.",
+    )
+    service_name: str = Field("mission-control", min_length=1,
+                              description="service.name of the spans' resource.")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_url(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL of an OTLP/HTTP collector")
+        if parts.username or parts.password:
+            raise ValueError("must not carry credentials: set OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+        return value.strip()
 
 
 class LiveConfig(Section):
@@ -622,7 +642,6 @@ def format_validation_error(exc: ValidationError, path: Path | None) -> str:
 UNAVAILABLE_FEATURES: tuple[tuple[str, str], ...] = (
     ("discovery.enabled", "auto-discovery"),
     ("speculation.enabled", "speculative branches"),
-    ("tracing.enabled", "OpenTelemetry tracing"),
     ("hitl.telegram.enabled", "Telegram approvals"),
 )
 

@@ -45,9 +45,11 @@ HEADER = """# Configuration reference
   with the best verification result, then the best review score; `degradation.fallback_strategy =
   "simple"` falls back to a simpler way of working while the breaker is open: half the workers,
   each in one pass (no architect pass even with `agent.two_pass`).
-- Keys of features this version does not have yet (`discovery`, `speculation`, `tracing`,
+- Keys of features this version does not have yet (`discovery`, `speculation`,
   `hitl.telegram`) are accepted; switching one on is reported by `mc validate-config` and at mission
   start, never silently ignored.
+- `[tracing]`: OpenTelemetry traces of each mission, see
+  [services.md](services.md#opentelemetry).
 """
 
 

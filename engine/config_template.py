@@ -41,7 +41,10 @@ SECTION_DOCS: dict[str, str] = {
     "degradation": "Circuit breaker and graceful degradation.",
     "episodic_memory": "Memory of earlier episodes fed to planning.",
     "a2a": "Agent-to-agent (A2A) server, `mc a2a` (loopback by default; see docs/services.md).",
-    "tracing": "OpenTelemetry export.",
+    "tracing": (
+        "OpenTelemetry traces over OTLP/HTTP (docs/services.md#opentelemetry); no prompt or "
+        "agent output is exported."
+    ),
     "live": "`mc live`: the web dashboard (loopback by default; a token from the env otherwise).",
     "agent": "Which agent CLI does the work: claude | codex | gemini | aider | command | scripted.",
     "merge_queue": "Merge queue batching (1 = plain serial queue).",

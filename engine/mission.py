@@ -113,6 +113,8 @@ def adopt_for_resume(store: Store, mission_id: int) -> list[str]:
     """Take over an interrupted mission: dead agents' units go back to ready. Returns notes."""
     notes: list[str] = []
     with store.transaction():
+        # what the dead run wrote ends here (observers replaying the mission need it)
+        last_event_before = store.last_event_id()
         store.update("missions", mission_id, pid=os.getpid(), heartbeat_at=time.time())
         mission = store.get("missions", mission_id)
         if mission and mission["status"] != MissionStatus.RUNNING:
@@ -142,7 +144,8 @@ def adopt_for_resume(store: Store, mission_id: int) -> list[str]:
             store, mission_id, "the mission process died while waiting", by="resume"
         ):
             notes.append(f"approval {approval['id']} ({approval['gate']}) expired with its process")
-        store.append_event("mission.resumed", mission_id=mission_id, notes=notes)
+        store.append_event("mission.resumed", mission_id=mission_id, notes=notes,
+                           last_event_before=last_event_before)
     return notes
 
 

@@ -100,6 +100,8 @@ class EventRecorder:
             extra["is_error"] = bool(data["is_error"])
         if kind == "usage" and isinstance(data.get("total"), dict):
             extra["tokens"] = data["total"]
+        if kind == "init":  # the model the CLI resolved and its session (traces, reports)
+            extra.update({k: data[k] for k in ("model", "session_id") if isinstance(data.get(k), str)})
         self.store.append_event(
             "agent.event", mission_id=self.mission_id, unit_id=self.unit_id,
             attempt_id=self.attempt_id, slot=self.slot, type=kind, text=text, tool=tool, **extra,

@@ -28,6 +28,8 @@ class Publisher:
         """Push ``mc/green`` to ``remote``/``branch`` (fast-forward only), journaled."""
         green = self.repo.green_head()
         self.journal.write("push", "intent", remote=remote, branch=branch, commit=green)
+        self.store.append_event("push.started", mission_id=self.mission_id, remote=remote,
+                                branch=branch, commit=green)
         result = await push_green(self.repo.path, remote=remote, branch=branch)
         self.journal.write("push", "done", remote=remote, branch=branch, commit=green,
                            ok=result.ok, rejected=result.rejected)

@@ -73,7 +73,7 @@ def test_config_sections_are_validated_with_key_paths(tmp_path: Path) -> None:
 def test_a_builtin_can_be_switched_off() -> None:
     config = MissionConfig(plugins={"rewards": {"enabled": False}})
     names = {p.name for p in PluginManager.load(config).plugins}
-    assert names == BUILTINS - {"rewards"}
+    assert BUILTINS - names == {"rewards"}  # other installed plugins (tracing) may load too
 
 
 def test_example_plugin_config_and_ordering_hook(monkeypatch: pytest.MonkeyPatch) -> None:
