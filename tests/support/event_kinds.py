@@ -53,6 +53,8 @@ def emitted_kinds(root: Path = ENGINE, base: Path = ROOT) -> tuple[dict[str, lis
                     unknown.append(f"{where}: append_event({ast.unparse(arg)})")
             elif name == "set_status" and node.args:
                 arg = node.args[0]
+                if isinstance(arg, ast.Call) and ast.unparse(arg.func).endswith("Status"):
+                    continue  # OpenTelemetry's Span.set_status(Status(...)): not a store event
                 if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
                     kinds.setdefault(f"{arg.value[:-1]}.status", []).append(where)
                 elif not forwarding:
