@@ -328,6 +328,10 @@ class MissionConfig(BaseSettings):
     merge_queue: MergeQueueConfig = Field(default_factory=MergeQueueConfig)
     state: StateConfig = Field(default_factory=StateConfig)
     ui: UiConfig = Field(default_factory=UiConfig)
+    plugins: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="[plugins.<name>] sections: each plugin's own settings (docs/plugins.md).",
+    )
 
     # Where the file was read from (not a TOML key).
     _source_path: Path | None = PrivateAttr(None)
@@ -481,9 +485,21 @@ def load_config(
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, file_path)) from None
     config._source_path = file_path
+    _check_plugins(config, file_path)
     _resolve_paths(config, config.base_dir)
     _check_pool_dir(config, file_path)
     return config
+
+
+def _check_plugins(config: MissionConfig, path: Path | None) -> None:
+    """``[plugins.<name>]`` sections name installed plugins and only their keys."""
+    from engine.plugins import PluginError, configure, discover
+
+    try:
+        configure(config.plugins, discover())
+    except PluginError as exc:
+        where = f"{path}: " if path else ""
+        raise ConfigError(f"{where}{exc}") from None
 
 
 def _check_pool_dir(config: MissionConfig, path: Path | None) -> None:

@@ -92,6 +92,8 @@ def _section(model: BaseModel, prefix: str) -> list[str]:
 def render_reference() -> str:
     lines = [HEADER]
     for name, field in MissionConfig.model_fields.items():
+        if name == "plugins":  # one section per installed plugin: docs/plugins.md
+            continue
         lines += _section(field.get_default(call_default_factory=True), name)
     return "\n".join(lines)
 

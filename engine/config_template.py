@@ -97,6 +97,8 @@ def render_template(objective: str = "Describe what the agents should achieve", 
     doc.add(tomlkit.comment("Environment variables override keys: MC_SCHEDULER__PARALLEL__NUM_WORKERS=4"))
     doc.add(tomlkit.nl())
     for section_name, field in MissionConfig.model_fields.items():
+        if section_name == "plugins":  # one section per installed plugin: docs/plugins.md
+            continue
         value = getattr(defaults, section_name, None)
         if value is None:
             value = field.get_default(call_default_factory=True)
@@ -106,6 +108,8 @@ def render_template(objective: str = "Describe what the agents should achieve", 
             table.add(tomlkit.comment(doc_line))
         _fill(table, value, section_name, objective, name)
         doc.add(section_name, table)
+    doc.add(tomlkit.comment("[plugins.<name>]: each installed plugin's own section, e.g. "
+                            "enabled = false (docs/plugins.md)"))
     return tomlkit.dumps(doc)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -58,14 +57,14 @@ async def run_unit(
         base, head = finished
         if rt.repo.ref_head(f"refs/heads/{branch}") != head:
             rt.repo.set_owned_ref(f"refs/heads/{branch}", head, "mc: unit branch after restart")
-        store.set_status("units", unit_id, UnitStatus.RUNNING, reason=None, resume_point=None)
+        rt.units.move(unit_id, UnitStatus.RUNNING, reason=None, resume_point=None)
         rt.log(f"unit {unit_id}: taking the work its agent finished before the restart on to "
                "review and the queue", unit_id=unit_id)
         return await review_and_submit(rt, unit_id, branch, base, head, unit["attempt_count"])
     base, start = starting_point(rt, unit, branch)
     attempt_no = unit["attempt_count"] + 1
-    store.set_status(
-        "units", unit_id, UnitStatus.RUNNING, reason=None, attempt_count=attempt_no,
+    rt.units.move(
+        unit_id, UnitStatus.RUNNING, reason=None, attempt_count=attempt_no,
         branch=branch, base_commit=base, head_commit=None, resume_point=None,
     )
     config = rt.config
@@ -95,7 +94,7 @@ async def run_unit(
             await rt.pool.release(ws)
 
     if outcome.failure_reason in FATAL_REASONS:
-        store.set_status("units", unit_id, UnitStatus.READY, reason=str(outcome.failure_reason))
+        rt.units.move(unit_id, UnitStatus.READY, reason=str(outcome.failure_reason))
         raise FatalAgentError(FATAL_REASONS[outcome.failure_reason])
 
     if outcome.status != "completed" or outcome.commits == 0:
@@ -107,8 +106,8 @@ async def run_unit(
             or outcome.failure_reason in (FailureReason.TIMEOUT, FailureReason.CRASH,
                                           FailureReason.BAD_OUTPUT)
         )
-        store.set_status(
-            "units", unit_id, UnitStatus.READY if retry else UnitStatus.FAILED,
+        rt.units.move(
+            unit_id, UnitStatus.READY if retry else UnitStatus.FAILED,
             reason=f"attempt {attempt_no}: {reason}",
         )
         backoff = None
@@ -162,12 +161,12 @@ async def review_and_submit(
     assert unit is not None
     problem = forbidden_change(rt, base, head)
     if problem:  # checked before (and without) the review gate: never a judgement call
-        store.set_status("units", unit_id, UnitStatus.REVIEWING)
+        rt.units.move(unit_id, UnitStatus.REVIEWING)
         record_verdict(rt, unit_id, ReviewVerdict(0.0, 0.0, 0.0, 0.0, False, problem),
                        attempt_no, reason=f"rejected before review: {problem}")
         return UnitRunResult(True)
     if rt.config.review.gate_completion:
-        store.set_status("units", unit_id, UnitStatus.REVIEWING)
+        rt.units.move(unit_id, UnitStatus.REVIEWING)
         diff = rt.repo.diff_text(base, head)
         stat = rt.repo.diff_stat(base, head)
         verdict = await review_unit(
@@ -185,7 +184,7 @@ async def review_and_submit(
             unit_id=unit_id, diffstat=stat.text, diff=rt.repo.diff_text(base, head),
         )
         if not allowed:
-            store.set_status("units", unit_id, UnitStatus.FAILED, reason="large merge not approved")
+            rt.units.move(unit_id, UnitStatus.FAILED, reason="large merge not approved")
             return UnitRunResult(True)
 
     submit(rt, unit_id, branch, head)
@@ -235,34 +234,31 @@ def record_verdict(rt: Runtime, unit_id: str, verdict: ReviewVerdict, attempt_no
     with store.transaction():  # a rejection and its consequence land together
         store.update("units", unit_id, review_score=verdict.score,
                      review_feedback=verdict.feedback)
-        store.append_event(
-            "review.scored", mission_id=rt.mission_id, unit_id=unit_id, score=verdict.score,
+        rejections = rt.units.record_review(  # the event and the count, together
+            unit_id, mission_id=rt.mission_id, passed=verdict.passed, score=verdict.score,
             alignment=verdict.alignment, approach=verdict.approach, tests=verdict.tests,
-            passed=verdict.passed, feedback=verdict.feedback, attempt=attempt_no,
+            feedback=verdict.feedback, attempt=attempt_no,
         )
         if not verdict.passed:
-            rejections = review_rejections(rt, unit_id)  # this one included
             reviews_left = rejections <= rt.config.review.max_review_retries
-            store.set_status(
-                "units", unit_id, UnitStatus.READY if reviews_left else UnitStatus.FAILED,
+            rt.units.move(
+                unit_id, UnitStatus.READY if reviews_left else UnitStatus.FAILED,
                 reason=reason or f"review {verdict.score:.1f} < "
                 f"{rt.config.review.min_review_score}: {verdict.feedback}",
             )
 
 
 def review_rejections(rt: Runtime, unit_id: str) -> int:
-    """How often the review gate rejected this unit (crashes and restarts do not count)."""
-    rows = rt.store.query(
-        "SELECT payload FROM events WHERE kind = 'review.scored' AND unit_id = ?", (unit_id,)
-    )
-    return sum(1 for r in rows if not json.loads(r["payload"]).get("passed"))
+    """How often the review gate rejected this unit (crashes and restarts do not count):
+    the ledger's ``units.review_rejections``."""
+    return rt.units.review_rejections(unit_id)
 
 
 def submit(rt: Runtime, unit_id: str, branch: str, head: str) -> None:
     """Unit to QUEUED and into the merge queue, in one transaction."""
     with rt.store.transaction():
-        rt.store.set_status(
-            "units", unit_id, UnitStatus.QUEUED, reason=None, head_commit=head, branch=branch
+        rt.units.move(
+            unit_id, UnitStatus.QUEUED, reason=None, head_commit=head, branch=branch
         )
         rt.queue.submit(unit_id, branch, head)
     rt.store.append_event(

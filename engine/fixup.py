@@ -62,10 +62,7 @@ def fixup_rounds(rt: Runtime, unit_id: str) -> int:
     A round cut short by a crash is not counted: the resumed run plays it again, so a
     ``kill -9`` never uses up one of the unit's ``fixup_max_attempts``.
     """
-    rows = rt.store.query(
-        "SELECT COUNT(*) AS n FROM events WHERE kind = 'fixup.winner' AND unit_id = ?", (unit_id,)
-    )
-    return int(rows[0]["n"])
+    return rt.units.fixup_rounds(unit_id)  # the ledger's units.fixup_rounds
 
 
 async def run_fixup(rt: Runtime, unit_id: str, detail: str) -> None:
@@ -83,8 +80,8 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str) -> None:
     round_no = fixup_rounds(rt, unit_id) + 1
     max_rounds = rt.config.green_branch.fixup_max_attempts
     if round_no > max_rounds:
-        store.set_status(
-            "units", unit_id, UnitStatus.FAILED,
+        rt.units.move(
+            unit_id, UnitStatus.FAILED,
             reason=f"fixup attempts exhausted ({max_rounds}); back to the planner: {detail[-300:]}",
         )
         return
@@ -186,21 +183,20 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str) -> None:
     winner = choose_winner([r for r in results if r is not None])
     if winner is None or not winner.verified:
         why = "no candidate produced a commit" if winner is None else "no candidate passed verification"
-        store.append_event(
-            "fixup.winner", mission_id=rt.mission_id, unit_id=unit_id, round=round_no,
-            candidate=None, reason=why,
+        rt.units.record_fixup_decision(
+            unit_id, mission_id=rt.mission_id, round=round_no, candidate=None, reason=why,
         )
         if round_no >= max_rounds:
-            store.set_status(
-                "units", unit_id, UnitStatus.FAILED,
+            rt.units.move(
+                unit_id, UnitStatus.FAILED,
                 reason=f"fixup failed after {round_no} round(s): {why}",
             )
             return
         await run_fixup(rt, unit_id, detail)
         return
     assert winner is not None and winner.head_commit is not None
-    store.append_event(
-        "fixup.winner", mission_id=rt.mission_id, unit_id=unit_id, round=round_no,
+    rt.units.record_fixup_decision(
+        unit_id, mission_id=rt.mission_id, round=round_no,
         candidate=winner.index + 1, approach=winner.approach, verified=winner.verified,
         tests_passed=winner.tests_passed, head=winner.head_commit,
     )
@@ -219,7 +215,7 @@ async def deliver_winner(
         unit_id=unit_id, diffstat=rt.repo.diff_stat(green, head).text,
         diff=rt.repo.diff_text(green, head),
     ):
-        rt.store.set_status("units", unit_id, UnitStatus.FAILED, reason="fixup not approved")
+        rt.units.move(unit_id, UnitStatus.FAILED, reason="fixup not approved")
         return
     submit(rt, unit_id, branch, head)
 

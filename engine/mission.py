@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from engine.config import MissionConfig
+from engine.ledger import UnitLedger
 from engine.models import (
     TERMINAL_UNIT_STATUSES,
     ApprovalStatus,
@@ -128,12 +129,12 @@ def adopt_for_resume(store: Store, mission_id: int) -> list[str]:
             finished = unit["head_commit"]  # set only once this attempt's agent finished
             if unit["status"] in (UnitStatus.RUNNING, UnitStatus.REVIEWING) and finished:
                 # in review or at a gate: the finished work goes on, it is not redone
-                store.set_status("units", unit["id"], UnitStatus.READY, resume_point="review",
+                UnitLedger(store).move(unit["id"], UnitStatus.READY, resume_point="review",
                                  reason="re-dispatched after restart: its finished work goes on")
                 notes.append(f"unit {unit['id']}: its finished work goes on to review and the queue")
             elif unit["status"] in (UnitStatus.RUNNING, UnitStatus.REVIEWING):
                 # runs again; commits the dead agent made are kept (see dispatch.starting_point)
-                store.set_status("units", unit["id"], UnitStatus.READY, resume_point="continue",
+                UnitLedger(store).move(unit["id"], UnitStatus.READY, resume_point="continue",
                                  reason="re-dispatched after restart")
                 notes.append(f"unit {unit['id']} re-dispatched (its agent died)")
         # nobody waits for these any more; a gate asks again when its action comes up again
@@ -154,7 +155,7 @@ def close_out(store: Store, mission_id: int, status: MissionStatus, reason: str)
     with store.transaction():
         for unit in store.units(mission_id):
             if UnitStatus(unit["status"]) not in TERMINAL_UNIT_STATUSES:
-                store.set_status("units", unit["id"], UnitStatus.CANCELLED,
+                UnitLedger(store).move(unit["id"], UnitStatus.CANCELLED,
                                  reason=f"mission {status}: {reason}"[:500])
         for merge in store.rows(
             "merges", "mission_id = ? AND status IN (?, ?, ?)",

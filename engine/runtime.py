@@ -10,6 +10,7 @@ import anyio
 from engine.agents import AgentBackend
 from engine.config import MissionConfig
 from engine.gitops import GitRepo, MergeQueue, WorkspacePool
+from engine.ledger import UnitLedger
 from engine.llm import LlmCaller
 from engine.store import Store
 
@@ -32,6 +33,10 @@ class Runtime:
     auto_approve: bool = False
     free_slots: set[int] = field(default_factory=set)
     slot_ready: anyio.Event = field(default_factory=anyio.Event)
+    units: UnitLedger = field(init=False)  # the one writer of unit status (engine/ledger.py)
+
+    def __post_init__(self) -> None:
+        self.units = UnitLedger(self.store)
 
     def log(self, message: str, *, level: str = "info", unit_id: str | None = None, **extra: Any) -> None:
         self.store.append_event(

@@ -28,7 +28,6 @@ import json
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +40,10 @@ from engine.gitops.candidate import Chain, build_chain
 from engine.gitops.cli import run_git
 from engine.gitops.errors import GitError
 from engine.gitops.includes import copy_included, included_files
+from engine.gitops.items import ChangeStage, NoUnits, QueueItem, QueueOutcome, UnitSink
 from engine.gitops.journal import Journal, JournalHook
 from engine.gitops.push import PushResult, fetch_remote, push_green
+from engine.gitops.reconcile import reconcile_queue
 from engine.gitops.repo import (
     GREEN_REF,
     WORKING_REF,
@@ -55,7 +56,7 @@ from engine.gitops.repo import (
 from engine.gitops.testresults import TestResults
 from engine.gitops.verify import VerificationResult, run_verification
 from engine.gitops.worktrees import clean_checkout, ensure_worktree
-from engine.models import UNIT_TRANSITIONS, MergeStatus, UnitStatus, VerificationStatus
+from engine.models import MergeStatus, VerificationStatus
 from engine.store.db import Store
 
 VERIFY_WORKTREE = "mc-verify"
@@ -63,22 +64,6 @@ REASON_TAIL = 4000
 ACTIVE = (MergeStatus.MERGING.value, MergeStatus.VERIFYING.value)
 
 
-@dataclass
-class QueueItem:
-    merge_id: int
-    unit_id: str | None
-    branch: str
-    head_commit: str
-
-
-@dataclass
-class QueueOutcome:
-    promoted: list[QueueItem] = field(default_factory=list)
-    conflicts: list[tuple[QueueItem, list[str]]] = field(default_factory=list)
-    failed: list[tuple[QueueItem, str]] = field(default_factory=list)
-    verifications: int = 0
-    green_before: str = ""
-    green_after: str = ""
 
 
 MAX_VERIFICATION_ERRORS = 3
@@ -113,6 +98,7 @@ class MergeQueue:
         max_output_bytes: int = 65536,
         flaky_reruns: int = 1,
         include: Sequence[str] = (),
+        units: UnitSink | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -126,6 +112,7 @@ class MergeQueue:
         self.max_output_bytes = max_output_bytes
         self.flaky_reruns = flaky_reruns
         self.include = list(include)  # worktree.include globs (see includes.py)
+        self.units: UnitSink = units or NoUnits()  # the ledger moves the units behind changes
         self.journal = Journal(store, self.mission_id)
         self._git = open_repository(repo.path)  # used only from worker threads, one at a time
         self._lock = anyio.Lock()
@@ -179,32 +166,19 @@ class MergeQueue:
         return [QueueItem(r["id"], r["unit_id"], r["branch"], r["head_commit"]) for r in rows]
 
     # ------------------------------------------------------------------ status helpers
-    def _move_unit(self, unit_id: str | None, status: UnitStatus, reason: str | None = None,
-                   **fields: Any) -> None:
-        """Move a unit if the transition is legal (a re-verified unit stays ``verifying``)."""
-        if unit_id is None:
-            return
-        row = self.store.get("units", unit_id)
-        if row is None:
-            return
-        current = UnitStatus(row["status"])
-        if current == status or status not in UNIT_TRANSITIONS[current]:
-            if fields:
-                self.store.update("units", unit_id, **fields)
-            return
-        self.store.set_status("units", unit_id, status, reason=reason, **fields)
-
-    def _move_merge(self, item: QueueItem, status: MergeStatus, reason: str | None = None,
-                    unit_status: UnitStatus | None = None, **fields: Any) -> None:
+    def move_merge(self, item: QueueItem, status: MergeStatus, reason: str | None = None,
+                    stage: ChangeStage | None = None, **fields: Any) -> None:
+        """Move a merge row, and report the change's ``stage`` to the unit sink (one
+        transaction)."""
         with self.store.transaction():
             row = self.store.get("merges", item.merge_id)
             if row is not None and row["status"] != status.value:
                 self.store.set_status("merges", item.merge_id, status, reason=reason, **fields)
             elif fields:
                 self.store.update("merges", item.merge_id, **fields)
-            if unit_status is not None:
-                extra = {"head_commit": item.head_commit} if unit_status == UnitStatus.MERGED else {}
-                self._move_unit(item.unit_id, unit_status, reason, **extra)
+            if stage is not None:
+                extra = {"head_commit": item.head_commit} if stage == ChangeStage.MERGED else {}
+                self.units.change_moved(item.unit_id, stage, reason, **extra)
 
     # ------------------------------------------------------------------ one batch
     async def run_once(self) -> QueueOutcome:
@@ -243,8 +217,8 @@ class MergeQueue:
             by_id = {i.merge_id: i for i in remaining}
             for merge_id in chain.already_in:
                 item = by_id[merge_id]
-                self._move_merge(item, MergeStatus.SKIPPED, "already in mc/green",
-                                 UnitStatus.MERGED)
+                self.move_merge(item, MergeStatus.SKIPPED, "already in mc/green",
+                                 ChangeStage.MERGED)
                 outcome.promoted.append(item)
             conflicts = chain.conflicts
             included = [by_id[link.key] for link in chain.links]
@@ -272,7 +246,7 @@ class MergeQueue:
         for merge_id, paths in conflicts.items():
             item = next(i for i in items if i.merge_id == merge_id)
             reason = "conflict in " + ", ".join(paths)
-            self._move_merge(item, MergeStatus.CONFLICT, reason, UnitStatus.FIXUP,
+            self.move_merge(item, MergeStatus.CONFLICT, reason, ChangeStage.FIXUP,
                              conflict_paths=paths)
             outcome.conflicts.append((item, paths))
         outcome.green_after = self.repo.green_head()
@@ -315,7 +289,7 @@ class MergeQueue:
         chain = await anyio.to_thread.run_sync(self._build_chain, green, branches)
         by_id = {i.merge_id: i for i in items}
         for link in chain.links:
-            self._move_merge(by_id[link.key], MergeStatus.MERGING, None, UnitStatus.MERGING,
+            self.move_merge(by_id[link.key], MergeStatus.MERGING, None, ChangeStage.MERGING,
                              candidate_commit=link.commit)
         self.journal.write("merge", "done", batch_id=batch_id, base=green,
                            candidates={link.key: link.commit for link in chain.links},
@@ -352,7 +326,7 @@ class MergeQueue:
               verdict: Verdict | None = None) -> None:
         why = f" ({verdict.note})" if verdict is not None and verdict.note else ""
         reason = f"verification failed{why}:\n" + _tail(output)
-        self._move_merge(item, MergeStatus.FAILED, reason, UnitStatus.FIXUP)
+        self.move_merge(item, MergeStatus.FAILED, reason, ChangeStage.FIXUP)
         outcome.failed.append((item, output))
         self.journal.write("culprit", "done", merge_id=item.merge_id)
 
@@ -464,7 +438,7 @@ class MergeQueue:
         ``green`` (the commit it is built on) and record both."""
         self.set_working(commit)
         for item in items:
-            self._move_merge(item, MergeStatus.VERIFYING, None, UnitStatus.VERIFYING)
+            self.move_merge(item, MergeStatus.VERIFYING, None, ChangeStage.VERIFYING)
         now = time.time()
         with self.store.transaction():
             vid = int(self.store.insert(
@@ -540,7 +514,7 @@ class MergeQueue:
         self.journal.write("promote", "done", batch_id=batch_id, old=old, new=new, merge_ids=ids)
         with self.store.transaction():
             for item in items:
-                self._move_merge(item, MergeStatus.PROMOTED, note, UnitStatus.MERGED)
+                self.move_merge(item, MergeStatus.PROMOTED, note, ChangeStage.MERGED)
             self.store.append_event("green.promoted", mission_id=self.mission_id, **{
                 "from": old, "to": new, "units": [i.unit_id or i.branch for i in items],
                 **({"note": note} if note else {})})
@@ -586,6 +560,4 @@ class MergeQueue:
 
     # ------------------------------------------------------------------ start-up
     def reconcile(self) -> list[str]:
-        from engine.gitops.reconcile import reconcile_queue
-
         return reconcile_queue(self)

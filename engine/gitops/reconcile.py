@@ -18,8 +18,9 @@ import time
 from typing import TYPE_CHECKING
 
 from engine.gitops.errors import GitError
+from engine.gitops.items import ChangeStage, QueueItem
 from engine.gitops.repo import WORKING_REF
-from engine.models import MergeStatus, UnitStatus, VerificationStatus
+from engine.models import MergeStatus, VerificationStatus
 
 if TYPE_CHECKING:
     from engine.gitops.queue import MergeQueue
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
 
 def reconcile_queue(queue: MergeQueue) -> list[str]:
     """Fix merge, verification and unit rows against ``mc/green``; returns notes."""
-    from engine.gitops.queue import QueueItem
-
     store, repo, mission_id = queue.store, queue.repo, queue.mission_id
     notes: list[str] = []
     try:
@@ -51,20 +50,21 @@ def reconcile_queue(queue: MergeQueue) -> list[str]:
         status = row["status"]
         if status == MergeStatus.PROMOTED.value:
             if not in_green:
-                queue._move_merge(item, MergeStatus.QUEUED,
+                queue.move_merge(item, MergeStatus.QUEUED,
                                   "requeued: recorded as promoted but missing from mc/green")
                 notes.append(f"merge {item.merge_id} ({item.branch}) was lost from mc/green; requeued")
             continue
         if in_green:
             final = MergeStatus.PROMOTED if status in _active() else MergeStatus.SKIPPED
-            queue._move_merge(item, final, "reconciled: already in mc/green", UnitStatus.MERGED)
+            queue.move_merge(item, final, "reconciled: already in mc/green", ChangeStage.MERGED)
             notes.append(f"merge {item.merge_id} ({item.branch}) is already in mc/green: {final.value}")
         elif status in _active():
-            queue._move_merge(item, MergeStatus.QUEUED, "requeued after an interrupted run",
-                              UnitStatus.QUEUED)
+            queue.move_merge(item, MergeStatus.QUEUED, "requeued after an interrupted run",
+                              ChangeStage.QUEUED)
             notes.append(f"merge {item.merge_id} ({item.branch}) was {status}; requeued")
 
-    _reconcile_units(queue, green, notes)
+    # units left merging/verifying without an active merge row: the ledger requeues them
+    notes.extend(queue.units.requeue_orphans(queue.mission_id, _active()))
     for entry in queue.journal.open_intents("push"):
         notes.append(f"push of {entry['data'].get('commit', '')[:10]} was interrupted; push again")
     if repo.ref_head(WORKING_REF) != green:
@@ -74,18 +74,6 @@ def reconcile_queue(queue: MergeQueue) -> list[str]:
     for note in notes:
         store.append_event("log", mission_id=mission_id, level="info", message=f"merge queue: {note}")
     return notes
-
-
-def _reconcile_units(queue: MergeQueue, green: str, notes: list[str]) -> None:
-    """Units left in merging/verifying without an active merge row go back to queued."""
-    rows = queue.store.query(
-        "SELECT u.id, u.status FROM units u WHERE u.mission_id = ? AND u.status IN (?, ?)"
-        " AND NOT EXISTS (SELECT 1 FROM merges m WHERE m.unit_id = u.id AND m.status IN (?, ?))",
-        (queue.mission_id, UnitStatus.MERGING.value, UnitStatus.VERIFYING.value, *_active()),
-    )
-    for row in rows:
-        queue._move_unit(row["id"], UnitStatus.QUEUED, "requeued after an interrupted run")
-        notes.append(f"unit {row['id']} was {row['status']}; back to queued")
 
 
 def _active() -> tuple[str, str]:

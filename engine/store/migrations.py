@@ -205,6 +205,17 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE verifications ADD COLUMN accepted INTEGER",
         "ALTER TABLE verifications ADD COLUMN note TEXT",
     ],
+    # 7: the unit ledger's counters (engine/ledger.py), which decisions read instead of
+    #    recounting event payloads; filled from the events of older stores
+    [
+        "ALTER TABLE units ADD COLUMN review_rejections INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE units ADD COLUMN fixup_rounds INTEGER NOT NULL DEFAULT 0",
+        """UPDATE units SET review_rejections = (
+            SELECT COUNT(*) FROM events e WHERE e.kind = 'review.scored' AND e.unit_id = units.id
+            AND COALESCE(json_extract(e.payload, '$.passed'), 0) = 0)""",
+        """UPDATE units SET fixup_rounds = (
+            SELECT COUNT(*) FROM events e WHERE e.kind = 'fixup.winner' AND e.unit_id = units.id)""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

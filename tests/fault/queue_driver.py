@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 
 from engine.gitops import GitRepo, MergeQueue
+from engine.ledger import UnitLedger
 from engine.store.db import Store
 
 VERIFY = 'sleep 0.2; for f in BROKEN*; do [ -e "$f" ] && { echo "broken: $f"; exit 1; }; done; echo ok'
@@ -54,7 +55,7 @@ async def main(target: Path, state: Path) -> dict[str, Any]:
     repo.ensure_green("main")
     store = Store(state / "mission.db")
     queue = MergeQueue(repo, store, mission_id=1, verify_command=VERIFY, verify_timeout=30,
-                       batch_size=4, verify_dir=state / "verify")
+                       batch_size=4, verify_dir=state / "verify", units=UnitLedger(store))
     queue.journal_hook = fault_hook()
     notes = queue.reconcile()
     runs = 0

@@ -19,6 +19,7 @@ import pygit2
 import pytest
 
 from engine.gitops import GitRepo, MergeQueue
+from engine.ledger import UnitLedger
 from engine.store.db import Store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,7 +69,7 @@ def setup(tmp: Path, slow_push: bool = False) -> tuple[Path, Path, Path, dict[st
     store = Store(state / "mission.db")
     store.insert("missions", {"objective": "fault test", "status": "running", "started_at": time.time()})
     queue = MergeQueue(repo, store, mission_id=1, verify_command="true", verify_timeout=5,
-                       batch_size=4, verify_dir=state / "verify")
+                       batch_size=4, verify_dir=state / "verify", units=UnitLedger(store))
     heads: dict[str, str] = {}
     for uid, files in UNITS.items():
         heads[uid] = commit_on(repo.pygit, f"mc/unit/{uid}", green, files)

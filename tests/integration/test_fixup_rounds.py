@@ -82,8 +82,8 @@ async def test_a_round_cut_short_by_a_crash_is_played_again(tmp_path: Path) -> N
 @pytest.mark.anyio
 async def test_decided_rounds_use_up_the_attempts(tmp_path: Path) -> None:
     rt = runtime_with_broken_unit(tmp_path, fixup_max_attempts=1)
-    rt.store.append_event("fixup.winner", mission_id=rt.mission_id, unit_id="u1", round=1,
-                          candidate=None, reason="no candidate passed verification")
+    rt.units.record_fixup_decision("u1", mission_id=rt.mission_id, round=1,
+                                   candidate=None, reason="no candidate passed verification")
     await run_fixup(rt, "u1", "verification failed")
     unit = rt.store.get("units", "u1")
     assert unit["status"] == UnitStatus.FAILED
@@ -108,8 +108,8 @@ async def test_a_decided_winner_the_crash_kept_from_the_queue_is_delivered_not_r
     # the killed run had decided round 1 (candidate 2) and was waiting at the fixup gate
     rt.store.append_event("fixup.started", mission_id=rt.mission_id, unit_id="u1", round=1,
                           candidates=2, detail="verification failed")
-    rt.store.append_event("fixup.winner", mission_id=rt.mission_id, unit_id="u1", round=1,
-                          candidate=2, approach="a", verified=True, head=fixed)
+    rt.units.record_fixup_decision("u1", mission_id=rt.mission_id, round=1,
+                                   candidate=2, approach="a", verified=True, head=fixed)
     await run_fixup(rt, "u1", "verification failed")
     unit = rt.store.get("units", "u1")
     assert unit["status"] == UnitStatus.QUEUED, unit["reason"]
@@ -123,8 +123,8 @@ async def test_a_winner_the_gate_denied_is_not_delivered_later(tmp_path: Path) -
     rt = runtime_with_broken_unit(tmp_path, fixup_max_attempts=2)
     fixed = commit_on_branch(rt, "mc/fixup/u1/1-1", rt.repo.green_head(), "app/greet.py",
                              "raise SystemExit('denied work')\n", "denied")
-    rt.store.append_event("fixup.winner", mission_id=rt.mission_id, unit_id="u1", round=1,
-                          candidate=1, approach="a", verified=True, head=fixed)
+    rt.units.record_fixup_decision("u1", mission_id=rt.mission_id, round=1,
+                                   candidate=1, approach="a", verified=True, head=fixed)
     # what followed the denial: the unit failed (and later came back to fixup)
     rt.store.append_event("unit.status", mission_id=rt.mission_id, unit_id="u1", id="u1",
                           **{"from": "fixup", "to": "failed", "reason": "fixup not approved"})

@@ -19,6 +19,7 @@ from test_git_support import (
 
 from engine.gitops import GitError, GitRepo, MergeQueue
 from engine.gitops.bisect import first_failing_prefix
+from engine.ledger import UnitLedger
 from engine.models import UnitStatus
 from engine.store.db import Store
 
@@ -41,6 +42,7 @@ class Env:
         self.queue = MergeQueue(
             self.repo, self.store, mission_id=self.mission, verify_command=command,
             verify_timeout=timeout, batch_size=batch_size, verify_dir=tmp / "state" / "verify",
+            units=UnitLedger(self.store),
         )
 
     def unit(self, uid: str, files: dict[str, str | None], base: str | None = None) -> int:
@@ -220,7 +222,7 @@ def test_reconcile_fixes_rows_left_by_a_crash(tmp_path: Path) -> None:
     # ...one mid-merge that never got in, one verification still "running".
     lost = env.unit("lost", {"l.txt": "l"})
     env.store.set_status("merges", lost, "merging")
-    env.queue._move_unit("lost", UnitStatus.MERGING)
+    UnitLedger(env.store).move_if_legal("lost", UnitStatus.MERGING)
     vid = env.store.insert("verifications", {"mission_id": env.mission, "commit_sha": in_green,
                                              "command": "x", "status": "running", "started_at": 0})
     env.repo.set_owned_ref("mc/working", in_green, "test")

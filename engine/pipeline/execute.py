@@ -1,0 +1,254 @@
+"""The execute phase: dispatch ready units to agents, feed the merge queue, run fixups,
+until every leaf of the epoch is final.
+
+On a stop (user, budget, wall time) agents are cancelled at once, but the merge queue
+drains: verified work that is already paid for still lands.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from typing import Any
+
+import anyio
+
+from engine.dispatch import FATAL_REASONS, run_unit
+from engine.fixup import run_fixup
+from engine.gates.fixup_select import count_lint_errors, parse_test_counts
+from engine.llm import LlmCallFailed
+from engine.models import TERMINAL_UNIT_STATUSES, UnitStatus
+from engine.pipeline.commands import CommandInbox
+from engine.pipeline.state import EpochResult, MissionState, leaf_exceptions, leaf_tally
+from engine.pipeline.stop import StopPolicy
+from engine.runtime import FatalAgentError
+from engine.store import IllegalTransition
+
+TICK_SECONDS = 0.05
+
+
+class ExecutePhase:
+    def __init__(self, state: MissionState, inbox: CommandInbox, policy: StopPolicy) -> None:
+        self.state = state
+        self.inbox = inbox
+        self.policy = policy
+
+    async def run(self, epoch_id: int) -> EpochResult:
+        state, rt = self.state, self.state.rt
+        result = EpochResult()
+        running: set[str] = set()
+        fixing: set[str] = set()
+        agent_scopes: dict[str, anyio.CancelScope] = {}
+        workers = rt.config.scheduler.parallel.num_workers
+        queue_busy = False
+        errors: list[BaseException] = []
+        wake = _Waker()
+
+        async def unit_task(unit_id: str, slot: int) -> None:
+            with anyio.CancelScope() as scope:
+                agent_scopes[f"unit:{unit_id}"] = scope
+                try:
+                    options = state.plugins.worker_options(state.store.get("units", unit_id) or {})
+                    outcome = await run_unit(rt, unit_id, slot, model=options.model,
+                                             single_pass=options.single_pass)
+                    state.plugins.session_ended(rt, outcome.agent_ok)
+                    if outcome.retry_after:
+                        state.not_before[unit_id] = time.monotonic() + outcome.retry_after
+                except Exception as exc:
+                    self.unit_error(unit_id, exc, errors)
+                finally:
+                    agent_scopes.pop(f"unit:{unit_id}", None)
+                    running.discard(unit_id)
+                    rt.give_slot(slot)
+                    wake.set()
+
+        async def fixup_task(unit_id: str, detail: str) -> None:
+            with anyio.CancelScope() as scope:
+                agent_scopes[f"fixup:{unit_id}"] = scope
+                try:
+                    await run_fixup(rt, unit_id, detail)
+                except Exception as exc:
+                    self.unit_error(unit_id, exc, errors)
+                finally:
+                    agent_scopes.pop(f"fixup:{unit_id}", None)
+                    fixing.discard(unit_id)
+                    wake.set()
+
+        async def queue_task() -> None:
+            nonlocal queue_busy
+            try:
+                outcome = await rt.queue.run_once()
+                for item, _detail in [*outcome.conflicts, *outcome.failed]:
+                    if item.unit_id and not state.stop.requested:
+                        self.start_fixup(tg, fixup_task, fixing, item.unit_id)
+            except Exception as exc:  # e.g. the verification cannot run at all
+                errors.append(exc)
+            finally:
+                queue_busy = False
+                wake.set()
+
+        async with anyio.create_task_group() as tg:
+            # Units left in FIXUP by a crash are repaired again.
+            for unit in state.epoch_units(epoch_id):
+                if unit["status"] == UnitStatus.FIXUP:
+                    self.start_fixup(tg, fixup_task, fixing, unit["id"])
+            while True:
+                self.inbox.take()
+                if errors:
+                    tg.cancel_scope.cancel()
+                    break
+                units = state.epoch_units(epoch_id)
+                if not state.stop.requested:
+                    self.policy.check_limits()
+                if state.stop.requested:
+                    for scope in list(agent_scopes.values()):
+                        scope.cancel()
+                    if not queue_busy and rt.queue.pending() == 0:
+                        result.stop = (state.stop.status, state.stop.reason)
+                        tg.cancel_scope.cancel()
+                        break
+                else:
+                    self.update_readiness(units)
+                    if not state.paused:
+                        self.dispatch(tg, unit_task, units, running, workers)
+                if not queue_busy and rt.queue.pending() > 0:
+                    queue_busy = True
+                    tg.start_soon(queue_task)
+                leaves = [u for u in units if u["is_leaf"]]
+                done = all(u["status"] in TERMINAL_UNIT_STATUSES for u in leaves)
+                if done and not running and not fixing and not queue_busy and rt.queue.pending() == 0:
+                    break
+                await wake.wait(TICK_SECONDS * 4)
+        if errors:
+            raise errors[0]
+
+        units = state.epoch_units(epoch_id)
+        self.roll_up_parents(units)
+        result.merged, result.failed = leaf_tally(units)
+        last = state.store.query(
+            "SELECT output FROM verifications WHERE mission_id = ? AND (status = 'passed' OR "
+            "accepted = 1) ORDER BY id DESC LIMIT 1", (rt.mission_id,),
+        )
+        if last:
+            result.tests_passed, result.tests_failed = parse_test_counts(last[0]["output"])
+            result.lint_errors = count_lint_errors(last[0]["output"])
+        return result
+
+    # ------------------------------------------------------------------ scheduling
+    def ready(self, units: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Ready leaves in dispatch order: priority, age, then the plugins' ``order_ready``."""
+        ready = [u for u in units if u["is_leaf"] and u["status"] == UnitStatus.READY]
+        ordered = sorted(ready, key=lambda u: (u["priority"], u["created_at"]))
+        return self.state.plugins.order_ready(ordered)
+
+    def dispatch(
+        self, tg: Any, unit_task: Any, units: list[dict[str, Any]], running: set[str], workers: int,
+    ) -> None:
+        state, rt = self.state, self.state.rt
+        limit = state.plugins.dispatch_limit(workers)
+        now = time.monotonic()
+        for unit in self.ready(units):
+            if len(running) >= limit:
+                break
+            if unit["id"] in running or state.not_before.get(unit["id"], 0) > now:
+                continue
+            slot = min((s for s in rt.free_slots if s < workers), default=None)
+            if slot is None:
+                break
+            rt.free_slots.discard(slot)
+            running.add(unit["id"])
+            tg.start_soon(unit_task, unit["id"], slot)
+
+    def unit_error(self, unit_id: str, exc: Exception, errors: list[BaseException]) -> None:
+        """One unit's trouble fails that unit; only auth / usage-limit problems stop the mission."""
+        state, rt = self.state, self.state.rt
+        leaves = leaf_exceptions(exc)
+        for leaf in leaves:
+            if isinstance(leaf, FatalAgentError):
+                errors.append(leaf)
+                return
+            if isinstance(leaf, LlmCallFailed) and leaf.reason in FATAL_REASONS:
+                errors.append(FatalAgentError(FATAL_REASONS[leaf.reason]))
+                return
+        reason = "; ".join(f"{type(leaf).__name__}: {leaf}" for leaf in leaves)
+        trace = "".join(traceback.format_exception(exc))[-6000:]  # for whoever debugs it
+        rt.log(f"unit {unit_id} failed: {reason}", level="error", unit_id=unit_id, traceback=trace)
+        try:
+            self.state.rt.units.move(unit_id, UnitStatus.FAILED, reason=reason[:2000])
+        except IllegalTransition:
+            pass  # already terminal (e.g. merged by the queue meanwhile)
+        state.plugins.session_ended(rt, False)
+
+    def start_fixup(self, tg: Any, fixup_task: Any, fixing: set[str], unit_id: str) -> None:
+        if unit_id in fixing:
+            return
+        unit = self.state.store.get("units", unit_id)
+        if unit is None or unit["status"] != UnitStatus.FIXUP:
+            return
+        fixing.add(unit_id)
+        tg.start_soon(fixup_task, unit_id, unit["reason"] or "verification failed")
+
+    # ------------------------------------------------------------------ the plan tree
+    def update_readiness(self, units: list[dict[str, Any]]) -> None:
+        """PLANNED leaves become READY when their dependencies are merged, BLOCKED if one failed."""
+        by_id = {u["id"]: u for u in units}
+        for unit in units:
+            if not unit["is_leaf"] or unit["status"] != UnitStatus.PLANNED:
+                continue
+            # The planner already resolves a leaf's dependencies to leaves (inherited ones
+            # included); an inner node id is expanded to its leaves all the same.
+            leaf_deps: set[str] = set()
+            for dep in unit["dependencies"]:
+                leaf_deps.update(leaves_under(dep, units))
+            states = [by_id[d]["status"] for d in leaf_deps if d in by_id]
+            if any(s in (UnitStatus.FAILED, UnitStatus.BLOCKED, UnitStatus.CANCELLED) for s in states):
+                self.state.rt.units.move(unit["id"], UnitStatus.BLOCKED,
+                                 reason="a dependency failed")
+                unit["status"] = UnitStatus.BLOCKED
+            elif all(s == UnitStatus.MERGED for s in states):
+                self.state.rt.units.move(unit["id"], UnitStatus.READY)
+                unit["status"] = UnitStatus.READY
+
+    def roll_up_parents(self, units: list[dict[str, Any]]) -> None:
+        """Inner plan nodes take a terminal status from their leaves."""
+        for unit in units:
+            if unit["is_leaf"] or unit["status"] in TERMINAL_UNIT_STATUSES:
+                continue
+            leaves = leaves_under(unit["id"], units)
+            states = {u["status"] for u in units if u["id"] in leaves}
+            final = UnitStatus.MERGED if states == {UnitStatus.MERGED} else UnitStatus.FAILED
+            self.state.rt.units.move(
+                unit["id"], final,
+                reason=None if final == UnitStatus.MERGED else "not all parts merged")
+
+
+def leaves_under(unit_id: str, units: list[dict[str, Any]]) -> set[str]:
+    children: dict[str, list[dict[str, Any]]] = {}
+    for u in units:
+        if u["parent_id"]:
+            children.setdefault(u["parent_id"], []).append(u)
+    out: set[str] = set()
+    stack = [unit_id]
+    while stack:
+        current = stack.pop()
+        kids = children.get(current)
+        if kids:
+            stack.extend(k["id"] for k in kids)
+        else:
+            out.add(current)
+    return out
+
+
+class _Waker:
+    """Wakes the dispatch loop when a task finishes (else it polls on a slow tick)."""
+
+    def __init__(self) -> None:
+        self._event = anyio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def wait(self, timeout: float) -> None:
+        with anyio.move_on_after(timeout):
+            await self._event.wait()
+        self._event = anyio.Event()

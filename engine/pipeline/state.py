@@ -1,0 +1,105 @@
+"""What the phases of one mission share: the runtime, the plugins, the stop request, the
+cost and progress trackers; and the outcome of one epoch."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.budget import EmaCostTracker
+from engine.gates.evaluator import ProgressEvaluator
+from engine.models import MissionStatus, UnitStatus
+from engine.plugins import PluginManager
+from engine.runtime import Runtime
+from engine.store import Store
+
+Stop = tuple[MissionStatus, str]
+
+
+@dataclass
+class EpochResult:
+    merged: int = 0
+    failed: int = 0
+    cost: float = 0.0
+    tests_passed: int | None = None  # None: no passing verification to read them from
+    tests_failed: int | None = None
+    lint_errors: int | None = None
+    stop: Stop | None = None
+
+
+@dataclass
+class StopRequest:
+    requested: bool = False
+    reason: str = ""
+    status: MissionStatus = MissionStatus.STOPPED
+
+
+@dataclass
+class MissionState:
+    """The mission-wide state every phase reads and some update."""
+
+    rt: Runtime
+    plugins: PluginManager
+    started: float  # monotonic time the mission (counting earlier runs) started
+    stop: StopRequest = field(default_factory=StopRequest)
+    paused: bool = False
+    ema: EmaCostTracker = field(default_factory=EmaCostTracker)
+    evaluator: ProgressEvaluator = field(default_factory=ProgressEvaluator)
+    objective_checks: int = 0
+    objective_feedback: str | None = None
+    not_before: dict[str, float] = field(default_factory=dict)  # unit id -> monotonic time
+    aux: Any = None  # the mc/aux worktree one-shot LLM calls run in
+
+    @property
+    def store(self) -> Store:
+        return self.rt.store
+
+    def request_stop(self, reason: str, status: MissionStatus = MissionStatus.STOPPED) -> None:
+        self.stop = StopRequest(True, reason, status)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def restore(self) -> None:
+        """On resume: rebuild the EMA, the stall evaluator and the objective-check count."""
+        for row in self.store.query(
+            "SELECT kind, payload FROM events WHERE mission_id = ? AND kind IN "
+            "('epoch.feedback', 'objective.checked') ORDER BY id", (self.rt.mission_id,),
+        ):
+            payload = json.loads(row["payload"])
+            if row["kind"] == "objective.checked":
+                self.objective_checks += 1
+                if not payload.get("met"):
+                    self.objective_feedback = payload.get("feedback")
+            else:
+                self.ema.observe(float(payload.get("cost") or 0.0))
+                self.evaluator.record(units_merged=int(payload.get("merged") or 0),
+                                      tests_passed=payload.get("tests_passed"),
+                                      tests_failed=payload.get("tests_failed"),
+                                      lint_errors=payload.get("lint_errors"))
+
+    def epoch_units(self, epoch_id: int) -> list[dict[str, Any]]:
+        return self.store.rows("units", "epoch_id = ?", (epoch_id,), order="created_at, id")
+
+    def stall_stop(self) -> Stop | None:
+        threshold = self.rt.config.rounds.stall_threshold
+        if self.evaluator.stalled(threshold):
+            return MissionStatus.STALLED, f"no progress for {threshold} epoch(s)"
+        return None
+
+
+def leaf_tally(units: list[dict[str, Any]]) -> tuple[int, int]:
+    """(merged, failed or blocked) leaf units: an epoch's outcome."""
+    leaves = [u for u in units if u["is_leaf"]]
+    merged = sum(1 for u in leaves if u["status"] == UnitStatus.MERGED)
+    failed = sum(1 for u in leaves if u["status"] in (UnitStatus.FAILED, UnitStatus.BLOCKED))
+    return merged, failed
+
+
+def leaf_exceptions(exc: BaseException) -> list[BaseException]:
+    """The real errors inside (nested) exception groups, so a failure names its cause."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in leaf_exceptions(inner)]
+    return [exc]

@@ -1,0 +1,99 @@
+"""The wiring root: from a config, a store and a mission row to the :class:`Runtime` every
+phase shares (repository, worktree pool, merge queue, LLM caller, agent backend)."""
+
+from __future__ import annotations
+
+from engine.agents import AgentBackend, AgentUnavailable, make_backend
+from engine.config import MissionConfig, unavailable_notes
+from engine.dispatch import unit_branch
+from engine.gitops import GitError, GitRepo, MergeQueue, WorkspacePool
+from engine.gitops.branches import apply_base_branch
+from engine.gitops.preflight import preflight
+from engine.ledger import UnitLedger
+from engine.llm import LlmCaller
+from engine.runtime import Runtime
+from engine.store import Store
+
+INTERRUPTED_WORK_MESSAGE = (
+    "wip: uncommitted work of an agent session a restart cut short (saved by mc)"
+)
+
+
+class MissionSetupError(RuntimeError):
+    """The mission cannot start (bad repo, missing agent CLI, busy). Exit code 2."""
+
+
+def check_target(
+    config: MissionConfig, objective: str, backend: AgentBackend | None
+) -> tuple[AgentBackend, GitRepo, list[str]]:
+    """Everything that must hold before a mission may start: an objective, an available
+    agent, a usable repository (mc/green exists, preflight passes). Returns the backend, the
+    repository and preflight notes; raises :class:`MissionSetupError`."""
+    if not objective.strip():
+        raise MissionSetupError("target.objective is empty: say what the mission should achieve")
+    backend = backend or make_backend(config)
+    try:
+        backend.check_available()
+    except AgentUnavailable as exc:
+        raise MissionSetupError(str(exc)) from None
+    try:
+        repo = GitRepo(config.target.path)
+        repo.ensure_green(apply_base_branch(config, repo).name)
+        notes = preflight(repo, config.worktree.include, "refs/heads/mc/green")
+    except GitError as exc:
+        raise MissionSetupError(str(exc)) from None
+    return backend, repo, notes
+
+
+def wire_runtime(
+    config: MissionConfig, store: Store, *, backend: AgentBackend, repo: GitRepo,
+    mission_id: int, objective: str, auto_approve: bool, notes: list[str],
+) -> Runtime:
+    """Build the mission's runtime (the process holds the mission lock): repair the pool,
+    save a dead run's uncommitted work, reconcile the queue. Raises ``GitError``."""
+
+    def log(message: str, level: str = "info") -> None:
+        store.append_event("log", mission_id=mission_id, level=level, message=message)
+
+    for note in repo.clear_stale_locks():  # safe: this process now holds the mission
+        log(note)
+    for note in unavailable_notes(config) + notes:
+        log(note, "warning")
+    if config.agent.backend == "command":
+        log("agent.backend = command reports no cost: sessions count as $0 against "
+            "the budget, so scheduler.budget cannot stop this mission", "warning")
+    if config.agent.permission_mode == "bypassPermissions":
+        log("agent.permission_mode = bypassPermissions: agents run with NO permission "
+            "checks (any file, any command, .git included); you opted in", "warning")
+    workers = config.scheduler.parallel.num_workers
+    pool = WorkspacePool(repo, config.pool_dir(), workers + config.green_branch.fixup_candidates + 1,
+                         include=config.worktree.include)
+    continuing = {unit_branch(u["id"]) for u in store.units(mission_id)
+                  if u["resume_point"] == "continue"}
+    if config.scheduler.parallel.pool_dir is None:  # our own old default: ours to move
+        for note in pool.migrate_from(config.legacy_pool_dir(), continuing,
+                                      INTERRUPTED_WORK_MESSAGE):
+            log(note)
+    for note in pool.save_uncommitted(continuing, INTERRUPTED_WORK_MESSAGE):
+        log(note)
+    for note in pool.repair():
+        log(note)
+    queue = MergeQueue(
+        repo, store, mission_id=mission_id,
+        verify_command=config.target.verification.command,
+        verify_timeout=config.target.verification.timeout,
+        batch_size=config.merge_queue.batch_size,
+        verify_dir=config.pool_dir() / "verify",
+        max_output_bytes=config.merge_queue.max_output_bytes,
+        flaky_reruns=config.target.verification.flaky_reruns,
+        include=config.worktree.include,
+        units=UnitLedger(store),
+    )
+    for note in queue.reconcile():
+        log(note)
+    llm = LlmCaller(store, backend, config, mission_id=mission_id, workdir=repo.path)
+    return Runtime(
+        config=config, store=store, repo=repo, pool=pool, queue=queue, backend=backend,
+        llm=llm, mission_id=mission_id, objective=objective, auto_approve=auto_approve,
+        free_slots=set(range(workers + config.green_branch.fixup_candidates)),
+    )

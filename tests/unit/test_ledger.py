@@ -1,0 +1,104 @@
+"""The unit ledger: the one writer of unit status, counters in the event's transaction,
+and the migration that fills the counters of stores written by older versions."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.ledger import Unit, UnitLedger
+from engine.models import UnitStatus
+from engine.store import IllegalTransition, Store
+from engine.store.migrations import SCHEMA_VERSION, migrate
+
+ENGINE = Path(__file__).resolve().parents[2] / "engine"
+
+
+def _unit(store: Store, mission_id: int, unit_id: str, status: str = "ready") -> None:
+    now = time.time()
+    store.insert("units", {"id": unit_id, "mission_id": mission_id, "title": unit_id,
+                           "status": status, "created_at": now, "updated_at": now})
+
+
+def _mission(store: Store) -> int:
+    return int(store.insert("missions", {"objective": "o", "status": "running",
+                                         "started_at": 0.0}))
+
+
+def test_counters_move_with_their_events(tmp_path: Path) -> None:
+    store = Store(tmp_path / "m.db")
+    mission = _mission(store)
+    _unit(store, mission, "u")
+    ledger = UnitLedger(store)
+    assert ledger.record_review("u", mission_id=mission, passed=False, score=3.0) == 1
+    assert ledger.record_review("u", mission_id=mission, passed=True, score=9.0) == 1
+    assert ledger.record_review("u", mission_id=mission, passed=False, score=2.0) == 2
+    assert ledger.record_fixup_decision("u", mission_id=mission, round=1, candidate=None) == 1
+    unit = ledger.get("u")
+    assert isinstance(unit, Unit) and unit.status == UnitStatus.READY
+    assert (unit.review_rejections, unit.fixup_rounds) == (2, 1)
+    kinds = [e.kind for e in store.events_after(0)]
+    assert kinds.count("review.scored") == 3 and kinds.count("fixup.winner") == 1
+
+
+def test_a_failed_transaction_loses_the_event_and_the_count_together(tmp_path: Path) -> None:
+    store = Store(tmp_path / "m.db")
+    mission = _mission(store)
+    _unit(store, mission, "u")
+    ledger = UnitLedger(store)
+    with pytest.raises(RuntimeError), store.transaction():
+        ledger.record_review("u", mission_id=mission, passed=False)
+        raise RuntimeError("crash before commit")
+    assert ledger.review_rejections("u") == 0
+    assert not [e for e in store.events_after(0) if e.kind == "review.scored"]
+
+
+def test_moves_are_checked_and_illegal_ones_skipped_only_when_asked(tmp_path: Path) -> None:
+    store = Store(tmp_path / "m.db")
+    mission = _mission(store)
+    _unit(store, mission, "u", "merged")
+    ledger = UnitLedger(store)
+    with pytest.raises(IllegalTransition):
+        ledger.move("u", UnitStatus.QUEUED)
+    ledger.move_if_legal("u", UnitStatus.QUEUED, head_commit="abc")  # merged is final
+    row = store.get("units", "u")
+    assert row is not None and (row["status"], row["head_commit"]) == ("merged", "abc")
+
+
+def test_the_migration_fills_the_counters_of_an_old_store(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, target=SCHEMA_VERSION - 1)  # the schema before the ledger's columns
+    conn.execute("INSERT INTO missions (id, objective, status, started_at) VALUES (1, 'o', "
+                 "'interrupted', 0)")
+    for uid in ("a", "b"):
+        conn.execute("INSERT INTO units (id, mission_id, title, status, created_at, updated_at) "
+                     "VALUES (?, 1, ?, 'fixup', 0, 0)", (uid, uid))
+    events = [("review.scored", "a", {"passed": False}), ("review.scored", "a", {"passed": True}),
+              ("review.scored", "a", {"score": 1.0}), ("review.scored", "b", {"passed": True}),
+              ("fixup.winner", "a", {"round": 1}), ("fixup.winner", "a", {"round": 2}),
+              ("fixup.started", "b", {"round": 1})]
+    for kind, uid, payload in events:
+        conn.execute("INSERT INTO events (ts, kind, mission_id, unit_id, payload) "
+                     "VALUES (0, ?, 1, ?, ?)", (kind, uid, json.dumps(payload)))
+    conn.close()
+    ledger = UnitLedger(Store(path))  # opening migrates
+    a, b = ledger.get("a"), ledger.get("b")
+    assert a is not None and (a.review_rejections, a.fixup_rounds) == (2, 2)
+    assert b is not None and (b.review_rejections, b.fixup_rounds) == (0, 0)
+
+
+def test_only_the_ledger_writes_unit_status() -> None:
+    writers = []
+    for path in ENGINE.rglob("*.py"):
+        text = path.read_text()
+        if re.search(r'set_status\(\s*"units"', text) and path.name not in ("ledger.py", "db.py"):
+            writers.append(str(path.relative_to(ENGINE)))
+        if re.search(r'UPDATE units SET [^"]*status', text):
+            writers.append(str(path.relative_to(ENGINE)))
+    assert writers == []
