@@ -16,8 +16,8 @@ import pytest
 
 from engine.demo import prepare_demo
 from engine.store import Store
-from mc_tui.synthetic import write_synthetic_mission
 from tests.support.browser import chromium, free_port, live_server
+from tests.support.tui_world import write_synthetic_mission
 
 pytestmark = pytest.mark.slow
 SCREENSHOT = os.environ.get("MC_LIVE_SCREENSHOT")  # a path: save the page there (docs/live.png)

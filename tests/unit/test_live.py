@@ -18,7 +18,7 @@ from engine.services.live.security import CSRF_COOKIE, is_loopback
 from engine.services.live.server import LiveServerError, bind_token
 from engine.store import Store
 from mc_tui.cli import cli
-from mc_tui.synthetic import write_synthetic_mission
+from tests.support.tui_world import write_synthetic_mission
 
 TOKEN = "s3cret-token-for-tests-only"
 
