@@ -144,11 +144,15 @@ class ModelsConfig(Section):
 
 
 class TelegramConfig(Section):
-    enabled: bool = Field(False, description="Telegram approvals (not available yet).")
-    chat_id: str = Field("", description="Chat that receives approval requests.")
+    enabled: bool = Field(False, description="Telegram approvals: a message with Approve / Deny.")
+    chat_id: str = Field("", description="The one chat that receives requests and may decide.")
     token_env: str = Field(
         "MC_TELEGRAM_TOKEN", description="Environment variable holding the bot token."
     )
+    api_url: str = Field(
+        "https://api.telegram.org", description="Bot API base URL (a local Bot API server)."
+    )
+    long_poll: int = Field(25, ge=0, le=50, description="Seconds one getUpdates call waits.")
 
 
 HitlGate = Literal["push", "large_merge", "plan", "fixup"]
@@ -623,7 +627,6 @@ UNAVAILABLE_FEATURES: tuple[tuple[str, str], ...] = (
     ("discovery.enabled", "auto-discovery"),
     ("speculation.enabled", "speculative branches"),
     ("tracing.enabled", "OpenTelemetry tracing"),
-    ("hitl.telegram.enabled", "Telegram approvals"),
 )
 
 
@@ -636,6 +639,13 @@ def unavailable_notes(config: MissionConfig) -> list[str]:
             owner = getattr(owner, part)
         if owner:
             notes.append(f"{key} = true: {feature} is not available in this version and has no effect")
+    telegram = config.hitl.telegram
+    if telegram.enabled and not telegram.chat_id.strip():
+        notes.append("hitl.telegram.chat_id is empty: Telegram approvals stay off until it "
+                     "names the chat that may decide")
+    elif telegram.enabled and not os.environ.get(telegram.token_env):
+        notes.append(f"hitl.telegram: ${telegram.token_env} is not set: Telegram approvals "
+                     "stay off until it holds the bot token")
     return notes
 
 

@@ -54,6 +54,7 @@ BUILTIN_PLUGINS = {
     "episodic_memory": "engine.builtins:EpisodicMemoryPlugin",
     "circuit_breaker": "engine.builtins:CircuitBreakerPlugin",
     "approval_file": "engine.channels.file:ApprovalFilePlugin",
+    "telegram": "engine.channels.telegram:TelegramPlugin",
 }
 DRAIN_SECONDS = 10.0  # how long the end of a mission waits for observers to catch up
 T = TypeVar("T")
