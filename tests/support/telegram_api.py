@@ -54,11 +54,14 @@ class BotApiDouble:
                     params = dict(parse_qsl(raw))
                 status, body = double.handle(self.path, params)
                 data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a long poll cancelled at the mission's end)
 
             def log_message(self, *args: Any) -> None:
                 pass
