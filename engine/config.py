@@ -161,11 +161,13 @@ HitlGate = Literal["push", "large_merge", "plan", "fixup"]
 class HitlConfig(Section):
     enabled: bool = Field(True, description="Human approval gates on or off.")
     gates: list[HitlGate] = Field(
-        default_factory=lambda: ["push"], description="Gated actions: push, large_merge."
+        default_factory=lambda: ["push"],
+        description="Gated actions: push, large_merge, plan, fixup (docs/hitl.md).",
     )
     poll_timeout: float = Field(300.0, gt=0, description="Seconds before the safe default (deny).")
     large_merge_lines: int = Field(500, ge=1, description="Diff size that counts as large.")
-    approval_file: Path | None = Field(None, description="File the engine also polls for answers.")
+    approval_file: Path | None = Field(
+        None, description="File of `approve ID` / `deny ID reason` lines the engine reads.")
     telegram: TelegramConfig = Field(
         default_factory=TelegramConfig,
         description="A [hitl.telegram] table, or true / false: on with defaults / off.",
