@@ -100,6 +100,7 @@ class FileCursor:
         self.path, self.state = path, state
         self.offset, self.line_no = 0, 0
         self._digest = hashlib.sha256(b"").hexdigest()
+        self._seen: tuple[int, int] | None = None  # (size, mtime_ns) last read
         try:
             saved = json.loads(state.read_text())
             if saved.get("path") == str(path):
@@ -111,9 +112,13 @@ class FileCursor:
     def new_lines(self) -> list[tuple[int, str]]:
         """The complete lines after the offset, numbered (1-based); advances the cursor."""
         try:
+            stat = self.path.stat()
+            if (stat.st_size, stat.st_mtime_ns) == self._seen:
+                return []  # unchanged since the last read
             data = self.path.read_bytes()
         except OSError:
             return []  # missing or unreadable: nothing yet
+        self._seen = (stat.st_size, stat.st_mtime_ns)
         if len(data) < self.offset or hashlib.sha256(data[:self.offset]).hexdigest() != self._digest:
             self.offset, self.line_no = 0, 0  # truncated or rewritten: read it again
         end = data.rfind(b"\n") + 1

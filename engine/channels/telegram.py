@@ -9,13 +9,15 @@ environment), ``api_url`` (the Bot API base URL: a local Bot API server, a test 
 - ``approval.requested`` -> ``sendMessage`` to the chat: the gate, the title, the unit, the
   diff stat (the plan tree for ``plan``), the timeout, and an inline keyboard whose buttons
   carry ``callback_data`` ``mc:approve:<id>`` / ``mc:deny:<id>``; an ``approval.posted`` event
-  keeps the message id (so a restart neither posts it again nor loses it).
+  keeps the message id (so a restart, which replays the mission's events, neither posts it
+  again nor loses it).
 - the background task long-polls ``getUpdates`` for ``callback_query`` updates: a button
   pressed in the configured chat decides the approval (``by = telegram:@user``) and is
   answered; a press from any other chat is refused (answered so, ``approval.refused``), as is
   one on an approval already decided (the answer says by whom).
 - ``approval.status`` (a decision from any channel, or the timeout) -> ``editMessageText``:
-  the same text with the outcome and who decided, and no buttons.
+  the same text with the outcome and who decided, and no buttons (``approval.updated``: a
+  replay does not edit it again).
 
 A failing API call is recorded as ``approval.channel_error`` (the token masked) and retried
 with backoff (polling) or skipped (posting, editing): the engine never waits on Telegram, and
@@ -98,17 +100,6 @@ class TelegramChannel:
         return self._api
 
     # ------------------------------------------------------------------ observer
-    def start_after(self, ctx: ObserverContext) -> int:
-        """Skip what an earlier run of the mission already handled: everything before the
-        first approval still pending (or the whole history when none is)."""
-        last = ctx.store.query("SELECT MAX(id) AS id FROM events WHERE mission_id = ?",
-                               (ctx.mission_id,))[0]["id"] or 0
-        first = ctx.store.query(
-            "SELECT MIN(e.id) AS id FROM events e JOIN approvals a "
-            "ON a.id = json_extract(e.payload, '$.id') WHERE e.kind = 'approval.requested' "
-            "AND e.mission_id = ? AND a.status = 'pending'", (ctx.mission_id,))[0]["id"]
-        return int(first - 1 if first else last)
-
     async def on_event(self, event: Event, ctx: ObserverContext) -> None:
         if not self._token:
             return
@@ -134,8 +125,8 @@ class TelegramChannel:
     async def _close(self, ctx: ObserverContext, approval_id: int, change: dict[str, Any]) -> None:
         row = ctx.store.get("approvals", approval_id)
         mid = message_id(ctx.store, approval_id)
-        if row is None or mid is None:
-            return
+        if row is None or mid is None or message_id(ctx.store, approval_id, "approval.updated"):
+            return  # never posted, or already edited (a replay after a restart)
         outcome = OUTCOME.get(str(change.get("to")), str(change.get("to")))
         if change.get("by"):
             outcome += f" by {change['by']}"
@@ -146,6 +137,10 @@ class TelegramChannel:
                 self.chat_id, mid, f"{approval_text(ctx.store, row)}\n\n{outcome}")
         except BotApiError as exc:
             self._error(ctx, exc)
+            return
+        ctx.store.append_event("approval.updated", mission_id=ctx.mission_id,
+                               unit_id=row["unit_id"], channel="telegram", id=approval_id,
+                               message_id=mid, outcome=outcome)
 
     # ------------------------------------------------------------------ background
     async def run(self, ctx: ObserverContext) -> None:
@@ -169,8 +164,13 @@ class TelegramChannel:
                 backoff, self._last_error = 1.0, ""
                 for update in updates:
                     offset = int(update["update_id"]) + 1
-                    if "callback_query" in update:
+                    if "callback_query" not in update:
+                        continue
+                    try:
                         await self._pressed(ctx, update["callback_query"])
+                    except Exception as exc:  # one odd update never ends the polling
+                        self._error(ctx, BotApiError(
+                            f"update {update['update_id']}: {type(exc).__name__}: {exc}"))
         finally:
             with anyio.CancelScope(shield=True):
                 if self._api is not None:
@@ -219,12 +219,14 @@ class TelegramChannel:
                                channel="telegram", error=text)
 
 
-def message_id(store: Store, approval_id: int) -> int | None:
-    """The Telegram message posted for an approval (from its ``approval.posted`` event)."""
+def message_id(store: Store, approval_id: int, kind: str = "approval.posted") -> int | None:
+    """The Telegram message posted (``approval.posted``) or edited with the outcome
+    (``approval.updated``) for an approval; None when there is no such event. These events
+    make a replay of the mission's events after a restart idempotent."""
     rows = store.query(
-        "SELECT payload FROM events WHERE kind = 'approval.posted' "
+        "SELECT payload FROM events WHERE kind = ? "
         "AND json_extract(payload, '$.channel') = 'telegram' "
-        "AND json_extract(payload, '$.id') = ? ORDER BY id DESC LIMIT 1", (approval_id,))
+        "AND json_extract(payload, '$.id') = ? ORDER BY id DESC LIMIT 1", (kind, approval_id))
     if not rows:
         return None
     value = json.loads(rows[0]["payload"]).get("message_id")

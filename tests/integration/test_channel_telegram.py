@@ -191,3 +191,53 @@ def test_without_the_token_the_channel_says_so_and_stays_quiet(
     assert not api.requests
     assert events(store, "approval.channel_error")[0]["error"].startswith(
         "$MC_TELEGRAM_TOKEN is not set")
+
+
+def test_a_restarted_engine_neither_posts_again_nor_loses_the_message(
+    tmp_path: Path, store: Store, api: BotApiDouble, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A crash leaves a request pending with its message out: the next run of the mission
+    replays no old post, and a press on that message still decides (and edits it)."""
+    manager, mission_id = setup(tmp_path, store, api, monkeypatch)
+    done = store.create_approval(mission_id=mission_id, gate="push", title="push", timeout=30)
+    aid = request(store, mission_id)
+
+    async def first_run() -> None:
+        async with manager.observing(store, mission_id):
+            await in_thread(lambda: api.wait_for("sendMessage", 2))
+            store.decide_approval(done, True, by="cli")
+            await in_thread(api.wait_for, "editMessageText")
+
+    anyio.run(first_run)
+    api.requests.clear()
+    again, _ = setup(tmp_path, store, api, monkeypatch)  # a new process: new plugin objects
+
+    async def second_run() -> None:
+        async with again.observing(store, mission_id):
+            api.press(max(api.messages), f"mc:approve:{aid}", username="bob")
+            await in_thread(api.wait_for, "editMessageText")
+
+    anyio.run(second_run)
+    assert not api.calls("sendMessage")  # nothing posted twice
+    assert store.get("approvals", aid)["decided_by"] == "telegram:@bob"
+    edits = api.calls("editMessageText")  # and the old decision is not edited again
+    assert [e["text"].rsplit("\n", 1)[-1] for e in edits] == ["✅ Approved by telegram:@bob"]
+
+
+def test_an_odd_update_is_reported_and_polling_goes_on(
+    tmp_path: Path, store: Store, api: BotApiDouble, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    manager, mission_id = setup(tmp_path, store, api, monkeypatch)
+    aid = request(store, mission_id)
+
+    async def main() -> None:
+        async with manager.observing(store, mission_id):
+            await in_thread(api.wait_for, "sendMessage")
+            message = next(iter(api.messages))
+            api.press(message, "something else")  # not one of our buttons
+            api.press(message, f"mc:approve:{aid}")
+            status = await wait_for_decision(store, aid, timeout=10, poll_interval=0.05)
+            assert status is ApprovalStatus.APPROVED
+
+    anyio.run(main)
+    assert api.calls("answerCallbackQuery")[0]["text"] == "Unknown button."
