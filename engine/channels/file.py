@@ -151,8 +151,16 @@ class ApprovalFileChannel:
         """Nothing to post: the file is the person's, the engine only reads it."""
 
     async def run(self, ctx: ObserverContext) -> None:
+        last_error = ""
         while True:
-            await anyio.to_thread.run_sync(self.step, ctx)
+            try:
+                await anyio.to_thread.run_sync(self.step, ctx)
+            except Exception as exc:  # the state folder unwritable, say: said once, goes on
+                error = f"{type(exc).__name__}: {exc}"
+                if error != last_error:
+                    ctx.store.append_event("approval.channel_error", mission_id=ctx.mission_id,
+                                           channel="file", error=error)
+                last_error = error
             await anyio.sleep(self.poll)
 
     def step(self, ctx: ObserverContext) -> int:

@@ -151,3 +151,29 @@ def test_a_failing_background_task_is_recorded_and_isolated(store: Store, tmp_pa
     anyio.run(main)
     errors = [e.payload for e in store.events_after(0) if e.kind == "plugin.error"]
     assert errors and errors[0]["where"] == "run:Broken" and "chat API down" in errors[0]["error"]
+
+
+def test_an_unwritable_offset_is_reported_once_and_the_channel_goes_on(
+    store: Store, tmp_path: Path
+) -> None:
+    path = tmp_path / "answers.txt"
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")  # the offset's folder is a file: saving it fails
+    channel = ApprovalFileChannel(path, blocker / "offset", poll=0.02)
+    first, second = approval(store), approval(store)
+    path.write_text(f"approve {first}\n")
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(channel.run, ObserverContext(store, 0))
+            await anyio.sleep(0.2)
+            with path.open("a") as f:
+                f.write(f"deny {second}\n")
+            await anyio.sleep(0.2)
+            tg.cancel_scope.cancel()
+
+    anyio.run(main)
+    assert store.get("approvals", first)["status"] == "approved"
+    assert store.get("approvals", second)["status"] == "denied"
+    errors = [e.payload for e in store.events_after(0) if e.kind == "approval.channel_error"]
+    assert len(errors) == 1 and errors[0]["channel"] == "file"
