@@ -21,9 +21,9 @@ async def approve_or_deny(
     if rt.auto_approve:
         rt.store.decide_approval(approval_id, True, by="--yes")
         return True
-    status = await wait_for_decision(
-        rt.store, approval_id, timeout=timeout, approval_file=rt.config.hitl.approval_file
-    )
+    status = await wait_for_decision(rt.store, approval_id, timeout=timeout)
     if status != ApprovalStatus.APPROVED:
-        rt.log(f"{gate} not approved ({status}): {title}", level="warning", unit_id=unit_id)
+        row = rt.store.get("approvals", approval_id) or {}
+        by = f" by {row['decided_by']}" if row.get("decided_by") else ""
+        rt.log(f"{gate} not approved ({status}{by}): {title}", level="warning", unit_id=unit_id)
     return status == ApprovalStatus.APPROVED

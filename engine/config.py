@@ -144,11 +144,15 @@ class ModelsConfig(Section):
 
 
 class TelegramConfig(Section):
-    enabled: bool = Field(False, description="Telegram approvals (not available yet).")
-    chat_id: str = Field("", description="Chat that receives approval requests.")
+    enabled: bool = Field(False, description="Telegram approvals: a message with Approve / Deny.")
+    chat_id: str = Field("", description="The one chat that receives requests and may decide.")
     token_env: str = Field(
         "MC_TELEGRAM_TOKEN", description="Environment variable holding the bot token."
     )
+    api_url: str = Field(
+        "https://api.telegram.org", description="Bot API base URL (a local Bot API server)."
+    )
+    long_poll: int = Field(25, ge=0, le=50, description="Seconds one getUpdates call waits.")
 
 
 HitlGate = Literal["push", "large_merge", "plan", "fixup"]
@@ -157,11 +161,13 @@ HitlGate = Literal["push", "large_merge", "plan", "fixup"]
 class HitlConfig(Section):
     enabled: bool = Field(True, description="Human approval gates on or off.")
     gates: list[HitlGate] = Field(
-        default_factory=lambda: ["push"], description="Gated actions: push, large_merge."
+        default_factory=lambda: ["push"],
+        description="Gated actions: push, large_merge, plan, fixup (docs/hitl.md).",
     )
     poll_timeout: float = Field(300.0, gt=0, description="Seconds before the safe default (deny).")
     large_merge_lines: int = Field(500, ge=1, description="Diff size that counts as large.")
-    approval_file: Path | None = Field(None, description="File the engine also polls for answers.")
+    approval_file: Path | None = Field(
+        None, description="File of `approve ID` / `deny ID reason` lines the engine reads.")
     telegram: TelegramConfig = Field(
         default_factory=TelegramConfig,
         description="A [hitl.telegram] table, or true / false: on with defaults / off.",
@@ -642,7 +648,6 @@ def format_validation_error(exc: ValidationError, path: Path | None) -> str:
 UNAVAILABLE_FEATURES: tuple[tuple[str, str], ...] = (
     ("discovery.enabled", "auto-discovery"),
     ("speculation.enabled", "speculative branches"),
-    ("hitl.telegram.enabled", "Telegram approvals"),
 )
 
 
@@ -655,6 +660,13 @@ def unavailable_notes(config: MissionConfig) -> list[str]:
             owner = getattr(owner, part)
         if owner:
             notes.append(f"{key} = true: {feature} is not available in this version and has no effect")
+    telegram = config.hitl.telegram
+    if telegram.enabled and not telegram.chat_id.strip():
+        notes.append("hitl.telegram.chat_id is empty: Telegram approvals stay off until it "
+                     "names the chat that may decide")
+    elif telegram.enabled and not os.environ.get(telegram.token_env):
+        notes.append(f"hitl.telegram: ${telegram.token_env} is not set: Telegram approvals "
+                     "stay off until it holds the bot token")
     return notes
 
 

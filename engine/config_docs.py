@@ -45,9 +45,10 @@ HEADER = """# Configuration reference
   with the best verification result, then the best review score; `degradation.fallback_strategy =
   "simple"` falls back to a simpler way of working while the breaker is open: half the workers,
   each in one pass (no architect pass even with `agent.two_pass`).
-- Keys of features this version does not have yet (`discovery`, `speculation`,
-  `hitl.telegram`) are accepted; switching one on is reported by `mc validate-config` and at mission
-  start, never silently ignored.
+- Keys of features this version does not have yet (`discovery`, `speculation`) are
+  accepted; switching one on is reported by `mc validate-config` and at mission start, never
+  silently ignored. So is Telegram switched on without a `chat_id` or without its token in the
+  environment: it stays off until both are there (docs/hitl.md).
 - `[tracing]`: OpenTelemetry traces of each mission, see
   [services.md](services.md#opentelemetry).
 """

@@ -34,7 +34,8 @@ SECTION_DOCS: dict[str, str] = {
     "models": "Models for the planner, reviewer and strategist calls.",
     "hitl": "Human-in-the-loop approval gates. A timeout denies (the safe default).",
     "hitl.telegram": (
-        "Telegram approvals; the bot token is read from the named env variable only. "
+        "Telegram approvals (docs/hitl.md): a message per approval with Approve / Deny buttons; "
+        "only `chat_id` may decide; the bot token is read from the named env variable only. "
         "`telegram = true` in [hitl] means: on, with these defaults."
     ),
     "speculation": "Speculative parallel branches for one unit.",

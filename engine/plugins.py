@@ -56,6 +56,8 @@ BUILTIN_PLUGINS = {
     "rewards": "engine.builtins:RewardsPlugin",
     "episodic_memory": "engine.builtins:EpisodicMemoryPlugin",
     "circuit_breaker": "engine.builtins:CircuitBreakerPlugin",
+    "approval_file": "engine.channels.file:ApprovalFilePlugin",
+    "telegram": "engine.channels.telegram:TelegramPlugin",
 }
 DRAIN_SECONDS = 10.0  # how long the end of a mission waits for observers to catch up
 T = TypeVar("T")
@@ -82,7 +84,12 @@ class ObserverContext:
 
 @runtime_checkable
 class Observer(Protocol):
-    """Reads the event stream. ``on_event`` may be ``async`` or plain (run in a thread)."""
+    """Reads the event stream. ``on_event`` may be ``async`` or plain (run in a thread).
+
+    Optional: ``start_after(ctx) -> int`` (the last event id already handled) and
+    ``async run(ctx)``, a background task of its own that runs beside the event delivery
+    for the life of the mission (isolated like ``on_event``; cancelled at the end).
+    """
 
     def on_event(self, event: Event, ctx: ObserverContext) -> Any: ...
 
@@ -396,6 +403,8 @@ class ObserverRunner:
         async with anyio.create_task_group() as tg:
             for index, (plugin, observer) in enumerate(self._pairs):
                 tg.start_soon(self._pump, index, plugin, observer)
+                if callable(getattr(observer, "run", None)):
+                    tg.start_soon(self._background, plugin, observer)
             try:
                 yield self
             finally:
@@ -414,6 +423,15 @@ class ObserverRunner:
             (self.mission_id, self._target or 0),
         )
         return int(rows[0]["id"] or 0)
+
+    async def _background(self, plugin: Plugin, observer: Observer) -> None:
+        """An observer's optional ``async run(ctx)``: its own background task for the life
+        of the mission (polling a file, a chat API). An exception is recorded as
+        ``plugin.error`` and ends only that task; it is cancelled after the drain."""
+        try:
+            await observer.run(ObserverContext(self.store, self.mission_id))  # type: ignore[attr-defined]
+        except Exception as exc:
+            self.manager._error(plugin, f"run:{type(observer).__name__}", exc)
 
     async def _pump(self, index: int, plugin: Plugin, observer: Observer) -> None:
         ctx = ObserverContext(self.store, self.mission_id)

@@ -37,6 +37,10 @@ def describe(event: Event) -> str | None:
     unit = f"[{event.unit_id}] " if event.unit_id else ""
     if k == "log":
         return f"{unit}{p.get('message', '')}"
+    if k == "approval.status":
+        by = f" by {p['by']}" if p.get("by") else ""
+        why = f": {p['reason']}" if p.get("reason") else ""
+        return f"approval #{p.get('id')} {p.get('to')}{by}{why}"
     if k.endswith(".status"):
         entity = k.split(".")[0]
         reason = f" ({p['reason']})" if p.get("reason") else ""
@@ -74,6 +78,9 @@ def describe(event: Event) -> str | None:
         return f"{unit}fixup winner: candidate {p.get('candidate')} {p.get('reason', '')}".rstrip()
     if k == "approval.requested":
         return f"APPROVAL #{p.get('id')} needed: {p.get('title')}  (mc approve {p.get('id')} / mc deny {p.get('id')})"
+    if k == "approval.malformed":
+        return (f"approval file {p.get('path')} line {p.get('line')} ignored: {p.get('error')}"
+                f"  ({p.get('text')})")
     if k == "objective.checked":
         return f"objective check: {'met' if p.get('met') else 'not yet'}: {p.get('feedback', '')}"
     if k == "attempt.finished":
@@ -110,10 +117,23 @@ class HeadlessRenderer:
         if event.kind == "approval.requested" and self.typed_approvals:
             line += "  -- or type y / n + Enter here"
         stamp = time.strftime("%H:%M:%S", time.localtime(event.ts))
+        if event.kind == "approval.requested":
+            line += self._approval_detail(event)
         if self.mode == "plain":
             self.console.out(f"{stamp} {line}", highlight=False)
         else:
             self.console.print(Text(f"{stamp} ", style="dim") + Text(line), highlight=False)
+
+    def _approval_detail(self, event: Event) -> str:
+        """The plan tree under a ``plan`` approval, the diff stat under the others."""
+        row = self.store.get("approvals", event.payload.get("id"))
+        if row is None:
+            return ""
+        text = row["diff"] if row["gate"] == "plan" else row["diffstat"]
+        lines = [ln for ln in (text or "").splitlines() if ln.strip()]
+        if len(lines) > 40:
+            lines = [*lines[:40], f"... {len(lines) - 40} more lines"]
+        return "".join(f"\n           {ln}" for ln in lines)
 
     def status_panel(self) -> Table:
         mission = self.store.get("missions", self.mission_id) if self.mission_id else None

@@ -1,16 +1,8 @@
 """Human-in-the-loop approvals: wait for someone to decide an ``approvals`` row.
 
-A decision can come from anywhere that writes the row (``mc approve ID`` / ``mc deny ID``, the
-TUI, another process) or from an *approval file* that the engine also polls. Its format, one
-decision per line::
-
-    # comments and blank lines are ignored; case does not matter
-    approve 12
-    deny 13
-
-``approved``/``yes``/``y`` and ``denied``/``no``/``n`` are accepted too, and ``#12`` for ``12``.
-If the file both approves and denies the same id, deny wins (the safe default). The file is
-only read, never rewritten; a missing or unreadable file is ignored.
+A decision can come from anything that writes the row with ``Store.decide_approval``: ``mc
+approve ID`` / ``mc deny ID``, the TUI, y / n typed at a headless terminal, or an approval
+channel (``engine/channels``: the approval file, Telegram). The first decision wins.
 
 On timeout the approval is set to ``expired``, which callers treat as a denial. If the waiting
 task is cancelled, a still-pending approval is expired too (in a shielded scope) so nothing is
@@ -19,10 +11,7 @@ left dangling, and the cancellation propagates.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from functools import partial
-from pathlib import Path
 
 import anyio
 
@@ -30,31 +19,10 @@ from engine.config import MissionConfig
 from engine.models import ApprovalStatus
 from engine.store.db import Store, StoreError
 
-_LINE = re.compile(r"^\s*(approve|approved|yes|y|deny|denied|no|n)\s+#?(\d+)\s*(?:#.*)?$", re.I)
-_APPROVE_WORDS = {"approve", "approved", "yes", "y"}
-
 
 def gate_enabled(config: MissionConfig, gate: str) -> bool:
     """Whether the HITL gate ``gate`` ("push", "large_merge", "plan", "fixup") is switched on."""
     return bool(config.hitl.enabled) and gate in config.hitl.gates
-
-
-def read_approval_file(path: Path, approval_id: int) -> bool | None:
-    """The decision the file holds for ``approval_id``: True, False, or None (none / unreadable)."""
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return None
-    decision: bool | None = None
-    for line in text.splitlines():
-        match = _LINE.match(line)
-        if not match or int(match.group(2)) != approval_id:
-            continue
-        if match.group(1).lower() in _APPROVE_WORDS:
-            decision = True if decision is None else decision
-        else:
-            decision = False  # deny wins
-    return decision
 
 
 def _status(store: Store, approval_id: int) -> ApprovalStatus:
@@ -80,7 +48,6 @@ async def wait_for_decision(
     *,
     timeout: float,
     poll_interval: float = 0.2,
-    approval_file: Path | None = None,
     on_tick: Callable[[float], None] | None = None,
 ) -> ApprovalStatus:
     """Poll until the approval is decided; returns APPROVED, DENIED or EXPIRED.
@@ -95,15 +62,6 @@ async def wait_for_decision(
             if status is not ApprovalStatus.PENDING:
                 finished = True
                 return status
-            if approval_file is not None:
-                decision = read_approval_file(approval_file, approval_id)
-                if decision is not None:
-                    decide = partial(
-                        store.decide_approval, approval_id, decision, by=f"file:{approval_file}"
-                    )
-                    await anyio.to_thread.run_sync(decide)
-                    finished = True
-                    return _status(store, approval_id)
             remaining = deadline - anyio.current_time()
             if remaining <= 0:
                 finished = True

@@ -82,7 +82,8 @@ class PlanPhase:
         tree = best[1]
         if not await approve_or_deny(
             rt, "plan", f"plan for epoch {epoch_number}: {len(tree.leaves())} units",
-            diffstat=f"ambition score {best[0]:.1f}", diff=tree.outline(),
+            diffstat=f"{len(tree.leaves())} units, ambition score {best[0]:.1f}",
+            diff=tree.tree_text(),
         ):
             rt.log(f"the plan for epoch {epoch_number} was not approved", level="warning")
             return False

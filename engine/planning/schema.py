@@ -156,6 +156,24 @@ class PlanTree:
         """Direct children of ``key`` (``None``: the top level)."""
         return [u for u in self.units if u.parent_key == key]
 
+    def tree_text(self) -> str:
+        """The plan drawn as a tree (``├─``/``└─``), one unit a line with its files: what a
+        person approves at the ``plan`` gate (the approval's text, the TUI, headless, chat)."""
+        lines: list[str] = []
+
+        def walk(parent: str | None, prefix: str) -> None:
+            kids = self.children(parent)
+            for index, unit in enumerate(kids):
+                last = index == len(kids) - 1
+                files = f"  ({', '.join(unit.node.files_hint)})" if unit.node.files_hint else ""
+                after = f"  after {', '.join(unit.dependencies)}" if unit.dependencies else ""
+                lines.append(f"{prefix}{'└─ ' if last else '├─ '}{unit.key}. {unit.node.title}"
+                             f"{files}{after}")
+                walk(unit.key, prefix + ("   " if last else "│  "))
+
+        walk(None, "")
+        return "\n".join(lines)
+
     def outline(self, *, details: bool = True) -> str:
         """A readable indented outline (used in prompts and logs)."""
         lines: list[str] = []

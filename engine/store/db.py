@@ -272,6 +272,8 @@ class Store:
             payload: dict[str, Any] = {"id": row_id, "from": old, "to": status}
             if reason:
                 payload["reason"] = reason
+            if table == "approvals" and fields.get("decided_by"):
+                payload["by"] = fields["decided_by"]  # so every channel can show who decided
             return self.append_event(
                 f"{table[:-1]}.status", mission_id=mission_id, unit_id=unit_id, **payload
             )
@@ -362,8 +364,12 @@ class Store:
             )
         return int(approval_id)
 
-    def decide_approval(self, approval_id: int, approved: bool, *, by: str) -> bool:
-        """Decide a pending approval; returns False if it was already decided."""
+    def decide_approval(
+        self, approval_id: int, approved: bool, *, by: str, reason: str | None = None
+    ) -> bool:
+        """Decide a pending approval; returns False if it was already decided (the first
+        decision wins). ``by`` names the channel and person; ``reason`` (a denial's, say)
+        goes into the ``approval.status`` event with ``by``."""
         status = ApprovalStatus.APPROVED if approved else ApprovalStatus.DENIED
         with self.transaction():
             row = self.get("approvals", approval_id)
@@ -372,7 +378,8 @@ class Store:
             if row["status"] != ApprovalStatus.PENDING:
                 return False
             self.set_status(
-                "approvals", approval_id, status, decided_at=time.time(), decided_by=by
+                "approvals", approval_id, status, reason=reason or None,
+                decided_at=time.time(), decided_by=by,
             )
         return True
 

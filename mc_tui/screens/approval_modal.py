@@ -77,7 +77,9 @@ class ApprovalModal(ModalScreen[bool]):
             yield Static(unit_line, id="approval-unit")
             yield Static(Text(stat or "(no diff stat)"), id="approval-stat")
             with VerticalScroll(id="approval-diff"):
-                if diff:
+                if diff and a["gate"] == "plan":  # the plan tree, not a patch
+                    yield Static(Text(diff), id="approval-plan")
+                elif diff:
                     yield Static(diff_syntax(diff, dark=self._dark))
                 else:
                     yield Static(Text("(no diff attached)", style="dim"))

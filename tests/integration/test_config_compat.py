@@ -58,7 +58,9 @@ def test_the_original_example_validates_with_documented_meanings(tmp_path: Path)
     assert config.scheduler.parallel.pool_dir == Path("/tmp/mc-pool")
     # features not built yet say so, never silently
     notes = unavailable_notes(config)
-    assert any(n.startswith("hitl.telegram.enabled = true") for n in notes)
+    # Telegram approvals exist; without a chat to answer in they stay off, and say so
+    assert not any(n.startswith("hitl.telegram.enabled = true") for n in notes)
+    assert any(n.startswith("hitl.telegram.chat_id is empty") for n in notes)
     assert any(n.startswith("discovery.enabled = true") for n in notes)
 
 

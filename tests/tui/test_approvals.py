@@ -176,3 +176,20 @@ async def test_engine_timeout_expires_the_approval_and_closes_the_modal(tmp_path
         assert app.engine_code == EXIT_NOT_PUSHED
         assert store.latest_mission()["status"] == "not_pushed"
     store.close()
+
+
+async def test_a_plan_approval_shows_the_plan_tree_not_a_patch(world) -> None:
+    """The ``plan`` gate's text is the plan tree (``PlanTree.tree_text``): shown as it is."""
+    tree = "├─ 1. Add a farewell  (app/bye.py)\n└─ 2. Add a welcome  (app/hi.py)  after 1"
+    world.store.decide_approval(world.mission.pending_approval, True, by="cli")
+    world.store.create_approval(mission_id=world.mission.mission_id, gate="plan",
+                                title="plan for epoch 3: 2 units", diffstat="2 units",
+                                diff=tree, timeout=300)
+    app = world.app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        assert isinstance(app.screen, ApprovalModal)
+        text = screen_text(app)
+        assert "gate: plan" in text
+        assert "├─ 1. Add a farewell  (app/bye.py)" in text
+        assert "└─ 2. Add a welcome  (app/hi.py)  after 1" in text

@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from engine.config import MissionConfig
-from engine.gates.hitl import _expire, gate_enabled, read_approval_file, wait_for_decision
+from engine.gates.hitl import _expire, gate_enabled, wait_for_decision
 from engine.models import ApprovalStatus
 from engine.store.db import Store, StoreError
 
@@ -114,46 +114,6 @@ def test_already_decided_returns_at_once(store: Store) -> None:
     status = anyio.run(lambda: wait_for_decision(store, aid, timeout=0.01, poll_interval=10))
     assert status is ApprovalStatus.DENIED
     assert len(status_events(store, aid)) == 1
-
-
-def test_approval_file_approves(store: Store, tmp_path: Path) -> None:
-    aid = new_approval(store)
-    path = tmp_path / "answers.txt"
-    path.write_text(f"# decisions\ndeny {aid + 1}\n\nAPPROVE #{aid}  # looks fine\n")
-    status = anyio.run(
-        lambda: wait_for_decision(store, aid, timeout=5, poll_interval=0.01, approval_file=path)
-    )
-    assert status is ApprovalStatus.APPROVED
-    assert store.get("approvals", aid)["decided_by"] == f"file:{path}"
-
-
-def test_approval_file_written_while_waiting(store: Store, tmp_path: Path) -> None:
-    aid = new_approval(store)
-    path = tmp_path / "answers.txt"  # does not exist yet: ignored until it does
-
-    async def write_later() -> None:
-        await anyio.sleep(0.05)
-        path.write_text(f"deny {aid}\n")
-
-    async def main() -> ApprovalStatus:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(write_later)
-            return await wait_for_decision(
-                store, aid, timeout=5, poll_interval=0.01, approval_file=path
-            )
-
-    assert anyio.run(main) is ApprovalStatus.DENIED
-
-
-def test_read_approval_file(tmp_path: Path) -> None:
-    path = tmp_path / "a.txt"
-    assert read_approval_file(path, 1) is None  # missing
-    path.write_text("approve 1\ny 2\nno 2\napprove 3\napproved 3\nmaybe 4\napprove 41\n")
-    assert read_approval_file(path, 1) is True
-    assert read_approval_file(path, 2) is False  # deny wins
-    assert read_approval_file(path, 3) is True
-    assert read_approval_file(path, 4) is None
-    assert read_approval_file(path, 5) is None
 
 
 def test_cancelled_wait_expires_the_request(store: Store) -> None:
