@@ -265,6 +265,10 @@ class AgentConfig(Section):
     max_turns: int = Field(50, ge=1)
     two_pass: bool = Field(False, description="Architect (read-only) pass, then editor pass.")
     kill_grace_seconds: float = Field(5.0, gt=0, description="SIGTERM to SIGKILL grace period.")
+    stall_seconds: float = Field(
+        600.0, gt=0, description="Seconds without an output line before a session is ended as "
+        "stalled (process group) and retried once; well below scheduler.session_timeout.",
+    )
     result_grace_seconds: float = Field(
         5.0, gt=0, description="Seconds an agent may take to exit after its result line."
     )
