@@ -127,6 +127,7 @@ def print_status(console: Console, store: Store, mission_id: int | None = None, 
 def facts_rows(store: Store, mission_id: int) -> list[tuple[str, str]]:
     """``mc status`` lines for the baseline, flaky tests and the push (when there are any)."""
     from engine.report import baseline_facts, flaky_tests, push_facts
+    from engine.resilience.board import breaker_rows
 
     rows: list[tuple[str, str]] = []
     baseline = baseline_facts(store, mission_id)
@@ -140,6 +141,11 @@ def facts_rows(store: Store, mission_id: int) -> list[tuple[str, str]]:
     flaky = flaky_tests(store, mission_id)
     if flaky:
         rows.append(("flaky", ", ".join(flaky)))
+    breakers = breaker_rows(store, mission_id)
+    if breakers:  # circuit breakers per component (engine/resilience/board.py), worst first
+        rows.append(("breakers", ", ".join(
+            f"{b['component']} {b['state']}" + (f" ({b['failures']} failures)" if b["failures"] else "")
+            for b in breakers)))
     push = push_facts(store, mission_id)
     if push is not None:
         where = f" to {push['remote']}/{push['branch']}" if push.get("remote") else ""
