@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.models import Event
+from engine.resilience.board import breaker_rows
 from engine.resilience.liveness import LIVE_STATUSES
 from engine.store import Store
 
@@ -160,6 +161,7 @@ class MissionState:
         self.approvals: dict[int, dict[str, Any]] = {}
         self.slot_attempt: dict[int, int] = {}
         self.last_output: dict[int, float] = {}  # attempt id -> ts of its last stream event
+        self.breakers: list[dict[str, Any]] = []  # the mission's circuit breakers, worst first
         self._mission_read_at = time.monotonic()
         self.costs: deque[tuple[float, float, str, str]] = deque(maxlen=COST_POINTS_MAX)
         self.cost_total = 0.0
@@ -203,6 +205,7 @@ class MissionState:
         for attempt in self.attempts.values():
             self._note_slot(attempt)
         self._read_costs()
+        self.breakers = breaker_rows(store, mid)
         upto = upto_event if upto_event is not None else 2**62
         tail = store.query(
             "SELECT id, ts, kind, mission_id, unit_id, payload FROM events "
@@ -276,6 +279,9 @@ class MissionState:
         if pending.projection is not None:
             self.projection = pending.projection
             changes.costs = True
+        if any(e.kind.startswith("degradation.") for e in pending.log_events):
+            self.breakers = breaker_rows(store, self.mission_id)
+            changes.mission = True  # the status bar shows them
         for event in pending.log_events:
             self.event_log.append(event)
         changes.log_events = list(pending.log_events)

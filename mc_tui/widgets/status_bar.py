@@ -44,6 +44,10 @@ class StatusBar(Static):
         if m["status"] == "not_pushed":  # the objective is met, the push is what is missing
             why = str(m.get("outcome") or "").removeprefix("objective met, ")
             parts += [(clip(why, 100), "bold"), "  "]
+        tripped = [b for b in getattr(state, "breakers", []) if b["state"] != "closed"]
+        if tripped:  # degraded: the breakers that are open or probing
+            parts += [("breaker ", "dim"), (", ".join(
+                f"{b['component']} {b['state'].replace('_', '-')}" for b in tripped), "bold yellow"), "  "]
         if is_lost(m, now):  # its engine stopped without closing the mission
             parts += [(f"no heartbeat: resume with `{resume_command()}`", "bold red"), "  "]
         if note:

@@ -144,3 +144,24 @@ def test_workers_pane_shows_the_silence_of_a_running_session(tmp_path) -> None:
     assert str(table.cells(1, attempt, state, 101.0 + 95)[2]) == "quiet 1:35"
     assert str(table.cells(1, attempt, state, 101.0 + 125)[2]) == "quiet 2:05"  # growing
     store.close()
+
+
+def test_breakers_are_read_from_the_store_when_they_change(tmp_path) -> None:
+    from engine.resilience.board import BreakerBoard
+
+    store = Store(tmp_path / "m.db")
+    mid = store.insert("missions", {"objective": "o", "status": "running", "started_at": 1.0})
+    state = MissionState(store, mid)
+    state.load()
+    assert state.breakers == []
+    first = store.last_event_id()
+    board = BreakerBoard(1, 60.0)
+    board.bind(store, mid, "pause")
+    board.record("agent:claude/opus", False)
+    pending = PendingChanges()
+    for event in store.events_after(first):
+        pending.add(event, mid)
+    changes = state.apply(pending)
+    assert changes.mission and [(b["component"], b["state"]) for b in state.breakers] == [
+        ("agent:claude/opus", "open")]
+    store.close()

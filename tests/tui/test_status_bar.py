@@ -46,3 +46,14 @@ def test_a_lost_mission_says_how_to_resume() -> None:
     alive = {**lost, "heartbeat_at": now - 1}
     text = bar.render_status(_State(alive), now).plain
     assert "running" in text and "lost" not in text
+
+
+def test_open_breakers_are_shown_while_the_mission_is_degraded() -> None:
+    bar = StatusBar(target="demo", budget=10.0)
+    state = _State(_mission("running", ""))
+    state.breakers = [{"component": "agent:claude/opus", "state": "open", "failures": 3},  # type: ignore[attr-defined]
+                      {"component": "planner", "state": "closed", "failures": 0}]
+    text = bar.render_status(state, time.time()).plain
+    assert "breaker agent:claude/opus open" in text and "planner" not in text
+    state.breakers = []  # type: ignore[attr-defined]
+    assert "breaker" not in bar.render_status(state, time.time()).plain
