@@ -110,3 +110,48 @@ def test_a_529_storm_opens_the_breaker_degrades_then_recovers(target: Path) -> N
     status = run_mc("status", "--config", str(config))
     assert "agent:claude/sonnet" in status.stdout
     store.close()
+
+
+def test_a_529_storm_through_the_real_claude_code(claude_cli: str, tmp_path: Path) -> None:
+    """The real CLI against the scripted server: the worker's first requests get 529
+    (Claude Code's own retries cut to none), the breaker opens and dispatch pauses; the
+    storm ends (the rule is spent), the probe succeeds and the unit lands on mc/green."""
+    from tests.e2e.conftest import git, make_target
+    from tests.e2e.test_real_claude import TEST_CMD, UNITS, VERIFY, agent_env
+    from tests.support.model_server import ModelServer, Rule, overloaded
+    from tests.support.scripts import WORKER, small_mission_rules
+
+    repo = make_target(tmp_path)
+    git(repo, "config", "user.name", "Dev")
+    git(repo, "config", "user.email", "dev@example.invalid")
+    (repo / ".gitignore").write_text("__pycache__/\n")
+    git(repo, "add", ".gitignore")
+    git(repo, "commit", "-q", "-m", "ignore bytecode")
+    config = tmp_path / "mission-control.toml"
+    config.write_text(
+        f'[target]\npath = "repo"\nobjective = "Add bye"\n'
+        f'[target.verification]\ncommand = "{VERIFY}"\n'
+        "[agent]\nretry_backoff_seconds = 0.1\n"
+        f'[degradation]\nfailure_threshold = 2\nreset_timeout = {RESET}\nfallback_strategy = "pause"\n')
+    storm = Rule(name="storm", match=WORKER, fault=overloaded(), times=2)
+    with ModelServer([storm, *small_mission_rules(UNITS[:1], test_command=TEST_CMD,
+                                                  commit=True)]) as server:
+        env = agent_env(claude_cli, server.url, tmp_path / "home")
+        env["CLAUDE_CODE_MAX_RETRIES"] = "0"
+        result = run_mc("--no-ui", "--yes", "--config", str(config), cwd=tmp_path,
+                        timeout=600, env=env)
+        faults = [r.fault for r in server.model_requests() if r.fault]
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert len(faults) == 2, faults
+    store = Store(repo / ".git" / "mc" / "mission.db")
+    mission = store.latest_mission()
+    assert mission["status"] == "completed"
+    events = store.events_after(0)
+    trans = [e.payload["state"] for e in events if e.kind == "degradation.breaker"
+             and e.payload["component"].startswith("agent:claude/")]
+    assert trans == ["open", "half_open", "closed"], trans
+    assert [e.kind for e in events if e.kind.startswith("degradation.") and e.kind != "degradation.breaker"
+            ] == ["degradation.applied", "degradation.lifted"]
+    reasons = [a["failure_reason"] for a in store.rows("attempts", "role = 'worker'")]
+    assert reasons[:2] == ["overloaded", "overloaded"] and reasons[-1] is None, reasons
+    store.close()
