@@ -17,6 +17,7 @@ the status, not the URL), the **desktop** (``notify-send``; when it is missing o
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import shutil
@@ -130,12 +131,30 @@ class WebhookTarget(Target):
             raise NotifyError(f"webhook answered HTTP {response.status_code}")
 
 
+class _RedactToken(logging.Filter):
+    """httpx logs each request's URL at INFO; the Bot API URL holds the token."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self.token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if self.token in text:
+            record.msg, record.args = text.replace(self.token, "<redacted>"), ()
+        return True
+
+
 class TelegramTarget(Target):
     name = "telegram"
 
     def __init__(self, api_url: str, token: str, chat_id: str) -> None:
         self._url = f"{api_url.rstrip('/')}/bot{token}/sendMessage"  # holds the token: never shown
         self.chat_id = chat_id
+        for name in ("httpx", "httpcore"):
+            logger = logging.getLogger(name)
+            if not any(isinstance(f, _RedactToken) and f.token == token for f in logger.filters):
+                logger.addFilter(_RedactToken(token))
 
     def send(self, notices: list[Notice], client: httpx.Client) -> None:
         try:

@@ -5,6 +5,7 @@ once-only budget steps, and a dead target that never slows the engine."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -56,8 +57,9 @@ def emit(observer: NotifyObserver, ctx: ObserverContext, store: Store, kind: str
 
 
 def test_batches_to_webhook_and_telegram_with_budget_steps_once(
-    store: Store, monkeypatch: pytest.MonkeyPatch
+    store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)  # httpx logs every request URL: the token must not show
     monkeypatch.setenv("MC_TELEGRAM_TOKEN", TOKEN)
     with LoopbackReceiver() as hook, TelegramBotDouble(TOKEN) as bot:
         cfg = config(webhook_url=f"{hook.url}/hook", telegram_chat_id="42",
@@ -85,6 +87,7 @@ def test_batches_to_webhook_and_telegram_with_budget_steps_once(
     assert plugin.notifier is not None and {t for t, _ in plugin.notifier.sent} == {"webhook", "telegram"}
     dump = json.dumps([e.payload for e in store.events_after(0)])
     assert TOKEN not in dump
+    assert "sendMessage" in caplog.text and TOKEN not in caplog.text
 
 
 def test_a_failed_send_is_retried_with_backoff(store: Store) -> None:
