@@ -1,4 +1,5 @@
-"""The built-in plugins: publish (push), rewards, episodic memory, the circuit breaker.
+"""The built-in plugins: publish (push), rewards, episodic memory, the circuit breaker
+(``engine/resilience/plugin.py``, re-exported here where its entry point names it).
 
 Registered like any plugin (entry points in ``pyproject.toml``, group
 ``mission_control.plugins``); their settings stay in their own sections
@@ -9,14 +10,16 @@ Registered like any plugin (entry points in ``pyproject.toml``, group
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pygit2
 
 from engine.learning.rewards import unit_reward
 from engine.models import MissionStatus, UnitStatus
-from engine.plugins import EpochView, Plugin, PluginConfig, WorkerOptions
-from engine.resilience.breaker import BreakerState, CircuitBreaker, degraded_workers, single_pass
+from engine.plugins import EpochView, Plugin, PluginConfig
+from engine.resilience.plugin import CircuitBreakerPlugin
+
+__all__ = ["CircuitBreakerPlugin", "EpisodicMemoryPlugin", "PublishPlugin", "RewardsPlugin"]
 
 if TYPE_CHECKING:
     from engine.config import MissionConfig
@@ -131,52 +134,3 @@ def similarity(a: str, b: str) -> float:
     if not words_a or not words_b:
         return 0.0
     return len(words_a & words_b) / len(words_a | words_b)
-
-
-class CircuitBreakerPlugin(Plugin):
-    """``[degradation]``: after consecutive agent failures, degrade dispatch (fewer workers,
-    single pass, a fallback model, or a pause) until the breaker closes again."""
-
-    name = "circuit_breaker"
-    builtin = True
-    order = 40
-
-    def __init__(self, config: PluginConfig, mission: MissionConfig) -> None:
-        super().__init__(config, mission)
-        d = mission.degradation
-        self.breaker = CircuitBreaker(d.failure_threshold, d.reset_timeout) if d.enabled else None
-
-    def dispatch_limit(self, workers: int) -> int:
-        if self.breaker is None:
-            return workers
-        return degraded_workers(workers, self.mission.degradation.fallback_strategy,
-                                self.breaker.state)
-
-    def worker_options(self, unit: dict[str, Any], options: WorkerOptions) -> WorkerOptions:
-        if self.breaker is None:
-            return options
-        d = self.mission.degradation
-        state = self.breaker.state
-        model = options.model
-        if d.fallback_strategy == "fallback_model" and state == BreakerState.OPEN:
-            model = d.fallback_model
-        return WorkerOptions(
-            model=model,
-            single_pass=options.single_pass or single_pass(d.fallback_strategy, state),
-        )
-
-    def session_ended(self, rt: Runtime, ok: bool) -> None:
-        if self.breaker is None:
-            return
-        changed = self.breaker.record(ok)
-        if changed is None:
-            return
-        strategy = self.mission.degradation.fallback_strategy
-        rt.store.append_event(
-            "degradation.breaker", mission_id=rt.mission_id, state=str(changed),
-            strategy=strategy, failures=self.breaker.failures,
-        )
-        if changed == BreakerState.OPEN:
-            rt.log(f"{self.breaker.failures} agent failures in a row: degrading dispatch "
-                   f"({strategy}) for {self.mission.degradation.reset_timeout:.0f}s",
-                   level="warning")

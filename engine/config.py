@@ -194,8 +194,8 @@ class SpeculationConfig(Section):
 
 
 class DegradationConfig(Section):
-    enabled: bool = Field(True, description="Circuit breaker on consecutive agent failures.")
-    failure_threshold: int = Field(3, ge=1, description="Consecutive failures that open the breaker.")
+    enabled: bool = Field(True, description="Circuit breakers per component (docs/hitl.md).")
+    failure_threshold: int = Field(3, ge=1, description="Failures in a row that open a breaker.")
     reset_timeout: float = Field(60.0, gt=0, description="Seconds before dispatch is tried again.")
     fallback_strategy: Literal["reduce_workers", "simple", "fallback_model", "pause"] = Field(
         "reduce_workers",
@@ -206,6 +206,37 @@ class DegradationConfig(Section):
     fallback_model: str = Field(
         "sonnet", description="Worker model while the breaker is open (fallback_model strategy)."
     )
+
+
+NotifyEvent = Literal["started", "finished", "failed", "stalled", "approval", "budget",
+                      "push_rejected"]
+
+
+class NotifyConfig(Section):
+    """``[notify]``: mission events to a webhook, Telegram or the desktop (docs/hitl.md)."""
+
+    enabled: bool = Field(True, description="Notifications on (each target also needs its key).")
+    events: list[NotifyEvent] = Field(
+        default_factory=lambda: ["started", "finished", "failed", "stalled", "approval",
+                                 "budget", "push_rejected"],
+        description="What is sent: started, finished, failed, stalled (mission or agent), "
+        "approval (pending), budget (50/80/100 %), push_rejected.",
+    )
+    webhook_url: str = Field("", description="POST a JSON batch here (empty: no webhook).")
+    telegram_chat_id: str = Field("", description="Telegram chat for notifications (empty: none).")
+    telegram_token_env: str = Field(
+        "MC_TELEGRAM_TOKEN", description="Environment variable holding the bot token."
+    )
+    telegram_api_url: str = Field(
+        "https://api.telegram.org", description="Bot API base URL (a local Bot API server)."
+    )
+    desktop: bool = Field(False, description="notify-send on this machine (when installed).")
+    batch_seconds: float = Field(
+        5.0, ge=0, description="Events within this window go out as one message."
+    )
+    max_retries: int = Field(3, ge=0, description="Retries of a failed send (doubling back-off).")
+    retry_backoff_seconds: float = Field(1.0, ge=0, description="First wait before a retry.")
+    timeout_seconds: float = Field(10.0, gt=0, description="HTTP timeout of one send.")
 
 
 class EpisodicMemoryConfig(Section):
@@ -291,6 +322,10 @@ class AgentConfig(Section):
     max_turns: int = Field(50, ge=1)
     two_pass: bool = Field(False, description="Architect (read-only) pass, then editor pass.")
     kill_grace_seconds: float = Field(5.0, gt=0, description="SIGTERM to SIGKILL grace period.")
+    stall_seconds: float = Field(
+        600.0, gt=0, description="Seconds without an output line before a session is ended as "
+        "stalled (process group) and retried once; well below scheduler.session_timeout.",
+    )
     result_grace_seconds: float = Field(
         5.0, gt=0, description="Seconds an agent may take to exit after its result line."
     )
@@ -346,6 +381,7 @@ class MissionConfig(BaseSettings):
     hitl: HitlConfig = Field(default_factory=HitlConfig)
     speculation: SpeculationConfig = Field(default_factory=SpeculationConfig)
     degradation: DegradationConfig = Field(default_factory=DegradationConfig)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
     episodic_memory: EpisodicMemoryConfig = Field(default_factory=EpisodicMemoryConfig)
     a2a: A2AConfig = Field(default_factory=A2AConfig)
     tracing: TracingConfig = Field(default_factory=TracingConfig)

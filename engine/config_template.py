@@ -39,7 +39,8 @@ SECTION_DOCS: dict[str, str] = {
         "`telegram = true` in [hitl] means: on, with these defaults."
     ),
     "speculation": "Speculative parallel branches for one unit.",
-    "degradation": "Circuit breaker and graceful degradation.",
+    "degradation": "Circuit breakers per component and graceful degradation.",
+    "notify": "Notifications: webhook, Telegram (token from the environment), desktop.",
     "episodic_memory": "Memory of earlier episodes fed to planning.",
     "a2a": "Agent-to-agent (A2A) server, `mc a2a` (loopback by default; see docs/services.md).",
     "tracing": (

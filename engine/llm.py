@@ -94,6 +94,7 @@ class LlmCaller:
             max_turns=min(self.config.agent.max_turns, 20),
             budget_usd=self.config.scheduler.budget.max_per_session_usd,
             timeout_s=self.config.scheduler.session_timeout,
+            stall_s=self.config.agent.stall_seconds,
             permission_mode="plan",
             read_only=True,
             system_prompt=ROLE_SYSTEM_PROMPTS.get(role),

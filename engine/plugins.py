@@ -58,6 +58,7 @@ BUILTIN_PLUGINS = {
     "circuit_breaker": "engine.builtins:CircuitBreakerPlugin",
     "approval_file": "engine.channels.file:ApprovalFilePlugin",
     "telegram": "engine.channels.telegram:TelegramPlugin",
+    "notify": "engine.notify:NotifyPlugin",
 }
 DRAIN_SECONDS = 10.0  # how long the end of a mission waits for observers to catch up
 T = TypeVar("T")
@@ -304,7 +305,10 @@ class PluginManager:
     def dispatch_limit(self, workers: int) -> int:
         limit = workers
         for p in self.plugins:
-            limit = min(limit, max(1, int(self._call(p, "dispatch_limit", limit, limit))))
+            # a third-party plugin cannot starve the mission; a built-in may pause it
+            # (the circuit breaker's `pause` strategy)
+            floor = 0 if p.builtin else 1
+            limit = min(limit, max(floor, int(self._call(p, "dispatch_limit", limit, limit))))
         return limit
 
     def session_ended(self, rt: Runtime, ok: bool) -> None:

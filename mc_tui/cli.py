@@ -237,7 +237,7 @@ def status_cmd(config_path: Path) -> None:
     if store is None:
         return
     with store:
-        _reports().print_status(console(), store)
+        _reports().print_status(console(), store, config_path=str(config_path))
 
 
 @cli.command("doctor")

@@ -52,7 +52,10 @@ def print_history(console: Console, store: Store, *, limit: int = 20) -> None:
     console.print(table)
 
 
-def print_status(console: Console, store: Store, mission_id: int | None = None) -> None:
+def print_status(console: Console, store: Store, mission_id: int | None = None, *,
+                 config_path: str | None = None) -> None:
+    from engine.resilience.liveness import is_lost, resume_command, silent_for
+
     mission = store.get("missions", mission_id) if mission_id else store.latest_mission()
     if mission is None:
         console.print("no missions yet")
@@ -65,7 +68,12 @@ def print_status(console: Console, store: Store, mission_id: int | None = None) 
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
-    head.add_row("mission", f"#{mission['id']} {mission['status']}")
+    now = time.time()
+    lost = is_lost(mission, now)  # its engine died without closing the row
+    if lost:
+        head.add_row("mission", Text(f"#{mission['id']} lost", style="bold red"))
+    else:
+        head.add_row("mission", f"#{mission['id']} {mission['status']}")
     head.add_row("objective", mission["objective"])
     head.add_row("epoch", str(epochs[-1]["number"]) if epochs else "-")
     head.add_row("spend", fmt_usd(mission["total_cost_usd"]))
@@ -76,6 +84,11 @@ def print_status(console: Console, store: Store, mission_id: int | None = None) 
     for key, value in facts_rows(store, mission["id"]):
         head.add_row(key, value)
     console.print(head)
+    if lost:  # the whole command, unwrapped, so it can be copied
+        console.print(Text.assemble(
+            ("lost", "bold red"), f": no heartbeat for {fmt_duration(silent_for(mission, now))} "
+            f"(the row still says {mission['status']}); resume with: ",
+            (resume_command(config_path), "bold")), soft_wrap=True)
 
     if units:
         table = Table(title="Units", title_justify="left")
@@ -114,6 +127,7 @@ def print_status(console: Console, store: Store, mission_id: int | None = None) 
 def facts_rows(store: Store, mission_id: int) -> list[tuple[str, str]]:
     """``mc status`` lines for the baseline, flaky tests and the push (when there are any)."""
     from engine.report import baseline_facts, flaky_tests, push_facts
+    from engine.resilience.board import breaker_rows
 
     rows: list[tuple[str, str]] = []
     baseline = baseline_facts(store, mission_id)
@@ -127,6 +141,11 @@ def facts_rows(store: Store, mission_id: int) -> list[tuple[str, str]]:
     flaky = flaky_tests(store, mission_id)
     if flaky:
         rows.append(("flaky", ", ".join(flaky)))
+    breakers = breaker_rows(store, mission_id)
+    if breakers:  # circuit breakers per component (engine/resilience/board.py), worst first
+        rows.append(("breakers", ", ".join(
+            f"{b['component']} {b['state']}" + (f" ({b['failures']} failures)" if b["failures"] else "")
+            for b in breakers)))
     push = push_facts(store, mission_id)
     if push is not None:
         where = f" to {push['remote']}/{push['branch']}" if push.get("remote") else ""

@@ -22,6 +22,7 @@ from engine.agents.types import (
     EventCallback,
     FailureReason,
     emit,
+    stalled_result,
 )
 
 INSTALL_HINT = (
@@ -121,16 +122,17 @@ class ClaudeBackend(AgentBackend):
                 timeout=request.timeout_s,
                 kill_grace=self.kill_grace,
                 result_seen=lambda: parser.over,
-                result_grace=self.result_grace,
+                result_grace=self.result_grace, stall_timeout=request.stall_s,
             )
         except OSError as exc:
             return AgentResult(
                 status=ERROR, failure_reason=FailureReason.CRASH,
                 error=f"could not start {executable}: {exc}", summary="could not start claude",
             )
-        return parser.finish(
+        result = parser.finish(
             exit_code=outcome.exit_code,
             timed_out=outcome.timed_out,
             stderr_tail=outcome.stderr_tail,
             requested_model=request.model,
         )
+        return stalled_result(result, request.stall_s) if outcome.stalled else result

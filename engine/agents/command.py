@@ -52,6 +52,7 @@ from engine.agents.types import (
     EventCallback,
     FailureReason,
     emit,
+    stalled_result,
 )
 
 INSTALL_HINTS = {
@@ -305,7 +306,7 @@ class CommandBackend(AgentBackend):
                     env=env,
                     on_line=on_line, stdin=text.encode("utf-8"), timeout=request.timeout_s,
                     kill_grace=self.kill_grace, result_seen=lambda: parser.terminal,
-                    result_grace=self.result_grace,
+                    result_grace=self.result_grace, stall_timeout=request.stall_s,
                 )
             except OSError as exc:
                 return AgentResult(status=ERROR, error=f"could not start {self.tool}: {exc}",
@@ -316,5 +317,6 @@ class CommandBackend(AgentBackend):
                 Path(policy_path).unlink(missing_ok=True)
         if isinstance(parser, CodexParser):
             parser.read_rollout(codex_home(env))
-        return parser.finish(exit_code=outcome.exit_code, timed_out=outcome.timed_out,
-                             stderr_tail=outcome.stderr_tail)
+        result = parser.finish(exit_code=outcome.exit_code, timed_out=outcome.timed_out,
+                               stderr_tail=outcome.stderr_tail)
+        return stalled_result(result, request.stall_s) if outcome.stalled else result

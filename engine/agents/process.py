@@ -153,6 +153,7 @@ class ProcessOutcome:
     truncated_lines: int = 0
     pid: int | None = None
     ended_after_result: bool = False  # still running ``result_grace`` s after its result: killed
+    stalled: bool = False  # no output line for ``stall_timeout`` s: the group was ended
 
 
 @dataclass
@@ -235,6 +236,7 @@ async def run_streaming(
     max_line_bytes: int = MAX_LINE_BYTES,
     result_seen: Callable[[], bool] | None = None,
     result_grace: float = 5.0,
+    stall_timeout: float | None = None,
 ) -> ProcessOutcome:
     """Run ``argv`` in its own process group, calling ``on_line`` for every output line.
 
@@ -246,6 +248,8 @@ async def run_streaming(
     ``result_seen()`` is true (the agent printed its final result), the process gets
     ``result_grace`` seconds to exit before its group is terminated
     (``ended_after_result``): a CLI that lingers after its answer never waits for ``timeout``.
+    When no stdout or stderr line arrives for ``stall_timeout`` seconds the group is ended
+    too (``stalled``): a silent agent is not held until ``timeout``.
     """
     started = time.monotonic()
     command, pass_fds = supervised(argv, cwd=cwd, env=env, grace=kill_grace)
@@ -264,13 +268,16 @@ async def run_streaming(
     tail = _Tail()
     open_pumps = 2
     pumps_done = anyio.Event()
+    last_output = time.monotonic()
 
     async def pump(stream: ByteReceiveStream | None, name: str) -> None:
         nonlocal open_pumps
         splitter = LineSplitter(max_line_bytes)
 
         def deliver(items: list[tuple[bytes, bool, int]]) -> None:
+            nonlocal last_output
             for raw, truncated, size in items:
+                last_output = time.monotonic()
                 text = decode(raw)
                 outcome.lines += 1
                 outcome.truncated_lines += int(truncated)
@@ -313,6 +320,9 @@ async def run_streaming(
             if grace_ends is not None and time.monotonic() >= grace_ends:
                 outcome.ended_after_result = True
                 return  # the group is terminated below
+            if stall_timeout is not None and time.monotonic() - last_output >= stall_timeout:
+                outcome.stalled = True
+                return  # silent for too long: the group is terminated below
             await anyio.sleep(POLL_S)
 
     try:

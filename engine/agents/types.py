@@ -34,6 +34,7 @@ class FailureReason(StrEnum):
     MAX_TURNS = "max_turns"
     BUDGET = "budget"
     TIMEOUT = "timeout"
+    STALLED = "stalled"  # no output for ``[agent] stall_seconds``: ended, retried once
     CANCELLED = "cancelled"
     CRASH = "crash"  # the CLI died without a result
     BAD_OUTPUT = "bad_output"  # exited 0 but never produced a usable result
@@ -68,6 +69,7 @@ class AgentRequest:
     max_turns: int = 50
     budget_usd: float | None = None
     timeout_s: float = 1800.0
+    stall_s: float | None = None  # end the session after this many seconds without output
     allowed_tools: list[str] = field(default_factory=list)
     permission_mode: str = "acceptEdits"
     resume_session_id: str | None = None
@@ -160,6 +162,15 @@ class AgentBackend(ABC):
         self, request: AgentRequest, on_event: EventCallback | None = None
     ) -> AgentResult:
         """Run the session, calling ``on_event`` for each event; never raises for agent failures."""
+
+
+def stalled_result(result: AgentResult, stall_s: float | None) -> AgentResult:
+    """Mark ``result`` as ended for silence: status ``timeout``, reason ``stalled``."""
+    result.status = TIMEOUT
+    result.failure_reason = FailureReason.STALLED
+    result.error = f"stalled: no output for {stall_s:g} s"
+    result.summary = result.error
+    return result
 
 
 def summarize(text: str, limit: int = 200) -> str:

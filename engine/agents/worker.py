@@ -4,7 +4,7 @@ save uncommitted work, and judge the outcome from the result marker or from git 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,12 @@ from engine.agents.types import (
 from engine.config import MissionConfig
 from engine.prompts import PROMPTS_DIR, render
 from engine.store import Store
+
+STALL_NOTE = (
+    "Note: a previous session on this task was ended by Mission Control ({reason}). "
+    "Avoid commands that wait silently for a long time (servers, watchers, prompts); "
+    "keep working and report progress."
+)
 
 
 @dataclass
@@ -100,7 +106,8 @@ def _request(config: MissionConfig, role: AgentRole, prompt: str, workdir: Path,
     return AgentRequest(
         role=role, prompt=prompt, workdir=workdir, model=config.scheduler.model,
         max_turns=config.agent.max_turns, budget_usd=config.scheduler.budget.max_per_session_usd,
-        timeout_s=config.scheduler.session_timeout, allowed_tools=profile.allowed_tools,
+        timeout_s=config.scheduler.session_timeout, stall_s=config.agent.stall_seconds,
+        allowed_tools=profile.allowed_tools,
         permission_mode=profile.mode, read_only=read_only or profile.mode == "plan",
         metadata=dict(metadata), verify_command=config.target.verification.command,
     )
@@ -142,6 +149,18 @@ async def run_unit_agent(
                                              unit_id=unit_id or None, slot=slot)
         attempt_ids.append(attempt_id)
         cost += res.cost_usd or 0.0
+        if res.failure_reason == FailureReason.STALLED:  # retried once, told why
+            store.append_event(
+                "agent.stalled", mission_id=mission_id, unit_id=unit_id or None,
+                attempt_id=attempt_id, role=str(req.role), stall_s=req.stall_s,
+                message=f"unit {unit_id}: {res.error}; retrying the session once",
+            )
+            retry = replace(req, prompt=f"{req.prompt}\n\n{STALL_NOTE.format(reason=res.error)}",
+                            metadata={**req.metadata, "stall_retry": "1"})
+            attempt_id, res = await run_recorded(store, backend, retry, mission_id=mission_id,
+                                                 unit_id=unit_id or None, slot=slot)
+            attempt_ids.append(attempt_id)
+            cost += res.cost_usd or 0.0
         return res
 
     result: AgentResult | None = None

@@ -1,12 +1,12 @@
-"""A circuit breaker over agent sessions, and what the controller does while it is open.
+"""One circuit breaker, and how many workers may run under a breaker state.
 
-After ``failure_threshold`` consecutive agent failures (errors, timeouts, crashes, overload)
-the breaker opens for ``reset_timeout`` seconds. While open, dispatch degrades by the
-configured strategy: ``reduce_workers`` halves the parallelism, ``simple`` halves it and runs
-each worker in one pass (no architect pass even with ``agent.two_pass``: the original tool's
-"fall back to simpler strategies"), ``pause`` dispatches nothing, ``fallback_model`` runs
-workers on ``degradation.fallback_model``. After the timeout the
-breaker is half-open: the next session decides (success closes it, failure reopens it).
+After ``failure_threshold`` failures in a row the breaker opens for ``reset_timeout``
+seconds; then it is half-open: the next outcome decides (success closes it, failure reopens
+it). There is one breaker per component (``engine/resilience/board.py``); while one is open,
+dispatch degrades by ``[degradation] fallback_strategy`` (``engine/resilience/plugin.py``):
+``reduce_workers`` halves the parallelism, ``simple`` halves it and runs each worker in one
+pass, ``pause`` dispatches nothing, ``fallback_model`` runs workers on
+``degradation.fallback_model``. Half-open: one probe session at a time.
 """
 
 from __future__ import annotations

@@ -216,6 +216,19 @@ MIGRATIONS: list[list[str]] = [
         """UPDATE units SET fixup_rounds = (
             SELECT COUNT(*) FROM events e WHERE e.kind = 'fixup.winner' AND e.unit_id = units.id)""",
     ],
+    # 8: circuit breakers per component (engine/resilience/board.py): one row per mission and
+    #    component (agent:<backend>/<model>, planner, reviewer, verification, push)
+    [
+        """CREATE TABLE IF NOT EXISTS breakers (
+            mission_id INTEGER NOT NULL REFERENCES missions(id),
+            component TEXT NOT NULL,
+            state TEXT NOT NULL,
+            failures INTEGER NOT NULL DEFAULT 0,
+            opened_at REAL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (mission_id, component)
+        )""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

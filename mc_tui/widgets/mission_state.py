@@ -8,12 +8,17 @@ Everything kept in memory is bounded (event log, per-slot agent logs, cost serie
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from engine.models import Event
+from engine.resilience.board import breaker_rows
+from engine.resilience.liveness import LIVE_STATUSES
 from engine.store import Store
+
+HEARTBEAT_REREAD_S = 5.0  # how often a live mission's row is re-read for its heartbeat
 
 EVENT_LOG_MAX = 2000
 AGENT_LOG_MAX = 500
@@ -155,6 +160,9 @@ class MissionState:
         self.verifications: dict[int, dict[str, Any]] = {}
         self.approvals: dict[int, dict[str, Any]] = {}
         self.slot_attempt: dict[int, int] = {}
+        self.last_output: dict[int, float] = {}  # attempt id -> ts of its last stream event
+        self.breakers: list[dict[str, Any]] = []  # the mission's circuit breakers, worst first
+        self._mission_read_at = time.monotonic()
         self.costs: deque[tuple[float, float, str, str]] = deque(maxlen=COST_POINTS_MAX)
         self.cost_total = 0.0
         self._last_cost_id = 0
@@ -197,6 +205,7 @@ class MissionState:
         for attempt in self.attempts.values():
             self._note_slot(attempt)
         self._read_costs()
+        self.breakers = breaker_rows(store, mid)
         upto = upto_event if upto_event is not None else 2**62
         tail = store.query(
             "SELECT id, ts, kind, mission_id, unit_id, payload FROM events "
@@ -255,7 +264,13 @@ class MissionState:
                             self._note_slot(row)
         if pending.mission_dirty:
             self.mission = store.get("missions", self.mission_id)
+            self._mission_read_at = time.monotonic()
             changes.mission = True
+        elif self._heartbeat_due():  # heartbeats write no event: re-read to see one stop
+            row = store.get("missions", self.mission_id)
+            self._mission_read_at = time.monotonic()
+            if row != self.mission:
+                self.mission, changes.mission = row, True
         if pending.costs_dirty:
             changes.costs = self._read_costs()
         for event in pending.fixup_events:
@@ -264,6 +279,9 @@ class MissionState:
         if pending.projection is not None:
             self.projection = pending.projection
             changes.costs = True
+        if any(e.kind.startswith("degradation.") for e in pending.log_events):
+            self.breakers = breaker_rows(store, self.mission_id)
+            changes.mission = True  # the status bar shows them
         for event in pending.log_events:
             self.event_log.append(event)
         changes.log_events = list(pending.log_events)
@@ -324,7 +342,14 @@ class MissionState:
         else:
             entry["state"] = "scored" if entry.get("verified") else "failed"
 
+    def _heartbeat_due(self) -> bool:
+        return (self.mission is not None and self.mission.get("status") in LIVE_STATUSES
+                and time.monotonic() - self._mission_read_at >= HEARTBEAT_REREAD_S)
+
     def _add_agent_line(self, event: Event, changes: Changes) -> None:
+        attempt_id = event.payload.get("attempt_id")
+        if attempt_id is not None:  # the silence shown in the workers pane starts here
+            self.last_output[attempt_id] = max(self.last_output.get(attempt_id, 0.0), event.ts)
         slot = event.payload.get("slot")
         if slot is None:
             attempt = self.attempts.get(event.payload.get("attempt_id", -1))

@@ -7,6 +7,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
+from engine.resilience.liveness import LOST, is_lost, resume_command
 from mc_tui.widgets.fmt import clip, duration, status_text, usd
 from mc_tui.widgets.mission_state import MissionState
 
@@ -35,7 +36,7 @@ class StatusBar(Static):
         # most important first: the objective takes what width is left
         parts: list[Any] = [
             (f" {self.target} ", "bold reverse"), *self._bypass_label(), " ",
-            status_text(m["status"], self.palette), "  ",
+            *self._status(m, now), "  ",
             ("epoch ", "dim"), str(epoch["number"]) if epoch else "-", "  ",
             ("spend ", "dim"), (f"{usd(spent)}/{usd(self.budget)}", "bold red" if over else ""), "  ",
             ("wall ", "dim"), duration(end - m["started_at"]), "  ",
@@ -43,10 +44,21 @@ class StatusBar(Static):
         if m["status"] == "not_pushed":  # the objective is met, the push is what is missing
             why = str(m.get("outcome") or "").removeprefix("objective met, ")
             parts += [(clip(why, 100), "bold"), "  "]
+        tripped = [b for b in getattr(state, "breakers", []) if b["state"] != "closed"]
+        if tripped:  # degraded: the breakers that are open or probing
+            parts += [("breaker ", "dim"), (", ".join(
+                f"{b['component']} {b['state'].replace('_', '-')}" for b in tripped), "bold yellow"), "  "]
+        if is_lost(m, now):  # its engine stopped without closing the mission
+            parts += [(f"no heartbeat: resume with `{resume_command()}`", "bold red"), "  "]
         if note:
             parts += [(note, "italic"), "  "]
         parts += [(f"#{m['id']} ", "dim"), clip(m.get("objective"), 100)]
         return Text.assemble(*parts, no_wrap=True, overflow="ellipsis")
+
+    def _status(self, m: dict[str, Any], now: float) -> tuple[Any, ...]:
+        if is_lost(m, now):  # ("lost" is also a fixup candidate's state: styled here)
+            return ((f"? {LOST}", "bold red"),)
+        return (status_text(m["status"], self.palette),)
 
     def _bypass_label(self) -> tuple[Any, ...]:
         return (" ", (" NO PERMISSION CHECKS ", "bold white on red")) if self.bypass else ()

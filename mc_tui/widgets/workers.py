@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
 from textual.message import Message
 
 from mc_tui.widgets.fmt import clip, duration, status_text, usd
 from mc_tui.widgets.keyed_table import KeyedTable
 from mc_tui.widgets.mission_state import Changes, MissionState
+
+SILENCE_SHOWN_S = 30.0  # a running session silent this long shows "quiet m:ss" as its state
 
 
 class WorkersTable(KeyedTable):
@@ -38,6 +41,10 @@ class WorkersTable(KeyedTable):
         status = status_text(a["status"], self.palette)
         if not running:
             status.stylize("dim")  # the slot is idle; this was its last session
+        else:
+            silent = now - state.last_output.get(a["id"], a["started_at"])
+            if silent >= SILENCE_SHOWN_S:  # growing until [agent] stall_seconds ends it
+                status = Text(f"quiet {duration(silent)}", style="bold yellow")
         return (
             str(slot), clip(a.get("unit_id") or a["role"], 10), status, duration(elapsed),
             str(a.get("turns") or 0), usd(a.get("cost_usd")), clip(agent_label(a), 16),

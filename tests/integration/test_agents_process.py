@@ -168,3 +168,25 @@ def test_missing_executable_raises(tmp_path: Path) -> None:
 
     with pytest.raises(OSError):
         anyio.run(main)
+
+
+def test_a_silent_process_is_ended_at_the_stall_limit_with_its_group(tmp_path: Path) -> None:
+    """Silence for ``stall_timeout`` ends the whole group long before ``timeout``; a process
+    that keeps printing (stdout or stderr) is never stalled, however long it runs."""
+    lines: list[Line] = []
+    started = time.monotonic()
+    outcome = anyio.run(lambda: run_streaming(
+        [sys.executable, "-c", ESCAPE_ARTIST], cwd=tmp_path, env=build_env(),
+        on_line=lines.append, timeout=60, kill_grace=0.3, stall_timeout=0.8))
+    assert outcome.stalled and not outcome.timed_out
+    assert time.monotonic() - started < 6
+    pids = [int(line.text.split()[1]) for line in lines]
+    assert len(pids) == 3 and not any(alive(pid) for pid in pids)
+
+    chatty = ("import sys, time\nfor i in range(8):\n"
+              "    print(i, file=sys.stderr if i % 2 else sys.stdout, flush=True)\n"
+              "    time.sleep(0.25)\n")
+    outcome = anyio.run(lambda: run_streaming(
+        [sys.executable, "-c", chatty], cwd=tmp_path, env=build_env(),
+        on_line=lambda _line: None, timeout=60, stall_timeout=0.8))
+    assert not outcome.stalled and outcome.exit_code == 0

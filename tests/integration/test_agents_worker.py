@@ -284,3 +284,37 @@ def test_the_default_profile_lets_a_worker_commit_and_run_the_tests(
     assert argv[argv.index("--permission-mode") + 1] == "acceptEdits"
     attempt = store.get("attempts", outcome.attempt_ids[0])
     assert attempt["error"] is None
+
+
+def test_a_silent_worker_is_ended_at_the_stall_limit_and_retried_once(
+    store: Store, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fake prints one line then goes silent (and ignores SIGTERM, with a hanging
+    grandchild): each session ends after ``stall_seconds``, long before ``session_timeout``;
+    the session is retried once, told why; the unit fails as stalled with the reason."""
+    import time
+
+    pidfile = tmp_path / "grandchild.pid"
+    monkeypatch.setenv("PATH", f"{FAKES}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_CLAUDE_SCENARIO", "hang")
+    monkeypatch.setenv("FAKE_CLAUDE_IGNORE_TERM", "1")
+    monkeypatch.setenv("FAKE_CLAUDE_CHILD_PIDFILE", str(pidfile))
+    log = tmp_path / "fake.json"
+    monkeypatch.setenv("FAKE_CLAUDE_LOG", str(log))
+    backend = ClaudeBackend(env_passthrough=["FAKE_CLAUDE_*"], kill_grace=0.3)
+    cfg = config(stall_seconds=1.0)
+    cfg.scheduler.session_timeout = 60
+    started = time.monotonic()
+    outcome = run_unit(store, backend, repo, cfg)
+    assert time.monotonic() - started < 15  # two stalls of ~1 s, never the 60 s timeout
+    assert outcome.status == "timeout" and outcome.failure_reason == FailureReason.STALLED
+    assert outcome.error == "stalled: no output for 1 s"
+    assert len(outcome.attempt_ids) == 2  # retried once, not more
+    attempts = [store.get("attempts", a) for a in outcome.attempt_ids]
+    assert [a["failure_reason"] for a in attempts] == ["stalled", "stalled"]
+    stalled = [e.payload for e in store.events_after(0) if e.kind == "agent.stalled"]
+    assert len(stalled) == 1 and stalled[0]["stall_s"] == 1.0
+    assert "stalled: no output for 1 s" in json.loads(log.read_text())["stdin"]  # told why
+    grandchild = int(pidfile.read_text())
+    stat = Path(f"/proc/{grandchild}/stat")
+    assert not stat.exists() or stat.read_text().split(") ")[1][0] in "ZX"  # the whole group

@@ -32,7 +32,8 @@ async def test_every_pane_is_drawn_from_the_store(calm_world) -> None:
         assert workers.row_count == 4  # one row per slot seen
         running = {r["slot"] for r in store.rows("attempts", "status = 'running'")}
         for slot in running:
-            assert "running" in str(workers.get_cell(f"slot-{slot}", "state"))
+            state = str(workers.get_cell(f"slot-{slot}", "state"))
+            assert "running" in state or "quiet" in state  # quiet: silent for a while
             assert "/" in str(workers.get_cell(f"slot-{slot}", "agent"))  # backend/model
         merges = app.query_one(MergeQueueTable)
         assert {f"m{m['id']}" for m in store.rows("merges")} <= set(merges.keys())

@@ -117,3 +117,51 @@ def test_ema_reacts_to_a_recent_burst() -> None:
 def test_sparkline_scales_to_its_max() -> None:
     assert sparkline([0, 1, 2, 4]) == " ▂▄█"
     assert sparkline([0, 0]) == "▁▁"
+
+
+def test_workers_pane_shows_the_silence_of_a_running_session(tmp_path) -> None:
+    """The silence since an attempt's last stream event grows on the clock ("quiet m:ss")
+    until [agent] stall_seconds ends it; a fresh line resets it."""
+    from mc_tui.widgets.workers import SILENCE_SHOWN_S, WorkersTable
+
+    store = Store(tmp_path / "m.db")
+    mid = store.insert("missions", {"objective": "o", "status": "running", "started_at": 1.0})
+    store.insert("units", {"id": "U1", "mission_id": mid, "title": "t", "status": "running",
+                           "created_at": 1.0, "updated_at": 1.0})
+    aid = store.insert("attempts", {"mission_id": mid, "unit_id": "U1", "role": "worker",
+                                    "backend": "claude", "model": "sonnet", "slot": 1,
+                                    "status": "running", "started_at": 100.0})
+    state = MissionState(store, mid)
+    state.load()
+    pending = PendingChanges()
+    pending.add(ev(1, "agent.event", mission_id=mid, attempt_id=aid, slot=1, type="text",
+                   text="working"), mid)  # ts 101
+    state.apply(pending)
+    assert state.last_output[aid] == 101.0
+    table = WorkersTable()
+    attempt = state.attempts[aid]
+    assert "running" in str(table.cells(1, attempt, state, 101.0 + SILENCE_SHOWN_S - 1)[2])
+    assert str(table.cells(1, attempt, state, 101.0 + 95)[2]) == "quiet 1:35"
+    assert str(table.cells(1, attempt, state, 101.0 + 125)[2]) == "quiet 2:05"  # growing
+    store.close()
+
+
+def test_breakers_are_read_from_the_store_when_they_change(tmp_path) -> None:
+    from engine.resilience.board import BreakerBoard
+
+    store = Store(tmp_path / "m.db")
+    mid = store.insert("missions", {"objective": "o", "status": "running", "started_at": 1.0})
+    state = MissionState(store, mid)
+    state.load()
+    assert state.breakers == []
+    first = store.last_event_id()
+    board = BreakerBoard(1, 60.0)
+    board.bind(store, mid, "pause")
+    board.record("agent:claude/opus", False)
+    pending = PendingChanges()
+    for event in store.events_after(first):
+        pending.add(event, mid)
+    changes = state.apply(pending)
+    assert changes.mission and [(b["component"], b["state"]) for b in state.breakers] == [
+        ("agent:claude/opus", "open")]
+    store.close()

@@ -20,6 +20,7 @@ cross-site checks.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -33,6 +34,7 @@ from fastapi.staticfiles import StaticFiles
 from sse_starlette.sse import EventSourceResponse
 
 from engine.registry import mission_state
+from engine.resilience.liveness import LOST, newest_is_lost
 from engine.services.live.hub import ProjectHub
 from engine.services.live.projects import LiveProject, ProjectSource
 from engine.services.live.security import CSRF_COOKIE, SESSION_COOKIE, Guard
@@ -153,8 +155,10 @@ def create_app(source: ProjectSource, *, token: str | None = None) -> FastAPI:
         out = []
         for project in source.projects():
             mission_id, status, changed = mission_state(project.store_path)
+            lost = newest_is_lost(project.store_path, time.time())
             out.append({"name": project.name, "last_mission_id": mission_id,
-                        "last_status": status, "updated_at": changed})
+                        "last_status": LOST if lost else status, "updated_at": changed,
+                        "lost": lost})
         return out
 
     @app.get("/api/projects/{name}/snapshot", dependencies=[Depends(read_access)])

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.models import Event
+from engine.resilience.liveness import LOST_AFTER_S, is_lost, resume_command
 from engine.store import Store
 
 EVENT_TAIL = 300
@@ -64,6 +65,10 @@ def mission_view(store: Store, mission_id: int) -> dict[str, Any] | None:
     except (KeyError, TypeError, ValueError):
         pass
     view["budget_usd"] = budget
+    # a live row whose heartbeat stopped: its engine died (engine/resilience/liveness.py)
+    view["lost"] = is_lost(row, time.time())
+    view["lost_after_s"] = LOST_AFTER_S
+    view["resume"] = resume_command()
     return view
 
 

@@ -63,8 +63,12 @@ function render() {
   dirty = false;
   if (!state) return;
   const m = state.mission;
-  $("mission-status").textContent = m ? `#${m.id} ${m.status}` : "no mission yet";
-  $("mission-status").className = "badge s-" + (m ? m.status : "none");
+  const shown = m ? (m.lost ? "lost" : m.status) : "none";
+  $("mission-status").textContent = m ? `#${m.id} ${shown}` : "no mission yet";
+  $("mission-status").className = "badge s-" + shown;
+  // its engine died without closing the mission (no heartbeat): say how to take it up again
+  $("mission-status").title = m && m.lost ? `no heartbeat: resume with \`${m.resume}\`` : "";
+  if (m && m.lost) notice(`mission #${m.id} is lost (its engine stopped): resume with \`${m.resume}\``);
   $("objective").textContent = m ? m.objective : "";
   $("objective").title = m ? m.objective : "";
   const active = m && ["pending", "running", "paused"].includes(m.status);
@@ -231,6 +235,12 @@ async function loadProjects() {
     if (pick) sel.value = pick;
     if (!list.length) notice("no projects: register one with `mc register --config PATH`");
     if (pick !== project) { project = pick; connect(); }
+    // the newest mission's heartbeat stopped (checked on every poll, events or not)
+    const cur = list.find((p) => p.name === project);
+    const m = state && state.mission;
+    if (cur && m && m.id === cur.last_mission_id && Boolean(cur.lost) !== Boolean(m.lost)) {
+      m.lost = Boolean(cur.lost); schedule();
+    }
   } catch (err) { notice(`projects: ${err.message}`); }
 }
 
