@@ -39,7 +39,7 @@ SECTION_DOCS: dict[str, str] = {
     ),
     "speculation": "Speculative parallel branches for one unit.",
     "degradation": "Circuit breaker and graceful degradation.",
-    "episodic_memory": "Memory of earlier episodes fed to planning.",
+    "episodic_memory": "Episodes of earlier units and missions, recalled into planner and worker prompts.",
     "a2a": "Agent-to-agent (A2A) server, `mc a2a` (loopback by default; see docs/services.md).",
     "tracing": "OpenTelemetry export.",
     "live": "`mc live`: the web dashboard (loopback by default; a token from the env otherwise).",

@@ -63,7 +63,21 @@ def specialist_text(name: str) -> str | None:
     return render(f"specialist_{name}").strip()
 
 
-def prompt_values(unit: dict[str, Any], objective: str, feedback: str | None) -> dict[str, str]:
+LESSONS_HEADING = "What earlier attempts learned"
+
+
+def lessons_section(notes: list[str] | None) -> str:
+    """The "What earlier attempts learned" section (empty without notes)."""
+    lines = [n.strip() for n in notes or [] if n and n.strip()]
+    if not lines:
+        return ""
+    return (f"\n## {LESSONS_HEADING}\n\nFrom earlier units and missions on this repository "
+            "(follow the conventions, avoid the failures):\n\n"
+            + "\n".join(f"- {line}" for line in lines) + "\n")
+
+
+def prompt_values(unit: dict[str, Any], objective: str, feedback: str | None,
+                  notes: list[str] | None = None) -> dict[str, str]:
     """Placeholder values shared by the worker, architect, editor and fixup templates."""
     spec = specialist_text(specialist_name(unit))
     return {
@@ -79,6 +93,7 @@ def prompt_values(unit: dict[str, Any], objective: str, feedback: str | None) ->
             f"\n## Feedback on the previous attempt (address all of it)\n\n{feedback.strip()}\n"
             if feedback and feedback.strip() else ""
         ),
+        "lessons_section": lessons_section(notes),
     }
 
 
@@ -122,11 +137,13 @@ async def run_unit_agent(
     approach: str | None = None,
     failure_output: str | None = None,
     candidate: int | None = None,
+    notes: list[str] | None = None,
 ) -> UnitRunOutcome:
-    """Run a unit's agent (one pass, or architect then editor) and judge what it did."""
+    """Run a unit's agent (one pass, or architect then editor) and judge what it did.
+    ``notes`` fill the prompt's "What earlier attempts learned" section."""
     workdir = Path(workdir)
     unit_id = str(unit.get("id", ""))
-    values = prompt_values(unit, objective, feedback)
+    values = prompt_values(unit, objective, feedback, notes)
     metadata = {
         "unit_id": unit_id, "unit_title": str(unit.get("title", "")),
         "specialist": specialist_name(unit), "attempt": str(unit.get("attempt_count", "")),

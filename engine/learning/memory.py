@@ -1,0 +1,120 @@
+"""The ``episodic_memory`` built-in plugin: writes an episode per finished unit (after each
+epoch) and per finished mission, and recalls the relevant ones into planner prompts
+(``planning_notes``, query: the objective) and worker prompts (``worker_notes``, query: the
+unit's title and files), each within ``[episodic_memory] prompt_tokens``.
+
+Settings: ``[episodic_memory]`` (enabled, max_episodes, similarity_threshold,
+half_life_days, prompt_tokens). Storage and scoring: :mod:`engine.learning.episodes`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from engine.learning import episodes
+from engine.models import MissionStatus, UnitStatus
+from engine.plugins import EpochView, Plugin
+
+if TYPE_CHECKING:
+    from engine.runtime import Runtime
+
+FINAL_UNIT = (UnitStatus.MERGED, UnitStatus.FAILED, UnitStatus.BLOCKED)
+
+
+def unit_query(unit: dict[str, Any]) -> str:
+    """What a worker's recall searches for: its unit's title and files (the description is
+    left out: it is long and generic, and would dilute the share of matched terms)."""
+    files = unit.get("files_hint") or []
+    if isinstance(files, str):
+        files = [files]
+    return " ".join([str(unit.get("title") or ""), *map(str, files)])
+
+
+def fixup_history(unit: dict[str, Any]) -> str:
+    parts = []
+    if unit.get("attempt_count"):
+        parts.append(f"{unit['attempt_count']} attempt(s)")
+    if unit.get("review_rejections"):
+        parts.append(f"{unit['review_rejections']} review rejection(s)")
+    if unit.get("fixup_rounds"):
+        parts.append(f"{unit['fixup_rounds']} fixup round(s)")
+    return ", ".join(parts)
+
+
+def record_unit(rt: Runtime, unit: dict[str, Any], max_episodes: int) -> dict[str, Any]:
+    """The episode of one finished leaf unit."""
+    files = unit.get("files_hint") or []
+    merged = unit["status"] == UnitStatus.MERGED
+    return episodes.record(
+        rt.store, kind="unit", key=str(unit["id"]), mission_id=rt.mission_id,
+        unit_id=str(unit["id"]), objective=rt.objective, title=str(unit["title"]),
+        files=[str(f) for f in files], outcome=str(unit["status"]),
+        failure_reason="" if merged else str(unit.get("reason") or ""),
+        review_feedback=str(unit.get("review_feedback") or ""),
+        fixups=fixup_history(unit), cost_usd=float(unit.get("cost_usd") or 0.0),
+        max_episodes=max_episodes,
+    )
+
+
+def record_mission(rt: Runtime, status: MissionStatus, reason: str,
+                   max_episodes: int) -> dict[str, Any]:
+    """The episode of the mission as it ends."""
+    counts = {row["status"]: row["n"] for row in rt.store.query(
+        "SELECT status, COUNT(*) AS n FROM units WHERE mission_id = ? AND is_leaf = 1 "
+        "GROUP BY status", (rt.mission_id,))}
+    epochs = rt.store.query("SELECT COUNT(*) AS n FROM epochs WHERE mission_id = ?",
+                            (rt.mission_id,))[0]["n"]
+    summary = (f"{counts.get(UnitStatus.MERGED, 0)} unit(s) merged, "
+               f"{counts.get(UnitStatus.FAILED, 0)} failed, {epochs} epoch(s)")
+    ok = status == MissionStatus.COMPLETED
+    return episodes.record(
+        rt.store, kind="mission", key=str(rt.mission_id), mission_id=rt.mission_id,
+        unit_id=None, objective=rt.objective, title=f"mission: {rt.objective}", files=[],
+        outcome=str(status), failure_reason="" if ok else reason, review_feedback="",
+        fixups=summary, cost_usd=rt.store.mission_cost(rt.mission_id),
+        max_episodes=max_episodes,
+    )
+
+
+class EpisodicMemoryPlugin(Plugin):
+    """``[episodic_memory]``: episodes of finished units and missions, recalled by BM25
+    full-text search into planner and worker prompts (see :mod:`engine.learning.episodes`)."""
+
+    name = "episodic_memory"
+    builtin = True
+    order = 30
+
+    def _recall(self, rt: Runtime, query: str, *, exclude_mission: int | None) -> list[str]:
+        memory = self.mission.episodic_memory
+        if not memory.enabled or memory.prompt_tokens == 0:
+            return []
+        found = episodes.recall(
+            rt.store, query, threshold=memory.similarity_threshold,
+            half_life_days=memory.half_life_days, exclude_mission=exclude_mission,
+        )
+        return episodes.within_budget([r.lesson for r in found], memory.prompt_tokens)
+
+    def planning_notes(self, rt: Runtime) -> list[str]:
+        # this mission's own failures are in the planner's context already
+        return self._recall(rt, rt.objective, exclude_mission=rt.mission_id)
+
+    def worker_notes(self, rt: Runtime, unit: dict[str, Any]) -> list[str]:
+        return self._recall(rt, unit_query(unit), exclude_mission=None)
+
+    async def epoch_executed(self, view: EpochView) -> None:
+        memory = self.mission.episodic_memory
+        if not memory.enabled:
+            return
+        rt = view.rt
+        for unit in rt.store.rows("units", "epoch_id = ? AND is_leaf = 1", (view.epoch_id,),
+                                  order="created_at, id"):
+            if unit["status"] in FINAL_UNIT:
+                record_unit(rt, unit, memory.max_episodes)
+
+    async def mission_outcome(
+        self, rt: Runtime, status: MissionStatus, reason: str
+    ) -> tuple[MissionStatus, str]:
+        memory = self.mission.episodic_memory
+        if memory.enabled:
+            record_mission(rt, status, reason, memory.max_episodes)
+        return status, reason
