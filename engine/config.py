@@ -216,9 +216,6 @@ class EpisodicMemoryConfig(Section):
     prompt_tokens: int = Field(
         600, ge=0, description="Token budget of the \"What earlier attempts learned\" section "
         "of each planner and worker prompt (4 characters a token).")
-    context_tokens: int = Field(
-        400, ge=0, description="Token budget of the discoveries, gotchas and conventions of "
-        "earlier workers shown to a worker whose files match their scope.")
 
 
 class A2AConfig(Section):

@@ -52,6 +52,7 @@ BUILTIN_PLUGINS = {
     "publish": "engine.builtins:PublishPlugin",
     "rewards": "engine.builtins:RewardsPlugin",
     "episodic_memory": "engine.builtins:EpisodicMemoryPlugin",
+    "context_store": "engine.learning.memory:ContextStorePlugin",
     "circuit_breaker": "engine.builtins:CircuitBreakerPlugin",
 }
 DRAIN_SECONDS = 10.0  # how long the end of a mission waits for observers to catch up

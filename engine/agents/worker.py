@@ -226,6 +226,13 @@ async def _judge(store: Store, mission_id: int, unit_id: str, workdir: Path, bas
         else:
             outcome.status, outcome.error = FAILED, "no changes (and no result marker)"
             outcome.summary = "no changes"
+    if marker is not None and marker.context_items():
+        # the typed context (engine/learning/context.py stores and scopes it)
+        store.append_event(
+            "unit.context", mission_id=mission_id, unit_id=unit_id or None,
+            attempt_id=last_attempt, files_changed=facts.files_changed,
+            items=[{"kind": k, "text": t, "paths": p} for k, t, p in marker.context_items()],
+        )
     if result.denials:
         _judge_denials(store, mission_id, unit_id, result, outcome, last_attempt)
     if marker is None:

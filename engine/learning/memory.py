@@ -5,15 +5,22 @@ unit's title and files), each within ``[episodic_memory] prompt_tokens``.
 
 Settings: ``[episodic_memory]`` (enabled, max_episodes, similarity_threshold,
 half_life_days, prompt_tokens). Storage and scoring: :mod:`engine.learning.episodes`.
+
+The ``context_store`` built-in plugin: takes in the discoveries, gotchas and conventions
+workers report (``unit.context`` events) and shows the ones in scope to later workers
+(``worker_notes``), within ``[plugins.context_store] prompt_tokens``. Storage and scope:
+:mod:`engine.learning.context`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from engine.learning import episodes
+from pydantic import Field
+
+from engine.learning import context, episodes
 from engine.models import MissionStatus, UnitStatus
-from engine.plugins import EpochView, Plugin
+from engine.plugins import EpochView, Plugin, PluginConfig
 
 if TYPE_CHECKING:
     from engine.runtime import Runtime
@@ -118,3 +125,29 @@ class EpisodicMemoryPlugin(Plugin):
         if memory.enabled:
             record_mission(rt, status, reason, memory.max_episodes)
         return status, reason
+
+
+class ContextStoreConfig(PluginConfig):
+    prompt_tokens: int = Field(
+        400, ge=0, description="Token budget of the context items in one worker prompt.")
+
+
+class ContextStorePlugin(Plugin):
+    """``[plugins.context_store]``: typed context (discoveries, gotchas, conventions) from
+    earlier workers, shown to later workers whose files are in its scope."""
+
+    name = "context_store"
+    Config = ContextStoreConfig
+    builtin = True
+    order = 25  # conventions first in the "What earlier attempts learned" section
+
+    def worker_notes(self, rt: Runtime, unit: dict[str, Any]) -> list[str]:
+        budget = getattr(self.config, "prompt_tokens", 400)
+        if budget == 0:
+            return []
+        context.ingest(rt.store)
+        notes = [context.note(row) for row in context.for_unit(rt.store, unit)]
+        return episodes.within_budget(notes, budget)
+
+    async def epoch_executed(self, view: EpochView) -> None:
+        context.ingest(view.rt.store)

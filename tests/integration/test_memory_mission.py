@@ -73,3 +73,50 @@ def test_a_failure_becomes_a_lesson_in_the_next_missions_prompts(tmp_path: Path)
     commit = second.rt.repo.pygit[green].peel(pygit2.Commit)  # type: ignore[union-attr]
     text = commit.tree["app/bye.py"].data.decode()
     assert text.startswith("# SPDX-License-Identifier: MIT")
+
+
+PLAN_TWO = '''
+[[interaction]]
+role = "planner"
+actions = [{ type = "text", text = '{"units": [{"title": "Add a farewell", "description": "d", "files_hint": ["app/bye.py"], "acceptance_criteria": ["ok"], "leaf": true}, {"title": "Add a welcome", "description": "d", "files_hint": ["app/welcome.py"], "acceptance_criteria": ["ok"], "dependencies": ["Add a farewell"], "leaf": true}]}' }]
+'''
+MARKER = ('<mc-result>{"status": "completed", "summary": "added bye", '
+          '"conventions": [{"text": "modules under app/ start with # SPDX-License-Identifier: MIT",'
+          ' "paths": ["app/"]}], "gotchas": ["bye() is imported by the CLI"]}</mc-result>')
+CONTEXT_CASSETTE = PLAN_TWO + AMBITION_OK + OBJECTIVE_MET + f'''
+[[interaction]]
+role = "worker"
+when = {{ unit_title = "Add a farewell" }}
+actions = [
+  {{ type = "write", path = "app/bye.py", content = "# SPDX-License-Identifier: MIT\\ndef bye():\\n    return 'bye'\\n" }},
+  {{ type = "commit", message = "Add a farewell" }},
+  {{ type = "text", text = '{MARKER}' }},
+]
+
+[[interaction]]
+role = "worker"
+when = {{ unit_title = "Add a welcome" }}
+match = "(?s){LESSONED}.*convention \\\\(app/\\\\): modules under app/ start with # SPDX"
+actions = [
+  {{ type = "write", path = "app/welcome.py", content = "# SPDX-License-Identifier: MIT\\ndef welcome():\\n    return 'hi'\\n" }},
+  {{ type = "commit", message = "Add a welcome" }},
+]
+
+[[interaction]]
+role = "worker"
+when = {{ unit_title = "Add a welcome" }}
+actions = [{{ type = "fail", error = "no convention in my prompt" }}]
+'''
+
+
+def test_a_reported_convention_reaches_a_later_worker_in_scope(tmp_path: Path) -> None:
+    make_target(tmp_path)
+    config = load_config(write_config(tmp_path, CONTEXT_CASSETTE, "[rounds]\nmax_rounds = 1\n"))
+    controller = Controller(config, Store(config.state_dir() / "mission.db"))
+    controller.prepare()
+    outcome = anyio.run(controller.run)
+    units = {u["title"]: u for u in controller.store.units(outcome.mission_id)}
+    assert units["Add a welcome"]["status"] == "merged", units["Add a welcome"]["reason"]
+    state_rows = controller.store.query("SELECT kind, text, paths, seen FROM context_items")
+    assert {(r["kind"], r["paths"]) for r in state_rows} == {
+        ("convention", '["app/"]'), ("gotcha", '["app/bye.py"]')}
