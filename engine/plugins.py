@@ -53,6 +53,7 @@ BUILTIN_PLUGINS = {
     "rewards": "engine.builtins:RewardsPlugin",
     "episodic_memory": "engine.builtins:EpisodicMemoryPlugin",
     "context_store": "engine.learning.memory:ContextStorePlugin",
+    "reflections": "engine.learning.reflection:ReflectionPlugin",
     "circuit_breaker": "engine.builtins:CircuitBreakerPlugin",
 }
 DRAIN_SECONDS = 10.0  # how long the end of a mission waits for observers to catch up

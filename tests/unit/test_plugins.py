@@ -26,7 +26,8 @@ from engine.plugins import (
 from engine.store import Store
 from tests.support.plugins import register, use_example
 
-BUILTINS = {"publish", "rewards", "episodic_memory", "context_store", "circuit_breaker"}
+BUILTINS = {"publish", "rewards", "episodic_memory", "context_store", "reflections",
+            "circuit_breaker"}
 
 
 class Recorder:
