@@ -50,7 +50,7 @@ FTS_COLUMNS = ("objective", "title", "files", "failure_reason", "review_feedback
 CHARS_PER_TOKEN = 4
 MAX_QUERY_TERMS = 32
 MIN_BM25 = 1e-3  # below this the best BM25 score carries no information (clamped IDF)
-LESSON_CHARS = 400
+LESSON_CHARS = 480
 _STOPWORDS = (
     "the and for with from into that this then than are was were will not but all any can "
     "its has have had you your our use used using add make each per via out off one two new "

@@ -14,6 +14,7 @@ workers report (``unit.context`` events) and shows the ones in scope to later wo
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
@@ -37,7 +38,23 @@ def unit_query(unit: dict[str, Any]) -> str:
     return " ".join([str(unit.get("title") or ""), *map(str, files)])
 
 
-def fixup_history(unit: dict[str, Any]) -> str:
+GIST_LINES = 3
+GIST_CHARS = 240
+_GIST = ("error", "fail", "must", "assert", "expected", "missing", "conflict")
+
+
+def failure_gist(detail: str) -> str:
+    """The telling lines of a verification or merge failure (error/assert/must lines),
+    at most :data:`GIST_LINES` of them and :data:`GIST_CHARS` characters."""
+    lines = [" ".join(line.split()) for line in detail.splitlines()]
+    telling = [line for line in lines if line and any(w in line.lower() for w in _GIST)
+               and not line.startswith(("Traceback", "File ", "----", "===="))]
+    gist = "; ".join(dict.fromkeys(telling[-GIST_LINES:] or lines[-1:]))
+    return gist if len(gist) <= GIST_CHARS else gist[: GIST_CHARS - 3] + "..."
+
+
+def fixup_history(unit: dict[str, Any], details: list[str] | None = None) -> str:
+    """Attempts, review rejections and fixup rounds, and what the first fixup was for."""
     parts = []
     if unit.get("attempt_count"):
         parts.append(f"{unit['attempt_count']} attempt(s)")
@@ -45,7 +62,18 @@ def fixup_history(unit: dict[str, Any]) -> str:
         parts.append(f"{unit['review_rejections']} review rejection(s)")
     if unit.get("fixup_rounds"):
         parts.append(f"{unit['fixup_rounds']} fixup round(s)")
-    return ", ".join(parts)
+    text = ", ".join(parts)
+    if details:
+        text += f"; needed a fixup after: {failure_gist(details[0])}"
+    return text
+
+
+def fixup_details(rt: Runtime, unit_id: str) -> list[str]:
+    """The failure output each fixup round of the unit started from (``fixup.started``)."""
+    rows = rt.store.query(
+        "SELECT payload FROM events WHERE mission_id = ? AND kind = 'fixup.started' "
+        "AND unit_id = ? ORDER BY id", (rt.mission_id, unit_id))
+    return [str(json.loads(r["payload"] or "{}").get("detail") or "") for r in rows]
 
 
 def record_unit(rt: Runtime, unit: dict[str, Any], max_episodes: int) -> dict[str, Any]:
@@ -58,7 +86,7 @@ def record_unit(rt: Runtime, unit: dict[str, Any], max_episodes: int) -> dict[st
         files=[str(f) for f in files], outcome=str(unit["status"]),
         failure_reason="" if merged else str(unit.get("reason") or ""),
         review_feedback=str(unit.get("review_feedback") or ""),
-        fixups=fixup_history(unit), cost_usd=float(unit.get("cost_usd") or 0.0),
+        fixups=fixup_history(unit, fixup_details(rt, str(unit["id"]))), cost_usd=float(unit.get("cost_usd") or 0.0),
         max_episodes=max_episodes,
     )
 
