@@ -151,6 +151,14 @@ class EpisodicMemoryPlugin(Plugin):
     ) -> tuple[MissionStatus, str]:
         memory = self.mission.episodic_memory
         if memory.enabled:
+            # units that became final outside a completed epoch (a stop mid-epoch)
+            recorded = {row["unit_id"] for row in rt.store.query(
+                f"SELECT unit_id FROM {episodes.TABLE} WHERE mission_id = ?", (rt.mission_id,))
+            } if episodes.TABLE in rt.store.db.table_names() else set()
+            for unit in rt.store.rows("units", "mission_id = ? AND is_leaf = 1",
+                                      (rt.mission_id,), order="created_at, id"):
+                if unit["status"] in FINAL_UNIT and unit["id"] not in recorded:
+                    record_unit(rt, unit, memory.max_episodes)
             record_mission(rt, status, reason, memory.max_episodes)
         return status, reason
 

@@ -68,7 +68,9 @@ class ExecutePhase:
             with anyio.CancelScope() as scope:
                 agent_scopes[f"fixup:{unit_id}"] = scope
                 try:
-                    await run_fixup(rt, unit_id, detail)
+                    unit_row = state.store.get("units", unit_id) or {}
+                    notes = await anyio.to_thread.run_sync(state.plugins.worker_notes, rt, unit_row)
+                    await run_fixup(rt, unit_id, detail, notes=notes)
                 except Exception as exc:
                     self.unit_error(unit_id, exc, errors)
                 finally:

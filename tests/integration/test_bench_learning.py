@@ -16,3 +16,8 @@ def test_learning_lowers_failed_attempts_and_cost(monkeypatch: pytest.MonkeyPatc
     assert off["merged"] == on["merged"] == 2
     assert (off["failed_attempts"], on["failed_attempts"]) == (2, 1)
     assert on["cost_per_merged"] < off["cost_per_merged"]
+    # each path carries the lesson alone: the episode (the fixup's failure gist) and the
+    # convention the fixup reported
+    for memory, context in ((True, False), (False, True)):
+        alone = bench_learning.run_scenario(memory=memory, context=context)
+        assert (alone["merged"], alone["failed_attempts"]) == (2, 1), (memory, context)
