@@ -76,6 +76,16 @@ def fixup_details(rt: Runtime, unit_id: str) -> list[str]:
     return [str(json.loads(r["payload"] or "{}").get("detail") or "") for r in rows]
 
 
+def teaches(episode: dict[str, Any]) -> bool:
+    """Whether an episode holds a lesson for a worker: it failed, or was rejected by review
+    or repaired by a fixup on its way in (a unit merged at the first try teaches nothing)."""
+    if episode.get("kind") == "mission":
+        return False
+    return bool(episode.get("outcome") != UnitStatus.MERGED or episode.get("failure_reason")
+                or episode.get("review_feedback") or "fixup" in (episode.get("fixups") or "")
+                or "rejection" in (episode.get("fixups") or ""))
+
+
 def record_unit(rt: Runtime, unit: dict[str, Any], max_episodes: int) -> dict[str, Any]:
     """The episode of one finished leaf unit."""
     files = unit.get("files_hint") or []
@@ -119,7 +129,8 @@ class EpisodicMemoryPlugin(Plugin):
     builtin = True
     order = 30
 
-    def _recall(self, rt: Runtime, query: str, *, exclude_mission: int | None) -> list[str]:
+    def _recall(self, rt: Runtime, query: str, *, exclude_mission: int | None,
+                lessons_only: bool = False) -> list[str]:
         memory = self.mission.episodic_memory
         if not memory.enabled or memory.prompt_tokens == 0:
             return []
@@ -127,6 +138,8 @@ class EpisodicMemoryPlugin(Plugin):
             rt.store, query, threshold=memory.similarity_threshold,
             half_life_days=memory.half_life_days, exclude_mission=exclude_mission,
         )
+        if lessons_only:
+            found = [r for r in found if teaches(r.episode)]
         return episodes.within_budget([r.lesson for r in found], memory.prompt_tokens)
 
     def planning_notes(self, rt: Runtime) -> list[str]:
@@ -134,7 +147,7 @@ class EpisodicMemoryPlugin(Plugin):
         return self._recall(rt, rt.objective, exclude_mission=rt.mission_id)
 
     def worker_notes(self, rt: Runtime, unit: dict[str, Any]) -> list[str]:
-        return self._recall(rt, unit_query(unit), exclude_mission=None)
+        return self._recall(rt, unit_query(unit), exclude_mission=None, lessons_only=True)
 
     async def epoch_executed(self, view: EpochView) -> None:
         memory = self.mission.episodic_memory

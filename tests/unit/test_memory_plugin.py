@@ -87,3 +87,15 @@ def test_failure_gist_keeps_the_telling_lines() -> None:
     gist = failure_gist(output)
     assert "app/m1.py must start with # SPDX-License-Identifier: MIT" in gist
     assert "Traceback" not in gist and len(gist) <= 240
+
+
+def test_workers_are_not_told_about_units_that_simply_merged(tmp_path: Path) -> None:
+    rt = runtime(tmp_path)
+    for key, fixups in (("plain", "1 attempt(s)"),
+                        ("fixed", "1 attempt(s), 1 fixup round(s); needed a fixup after: x")):
+        episodes.record(rt.store, kind="unit", key=key, mission_id=7, unit_id=key,
+                        objective="o", title=f"Add the {key} farewell", files=["app/bye.py"],
+                        outcome="merged", failure_reason="", review_feedback="", fixups=fixups,
+                        cost_usd=0.1, max_episodes=100)
+    notes = plugin().worker_notes(rt, {"title": "Add the farewell", "files_hint": ["app/bye.py"]})  # type: ignore[arg-type]
+    assert len(notes) == 1 and "fixed" in notes[0]
