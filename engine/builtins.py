@@ -9,11 +9,11 @@ Registered like any plugin (entry points in ``pyproject.toml``, group
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 import pygit2
 
+from engine.learning.memory import EpisodicMemoryPlugin
 from engine.learning.rewards import unit_reward
 from engine.models import MissionStatus, UnitStatus
 from engine.plugins import EpochView, Plugin, PluginConfig
@@ -100,37 +100,3 @@ def merged_diff(rt: Runtime, unit_id: str) -> str:
     if not commit.parents:
         return ""
     return rt.repo.diff_text(str(commit.parents[0].id), str(commit.id))
-
-
-class EpisodicMemoryPlugin(Plugin):
-    """``[episodic_memory]``: outcomes of earlier missions on this target whose objective is
-    similar enough (word overlap >= similarity_threshold), most similar first."""
-
-    name = "episodic_memory"
-    builtin = True
-    order = 30
-
-    def planning_notes(self, rt: Runtime) -> list[str]:
-        memory = self.mission.episodic_memory
-        if not memory.enabled:
-            return []
-        rows = rt.store.query(
-            "SELECT objective, status, outcome FROM missions WHERE id != ? AND ended_at IS NOT NULL "
-            "ORDER BY id DESC LIMIT ?",
-            (rt.mission_id, memory.max_episodes),
-        )
-        scored = [(similarity(rt.objective, r["objective"]), r) for r in rows]
-        recalled = sorted(
-            (pair for pair in scored if pair[0] >= memory.similarity_threshold),
-            key=lambda pair: -pair[0],
-        )
-        return [f"{r['objective']} -> {r['status']}: {r['outcome'] or ''}" for _, r in recalled]
-
-
-def similarity(a: str, b: str) -> float:
-    """Jaccard overlap of the words of two objectives (0..1)."""
-    words_a = {w for w in re.findall(r"[a-z0-9]+", a.lower()) if len(w) > 2}
-    words_b = {w for w in re.findall(r"[a-z0-9]+", b.lower()) if len(w) > 2}
-    if not words_a or not words_b:
-        return 0.0
-    return len(words_a & words_b) / len(words_a | words_b)

@@ -240,9 +240,19 @@ class NotifyConfig(Section):
 
 
 class EpisodicMemoryConfig(Section):
-    enabled: bool = Field(True, description="Feed outcomes of earlier missions to the planner.")
-    max_episodes: int = Field(200, ge=1, description="Episodes kept.")
-    similarity_threshold: float = Field(0.3, ge=0, le=1, description="Minimum relevance to recall.")
+    enabled: bool = Field(
+        True, description="Record an episode per finished unit and mission and feed the "
+        "relevant ones to planner and worker prompts (docs/learning.md).")
+    max_episodes: int = Field(200, ge=1, description="Episodes kept (the oldest go first).")
+    similarity_threshold: float = Field(
+        0.3, ge=0, le=1, description="Minimum score to recall: BM25 relative to the best hit, "
+        "times the share of query terms matched, times the age decay (0..1).")
+    half_life_days: float = Field(
+        30.0, ge=0, description="Age decay of a recalled episode's score: halved every this "
+        "many days (0: no decay).")
+    prompt_tokens: int = Field(
+        600, ge=0, description="Token budget of the \"What earlier attempts learned\" section "
+        "of each planner and worker prompt (4 characters a token).")
 
 
 class A2AConfig(Section):

@@ -41,7 +41,7 @@ SECTION_DOCS: dict[str, str] = {
     "speculation": "Speculative parallel branches for one unit.",
     "degradation": "Circuit breakers per component and graceful degradation.",
     "notify": "Notifications: webhook, Telegram (token from the environment), desktop.",
-    "episodic_memory": "Memory of earlier episodes fed to planning.",
+    "episodic_memory": "Episodes of earlier units and missions, recalled into planner and worker prompts.",
     "a2a": "Agent-to-agent (A2A) server, `mc a2a` (loopback by default; see docs/services.md).",
     "tracing": (
         "OpenTelemetry traces over OTLP/HTTP (docs/services.md#opentelemetry); no prompt or "

@@ -65,8 +65,10 @@ def fixup_rounds(rt: Runtime, unit_id: str) -> int:
     return rt.units.fixup_rounds(unit_id)  # the ledger's units.fixup_rounds
 
 
-async def run_fixup(rt: Runtime, unit_id: str, detail: str) -> None:
-    """Repair a unit in FIXUP status, or fail it when attempts are used up."""
+async def run_fixup(rt: Runtime, unit_id: str, detail: str, *,
+                    notes: list[str] | None = None) -> None:
+    """Repair a unit in FIXUP status, or fail it when attempts are used up. ``notes``: the
+    plugins' ``worker_notes`` (the prompt's "What earlier attempts learned")."""
     store = rt.store
     unit = store.get("units", unit_id)
     assert unit is not None
@@ -132,7 +134,7 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str) -> None:
                 store, rt.backend, config=rt.config, mission_id=rt.mission_id,
                 unit=store.get("units", unit_id) or unit, objective=rt.objective,
                 workdir=ws.path, base_commit=green, slot=slot, role=AgentRole.FIXUP,
-                approach=approach, failure_output=failure[-8000:],
+                approach=approach, failure_output=failure[-8000:], notes=notes,
                 feedback=None,
             )
             if outcome.failure_reason in FATAL_REASONS:

@@ -38,6 +38,7 @@ class LlmCallFailed(RuntimeError):
 ROLE_MODELS = {
     AgentRole.PLANNER: "planner",
     AgentRole.AMBITION: "planner",
+    AgentRole.REFLECTION: "planner",
     AgentRole.REVIEWER: "reviewer",
     AgentRole.OBJECTIVE: "reviewer",
     AgentRole.STRATEGIST: "strategist",
@@ -53,6 +54,8 @@ ROLE_SYSTEM_PROMPTS = {
     AgentRole.OBJECTIVE: "You verify objectives for Mission Control. Do not edit files. "
     "Answer with the JSON object asked for.",
     AgentRole.STRATEGIST: "You are Mission Control's strategist. Answer with the JSON object asked for.",
+    AgentRole.REFLECTION: "You reflect on failed work for Mission Control. Do not edit files. "
+    "Answer with the JSON object asked for.",
 }
 
 RETRYABLE = {FailureReason.OVERLOADED, FailureReason.RATE_LIMIT, FailureReason.API_ERROR}

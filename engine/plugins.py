@@ -55,6 +55,8 @@ BUILTIN_PLUGINS = {
     "publish": "engine.builtins:PublishPlugin",
     "rewards": "engine.builtins:RewardsPlugin",
     "episodic_memory": "engine.builtins:EpisodicMemoryPlugin",
+    "context_store": "engine.learning.memory:ContextStorePlugin",
+    "reflections": "engine.learning.reflection:ReflectionPlugin",
     "circuit_breaker": "engine.builtins:CircuitBreakerPlugin",
     "approval_file": "engine.channels.file:ApprovalFilePlugin",
     "telegram": "engine.channels.telegram:TelegramPlugin",
@@ -133,6 +135,11 @@ class Plugin:
     # ------------------------------------------------------------------ hooks
     def planning_notes(self, rt: Runtime) -> list[str]:
         """Lines for the planner's "lessons" section (episodic memory is one)."""
+        return []
+
+    def worker_notes(self, rt: Runtime, unit: dict[str, Any]) -> list[str]:
+        """Lines for the "What earlier attempts learned" section of ``unit``'s worker prompt
+        (episodic memory and the context store are two). Runs in a worker thread."""
         return []
 
     def order_ready(self, units: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -287,6 +294,10 @@ class PluginManager:
     # ------------------------------------------------------------------ hooks
     def planning_notes(self, rt: Runtime) -> list[str]:
         return [line for p in self.plugins for line in self._call(p, "planning_notes", [], rt)]
+
+    def worker_notes(self, rt: Runtime, unit: dict[str, Any]) -> list[str]:
+        return [line for p in self.plugins
+                for line in self._call(p, "worker_notes", [], rt, dict(unit))]
 
     def order_ready(self, units: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for p in self.plugins:

@@ -638,6 +638,86 @@ def live_cmd(config_path: Path, host: str | None, port: int | None) -> None:
     serve(source, host=host, port=port, token_env=config.live.token_env)
 
 
+@cli.group("memory")
+def memory_group() -> None:
+    """Episodic memory: what earlier units and missions taught (docs/learning.md)."""
+
+
+def _memory_store(config_path: Path) -> tuple[MissionConfig, Store | None]:
+    config = load_or_exit(config_path, require_file=False)
+    return config, open_store_or_none(config)
+
+
+def _print_episodes(rows: list[tuple[dict[str, Any], str]]) -> None:
+    from rich.markup import escape
+
+    out = console()
+    if not rows:
+        out.print("no episodes")
+        return
+    for row, extra in rows:
+        out.print(f"[bold]{escape(row['id'])}[/] mission {row['mission_id']} "
+                  f"${float(row['cost_usd'] or 0):.2f}{extra}", highlight=False)
+        out.print(f"  {escape(row['lesson'])}", highlight=False)
+
+
+@memory_group.command("list")
+@config_option
+@click.option("--limit", default=50, show_default=True, help="How many episodes to show.")
+def memory_list_cmd(config_path: Path, limit: int) -> None:
+    """Stored episodes, newest first."""
+    from engine.learning import episodes
+
+    _, store = _memory_store(config_path)
+    if store is None:
+        console().print("no episodes")
+        return
+    with store:
+        _print_episodes([(row, "") for row in episodes.list_episodes(store, limit)])
+
+
+@memory_group.command("search")
+@config_option
+@click.argument("query")
+@click.option("--threshold", type=click.FloatRange(0, 1),
+              help="Minimum score (default: [episodic_memory] similarity_threshold).")
+def memory_search_cmd(config_path: Path, query: str, threshold: float | None) -> None:
+    """Episodes relevant to QUERY, best first, as the planner and workers recall them."""
+    from engine.learning import episodes
+
+    config, store = _memory_store(config_path)
+    if store is None:
+        console().print("no episodes")
+        return
+    memory = config.episodic_memory
+    with store:
+        found = episodes.recall(
+            store, query, half_life_days=memory.half_life_days,
+            threshold=memory.similarity_threshold if threshold is None else threshold)
+        _print_episodes([(r.episode, f" relevance {r.relevance:.2f} score {r.score:.2f}")
+                         for r in found])
+
+
+@memory_group.command("forget")
+@config_option
+@click.argument("episode_id", required=False)
+@click.option("--all", "forget_all", is_flag=True, help="Forget every episode.")
+def memory_forget_cmd(config_path: Path, episode_id: str | None, forget_all: bool) -> None:
+    """Delete the episode EPISODE_ID (as `mc memory list` shows it), or all with --all."""
+    from engine.learning import episodes
+
+    if forget_all == (episode_id is not None):
+        fail("give an episode id or --all (not both)")
+    _, store = _memory_store(config_path)
+    gone = 0
+    if store is not None:
+        with store:
+            gone = episodes.forget(store, None if forget_all else episode_id)
+    if episode_id is not None and gone == 0:
+        fail(f"no episode {episode_id!r} (see `mc memory list`)", EXIT_FAILED)
+    console().print(f"forgot {gone} episode(s)")
+
+
 def _reports() -> Any:
     from mc_tui import reports
 

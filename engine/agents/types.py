@@ -22,6 +22,7 @@ class AgentRole(StrEnum):
     OBJECTIVE = "objective_check"
     STRATEGIST = "strategist"
     AMBITION = "ambition"
+    REFLECTION = "reflection"
 
 
 class FailureReason(StrEnum):

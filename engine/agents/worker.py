@@ -69,7 +69,21 @@ def specialist_text(name: str) -> str | None:
     return render(f"specialist_{name}").strip()
 
 
-def prompt_values(unit: dict[str, Any], objective: str, feedback: str | None) -> dict[str, str]:
+LESSONS_HEADING = "What earlier attempts learned"
+
+
+def lessons_section(notes: list[str] | None) -> str:
+    """The "What earlier attempts learned" section (empty without notes)."""
+    lines = [n.strip() for n in notes or [] if n and n.strip()]
+    if not lines:
+        return ""
+    return (f"\n## {LESSONS_HEADING}\n\nFrom earlier units and missions on this repository "
+            "(follow the conventions, avoid the failures):\n\n"
+            + "\n".join(f"- {line}" for line in lines) + "\n")
+
+
+def prompt_values(unit: dict[str, Any], objective: str, feedback: str | None,
+                  notes: list[str] | None = None) -> dict[str, str]:
     """Placeholder values shared by the worker, architect, editor and fixup templates."""
     spec = specialist_text(specialist_name(unit))
     return {
@@ -85,6 +99,7 @@ def prompt_values(unit: dict[str, Any], objective: str, feedback: str | None) ->
             f"\n## Feedback on the previous attempt (address all of it)\n\n{feedback.strip()}\n"
             if feedback and feedback.strip() else ""
         ),
+        "lessons_section": lessons_section(notes),
     }
 
 
@@ -129,11 +144,13 @@ async def run_unit_agent(
     approach: str | None = None,
     failure_output: str | None = None,
     candidate: int | None = None,
+    notes: list[str] | None = None,
 ) -> UnitRunOutcome:
-    """Run a unit's agent (one pass, or architect then editor) and judge what it did."""
+    """Run a unit's agent (one pass, or architect then editor) and judge what it did.
+    ``notes`` fill the prompt's "What earlier attempts learned" section."""
     workdir = Path(workdir)
     unit_id = str(unit.get("id", ""))
-    values = prompt_values(unit, objective, feedback)
+    values = prompt_values(unit, objective, feedback, notes)
     metadata = {
         "unit_id": unit_id, "unit_title": str(unit.get("title", "")),
         "specialist": specialist_name(unit), "attempt": str(unit.get("attempt_count", "")),
@@ -228,6 +245,13 @@ async def _judge(store: Store, mission_id: int, unit_id: str, workdir: Path, bas
         else:
             outcome.status, outcome.error = FAILED, "no changes (and no result marker)"
             outcome.summary = "no changes"
+    if marker is not None and marker.context_items():
+        # the typed context (engine/learning/context.py stores and scopes it)
+        store.append_event(
+            "unit.context", mission_id=mission_id, unit_id=unit_id or None,
+            attempt_id=last_attempt, files_changed=facts.files_changed,
+            items=[{"kind": k, "text": t, "paths": p} for k, t, p in marker.context_items()],
+        )
     if result.denials:
         _judge_denials(store, mission_id, unit_id, result, outcome, last_attempt)
     if marker is None:

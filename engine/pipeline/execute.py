@@ -48,9 +48,11 @@ class ExecutePhase:
             with anyio.CancelScope() as scope:
                 agent_scopes[f"unit:{unit_id}"] = scope
                 try:
-                    options = state.plugins.worker_options(state.store.get("units", unit_id) or {})
+                    unit_row = state.store.get("units", unit_id) or {}
+                    options = state.plugins.worker_options(unit_row)
+                    notes = await anyio.to_thread.run_sync(state.plugins.worker_notes, rt, unit_row)
                     outcome = await run_unit(rt, unit_id, slot, model=options.model,
-                                             single_pass=options.single_pass)
+                                             single_pass=options.single_pass, notes=notes)
                     state.plugins.session_ended(rt, outcome.agent_ok)
                     if outcome.retry_after:
                         state.not_before[unit_id] = time.monotonic() + outcome.retry_after
@@ -66,7 +68,9 @@ class ExecutePhase:
             with anyio.CancelScope() as scope:
                 agent_scopes[f"fixup:{unit_id}"] = scope
                 try:
-                    await run_fixup(rt, unit_id, detail)
+                    unit_row = state.store.get("units", unit_id) or {}
+                    notes = await anyio.to_thread.run_sync(state.plugins.worker_notes, rt, unit_row)
+                    await run_fixup(rt, unit_id, detail, notes=notes)
                 except Exception as exc:
                     self.unit_error(unit_id, exc, errors)
                 finally:

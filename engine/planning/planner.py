@@ -74,7 +74,7 @@ def render_context(ctx: PlanningContext) -> str:
         "Review feedback from earlier units:\n" + bullets(ctx.review_feedback),
         "Feedback on the previous plan (it was rejected as not ambitious enough):\n"
         + (ctx.ambition_feedback.strip() if ctx.ambition_feedback else "(none)"),
-        "Lessons from earlier missions:\n" + bullets(ctx.memory),
+        "What earlier attempts learned (earlier units and missions):\n" + bullets(ctx.memory),
         f"Repository files ({len(ctx.repo_files)}):\n"
         + ("\n".join(files) if files else "(not listed)")
         + (f"\n... and {more} more" if more > 0 else ""),

@@ -8,6 +8,7 @@ Everything kept in memory is bounded (event log, per-slot agent logs, cost serie
 
 from __future__ import annotations
 
+import json
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -365,6 +366,18 @@ class MissionState:
         if not self.epochs:
             return None
         return max(self.epochs.values(), key=lambda e: e["number"])
+
+    def unit_context(self, unit_id: str) -> list[dict[str, Any]]:
+        """The discoveries, gotchas and conventions the unit's workers reported
+        (``unit.context`` events: ``kind``, ``text``, ``paths``), read when shown."""
+        rows = self.store.query(
+            "SELECT payload FROM events WHERE mission_id = ? AND kind = 'unit.context' "
+            "AND unit_id = ? ORDER BY id", (self.mission_id, unit_id))
+        seen: dict[tuple[str, str], dict[str, Any]] = {}
+        for row in rows:
+            for item in json.loads(row["payload"] or "{}").get("items") or []:
+                seen.setdefault((str(item.get("kind")), str(item.get("text"))), item)
+        return list(seen.values())
 
     def unit_attempts(self, unit_id: str) -> list[dict[str, Any]]:
         return sorted(

@@ -47,6 +47,12 @@ def render_unit(
         parts += [Text(f"  • {c}") for c in criteria]
     if unit.get("files_hint"):
         parts.append(Text("files: " + ", ".join(unit["files_hint"]), style="dim"))
+    context = state.unit_context(unit_id)
+    if context:  # what its workers reported for later units (docs/learning.md)
+        parts.append(Text("\nReported for later units", style="bold"))
+        for item in context:
+            scope = f" ({', '.join(item.get('paths') or [])})" if item.get("paths") else ""
+            parts.append(Text(f"  {item.get('kind')}{scope}: {clip(item.get('text'), 300)}"))
     attempts = state.unit_attempts(unit_id)
     if attempts:
         table = Table(title="Attempts", title_justify="left", expand=True, box=None, padding=(0, 1))

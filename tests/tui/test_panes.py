@@ -290,3 +290,22 @@ async def test_status_bar_says_when_permission_checks_are_off(calm_world) -> Non
     async with app.run_test(size=(140, 44)) as pilot:
         await settle(pilot, app)
         assert "NO PERMISSION CHECKS" not in screen_text(app)
+
+
+async def test_unit_details_show_the_context_its_worker_reported(calm_world) -> None:
+    store = calm_world.store
+    unit = store.get("units", "E1-1.2")
+    store.append_event("unit.context", mission_id=unit["mission_id"], unit_id="E1-1.2",
+                       attempt_id=1, files_changed=["a.py"], items=[
+                           {"kind": "convention", "text": "modules start with an SPDX header",
+                            "paths": ["app/"]},
+                           {"kind": "gotcha", "text": "the CLI imports bye()", "paths": []}])
+    app = calm_world.app()
+    async with app.run_test(size=(140, 44)) as pilot:
+        await settle(pilot, app)
+        assert app.query_one(PlanTree).select_unit("E1-1.2")
+        await settle(pilot, app)
+        body = renderable_text(app.query_one(UnitDetails)._body.content)
+        assert "Reported for later units" in body
+        assert "convention (app/): modules start with an SPDX header" in body
+        assert "gotcha: the CLI imports bye()" in body

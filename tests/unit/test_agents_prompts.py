@@ -59,3 +59,16 @@ def test_unknown_or_unsafe_specialists_add_nothing() -> None:
     for name in ("general", "", "../worker", "nonexistent_role"):
         assert specialist_text(name) is None
     assert "specialist role" not in rendered(AgentRole.WORKER, {**UNIT, "specialist": "wizard"})
+
+
+@pytest.mark.parametrize("role", [AgentRole.WORKER, AgentRole.ARCHITECT, AgentRole.EDITOR,
+                                  AgentRole.FIXUP])
+def test_lessons_enter_every_worker_side_prompt(role: AgentRole) -> None:
+    lesson = "[failed] Add sum (files: calc.py) failed because: calc.py lacks the SPDX header"
+    values = prompt_values(UNIT, "Make a calculator", None, [lesson])
+    extra = {AgentRole.EDITOR: {"plan": "p"},
+             AgentRole.FIXUP: {"approach": "a", "failure_output": "o"}}.get(role, {})
+    text = build_prompt(role, values, **extra)
+    assert "## What earlier attempts learned" in text and f"- {lesson}" in text
+    bare = build_prompt(role, prompt_values(UNIT, "Make a calculator", None, []), **extra)
+    assert "What earlier attempts learned" not in bare and "$lessons_section" not in bare

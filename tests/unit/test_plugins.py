@@ -26,8 +26,8 @@ from engine.plugins import (
 from engine.store import Store
 from tests.support.plugins import register, use_example
 
-BUILTINS = {"publish", "rewards", "episodic_memory", "circuit_breaker", "approval_file", "telegram",
-            "notify"}
+BUILTINS = {"publish", "rewards", "episodic_memory", "context_store", "reflections",
+            "circuit_breaker", "approval_file", "telegram", "notify"}
 
 
 class Recorder:
