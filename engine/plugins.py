@@ -53,6 +53,7 @@ BUILTIN_PLUGINS = {
     "rewards": "engine.builtins:RewardsPlugin",
     "episodic_memory": "engine.builtins:EpisodicMemoryPlugin",
     "circuit_breaker": "engine.builtins:CircuitBreakerPlugin",
+    "backlog": "engine.strategy.plugin:BacklogPlugin",
 }
 DRAIN_SECONDS = 10.0  # how long the end of a mission waits for observers to catch up
 T = TypeVar("T")

@@ -638,6 +638,15 @@ def live_cmd(config_path: Path, host: str | None, port: int | None) -> None:
     serve(source, host=host, port=port, token_env=config.live.token_env)
 
 
+def _register_learning() -> None:
+    from mc_tui.cli_strategy import register
+
+    register(cli)
+
+
+_register_learning()
+
+
 def _reports() -> Any:
     from mc_tui import reports
 

@@ -26,7 +26,7 @@ from engine.plugins import (
 from engine.store import Store
 from tests.support.plugins import register, use_example
 
-BUILTINS = {"publish", "rewards", "episodic_memory", "circuit_breaker"}
+BUILTINS = {"publish", "rewards", "episodic_memory", "circuit_breaker", "backlog"}
 
 
 class Recorder:
