@@ -9,6 +9,7 @@ Registered like any plugin (entry points in ``pyproject.toml``, group
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import pygit2
@@ -160,8 +161,8 @@ class CircuitBreakerPlugin(Plugin):
         model = options.model
         if d.fallback_strategy == "fallback_model" and state == BreakerState.OPEN:
             model = d.fallback_model
-        return WorkerOptions(
-            model=model,
+        return replace(
+            options, model=model,
             single_pass=options.single_pass or single_pass(d.fallback_strategy, state),
         )
 

@@ -376,6 +376,7 @@ def report_cmd(config_path: Path, mission_id: int | None, output: Path | None) -
     except OSError as exc:
         fail(f"cannot write {output}: {exc.strerror}")
     console().print(f"wrote {output}", highlight=False)
+    _reports().print_attribution(console(), report["attribution"])
 
 
 @cli.command("dashboard")

@@ -186,9 +186,9 @@ def discover_cmd(config_path: Path, tracks: tuple[str, ...], no_llm: bool,
     from rich.table import Table
 
     from engine.discovery import discover
+    from engine.discovery.plugin import last_failing_tests
     from engine.discovery.run import DiscoveryCallFailed, standalone_ask
     from engine.strategy.backlog import Backlog
-    from engine.strategy.plugin import last_failing_tests
 
     cli = _cli()
     config = cli.load_or_exit(config_path)  # type: ignore[attr-defined]
@@ -230,6 +230,33 @@ def discover_cmd(config_path: Path, tracks: tuple[str, ...], no_llm: bool,
                   highlight=False)
 
 
+@click.command("prompts")
+@_CONFIG
+def prompts_cmd(config_path: Path) -> None:
+    """Prompt template variants with their samples and posterior mean success (Thompson
+    sampling, docs/learning.md)."""
+    from rich.table import Table
+
+    from engine.learning.prompt_evolution import variant_rows
+
+    cli = _cli()
+    config = cli.load_or_exit(config_path, require_file=False)  # type: ignore[attr-defined]
+    store = _store(config, create=False)
+    console = cli.console()  # type: ignore[attr-defined]
+    rows = [] if store is None else variant_rows(store)
+    if not rows:
+        console.print("no prompt variants yet: the shipped templates are used (variants appear "
+                      "after the first worker session; add your own with [plugins.prompt_evolution] "
+                      "variants_dir)")
+        return
+    table = Table("id", "role", "variant", "samples", "merged clean", "failed", "posterior mean")
+    for r in rows:
+        table.add_row(str(r["id"]), r["role"], r["name"], str(r["samples"]), str(r["successes"]),
+                      str(r["failures"]), f"{r['posterior_mean']:.3f}")
+    console.print(table)
+
+
 def register(group: click.Group) -> None:
     group.add_command(priority_group)
     group.add_command(discover_cmd)
+    group.add_command(prompts_cmd)

@@ -4,6 +4,7 @@ save uncommitted work, and judge the outcome from the result marker or from git 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from engine.agents.types import (
     FailureReason,
 )
 from engine.config import MissionConfig
-from engine.prompts import PROMPTS_DIR, render
+from engine.prompts import PROMPTS_DIR, render, render_text
 from engine.store import Store
 
 
@@ -82,10 +83,14 @@ def prompt_values(unit: dict[str, Any], objective: str, feedback: str | None) ->
     }
 
 
-def build_prompt(role: AgentRole, values: dict[str, str], **extra: str) -> str:
-    """Render the template of ``role`` (worker, architect, editor or fixup)."""
+def build_prompt(role: AgentRole, values: dict[str, str],
+                 templates: Mapping[str, str] | None = None, **extra: str) -> str:
+    """Render the template of ``role`` (worker, architect, editor or fixup); ``templates``
+    may replace it (name -> template text, e.g. a prompt-evolution variant)."""
     name = {AgentRole.WORKER: "worker", AgentRole.ARCHITECT: "architect",
             AgentRole.EDITOR: "editor", AgentRole.FIXUP: "fixup"}[role]
+    if templates and name in templates:
+        return render_text(templates[name], name, **values, **extra)
     return render(name, **values, **extra)
 
 
@@ -122,6 +127,7 @@ async def run_unit_agent(
     approach: str | None = None,
     failure_output: str | None = None,
     candidate: int | None = None,
+    templates: Mapping[str, str] | None = None,
 ) -> UnitRunOutcome:
     """Run a unit's agent (one pass, or architect then editor) and judge what it did."""
     workdir = Path(workdir)
@@ -150,11 +156,11 @@ async def run_unit_agent(
                               failure_output=(failure_output or "(no output captured)").strip())
         result = await session(_request(config, role, prompt, workdir, metadata))
     elif config.agent.two_pass and role in (AgentRole.WORKER, AgentRole.EDITOR):
-        plan_req = _request(config, AgentRole.ARCHITECT, build_prompt(AgentRole.ARCHITECT, values),
+        plan_req = _request(config, AgentRole.ARCHITECT, build_prompt(AgentRole.ARCHITECT, values, templates),
                             workdir, metadata, read_only=True)
         plan = await session(plan_req)
         if plan.status == COMPLETED and plan.text.strip():
-            prompt = build_prompt(AgentRole.EDITOR, values, plan=plan.text.strip())
+            prompt = build_prompt(AgentRole.EDITOR, values, templates, plan=plan.text.strip())
             result = await session(_request(config, AgentRole.EDITOR, prompt, workdir, metadata))
         else:
             result = plan
@@ -162,7 +168,7 @@ async def run_unit_agent(
                 result.status, result.error = FAILED, "the architect produced no plan"
                 result.failure_reason = FailureReason.BAD_OUTPUT
     else:
-        prompt = build_prompt(AgentRole.WORKER, values)
+        prompt = build_prompt(AgentRole.WORKER, values, templates)
         result = await session(_request(config, role, prompt, workdir, metadata))
     return await _judge(store, mission_id, unit_id, workdir, base_commit, role, result,
                         attempt_ids, cost)

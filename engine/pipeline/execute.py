@@ -50,7 +50,8 @@ class ExecutePhase:
                 try:
                     options = state.plugins.worker_options(state.store.get("units", unit_id) or {})
                     outcome = await run_unit(rt, unit_id, slot, model=options.model,
-                                             single_pass=options.single_pass)
+                                             single_pass=options.single_pass,
+                                             templates=options.templates)
                     state.plugins.session_ended(rt, outcome.agent_ok)
                     if outcome.retry_after:
                         state.not_before[unit_id] = time.monotonic() + outcome.retry_after

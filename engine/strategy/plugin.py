@@ -1,10 +1,7 @@
-"""The ``backlog`` built-in plugin: closes the backlog item a chained mission took, and runs
-auto-discovery at the end of a completed mission when ``[discovery] enabled``."""
+"""The ``backlog`` built-in plugin: closes the backlog item a chained mission took."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.models import MissionStatus
@@ -12,19 +9,6 @@ from engine.plugins import Plugin
 
 if TYPE_CHECKING:
     from engine.runtime import Runtime
-    from engine.store import Store
-
-
-def last_failing_tests(store: Store, mission_id: int | None = None) -> list[str] | None:
-    """The failing tests the newest verification named (of ``mission_id`` if given);
-    ``None`` when there is no verification with readable results."""
-    where = "failing_tests IS NOT NULL" + (" AND mission_id = ?" if mission_id else "")
-    rows = store.query(f"SELECT failing_tests FROM verifications WHERE {where} "
-                       "ORDER BY id DESC LIMIT 1", (mission_id,) if mission_id else ())
-    if not rows:
-        return None
-    value = rows[0]["failing_tests"]
-    return json.loads(value) if isinstance(value, str) else list(value or [])
 
 
 class BacklogPlugin(Plugin):
@@ -43,15 +27,4 @@ class BacklogPlugin(Plugin):
             if item is not None:
                 rt.log(f"backlog item #{item}: "
                        f"{'done' if status == MissionStatus.COMPLETED else 'reopened'}")
-        d = self.mission.discovery
-        if d.enabled and status == MissionStatus.COMPLETED:
-            from engine.discovery import discover
-            from engine.strategy.backlog import Backlog
-
-            result = await discover(
-                Path(rt.llm.workdir), Backlog(rt.store, d.track_weights), tracks=list(d.tracks),
-                objective=rt.objective, ask=rt.llm.ask, research=d.research_enabled,
-                max_items=d.max_items, failing=last_failing_tests(rt.store, rt.mission_id))
-            rt.log(f"discovery: {len(result.added)} new backlog item(s), "
-                   f"{len(result.merged)} known; " + "; ".join(result.notes))
         return status, reason

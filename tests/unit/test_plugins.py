@@ -26,7 +26,8 @@ from engine.plugins import (
 from engine.store import Store
 from tests.support.plugins import register, use_example
 
-BUILTINS = {"publish", "rewards", "episodic_memory", "circuit_breaker", "backlog"}
+BUILTINS = {"publish", "rewards", "episodic_memory", "circuit_breaker", "backlog", "discovery",
+            "prompt_evolution", "attribution"}
 
 
 class Recorder:
