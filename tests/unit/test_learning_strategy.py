@@ -167,3 +167,25 @@ def test_report_section(store: Store) -> None:
     section = attribution.report(store)
     assert section["units"] == 12 and section["successes"] == 6
     assert section["strong"][0].startswith("model = haiku: 0/6 succeeded")
+
+
+def test_the_planner_is_told_the_strongest_findings(store: Store) -> None:
+    from types import SimpleNamespace
+
+    from engine.config import MissionConfig
+    from engine.learning.plugins import AttributionConfig, AttributionPlugin
+
+    mid = _mission_with_units(store, [{"id": f"u{i}", "title": str(i)} for i in range(12)])
+    plugin = AttributionPlugin(AttributionConfig(), MissionConfig())
+    rt = SimpleNamespace(store=store)
+    assert plugin.planning_notes(rt) == []  # nothing known yet
+    for i in range(12):
+        decisions.record(store, store.get("units", f"u{i}"), model="opus" if i < 6 else "haiku",
+                         two_pass=False)
+        store.conn.execute("UPDATE units SET status = ? WHERE id = ?",
+                           ("merged" if i < 6 else "failed", f"u{i}"))
+    decisions.settle(store, mid, 6.0)
+    notes = plugin.planning_notes(rt)
+    assert len(notes) == 2 and notes[0].startswith("Outcome attribution (earlier units): model = ")
+    assert "6/6 succeeded" in "\n".join(notes) and "0/6 succeeded" in "\n".join(notes)
+    assert AttributionPlugin(AttributionConfig(findings=0), MissionConfig()).planning_notes(rt) == []
