@@ -59,7 +59,8 @@ def test_the_original_example_validates_with_documented_meanings(tmp_path: Path)
     # features not built yet say so, never silently
     notes = unavailable_notes(config)
     assert any(n.startswith("hitl.telegram.enabled = true") for n in notes)
-    assert any(n.startswith("discovery.enabled = true") for n in notes)
+    # auto-discovery exists now (the discovery plugin, `mc discover`): no note
+    assert config.discovery.enabled and not any(n.startswith("discovery.") for n in notes)
 
 
 @pytest.mark.parametrize(("text", "enabled"), [("true", True), ("false", False)])
