@@ -287,6 +287,9 @@ class AgentConfig(Section):
     env_passthrough: list[str] = Field(
         default_factory=list, description="Extra environment variables agents may see."
     )
+    session_tools: bool = Field(
+        False, description="Serve each Claude Code worker session an MCP server of mc tools "
+        "(run_verification in its worktree, report_discovery into the backlog).")
 
 
 class MergeQueueConfig(Section):

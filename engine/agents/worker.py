@@ -96,19 +96,40 @@ def build_prompt(role: AgentRole, values: dict[str, str],
 
 # ---------------------------------------------------------------------- running
 def _request(config: MissionConfig, role: AgentRole, prompt: str, workdir: Path,
-             metadata: dict[str, str], *, read_only: bool = False) -> AgentRequest:
+             metadata: dict[str, str], *, read_only: bool = False,
+             mcp_config: Path | None = None) -> AgentRequest:
     profile = profile_for(
         AgentRole.ARCHITECT if read_only else role,
         verification_command=config.target.verification.command, repo=workdir,
         mode_override=config.agent.permission_mode, extra_tools=config.agent.allowed_tools,
     )
+    tools = list(profile.allowed_tools)
+    if mcp_config is not None and not read_only:
+        from engine.services.session_tools import PERMISSION_RULE
+
+        tools.append(PERMISSION_RULE)
     return AgentRequest(
         role=role, prompt=prompt, workdir=workdir, model=config.scheduler.model,
         max_turns=config.agent.max_turns, budget_usd=config.scheduler.budget.max_per_session_usd,
-        timeout_s=config.scheduler.session_timeout, allowed_tools=profile.allowed_tools,
+        timeout_s=config.scheduler.session_timeout, allowed_tools=tools,
         permission_mode=profile.mode, read_only=read_only or profile.mode == "plan",
         metadata=dict(metadata), verify_command=config.target.verification.command,
+        mcp_config=None if read_only else mcp_config,
     )
+
+
+def session_tools_config(config: MissionConfig, workdir: Path, mission_id: int,
+                         unit_id: str) -> Path | None:
+    """The ``--mcp-config`` file of this session's tools when ``[agent] session_tools``
+    (written under the state dir, never in the worktree), else None."""
+    if not config.agent.session_tools or config.agent.backend != "claude":
+        return None
+    from engine.services.session_tools import write_mcp_config
+
+    return write_mcp_config(
+        config.state_dir() / "session-tools", workdir, config.target.verification.command,
+        timeout=float(config.target.verification.timeout), store_path=config.db_path(),
+        mission_id=mission_id, unit_id=unit_id or None)
 
 
 async def run_unit_agent(
@@ -150,18 +171,20 @@ async def run_unit_agent(
         cost += res.cost_usd or 0.0
         return res
 
+    mcp = session_tools_config(config, workdir, mission_id, unit_id)
     result: AgentResult | None = None
     if role == AgentRole.FIXUP:
         prompt = build_prompt(role, values, approach=approach or "Fix it the most direct way.",
                               failure_output=(failure_output or "(no output captured)").strip())
-        result = await session(_request(config, role, prompt, workdir, metadata))
+        result = await session(_request(config, role, prompt, workdir, metadata, mcp_config=mcp))
     elif config.agent.two_pass and role in (AgentRole.WORKER, AgentRole.EDITOR):
         plan_req = _request(config, AgentRole.ARCHITECT, build_prompt(AgentRole.ARCHITECT, values, templates),
                             workdir, metadata, read_only=True)
         plan = await session(plan_req)
         if plan.status == COMPLETED and plan.text.strip():
             prompt = build_prompt(AgentRole.EDITOR, values, templates, plan=plan.text.strip())
-            result = await session(_request(config, AgentRole.EDITOR, prompt, workdir, metadata))
+            result = await session(_request(config, AgentRole.EDITOR, prompt, workdir, metadata,
+                                                    mcp_config=mcp))
         else:
             result = plan
             if plan.status == COMPLETED:  # completed but said nothing: there is no plan
@@ -169,7 +192,7 @@ async def run_unit_agent(
                 result.failure_reason = FailureReason.BAD_OUTPUT
     else:
         prompt = build_prompt(AgentRole.WORKER, values, templates)
-        result = await session(_request(config, role, prompt, workdir, metadata))
+        result = await session(_request(config, role, prompt, workdir, metadata, mcp_config=mcp))
     return await _judge(store, mission_id, unit_id, workdir, base_commit, role, result,
                         attempt_ids, cost)
 
