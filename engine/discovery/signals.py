@@ -10,8 +10,9 @@ or does not apply (a missing tool is said, never silently skipped):
 - ``security``: ruff's flake8-bandit rules (``S``), ``pip-audit`` when installed (it needs
   network for the advisory database).
 
-Everything is read from the target's ``HEAD`` commit through ``git``; the working tree is
-only read by the tools that need files (ruff, pip-audit), never written.
+The ``git grep`` signals read the ``HEAD`` commit; ruff, pip-audit and ``coverage.xml`` read
+the files of the directory given (in a mission: the auxiliary worktree at ``mc/green``; for
+``mc discover``: the target's working tree). Nothing is written.
 """
 
 from __future__ import annotations
