@@ -129,12 +129,25 @@ class GreenBranchConfig(Section):
     fixup_candidates: int = Field(3, ge=1, le=8, description="Agents trying different fixes in parallel.")
 
 
+DiscoveryTrack = Literal["feature", "quality", "security", "tests"]
+
+
 class DiscoveryConfig(Section):
-    enabled: bool = Field(False, description="Auto-discovery of follow-up work (not available yet).")
-    tracks: list[str] = Field(
-        default_factory=lambda: ["quality", "tests", "security"], description="Discovery tracks."
+    enabled: bool = Field(
+        False, description="Run auto-discovery (`mc discover`) when a mission ends completed, "
+        "before the strategist picks the next objective from the backlog; `mc discover` runs "
+        "it by hand whatever this says.")
+    tracks: list[DiscoveryTrack] = Field(
+        default_factory=lambda: ["quality", "tests", "security"],
+        description="Discovery tracks: feature, quality, security, tests.",
     )
-    research_enabled: bool = Field(False, description="Let discovery research on the web.")
+    research_enabled: bool = Field(
+        False, description="Add a web research step (needs network; says so when there is none).")
+    track_weights: dict[DiscoveryTrack, float] = Field(
+        default_factory=lambda: {"security": 1.5, "tests": 1.2, "quality": 1.0, "feature": 1.0},
+        description="Backlog priority weight per track (score = weight x impact / effort x aging).",
+    )
+    max_items: int = Field(20, ge=1, le=200, description="Backlog items one discovery run adds at most.")
 
 
 class ModelsConfig(Section):
@@ -345,6 +358,9 @@ class AgentConfig(Section):
     env_passthrough: list[str] = Field(
         default_factory=list, description="Extra environment variables agents may see."
     )
+    session_tools: bool = Field(
+        False, description="Serve each Claude Code worker session an MCP server of mc tools "
+        "(run_verification in its worktree, report_discovery into the backlog).")
 
 
 class MergeQueueConfig(Section):
@@ -692,7 +708,6 @@ def format_validation_error(exc: ValidationError, path: Path | None) -> str:
 
 
 UNAVAILABLE_FEATURES: tuple[tuple[str, str], ...] = (
-    ("discovery.enabled", "auto-discovery"),
     ("speculation.enabled", "speculative branches"),
 )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,12 +43,14 @@ def unit_branch(unit_id: str) -> str:
 async def run_unit(
     rt: Runtime, unit_id: str, slot: int, *, model: str | None = None, single_pass: bool = False,
     notes: list[str] | None = None,
+    templates: Mapping[str, str] | None = None,
 ) -> UnitRunResult:
     """Take a READY unit to QUEUED (submitted) or to FAILED / READY (retry) with a reason.
 
     ``model`` replaces the worker model and ``single_pass`` skips the architect pass for this
-    session (how an open circuit breaker degrades, see ``engine/resilience/breaker.py``).
-    ``notes`` are the plugins' ``worker_notes`` (what earlier attempts learned).
+    session (how an open circuit breaker degrades, see ``engine/resilience/breaker.py``);
+    ``notes`` are the plugins' ``worker_notes`` (what earlier attempts learned);
+    ``templates`` replace shipped prompt templates for it (prompt evolution).
     """
     store = rt.store
     unit = store.get("units", unit_id)
@@ -89,7 +92,7 @@ async def run_unit(
             store, rt.backend, config=config, mission_id=rt.mission_id,
             unit=store.get("units", unit_id) or unit, objective=rt.objective,
             workdir=ws.path, base_commit=base, slot=slot,
-            feedback=feedback, role=AgentRole.WORKER, notes=notes,
+            feedback=feedback, role=AgentRole.WORKER, notes=notes, templates=templates,
         )
     finally:
         with anyio.CancelScope(shield=True):

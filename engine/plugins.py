@@ -33,7 +33,7 @@ from __future__ import annotations
 import importlib.metadata
 import inspect
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_checkable
@@ -61,6 +61,10 @@ BUILTIN_PLUGINS = {
     "approval_file": "engine.channels.file:ApprovalFilePlugin",
     "telegram": "engine.channels.telegram:TelegramPlugin",
     "notify": "engine.notify:NotifyPlugin",
+    "backlog": "engine.strategy.plugin:BacklogPlugin",
+    "discovery": "engine.discovery.plugin:DiscoveryPlugin",
+    "prompt_evolution": "engine.learning.plugins:PromptEvolutionPlugin",
+    "attribution": "engine.learning.plugins:AttributionPlugin",
 }
 DRAIN_SECONDS = 10.0  # how long the end of a mission waits for observers to catch up
 T = TypeVar("T")
@@ -99,11 +103,15 @@ class Observer(Protocol):
 
 @dataclass(frozen=True)
 class WorkerOptions:
-    """How the next agent session of a unit runs: model (None: the configured one), and
-    single pass (no review retry)."""
+    """How the next agent session of a unit runs: model (None: the configured one), single
+    pass (no architect pass), and prompt ``templates`` replacing shipped ones for this
+    session (template name -> ``string.Template`` text with the same placeholders; how prompt
+    evolution tries variants), labelled ``prompt_variant``."""
 
     model: str | None = None
     single_pass: bool = False
+    templates: Mapping[str, str] = field(default_factory=dict)
+    prompt_variant: str | None = None
 
 
 @dataclass

@@ -6,6 +6,7 @@ import json
 import time
 from typing import Any
 
+from engine.learning.attribution import report as attribution_report
 from engine.store import Store
 
 
@@ -74,6 +75,8 @@ def build_report(store: Store, mission_id: int) -> dict[str, Any]:
         "baseline": baseline_facts(store, mission_id),
         "flaky_tests": flaky_tests(store, mission_id),
         "push": push_facts(store, mission_id),
+        # decisions -> outcomes over every mission of the store (engine/learning/attribution.py)
+        "attribution": attribution_report(store),
         "approvals": [
             {k: a[k] for k in ("id", "gate", "title", "status", "decided_by")} for a in approvals
         ],

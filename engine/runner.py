@@ -35,7 +35,8 @@ from engine.pipeline.state import MissionState
 from engine.plugins import PluginError, PluginManager
 from engine.runtime import FatalAgentError, Runtime
 from engine.store import Store
-from engine.strategy.strategist import propose_next_objective
+from engine.strategy.backlog import Backlog
+from engine.strategy.chain import next_objective as strategist_next_objective
 from engine.wiring import MissionSetupError, check_target, wire_runtime
 
 HEARTBEAT_SECONDS = 2.0
@@ -191,18 +192,24 @@ class MissionRunner:
             close_out(self.store, self.mission_id, status, reason)
 
     async def _strategize(self, rt: Runtime, status: MissionStatus, reason: str) -> str | None:
+        """The next objective: the strategist's choice from the backlog (engine/strategy/chain.py)."""
         units = self.store.units(rt.mission_id)
+        backlog = Backlog(self.store, self.config.discovery.track_weights)
         try:
-            proposal = await propose_next_objective(
-                rt.llm.ask, objective=self.objective, outcome=f"{status}: {reason}",
+            proposal = await strategist_next_objective(
+                rt.llm.ask, backlog, mission_id=rt.mission_id, objective=self.objective,
+                outcome=f"{status}: {reason}",
                 merged=[u["title"] for u in units if u["status"] == UnitStatus.MERGED and u["is_leaf"]],
                 failed=[u["title"] for u in units if u["status"] == UnitStatus.FAILED and u["is_leaf"]],
             )
         except LlmCallFailed as exc:
             rt.log(f"strategist failed: {exc}", level="warning")
             return None
-        self.store.append_event("strategy.proposed", mission_id=rt.mission_id, objective=proposal)
-        return proposal
+        objective = proposal.next_objective if proposal else None
+        self.store.append_event("strategy.proposed", mission_id=rt.mission_id, objective=objective,
+                                backlog_id=proposal.backlog_id if proposal else None,
+                                rationale=proposal.rationale if proposal else "")
+        return objective
 
     def request_stop(self, reason: str, status: MissionStatus = MissionStatus.STOPPED) -> None:
         if self.state is not None:

@@ -419,6 +419,13 @@ class MissionControlApp(App[int]):
                                     palette=palette_of(self.current_theme),
                                     dark=self.current_theme.dark))
 
+    def action_learning(self) -> None:
+        """The backlog and the outcome attribution (palette: "Learning: ...")."""
+        from mc_tui.screens.learning import LearningScreen
+
+        if not isinstance(self.screen, LearningScreen):
+            self.push_screen(LearningScreen(self.store))
+
     def action_switch_project(self) -> None:
         from mc_tui.screens.projects import open_switcher
 

@@ -376,6 +376,7 @@ def report_cmd(config_path: Path, mission_id: int | None, output: Path | None) -
     except OSError as exc:
         fail(f"cannot write {output}: {exc.strerror}")
     console().print(f"wrote {output}", highlight=False)
+    _reports().print_attribution(console(), report["attribution"])
 
 
 @cli.command("dashboard")
@@ -716,6 +717,15 @@ def memory_forget_cmd(config_path: Path, episode_id: str | None, forget_all: boo
     if episode_id is not None and gone == 0:
         fail(f"no episode {episode_id!r} (see `mc memory list`)", EXIT_FAILED)
     console().print(f"forgot {gone} episode(s)")
+
+
+def _register_learning() -> None:
+    from mc_tui.cli_strategy import register
+
+    register(cli)
+
+
+_register_learning()
 
 
 def _reports() -> Any:

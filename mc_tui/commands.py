@@ -38,6 +38,9 @@ COMMANDS: list[PaletteCommand] = [
     PaletteCommand("Pane: zoom / unzoom", "Fill the screen with the focused pane", "app.zoom"),
     PaletteCommand("Keys: show all", "Every key and its binding id", "app.help"),
     PaletteCommand("Projects: switch", "Attach to another registered project", "app.switch_project"),
+    PaletteCommand("Learning: backlog and attribution",
+                   "The backlog by priority; outcomes by decision with Wilson intervals",
+                   "app.learning"),
 ]
 
 

@@ -218,3 +218,24 @@ def print_projects(console: Console, projects: list[Any]) -> None:
             time.strftime("%Y-%m-%d %H:%M", time.localtime(project.updated_at)),
         )
     console.print(table)
+
+
+def print_attribution(console: Console, section: dict[str, Any]) -> None:
+    """The attribution section of a report: success rate per decision with 95% Wilson
+    intervals, effect vs the rest, stratified effect (``docs/learning.md``)."""
+    if not section["effects"]:
+        console.print(f"attribution: {section['units']} finished unit(s) with recorded decisions; "
+                      "no factor with two levels to compare yet", highlight=False)
+        return
+    table = Table(title=f"Attribution ({section['scope']}, {section['units']} units)",
+                  title_justify="left")
+    for col in ("factor", "level", "n", "success", "95% CI", "vs rest", "effect", "stratified"):
+        table.add_column(col)
+    for e in section["effects"]:
+        strat = "-" if e["stratified"] is None else f"{e['stratified'] * 100:+.0f} ({e['stratum']})"
+        table.add_row(e["factor"], e["level"], str(e["n"]), f"{e['rate']:.0%}",
+                      f"{e['low']:.0%}-{e['high']:.0%}", f"{e['rest_rate']:.0%} of {e['rest_n']}",
+                      f"{e['effect'] * 100:+.0f}" + (" *" if e["strong"] else ""), strat)
+    console.print(table)
+    for line in section["strong"]:
+        console.print(f"strong: {line}", highlight=False)

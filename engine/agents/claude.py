@@ -83,6 +83,8 @@ class ClaudeBackend(AgentBackend):
             argv += ["--session-id", session_id or request.session_id or str(uuid.uuid4())]
         if request.system_prompt:
             argv += ["--append-system-prompt", request.system_prompt]
+        if request.mcp_config is not None:
+            argv += ["--mcp-config", str(request.mcp_config), "--strict-mcp-config"]
         return argv
 
     async def run(

@@ -79,6 +79,9 @@ class AgentRequest:
     read_only: bool = False
     # unit_id, unit_title, specialist, attempt, approach, epoch, candidate
     metadata: dict[str, str] = field(default_factory=dict)
+    # An MCP config file of tools for this session (engine/services/session_tools.py);
+    # backends that cannot load one ignore it.
+    mcp_config: Path | None = None
     # The project's verification command (aider runs it after each edit: --auto-test).
     verify_command: str = ""
 

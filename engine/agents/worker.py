@@ -4,6 +4,7 @@ save uncommitted work, and judge the outcome from the result marker or from git 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from engine.agents.types import (
     FailureReason,
 )
 from engine.config import MissionConfig
-from engine.prompts import PROMPTS_DIR, render
+from engine.prompts import PROMPTS_DIR, render, render_text
 from engine.store import Store
 
 STALL_NOTE = (
@@ -103,29 +104,54 @@ def prompt_values(unit: dict[str, Any], objective: str, feedback: str | None,
     }
 
 
-def build_prompt(role: AgentRole, values: dict[str, str], **extra: str) -> str:
-    """Render the template of ``role`` (worker, architect, editor or fixup)."""
+def build_prompt(role: AgentRole, values: dict[str, str],
+                 templates: Mapping[str, str] | None = None, **extra: str) -> str:
+    """Render the template of ``role`` (worker, architect, editor or fixup); ``templates``
+    may replace it (name -> template text, e.g. a prompt-evolution variant)."""
     name = {AgentRole.WORKER: "worker", AgentRole.ARCHITECT: "architect",
             AgentRole.EDITOR: "editor", AgentRole.FIXUP: "fixup"}[role]
+    if templates and name in templates:
+        return render_text(templates[name], name, **values, **extra)
     return render(name, **values, **extra)
 
 
 # ---------------------------------------------------------------------- running
 def _request(config: MissionConfig, role: AgentRole, prompt: str, workdir: Path,
-             metadata: dict[str, str], *, read_only: bool = False) -> AgentRequest:
+             metadata: dict[str, str], *, read_only: bool = False,
+             mcp_config: Path | None = None) -> AgentRequest:
     profile = profile_for(
         AgentRole.ARCHITECT if read_only else role,
         verification_command=config.target.verification.command, repo=workdir,
         mode_override=config.agent.permission_mode, extra_tools=config.agent.allowed_tools,
     )
+    tools = list(profile.allowed_tools)
+    if mcp_config is not None and not read_only:
+        from engine.services.session_tools import PERMISSION_RULE
+
+        tools.append(PERMISSION_RULE)
     return AgentRequest(
         role=role, prompt=prompt, workdir=workdir, model=config.scheduler.model,
         max_turns=config.agent.max_turns, budget_usd=config.scheduler.budget.max_per_session_usd,
         timeout_s=config.scheduler.session_timeout, stall_s=config.agent.stall_seconds,
-        allowed_tools=profile.allowed_tools,
+        allowed_tools=tools,
         permission_mode=profile.mode, read_only=read_only or profile.mode == "plan",
         metadata=dict(metadata), verify_command=config.target.verification.command,
+        mcp_config=None if read_only else mcp_config,
     )
+
+
+def session_tools_config(config: MissionConfig, workdir: Path, mission_id: int,
+                         unit_id: str) -> Path | None:
+    """The ``--mcp-config`` file of this session's tools when ``[agent] session_tools``
+    (written under the state dir, never in the worktree), else None."""
+    if not config.agent.session_tools or config.agent.backend != "claude":
+        return None
+    from engine.services.session_tools import write_mcp_config
+
+    return write_mcp_config(
+        config.state_dir() / "session-tools", workdir, config.target.verification.command,
+        timeout=float(config.target.verification.timeout), store_path=config.db_path(),
+        mission_id=mission_id, unit_id=unit_id or None)
 
 
 async def run_unit_agent(
@@ -145,6 +171,7 @@ async def run_unit_agent(
     failure_output: str | None = None,
     candidate: int | None = None,
     notes: list[str] | None = None,
+    templates: Mapping[str, str] | None = None,
 ) -> UnitRunOutcome:
     """Run a unit's agent (one pass, or architect then editor) and judge what it did.
     ``notes`` fill the prompt's "What earlier attempts learned" section."""
@@ -180,26 +207,28 @@ async def run_unit_agent(
             cost += res.cost_usd or 0.0
         return res
 
+    mcp = session_tools_config(config, workdir, mission_id, unit_id)
     result: AgentResult | None = None
     if role == AgentRole.FIXUP:
         prompt = build_prompt(role, values, approach=approach or "Fix it the most direct way.",
                               failure_output=(failure_output or "(no output captured)").strip())
-        result = await session(_request(config, role, prompt, workdir, metadata))
+        result = await session(_request(config, role, prompt, workdir, metadata, mcp_config=mcp))
     elif config.agent.two_pass and role in (AgentRole.WORKER, AgentRole.EDITOR):
-        plan_req = _request(config, AgentRole.ARCHITECT, build_prompt(AgentRole.ARCHITECT, values),
+        plan_req = _request(config, AgentRole.ARCHITECT, build_prompt(AgentRole.ARCHITECT, values, templates),
                             workdir, metadata, read_only=True)
         plan = await session(plan_req)
         if plan.status == COMPLETED and plan.text.strip():
-            prompt = build_prompt(AgentRole.EDITOR, values, plan=plan.text.strip())
-            result = await session(_request(config, AgentRole.EDITOR, prompt, workdir, metadata))
+            prompt = build_prompt(AgentRole.EDITOR, values, templates, plan=plan.text.strip())
+            result = await session(_request(config, AgentRole.EDITOR, prompt, workdir, metadata,
+                                                    mcp_config=mcp))
         else:
             result = plan
             if plan.status == COMPLETED:  # completed but said nothing: there is no plan
                 result.status, result.error = FAILED, "the architect produced no plan"
                 result.failure_reason = FailureReason.BAD_OUTPUT
     else:
-        prompt = build_prompt(AgentRole.WORKER, values)
-        result = await session(_request(config, role, prompt, workdir, metadata))
+        prompt = build_prompt(AgentRole.WORKER, values, templates)
+        result = await session(_request(config, role, prompt, workdir, metadata, mcp_config=mcp))
     return await _judge(store, mission_id, unit_id, workdir, base_commit, role, result,
                         attempt_ids, cost)
 

@@ -52,7 +52,8 @@ class ExecutePhase:
                     options = state.plugins.worker_options(unit_row)
                     notes = await anyio.to_thread.run_sync(state.plugins.worker_notes, rt, unit_row)
                     outcome = await run_unit(rt, unit_id, slot, model=options.model,
-                                             single_pass=options.single_pass, notes=notes)
+                                             single_pass=options.single_pass, notes=notes,
+                                             templates=options.templates)
                     state.plugins.session_ended(rt, outcome.agent_ok)
                     if outcome.retry_after:
                         state.not_before[unit_id] = time.monotonic() + outcome.retry_after

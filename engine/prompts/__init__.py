@@ -33,5 +33,21 @@ def render(name: str, **values: object) -> str:
         raise PromptError(f"prompt {name!r} needs a value for {exc.args[0]!r}") from None
 
 
+def render_text(text: str, name: str, **values: object) -> str:
+    """Render template ``text`` (a variant of template ``name``) like :func:`render`."""
+    try:
+        return Template(text).substitute({k: str(v) for k, v in values.items()})
+    except KeyError as exc:
+        raise PromptError(f"prompt {name!r} (variant) needs a value for {exc.args[0]!r}") from None
+    except ValueError as exc:
+        raise PromptError(f"prompt {name!r} (variant) is not a valid template: {exc}") from None
+
+
+def placeholders(text: str) -> set[str]:
+    """The ``$name`` / ``${name}`` placeholders of a template text."""
+    return {m.group("named") or m.group("braced") for m in Template.pattern.finditer(text)
+            if m.group("named") or m.group("braced")}
+
+
 def available() -> list[str]:
     return sorted(p.stem for p in PROMPTS_DIR.glob("*.md"))

@@ -20,6 +20,8 @@ the mission goes back to full strength by itself.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from typing import TYPE_CHECKING, Any
 
 from engine.models import Event
@@ -83,7 +85,8 @@ class CircuitBreakerPlugin(Plugin):
                                                      d.fallback_model)) != BreakerState.OPEN):
             model = d.fallback_model
         simple = d.fallback_strategy == "simple" and worst == BreakerState.OPEN
-        return WorkerOptions(model=model, single_pass=options.single_pass or simple)
+        # replace(): other plugins' choices (prompt variant, templates) are kept
+        return replace(options, model=model, single_pass=options.single_pass or simple)
 
     # ------------------------------------------------------------------ transitions
     def transitions(self, changes: list[Transition]) -> None:

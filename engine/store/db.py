@@ -30,6 +30,7 @@ JSON_COLUMNS = {
     "units": ("files_hint", "acceptance_criteria", "dependencies"),
     "merges": ("conflict_paths",),
     "verifications": ("failing_tests",),
+    "decisions": ("factors",),
 }
 STATUS_TABLES = ("missions", "epochs", "units", "attempts", "merges", "verifications", "approvals")
 

@@ -229,6 +229,47 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (mission_id, component)
         )""",
     ],
+    # 9: learning and strategy (engine/strategy/backlog.py, engine/learning/prompt_evolution.py,
+    #    engine/learning/attribution.py): the backlog across missions, prompt variants with
+    #    their outcomes, and the decisions each unit's outcome followed
+    [
+        """CREATE TABLE backlog (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            title TEXT NOT NULL,
+            track TEXT NOT NULL DEFAULT 'feature',
+            evidence TEXT NOT NULL DEFAULT '',
+            impact INTEGER NOT NULL DEFAULT 3,
+            effort INTEGER NOT NULL DEFAULT 3,
+            state TEXT NOT NULL DEFAULT 'open',
+            score REAL NOT NULL DEFAULT 0,
+            score_override REAL,
+            source TEXT NOT NULL DEFAULT 'manual',
+            fingerprint TEXT NOT NULL UNIQUE,
+            mission_id INTEGER,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+        "CREATE INDEX idx_backlog_state ON backlog(state, score)",
+        """CREATE TABLE prompt_variants (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            role TEXT NOT NULL,
+            name TEXT NOT NULL,
+            body TEXT,
+            parent_id INTEGER REFERENCES prompt_variants(id),
+            successes INTEGER NOT NULL DEFAULT 0,
+            failures INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            UNIQUE (role, name)
+        )""",
+        """CREATE TABLE decisions (
+            unit_id TEXT PRIMARY KEY REFERENCES units(id),
+            mission_id INTEGER NOT NULL REFERENCES missions(id),
+            factors TEXT NOT NULL DEFAULT '{}',
+            prompt_variant_id INTEGER REFERENCES prompt_variants(id),
+            success INTEGER,
+            created_at REAL NOT NULL
+        )""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -61,7 +61,8 @@ def test_the_original_example_validates_with_documented_meanings(tmp_path: Path)
     # Telegram approvals exist; without a chat to answer in they stay off, and say so
     assert not any(n.startswith("hitl.telegram.enabled = true") for n in notes)
     assert any(n.startswith("hitl.telegram.chat_id is empty") for n in notes)
-    assert any(n.startswith("discovery.enabled = true") for n in notes)
+    # auto-discovery exists now (the discovery plugin, `mc discover`): no note
+    assert config.discovery.enabled and not any(n.startswith("discovery.") for n in notes)
 
 
 @pytest.mark.parametrize(("text", "enabled"), [("true", True), ("false", False)])

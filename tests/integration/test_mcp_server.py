@@ -82,8 +82,8 @@ def test_stdio_tools_and_resources_on_a_real_mission(project: dict[str, Any]) ->
         async with stdio_client(project["registry"]) as client:
             names = {t.name for t in (await client.list_tools()).tools}
             assert {"status", "list_missions", "list_units", "unit_detail", "start_mission",
-                    "pause", "resume", "stop", "approve", "deny", "list_projects"} <= names
-            assert not names & {"list_backlog", "add_backlog_item"}  # no backlog in the store yet
+                    "pause", "resume", "stop", "approve", "deny", "list_projects",
+                    "list_backlog", "add_backlog_item"} <= names
 
             projects = data(await client.call_tool("list_projects", {}))["projects"]
             assert [(p["name"], p["last_status"]) for p in projects] == [("demo", "completed")]
@@ -224,6 +224,25 @@ def test_non_loopback_bind_without_a_token_is_refused(project: dict[str, Any]) -
     assert result.returncode == 2
     assert "refusing to serve MCP on 0.0.0.0" in result.stderr
     assert "MC_MCP_TOKEN" in result.stderr
+
+
+def test_backlog_tools(project: dict[str, Any]) -> None:
+    async def main() -> None:
+        async with stdio_client(project["registry"]) as client:
+            added = data(await client.call_tool("add_backlog_item", {
+                "title": "Sanitise user input", "track": "security", "impact": 5, "effort": 2,
+                "evidence": "app/greet.py:1"}))
+            assert added["created"] and added["score"] == 3.75  # 1.5 x 5 / 2
+            again = data(await client.call_tool("add_backlog_item", {
+                "title": "sanitise user input!", "track": "security"}))
+            assert (again["id"], again["created"]) == (added["id"], False)
+            items = data(await client.call_tool("list_backlog", {}))["items"]
+            assert [i["title"] for i in items] == ["Sanitise user input"]
+            assert items[0]["source"] == "mcp" and items[0]["evidence"] == "app/greet.py:1"
+            assert "track: 'docs' is not one of" in error_text(await client.call_tool(
+                "add_backlog_item", {"title": "x", "track": "docs"}))
+
+    anyio.run(main)
 
 
 def test_several_projects_need_a_name_or_a_default(project: dict[str, Any], tmp_path: Path) -> None:

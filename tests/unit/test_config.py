@@ -304,8 +304,10 @@ def test_docs_config_md_is_current() -> None:
 def test_unavailable_features_are_reported(tmp_path: Path) -> None:
     from engine.config import unavailable_notes
 
-    cfg = load_config(write(tmp_path, "[discovery]\nenabled = true\n"))
-    assert any("discovery.enabled" in n for n in unavailable_notes(cfg))
+    cfg = load_config(write(tmp_path, "[speculation]\nenabled = true\n"))
+    assert any("speculation.enabled" in n for n in unavailable_notes(cfg))
+    # auto-discovery exists (`mc discover`, the backlog plugin): no longer a note
+    assert unavailable_notes(load_config(write(tmp_path, "[discovery]\nenabled = true\n"))) == []
     # the A2A server exists (`mc a2a`): switching it on is no longer a note
     assert unavailable_notes(load_config(write(tmp_path, "[a2a]\nenabled = true\n"))) == []
     assert unavailable_notes(load_config(write(tmp_path, ""))) == []

@@ -27,7 +27,8 @@ from engine.store import Store
 from tests.support.plugins import register, use_example
 
 BUILTINS = {"publish", "rewards", "episodic_memory", "context_store", "reflections",
-            "circuit_breaker", "approval_file", "telegram", "notify"}
+            "circuit_breaker", "approval_file", "telegram", "notify", "backlog", "discovery",
+            "prompt_evolution", "attribution"}
 
 
 class Recorder:

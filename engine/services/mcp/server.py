@@ -3,7 +3,8 @@ registered project. Errors the caller can fix come back as MCP tool errors
 (``is_error=True``) or resource errors, never as a crash of the server.
 
 Tools: ``list_projects``, ``status``, ``list_missions``, ``list_units``, ``unit_detail``,
-``list_approvals``, ``start_mission``, ``pause``, ``resume``, ``stop``, ``approve``, ``deny``.
+``list_approvals``, ``start_mission``, ``pause``, ``resume``, ``stop``, ``approve``, ``deny``,
+``list_backlog``, ``add_backlog_item``.
 Resources (templates): ``mc://{project}/missions/{mission_id}/report`` (JSON, the report of
 ``engine/report.py``) and ``mc://{project}/missions/{mission_id}/events{?limit}`` (the last
 ``limit`` events, JSON). ``mission_id`` may be ``latest``.
@@ -118,6 +119,22 @@ def build_server(stores: ProjectStores) -> MCPServer:
         """Deny a pending approval. The first decision wins; a decided one is an error
         saying who decided."""
         return await _call(ops.decide, stores, project, approval_id, False)
+
+    @server.tool(annotations=READ_ONLY)
+    async def list_backlog(project: str | None = None, include_closed: bool = False,
+                           limit: int = 50) -> dict[str, Any]:
+        """The persistent backlog, highest priority first: id, title, track, state, impact and
+        effort (1-5), effective score, age in days, source, evidence."""
+        return await _call(ops.list_backlog, stores, project, include_closed, limit)
+
+    @server.tool(annotations=ACTION)
+    async def add_backlog_item(title: str, track: str = "feature", impact: int = 3,
+                               effort: int = 3, evidence: str = "",
+                               project: str | None = None) -> dict[str, Any]:
+        """Add a backlog item (track: feature, quality, security or tests; impact and effort
+        1-5). The same track and title merges into the existing item; returns its id."""
+        return await _call(ops.add_backlog_item, stores, project, title, track, impact, effort,
+                           evidence)
 
     @server.resource("mc://{project}/missions/{mission_id}/report", mime_type="application/json",
                      name="mission-report", description="The mission's JSON report.")
