@@ -126,7 +126,7 @@ def _request(config: MissionConfig, role: AgentRole, prompt: str, workdir: Path,
     )
     tools = list(profile.allowed_tools)
     if mcp_config is not None and not read_only:
-        from engine.services.session_tools import PERMISSION_RULE
+        from engine.agents.session_config import PERMISSION_RULE
 
         tools.append(PERMISSION_RULE)
     return AgentRequest(
@@ -146,7 +146,7 @@ def session_tools_config(config: MissionConfig, workdir: Path, mission_id: int,
     (written under the state dir, never in the worktree), else None."""
     if not config.agent.session_tools or config.agent.backend != "claude":
         return None
-    from engine.services.session_tools import write_mcp_config
+    from engine.agents.session_config import write_mcp_config
 
     return write_mcp_config(
         config.state_dir() / "session-tools", workdir, config.target.verification.command,

@@ -21,7 +21,6 @@ the mission goes back to full strength by itself.
 from __future__ import annotations
 
 from dataclasses import replace
-
 from typing import TYPE_CHECKING, Any
 
 from engine.models import Event

@@ -18,17 +18,18 @@ permission rule ``mcp__mc`` (the whole server). ``[agent] session_tools = true``
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
-import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
-SERVER_NAME = "mc"
-PERMISSION_RULE = f"mcp__{SERVER_NAME}"
+from engine.agents.session_config import (  # noqa: F401  (kept importable from here)
+    PERMISSION_RULE,
+    SERVER_NAME,
+    write_mcp_config,
+)
+
 MAX_OUTPUT = 4000
 
 
@@ -96,26 +97,6 @@ def build_server(workdir: Path, verify_command: str, *, timeout: float = 600.0,
         return {"id": item_id, "created": created}
 
     return server
-
-
-def write_mcp_config(directory: Path, workdir: Path, verify_command: str, *, timeout: float,
-                     store_path: Path | None, mission_id: int | None, unit_id: str | None) -> Path:
-    """Write a Claude Code ``--mcp-config`` file for one session into ``directory`` (never the
-    worktree: the worker would commit it). Returns its path."""
-    args = ["-m", "engine.services.session_tools", "--workdir", str(workdir),
-            "--verify", verify_command, "--timeout", str(timeout)]
-    if store_path is not None:
-        args += ["--store", str(store_path)]
-    if mission_id is not None:
-        args += ["--mission", str(mission_id)]
-    if unit_id:
-        args += ["--unit", unit_id]
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"session-{unit_id or 'x'}-{uuid.uuid4().hex[:8]}.json"
-    path.write_text(json.dumps({"mcpServers": {SERVER_NAME: {
-        "type": "stdio", "command": sys.executable, "args": args,
-        "env": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}}}}, indent=2))
-    return path
 
 
 def main(argv: list[str] | None = None) -> None:
