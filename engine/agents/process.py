@@ -26,6 +26,7 @@ import anyio
 from anyio.abc import ByteReceiveStream
 
 from engine.bytecode import keep_bytecode_out
+from engine.hosts.base import current_host
 from engine.lifeline import announce, supervised
 
 MAX_LINE_BYTES = 1024 * 1024  # longer lines are cut to this size
@@ -248,6 +249,9 @@ async def run_streaming(
     (``ended_after_result``): a CLI that lingers after its answer never waits for ``timeout``.
     """
     started = time.monotonic()
+    host = current_host()
+    if host is not None:  # a sandbox or remote host runs it (engine/hosts)
+        argv = host.wrap(list(argv), cwd=Path(cwd), env=env)
     command, pass_fds = supervised(argv, cwd=cwd, env=env, grace=kill_grace)
     proc = await anyio.open_process(
         command,

@@ -23,6 +23,7 @@ from engine.agents.types import (
     FailureReason,
 )
 from engine.config import MissionConfig
+from engine.hosts.base import current_host
 from engine.prompts import PROMPTS_DIR, render
 from engine.store import Store
 
@@ -92,10 +93,12 @@ def build_prompt(role: AgentRole, values: dict[str, str], **extra: str) -> str:
 # ---------------------------------------------------------------------- running
 def _request(config: MissionConfig, role: AgentRole, prompt: str, workdir: Path,
              metadata: dict[str, str], *, read_only: bool = False) -> AgentRequest:
+    host = current_host()  # a sandbox host sets its own mode (full bypass by default)
+    mode = getattr(host, "permission_mode", None) or config.agent.permission_mode
     profile = profile_for(
         AgentRole.ARCHITECT if read_only else role,
         verification_command=config.target.verification.command, repo=workdir,
-        mode_override=config.agent.permission_mode, extra_tools=config.agent.allowed_tools,
+        mode_override=mode, extra_tools=config.agent.allowed_tools,
     )
     return AgentRequest(
         role=role, prompt=prompt, workdir=workdir, model=config.scheduler.model,

@@ -16,6 +16,12 @@ import anyio
 from engine.dispatch import FATAL_REASONS, run_unit
 from engine.fixup import run_fixup
 from engine.gates.fixup_select import count_lint_errors, parse_test_counts
+from engine.hosts import running_on
+from engine.hosts.failover import (
+    after_failed_session,
+    recheck_drained,
+    take_due_rechecks,
+)
 from engine.llm import LlmCallFailed
 from engine.models import TERMINAL_UNIT_STATUSES, UnitStatus
 from engine.pipeline.commands import CommandInbox
@@ -47,10 +53,14 @@ class ExecutePhase:
         async def unit_task(unit_id: str, slot: int) -> None:
             with anyio.CancelScope() as scope:
                 agent_scopes[f"unit:{unit_id}"] = scope
+                host = rt.hosts.host_of(slot) if rt.hosts else None
                 try:
                     options = state.plugins.worker_options(state.store.get("units", unit_id) or {})
-                    outcome = await run_unit(rt, unit_id, slot, model=options.model,
-                                             single_pass=options.single_pass)
+                    with running_on(host):
+                        outcome = await run_unit(rt, unit_id, slot, model=options.model,
+                                                 single_pass=options.single_pass)
+                    if not outcome.agent_ok and await after_failed_session(rt, slot, unit_id):
+                        outcome.retry_after = None  # the host failed, not the unit
                     state.plugins.session_ended(rt, outcome.agent_ok)
                     if outcome.retry_after:
                         state.not_before[unit_id] = time.monotonic() + outcome.retry_after
@@ -109,6 +119,9 @@ class ExecutePhase:
                         break
                 else:
                     self.update_readiness(units)
+                    due = take_due_rechecks(rt)
+                    if due:
+                        tg.start_soon(recheck_drained, rt, due)
                     if not state.paused:
                         self.dispatch(tg, unit_task, units, running, workers)
                 if not queue_busy and rt.queue.pending() > 0:
@@ -152,7 +165,8 @@ class ExecutePhase:
                 break
             if unit["id"] in running or state.not_before.get(unit["id"], 0) > now:
                 continue
-            slot = min((s for s in rt.free_slots if s < workers), default=None)
+            slot = min((s for s in rt.free_slots
+                        if s < workers and (rt.hosts is None or rt.hosts.usable(s))), default=None)
             if slot is None:
                 break
             rt.free_slots.discard(slot)

@@ -216,6 +216,8 @@ MIGRATIONS: list[list[str]] = [
         """UPDATE units SET fixup_rounds = (
             SELECT COUNT(*) FROM events e WHERE e.kind = 'fixup.winner' AND e.unit_id = units.id)""",
     ],
+    # 8: the host an agent session ran on ([[hosts]], docs/hosts.md); NULL: plain local
+    ["ALTER TABLE attempts ADD COLUMN host TEXT"],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

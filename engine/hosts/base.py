@@ -1,0 +1,150 @@
+"""The ``Host`` protocol and the fleet of hosts one mission dispatches to (docs/hosts.md).
+
+A host runs agent sessions: it turns an agent's command line into the one that runs it there
+(``wrap``) and says whether it can run anything at all (``check``). The engine, the merge
+queue and the store stay on the machine that runs mc. Slot numbers ``0..total-1`` are laid
+out host after host in config order; slots past the hosts' (fixup candidates) run on the
+first healthy host.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from engine.hosts.config import LocalHostConfig, SandboxHostConfig, host_names
+from engine.hosts.sandbox import bwrap_argv, probe
+
+
+@runtime_checkable
+class Host(Protocol):
+    name: str
+    kind: str
+    slots: int
+
+    def wrap(self, argv: list[str], *, cwd: Path, env: Mapping[str, str]) -> list[str]:
+        """The command line that runs ``argv`` (in ``cwd``, with ``env``) on this host."""
+
+    def check(self) -> str | None:
+        """None when healthy, else why not (blocking; called from a worker thread)."""
+
+
+@dataclass
+class LocalHost:
+    name: str
+    slots: int
+    kind: str = "local"
+    permission_mode: str | None = None  # None: agent.permission_mode
+
+    def wrap(self, argv: list[str], *, cwd: Path, env: Mapping[str, str]) -> list[str]:
+        return list(argv)
+
+    def check(self) -> str | None:
+        return None
+
+
+@dataclass
+class SandboxHost:
+    name: str
+    slots: int
+    config: SandboxHostConfig
+    kind: str = "sandbox"
+
+    @property
+    def permission_mode(self) -> str | None:
+        return self.config.permission_mode
+
+    def wrap(self, argv: list[str], *, cwd: Path, env: Mapping[str, str]) -> list[str]:
+        return bwrap_argv(self.config, argv, cwd=Path(cwd), env=env)
+
+    def check(self) -> str | None:
+        return probe(self.config)
+
+
+_current: contextvars.ContextVar[Host | None] = contextvars.ContextVar("mc_host", default=None)
+
+
+def current_host() -> Host | None:
+    """The host the current task's agent sessions run on (None: plain local processes)."""
+    return _current.get()
+
+
+@contextmanager
+def running_on(host: Host | None) -> Iterator[None]:
+    """Run the agent sessions started inside this block on ``host``."""
+    token = _current.set(host)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+@dataclass
+class HostState:
+    host: Host
+    first_slot: int
+    drained_reason: str | None = None
+    drained_at: float = 0.0
+    recheck_seconds: float = 60.0
+
+
+@dataclass
+class HostFleet:
+    """The mission's hosts, their slots and their breakers (a drained host's is open)."""
+
+    states: list[HostState] = field(default_factory=list)
+    clock: object = time.monotonic
+
+    @classmethod
+    def from_config(cls, hosts: list[LocalHostConfig | SandboxHostConfig]) -> HostFleet:
+        names = host_names(hosts)
+        states, first = [], 0
+        for cfg, name in zip(hosts, names, strict=True):
+            host: Host
+            if isinstance(cfg, SandboxHostConfig):
+                host = SandboxHost(name, cfg.slots, cfg)
+            else:
+                host = LocalHost(name, cfg.slots)
+            states.append(HostState(host, first, recheck_seconds=cfg.recheck_seconds))
+            first += cfg.slots
+        return cls(states)
+
+    @property
+    def total_slots(self) -> int:
+        return sum(s.host.slots for s in self.states)
+
+    def state_of(self, slot: int) -> HostState:
+        for state in self.states:
+            if state.first_slot <= slot < state.first_slot + state.host.slots:
+                return state
+        healthy = [s for s in self.states if s.drained_reason is None]
+        return (healthy or self.states)[0]
+
+    def host_of(self, slot: int) -> Host:
+        return self.state_of(slot).host
+
+    def usable(self, slot: int) -> bool:
+        """Whether dispatch may use ``slot``: its host is not drained."""
+        return self.state_of(slot).drained_reason is None
+
+    def drain(self, host_name: str, reason: str) -> bool:
+        """Open ``host_name``'s breaker; True when it was healthy until now."""
+        for state in self.states:
+            if state.host.name == host_name and state.drained_reason is None:
+                state.drained_reason, state.drained_at = reason, self.clock()  # type: ignore[operator]
+                return True
+        return False
+
+    def due_rechecks(self) -> list[HostState]:
+        """Drained hosts whose breaker is half-open (their recheck time has come)."""
+        now = self.clock()  # type: ignore[operator]
+        return [s for s in self.states
+                if s.drained_reason is not None and now - s.drained_at >= s.recheck_seconds]
+
+    def healthy(self) -> list[HostState]:
+        return [s for s in self.states if s.drained_reason is None]
