@@ -59,7 +59,8 @@ class ExecutePhase:
                     with running_on(host):
                         outcome = await run_unit(rt, unit_id, slot, model=options.model,
                                                  single_pass=options.single_pass)
-                    if not outcome.agent_ok and await after_failed_session(rt, slot, unit_id):
+                    if host is not None and self.session_failed(unit_id, outcome.agent_ok) \
+                            and await after_failed_session(rt, slot, unit_id):
                         outcome.retry_after = None  # the host failed, not the unit
                     state.plugins.session_ended(rt, outcome.agent_ok)
                     if outcome.retry_after:
@@ -172,6 +173,12 @@ class ExecutePhase:
             rt.free_slots.discard(slot)
             running.add(unit["id"])
             tg.start_soon(unit_task, unit["id"], slot)
+
+    def session_failed(self, unit_id: str, agent_ok: bool) -> bool:
+        """Whether a unit's session ended badly (its host's health is checked then)."""
+        unit = self.state.store.get("units", unit_id)
+        return not agent_ok or unit is None or unit["status"] in (UnitStatus.READY,
+                                                                  UnitStatus.FAILED)
 
     def unit_error(self, unit_id: str, exc: Exception, errors: list[BaseException]) -> None:
         """One unit's trouble fails that unit; only auth / usage-limit problems stop the mission."""
