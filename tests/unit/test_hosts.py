@@ -6,12 +6,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from engine.config import MissionConfig, format_validation_error
 from engine.hosts import HostFleet
 from engine.hosts.config import SandboxHostConfig
 from engine.hosts.sandbox import bwrap_argv, git_dirs
-from pydantic import ValidationError
 
 
 @pytest.mark.parametrize("kind", ["ssh", "ray", "container"])
