@@ -31,7 +31,7 @@ async def after_failed_session(rt: Runtime, slot: int, unit_id: str | None) -> b
         return False
     host = state.host.name
     rt.store.append_event("host.drained", mission_id=rt.mission_id, unit_id=unit_id,
-                          host=host, kind_=state.host.kind, reason=state.drained_reason)
+                          host=host, host_kind=state.host.kind, reason=state.drained_reason)
     for note in notes:
         rt.log(note, level="warning")
     if not fleet.healthy():
