@@ -250,7 +250,12 @@ async def run_streaming(
     """
     started = time.monotonic()
     host = current_host()
-    if host is not None:  # a sandbox or remote host runs it (engine/hosts)
+    remote = getattr(host, "run_streaming", None)
+    if remote is not None:  # a remote host runs it there (engine/hosts/ssh.py)
+        return await remote(list(argv), cwd=Path(cwd), env=env, on_line=on_line, stdin=stdin,
+                            timeout=timeout, kill_grace=kill_grace, max_line_bytes=max_line_bytes,
+                            result_seen=result_seen, result_grace=result_grace)
+    if host is not None:  # a sandbox wraps the command (engine/hosts/sandbox.py)
         argv = host.wrap(list(argv), cwd=Path(cwd), env=env)
     command, pass_fds = supervised(argv, cwd=cwd, env=env, grace=kill_grace)
     proc = await anyio.open_process(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from engine.hosts.config import LocalHostConfig, SandboxHostConfig, host_names
+from engine.hosts.config import LocalHostConfig, SandboxHostConfig, SshHostConfig, host_names
 from engine.hosts.sandbox import bwrap_argv, probe
 
 
@@ -101,13 +101,19 @@ class HostFleet:
     clock: object = time.monotonic
 
     @classmethod
-    def from_config(cls, hosts: list[LocalHostConfig | SandboxHostConfig]) -> HostFleet:
+    def from_config(
+        cls, hosts: list[LocalHostConfig | SandboxHostConfig | SshHostConfig]
+    ) -> HostFleet:
         names = host_names(hosts)
         states, first = [], 0
         for cfg, name in zip(hosts, names, strict=True):
             host: Host
             if isinstance(cfg, SandboxHostConfig):
                 host = SandboxHost(name, cfg.slots, cfg)
+            elif isinstance(cfg, SshHostConfig):
+                from engine.hosts.ssh import SshHost  # asyncssh only when an SSH host is used
+
+                host = SshHost(name, cfg.slots, cfg)
             else:
                 host = LocalHost(name, cfg.slots)
             states.append(HostState(host, first, recheck_seconds=cfg.recheck_seconds))

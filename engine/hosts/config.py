@@ -1,19 +1,19 @@
 """``[[hosts]]``: where agent sessions run (docs/hosts.md).
 
 Each entry is one host with ``slots`` agent slots. ``kind = "local"`` runs agents as plain
-processes (today's behaviour), ``"sandbox"`` runs each one inside bubblewrap. The kinds
-``"ssh"``, ``"ray"`` and ``"container"`` are reserved: they are not built yet, and a config
+processes (today's behaviour), ``"sandbox"`` runs each one inside bubblewrap, ``"ssh"`` on another
+machine over SSH. The kinds ``"ray"`` and ``"container"`` are reserved: they are not built yet, and a config
 naming them is an error (key path ``hosts.<n>.kind``), never silently ignored.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 NOT_BUILT = {
-    "ssh": "SSH worker hosts are not built yet (docs/hosts.md, 'Not built')",
     "ray": "the Ray cluster backend is not built yet (docs/hosts.md, 'Not built')",
     "container": "OCI container hosts are not built: no container runtime can run on the "
                  "developers' machine, so it would ship untested (docs/hosts.md, 'Not built')",
@@ -52,11 +52,29 @@ class SandboxHostConfig(_HostBase):
         "permission_mode). Full bypass is allowed only inside a sandbox.")
 
 
+class SshHostConfig(_HostBase):
+    kind: Literal["ssh"] = "ssh"
+    address: str = Field(..., description="The host's name or IP address.")
+    port: int = Field(22, ge=1, le=65535, description="The SSH port.")
+    user: str | None = Field(None, description="The login (default: the current user).")
+    identity_file: Path | None = Field(
+        None, description="Private key file (default: the SSH agent / ~/.ssh keys). Never in "
+        "the store or the logs.")
+    known_hosts: Path | None = Field(
+        None, description="known_hosts file the host key must be in (default: ~/.ssh/known_hosts).")
+    trust_unknown_host_key: bool = Field(
+        False, description="Accept a host key that known_hosts does not list (never by default).")
+    remote_dir: str = Field(
+        "mc-hosts", description="Where mc keeps its clone on the host (relative: under the "
+        "remote home folder).")
+    connect_timeout: float = Field(10.0, gt=0, description="Seconds to connect and log in.")
+
+
 class ReservedHostConfig(_HostBase):
     """A kind that is not built: validation fails with the reason."""
 
     model_config = ConfigDict(extra="allow")
-    kind: Literal["ssh", "ray", "container"]
+    kind: Literal["ray", "container"]
 
     @field_validator("kind")
     @classmethod
@@ -65,7 +83,8 @@ class ReservedHostConfig(_HostBase):
 
 
 HostConfig = Annotated[
-    LocalHostConfig | SandboxHostConfig | ReservedHostConfig, Field(discriminator="kind")
+    LocalHostConfig | SandboxHostConfig | SshHostConfig | ReservedHostConfig,
+    Field(discriminator="kind"),
 ]
 
 
