@@ -70,8 +70,9 @@ def start_sshd(folder: Path) -> Sshd:
         "PubkeyAuthentication yes", "UsePAM no", "PermitRootLogin prohibit-password",
         "LogLevel ERROR", "",
     ]))
-    proc = subprocess.Popen([SSHD, "-f", str(config), "-D", "-e"], start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=open(folder / "sshd.log", "wb"))
+    with open(folder / "sshd.log", "wb") as log:  # the child keeps its own descriptor
+        proc = subprocess.Popen([SSHD, "-f", str(config), "-D", "-e"], start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
@@ -79,7 +80,7 @@ def start_sshd(folder: Path) -> Sshd:
             break
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError((folder / "sshd.log").read_text())
+                raise RuntimeError((folder / "sshd.log").read_text()) from None
             time.sleep(0.05)
     pub = (folder / "host_key.pub").read_text().split()
     known = folder / "known_hosts"
