@@ -110,7 +110,7 @@ def render_template(objective: str = "Describe what the agents should achieve", 
         doc.add(section_name, table)
     doc.add(tomlkit.comment("[plugins.<name>]: each installed plugin's own section, e.g. "
                             "enabled = false (docs/plugins.md)"))
-    doc.add(tomlkit.comment("[[hosts]]: where agents run, e.g. kind = \"sandbox\" (bubblewrap), "
+    doc.add(tomlkit.comment("[[hosts]]: where agents run, e.g. kind = \"sandbox\" (bubblewrap) or \"ssh\", "
                             "slots = 2; none: local processes (docs/hosts.md)"))
     return tomlkit.dumps(doc)
 

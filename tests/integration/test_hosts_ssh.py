@@ -184,8 +184,10 @@ def test_a_timeout_ends_the_remote_process_group(tmp_path: Path, sshd: Sshd) -> 
     assert outcome.timed_out and outcome.killed and lines[:2] == ["one", "two"]
     pgid = outcome.pid
     assert pgid > 0
-    left = [p for p in Path("/proc").iterdir() if p.name.isdigit()
-            and _pgid(p) == pgid]
+    deadline = time.monotonic() + 5
+    while (left := [p for p in Path("/proc").iterdir() if p.name.isdigit()
+                    and _pgid(p) == pgid]) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert left == []  # the remote group (the agent and its background child) is gone
 
 
@@ -194,4 +196,30 @@ def _pgid(proc: Path) -> int | None:
         stat = (proc / "stat").read_text()
     except OSError:
         return None
-    return int(stat[stat.rfind(")") + 2:].split()[2])
+    fields = stat[stat.rfind(")") + 2:].split()
+    return None if fields[0] in "ZX" else int(fields[2])  # a zombie is dead already
+
+
+def test_remote_agents_get_the_same_allowlisted_environment(
+    tmp_path: Path, sshd: Sshd, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from engine.agents.process import build_env, run_streaming
+    from engine.hosts import running_on
+
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:9/allowed")
+    monkeypatch.setenv("MC_TELEGRAM__TOKEN", "secret-never-sent")
+    monkeypatch.setenv("SOME_OTHER_SECRET", "never-sent-either")
+    make_target(tmp_path)
+    host = SshHost("remote", 1, SshHostConfig(
+        kind="ssh", address="127.0.0.1", port=sshd.port, identity_file=sshd.user_key,
+        known_hosts=sshd.known_hosts, remote_dir=str(sshd.folder / "remote")))
+    lines: list[str] = []
+
+    async def go():  # type: ignore[no-untyped-def]
+        with running_on(host):
+            return await run_streaming(["env"], cwd=tmp_path / "repo", env=build_env(),
+                                       on_line=lambda ln: lines.append(ln.text), timeout=20)
+
+    assert anyio.run(go).exit_code == 0
+    assert "ANTHROPIC_BASE_URL=http://127.0.0.1:9/allowed" in lines
+    assert not [ln for ln in lines if "never-sent" in ln or ln.startswith("MC_")]

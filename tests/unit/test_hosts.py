@@ -14,7 +14,7 @@ from engine.hosts.config import SandboxHostConfig
 from engine.hosts.sandbox import bwrap_argv, git_dirs
 
 
-@pytest.mark.parametrize("kind", ["ssh", "ray", "container"])
+@pytest.mark.parametrize("kind", ["ray", "container"])
 def test_a_kind_that_is_not_built_is_a_config_error_naming_the_key(kind: str) -> None:
     with pytest.raises(ValidationError) as info:
         MissionConfig(hosts=[{"kind": "local"}, {"kind": kind, "slots": 2}])
@@ -27,6 +27,13 @@ def test_unknown_host_keys_and_duplicate_names_are_errors() -> None:
         MissionConfig(hosts=[{"kind": "sandbox", "netwrk": "none"}])
     with pytest.raises(ValidationError, match="host names must be unique: a"):
         MissionConfig(hosts=[{"kind": "local", "name": "a"}, {"kind": "sandbox", "name": "a"}])
+
+
+def test_an_ssh_host_needs_an_address_and_never_trusts_unknown_keys_by_default() -> None:
+    with pytest.raises(ValidationError, match="hosts.0.ssh.address"):
+        MissionConfig(hosts=[{"kind": "ssh"}])
+    (host,) = MissionConfig(hosts=[{"kind": "ssh", "address": "h", "port": 2222}]).hosts
+    assert host.trust_unknown_host_key is False
 
 
 def test_no_hosts_is_the_default() -> None:
