@@ -181,7 +181,7 @@ def _start(store: Store, backend: AgentBackend, request: AgentRequest, mission_i
         store.append_event(
             "attempt.started", mission_id=mission_id, unit_id=unit_id, attempt_id=attempt_id,
             role=str(request.role), backend=backend.name, model=request.model, slot=slot,
-            host=host,
+            **({"host": host} if host else {}),  # only with [[hosts]] (docs/hosts.md)
         )
     return attempt_id
 
