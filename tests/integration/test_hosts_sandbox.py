@@ -26,8 +26,10 @@ from engine.controller import Controller
 from engine.hosts import SandboxHost, running_on
 from engine.hosts.config import SandboxHostConfig
 from engine.models import MissionStatus, UnitStatus
+from engine.services.live.snapshot import snapshot
 from engine.store import Store
 from engine.wiring import MissionSetupError
+from mc_tui.widgets.workers import host_label
 from tests.e2e.conftest import AMBITION_OK, OBJECTIVE_MET, make_target, write_config
 
 pytestmark = pytest.mark.skipif(
@@ -151,6 +153,21 @@ def test_a_mission_runs_units_on_sandbox_and_local_slots(tmp_path: Path) -> None
     assert {u["status"] for u in units if u["is_leaf"]} == {UnitStatus.MERGED}
     logs = [e.payload.get("message", "") for e in controller.store.events_after(0, outcome.mission_id)]
     assert any("NO permission checks (bypassPermissions) inside a bubblewrap" in m for m in logs)
+    # the dashboard's snapshot and the TUI workers pane show each session's host
+    view = snapshot(controller.store, outcome.mission_id, 10**9)
+    assert {a["host"] for a in view["rows"]["attempts"] if a["role"] == "worker"} == {"sbx", "local1"}
+    sbx = next(a for a in view["rows"]["attempts"] if a["host"] == "sbx")
+    assert host_label(sbx).startswith("sbx: scripted/")
+
+
+def test_bypass_outside_a_sandbox_is_refused_when_hosts_are_configured(tmp_path: Path) -> None:
+    make_target(tmp_path)
+    path = write_config(tmp_path, plan(1) + worker(1))
+    path.write_text(path.read_text().replace("[agent]", '[agent]\npermission_mode = '
+                                             '"bypassPermissions"') + '\n[[hosts]]\nkind = "local"\n')
+    controller = Controller(load_config(path), Store(tmp_path / "m.db"))
+    with pytest.raises(MissionSetupError, match="allowed only inside a sandbox.*not on local0"):
+        controller.prepare()
 
 
 FLAKY_BWRAP = """#!/bin/sh
