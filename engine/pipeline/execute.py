@@ -67,6 +67,8 @@ class ExecutePhase:
                         state.not_before[unit_id] = time.monotonic() + outcome.retry_after
                 except Exception as exc:
                     self.unit_error(unit_id, exc, errors)
+                    if host is not None:  # the host may be why: drained, the unit goes on
+                        await after_failed_session(rt, slot, unit_id)
                 finally:
                     agent_scopes.pop(f"unit:{unit_id}", None)
                     running.discard(unit_id)
