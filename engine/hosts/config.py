@@ -39,6 +39,10 @@ class SandboxHostConfig(_HostBase):
     network: Literal["none", "host"] = Field(
         "none", description="none: a private network namespace (no network at all, "
         "--unshare-net); host: the host's network (needed by CLIs that call an API).")
+    allow: list[str] = Field(
+        default_factory=list,
+        description="With network = none: loopback endpoints (\"127.0.0.1:8080\") the agent may "
+        "still reach, relayed into the sandbox (a model server, or a proxy that filters the rest).")
     home_keep: list[str] = Field(
         default_factory=lambda: [".claude", ".claude.json", ".codex", ".gemini", ".aider.conf.yml"],
         description="Entries of the home folder the agent keeps (read-write: its own config); "
@@ -50,6 +54,15 @@ class SandboxHostConfig(_HostBase):
         "bypassPermissions",
         description="The agent CLI's permission mode inside this sandbox (None: agent."
         "permission_mode). Full bypass is allowed only inside a sandbox.")
+
+    @field_validator("allow")
+    @classmethod
+    def _loopback_only(cls, values: list[str]) -> list[str]:
+        return _check_allow(values)
+
+
+def _check_allow(values: list[str]) -> list[str]:
+    return [_endpoint_ok(v) for v in values]
 
 
 class SshHostConfig(_HostBase):
@@ -68,6 +81,13 @@ class SshHostConfig(_HostBase):
         "mc-hosts", description="Where mc keeps its clone on the host (relative: under the "
         "remote home folder).")
     connect_timeout: float = Field(10.0, gt=0, description="Seconds to connect and log in.")
+
+
+def _endpoint_ok(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or host not in ("127.0.0.1", "localhost", "::1", "[::1]") or not port.isdigit():
+        raise ValueError(f"{value!r}: allow takes loopback endpoints like 127.0.0.1:8080")
+    return value
 
 
 class ReservedHostConfig(_HostBase):

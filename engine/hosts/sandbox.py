@@ -11,7 +11,9 @@ An agent's command line becomes ``bwrap <mounts> -- <argv>``:
   runs outside the sandbox later;
 - the executable's own install folder and files named on the command line (a prompt file)
   visible read-only even when they live under the hidden home or ``/tmp``;
-- ``network = "none"``: a private network namespace (``--unshare-net``: loopback only).
+- ``network = "none"``: a private network namespace (``--unshare-net``: loopback only), where
+  the ``allow`` endpoints (``127.0.0.1:<port>``) are relayed in through a unix socket
+  (``engine/hosts/netshim.py`` inside, ``engine/hosts/relay.py`` outside).
 
 The process stays in mc's process group (no ``--new-session``), so a timeout or a cancel
 ends it like any agent; ``--die-with-parent`` ends it with its supervisor.
@@ -26,7 +28,9 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from engine.hosts import netshim
 from engine.hosts.config import SandboxHostConfig
+from engine.hosts.relay import relay_for
 
 BWRAP_INSTALL = "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap)"
 CONFIG_ENV = ("CLAUDE_CONFIG_DIR", "CODEX_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME",
@@ -120,6 +124,16 @@ def bwrap_argv(cfg: SandboxHostConfig, argv: list[str], *, cwd: Path,
         for name in ("config", "hooks"):  # never writable: they run code outside the sandbox
             if (common / name).exists():
                 out += ["--ro-bind", str(common / name), str(common / name)]
+    if cfg.network == "none" and cfg.allow:  # allowed loopback endpoints, relayed in
+        shim = Path(netshim.__file__).resolve()
+        forwards = []
+        for endpoint in cfg.allow:
+            relay = relay_for(endpoint)
+            out += ["--ro-bind", str(relay.folder), str(relay.folder)]
+            forwards.append(f"{relay.port}={relay.path}")
+        if any(_under(shim, h) for h in hidden):
+            out += ["--ro-bind", str(shim.parent), str(shim.parent)]
+        argv = [sys.executable, str(shim), *forwards, "--", *argv]
     # Claude Code allows --permission-mode bypassPermissions as root only in a sandbox.
     out += ["--setenv", "IS_SANDBOX", "1"]
     out += ["--bind", str(cwd), str(cwd), "--chdir", str(cwd)]

@@ -101,6 +101,32 @@ def test_network_none_cuts_the_agent_off_from_a_server_on_loopback(tmp_path: Pat
         server.close()
 
 
+def test_allowed_loopback_endpoints_are_relayed_into_a_sandbox_without_network(
+    tmp_path: Path,
+) -> None:
+    allowed, other = socket.create_server(("127.0.0.1", 0)), socket.create_server(("127.0.0.1", 0))
+
+    def greet() -> None:
+        conn, _ = allowed.accept()
+        conn.sendall(b"hello from outside\n")
+        conn.close()
+
+    threading.Thread(target=greet, daemon=True).start()
+    port, other_port = allowed.getsockname()[1], other.getsockname()[1]
+    probe = (f"{sys.executable} -c \"import socket\n"
+             f"print(socket.create_connection(('127.0.0.1', {port}), timeout=3).recv(99))\n"
+             f"socket.create_connection(('127.0.0.1', {other_port}), timeout=3)\"")
+    try:
+        host = SandboxHost("sbx", 1, SandboxHostConfig(kind="sandbox",
+                                                        allow=[f"127.0.0.1:{port}"]))
+        code, out = run_in(host, probe, tmp_path)
+        assert "hello from outside" in out, out  # the allowed endpoint answers
+        assert code != 0 and "Connection refused" in out, out  # nothing else does
+    finally:
+        allowed.close()
+        other.close()
+
+
 def worker(n: int, extra: str = "") -> str:
     # a real subprocess (sandboxed on a sandbox host) writes and commits the unit's file
     command = (f"printf 'def unit_{n}():\\\\n    return {n}\\\\n' > app/unit_{n}.py && "

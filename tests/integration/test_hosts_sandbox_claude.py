@@ -2,9 +2,9 @@
 
 Inside the sandbox the worker runs with ``bypassPermissions`` (the sandbox's default): it
 writes and commits in its worktree without a single permission prompt, and its Write to the
-user's checkout outside the worktree fails with the file system's reason. The sandbox shares
-the host's network namespace here (``network = "host"``) because the model server listens on
-127.0.0.1 outside it (docs/hosts.md, "Network").
+user's checkout outside the worktree fails with the file system's reason. The sandbox has no
+network (``network = "none"``) except the model server's loopback endpoint, relayed in
+(``allow``; docs/hosts.md, "Network").
 """
 
 from __future__ import annotations
@@ -48,9 +48,10 @@ def test_real_claude_in_a_sandbox_commits_inside_and_cannot_write_outside(
         write_file(str(escape), "x = 1\n"),
         finish("Added hello.", ["hello.py"]),
     ]))
-    host = SandboxHost("sbx", 1, SandboxHostConfig(kind="sandbox", network="host"))
     events: list[AgentEvent] = []
     with ModelServer([rule]) as server:
+        endpoint = server.url.split("//", 1)[1].split("/", 1)[0]  # 127.0.0.1:<port>
+        host = SandboxHost("sbx", 1, SandboxHostConfig(kind="sandbox", allow=[endpoint]))
         for name in list(os.environ):  # no real agent settings or keys from this machine
             if any(fnmatch.fnmatchcase(name, pat) for pat in BACKEND_ENV):
                 monkeypatch.delenv(name)
