@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from engine.hosts.config import HostConfig, host_names
+from engine.host_config import HostConfig, host_names
 
 DEFAULT_CONFIG_NAME = "mission-control.toml"
 ENV_PREFIX = "MC_"

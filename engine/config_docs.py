@@ -91,7 +91,7 @@ def _section(model: BaseModel, prefix: str) -> list[str]:
 
 def _hosts_sections() -> list[str]:
     """``[[hosts]]``: one table per kind that is built (docs/hosts.md)."""
-    from engine.hosts.config import LocalHostConfig, SandboxHostConfig, SshHostConfig
+    from engine.host_config import LocalHostConfig, SandboxHostConfig, SshHostConfig
 
     out = ["## `[[hosts]]`", "",
            "Where agents run, one entry per host (none: local processes, "

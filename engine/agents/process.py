@@ -25,8 +25,8 @@ from pathlib import Path
 import anyio
 from anyio.abc import ByteReceiveStream
 
+from engine.agents.placement import current_host
 from engine.bytecode import keep_bytecode_out
-from engine.hosts.base import current_host
 from engine.lifeline import announce, supervised
 
 MAX_LINE_BYTES = 1024 * 1024  # longer lines are cut to this size

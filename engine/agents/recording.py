@@ -18,6 +18,7 @@ from typing import Any
 
 import anyio
 
+from engine.agents.placement import current_host
 from engine.agents.types import (
     ERROR,
     AgentBackend,
@@ -26,7 +27,6 @@ from engine.agents.types import (
     AgentResult,
     FailureReason,
 )
-from engine.hosts.base import current_host
 from engine.lifeline import ProcessIdentity, on_spawn
 from engine.store import Store
 

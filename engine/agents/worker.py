@@ -11,6 +11,7 @@ from typing import Any
 from engine.agents.gitfacts import GitError, commit_all, facts_since
 from engine.agents.marker import WorkerMarker, parse_marker
 from engine.agents.permissions import denial_message, profile_for
+from engine.agents.placement import current_host
 from engine.agents.recording import run_recorded
 from engine.agents.types import (
     COMPLETED,
@@ -23,7 +24,6 @@ from engine.agents.types import (
     FailureReason,
 )
 from engine.config import MissionConfig
-from engine.hosts.base import current_host
 from engine.prompts import PROMPTS_DIR, render
 from engine.store import Store
 

@@ -9,29 +9,14 @@ first healthy host.
 
 from __future__ import annotations
 
-import contextvars
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
-from engine.hosts.config import LocalHostConfig, SandboxHostConfig, SshHostConfig, host_names
+from engine.agents.placement import Host, current_host, running_on
+from engine.host_config import LocalHostConfig, SandboxHostConfig, SshHostConfig, host_names
 from engine.hosts.sandbox import bwrap_argv, probe
-
-
-@runtime_checkable
-class Host(Protocol):
-    name: str
-    kind: str
-    slots: int
-
-    def wrap(self, argv: list[str], *, cwd: Path, env: Mapping[str, str]) -> list[str]:
-        """The command line that runs ``argv`` (in ``cwd``, with ``env``) on this host."""
-
-    def check(self) -> str | None:
-        """None when healthy, else why not (blocking; called from a worker thread)."""
 
 
 @dataclass
@@ -64,24 +49,6 @@ class SandboxHost:
 
     def check(self) -> str | None:
         return probe(self.config)
-
-
-_current: contextvars.ContextVar[Host | None] = contextvars.ContextVar("mc_host", default=None)
-
-
-def current_host() -> Host | None:
-    """The host the current task's agent sessions run on (None: plain local processes)."""
-    return _current.get()
-
-
-@contextmanager
-def running_on(host: Host | None) -> Iterator[None]:
-    """Run the agent sessions started inside this block on ``host``."""
-    token = _current.set(host)
-    try:
-        yield
-    finally:
-        _current.reset(token)
 
 
 @dataclass
@@ -154,3 +121,7 @@ class HostFleet:
 
     def healthy(self) -> list[HostState]:
         return [s for s in self.states if s.drained_reason is None]
+
+
+__all__ = ["Host", "HostFleet", "HostState", "LocalHost", "SandboxHost", "current_host",
+           "running_on"]

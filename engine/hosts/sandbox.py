@@ -28,8 +28,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from engine.host_config import SandboxHostConfig
 from engine.hosts import netshim
-from engine.hosts.config import SandboxHostConfig
 from engine.hosts.relay import relay_for
 
 BWRAP_INSTALL = "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap)"

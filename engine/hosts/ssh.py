@@ -39,7 +39,7 @@ from engine.agents.process import (
     _Tail,
     decode,
 )
-from engine.hosts.config import SshHostConfig
+from engine.host_config import SshHostConfig
 
 # The remote's own values of these win (paths and identity differ there).
 REMOTE_OWN_ENV = {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "TMPDIR", "PYTHONPYCACHEPREFIX"}

@@ -17,14 +17,14 @@ from engine.dispatch import FATAL_REASONS, run_unit
 from engine.fixup import run_fixup
 from engine.gates.fixup_select import count_lint_errors, parse_test_counts
 from engine.hosts import running_on
-from engine.hosts.failover import (
+from engine.llm import LlmCallFailed
+from engine.models import TERMINAL_UNIT_STATUSES, UnitStatus
+from engine.pipeline.commands import CommandInbox
+from engine.pipeline.failover import (
     after_failed_session,
     recheck_drained,
     take_due_rechecks,
 )
-from engine.llm import LlmCallFailed
-from engine.models import TERMINAL_UNIT_STATUSES, UnitStatus
-from engine.pipeline.commands import CommandInbox
 from engine.pipeline.state import EpochResult, MissionState, leaf_exceptions, leaf_tally
 from engine.pipeline.stop import StopPolicy
 from engine.runtime import FatalAgentError

@@ -23,8 +23,8 @@ import pytest
 from engine.agents.process import build_env, run_streaming
 from engine.config import load_config
 from engine.controller import Controller
+from engine.host_config import SandboxHostConfig
 from engine.hosts import SandboxHost, running_on
-from engine.hosts.config import SandboxHostConfig
 from engine.models import MissionStatus, UnitStatus
 from engine.services.live.snapshot import snapshot
 from engine.store import Store

@@ -20,8 +20,8 @@ import pytest
 from engine.agents.claude import ClaudeBackend
 from engine.agents.process import BACKEND_ENV
 from engine.agents.types import COMPLETED, AgentEvent, AgentRequest, AgentRole
+from engine.host_config import SandboxHostConfig
 from engine.hosts import SandboxHost, running_on
-from engine.hosts.config import SandboxHostConfig
 from tests.support.model_server import ModelServer, Rule
 from tests.support.real_clis import claude_env
 from tests.support.script import turns

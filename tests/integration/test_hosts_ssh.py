@@ -20,7 +20,7 @@ import pytest
 
 from engine.config import load_config
 from engine.controller import Controller
-from engine.hosts.config import SshHostConfig
+from engine.host_config import SshHostConfig
 from engine.hosts.ssh import SshHost
 from engine.models import MissionStatus, UnitStatus
 from engine.store import Store

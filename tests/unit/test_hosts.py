@@ -9,8 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from engine.config import MissionConfig, format_validation_error
+from engine.host_config import SandboxHostConfig
 from engine.hosts import HostFleet
-from engine.hosts.config import SandboxHostConfig
 from engine.hosts.sandbox import bwrap_argv, git_dirs
 
 
