@@ -136,6 +136,9 @@ class SshHost:
         docstring. Raises ``OSError`` when the host cannot be reached or the copy fails."""
         started = time.monotonic()
         cwd = Path(cwd)
+        if not (cwd / ".git").is_file():  # the work is fast-forwarded back into cwd
+            raise OSError(f"{cwd} is not one of mc's worktrees: a remote host runs agents only "
+                          "there, never in the user's checkout")
         if self._root is None:
             try:
                 await self._prepare()
