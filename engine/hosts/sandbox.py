@@ -9,8 +9,9 @@ An agent's command line becomes ``bwrap <mounts> -- <argv>``:
   (``objects``, ``refs``, ``logs`` and the worktree's own ``.git/worktrees/<name>``) is
   writable: ``config`` and ``hooks`` stay read-only, so an agent cannot plant a hook that
   runs outside the sandbox later;
-- the executable's own install folder and files named on the command line (a prompt file)
-  visible read-only even when they live under the hidden home or ``/tmp``;
+- the executable's own install folder, files named on the command line (a prompt file) and
+  files the agent's allowlisted environment names (``GOOGLE_APPLICATION_CREDENTIALS``, a CA
+  bundle) visible read-only even when they live under the hidden home or ``/tmp``;
 - ``network = "none"``: a private network namespace (``--unshare-net``: loopback only), where
   the ``allow`` endpoints (``127.0.0.1:<port>``) are relayed in through a unix socket
   (``engine/hosts/netshim.py`` inside, ``engine/hosts/relay.py`` outside).
@@ -95,6 +96,9 @@ def bwrap_argv(cfg: SandboxHostConfig, argv: list[str], *, cwd: Path,
         ro.append(root)
     ro += [Path(os.path.expanduser(p)) for p in cfg.read_only]
     ro += [Path(a) for a in argv[1:] if a.startswith("/") and Path(a).is_file()]
+    # files the (allowlisted) environment names: credentials files, CA bundles, settings
+    ro += [Path(v) for v in env.values() if v.startswith("/") and os.sep in v
+           and len(v) < 4096 and Path(v).is_file()]
     for path in ro:
         if path.exists() and any(_under(path, h) for h in [*hidden, Path("/tmp")]):
             out += ["--ro-bind", str(path), str(path)]

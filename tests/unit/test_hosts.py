@@ -79,6 +79,12 @@ def test_bwrap_binds_what_git_writes_and_keeps_config_and_hooks_read_only(tmp_pa
     assert "--unshare-net" in argv and "--die-with-parent" in argv
     assert "--new-session" not in argv  # the agent stays in mc's process group
     assert argv[argv.index("--") + 1:] == ["sh", "-c", "true"]
+    creds = tmp_path / "realhome" / "creds.json"
+    creds.parent.mkdir()
+    creds.write_text("{}")
+    named = bwrap_argv(SandboxHostConfig(kind="sandbox"), ["true"], cwd=wt,
+                       env={"GOOGLE_APPLICATION_CREDENTIALS": str(creds)}, home=creds.parent)
+    assert ("--ro-bind", str(creds)) in list(zip(named, named[1:], strict=False))
     host_net = bwrap_argv(SandboxHostConfig(kind="sandbox", network="host"), ["true"], cwd=wt,
                           env={}, home=tmp_path / "realhome")
     assert "--unshare-net" not in host_net
