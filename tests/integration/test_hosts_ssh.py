@@ -162,7 +162,10 @@ def test_a_wrong_host_key_is_refused_unless_trusted(tmp_path: Path, sshd: Sshd) 
     assert SshHost("r", 1, trusted).check() is None
 
 
-def test_a_timeout_ends_the_remote_process_group(tmp_path: Path, sshd: Sshd) -> None:
+@pytest.mark.parametrize("how", ["timeout", "cancel"])
+def test_a_timeout_or_cancel_ends_the_remote_process_group(
+    tmp_path: Path, sshd: Sshd, how: str,
+) -> None:
     from engine.agents.process import build_env, run_streaming
     from engine.hosts import running_on
 
@@ -171,18 +174,31 @@ def test_a_timeout_ends_the_remote_process_group(tmp_path: Path, sshd: Sshd) -> 
     host = SshHost("remote", 1, SshHostConfig(
         kind="ssh", address="127.0.0.1", port=sshd.port, identity_file=sshd.user_key,
         known_hosts=sshd.known_hosts, remote_dir=str(sshd.folder / "remote")))
+    subprocess.run(["git", "-C", str(repo), "worktree", "add", "-q", str(tmp_path / "wt")],
+                   check=True)  # a remote host runs agents only in mc's worktrees
     lines: list[str] = []
+    pgids: list[int] = []
+
+    def seen(ln) -> None:  # type: ignore[no-untyped-def]
+        lines.append(ln.text)
+        if ln.text.startswith("pgid "):
+            pgids.append(int(ln.text.split()[1]))
 
     async def go():  # type: ignore[no-untyped-def]
-        with running_on(host):
+        with running_on(host), anyio.move_on_after(4 if how == "cancel" else 60):
             return await run_streaming(
-                ["sh", "-c", "echo one; (sleep 60; echo never) & echo two; sleep 60"],
-                cwd=repo, env=build_env(), on_line=lambda ln: lines.append(ln.text),
-                timeout=2, kill_grace=0.5)
+                ["sh", "-c", "echo one; (sleep 60; echo never) & echo two; "
+                 "echo pgid $(ps -o pgid= $$); sleep 60"],
+                cwd=tmp_path / "wt", env=build_env(), on_line=seen,
+                timeout=2 if how == "timeout" else None, kill_grace=0.5)
 
     outcome = anyio.run(go)
-    assert outcome.timed_out and outcome.killed and lines[:2] == ["one", "two"]
-    pgid = outcome.pid
+    assert lines[:2] == ["one", "two"] and pgids, lines
+    if how == "timeout":
+        assert outcome.timed_out and outcome.killed and outcome.pid == pgids[0]
+    else:
+        assert outcome is None  # cancelled: the cancellation propagated
+    pgid = pgids[0]
     assert pgid > 0
     deadline = time.monotonic() + 5
     while (left := [p for p in Path("/proc").iterdir() if p.name.isdigit()
@@ -210,6 +226,8 @@ def test_remote_agents_get_the_same_allowlisted_environment(
     monkeypatch.setenv("MC_TELEGRAM__TOKEN", "secret-never-sent")
     monkeypatch.setenv("SOME_OTHER_SECRET", "never-sent-either")
     make_target(tmp_path)
+    subprocess.run(["git", "-C", str(tmp_path / "repo"), "worktree", "add", "-q",
+                    str(tmp_path / "wt")], check=True)
     host = SshHost("remote", 1, SshHostConfig(
         kind="ssh", address="127.0.0.1", port=sshd.port, identity_file=sshd.user_key,
         known_hosts=sshd.known_hosts, remote_dir=str(sshd.folder / "remote")))
@@ -217,9 +235,27 @@ def test_remote_agents_get_the_same_allowlisted_environment(
 
     async def go():  # type: ignore[no-untyped-def]
         with running_on(host):
-            return await run_streaming(["env"], cwd=tmp_path / "repo", env=build_env(),
+            return await run_streaming(["env"], cwd=tmp_path / "wt", env=build_env(),
                                        on_line=lambda ln: lines.append(ln.text), timeout=20)
 
     assert anyio.run(go).exit_code == 0
     assert "ANTHROPIC_BASE_URL=http://127.0.0.1:9/allowed" in lines
     assert not [ln for ln in lines if "never-sent" in ln or ln.startswith("MC_")]
+
+
+def test_a_remote_host_never_runs_in_the_users_checkout(tmp_path: Path, sshd: Sshd) -> None:
+    from engine.agents.process import build_env, run_streaming
+    from engine.hosts import running_on
+
+    make_target(tmp_path)
+    host = SshHost("remote", 1, SshHostConfig(
+        kind="ssh", address="127.0.0.1", port=sshd.port, identity_file=sshd.user_key,
+        known_hosts=sshd.known_hosts, remote_dir=str(sshd.folder / "remote")))
+
+    async def go():  # type: ignore[no-untyped-def]
+        with running_on(host):
+            return await run_streaming(["true"], cwd=tmp_path / "repo", env=build_env(),
+                                       on_line=lambda ln: None, timeout=20)
+
+    with pytest.raises(OSError, match="not one of mc's worktrees"):
+        anyio.run(go)
