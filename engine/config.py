@@ -17,6 +17,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from engine.host_config import HostConfig, host_names
+
 DEFAULT_CONFIG_NAME = "mission-control.toml"
 ENV_PREFIX = "MC_"
 
@@ -416,10 +418,21 @@ class MissionConfig(BaseSettings):
     merge_queue: MergeQueueConfig = Field(default_factory=MergeQueueConfig)
     state: StateConfig = Field(default_factory=StateConfig)
     ui: UiConfig = Field(default_factory=UiConfig)
+    hosts: list[HostConfig] = Field(
+        default_factory=list,
+        description="[[hosts]] entries: where agents run (kind local | sandbox; docs/hosts.md). "
+        "Empty: plain local processes, scheduler.parallel.num_workers slots.",
+    )
     plugins: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="[plugins.<name>] sections: each plugin's own settings (docs/plugins.md).",
     )
+
+    @field_validator("hosts")
+    @classmethod
+    def _unique_host_names(cls, hosts: list[Any]) -> list[Any]:
+        host_names(hosts)
+        return hosts
 
     # Where the file was read from (not a TOML key).
     _source_path: Path | None = PrivateAttr(None)

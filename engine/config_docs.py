@@ -92,10 +92,28 @@ def _section(model: BaseModel, prefix: str) -> list[str]:
     return out
 
 
+def _hosts_sections() -> list[str]:
+    """``[[hosts]]``: one table per kind that is built (docs/hosts.md)."""
+    from engine.host_config import LocalHostConfig, SandboxHostConfig, SshHostConfig
+
+    out = ["## `[[hosts]]`", "",
+           "Where agents run, one entry per host (none: local processes, "
+           "`scheduler.parallel.num_workers` slots). `kind = \"ray\"` and "
+           "`\"container\"` are not built: a config naming them is an error. See docs/hosts.md.", ""]
+    for model in (LocalHostConfig(), SandboxHostConfig(), SshHostConfig(address="")):
+        rows = _section(model, "hosts")
+        table = rows[rows.index("| key | type | default | meaning |"):]
+        out += [f"### `kind = \"{model.kind}\"`", "", *table]
+    return out
+
+
 def render_reference() -> str:
     lines = [HEADER]
     for name, field in MissionConfig.model_fields.items():
         if name == "plugins":  # one section per installed plugin: docs/plugins.md
+            continue
+        if name == "hosts":  # a list of tables, one per kind
+            lines += _hosts_sections()
             continue
         lines += _section(field.get_default(call_default_factory=True), name)
     return "\n".join(lines)

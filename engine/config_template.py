@@ -102,7 +102,7 @@ def render_template(objective: str = "Describe what the agents should achieve", 
     doc.add(tomlkit.comment("Environment variables override keys: MC_SCHEDULER__PARALLEL__NUM_WORKERS=4"))
     doc.add(tomlkit.nl())
     for section_name, field in MissionConfig.model_fields.items():
-        if section_name == "plugins":  # one section per installed plugin: docs/plugins.md
+        if section_name in ("plugins", "hosts"):  # a list / per-plugin sections: comments below
             continue
         value = getattr(defaults, section_name, None)
         if value is None:
@@ -115,6 +115,8 @@ def render_template(objective: str = "Describe what the agents should achieve", 
         doc.add(section_name, table)
     doc.add(tomlkit.comment("[plugins.<name>]: each installed plugin's own section, e.g. "
                             "enabled = false (docs/plugins.md)"))
+    doc.add(tomlkit.comment("[[hosts]]: where agents run, e.g. kind = \"sandbox\" (bubblewrap) or \"ssh\", "
+                            "slots = 2; none: local processes (docs/hosts.md)"))
     return tomlkit.dumps(doc)
 
 

@@ -29,6 +29,7 @@ from engine.gates.fixup_select import (
     parse_test_counts,
 )
 from engine.gitops import run_verification
+from engine.hosts import running_on
 from engine.models import UnitStatus
 from engine.runtime import FatalAgentError, Runtime
 
@@ -130,13 +131,14 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str, *,
                 f"merge conflict in: {', '.join(conflicts)} (conflict markers are committed; "
                 f"resolve them)\n{detail}"
             )
-            outcome = await run_unit_agent(
-                store, rt.backend, config=rt.config, mission_id=rt.mission_id,
-                unit=store.get("units", unit_id) or unit, objective=rt.objective,
-                workdir=ws.path, base_commit=green, slot=slot, role=AgentRole.FIXUP,
-                approach=approach, failure_output=failure[-8000:], notes=notes,
-                feedback=None,
-            )
+            with running_on(rt.hosts.host_of(slot) if rt.hosts else None):
+                outcome = await run_unit_agent(
+                    store, rt.backend, config=rt.config, mission_id=rt.mission_id,
+                    unit=store.get("units", unit_id) or unit, objective=rt.objective,
+                    workdir=ws.path, base_commit=green, slot=slot, role=AgentRole.FIXUP,
+                    approach=approach, failure_output=failure[-8000:], notes=notes,
+                    feedback=None,
+                )
             if outcome.failure_reason in FATAL_REASONS:
                 fatal.append(FATAL_REASONS[outcome.failure_reason])
                 return

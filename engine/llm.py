@@ -18,6 +18,7 @@ from engine.agents import (
     FailureReason,
     run_recorded,
 )
+from engine.agents.placement import running_on
 from engine.config import MissionConfig
 from engine.store import Store
 
@@ -104,9 +105,10 @@ class LlmCaller:
             metadata=metadata or {},
         )
         for attempt in range(self.max_retries + 1):
-            _, result = await run_recorded(
-                self.store, self.backend, request, mission_id=self.mission_id
-            )
+            with running_on(None):  # the engine's own calls stay here, never on a worker host
+                _, result = await run_recorded(
+                    self.store, self.backend, request, mission_id=self.mission_id
+                )
             if result.status == "completed":
                 return result.text or result.summary
             if result.failure_reason in RETRYABLE and attempt < self.max_retries:

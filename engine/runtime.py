@@ -10,6 +10,7 @@ import anyio
 from engine.agents import AgentBackend
 from engine.config import MissionConfig
 from engine.gitops import GitRepo, MergeQueue, WorkspacePool
+from engine.hosts import HostFleet
 from engine.ledger import UnitLedger
 from engine.llm import LlmCaller
 from engine.store import Store
@@ -33,6 +34,7 @@ class Runtime:
     auto_approve: bool = False
     free_slots: set[int] = field(default_factory=set)
     slot_ready: anyio.Event = field(default_factory=anyio.Event)
+    hosts: HostFleet | None = None  # [[hosts]]; None: plain local processes (docs/hosts.md)
     units: UnitLedger = field(init=False)  # the one writer of unit status (engine/ledger.py)
 
     def __post_init__(self) -> None:

@@ -9,6 +9,7 @@ from engine.dispatch import unit_branch
 from engine.gitops import GitError, GitRepo, MergeQueue, WorkspacePool
 from engine.gitops.branches import apply_base_branch
 from engine.gitops.preflight import preflight
+from engine.hosts import HostFleet, check_hosts
 from engine.ledger import UnitLedger
 from engine.llm import LlmCaller
 from engine.runtime import Runtime
@@ -42,7 +43,26 @@ def check_target(
         notes = preflight(repo, config.worktree.include, "refs/heads/mc/green")
     except GitError as exc:
         raise MissionSetupError(str(exc)) from None
+    if config.hosts:
+        problem = hosts_problem(config)
+        if problem:
+            raise MissionSetupError(problem)
     return backend, repo, notes
+
+
+def hosts_problem(config: MissionConfig) -> str | None:
+    """Why no configured host can run an agent (each one's health check failed), or None."""
+    if config.agent.permission_mode == "bypassPermissions":
+        plain = [h.name or f"{h.kind}{i}" for i, h in enumerate(config.hosts) if h.kind != "sandbox"]
+        if plain:
+            return ("agent.permission_mode = bypassPermissions is allowed only inside a sandbox "
+                    f"when [[hosts]] are configured; not on {', '.join(plain)} (docs/hosts.md)")
+    fleet = HostFleet.from_config(config.hosts)
+    check_hosts(fleet)
+    if fleet.healthy():
+        return None
+    return "no host can run agents: " + "; ".join(
+        f"{s.host.name}: {s.drained_reason}" for s in fleet.states)
 
 
 def wire_runtime(
@@ -65,6 +85,23 @@ def wire_runtime(
     if config.agent.permission_mode == "bypassPermissions":
         log("agent.permission_mode = bypassPermissions: agents run with NO permission "
             "checks (any file, any command, .git included); you opted in", "warning")
+    fleet = None
+    if config.hosts:  # [[hosts]]: the slots are the hosts' (docs/hosts.md)
+        fleet = HostFleet.from_config(config.hosts)
+        for note in check_hosts(fleet):
+            log(note, "warning")
+        config = config.model_copy(update={"scheduler": config.scheduler.model_copy(update={
+            "parallel": config.scheduler.parallel.model_copy(
+                update={"num_workers": fleet.total_slots})})})
+        for state in fleet.states:
+            mode = getattr(state.host, "permission_mode", None)
+            if state.host.kind == "sandbox" and mode == "bypassPermissions":
+                log(f"host {state.host.name}: agents run with NO permission checks "
+                    "(bypassPermissions) inside a bubblewrap sandbox: only their worktree "
+                    "and the repository's objects and refs are writable", "warning")
+        log("hosts: " + ", ".join(f"{s.host.name} ({s.host.kind}, {s.host.slots} slots"
+                                  + (f", drained: {s.drained_reason})" if s.drained_reason else ")")
+                                  for s in fleet.states))
     workers = config.scheduler.parallel.num_workers
     pool = WorkspacePool(repo, config.pool_dir(), workers + config.green_branch.fixup_candidates + 1,
                          include=config.worktree.include)
@@ -95,5 +132,5 @@ def wire_runtime(
     return Runtime(
         config=config, store=store, repo=repo, pool=pool, queue=queue, backend=backend,
         llm=llm, mission_id=mission_id, objective=objective, auto_approve=auto_approve,
-        free_slots=set(range(workers + config.green_branch.fixup_candidates)),
+        free_slots=set(range(workers + config.green_branch.fixup_candidates)), hosts=fleet,
     )

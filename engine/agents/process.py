@@ -25,6 +25,7 @@ from pathlib import Path
 import anyio
 from anyio.abc import ByteReceiveStream
 
+from engine.agents.placement import current_host
 from engine.bytecode import keep_bytecode_out
 from engine.lifeline import announce, supervised
 
@@ -252,6 +253,14 @@ async def run_streaming(
     too (``stalled``): a silent agent is not held until ``timeout``.
     """
     started = time.monotonic()
+    host = current_host()
+    remote = getattr(host, "run_streaming", None)
+    if remote is not None:  # a remote host runs it there (engine/hosts/ssh.py)
+        return await remote(list(argv), cwd=Path(cwd), env=env, on_line=on_line, stdin=stdin,
+                            timeout=timeout, kill_grace=kill_grace, max_line_bytes=max_line_bytes,
+                            result_seen=result_seen, result_grace=result_grace)
+    if host is not None:  # a sandbox wraps the command (engine/hosts/sandbox.py)
+        argv = host.wrap(list(argv), cwd=Path(cwd), env=env)
     command, pass_fds = supervised(argv, cwd=cwd, env=env, grace=kill_grace)
     proc = await anyio.open_process(
         command,

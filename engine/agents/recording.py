@@ -18,6 +18,7 @@ from typing import Any
 
 import anyio
 
+from engine.agents.placement import current_host
 from engine.agents.types import (
     ERROR,
     AgentBackend,
@@ -169,17 +170,20 @@ async def run_recorded(
 
 def _start(store: Store, backend: AgentBackend, request: AgentRequest, mission_id: int | None,
            unit_id: str | None, slot: int | None) -> int:
+    on = current_host()
+    host = on.name if on is not None else None
     with store.transaction():
         attempt_id = 0
         if mission_id is not None:
             attempt_id = int(store.insert("attempts", {
                 "mission_id": mission_id, "unit_id": unit_id, "role": str(request.role),
                 "backend": backend.name, "model": request.model, "slot": slot,
-                "status": "running", "started_at": time.time(),
+                "status": "running", "started_at": time.time(), "host": host,
             }))
         store.append_event(
             "attempt.started", mission_id=mission_id, unit_id=unit_id, attempt_id=attempt_id,
             role=str(request.role), backend=backend.name, model=request.model, slot=slot,
+            **({"host": host} if host else {}),  # only with [[hosts]] (docs/hosts.md)
         )
     return attempt_id
 

@@ -12,6 +12,7 @@ from typing import Any
 from engine.agents.gitfacts import GitError, commit_all, facts_since
 from engine.agents.marker import WorkerMarker, parse_marker
 from engine.agents.permissions import denial_message, profile_for
+from engine.agents.placement import current_host
 from engine.agents.recording import run_recorded
 from engine.agents.types import (
     COMPLETED,
@@ -119,10 +120,12 @@ def build_prompt(role: AgentRole, values: dict[str, str],
 def _request(config: MissionConfig, role: AgentRole, prompt: str, workdir: Path,
              metadata: dict[str, str], *, read_only: bool = False,
              mcp_config: Path | None = None) -> AgentRequest:
+    host = current_host()  # a sandbox host sets its own mode (full bypass by default)
+    mode = getattr(host, "permission_mode", None) or config.agent.permission_mode
     profile = profile_for(
         AgentRole.ARCHITECT if read_only else role,
         verification_command=config.target.verification.command, repo=workdir,
-        mode_override=config.agent.permission_mode, extra_tools=config.agent.allowed_tools,
+        mode_override=mode, extra_tools=config.agent.allowed_tools,
     )
     tools = list(profile.allowed_tools)
     if mcp_config is not None and not read_only:

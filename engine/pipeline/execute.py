@@ -16,9 +16,15 @@ import anyio
 from engine.dispatch import FATAL_REASONS, run_unit
 from engine.fixup import run_fixup
 from engine.gates.fixup_select import count_lint_errors, parse_test_counts
+from engine.hosts import running_on
 from engine.llm import LlmCallFailed
 from engine.models import TERMINAL_UNIT_STATUSES, UnitStatus
 from engine.pipeline.commands import CommandInbox
+from engine.pipeline.failover import (
+    after_failed_session,
+    recheck_drained,
+    take_due_rechecks,
+)
 from engine.pipeline.state import EpochResult, MissionState, leaf_exceptions, leaf_tally
 from engine.pipeline.stop import StopPolicy
 from engine.runtime import FatalAgentError
@@ -47,18 +53,25 @@ class ExecutePhase:
         async def unit_task(unit_id: str, slot: int) -> None:
             with anyio.CancelScope() as scope:
                 agent_scopes[f"unit:{unit_id}"] = scope
+                host = rt.hosts.host_of(slot) if rt.hosts else None
                 try:
                     unit_row = state.store.get("units", unit_id) or {}
                     options = state.plugins.worker_options(unit_row)
                     notes = await anyio.to_thread.run_sync(state.plugins.worker_notes, rt, unit_row)
-                    outcome = await run_unit(rt, unit_id, slot, model=options.model,
-                                             single_pass=options.single_pass, notes=notes,
-                                             templates=options.templates)
+                    with running_on(host):
+                        outcome = await run_unit(rt, unit_id, slot, model=options.model,
+                                                 single_pass=options.single_pass, notes=notes,
+                                                 templates=options.templates)
+                    if host is not None and self.session_failed(unit_id, outcome.agent_ok) \
+                            and await after_failed_session(rt, slot, unit_id):
+                        outcome.retry_after = None  # the host failed, not the unit
                     state.plugins.session_ended(rt, outcome.agent_ok)
                     if outcome.retry_after:
                         state.not_before[unit_id] = time.monotonic() + outcome.retry_after
                 except Exception as exc:
                     self.unit_error(unit_id, exc, errors)
+                    if host is not None:  # the host may be why: drained, the unit goes on
+                        await after_failed_session(rt, slot, unit_id)
                 finally:
                     agent_scopes.pop(f"unit:{unit_id}", None)
                     running.discard(unit_id)
@@ -114,6 +127,9 @@ class ExecutePhase:
                         break
                 else:
                     self.update_readiness(units)
+                    due = take_due_rechecks(rt)
+                    if due:
+                        tg.start_soon(recheck_drained, rt, due)
                     if not state.paused:
                         self.dispatch(tg, unit_task, units, running, workers)
                 if not queue_busy and rt.queue.pending() > 0:
@@ -157,12 +173,19 @@ class ExecutePhase:
                 break
             if unit["id"] in running or state.not_before.get(unit["id"], 0) > now:
                 continue
-            slot = min((s for s in rt.free_slots if s < workers), default=None)
+            slot = min((s for s in rt.free_slots
+                        if s < workers and (rt.hosts is None or rt.hosts.usable(s))), default=None)
             if slot is None:
                 break
             rt.free_slots.discard(slot)
             running.add(unit["id"])
             tg.start_soon(unit_task, unit["id"], slot)
+
+    def session_failed(self, unit_id: str, agent_ok: bool) -> bool:
+        """Whether a unit's session ended badly (its host's health is checked then)."""
+        unit = self.state.store.get("units", unit_id)
+        return not agent_ok or unit is None or unit["status"] in (UnitStatus.READY,
+                                                                  UnitStatus.FAILED)
 
     def unit_error(self, unit_id: str, exc: Exception, errors: list[BaseException]) -> None:
         """One unit's trouble fails that unit; only auth / usage-limit problems stop the mission."""

@@ -270,6 +270,8 @@ MIGRATIONS: list[list[str]] = [
             created_at REAL NOT NULL
         )""",
     ],
+    # 10: the host an agent session ran on ([[hosts]], docs/hosts.md); NULL: plain local
+    ["ALTER TABLE attempts ADD COLUMN host TEXT"],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

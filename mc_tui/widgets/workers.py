@@ -1,4 +1,5 @@
-"""Workers pane: one row per worker slot (unit, backend, model, elapsed, turns, cost, state)."""
+"""Workers pane: one row per worker slot (unit, state, elapsed, turns, cost, host, backend,
+model)."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ class WorkersTable(KeyedTable):
                 status = Text(f"quiet {duration(silent)}", style="bold yellow")
         return (
             str(slot), clip(a.get("unit_id") or a["role"], 10), status, duration(elapsed),
-            str(a.get("turns") or 0), usd(a.get("cost_usd")), clip(agent_label(a), 16),
+            str(a.get("turns") or 0), usd(a.get("cost_usd")), clip(host_label(a), 16),
         )
 
     def selected_slot(self) -> int | None:
@@ -56,6 +57,12 @@ class WorkersTable(KeyedTable):
 
     def on_data_table_row_highlighted(self, event: KeyedTable.RowHighlighted) -> None:
         self.post_message(self.SlotHighlighted(self.selected_slot()))
+
+
+def host_label(a: dict[str, Any]) -> str:
+    """``host: backend/model`` for a session on a configured host ([[hosts]]), else the label."""
+    host = a.get("host")
+    return f"{host}: {agent_label(a)}" if host else agent_label(a)
 
 
 def agent_label(a: dict[str, Any]) -> str:

@@ -30,7 +30,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
               "is_leaf", "attempt_count", "review_score", "cost_usd", "dependencies",
               "created_at", "updated_at"),
     "attempts": ("id", "unit_id", "role", "backend", "model", "slot", "status", "cost_usd",
-                 "turns", "failure_reason", "started_at", "ended_at"),
+                 "turns", "failure_reason", "started_at", "ended_at", "host"),
     "merges": ("id", "unit_id", "batch_id", "branch", "status", "reason", "conflict_paths",
                "created_at", "updated_at"),
     "verifications": ("id", "batch_id", "status", "exit_code", "duration_s", "accepted", "note",

@@ -111,7 +111,8 @@ function renderWorkers() {
     return el("div", { class: "worker", "data-slot": slot },
       el("div", { class: "worker-head" }, el("b", {}, `slot ${slot}`),
         a ? badge(a.status) : null, a ? el("span", {}, `${a.role} ${a.unit_id || ""}`) : null,
-        a && a.model ? el("span", { class: "uid" }, a.model) : null),
+        a && a.model ? el("span", { class: "uid" }, a.model) : null,
+        a && a.host ? el("span", { class: "uid host" }, `on ${a.host}`) : null),
       el("pre", {}, (state.agent[slot] || []).join("\n")));
   }) : [el("div", { class: "empty" }, "no agents yet")]));
   for (const pre of $("workers").querySelectorAll("pre")) pre.scrollTop = pre.scrollHeight;

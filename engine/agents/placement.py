@@ -1,0 +1,48 @@
+"""Where the current task's agent processes run: a host (``engine/hosts``) or here.
+
+The dispatch task sets the host of its slot (``running_on``); ``run_streaming`` wraps each
+command with it (``wrap``) or hands the process to it (``run_streaming``, remote hosts); the
+worker reads its ``permission_mode`` and the recorder its ``name``. Kept in ``agents`` so the
+agents never import the hosts (which import the agents' process layer).
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Host(Protocol):
+    """A place agent sessions run (docs/hosts.md)."""
+
+    name: str
+    kind: str
+    slots: int
+
+    def wrap(self, argv: list[str], *, cwd: Path, env: Mapping[str, str]) -> list[str]:
+        """The command line that runs ``argv`` (in ``cwd``, with ``env``) on this host."""
+
+    def check(self) -> str | None:
+        """None when healthy, else why not (blocking; called from a worker thread)."""
+
+
+_current: contextvars.ContextVar[Host | None] = contextvars.ContextVar("mc_host", default=None)
+
+
+def current_host() -> Host | None:
+    """The host the current task's agent sessions run on (None: plain local processes)."""
+    return _current.get()
+
+
+@contextmanager
+def running_on(host: Host | None) -> Iterator[None]:
+    """Run the agent sessions started inside this block on ``host``."""
+    token = _current.set(host)
+    try:
+        yield
+    finally:
+        _current.reset(token)

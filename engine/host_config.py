@@ -1,0 +1,117 @@
+"""``[[hosts]]``: where agent sessions run (docs/hosts.md).
+
+Each entry is one host with ``slots`` agent slots. ``kind = "local"`` runs agents as plain
+processes (today's behaviour), ``"sandbox"`` runs each one inside bubblewrap, ``"ssh"`` on another
+machine over SSH. The kinds ``"ray"`` and ``"container"`` are reserved: they are not built yet, and a config
+naming them is an error (key path ``hosts.<n>.kind``), never silently ignored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+NOT_BUILT = {
+    "ray": "the Ray cluster backend is not built yet (docs/hosts.md, 'Not built')",
+    "container": "OCI container hosts are not built: no container runtime can run on the "
+                 "developers' machine, so it would ship untested (docs/hosts.md, 'Not built')",
+}
+
+
+class _HostBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("", description="Shown in the TUI and the dashboard; default: kind + index.")
+    slots: int = Field(1, ge=1, le=64, description="Agent sessions this host runs at once.")
+    recheck_seconds: float = Field(
+        60.0, gt=0, description="A drained host's health is checked again after this long.")
+
+
+class LocalHostConfig(_HostBase):
+    kind: Literal["local"] = "local"
+
+
+class SandboxHostConfig(_HostBase):
+    kind: Literal["sandbox"] = "sandbox"
+    bwrap: str = Field("bwrap", description="The bubblewrap executable.")
+    network: Literal["none", "host"] = Field(
+        "none", description="none: a private network namespace (no network at all, "
+        "--unshare-net); host: the host's network (needed by CLIs that call an API).")
+    allow: list[str] = Field(
+        default_factory=list,
+        description="With network = none: loopback endpoints (\"127.0.0.1:8080\") the agent may "
+        "still reach, relayed into the sandbox (a model server, or a proxy that filters the rest).")
+    home_keep: list[str] = Field(
+        default_factory=lambda: [".claude", ".claude.json", ".codex", ".gemini", ".aider.conf.yml"],
+        description="Entries of the home folder the agent keeps (read-write: its own config); "
+        "the rest of the home folder is hidden.")
+    read_only: list[str] = Field(
+        default_factory=list,
+        description="Extra paths made visible read-only (e.g. a toolchain under the home folder).")
+    permission_mode: str | None = Field(
+        "bypassPermissions",
+        description="The agent CLI's permission mode inside this sandbox (None: agent."
+        "permission_mode). Full bypass is allowed only inside a sandbox.")
+
+    @field_validator("allow")
+    @classmethod
+    def _loopback_only(cls, values: list[str]) -> list[str]:
+        return _check_allow(values)
+
+
+def _check_allow(values: list[str]) -> list[str]:
+    return [_endpoint_ok(v) for v in values]
+
+
+class SshHostConfig(_HostBase):
+    kind: Literal["ssh"] = "ssh"
+    address: str = Field(..., description="The host's name or IP address.")
+    port: int = Field(22, ge=1, le=65535, description="The SSH port.")
+    user: str | None = Field(None, description="The login (default: the current user).")
+    identity_file: Path | None = Field(
+        None, description="Private key file (default: the SSH agent / ~/.ssh keys). Never in "
+        "the store or the logs.")
+    known_hosts: Path | None = Field(
+        None, description="known_hosts file the host key must be in (default: ~/.ssh/known_hosts).")
+    trust_unknown_host_key: bool = Field(
+        False, description="Accept a host key that known_hosts does not list (never by default).")
+    remote_dir: str = Field(
+        "mc-hosts", description="Where mc keeps its clone on the host (relative: under the "
+        "remote home folder).")
+    connect_timeout: float = Field(10.0, gt=0, description="Seconds to connect and log in.")
+
+
+def _endpoint_ok(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or host not in ("127.0.0.1", "localhost", "::1", "[::1]") or not port.isdigit():
+        raise ValueError(f"{value!r}: allow takes loopback endpoints like 127.0.0.1:8080")
+    return value
+
+
+class ReservedHostConfig(_HostBase):
+    """A kind that is not built: validation fails with the reason."""
+
+    model_config = ConfigDict(extra="allow")
+    kind: Literal["ray", "container"]
+
+    @field_validator("kind")
+    @classmethod
+    def _not_built(cls, value: str) -> str:
+        raise ValueError(NOT_BUILT[value])
+
+
+HostConfig = Annotated[
+    LocalHostConfig | SandboxHostConfig | SshHostConfig | ReservedHostConfig,
+    Field(discriminator="kind"),
+]
+
+
+def host_names(hosts: list[Any]) -> list[str]:
+    """Each host's name: its ``name`` or ``<kind><index>``; duplicates are an error."""
+    names = [h.name or f"{h.kind}{i}" for i, h in enumerate(hosts)]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"host names must be unique: {', '.join(dupes)}")
+    return names
