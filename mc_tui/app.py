@@ -288,6 +288,8 @@ class MissionControlApp(App[int]):
         return None
 
     def _handle_approvals(self, now: float) -> None:
+        if not self.screen_stack:
+            return  # a refresh tick racing the app's shutdown: nothing to show any more
         modal = self._open_modal()
         if modal is not None and modal.decided:
             # answered: its Decided message records the answer and closes it; one that was
