@@ -25,7 +25,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from engine.agents.process import build_env
-from engine.config import MissionConfig, inside_git_dir
+from engine.config import MissionConfig, inside_git_dir, secret_env_names
 
 OK, MISSING, WARNING = "ok", "missing", "warning"
 PROBE_TIMEOUT_S = 3.0
@@ -259,7 +259,7 @@ def run_checks(config: MissionConfig, *, base_env: Mapping[str, str] | None = No
     checks = check_repo(config)
     checks.append(check_pool(config))
     agent = config.agent
-    env = build_env(passthrough=agent.env_passthrough, deny=[config.hitl.telegram.token_env],
+    env = build_env(passthrough=agent.env_passthrough, deny=secret_env_names(config),
                     base=base_env)
     if agent.backend in BACKENDS:
         checks += check_backend(BACKENDS[agent.backend], env, probe=probe)

@@ -61,6 +61,7 @@ BUILTIN_PLUGINS = {
     "approval_file": "engine.channels.file:ApprovalFilePlugin",
     "telegram": "engine.channels.telegram:TelegramPlugin",
     "notify": "engine.notify:NotifyPlugin",
+    "tracing": "engine.services.tracing.plugin:TracingPlugin",
     "backlog": "engine.strategy.plugin:BacklogPlugin",
     "discovery": "engine.discovery.plugin:DiscoveryPlugin",
     "prompt_evolution": "engine.learning.plugins:PromptEvolutionPlugin",

@@ -6,7 +6,7 @@ from engine.agents.claude import ClaudeBackend
 from engine.agents.command import CommandBackend
 from engine.agents.scripted import ScriptedBackend
 from engine.agents.types import AgentBackend
-from engine.config import MissionConfig
+from engine.config import MissionConfig, secret_env_names
 
 
 def make_backend(config: MissionConfig) -> AgentBackend:
@@ -16,7 +16,7 @@ def make_backend(config: MissionConfig) -> AgentBackend:
         "kill_grace": agent.kill_grace_seconds,
         "env_passthrough": list(agent.env_passthrough),
         # The engine's own secrets never reach an agent, even if listed in env_passthrough.
-        "env_deny": [config.hitl.telegram.token_env],
+        "env_deny": secret_env_names(config),
     }
     if agent.backend == "claude":
         return ClaudeBackend(result_grace=agent.result_grace_seconds, **common)

@@ -25,6 +25,7 @@ import os
 import shlex
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -147,8 +148,9 @@ class SshHost:
         root = self._root
         assert root is not None
         work = f"{root}/work/{cwd.name}"
-        ref = f"refs/mc/{cwd.name}"
         head = (await _git(cwd, "rev-parse", "HEAD")).strip()
+        # a ref per base commit: pushing it never moves an existing ref, so no force is needed
+        ref = f"refs/mc/base/{cwd.name}/{head}"
         await self._push(cwd, head, ref)
         try:
             conn = await self.connect()
@@ -173,7 +175,7 @@ class SshHost:
     async def _push(self, cwd: Path, head: str, ref: str) -> None:
         env = {**os.environ, "GIT_SSH_COMMAND": self.git_ssh_command()}
         try:
-            await _git(cwd, "push", "-q", "-f", self.url(f"{self._root}/repo.git"),
+            await _git(cwd, "push", "-q", self.url(f"{self._root}/repo.git"),
                        f"{head}:{ref}", env=env)
         except SshHostError as exc:
             raise OSError(f"pushing the unit's base to {self.name} failed: {exc}") from None
@@ -202,8 +204,17 @@ class SshHost:
                    max_line_bytes: int, result_seen: Callable[[], bool] | None,
                    result_grace: float, outcome: ProcessOutcome) -> None:
         sent = {k: v for k, v in env.items() if k not in REMOTE_OWN_ENV}  # env: allowlisted
-        inner = "echo \"" + PGID_MARK + "$$\" >&2; exec env " + " ".join(
-            _q(f"{k}={v}") for k, v in sorted(sent.items())) + ' "$@"'
+        # The values (API keys among them) go through a private file, never the command line,
+        # which any user of the host could read in ps / /proc/*/cmdline.
+        env_file = f"{self._root}/env-{uuid.uuid4().hex}.sh"
+        exports = "".join(f"export {k}={_q(v)}\n" for k, v in sorted(sent.items()))
+        wrote = await conn.run(_login(f"umask 077 && cat > {_q(env_file)}"), input=exports,
+                               check=False)
+        if wrote.exit_status != 0:
+            raise OSError(f"passing the environment to {self.name} failed: "
+                          f"{str(wrote.stderr).strip()[-300:]}")
+        inner = ("echo \"" + PGID_MARK + "$$\" >&2; . " + _q(env_file) + "; rm -f "
+                 + _q(env_file) + '; exec "$@"')
         command = (f"cd {_q(work)} && exec setsid -w sh -c {_q(inner)} sh "
                    + " ".join(_q(a) for a in argv))
         pgid: int | None = None

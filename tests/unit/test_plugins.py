@@ -28,7 +28,7 @@ from tests.support.plugins import register, use_example
 
 BUILTINS = {"publish", "rewards", "episodic_memory", "context_store", "reflections",
             "circuit_breaker", "approval_file", "telegram", "notify", "backlog", "discovery",
-            "prompt_evolution", "attribution"}
+            "prompt_evolution", "attribution", "tracing"}
 
 
 class Recorder:
@@ -75,7 +75,7 @@ def test_config_sections_are_validated_with_key_paths(tmp_path: Path) -> None:
 def test_a_builtin_can_be_switched_off() -> None:
     config = MissionConfig(plugins={"rewards": {"enabled": False}})
     names = {p.name for p in PluginManager.load(config).plugins}
-    assert BUILTINS - names == {"rewards"}  # other installed plugins (tracing) may load too
+    assert BUILTINS - names == {"rewards"}  # other installed plugins may load too
 
 
 def test_example_plugin_config_and_ordering_hook(monkeypatch: pytest.MonkeyPatch) -> None:
