@@ -728,8 +728,9 @@ UNAVAILABLE_FEATURES: tuple[tuple[str, str], ...] = (
 def secret_env_names(config: MissionConfig) -> list[str]:
     """The environment variables that hold the engine's own secrets (bot and server tokens):
     never passed to an agent, whatever ``[agent] env_passthrough`` says."""
-    return [config.hitl.telegram.token_env, config.notify.telegram_token_env,
-            config.a2a.token_env, config.live.token_env]
+    names = [config.hitl.telegram.token_env, config.notify.telegram_token_env,
+             config.a2a.token_env, config.live.token_env]
+    return list(dict.fromkeys(n for n in names if n))
 
 
 def unavailable_notes(config: MissionConfig) -> list[str]:

@@ -171,7 +171,8 @@ def test_make_backend(tmp_path: Path) -> None:
     assert isinstance(codex, CommandBackend) and codex.name == "codex"
     assert codex.kill_grace == 1.5 and codex.env_passthrough == ["X_*"]
     assert codex.result_grace == MissionConfig().agent.result_grace_seconds
-    assert codex.env_deny == ["MC_TELEGRAM_TOKEN"]
+    # every variable holding an engine secret (bot and server tokens) is denied to agents
+    assert codex.env_deny == ["MC_TELEGRAM_TOKEN", "MC_A2A_TOKEN", "MC_SERVICES_TOKEN"]
     template = make_backend(cfg(backend="command", command=["t", "{prompt_file}"]))
     assert isinstance(template, CommandBackend) and template.template == ["t", "{prompt_file}"]
     cassette = tmp_path / "c.toml"
