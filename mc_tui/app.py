@@ -378,8 +378,11 @@ class MissionControlApp(App[int]):
         mission_id = self._mission_id_or_warn()
         if mission_id is None:
             return
-        paused = self.pause_wanted if self.pause_wanted is not None else (
-            self.state.mission is not None and self.state.mission["status"] == "paused")
+        if self.pause_wanted is not None:
+            paused = self.pause_wanted  # a command not yet obeyed: the key takes it back
+        else:  # the store is the truth (the in-memory view may be a refresh behind)
+            row = self.store.get("missions", mission_id)
+            paused = row is not None and row["status"] == "paused"
         command = "resume" if paused else "pause"
         self.store.send_command(mission_id, command)
         self.pause_wanted = command == "pause"
