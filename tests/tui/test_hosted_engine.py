@@ -80,13 +80,13 @@ async def test_p_pauses_and_resumes_through_commands(live) -> None:
         undispatched = {"planned", "ready", "blocked"}
         assert any(u["status"] in undispatched for u in store.units(mid)) or not store.units(mid)
         await pilot.press("p")
-        assert store.query("SELECT kind FROM commands WHERE mission_id = ?", (mid,))[-1]["kind"] == "pause"
+        assert store.query("SELECT kind FROM commands WHERE mission_id = ? ORDER BY id", (mid,))[-1]["kind"] == "pause"
         assert any(n.message == "pause requested" for n in app._notifications)
         assert await wait_for(pilot, lambda: store.get("missions", mid)["status"] == "paused")
         await settle(pilot, app)
         assert app.pause_wanted is None and "paused" in screen_text(app)
         await pilot.press("p")
-        assert store.query("SELECT kind FROM commands WHERE mission_id = ?", (mid,))[-1]["kind"] == "resume"
+        assert store.query("SELECT kind FROM commands WHERE mission_id = ? ORDER BY id", (mid,))[-1]["kind"] == "resume"
         assert await wait_for(pilot, lambda: store.get("missions", mid)["status"] == "running")
         assert await wait_for(pilot, lambda: app.engine_code is not None, 60)
         assert app.engine_code == 0 and store.get("missions", mid)["status"] == "completed"
