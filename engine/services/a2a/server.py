@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import ipaddress
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes
 from a2a.types import (
@@ -37,29 +35,10 @@ from engine.services.a2a.executor import MISSION_STATUS, RUN_MISSION, MissionExe
 from engine.services.a2a.projects import Projects
 from engine.services.a2a.restore import MissionRequestHandler, RestoringTaskStore
 from engine.services.a2a.tasks import TaskMap
+from engine.services.net import ASGIApp, BindRefused, Receive, Scope, Send, is_loopback
 
 RPC_PATH = "/a2a"
 BEARER = "bearer"
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-class BindRefused(ValueError):
-    """A non-loopback bind address without a bearer token."""
-
-
-def is_loopback(host: str) -> bool:
-    """``localhost`` or a loopback IP (127.0.0.0/8, ::1)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
 
 def check_bind(host: str, token: str | None, token_env: str) -> None:
     """Refuse (``BindRefused``) to listen beyond loopback without a token."""

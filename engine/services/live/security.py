@@ -15,29 +15,19 @@
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import secrets
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
 
+from engine.services.net import is_loopback
+
 CSRF_COOKIE = "mc_live_csrf"
 CSRF_HEADER = "x-mc-csrf"
 SESSION_COOKIE = "mc_live_session"
 SESSIONS_MAX = 1000
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
-
-
-def is_loopback(host: str) -> bool:
-    """``localhost`` or a loopback IP (``127.0.0.0/8``, ``::1``)."""
-    host = host.strip("[]")
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def new_token() -> str:

@@ -11,35 +11,17 @@ a token, every HTTP request must carry ``Authorization: Bearer <token>`` (compar
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import os
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from typing import Any
+
+from engine.services.net import ASGIApp, BindRefused, Receive, Scope, Send, is_loopback
 
 TOKEN_ENVS = ("MC_MCP_TOKEN", "MC_SERVICES_TOKEN")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8766  # [a2a] port is 8765, mc live 8780
 MCP_PATH = "/mcp"
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-class BindRefused(Exception):
-    """A non-loopback bind without a token."""
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
 
 def token_from_env(names: tuple[str, ...] = TOKEN_ENVS) -> tuple[str | None, str | None]:
     """(token, the variable it came from) of the first non-empty variable in ``names``."""
