@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,30 @@ def prepare_candidate(workdir: Path, unit_head: str, unit_title: str) -> list[st
     _git(workdir, "add", "-A")
     _git(workdir, "commit", "--no-verify", "-m", f"fixup: merge {unit_title} (with conflict markers)")
     return conflicted
+
+
+def fixup_slots(rt: Runtime) -> tuple[list[int], Callable[[int], bool]]:
+    """The slots a fixup candidate may take, in order of preference, and which are usable now.
+
+    First the ``fixup_candidates`` slots kept for fixups (past the workers'), then any worker
+    slot that is idle while fewer worker slots are busy than dispatch may fill
+    (``Runtime.worker_limit``, which an open circuit breaker lowers) and whose host is not
+    drained. So a fixup round never waits for a worker to finish, and several rounds run at
+    once when workers are idle (a conflict or a culprit holds up the units that depend on it;
+    with only the kept slots, rounds ran one after another). At most ``num_workers +
+    fixup_candidates`` agents run at once, as before.
+    """
+    workers = rt.config.scheduler.parallel.num_workers
+    kept = list(range(workers, workers + rt.config.green_branch.fixup_candidates))
+
+    def usable(slot: int) -> bool:
+        if slot >= workers:
+            return True
+        busy = sum(1 for s in range(workers) if s not in rt.free_slots)
+        limit = workers if rt.worker_limit is None else rt.worker_limit
+        return busy < limit and (rt.hosts is None or rt.hosts.usable(slot))
+
+    return [*kept, *range(workers)], usable
 
 
 def fixup_rounds(rt: Runtime, unit_id: str) -> int:
@@ -117,7 +142,7 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str, *,
 
     async def play_candidate(index: int, approach: str) -> None:
         branch = f"mc/fixup/{unit_id}/{round_no}-{index + 1}"
-        slot = await rt.take_slot(range(rt.config.scheduler.parallel.num_workers, 10_000))
+        slot = await rt.take_slot(*fixup_slots(rt))
         try:
             ws = await rt.pool.acquire(branch, green)
         except BaseException:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,9 @@ class Runtime:
     free_slots: set[int] = field(default_factory=set)
     slot_ready: anyio.Event = field(default_factory=anyio.Event)
     hosts: HostFleet | None = None  # [[hosts]]; None: plain local processes (docs/hosts.md)
+    # how many worker slots dispatch may fill now (None: all; the circuit breaker lowers it);
+    # fixup candidates borrow an idle worker slot only below it (engine/fixup.py)
+    worker_limit: int | None = None
     units: UnitLedger = field(init=False)  # the one writer of unit status (engine/ledger.py)
 
     def __post_init__(self) -> None:
@@ -45,11 +49,13 @@ class Runtime:
             "log", mission_id=self.mission_id, unit_id=unit_id, level=level, message=message, **extra
         )
 
-    async def take_slot(self, candidates: range) -> int:
-        """Reserve a free slot number among ``candidates`` (waits when all are taken)."""
+    async def take_slot(self, candidates: Sequence[int],
+                        usable: Callable[[int], bool] | None = None) -> int:
+        """Reserve a free slot number among ``candidates``, the first free one in their order
+        for which ``usable`` (if given) holds; waits when there is none."""
         while True:
             for slot in candidates:
-                if slot in self.free_slots:
+                if slot in self.free_slots and (usable is None or usable(slot)):
                     self.free_slots.discard(slot)
                     return slot
             if self.slot_ready.is_set():  # never replace an event other waiters still wait on

@@ -167,6 +167,7 @@ class ExecutePhase:
     ) -> None:
         state, rt = self.state, self.state.rt
         limit = state.plugins.dispatch_limit(workers)
+        rt.worker_limit = limit
         now = time.monotonic()
         for unit in self.ready(units):
             if len(running) >= limit:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 import pytest
 
 from engine.controller import leaf_exceptions
@@ -132,3 +133,65 @@ async def test_a_winner_the_gate_denied_is_not_delivered_later(tmp_path: Path) -
     unit = rt.store.get("units", "u1")
     assert unit["status"] == UnitStatus.QUEUED and unit["head_commit"] != fixed
     assert [e["round"] for e in events(rt, "fixup.started")] == [2]
+
+
+SLOW_FIX_CASSETTE = '''
+[[interaction]]
+role = "fixup"
+actions = [
+  { type = "sleep", seconds = 0.8 },
+  { type = "write", path = "app/greet.py", content = "def greet(name):\\n    return f'hello {name}'\\n" },
+  { type = "commit", message = "Restore greet" },
+]
+'''
+
+
+def runtime_with_two_broken_units(tmp_path: Path) -> Runtime:
+    """Two units in FIXUP (2 workers, 2 candidates a round), every candidate taking 0.8 s."""
+    rt = make_runtime(tmp_path, SLOW_FIX_CASSETTE,
+                      "[green_branch]\nfixup_candidates = 2\nfixup_max_attempts = 1\n")
+    for unit_id in ("u1", "u2"):
+        head = commit_on_branch(rt, f"mc/unit/{unit_id}", rt.repo.green_head(), "app/greet.py",
+                                'def greet(name):\n    return f"bye {name}"\n', "break greet")
+        add_unit(rt, unit_id, UnitStatus.FIXUP, branch=f"mc/unit/{unit_id}", head_commit=head,
+                 reason="verification failed")
+    return rt
+
+
+async def fix_both(rt: Runtime) -> dict[str, tuple[float, float, set[int]]]:
+    """Run both units' fixup rounds at once; per unit (first start, last end, slots used)."""
+    async with anyio.create_task_group() as tg:
+        for unit_id in ("u1", "u2"):
+            tg.start_soon(run_fixup, rt, unit_id, "verification failed")
+    spans: dict[str, tuple[float, float, set[int]]] = {}
+    for unit_id in ("u1", "u2"):
+        assert rt.store.get("units", unit_id)["status"] == UnitStatus.QUEUED
+        rows = rt.store.rows("attempts", "unit_id = ? AND role = 'fixup'", (unit_id,))
+        assert len(rows) == 2
+        spans[unit_id] = (min(r["started_at"] for r in rows), max(r["ended_at"] for r in rows),
+                          {r["slot"] for r in rows})
+    return spans
+
+
+@pytest.mark.anyio
+async def test_fixup_rounds_of_two_units_run_at_once_on_idle_worker_slots(tmp_path: Path) -> None:
+    # Only the fixup_candidates slots past the workers' used to be open to fixups, so a
+    # second unit's round waited for the first one's (fleet benchmark: 14 rounds in a row).
+    rt = runtime_with_two_broken_units(tmp_path)
+    spans = await fix_both(rt)
+    (a_start, a_end, a_slots), (b_start, b_end, b_slots) = spans["u1"], spans["u2"]
+    assert max(a_start, b_start) < min(a_end, b_end), spans  # the rounds overlapped
+    assert (a_slots | b_slots) & {0, 1}  # one of them ran on the idle worker slots
+    assert rt.free_slots == {0, 1, 2, 3}  # every slot given back
+
+
+@pytest.mark.anyio
+async def test_fixups_borrow_no_worker_slot_beyond_the_dispatch_limit(tmp_path: Path) -> None:
+    # An open circuit breaker lowers how many worker slots may be busy: fixups respect it
+    # and keep to their own slots, one round after the other.
+    rt = runtime_with_two_broken_units(tmp_path)
+    rt.worker_limit = 0
+    spans = await fix_both(rt)
+    (a_start, a_end, a_slots), (b_start, b_end, b_slots) = spans["u1"], spans["u2"]
+    assert a_slots | b_slots == {2, 3}
+    assert min(a_end, b_end) <= max(a_start, b_start), spans  # one round after the other
