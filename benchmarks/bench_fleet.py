@@ -117,7 +117,8 @@ def lognormal(rng: random.Random, median: float) -> float:
     return round(median * math.exp(rng.gauss(0.0, SIGMA)), 3)
 
 
-def make_scenario(seed: int, *, parts: int = PARTS, time_scale: float = 1.0) -> Scenario:
+def make_scenario(seed: int, *, parts: int = PARTS, fail_share: float = FAIL_SHARE,
+                  conflict_share: float = CONFLICT_SHARE) -> Scenario:
     rng = random.Random(seed)
     leaves: dict[str, Leaf] = {}
     sub_deps: dict[str, list[str]] = {}
@@ -128,8 +129,7 @@ def make_scenario(seed: int, *, parts: int = PARTS, time_scale: float = 1.0) -> 
                 path = f"src/p{p}/s{s}/leaf{n}.py"
                 deps = [f"Leaf {p}.{s}.1"] if n == 4 else []  # "tests for it" after the code
                 leaves[title] = Leaf(title, path, [path], deps,
-                                     lognormal(rng, MEDIAN_S * time_scale),
-                                     lognormal(rng, MEDIAN_S * time_scale))
+                                     lognormal(rng, MEDIAN_S), lognormal(rng, MEDIAN_S))
         # part 1: its last sub-part builds on its first one (inherited by all their leaves)
         sub_deps[f"Sub {p}.4"] = [f"Sub {p}.1"] if p == 1 else []
     titles = list(leaves)
@@ -142,7 +142,7 @@ def make_scenario(seed: int, *, parts: int = PARTS, time_scale: float = 1.0) -> 
             leaves[title].hints.append(common)
     # conflicting pairs: two leaves with no dependencies that are dispatched side by side
     free = [t for t in titles if not leaves[t].deps and t.endswith((".2", ".3"))]
-    pairs = max(1, round(CONFLICT_SHARE * len(titles)))
+    pairs = round(conflict_share * len(titles))
     subs = sorted({t.rsplit(".", 1)[0] for t in free})
     rng.shuffle(subs)
     for j, sub in enumerate(subs[:pairs]):
@@ -150,7 +150,7 @@ def make_scenario(seed: int, *, parts: int = PARTS, time_scale: float = 1.0) -> 
             leaves[title].hot = f"shared/hot{j}.txt"
     # units that break the tests once: never one of the conflicting pairs
     candidates = [t for t in titles if leaves[t].hot is None]
-    for title in rng.sample(candidates, max(1, round(FAIL_SHARE * len(titles)))):
+    for title in rng.sample(candidates, round(fail_share * len(titles))):
         leaves[title].breaks = True
     return Scenario(leaves, sub_deps, seed)
 
@@ -227,7 +227,8 @@ def make_repo(root: Path, sc: Scenario) -> Path:
     return repo
 
 
-def config_text(workers: int, batch_size: int | None, queue_extra: dict[str, Any]) -> str:
+def config_text(workers: int, batch_size: int | None, queue_extra: dict[str, Any],
+                precheck: bool = False) -> str:
     queue = {**({"batch_size": batch_size} if batch_size else {}), **queue_extra}
     queue_lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in queue.items())
     return f"""
@@ -237,6 +238,7 @@ objective = "fleet benchmark"
 [target.verification]
 command = '''{VERIFY}'''
 timeout = 120
+precheck = {json.dumps(precheck)}
 [scheduler]
 session_timeout = 600
 [scheduler.parallel]
@@ -288,12 +290,13 @@ def bounds(sc: Scenario, store: Store, mission_id: int, workers: int) -> dict[st
 
 # --------------------------------------------------------------------------- one mission
 def run_mission(sc: Scenario, workers: int, *, batch_size: int | None,
-                queue_extra: dict[str, Any]) -> dict[str, Any]:
+                queue_extra: dict[str, Any], precheck: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="mc-bench-fleet-") as tmp:
         root = Path(os.environ.get("MC_BENCH_FLEET_KEEP") or tmp)  # keep it to inspect it
         make_repo(root, sc)
         (root / "cassette.toml").write_text(cassette(sc))
-        (root / "mission-control.toml").write_text(config_text(workers, batch_size, queue_extra))
+        (root / "mission-control.toml").write_text(config_text(workers, batch_size, queue_extra,
+                                                                     precheck))
         try:
             config = load_config(root / "mission-control.toml")
         except ConfigError as exc:
@@ -402,10 +405,16 @@ def main() -> None:
     ap.add_argument("--serial", default="8", help="worker counts for the serial baseline ('' = none)")
     ap.add_argument("--quick", action="store_true", help="8 workers only, ours and serial")
     ap.add_argument("--seed", type=int, default=17)
+    ap.add_argument("--fail-share", type=float, default=FAIL_SHARE,
+                    help="share of units that break the tests once")
+    ap.add_argument("--conflict-share", type=float, default=CONFLICT_SHARE,
+                    help="share of conflict-prone pairs (per unit)")
     ap.add_argument("--batch-size", type=int, default=None,
                     help="[merge_queue] batch_size for ours (default: the engine's default)")
     ap.add_argument("--speculative-depth", type=int, default=None,
                     help="forwarded as [merge_queue] speculative_depth (when the engine has it)")
+    ap.add_argument("--precheck", action="store_true",
+                    help="[target.verification] precheck = true for ours (not for serial)")
     ap.add_argument("--queue-option", action="append", default=[], metavar="KEY=JSON",
                     help="any other [merge_queue] key, forwarded as is (repeatable)")
     args = ap.parse_args()
@@ -418,7 +427,7 @@ def main() -> None:
         key, _, value = item.partition("=")
         extra[key] = json.loads(value)
 
-    sc = make_scenario(args.seed)
+    sc = make_scenario(args.seed, fail_share=args.fail_share, conflict_share=args.conflict_share)
     breaks = sum(leaf.breaks for leaf in sc.leaves.values())
     hot = sum(1 for leaf in sc.leaves.values() if leaf.hot)
     works = [leaf.work_s for leaf in sc.leaves.values()]
@@ -429,7 +438,8 @@ def main() -> None:
     ours: dict[int, dict[str, Any]] = {}
     base: dict[int, dict[str, Any]] = {}
     for w in workers:
-        ours[w] = run_mission(sc, w, batch_size=args.batch_size, queue_extra=extra)
+        ours[w] = run_mission(sc, w, batch_size=args.batch_size, queue_extra=extra,
+                              precheck=args.precheck)
         show("ours", ours[w])
     for w in serial:
         base[w] = run_mission(sc, w, batch_size=1, queue_extra={})
@@ -451,7 +461,7 @@ def main() -> None:
         serial_makespan_s={str(w): v["makespan_s"] for w, v in base.items()},
         engine_cpu_ms_per_unit={str(w): v["engine_cpu_ms_per_unit"] for w, v in ours.items()},
         verifications={str(w): v["verifications"] for w, v in ours.items()},
-        units=sc.units, seed=sc.seed, queue_options=extra or None,
+        units=sc.units, seed=sc.seed, queue_options=extra or None, precheck=args.precheck,
     )
 
 

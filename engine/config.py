@@ -48,6 +48,12 @@ class VerificationConfig(Section):
         description="Re-runs of a failed verification on the same commit before anyone is "
         "blamed; a pass on a re-run records the failed tests as flaky.",
     )
+    precheck: bool = Field(
+        False,
+        description="Also run the command in each unit's worktree when its agent is done; a "
+        "unit that fails it goes straight to fixup instead of into a merge-queue batch it "
+        "would break (one more verification per unit, run by the workers in parallel).",
+    )
 
 
 class TargetConfig(Section):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -12,9 +13,9 @@ import anyio
 from engine.agents import AgentRole, FailureReason, run_unit_agent
 from engine.approvals import approve_or_deny
 from engine.gates.review import ReviewVerdict, review_unit
-from engine.gitops import GitError
+from engine.gitops import GitError, VerificationResult, run_verification
 from engine.gitops.includes import included_files
-from engine.models import UnitStatus
+from engine.models import UnitStatus, VerificationStatus
 from engine.runtime import FatalAgentError, Runtime
 
 FATAL_REASONS = {
@@ -87,6 +88,7 @@ async def run_unit(
                unit_id=unit_id)
         feedback = "\n\n".join(filter(None, [feedback, CONTINUE_NOTE]))
     ws = await rt.pool.acquire(branch, start)
+    checked: VerificationResult | None = None
     try:
         outcome = await run_unit_agent(
             store, rt.backend, config=config, mission_id=rt.mission_id,
@@ -94,6 +96,9 @@ async def run_unit(
             workdir=ws.path, base_commit=base, slot=slot,
             feedback=feedback, role=AgentRole.WORKER, notes=notes, templates=templates,
         )
+        if (rt.config.target.verification.precheck and outcome.status == "completed"
+                and outcome.commits > 0):
+            checked = await precheck(rt, ws.path, base)
     finally:
         with anyio.CancelScope(shield=True):
             await rt.pool.release(ws)
@@ -122,7 +127,52 @@ async def run_unit(
 
     head = outcome.head_commit
     store.update("units", unit_id, head_commit=head)
+    if checked is not None and not precheck_passed(rt, unit_id, branch, base, head, checked):
+        return UnitRunResult(True)
     return await review_and_submit(rt, unit_id, branch, base, head, attempt_no)
+
+
+async def precheck(rt: Runtime, workdir: Path, base: str) -> VerificationResult:
+    """The verification command in the unit's own worktree, once its agent is done
+    (``[target.verification] precheck``), re-run like the queue's (``flaky_reruns``) when it is
+    rejected. Its result is judged against the baseline of ``base``, the ``mc/green`` the unit
+    started from, so a failure already there is not blamed."""
+    cfg = rt.config.target.verification
+    result = await run_verification(cfg.command, workdir, cfg.timeout,
+                                    rt.config.merge_queue.max_output_bytes)
+    for _ in range(cfg.flaky_reruns):
+        if result.status == VerificationStatus.ERROR or rt.queue.judge(base, result).accepted:
+            break
+        result = await run_verification(cfg.command, workdir, cfg.timeout,
+                                        rt.config.merge_queue.max_output_bytes)
+    return result
+
+
+def precheck_passed(rt: Runtime, unit_id: str, branch: str, base: str, head: str | None,
+                    result: VerificationResult) -> bool:
+    """Record a precheck (``unit.prechecked``); a rejected one sends the unit straight to
+    FIXUP with the output, as the queue would after a failed batch and its bisection. A
+    precheck that could not run at all (``error``) holds nobody up: the queue verifies."""
+    if result.status == VerificationStatus.ERROR:
+        accepted, note = True, "could not run; left to the merge queue"
+    else:
+        verdict = rt.queue.judge(base, result)
+        accepted, note = verdict.accepted, verdict.note
+    rt.store.append_event(
+        "unit.prechecked", mission_id=rt.mission_id, unit_id=unit_id, status=result.status,
+        accepted=accepted, exit_code=result.exit_code, duration_s=round(result.duration_s, 3),
+        head=head, note=note or None,
+    )
+    if accepted:
+        return True
+    why = f" ({note})" if note else ""
+    output = result.output if len(result.output) <= 4000 else "..." + result.output[-4000:]
+    rt.units.move(unit_id, UnitStatus.FIXUP, head_commit=head, branch=branch,
+                  reason=f"verification failed in the unit's worktree before the queue{why}:\n"
+                  + output)
+    rt.log(f"unit {unit_id}: its precheck failed; to fixup without entering the queue",
+           unit_id=unit_id)
+    return False
 
 
 def finished_work(rt: Runtime, unit: dict[str, Any]) -> tuple[str, str] | None:

@@ -58,7 +58,8 @@ UNIT_TRANSITIONS: dict[UnitStatus, frozenset[UnitStatus]] = {
     ),
     UnitStatus.RUNNING: frozenset(
         {UnitStatus.REVIEWING, UnitStatus.QUEUED, UnitStatus.FAILED, UnitStatus.READY,
-         UnitStatus.BLOCKED, UnitStatus.CANCELLED, UnitStatus.RUNNING}
+         UnitStatus.BLOCKED, UnitStatus.CANCELLED, UnitStatus.RUNNING,
+         UnitStatus.FIXUP}  # its precheck failed ([target.verification] precheck)
     ),
     UnitStatus.REVIEWING: frozenset(
         {UnitStatus.QUEUED, UnitStatus.RUNNING, UnitStatus.READY, UnitStatus.FAILED,

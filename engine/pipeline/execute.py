@@ -66,6 +66,8 @@ class ExecutePhase:
                             and await after_failed_session(rt, slot, unit_id):
                         outcome.retry_after = None  # the host failed, not the unit
                     state.plugins.session_ended(rt, outcome.agent_ok)
+                    if not state.stop.requested:  # its precheck failed: repair it now
+                        self.start_fixup(tg, fixup_task, fixing, unit_id)
                     if outcome.retry_after:
                         state.not_before[unit_id] = time.monotonic() + outcome.retry_after
                 except Exception as exc:

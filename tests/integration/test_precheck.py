@@ -1,0 +1,75 @@
+"""``[target.verification] precheck``: a unit whose own worktree fails the verification goes
+straight to fixup and never into a merge-queue batch (real repo, real mission, scripted agents)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import anyio
+
+from engine.config import load_config
+from engine.controller import Controller
+from engine.store import Store
+from tests.e2e.conftest import AMBITION_OK, OBJECTIVE_MET, make_target, worker_entry, write_config
+
+PLAN_TWO = '''
+[[interaction]]
+role = "planner"
+actions = [{ type = "text", text = '{"units": [{"title": "Add a farewell", "files_hint": ["app/bye.py"], "acceptance_criteria": ["ok"]}, {"title": "Add a shout", "files_hint": ["app/shout.py"], "acceptance_criteria": ["ok"]}]}' }]
+'''
+CASSETTE = (
+    PLAN_TWO + AMBITION_OK + OBJECTIVE_MET
+    + worker_entry("Add a farewell", "app/bye.py", "def bye():\\n    return 'bye'\\n")
+    # this one breaks greet(): test_greet fails in its own worktree already
+    + worker_entry("Add a shout", "app/greet.py", "def greet(name):\\n    return 'HEY ' + name\\n")
+    + '''
+[[interaction]]
+role = "fixup"
+actions = [
+  { type = "write", path = "app/greet.py", content = "def greet(name):\\n    return f'hello {name}'\\n" },
+  { type = "write", path = "app/shout.py", content = "def shout():\\n    return 'HEY'\\n" },
+  { type = "commit", message = "Restore greet, shout apart" },
+]
+'''
+)
+PRECHECK = ("[target.verification]\nprecheck = true\n"
+            "[green_branch]\nfixup_candidates = 1\nfixup_max_attempts = 1\n")
+
+
+def payloads(store: Store, kind: str) -> list[dict]:
+    return [json.loads(r["payload"]) for r in store.query(
+        "SELECT payload FROM events WHERE kind = ? ORDER BY id", (kind,))]
+
+
+def test_a_unit_failing_its_precheck_goes_to_fixup_without_entering_the_queue(
+    tmp_path: Path,
+) -> None:
+    make_target(tmp_path)
+    config = load_config(write_config(tmp_path, CASSETTE, PRECHECK))
+    store = Store(config.db_path())
+    outcome = anyio.run(Controller(config, store).run)
+    assert outcome.status == "completed", outcome.reason
+    units = {u["title"]: u for u in store.units(outcome.mission_id)}
+    assert {t: u["status"] for t, u in units.items()} == {
+        "Add a farewell": "merged", "Add a shout": "merged"}
+    checks = {(e["accepted"], e["status"]) for e in payloads(store, "unit.prechecked")}
+    assert checks == {(True, "passed"), (False, "failed")}
+    started = payloads(store, "fixup.started")
+    assert len(started) == 1 and "test_greet" in started[0]["detail"]
+    assert "before the queue" in started[0]["detail"]
+    # the broken commit never reached the queue: no failed merge, no failed verification
+    assert not store.rows("merges", "status IN ('failed', 'conflict')")
+    assert not store.rows("verifications", "status = 'failed'")
+    store.close()
+
+
+def test_without_precheck_the_queue_finds_the_culprit(tmp_path: Path) -> None:
+    make_target(tmp_path)
+    config = load_config(write_config(tmp_path, CASSETTE, PRECHECK.replace("true", "false")))
+    store = Store(config.db_path())
+    outcome = anyio.run(Controller(config, store).run)
+    assert outcome.status == "completed", outcome.reason
+    assert not payloads(store, "unit.prechecked")
+    assert len(store.rows("merges", "status = 'failed'")) == 1
+    store.close()
