@@ -320,7 +320,7 @@ def run_mission(sc: Scenario, workers: int, *, batch_size: int | None,
         stats = mission_stats(store, mid, t0, workers)
         stats.update(bounds(sc, store, mid, workers))
         stats.update(workers=workers, batch_size=batch_size or config.merge_queue.batch_size,
-                     mission_s=round(t_end - t0, 2),
+                     mission_s=round(t_end - t0, 2), load=round(os.getloadavg()[0], 1),
                      engine_cpu_ms_per_unit=round(cpu * 1000 / sc.units, 1),
                      child_cpu_ms_per_unit=round(kids * 1000 / sc.units, 1))
         store.close()
@@ -396,7 +396,7 @@ def show(label: str, r: dict[str, Any]) -> None:
     print("       " + json.dumps({k: r[k] for k in (
         "to_first_dispatch_s", "worker_utilisation", "wait_ready_to_running_s_median",
         "queued_to_merged_s_median", "queued_to_merged_s_max",
-        "last_agent_end_to_last_promotion_s", "mission_s")}), flush=True)
+        "last_agent_end_to_last_promotion_s", "mission_s", "load")}), flush=True)
 
 
 def main() -> None:
@@ -462,6 +462,7 @@ def main() -> None:
         engine_cpu_ms_per_unit={str(w): v["engine_cpu_ms_per_unit"] for w, v in ours.items()},
         verifications={str(w): v["verifications"] for w, v in ours.items()},
         units=sc.units, seed=sc.seed, queue_options=extra or None, precheck=args.precheck,
+        load_average=[round(x, 2) for x in os.getloadavg()],
     )
 
 
