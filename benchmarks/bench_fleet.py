@@ -387,7 +387,7 @@ def mission_stats(store: Store, mid: int, t0: float, workers: int) -> dict[str, 
 
 def show(label: str, r: dict[str, Any]) -> None:
     print(f"{label:6s} {r['workers']:2d} workers batch={r['batch_size']}: makespan {r['makespan_s']:6.1f}s"
-          f" | bound {r['lower_bound_s']:5.1f}s (cp {r['critical_path_s']:.1f}s, agent time "
+          f" | bound {r['lower_bound_s']:5.1f}s (cp {r['critical_path_s']:.1f}s over {r['edges']} edges, agent time "
           f"{r['agent_time_s']:.0f}s/{r['workers']}) = {r['makespan_s'] / r['lower_bound_s']:.2f}x"
           f" | {r['verifications']} verifications ({r['verify_busy_share']:.0%} of the makespan), "
           f"merges {r['merges_by_status']}, {r['fixup_sessions']} fixup sessions"

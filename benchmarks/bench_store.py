@@ -104,11 +104,15 @@ def bench_threads(path: Path) -> dict[str, float]:
     def follower() -> None:
         reader = Store(path, readonly=True)
         last = reader.last_event_id()
-        while not done.is_set():
+        while True:
+            finished = done.is_set()
             events = reader.events_after(last)
-            if events:
+            while events:
                 last = events[-1].id
                 seen[0] += len(events)
+                events = reader.events_after(last) if finished else []
+            if finished:
+                break
             time.sleep(0.05)
         reader.close()
 
