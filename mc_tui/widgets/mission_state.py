@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.models import Event
-from engine.resilience.board import breaker_rows
 from engine.resilience.liveness import LIVE_STATUSES
 from engine.store import Store
 
@@ -206,7 +205,7 @@ class MissionState:
         for attempt in self.attempts.values():
             self._note_slot(attempt)
         self._read_costs()
-        self.breakers = breaker_rows(store, mid)
+        self.breakers = _breaker_rows(store, mid)
         upto = upto_event if upto_event is not None else 2**62
         tail = store.query(
             "SELECT id, ts, kind, mission_id, unit_id, payload FROM events "
@@ -281,7 +280,7 @@ class MissionState:
             self.projection = pending.projection
             changes.costs = True
         if any(e.kind.startswith("degradation.") for e in pending.log_events):
-            self.breakers = breaker_rows(store, self.mission_id)
+            self.breakers = _breaker_rows(store, self.mission_id)
             changes.mission = True  # the status bar shows them
         for event in pending.log_events:
             self.event_log.append(event)
@@ -405,3 +404,12 @@ def _row_event(row: dict[str, Any]) -> Event:
         id=row["id"], ts=row["ts"], kind=row["kind"], mission_id=row["mission_id"],
         unit_id=row["unit_id"], payload=json.loads(payload) if payload else {},
     )
+
+
+def _breaker_rows(store: Store, mission_id: int) -> list[dict[str, Any]]:
+    """``engine.resilience.board.breaker_rows``, imported on first use: the board imports
+    ``engine.agents`` (every agent backend), which the first frame does not need; without a
+    bytecode cache compiling them cost about 0.1 s of the time to it."""
+    from engine.resilience.board import breaker_rows
+
+    return breaker_rows(store, mission_id)
