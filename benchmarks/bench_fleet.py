@@ -423,6 +423,8 @@ def main() -> None:
     args = ap.parse_args()
     workers = [8] if args.quick else [int(w) for w in args.workers.split(",") if w]
     serial = [8] if args.quick else [int(w) for w in args.serial.split(",") if w]
+    if not workers:
+        ap.error("--workers: name at least one worker count")
     extra: dict[str, Any] = {}
     if args.speculative_depth is not None:
         extra["speculative_depth"] = args.speculative_depth
