@@ -98,6 +98,8 @@ async def run_unit(
         )
         if (rt.config.target.verification.precheck and outcome.status == "completed"
                 and outcome.commits > 0):
+            # the agent's work is done: a crash during the precheck does not redo it
+            store.update("units", unit_id, head_commit=outcome.head_commit)
             checked = await precheck(rt, ws.path, base)
     finally:
         with anyio.CancelScope(shield=True):
