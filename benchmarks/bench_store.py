@@ -96,6 +96,7 @@ def bench_threads(path: Path) -> dict[str, float]:
     mid = mission(store)
     done = threading.Event()
     seen = [0]
+    start_id = store.last_event_id()  # before any writer starts: the follower misses none
 
     def writer(k: int) -> None:
         for i in range(N_THREAD):
@@ -103,7 +104,7 @@ def bench_threads(path: Path) -> dict[str, float]:
 
     def follower() -> None:
         reader = Store(path, readonly=True)
-        last = reader.last_event_id()
+        last = start_id
         while True:
             finished = done.is_set()
             events = reader.events_after(last)
