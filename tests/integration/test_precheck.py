@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import anyio
+import pytest
 
 from engine.config import load_config
 from engine.controller import Controller
@@ -72,4 +73,30 @@ def test_without_precheck_the_queue_finds_the_culprit(tmp_path: Path) -> None:
     assert outcome.status == "completed", outcome.reason
     assert not payloads(store, "unit.prechecked")
     assert len(store.rows("merges", "status = 'failed'")) == 1
+    store.close()
+
+
+@pytest.mark.slow
+def test_a_crash_during_the_precheck_keeps_the_finished_work(tmp_path: Path) -> None:
+    # The unit's head is recorded before its precheck runs: a mission killed during it
+    # takes that work on to review and the queue when it resumes, no agent runs again.
+    from engine.mission import adopt_for_resume
+
+    make_target(tmp_path)
+    config = load_config(write_config(tmp_path, CASSETTE, PRECHECK))
+    # instant on mc/green (the baseline), hangs in a unit's worktree that adds app/bye.py
+    config.target.verification.command = "if [ -e app/bye.py ]; then sleep 60; fi; true"
+    store = Store(config.db_path())
+    controller = Controller(config, store)
+
+    async def run_then_die() -> None:
+        with anyio.move_on_after(4):
+            await controller.run()
+
+    anyio.run(run_then_die)
+    unit = next(u for u in store.units(controller.mission_id) if u["title"] == "Add a farewell")
+    assert unit["status"] == "running" and unit["head_commit"], unit
+    adopt_for_resume(store, controller.mission_id)
+    unit = store.get("units", unit["id"])
+    assert (unit["status"], unit["resume_point"]) == ("ready", "review")
     store.close()
