@@ -415,6 +415,7 @@ class ObserverRunner:
         self.store = store
         self.mission_id = mission_id
         self.delivered: dict[int, int] = {}  # observer index -> last event id handled
+        self._pumping: set[int] = set()  # observers whose pump still runs
         self._target: int | None = None
         self._pairs = manager.observers()
 
@@ -426,6 +427,7 @@ class ObserverRunner:
             return
         async with anyio.create_task_group() as tg:
             for index, (plugin, observer) in enumerate(self._pairs):
+                self._pumping.add(index)
                 tg.start_soon(self._pump, index, plugin, observer)
                 if callable(getattr(observer, "run", None)):
                     tg.start_soon(self._background, plugin, observer)
@@ -435,8 +437,10 @@ class ObserverRunner:
                 with anyio.CancelScope(shield=True):
                     self._target = self.store.last_event_id()
                     with anyio.move_on_after(DRAIN_SECONDS):
+                        # an observer whose pump was cancelled with the block (the mission
+                        # interrupted) cannot catch up: waiting for it only held up the exit
                         while any(self.delivered.get(i, 0) < self._caught_up_to(i)
-                                  for i in range(len(self._pairs))):
+                                  for i in range(len(self._pairs)) if i in self._pumping):
                             await anyio.sleep(0.02)
                 tg.cancel_scope.cancel()
 
@@ -467,12 +471,15 @@ class ObserverRunner:
             after = 0
         self.delivered[index] = after
         is_async = inspect.iscoroutinefunction(observer.on_event)
-        async for event in self.store.subscribe(after_id=after, mission_id=self.mission_id):
-            try:
-                if is_async:
-                    await observer.on_event(event, ctx)
-                else:
-                    await anyio.to_thread.run_sync(observer.on_event, event, ctx)
-            except Exception as exc:
-                self.manager._error(plugin, f"observer:{type(observer).__name__}", exc)
-            self.delivered[index] = event.id
+        try:
+            async for event in self.store.subscribe(after_id=after, mission_id=self.mission_id):
+                try:
+                    if is_async:
+                        await observer.on_event(event, ctx)
+                    else:
+                        await anyio.to_thread.run_sync(observer.on_event, event, ctx)
+                except Exception as exc:
+                    self.manager._error(plugin, f"observer:{type(observer).__name__}", exc)
+                self.delivered[index] = event.id
+        finally:
+            self._pumping.discard(index)
