@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import anyio
-import pytest
 
 from engine.config import load_config
 from engine.controller import Controller
@@ -76,7 +75,6 @@ def test_without_precheck_the_queue_finds_the_culprit(tmp_path: Path) -> None:
     store.close()
 
 
-@pytest.mark.slow
 def test_a_crash_during_the_precheck_keeps_the_finished_work(tmp_path: Path) -> None:
     # The unit's head is recorded before its precheck runs: a mission killed during it
     # takes that work on to review and the queue when it resumes, no agent runs again.
