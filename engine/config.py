@@ -198,13 +198,25 @@ class HitlConfig(Section):
 
 
 class SpeculationConfig(Section):
-    enabled: bool = Field(False, description="Speculative branches per unit (not available yet).")
-    branch_count: int = Field(2, ge=1, le=8, description="Branches per unit when enabled.")
+    enabled: bool = Field(
+        False,
+        description="Several agents work one unit in parallel, each with a different approach "
+        "hint; the branch `selection` picks goes on to review and the merge queue "
+        "(docs/architecture.md#speculation-branching).",
+    )
+    branch_count: int = Field(2, ge=1, le=8, description="Branches per unit when enabled "
+                              "(1: no branching).")
     selection: Literal["best_score", "tests", "review", "smallest_diff"] = Field(
         "tests",
-        description="How the winning branch is chosen: best_score = best verification result, "
-        "then best review score (the original tool's name); tests = verification only; "
-        "review = review score only; smallest_diff = smallest passing diff.",
+        description="How the winning branch is chosen: tests = verification in its worktree "
+        "(passing, most tests passed, fewest lint errors, then smallest diff); review = review "
+        "score; smallest_diff = smallest passing diff; best_score = tests, then review score, "
+        "then diff size (the original tool's name).",
+    )
+    units: Literal["uncertain", "all"] = Field(
+        "uncertain",
+        description="Which units branch: uncertain = those the planner marks `uncertain`; "
+        "all = every unit.",
     )
 
 
@@ -720,9 +732,7 @@ def format_validation_error(exc: ValidationError, path: Path | None) -> str:
     return header + "\n  " + "\n  ".join(lines)
 
 
-UNAVAILABLE_FEATURES: tuple[tuple[str, str], ...] = (
-    ("speculation.enabled", "speculative branches"),
-)
+UNAVAILABLE_FEATURES: tuple[tuple[str, str], ...] = ()
 
 
 def secret_env_names(config: MissionConfig) -> list[str]:

@@ -41,6 +41,7 @@ class Unit(BaseModel):
     specialist: str = "general"
     priority: int = 3
     is_leaf: bool = True
+    uncertain: bool = False  # the planner is unsure of the approach (speculation branches)
     status: UnitStatus
     reason: str | None = None
     branch: str | None = None

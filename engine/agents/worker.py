@@ -84,9 +84,18 @@ def lessons_section(notes: list[str] | None) -> str:
             + "\n".join(f"- {line}" for line in lines) + "\n")
 
 
+def approach_section(approach: str | None) -> str:
+    """The "Your approach" section of a speculation branch's prompt (empty without a hint)."""
+    if not approach or not approach.strip():
+        return ""
+    return ("\n## Your approach\n\nOther agents work this same unit in parallel with other "
+            "approaches; the best result is kept. Take this one:\n\n" + approach.strip() + "\n")
+
+
 def prompt_values(unit: dict[str, Any], objective: str, feedback: str | None,
-                  notes: list[str] | None = None) -> dict[str, str]:
-    """Placeholder values shared by the worker, architect, editor and fixup templates."""
+                  notes: list[str] | None = None, approach: str | None = None) -> dict[str, str]:
+    """Placeholder values shared by the worker, architect, editor and fixup templates
+    (``approach``: a speculation branch's hint, shown to workers, architects and editors)."""
     spec = specialist_text(specialist_name(unit))
     return {
         "objective": objective.strip() or "(no objective given)",
@@ -102,6 +111,7 @@ def prompt_values(unit: dict[str, Any], objective: str, feedback: str | None,
             if feedback and feedback.strip() else ""
         ),
         "lessons_section": lessons_section(notes),
+        "approach_section": approach_section(approach),
     }
 
 
@@ -180,7 +190,8 @@ async def run_unit_agent(
     ``notes`` fill the prompt's "What earlier attempts learned" section."""
     workdir = Path(workdir)
     unit_id = str(unit.get("id", ""))
-    values = prompt_values(unit, objective, feedback, notes)
+    values = prompt_values(unit, objective, feedback, notes,
+                           approach if role != AgentRole.FIXUP else None)
     metadata = {
         "unit_id": unit_id, "unit_title": str(unit.get("title", "")),
         "specialist": specialist_name(unit), "attempt": str(unit.get("attempt_count", "")),

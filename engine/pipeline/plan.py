@@ -113,6 +113,7 @@ class PlanPhase:
                         "specialist": node.specialist,
                         "priority": node.priority,
                         "is_leaf": int(unit.is_leaf),
+                        "uncertain": int(node.uncertain),
                         "status": UnitStatus.PLANNED.value,
                         "created_at": now,
                         "updated_at": now,

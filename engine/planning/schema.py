@@ -40,6 +40,9 @@ class PlanNode(BaseModel):
     dependencies: list[str] = Field(default_factory=list, description="Titles of siblings.")
     specialist: str = "general"
     leaf: bool = True
+    uncertain: bool = Field(
+        False, description="The planner is unsure of the best approach: with [speculation] "
+        "on, several agents try it in parallel.")
 
     @field_validator("title")
     @classmethod
@@ -127,6 +130,7 @@ class PlannedUnit:
             "specialist": self.node.specialist,
             "priority": self.node.priority,
             "is_leaf": int(self.is_leaf),
+            "uncertain": int(self.node.uncertain),
         }
 
 
