@@ -199,10 +199,7 @@ class HitlConfig(Section):
 
 class SpeculationConfig(Section):
     enabled: bool = Field(
-        False,
-        description="Several agents work one unit in parallel, each with a different approach "
-        "hint; the branch `selection` picks goes on to review and the merge queue "
-        "(docs/architecture.md#speculation-branching).",
+        False, description="Work the units `units` names with `branch_count` agents each."
     )
     branch_count: int = Field(2, ge=1, le=8, description="Branches per unit when enabled "
                               "(1: no branching).")
