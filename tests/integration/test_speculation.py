@@ -193,3 +193,30 @@ def test_which_units_branch(tmp_path: Path) -> None:
     assert runner_for(every, {"uncertain": 0}) is run_branches
     # the extra branches have slots of their own: (3 - 1) per worker, beyond fixup's
     assert len(rt.free_slots) == 2 + rt.config.green_branch.fixup_candidates + 2 * 2
+
+
+@pytest.mark.anyio
+async def test_a_restart_after_the_choice_takes_the_winner_on_without_branching_again(
+    tmp_path: Path,
+) -> None:
+    rt = speculating_runtime(tmp_path, "tests")
+    slot = min(rt.free_slots)
+    rt.free_slots.discard(slot)
+    real_submit = rt.queue.submit
+
+    def killed(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt  # the process dies at the door of the queue
+
+    rt.queue.submit = killed  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        await run_branches(rt, "u1", slot)
+    rt.queue.submit = real_submit  # type: ignore[method-assign]
+    (won,) = events(rt, "speculation.winner")
+    # what adopting the mission does with a unit whose agent had finished
+    rt.units.move("u1", UnitStatus.READY, resume_point="review", reason="restart")
+    await run_branches(rt, "u1", slot)
+    rt.give_slot(slot)
+    unit = rt.store.get("units", "u1")
+    assert unit["status"] == UnitStatus.QUEUED and unit["head_commit"] == won["head"]
+    assert len(events(rt, "speculation.started")) == 1  # not branched again
+    assert len(rt.store.rows("attempts", "role = 'worker'")) == 3
