@@ -146,7 +146,7 @@ async def run_branches(
         return await run_unit(rt, unit_id, slot, model=model, single_pass=single_pass,
                               notes=notes, templates=templates)
     spec = rt.config.speculation
-    count = branch_count(rt.config, {**unit, "uncertain": True})
+    count = max(spec.branch_count, 1)
     attempt_no = unit["attempt_count"] + 1
     rt.units.move(unit_id, UnitStatus.RUNNING, reason=None, attempt_count=attempt_no,
                   branch=branch, base_commit=base, head_commit=None, resume_point=None)
