@@ -143,6 +143,13 @@ async def test_the_winner_merges_through_the_queue(tmp_path: Path) -> None:
     green = rt.repo.pygit[rt.repo.green_head()].peel(pygit2.Commit)
     names = {e.name for e in green.tree["app"]}
     assert "farewell.py" in names and "shout.py" not in names
+    # what `mc --headless` prints of it
+    from mc_tui.headless import describe
+
+    lines = [describe(e) for e in rt.store.events_after(0) if e.kind.startswith("speculation.")]
+    assert lines[0] == "[u1] 3 speculation branches (tests picks the winner)"
+    assert "[u1] branch 2 wins; lost: 1, 3 ($0.75 for all)" in lines
+    assert any(line.startswith("[u1] branch 1: verified=False passed=0 failed=1") for line in lines)
 
 
 FAILING = '''
