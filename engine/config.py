@@ -201,8 +201,11 @@ class SpeculationConfig(Section):
     enabled: bool = Field(
         False, description="Work the units `units` names with `branch_count` agents each."
     )
-    branch_count: int = Field(2, ge=1, le=8, description="Branches per unit when enabled "
-                              "(1: no branching).")
+    branch_count: int = Field(
+        2, ge=1, le=8,
+        description="Branches per unit when enabled (1: no branching); each is an agent session "
+        "of its own, so up to num_workers x branch_count agents run at once, all costed.",
+    )
     selection: Literal["best_score", "tests", "review", "smallest_diff"] = Field(
         "tests",
         description="How the winning branch is chosen: tests = verification in its worktree "

@@ -227,3 +227,32 @@ async def test_a_restart_after_the_choice_takes_the_winner_on_without_branching_
     assert unit["status"] == UnitStatus.QUEUED and unit["head_commit"] == won["head"]
     assert len(events(rt, "speculation.started")) == 1  # not branched again
     assert len(rt.store.rows("attempts", "role = 'worker'")) == 3
+
+
+AUTH = CASSETTE.replace('''role = "worker"
+when = { candidate = "2" }
+cost_usd = 0.25
+actions = [''', '''role = "worker"
+when = { candidate = "2" }
+cost_usd = 0.25
+actions = [
+  { type = "fail", error = "Invalid API key", reason = "auth", status = "error" },''', 1)
+
+
+@pytest.mark.anyio
+async def test_an_auth_failure_of_one_branch_stops_the_mission_and_frees_everything(
+    tmp_path: Path,
+) -> None:
+    from engine.runtime import FatalAgentError
+
+    assert AUTH != CASSETTE
+    rt = speculating_runtime(tmp_path, "tests", AUTH)
+    free_before = set(rt.free_slots)
+    slot = min(rt.free_slots)
+    rt.free_slots.discard(slot)
+    with pytest.raises(FatalAgentError, match="not authenticated"):
+        await run_branches(rt, "u1", slot)
+    rt.give_slot(slot)
+    assert rt.store.get("units", "u1")["status"] == UnitStatus.READY  # picked up after login
+    assert not events(rt, "speculation.winner") and not rt.store.rows("merges")
+    assert_pool_returned(rt, free_before)
