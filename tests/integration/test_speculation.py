@@ -256,3 +256,40 @@ async def test_an_auth_failure_of_one_branch_stops_the_mission_and_frees_everyth
     assert rt.store.get("units", "u1")["status"] == UnitStatus.READY  # picked up after login
     assert not events(rt, "speculation.winner") and not rt.store.rows("merges")
     assert_pool_returned(rt, free_before)
+
+
+LEAK = '''
+[[interaction]]
+role = "worker"
+when = { candidate = "1" }
+actions = [
+  { type = "write", path = "app/tiny.py", content = "X = 1\\n" },
+  { type = "run", command = "git add -f .env app/tiny.py && git -c user.name=a -c user.email=a@localhost commit -q -m leak" },
+]
+
+[[interaction]]
+role = "worker"
+actions = [
+  { type = "write", path = "app/farewell.py", content = "def farewell(name):\\n    return 'see you ' + name\\n" },
+  { type = "commit", message = "farewell" },
+]
+'''
+
+
+@pytest.mark.anyio
+async def test_a_branch_that_commits_a_secret_never_wins(tmp_path: Path) -> None:
+    rt = make_runtime(tmp_path, LEAK, '[speculation]\nenabled = true\nbranch_count = 2\n'
+                      'selection = "smallest_diff"\n[worktree]\ninclude = [".env"]\n')
+    (rt.repo.path / ".gitignore").write_text(".env\n")
+    (rt.repo.path / ".env").write_text("API_TOKEN=not-for-git\n")  # the user's, copied in
+    add_unit(rt, "u1", UnitStatus.READY, uncertain=1)
+    slot = min(rt.free_slots)
+    rt.free_slots.discard(slot)
+    await run_branches(rt, "u1", slot)
+    rt.give_slot(slot)
+    branches = {e["branch"]: e for e in events(rt, "speculation.branch")}
+    assert ".env" in (branches[1]["problem"] or "") and branches[1]["head"]
+    assert branches[1]["diff_lines"] <= branches[2]["diff_lines"]  # it would win a tie, yet
+    (won,) = events(rt, "speculation.winner")
+    assert won["branch"] == 2 and won["problem"] is None
+    assert rt.store.get("units", "u1")["status"] == UnitStatus.QUEUED
