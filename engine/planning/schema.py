@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from engine.agents.tool_templates import ToolRequestError, resolve_requests
 
 SPECIALISTS: tuple[str, ...] = (
     "general",
@@ -40,6 +42,10 @@ class PlanNode(BaseModel):
     dependencies: list[str] = Field(default_factory=list, description="Titles of siblings.")
     specialist: str = "general"
     leaf: bool = True
+    tools: list[dict[str, Any]] = Field(
+        default_factory=list, description="Session tools from the templates of "
+        "engine/agents/tool_templates.py, scoped to files_hint; resolved to "
+        '[{"name", "scope": [paths]}].')
 
     @field_validator("title")
     @classmethod
@@ -60,6 +66,19 @@ class PlanNode(BaseModel):
     @classmethod
     def _strip_items(cls, value: list[str]) -> list[str]:
         return [item.strip() for item in value if item.strip()]
+
+    @field_validator("tools", mode="before")
+    @classmethod
+    def _tool_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else _as_list(value)
+
+    @model_validator(mode="after")
+    def _tools_in_scope(self) -> PlanNode:
+        try:
+            self.tools = resolve_requests(self.tools, self.files_hint)
+        except ToolRequestError as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
     @field_validator("description", mode="before")
     @classmethod
@@ -127,6 +146,7 @@ class PlannedUnit:
             "specialist": self.node.specialist,
             "priority": self.node.priority,
             "is_leaf": int(self.is_leaf),
+            "tools": [dict(t) for t in self.node.tools],
         }
 
 

@@ -272,6 +272,9 @@ MIGRATIONS: list[list[str]] = [
     ],
     # 10: the host an agent session ran on ([[hosts]], docs/hosts.md); NULL: plain local
     ["ALTER TABLE attempts ADD COLUMN host TEXT"],
+    # 11: the session tools the planner asked for per unit (engine/agents/tool_templates.py):
+    #    a JSON list of {"name", "scope": [paths]}
+    ["ALTER TABLE units ADD COLUMN tools TEXT NOT NULL DEFAULT '[]'"],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
