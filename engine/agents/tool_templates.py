@@ -124,7 +124,7 @@ def resolve_requests(requests: Sequence[Any], files_hint: Sequence[str]) -> list
     return out
 
 
-def test_runner(verify_command: str) -> list[str]:
+def python_test_runner(verify_command: str) -> list[str]:
     """The argv prefix of the project's Python test runner, read from the verification
     command: its pytest part (``uv run pytest``, ``python -m pytest``) or its unittest part
     (``python3 -m unittest``); ``python3 -m pytest`` when it names neither."""

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from engine.agents.tool_templates import ToolRequestError, resolve_requests
+from engine.agents.tool_templates import ToolRequestError, normalize_request, resolve_requests
 
 SPECIALISTS: tuple[str, ...] = (
     "general",
@@ -70,7 +70,13 @@ class PlanNode(BaseModel):
     @field_validator("tools", mode="before")
     @classmethod
     def _tool_list(cls, value: Any) -> Any:
-        return [value] if isinstance(value, dict) else _as_list(value)
+        items = [value] if isinstance(value, dict) else _as_list(value)
+        if not isinstance(items, list):
+            raise ValueError("tools must be a list of template names or objects")
+        try:
+            return [normalize_request(item) for item in items]
+        except ToolRequestError as exc:
+            raise ValueError(str(exc)) from None
 
     @model_validator(mode="after")
     def _tools_in_scope(self) -> PlanNode:

@@ -47,8 +47,8 @@ from engine.agents.tool_templates import (
     check_keyword,
     in_scope,
     is_unittest,
+    python_test_runner,
     scope_path,
-    test_runner,
 )
 
 MAX_OUTPUT = 4000
@@ -166,9 +166,9 @@ def _files(workdir: Path, rels: Sequence[str]) -> list[str]:
 
 def tests_scoped(workdir: Path, verify_command: str, scope: Sequence[str], timeout: float,
                  paths: Sequence[str] | None = None, keyword: str = "") -> dict[str, Any]:
-    """The project's test runner (:func:`test_runner`) on the test files in the scope (or
+    """The project's test runner (:func:`python_test_runner`) on the test files in the scope (or
     ``paths`` within it). Returns ``exit_code``, ``passed``, ``output`` and ``ran`` (the files)."""
-    runner = test_runner(verify_command)
+    runner = python_test_runner(verify_command)
     unittest = is_unittest(runner)
     pattern = _UNITTEST_FILE if unittest else _PYTEST_FILE
     targets = [f for f in _files(workdir, _call_scope(scope, paths))

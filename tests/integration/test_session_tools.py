@@ -4,6 +4,7 @@ the real Claude Code CLI (pinned, installed by the fixture) against the scripted
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import subprocess
 import sys
@@ -47,7 +48,7 @@ def test_sdk_client_runs_verification_and_reports_a_discovery(repo: Path, tmp_pa
             "pwd && echo out && exit 3", "--store", str(store_path), "--unit", "u7"])
         async with Client(params) as client:
             names = {t.name for t in (await client.list_tools()).tools}
-            assert names == {"run_verification", "report_discovery"}
+            assert names == {"run_verification", "report_discovery"}  # no --recall, no --tools
             run = (await client.call_tool("run_verification", {})).structured_content
             assert run["exit_code"] == 3 and not run["passed"]
             assert run["output"].splitlines() == [str(repo), "out"]  # in the worker's worktree
@@ -126,3 +127,119 @@ def test_worker_requests_carry_the_session_tools_when_switched_on(repo: Path, tm
     read_only = _request(on, AgentRole.ARCHITECT, "p", repo, {}, read_only=True, mcp_config=path)
     assert read_only.mcp_config is None and "--mcp-config" not in ClaudeBackend().build_argv(
         read_only, "claude")
+
+
+# ---------------------------------------------------------------- recall and template tools
+def serve(repo: Path, *extra: str) -> StdioServerParameters:
+    return StdioServerParameters(command=sys.executable, args=[
+        "-m", "engine.services.session_tools", "--workdir", str(repo), "--verify",
+        "python3 -m unittest discover -s tests -t .", *extra])
+
+
+def test_recall_searches_memory_read_only_with_the_planners_ranking(repo: Path,
+                                                                     tmp_path: Path) -> None:
+    from engine.learning import episodes
+
+    store_path = tmp_path / "mc.db"
+    with Store(store_path) as store:
+        for key, title, reason in [("u1", "Parse the CSV header", "header row has a BOM"),
+                                   ("u2", "Add a logo to the docs", "")]:
+            episodes.record(store, kind="unit", key=key, mission_id=1, unit_id=key,
+                            objective="o", title=title, files=["app/csv.py"] if key == "u1" else [],
+                            outcome="failed" if reason else "merged", failure_reason=reason,
+                            review_feedback="", fixups="", cost_usd=0.1, max_episodes=10)
+    before = store_path.read_bytes()
+    settings = '{"threshold": 0.3, "half_life_days": 30, "tokens": 600}'
+
+    async def main() -> None:
+        async with Client(serve(repo, "--store", str(store_path), "--recall", settings)) as client:
+            names = {t.name for t in (await client.list_tools()).tools}
+            assert names == {"run_verification", "recall", "report_discovery"}
+            hit = (await client.call_tool("recall", {"query": "csv header parsing"})).structured_content
+            assert [e["lesson"] for e in hit["episodes"]] == [
+                "[failed] Parse the CSV header (files: app/csv.py) failed because: header row has a BOM"]
+            assert hit["episodes"][0]["score"] >= 0.3 and hit["episodes"][0]["outcome"] == "failed"
+            miss = (await client.call_tool("recall", {"query": "kubernetes helm"})).structured_content
+            assert miss == {"episodes": []}
+            empty = (await client.call_tool("recall", {"query": "a b"})).structured_content
+            assert empty["episodes"] == [] and "no search terms" in empty["note"]
+        # a tight budget bounds the answer like the planner's prompt section
+        tight = '{"threshold": 0.0, "half_life_days": 0, "tokens": 10}'
+        async with Client(serve(repo, "--store", str(store_path), "--recall", tight)) as client:
+            out = (await client.call_tool("recall", {"query": "csv header"})).structured_content
+            assert out == {"episodes": []}  # one lesson is longer than 40 characters
+        # no store yet: says so, creates nothing
+        async with Client(serve(repo, "--store", str(tmp_path / "none.db"), "--recall",
+                                settings)) as client:
+            none = (await client.call_tool("recall", {"query": "csv header"})).structured_content
+            assert none == {"episodes": [], "note": "no memory yet"}
+
+    anyio.run(main)
+    assert store_path.read_bytes() == before  # read-only: not a byte written
+    assert not (tmp_path / "none.db").exists()
+
+
+@pytest.fixture
+def project(repo: Path) -> Path:
+    (repo / "app").mkdir()
+    (repo / "app" / "__init__.py").write_text("")
+    (repo / "app" / "words.py").write_text("def hello(name):\n    return f'hello {name}'\n")
+    (repo / "app" / "other.py").write_text("def hello_other():\n    pass\n")
+    (repo / "tests").mkdir()
+    (repo / "tests" / "__init__.py").write_text("")
+    (repo / "tests" / "test_words.py").write_text(
+        "import unittest\n\nfrom app.words import hello\n\n\nclass T(unittest.TestCase):\n"
+        "    def test_hello(self):\n        self.assertEqual(hello('x'), 'hello x')\n\n"
+        "    def test_other(self):\n        self.assertTrue(True)\n")
+    (repo / "tests" / "test_broken.py").write_text(
+        "import unittest\n\n\nclass B(unittest.TestCase):\n"
+        "    def test_fails(self):\n        self.fail('outside the unit')\n")
+    outside = repo.parent / "secret.txt"
+    outside.write_text("hello from outside\n")
+    (repo / "app" / "link.txt").symlink_to(outside)  # a symlink out of the worktree
+    return repo
+
+
+def test_template_tools_are_exactly_the_units_and_stay_in_its_files(project: Path) -> None:
+    tools = json.dumps([{"name": "tests_scoped", "scope": ["tests/test_words.py"]},
+                        {"name": "grep_scoped", "scope": ["app", "tests/test_words.py"]}])
+
+    async def main() -> None:
+        async with Client(serve(project, "--tools", tools)) as client:
+            listed = {t.name: t for t in (await client.list_tools()).tools}
+            assert set(listed) == {"run_verification", "report_discovery", "tests_scoped",
+                                   "grep_scoped"}
+            assert "tests/test_words.py" in (listed["tests_scoped"].description or "")
+            ran = (await client.call_tool("tests_scoped", {})).structured_content
+            # unittest (from the verification command) on the unit's test file only:
+            # tests/test_broken.py, which fails, is not run
+            assert ran["passed"] and ran["exit_code"] == 0, ran
+            assert ran["ran"].endswith("-m unittest tests/test_words.py")
+            assert "Ran 2 tests" in ran["output"]
+            one = (await client.call_tool("tests_scoped", {"keyword": "test_hello"})).structured_content
+            assert "Ran 1 test" in one["output"] and one["passed"]
+            out = await client.call_tool("tests_scoped", {"paths": ["tests/test_broken.py"]})
+            assert out.is_error and "outside this tool's scope" in out.content[0].text
+            bad = await client.call_tool("tests_scoped", {"keyword": "x; rm -rf ."})
+            assert bad.is_error and "keyword may hold" in bad.content[0].text
+            found = (await client.call_tool("grep_scoped", {"pattern": r"def hello"})).structured_content
+            assert found == {"matches": ["app/other.py:1: def hello_other():",
+                                         "app/words.py:1: def hello(name):"], "truncated": False}
+            narrow = (await client.call_tool("grep_scoped", {"pattern": "HELLO", "ignore_case": True,
+                                                             "paths": ["app/words.py"]})).structured_content
+            assert narrow["matches"] == ["app/words.py:1: def hello(name):",
+                                         "app/words.py:2:     return f'hello {name}'"]
+            escape = await client.call_tool("grep_scoped", {"pattern": "x", "paths": ["../secret.txt"]})
+            assert escape.is_error and "leaves the repository" in escape.content[0].text
+            regex = await client.call_tool("grep_scoped", {"pattern": "("})
+            assert regex.is_error and "bad regular expression" in regex.content[0].text
+
+    anyio.run(main)
+
+
+def test_an_unknown_template_stops_the_server_with_the_reason(repo: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "engine.services.session_tools", "--workdir",
+                           str(repo), "--tools", '[{"name": "shell", "scope": ["a"]}]'],
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2
+    assert "session tools: unknown tool template 'shell'" in proc.stderr
