@@ -107,19 +107,39 @@ def test_real_claude_calls_the_session_tools(claude_cli: str, repo: Path, tmp_pa
 
 
 def test_worker_requests_carry_the_session_tools_when_switched_on(repo: Path, tmp_path: Path) -> None:
-    import json
-
     from engine.agents.worker import _request, session_tools_config
     from engine.config import MissionConfig
 
-    off = MissionConfig(target={"path": str(repo)}, state={"dir": str(tmp_path / "st")})
+    on = MissionConfig(target={"path": str(repo)}, state={"dir": str(tmp_path / "st")})
+    assert on.agent.session_tools  # on by default (docs/learning.md says why)
+    off = on.model_copy(update={"agent": on.agent.model_copy(update={"session_tools": False})})
     assert session_tools_config(off, repo, 1, "u1") is None
-    on = off.model_copy(update={"agent": off.agent.model_copy(update={"session_tools": True})})
-    path = session_tools_config(on, repo, 1, "u1")
+    other = on.model_copy(update={"agent": on.agent.model_copy(update={"backend": "codex"})})
+    assert session_tools_config(other, repo, 1, "u1") is None  # wired for Claude Code only
+    unit = {"files_hint": ["app", "tests/test_app.py"], "tools": [
+        {"name": "grep_scoped", "scope": ["app"]}, {"name": "tests_scoped", "scope": []}]}
+    path = session_tools_config(on, repo, 1, "u1", unit)
     assert path is not None and path.parent == tmp_path / "st" / "session-tools"
     server = json.loads(path.read_text())["mcpServers"]["mc"]
     assert server["args"][:2] == ["-m", "engine.services.session_tools"]
     assert server["args"][server["args"].index("--workdir") + 1] == str(repo)
+    args = server["args"]
+    assert json.loads(args[args.index("--tools") + 1]) == [
+        {"name": "grep_scoped", "scope": ["app"]},
+        {"name": "tests_scoped", "scope": ["app", "tests/test_app.py"]}]
+    assert json.loads(args[args.index("--recall") + 1]) == {
+        "threshold": 0.3, "half_life_days": 30.0, "tokens": 600}
+    from engine.agents.placement import running_on
+
+    class SandboxHost:
+        kind = "sandbox"
+
+    with running_on(SandboxHost()):  # type: ignore[arg-type]
+        assert session_tools_config(on, repo, 1, "u1", unit) is None
+    no_memory = on.model_copy(update={"episodic_memory": on.episodic_memory.model_copy(
+        update={"enabled": False})})
+    assert "--recall" not in json.loads(session_tools_config(
+        no_memory, repo, 1, "u1").read_text())["mcpServers"]["mc"]["args"]
     request = _request(on, AgentRole.WORKER, "p", repo, {}, mcp_config=path)
     assert PERMISSION_RULE in request.allowed_tools and request.mcp_config == path
     argv = ClaudeBackend().build_argv(request, "claude")
