@@ -4,6 +4,8 @@ save uncommitted work, and judge the outcome from the result marker or from git 
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,6 +30,7 @@ from engine.config import MissionConfig
 from engine.prompts import PROMPTS_DIR, render, render_text
 from engine.store import Store
 
+SESSION_TOOLS_PREFIX = "mc-session-tools-"
 STALL_NOTE = (
     "Note: a previous session on this task was ended by Mission Control ({reason}). "
     "Avoid commands that wait silently for a long time (servers, watchers, prompts); "
@@ -151,9 +154,11 @@ def session_tools_on(config: MissionConfig) -> bool:
 def session_tools_config(config: MissionConfig, workdir: Path, mission_id: int,
                          unit_id: str, unit: Mapping[str, Any] | None = None) -> Path | None:
     """The ``--mcp-config`` file of this session's tools when :func:`session_tools_on` and the
-    session runs as a plain local process (written under the state dir, never in the
-    worktree), else None. ``unit``: its row, whose ``tools`` (the planner's template tools)
-    the server adds; ``recall`` is served while ``[episodic_memory]`` is enabled."""
+    session runs as a plain local process, else None. It is written into a private temporary
+    folder (never the worktree, which the worker commits; never the repository); remove it
+    with :func:`discard_session_tools` when the sessions end. ``unit``: its row, whose
+    ``tools`` (the planner's template tools) the server adds; ``recall`` is served while
+    ``[episodic_memory]`` is enabled."""
     if not session_tools_on(config):
         return None
     host = current_host()
@@ -172,9 +177,15 @@ def session_tools_config(config: MissionConfig, workdir: Path, mission_id: int,
         except ToolRequestError:
             tools = []
     return write_mcp_config(
-        config.state_dir() / "session-tools", workdir, config.target.verification.command,
+        Path(tempfile.mkdtemp(prefix=SESSION_TOOLS_PREFIX)), workdir, config.target.verification.command,
         timeout=float(config.target.verification.timeout), store_path=config.db_path(),
         mission_id=mission_id, unit_id=unit_id or None, recall=recall, tools=tools)
+
+
+def discard_session_tools(path: Path | None) -> None:
+    """Remove the temporary folder of a :func:`session_tools_config` file."""
+    if path is not None and path.parent.name.startswith(SESSION_TOOLS_PREFIX):
+        shutil.rmtree(path.parent, ignore_errors=True)
 
 
 async def run_unit_agent(
@@ -232,26 +243,29 @@ async def run_unit_agent(
 
     mcp = session_tools_config(config, workdir, mission_id, unit_id, unit)
     result: AgentResult | None = None
-    if role == AgentRole.FIXUP:
-        prompt = build_prompt(role, values, approach=approach or "Fix it the most direct way.",
-                              failure_output=(failure_output or "(no output captured)").strip())
-        result = await session(_request(config, role, prompt, workdir, metadata, mcp_config=mcp))
-    elif config.agent.two_pass and role in (AgentRole.WORKER, AgentRole.EDITOR):
-        plan_req = _request(config, AgentRole.ARCHITECT, build_prompt(AgentRole.ARCHITECT, values, templates),
-                            workdir, metadata, read_only=True)
-        plan = await session(plan_req)
-        if plan.status == COMPLETED and plan.text.strip():
-            prompt = build_prompt(AgentRole.EDITOR, values, templates, plan=plan.text.strip())
-            result = await session(_request(config, AgentRole.EDITOR, prompt, workdir, metadata,
-                                                    mcp_config=mcp))
+    try:
+        if role == AgentRole.FIXUP:
+            prompt = build_prompt(role, values, approach=approach or "Fix it the most direct way.",
+                                  failure_output=(failure_output or "(no output captured)").strip())
+            result = await session(_request(config, role, prompt, workdir, metadata, mcp_config=mcp))
+        elif config.agent.two_pass and role in (AgentRole.WORKER, AgentRole.EDITOR):
+            plan_req = _request(config, AgentRole.ARCHITECT, build_prompt(AgentRole.ARCHITECT, values, templates),
+                                workdir, metadata, read_only=True)
+            plan = await session(plan_req)
+            if plan.status == COMPLETED and plan.text.strip():
+                prompt = build_prompt(AgentRole.EDITOR, values, templates, plan=plan.text.strip())
+                result = await session(_request(config, AgentRole.EDITOR, prompt, workdir, metadata,
+                                                        mcp_config=mcp))
+            else:
+                result = plan
+                if plan.status == COMPLETED:  # completed but said nothing: there is no plan
+                    result.status, result.error = FAILED, "the architect produced no plan"
+                    result.failure_reason = FailureReason.BAD_OUTPUT
         else:
-            result = plan
-            if plan.status == COMPLETED:  # completed but said nothing: there is no plan
-                result.status, result.error = FAILED, "the architect produced no plan"
-                result.failure_reason = FailureReason.BAD_OUTPUT
-    else:
-        prompt = build_prompt(AgentRole.WORKER, values, templates)
-        result = await session(_request(config, role, prompt, workdir, metadata, mcp_config=mcp))
+            prompt = build_prompt(AgentRole.WORKER, values, templates)
+            result = await session(_request(config, role, prompt, workdir, metadata, mcp_config=mcp))
+    finally:
+        discard_session_tools(mcp)
     return await _judge(store, mission_id, unit_id, workdir, base_commit, role, result,
                         attempt_ids, cost)
 

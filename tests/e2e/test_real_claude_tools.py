@@ -58,6 +58,8 @@ def test_a_mission_whose_worker_uses_the_session_tools(claude_cli: str, project:
                       f'[target.verification]\ncommand = "{VERIFY}"\n')
     with ModelServer(rules) as server:
         env = agent_env(claude_cli, server.url, tmp_path / "home")
+        env["TMPDIR"] = str(tmp_path / "tmp")  # where the sessions' MCP configs go
+        (tmp_path / "tmp").mkdir()
         result = run_mc("--no-ui", "--yes", "--config", str(config), cwd=tmp_path,
                         timeout=600, env=env)
         sent = server.model_requests()
@@ -77,6 +79,7 @@ def test_a_mission_whose_worker_uses_the_session_tools(claude_cli: str, project:
     scoped = json.loads(results["mcp__mc__tests_scoped"][0])
     assert scoped["passed"] and scoped["ran"].endswith("-m unittest tests/test_bye.py")
     assert "Ran 1 test" in scoped["output"]  # only the unit's test, not tests/test_greet.py
+    assert not list((tmp_path / "tmp").glob("mc-session-tools-*"))  # removed after use
     store = Store(store_path)
     mission = store.latest_mission()
     assert mission["status"] == "completed"

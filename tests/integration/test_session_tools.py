@@ -107,7 +107,7 @@ def test_real_claude_calls_the_session_tools(claude_cli: str, repo: Path, tmp_pa
 
 
 def test_worker_requests_carry_the_session_tools_when_switched_on(repo: Path, tmp_path: Path) -> None:
-    from engine.agents.worker import _request, session_tools_config
+    from engine.agents.worker import _request, discard_session_tools, session_tools_config
     from engine.config import MissionConfig
 
     on = MissionConfig(target={"path": str(repo)}, state={"dir": str(tmp_path / "st")})
@@ -119,7 +119,8 @@ def test_worker_requests_carry_the_session_tools_when_switched_on(repo: Path, tm
     unit = {"files_hint": ["app", "tests/test_app.py"], "tools": [
         {"name": "grep_scoped", "scope": ["app"]}, {"name": "tests_scoped", "scope": []}]}
     path = session_tools_config(on, repo, 1, "u1", unit)
-    assert path is not None and path.parent == tmp_path / "st" / "session-tools"
+    assert path is not None and path.parent.name.startswith("mc-session-tools-")
+    assert not path.is_relative_to(repo) and not path.is_relative_to(tmp_path / "st")
     server = json.loads(path.read_text())["mcpServers"]["mc"]
     assert server["args"][:2] == ["-m", "engine.services.session_tools"]
     assert server["args"][server["args"].index("--workdir") + 1] == str(repo)
@@ -144,6 +145,8 @@ def test_worker_requests_carry_the_session_tools_when_switched_on(repo: Path, tm
     assert PERMISSION_RULE in request.allowed_tools and request.mcp_config == path
     argv = ClaudeBackend().build_argv(request, "claude")
     assert argv[argv.index("--mcp-config") + 1] == str(path) and "--strict-mcp-config" in argv
+    discard_session_tools(path)
+    assert not path.parent.exists()
     read_only = _request(on, AgentRole.ARCHITECT, "p", repo, {}, read_only=True, mcp_config=path)
     assert read_only.mcp_config is None and "--mcp-config" not in ClaudeBackend().build_argv(
         read_only, "claude")
