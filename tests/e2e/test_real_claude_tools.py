@@ -66,6 +66,10 @@ def test_a_mission_whose_worker_uses_the_session_tools(claude_cli: str, project:
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     planner = next(r for r in sent if r.rule == "planner")
     assert "`tests_scoped`" in planner.view.prompt_text  # the planner is offered the templates
+    first: ModelRequest = [r for r in sent if r.rule == "worker"][0].view
+    # Claude Code puts the server's instructions in the prompt: the worker is told its tools
+    assert "Mission Control tools for this work unit" in first.prompt_text
+    assert "tests_scoped (run the project's Python test runner" in first.prompt_text
     last: ModelRequest = [r for r in sent if r.rule == "worker"][-1].view
     results = {name: (text, error) for name, text, error in last.tool_results}
     names = [name for name, _, _ in last.tool_results]

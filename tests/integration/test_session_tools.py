@@ -266,3 +266,30 @@ def test_an_unknown_template_stops_the_server_with_the_reason(repo: Path) -> Non
                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert proc.returncode == 2
     assert "session tools: unknown tool template 'shell'" in proc.stderr
+
+
+def test_real_claude_runs_the_session_when_the_tools_server_cannot_start(
+        claude_cli: str, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Default-on is safe: a server that exits at start (here: an unknown template) leaves
+    the session without mc's tools, not without a session."""
+    config = write_mcp_config(tmp_path / "state", repo, VERIFY, timeout=30, store_path=None,
+                              mission_id=None, unit_id="u1",
+                              tools=[{"name": "shell", "scope": ["README.md"]}])
+    rule = Rule(name="worker", match="You are a worker agent", reply=turns([
+        tool_use("mcp__mc__run_verification", {}), finish("Done anyway.", [])]))
+    with ModelServer([rule]) as server:
+        for name in list(os.environ):
+            if any(fnmatch.fnmatchcase(name, pat) for pat in BACKEND_ENV):
+                monkeypatch.delenv(name)
+        for key, value in claude_env(server.url, tmp_path / "home").items():
+            monkeypatch.setenv(key, value)
+        events: list = []
+        request = AgentRequest(role=AgentRole.WORKER, prompt="You are a worker agent. Go.",
+                               workdir=repo, model="sonnet", max_turns=5, timeout_s=90,
+                               allowed_tools=[PERMISSION_RULE], mcp_config=config)
+        result = anyio.run(ClaudeBackend(executable=claude_cli, kill_grace=2).run, request,
+                           events.append)
+        sent = server.model_requests()
+    assert result.status == COMPLETED, (result.error, [e.text for e in events][-5:])
+    (name, text, is_error), = sent[-1].view.tool_results
+    assert is_error and "mcp__mc__run_verification" in name, (name, text)
