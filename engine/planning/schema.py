@@ -193,8 +193,10 @@ class PlanTree:
                 last = index == len(kids) - 1
                 files = f"  ({', '.join(unit.node.files_hint)})" if unit.node.files_hint else ""
                 after = f"  after {', '.join(unit.dependencies)}" if unit.dependencies else ""
+                tools = (f"  [tools: {', '.join(t['name'] for t in unit.node.tools)}]"
+                         if unit.node.tools else "")
                 lines.append(f"{prefix}{'└─ ' if last else '├─ '}{unit.key}. {unit.node.title}"
-                             f"{files}{after}")
+                             f"{files}{after}{tools}")
                 walk(unit.key, prefix + ("   " if last else "│  "))
 
         walk(None, "")
@@ -220,4 +222,6 @@ class PlanTree:
                 lines.append(f"{pad}   accept: {criterion}")
             if unit.dependencies:
                 lines.append(f"{pad}   after: {', '.join(unit.dependencies)}")
+            for tool in node.tools:
+                lines.append(f"{pad}   tool: {tool['name']} ({', '.join(tool['scope'])})")
         return "\n".join(lines)

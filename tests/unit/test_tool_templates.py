@@ -71,6 +71,8 @@ def test_the_planner_is_told_the_templates_and_a_bad_request_goes_back() -> None
     tree = plan(ask, tools=True)
     assert tree.get("1").as_row()["tools"] == [{"name": "tests_scoped",
                                                 "scope": ["tests/test_a.py"]}]
+    assert tree.tree_text() == "└─ 1. A  (a.py, tests/test_a.py)  [tools: tests_scoped]"
+    assert "   tool: tests_scoped (tests/test_a.py)" in tree.outline()
     first, second = ask.prompts_for(None)
     assert all(f"`{name}`" in first for name in TEMPLATES) and "`tools` (optional)" in first
     assert "unknown tool template 'run_anything'" in second
