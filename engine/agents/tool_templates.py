@@ -130,7 +130,8 @@ def python_test_runner(verify_command: str) -> list[str]:
     (``python3 -m unittest``); ``python3 -m pytest`` when it names neither."""
     for head in command_heads(verify_command):
         words = shlex.split(head)
-        if words and (words[-1] in ("pytest", "py.test") or words[-2:] == ["-m", "pytest"]):
+        if words and (posixpath.basename(words[-1]) in ("pytest", "py.test")
+                      or words[-2:] == ["-m", "pytest"]):
             return words
     for head in command_heads(verify_command):
         words = shlex.split(head)

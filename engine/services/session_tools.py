@@ -144,24 +144,30 @@ def _call_scope(scope: Sequence[str], paths: Sequence[str] | None) -> list[str]:
 
 
 def _files(workdir: Path, rels: Sequence[str]) -> list[str]:
-    """The files under ``rels`` (files or directories; ``.git`` skipped), repository-relative,
-    sorted, at most :data:`MAX_FILES`."""
+    """The files under ``rels`` (files or directories; ``.git`` skipped, symlinked folders
+    not followed, files resolving outside ``workdir`` dropped), repository-relative, in walk
+    order, at most :data:`MAX_FILES`."""
     root = workdir.resolve()
-    found: list[str] = []
+    found: dict[str, None] = {}
+
+    def add(file: Path) -> bool:
+        if file.resolve().is_relative_to(root):
+            found.setdefault(file.relative_to(root).as_posix(), None)
+        return len(found) >= MAX_FILES
+
     for rel in rels:
         path = _inside(workdir, rel)
         if path is None:
             continue
-        candidates = [path] if path.is_file() else sorted(
-            p for p in path.rglob("*") if p.is_file() and ".git" not in p.relative_to(root).parts)
-        for file in candidates:
-            if file.resolve().is_relative_to(root):
-                name = file.relative_to(root).as_posix()
-                if name not in found:
-                    found.append(name)
-            if len(found) >= MAX_FILES:
-                return found
-    return found
+        if path.is_file():
+            if add(path):
+                break
+            continue
+        for folder, dirs, files in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if d != ".git")
+            if any(add(Path(folder) / name) for name in sorted(files)):
+                return list(found)
+    return list(found)
 
 
 def tests_scoped(workdir: Path, verify_command: str, scope: Sequence[str], timeout: float,

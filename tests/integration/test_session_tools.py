@@ -252,6 +252,8 @@ def test_template_tools_are_exactly_the_units_and_stay_in_its_files(project: Pat
                                                              "paths": ["app/words.py"]})).structured_content
             assert narrow["matches"] == ["app/words.py:1: def hello(name):",
                                          "app/words.py:2:     return f'hello {name}'"]
+            linked = (await client.call_tool("grep_scoped", {"pattern": "from outside"})).structured_content
+            assert linked["matches"] == []  # app/link.txt points out of the worktree: skipped
             escape = await client.call_tool("grep_scoped", {"pattern": "x", "paths": ["../secret.txt"]})
             assert escape.is_error and "leaves the repository" in escape.content[0].text
             regex = await client.call_tool("grep_scoped", {"pattern": "("})

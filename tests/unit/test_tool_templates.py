@@ -87,6 +87,7 @@ def test_the_planner_is_told_the_templates_and_a_bad_request_goes_back() -> None
     ("python3 -m unittest discover -s tests -t .", ["python3", "-m", "unittest"]),
     ("PYTHONPATH=src python -m pytest -x", ["python", "-m", "pytest"]),
     ("make check", ["python3", "-m", "pytest"]),
+    (".venv/bin/pytest tests", [".venv/bin/pytest"]),
 ])
 def test_the_test_runner_comes_from_the_verification_command(verify: str,
                                                              runner: list[str]) -> None:
