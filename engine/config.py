@@ -373,8 +373,10 @@ class AgentConfig(Section):
         default_factory=list, description="Extra environment variables agents may see."
     )
     session_tools: bool = Field(
-        False, description="Serve each Claude Code worker session an MCP server of mc tools "
-        "(run_verification in its worktree, report_discovery into the backlog).")
+        True, description="Serve each Claude Code worker, editor and fixup session (local "
+        "hosts) an MCP server of mc tools: run_verification in its worktree, recall (episodic "
+        "memory), report_discovery (backlog) and the unit's template tools the planner asked "
+        "for (docs/learning.md). false: none, and the planner is not offered templates.")
 
 
 class MergeQueueConfig(Section):

@@ -55,6 +55,7 @@ class Unit(BaseModel):
     resume_point: str | None = None
     review_rejections: int = 0
     fixup_rounds: int = 0
+    tools: list[dict[str, Any]] = []
     created_at: float = 0.0
     updated_at: float = 0.0
 
