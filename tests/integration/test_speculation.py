@@ -143,6 +143,12 @@ async def test_the_winner_merges_through_the_queue(tmp_path: Path) -> None:
     green = rt.repo.pygit[rt.repo.green_head()].peel(pygit2.Commit)
     names = {e.name for e in green.tree["app"]}
     assert "farewell.py" in names and "shout.py" not in names
+    # what the mission report says of it
+    from engine.report import build_report
+
+    assert build_report(rt.store, rt.mission_id)["speculation"] == [{
+        "unit_id": "u1", "attempt": 1, "selection": "tests", "winner": 2, "losers": [1, 3],
+        "cost_usd": 0.75}]
     # what `mc --headless` prints of it
     from mc_tui.headless import describe
 
