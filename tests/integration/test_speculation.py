@@ -299,3 +299,19 @@ async def test_a_branch_that_commits_a_secret_never_wins(tmp_path: Path) -> None
     (won,) = events(rt, "speculation.winner")
     assert won["branch"] == 2 and won["problem"] is None
     assert rt.store.get("units", "u1")["status"] == UnitStatus.QUEUED
+
+
+@pytest.mark.anyio
+async def test_the_gate_reuses_the_winners_review(tmp_path: Path) -> None:
+    rt = make_runtime(tmp_path, CASSETTE, "[speculation]\nenabled = true\nbranch_count = 3\n"
+                      'selection = "best_score"\n[review]\ngate_completion = true\n')
+    add_unit(rt, "u1", UnitStatus.READY, uncertain=1)
+    slot = min(rt.free_slots)
+    rt.free_slots.discard(slot)
+    await run_branches(rt, "u1", slot)
+    rt.give_slot(slot)
+    assert rt.store.get("units", "u1")["status"] == UnitStatus.QUEUED
+    # two reviews for the choice (branches 2 and 3 tie on the tests), none more at the gate
+    assert len(rt.store.rows("attempts", "role = 'reviewer'")) == 2
+    (scored,) = events(rt, "review.scored")
+    assert scored["passed"] and scored["feedback"] == "b3" and scored["score"] == 8.0
