@@ -9,7 +9,6 @@ passing, fewest lint errors, smallest diff) and goes back into the merge queue.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import traceback
@@ -30,6 +29,7 @@ from engine.gates.fixup_select import (
 )
 from engine.gitops import run_verification
 from engine.hosts import running_on
+from engine.ledger import FixupWinner
 from engine.models import UnitStatus
 from engine.runtime import FatalAgentError, Runtime
 
@@ -75,10 +75,10 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str, *,
     assert unit is not None
     pending = undelivered_winner(rt, unit_id)
     if pending is not None:
-        rt.log(f"unit {unit_id}: delivering fixup round {pending['round']}'s winner again "
+        rt.log(f"unit {unit_id}: delivering fixup round {pending.round}'s winner again "
                "(the process stopped before it reached the queue)", unit_id=unit_id)
-        await deliver_winner(rt, unit, int(pending["round"]), int(pending["candidate"]),
-                             str(pending.get("approach") or ""), str(pending["head"]))
+        await deliver_winner(rt, unit, pending.round, pending.candidate, pending.approach,
+                             pending.head)
         return
     round_no = fixup_rounds(rt, unit_id) + 1
     max_rounds = rt.config.green_branch.fixup_max_attempts
@@ -224,26 +224,15 @@ async def deliver_winner(
     submit(rt, unit_id, branch, head)
 
 
-def undelivered_winner(rt: Runtime, unit_id: str) -> dict[str, Any] | None:
+def undelivered_winner(rt: Runtime, unit_id: str) -> FixupWinner | None:
     """The winner of a round the process died after deciding (at the fixup gate, say):
-    it is delivered again rather than paid for with a new round."""
-    rows = rt.store.query(
-        "SELECT id, payload FROM events WHERE kind = 'fixup.winner' AND unit_id = ? "
-        "ORDER BY id DESC LIMIT 1", (unit_id,),
-    )
-    if not rows:
+    it is delivered again rather than paid for with a new round. The ledger keeps it on the
+    unit's row until the unit next moves (delivered, or denied at the gate)."""
+    winner = rt.units.pending_winner(unit_id)
+    if winner is None:
         return None
-    winner = json.loads(rows[0]["payload"])
-    if not winner.get("head") or not winner.get("candidate"):
-        return None
-    moved_on = rt.store.query(
-        "SELECT 1 FROM events WHERE kind IN ('unit.submitted', 'unit.status') AND unit_id = ? "
-        "AND id > ? LIMIT 1", (unit_id, rows[0]["id"]),
-    )
-    if moved_on:
-        return None  # delivered (and sent back by the queue), or denied at the gate
     try:
-        rt.repo.pygit[winner["head"]]
+        rt.repo.pygit[winner.head]
     except (KeyError, ValueError):
-        return None
+        return None  # the commit is gone: a new round
     return winner

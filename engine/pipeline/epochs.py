@@ -4,12 +4,12 @@ objective over an :class:`~engine.plugins.EpochView`, each wrapped by the plugin
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from functools import partial
 from typing import Literal
 
+from engine.ledger import EpochLedger
 from engine.models import EpochStatus, MissionStatus
 from engine.pipeline.assess import FeedbackPhase, ObjectivePhase
 from engine.pipeline.commands import CommandInbox
@@ -36,7 +36,8 @@ class StartPoint:
 
 
 def resume_point(store: Store, mission_id: int) -> StartPoint:
-    """The phase a (resumed) mission starts from, read from the epochs and the events."""
+    """The phase a (resumed) mission starts from, read from the epochs' status and decision
+    columns (``engine/ledger.py``: the objective check is recorded on the epoch it judged)."""
     rows = store.query(
         "SELECT id, number, status FROM epochs WHERE mission_id = ? ORDER BY number DESC LIMIT 1",
         (mission_id,),
@@ -52,23 +53,12 @@ def resume_point(store: Store, mission_id: int) -> StartPoint:
         return StartPoint("plan")
     if last["status"] != EpochStatus.COMPLETED:
         return StartPoint("plan")
-    ended = store.query(
-        "SELECT MAX(id) AS id FROM events WHERE mission_id = ? AND kind = 'epoch.status' "
-        "AND json_extract(payload, '$.id') = ? AND json_extract(payload, '$.to') = ?",
-        (mission_id, epoch_id, EpochStatus.COMPLETED.value),
-    )[0]["id"]
-    if ended is None:
-        return StartPoint("plan")
-    checked = store.query(
-        "SELECT payload FROM events WHERE mission_id = ? AND kind = 'objective.checked' "
-        "AND id > ? ORDER BY id DESC LIMIT 1", (mission_id, ended),
-    )
-    if not checked:
+    decided = EpochLedger(store).get(epoch_id)
+    if decided is None or decided.objective_met is None:
         return StartPoint("objective", epoch_id)
-    payload = json.loads(checked[0]["payload"])
-    if payload.get("met"):
-        return StartPoint("decided", epoch_id,
-                          (MissionStatus.COMPLETED, f"objective met: {payload.get('feedback', '')}"))
+    if decided.objective_met:
+        return StartPoint("decided", epoch_id, (
+            MissionStatus.COMPLETED, f"objective met: {decided.objective_feedback or ''}"))
     return StartPoint("decided", epoch_id)
 
 
@@ -125,12 +115,13 @@ class EpochPipeline:
                     return result.stop
                 verdict = await state.plugins.around_phase(
                     "objective", self._view(start.epoch_id, result),
-                    partial(self.objective.run, result))
+                    partial(self.objective.run, start.epoch_id, result))
             elif start.phase == "objective":
                 merged, failed = leaf_tally(state.epoch_units(start.epoch_id))
                 rt.log(f"resumed after epoch {number} ended: checking the objective "
                        "before planning")
-                verdict = await self.objective.run(EpochResult(merged=merged, failed=failed))
+                verdict = await self.objective.run(start.epoch_id,
+                                                   EpochResult(merged=merged, failed=failed))
             else:
                 verdict = start.decided
             if verdict is not None:

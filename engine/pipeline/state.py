@@ -3,7 +3,6 @@ cost and progress trackers; and the outcome of one epoch."""
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,22 +62,19 @@ class MissionState:
         return time.monotonic() - self.started
 
     def restore(self) -> None:
-        """On resume: rebuild the EMA, the stall evaluator and the objective-check count."""
-        for row in self.store.query(
-            "SELECT kind, payload FROM events WHERE mission_id = ? AND kind IN "
-            "('epoch.feedback', 'objective.checked') ORDER BY id", (self.rt.mission_id,),
-        ):
-            payload = json.loads(row["payload"])
-            if row["kind"] == "objective.checked":
+        """On resume: rebuild the EMA, the stall evaluator and the objective-check count
+        from the epochs' decision columns (the ledger's, see ``engine/ledger.py``)."""
+        for epoch in self.rt.epochs.epochs(self.rt.mission_id):
+            if epoch.feedback_at is not None:
+                self.ema.observe(epoch.cost_usd)
+                self.evaluator.record(units_merged=epoch.units_merged,
+                                      tests_passed=epoch.tests_passed,
+                                      tests_failed=epoch.tests_failed,
+                                      lint_errors=epoch.lint_errors)
+            if epoch.objective_met is not None:
                 self.objective_checks += 1
-                if not payload.get("met"):
-                    self.objective_feedback = payload.get("feedback")
-            else:
-                self.ema.observe(float(payload.get("cost") or 0.0))
-                self.evaluator.record(units_merged=int(payload.get("merged") or 0),
-                                      tests_passed=payload.get("tests_passed"),
-                                      tests_failed=payload.get("tests_failed"),
-                                      lint_errors=payload.get("lint_errors"))
+                if not epoch.objective_met:
+                    self.objective_feedback = epoch.objective_feedback
 
     def epoch_units(self, epoch_id: int) -> list[dict[str, Any]]:
         return self.store.rows("units", "epoch_id = ?", (epoch_id,), order="created_at, id")
