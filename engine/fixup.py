@@ -13,7 +13,6 @@ import os
 import subprocess
 import traceback
 from pathlib import Path
-from typing import Any
 
 import anyio
 
@@ -29,7 +28,7 @@ from engine.gates.fixup_select import (
 )
 from engine.gitops import run_verification
 from engine.hosts import running_on
-from engine.ledger import FixupWinner
+from engine.ledger import FixupWinner, Unit
 from engine.models import UnitStatus
 from engine.runtime import FatalAgentError, Runtime
 
@@ -71,8 +70,7 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str, *,
     """Repair a unit in FIXUP status, or fail it when attempts are used up. ``notes``: the
     plugins' ``worker_notes`` (the prompt's "What earlier attempts learned")."""
     store = rt.store
-    unit = store.get("units", unit_id)
-    assert unit is not None
+    unit = rt.units.require(unit_id)
     pending = undelivered_winner(rt, unit_id)
     if pending is not None:
         rt.log(f"unit {unit_id}: delivering fixup round {pending.round}'s winner again "
@@ -106,7 +104,7 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str, *,
             raise
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
-            rt.log(f"fixup candidate {index + 1} of {unit['title']} failed: {reason}",
+            rt.log(f"fixup candidate {index + 1} of {unit.title} failed: {reason}",
                    level="error", unit_id=unit_id,
                    traceback="".join(traceback.format_exception(exc))[-6000:])
             store.append_event(
@@ -125,7 +123,7 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str, *,
             raise
         try:
             conflicts = await anyio.to_thread.run_sync(
-                prepare_candidate, ws.path, unit["head_commit"], unit["title"]
+                prepare_candidate, ws.path, unit.head_commit, unit.title
             )
             failure = detail if not conflicts else (
                 f"merge conflict in: {', '.join(conflicts)} (conflict markers are committed; "
@@ -134,7 +132,7 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str, *,
             with running_on(rt.hosts.host_of(slot) if rt.hosts else None):
                 outcome = await run_unit_agent(
                     store, rt.backend, config=rt.config, mission_id=rt.mission_id,
-                    unit=store.get("units", unit_id) or unit, objective=rt.objective,
+                    unit=rt.units.require(unit_id).row, objective=rt.objective,
                     workdir=ws.path, base_commit=green, slot=slot, role=AgentRole.FIXUP,
                     approach=approach, failure_output=failure[-8000:], notes=notes,
                     feedback=None,
@@ -208,14 +206,14 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str, *,
 
 
 async def deliver_winner(
-    rt: Runtime, unit: dict[str, Any], round_no: int, candidate: int, approach: str, head: str
+    rt: Runtime, unit: Unit, round_no: int, candidate: int, approach: str, head: str
 ) -> None:
     """Through the fixup gate into the merge queue (or FAILED when the gate says no)."""
-    unit_id = unit["id"]
+    unit_id = unit.id
     branch = f"mc/fixup/{unit_id}/{round_no}-{candidate}"
     green = rt.repo.green_head()
     if not await approve_or_deny(
-        rt, "fixup", f"fixup of {unit['title']}: candidate {candidate} ({approach})",
+        rt, "fixup", f"fixup of {unit.title}: candidate {candidate} ({approach})",
         unit_id=unit_id, diffstat=rt.repo.diff_stat(green, head).text,
         diff=rt.repo.diff_text(green, head),
     ):

@@ -94,8 +94,21 @@ class UnitLedger:
         row = self.store.get("units", unit_id)
         return Unit(**row) if row else None
 
+    def require(self, unit_id: str) -> Unit:
+        """The unit ``unit_id`` (``KeyError`` when there is no such row)."""
+        unit = self.get(unit_id)
+        if unit is None:
+            raise KeyError(f"no unit {unit_id}")
+        return unit
+
     def units(self, mission_id: int) -> list[Unit]:
+        """The mission's units, oldest first."""
         return [Unit(**row) for row in self.store.units(mission_id)]
+
+    def epoch_units(self, epoch_id: int) -> list[Unit]:
+        """The epoch's units (its plan tree), oldest first."""
+        return [Unit(**row) for row in self.store.rows("units", "epoch_id = ?", (epoch_id,),
+                                                        order="created_at, id")]
 
     # ------------------------------------------------------------------ transitions
     def move(self, unit_id: str, status: UnitStatus, *, reason: str | None = None,

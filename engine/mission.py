@@ -127,18 +127,19 @@ def adopt_for_resume(store: Store, mission_id: int) -> list[str]:
                 "attempts", attempt["id"], AttemptStatus.ERROR,
                 error="interrupted: the mission process died", ended_at=time.time(),
             )
-        for unit in store.units(mission_id):
-            finished = unit["head_commit"]  # set only once this attempt's agent finished
-            if unit["status"] in (UnitStatus.RUNNING, UnitStatus.REVIEWING) and finished:
+        ledger = UnitLedger(store)
+        for unit in ledger.units(mission_id):
+            finished = unit.head_commit  # set only once this attempt's agent finished
+            if unit.status in (UnitStatus.RUNNING, UnitStatus.REVIEWING) and finished:
                 # in review or at a gate: the finished work goes on, it is not redone
-                UnitLedger(store).move(unit["id"], UnitStatus.READY, resume_point="review",
-                                 reason="re-dispatched after restart: its finished work goes on")
-                notes.append(f"unit {unit['id']}: its finished work goes on to review and the queue")
-            elif unit["status"] in (UnitStatus.RUNNING, UnitStatus.REVIEWING):
+                ledger.move(unit.id, UnitStatus.READY, resume_point="review",
+                            reason="re-dispatched after restart: its finished work goes on")
+                notes.append(f"unit {unit.id}: its finished work goes on to review and the queue")
+            elif unit.status in (UnitStatus.RUNNING, UnitStatus.REVIEWING):
                 # runs again; commits the dead agent made are kept (see dispatch.starting_point)
-                UnitLedger(store).move(unit["id"], UnitStatus.READY, resume_point="continue",
-                                 reason="re-dispatched after restart")
-                notes.append(f"unit {unit['id']} re-dispatched (its agent died)")
+                ledger.move(unit.id, UnitStatus.READY, resume_point="continue",
+                            reason="re-dispatched after restart")
+                notes.append(f"unit {unit.id} re-dispatched (its agent died)")
         # nobody waits for these any more; a gate asks again when its action comes up again
         for approval in expire_pending_approvals(
             store, mission_id, "the mission process died while waiting", by="resume"
@@ -156,10 +157,11 @@ def heartbeat(store: Store, mission_id: int, active_s: float) -> None:
 def close_out(store: Store, mission_id: int, status: MissionStatus, reason: str) -> None:
     """End a mission for good: nothing it left open stays open (units, queued merges)."""
     with store.transaction():
-        for unit in store.units(mission_id):
-            if UnitStatus(unit["status"]) not in TERMINAL_UNIT_STATUSES:
-                UnitLedger(store).move(unit["id"], UnitStatus.CANCELLED,
-                                 reason=f"mission {status}: {reason}"[:500])
+        ledger = UnitLedger(store)
+        for unit in ledger.units(mission_id):
+            if unit.status not in TERMINAL_UNIT_STATUSES:
+                ledger.move(unit.id, UnitStatus.CANCELLED,
+                            reason=f"mission {status}: {reason}"[:500])
         for merge in store.rows(
             "merges", "mission_id = ? AND status IN (?, ?, ?)",
             (mission_id, *(m.value for m in OPEN_MERGES)),

@@ -72,10 +72,8 @@ class ObjectivePhase:
                 f"objective not confirmed after {config.max_objective_checks} check(s)"
             )
         state.objective_checks += 1
-        merged = [
-            u["title"] for u in state.store.units(rt.mission_id)
-            if u["is_leaf"] and u["status"] == UnitStatus.MERGED
-        ]
+        merged = [u.title for u in rt.units.units(rt.mission_id)
+                  if u.is_leaf and u.status == UnitStatus.MERGED]
         start = rt.repo.ref_head(rt.config.target.branch) or rt.repo.green_head()
         stat = rt.repo.diff_stat(start, rt.repo.green_head()).text
         last = state.store.query(

@@ -38,28 +38,23 @@ class StartPoint:
 def resume_point(store: Store, mission_id: int) -> StartPoint:
     """The phase a (resumed) mission starts from, read from the epochs' status and decision
     columns (``engine/ledger.py``: the objective check is recorded on the epoch it judged)."""
-    rows = store.query(
-        "SELECT id, number, status FROM epochs WHERE mission_id = ? ORDER BY number DESC LIMIT 1",
-        (mission_id,),
-    )
-    last = rows[0] if rows else None
-    if last is None:
+    epochs = EpochLedger(store).epochs(mission_id)
+    if not epochs:
         return StartPoint("plan")
-    epoch_id = int(last["id"])
-    if last["status"] in (EpochStatus.RUNNING, EpochStatus.INTERRUPTED):
-        return StartPoint("execute", epoch_id)
-    if last["status"] == EpochStatus.PLANNING:  # a plan never inserted: plan again
-        store.set_status("epochs", epoch_id, EpochStatus.FAILED, ended_at=time.time())
+    last = epochs[-1]
+    if last.status in (EpochStatus.RUNNING, EpochStatus.INTERRUPTED):
+        return StartPoint("execute", last.id)
+    if last.status == EpochStatus.PLANNING:  # a plan never inserted: plan again
+        store.set_status("epochs", last.id, EpochStatus.FAILED, ended_at=time.time())
         return StartPoint("plan")
-    if last["status"] != EpochStatus.COMPLETED:
+    if last.status != EpochStatus.COMPLETED:
         return StartPoint("plan")
-    decided = EpochLedger(store).get(epoch_id)
-    if decided is None or decided.objective_met is None:
-        return StartPoint("objective", epoch_id)
-    if decided.objective_met:
-        return StartPoint("decided", epoch_id, (
-            MissionStatus.COMPLETED, f"objective met: {decided.objective_feedback or ''}"))
-    return StartPoint("decided", epoch_id)
+    if last.objective_met is None:
+        return StartPoint("objective", last.id)
+    if last.objective_met:
+        return StartPoint("decided", last.id, (
+            MissionStatus.COMPLETED, f"objective met: {last.objective_feedback or ''}"))
+    return StartPoint("decided", last.id)
 
 
 class EpochPipeline:

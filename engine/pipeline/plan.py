@@ -22,15 +22,15 @@ class PlanPhase:
 
     def context(self, epoch_number: int, ambition_feedback: str | None) -> PlanningContext:
         state, rt = self.state, self.state.rt
-        units = state.store.units(rt.mission_id)
-        merged = [u["title"] for u in units if u["status"] == UnitStatus.MERGED and u["is_leaf"]]
+        units = rt.units.units(rt.mission_id)
+        merged = [u.title for u in units if u.status == UnitStatus.MERGED and u.is_leaf]
         failed = [
-            (u["title"], u["reason"] or "")
-            for u in units if u["status"] in (UnitStatus.FAILED, UnitStatus.BLOCKED) and u["is_leaf"]
+            (u.title, u.reason or "")
+            for u in units if u.status in (UnitStatus.FAILED, UnitStatus.BLOCKED) and u.is_leaf
         ]
         feedback = [
-            f"{u['title']}: {u['review_feedback']}" for u in units
-            if u["review_feedback"] and u["status"] != UnitStatus.MERGED
+            f"{u.title}: {u.review_feedback}" for u in units
+            if u.review_feedback and u.status != UnitStatus.MERGED
         ]
         if state.objective_feedback:
             feedback.append(f"objective check: {state.objective_feedback}")

@@ -9,6 +9,7 @@ from typing import Any
 
 from engine.budget import EmaCostTracker
 from engine.gates.evaluator import ProgressEvaluator
+from engine.ledger import Unit
 from engine.models import MissionStatus, UnitStatus
 from engine.plugins import PluginManager
 from engine.runtime import Runtime
@@ -76,8 +77,8 @@ class MissionState:
                 if not epoch.objective_met:
                     self.objective_feedback = epoch.objective_feedback
 
-    def epoch_units(self, epoch_id: int) -> list[dict[str, Any]]:
-        return self.store.rows("units", "epoch_id = ?", (epoch_id,), order="created_at, id")
+    def epoch_units(self, epoch_id: int) -> list[Unit]:
+        return self.rt.units.epoch_units(epoch_id)
 
     def stall_stop(self) -> Stop | None:
         threshold = self.rt.config.rounds.stall_threshold
@@ -86,11 +87,11 @@ class MissionState:
         return None
 
 
-def leaf_tally(units: list[dict[str, Any]]) -> tuple[int, int]:
+def leaf_tally(units: list[Unit]) -> tuple[int, int]:
     """(merged, failed or blocked) leaf units: an epoch's outcome."""
-    leaves = [u for u in units if u["is_leaf"]]
-    merged = sum(1 for u in leaves if u["status"] == UnitStatus.MERGED)
-    failed = sum(1 for u in leaves if u["status"] in (UnitStatus.FAILED, UnitStatus.BLOCKED))
+    leaves = [u for u in units if u.is_leaf]
+    merged = sum(1 for u in leaves if u.status == UnitStatus.MERGED)
+    failed = sum(1 for u in leaves if u.status in (UnitStatus.FAILED, UnitStatus.BLOCKED))
     return merged, failed
 
 
