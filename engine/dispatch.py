@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import anyio
 
+from engine import clock
 from engine.agents import AgentRole, FailureReason, run_unit_agent
 from engine.approvals import approve_or_deny
 from engine.gates.review import ReviewVerdict, review_unit
@@ -265,5 +265,5 @@ def submit(rt: Runtime, unit_id: str, branch: str, head: str) -> None:
         rt.queue.submit(unit_id, branch, head)
     rt.store.append_event(
         "unit.submitted", mission_id=rt.mission_id, unit_id=unit_id, branch=branch,
-        head=head, ts_submitted=time.time(),
+        head=head, ts_submitted=clock.now(),
     )

@@ -18,6 +18,7 @@ import anyio
 
 from engine.agents import AgentRole, run_unit_agent
 from engine.approvals import approve_or_deny
+from engine.clock import git_date_env
 from engine.dispatch import FATAL_REASONS, forbidden_change, submit
 from engine.gates.fixup_select import (
     FIXUP_APPROACHES,
@@ -36,7 +37,7 @@ GIT_IDENTITY = ["-c", "user.name=mc-agent", "-c", "user.email=mc-agent@localhost
 
 
 def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", **git_date_env()}
     return subprocess.run(
         ["git", *GIT_IDENTITY, *args], cwd=cwd, capture_output=True, text=True, env=env
     )

@@ -19,11 +19,11 @@ is that sink.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from engine import clock
 from engine.gitops.items import ChangeStage
 from engine.models import UNIT_TRANSITIONS, EpochStatus, Event, UnitStatus
 from engine.store import Store
@@ -167,7 +167,7 @@ class UnitLedger:
             if not passed:
                 self.store.conn.execute(
                     "UPDATE units SET review_rejections = review_rejections + 1, updated_at = ? "
-                    "WHERE id = ?", (time.time(), unit_id))
+                    "WHERE id = ?", (clock.now(), unit_id))
             row = self.store.get("units", unit_id)
         return int(row["review_rejections"]) if row else 0
 
@@ -249,7 +249,7 @@ class EpochLedger:
                         lint_errors: int | None, **payload: Any) -> None:
         """The ``epoch.feedback`` event, its figures as columns and the epoch's end
         (``status``, ``summary``), in one transaction. ``payload``: more of the event."""
-        now = time.time()
+        now = clock.now()
         with self.store.transaction():
             self.store.append_event(
                 "epoch.feedback", mission_id=mission_id, epoch_id=epoch_id, merged=merged,

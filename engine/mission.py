@@ -10,11 +10,11 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from engine import clock
 from engine.config import MissionConfig
 from engine.ledger import UnitLedger
 from engine.models import (
@@ -100,9 +100,9 @@ def create_mission(
                 "status": MissionStatus.RUNNING.value,
                 "config_json": json.dumps(config.model_dump(mode="json")),
                 "base_branch": config.target.branch,
-                "started_at": time.time(),
+                "started_at": clock.now(),
                 "pid": os.getpid(),
-                "heartbeat_at": time.time(),
+                "heartbeat_at": clock.now(),
             },
             event="mission.created",
         )
@@ -115,7 +115,7 @@ def adopt_for_resume(store: Store, mission_id: int) -> list[str]:
     with store.transaction():
         # what the dead run wrote ends here (observers replaying the mission need it)
         last_event_before = store.last_event_id()
-        store.update("missions", mission_id, pid=os.getpid(), heartbeat_at=time.time())
+        store.update("missions", mission_id, pid=os.getpid(), heartbeat_at=clock.now())
         mission = store.get("missions", mission_id)
         if mission and mission["status"] != MissionStatus.RUNNING:
             store.set_status("missions", mission_id, MissionStatus.RUNNING, reason="resumed",
@@ -125,7 +125,7 @@ def adopt_for_resume(store: Store, mission_id: int) -> list[str]:
         ):
             store.set_status(
                 "attempts", attempt["id"], AttemptStatus.ERROR,
-                error="interrupted: the mission process died", ended_at=time.time(),
+                error="interrupted: the mission process died", ended_at=clock.now(),
             )
         ledger = UnitLedger(store)
         for unit in ledger.units(mission_id):
@@ -151,7 +151,7 @@ def adopt_for_resume(store: Store, mission_id: int) -> list[str]:
 
 
 def heartbeat(store: Store, mission_id: int, active_s: float) -> None:
-    store.update("missions", mission_id, heartbeat_at=time.time(), active_s=round(active_s, 3))
+    store.update("missions", mission_id, heartbeat_at=clock.now(), active_s=round(active_s, 3))
 
 
 def close_out(store: Store, mission_id: int, status: MissionStatus, reason: str) -> None:
@@ -180,11 +180,11 @@ def expire_pending_approvals(
     )
     for approval in pending:
         store.set_status("approvals", approval["id"], ApprovalStatus.EXPIRED, reason=reason,
-                         decided_at=time.time(), decided_by=by)
+                         decided_at=clock.now(), decided_by=by)
     return pending
 
 
 def finish_mission(store: Store, mission_id: int, status: MissionStatus, reason: str) -> None:
     store.set_status(
-        "missions", mission_id, status, reason=reason, outcome=reason, ended_at=time.time()
+        "missions", mission_id, status, reason=reason, outcome=reason, ended_at=clock.now()
     )

@@ -4,11 +4,11 @@ objective over an :class:`~engine.plugins.EpochView`, each wrapped by the plugin
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from functools import partial
 from typing import Literal
 
+from engine import clock
 from engine.ledger import EpochLedger
 from engine.models import EpochStatus, MissionStatus
 from engine.pipeline.assess import FeedbackPhase, ObjectivePhase
@@ -45,7 +45,7 @@ def resume_point(store: Store, mission_id: int) -> StartPoint:
     if last.status in (EpochStatus.RUNNING, EpochStatus.INTERRUPTED):
         return StartPoint("execute", last.id)
     if last.status == EpochStatus.PLANNING:  # a plan never inserted: plan again
-        store.set_status("epochs", last.id, EpochStatus.FAILED, ended_at=time.time())
+        store.set_status("epochs", last.id, EpochStatus.FAILED, ended_at=clock.now())
         return StartPoint("plan")
     if last.status != EpochStatus.COMPLETED:
         return StartPoint("plan")
@@ -84,7 +84,7 @@ class EpochPipeline:
                 epoch_id = int(state.store.insert(
                     "epochs",
                     {"mission_id": rt.mission_id, "number": number,
-                     "status": EpochStatus.PLANNING.value, "started_at": time.time()},
+                     "status": EpochStatus.PLANNING.value, "started_at": clock.now()},
                     event="epoch.created",
                 ))
                 await self._fresh_aux()
@@ -93,7 +93,7 @@ class EpochPipeline:
                     "plan", view, partial(self.plan.run, epoch_id, number))
                 if not planned:
                     state.store.set_status("epochs", epoch_id, EpochStatus.FAILED,
-                                           ended_at=time.time())
+                                           ended_at=clock.now())
                     state.evaluator.record(units_merged=0)  # nothing measured
                     if state.evaluator.stalled(rt.config.rounds.stall_threshold):
                         return MissionStatus.STALLED, "planning kept failing"

@@ -3,10 +3,9 @@ the ``plan`` approval, and the plan's units inserted with the epoch's start."""
 
 from __future__ import annotations
 
-import time
-
 import pygit2
 
+from engine import clock
 from engine.approvals import approve_or_deny
 from engine.gitops import GitRepo
 from engine.models import EpochStatus, UnitStatus
@@ -94,7 +93,7 @@ class PlanPhase:
     def insert(self, epoch_id: int, epoch_number: int, tree: PlanTree) -> None:
         rt, store = self.state.rt, self.state.store
         prefix = f"m{rt.mission_id}-e{epoch_number}-"
-        now = time.time()
+        now = clock.now()
         with store.transaction():
             for unit in tree.units:
                 node = unit.node
