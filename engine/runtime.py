@@ -11,7 +11,7 @@ from engine.agents import AgentBackend
 from engine.config import MissionConfig
 from engine.gitops import GitRepo, MergeQueue, WorkspacePool
 from engine.hosts import HostFleet
-from engine.ledger import UnitLedger
+from engine.ledger import EpochLedger, UnitLedger
 from engine.llm import LlmCaller
 from engine.store import Store
 
@@ -36,9 +36,11 @@ class Runtime:
     slot_ready: anyio.Event = field(default_factory=anyio.Event)
     hosts: HostFleet | None = None  # [[hosts]]; None: plain local processes (docs/hosts.md)
     units: UnitLedger = field(init=False)  # the one writer of unit status (engine/ledger.py)
+    epochs: EpochLedger = field(init=False)  # epochs' decisions, with their events
 
     def __post_init__(self) -> None:
         self.units = UnitLedger(self.store)
+        self.epochs = EpochLedger(self.store)
 
     def log(self, message: str, *, level: str = "info", unit_id: str | None = None, **extra: Any) -> None:
         self.store.append_event(

@@ -60,6 +60,7 @@ from engine.gates.fixup_select import (
 from engine.gates.review import ReviewVerdict, review_unit
 from engine.gitops import run_verification
 from engine.hosts import running_on
+from engine.ledger import Unit
 from engine.models import UnitStatus
 from engine.runtime import FatalAgentError, Runtime
 
@@ -137,8 +138,7 @@ async def run_branches(
     dispatcher's (branch 1 runs on it); the other branches take slots beyond the workers'.
     Raises :class:`FatalAgentError` when a branch hit an auth or usage-limit failure."""
     store = rt.store
-    unit = store.get("units", unit_id)
-    assert unit is not None
+    unit = rt.units.require(unit_id)
     branch = unit_branch(unit_id)
     base, start = starting_point(rt, unit, branch)
     if finished_work(rt, unit) is not None or start != base:
@@ -147,7 +147,7 @@ async def run_branches(
                               notes=notes, templates=templates)
     spec = rt.config.speculation
     count = max(spec.branch_count, 1)
-    attempt_no = unit["attempt_count"] + 1
+    attempt_no = unit.attempt_count + 1
     rt.units.move(unit_id, UnitStatus.RUNNING, reason=None, attempt_count=attempt_no,
                   branch=branch, base_commit=base, head_commit=None, resume_point=None)
     config = _session_config(rt.config, model, single_pass)
@@ -156,7 +156,7 @@ async def run_branches(
                        attempt=attempt_no, branches=count, selection=spec.selection,
                        approaches=approaches)
     branches = [Branch(i + 1, approaches[i]) for i in range(count)]
-    fresh = store.get("units", unit_id) or unit
+    fresh = rt.units.require(unit_id)
 
     async def play(b: Branch) -> None:
         """One branch; its own trouble (git, verification) loses it, not the unit."""
@@ -167,7 +167,7 @@ async def run_branches(
             raise
         except Exception as exc:
             b.error = f"{type(exc).__name__}: {exc}"
-            rt.log(f"speculation branch {b.number} of {unit['title']} failed: {b.error}",
+            rt.log(f"speculation branch {b.number} of {unit.title} failed: {b.error}",
                    level="error", unit_id=unit_id,
                    traceback="".join(traceback.format_exception(exc))[-6000:])
         _record_branch(rt, unit_id, attempt_no, b)
@@ -210,12 +210,12 @@ async def run_branches(
 
 
 async def _play_branch(
-    rt: Runtime, b: Branch, unit: dict[str, Any], base: str, attempt_no: int,
+    rt: Runtime, b: Branch, unit: Unit, base: str, attempt_no: int,
     slot: int | None, config: MissionConfig, notes: list[str] | None,
     templates: Mapping[str, str] | None,
 ) -> None:
     """Run branch ``b``'s agent in a worktree of its own, score its work, give it all back."""
-    unit_id = unit["id"]
+    unit_id = unit.id
     own_slot = slot is None
     if own_slot:
         slot = await rt.take_slot(range(rt.config.scheduler.parallel.num_workers, 10_000))
@@ -230,9 +230,9 @@ async def _play_branch(
         host = rt.hosts.host_of(slot) if rt.hosts else None
         with running_on(host):
             outcome = await run_unit_agent(
-                rt.store, rt.backend, config=config, mission_id=rt.mission_id, unit=unit,
+                rt.store, rt.backend, config=config, mission_id=rt.mission_id, unit=unit.row,
                 objective=rt.objective, workdir=ws.path, base_commit=base, slot=slot,
-                feedback=unit["review_feedback"], role=AgentRole.WORKER, approach=b.approach,
+                feedback=unit.review_feedback, role=AgentRole.WORKER, approach=b.approach,
                 candidate=b.number, notes=notes, templates=templates,
             )
         b.agent_status, b.failure_reason = outcome.status, outcome.failure_reason
@@ -283,7 +283,7 @@ def _record_branch(rt: Runtime, unit_id: str, attempt_no: int, b: Branch) -> Non
     )
 
 
-async def _review_contenders(rt: Runtime, unit: dict[str, Any], base: str,
+async def _review_contenders(rt: Runtime, unit: Unit, base: str,
                              usable: list[Branch], policy: str) -> None:
     """Review the branches whose review can change the outcome (in parallel)."""
     by_candidate = {id(b.candidate): b for b in usable}
@@ -297,13 +297,13 @@ async def _review_contenders(rt: Runtime, unit: dict[str, Any], base: str,
         head = b.candidate.head_commit
         stat = rt.repo.diff_stat(base, head)
         b.verdict = await review_unit(
-            rt.llm.ask, objective=rt.objective, unit=unit, diff=rt.repo.diff_text(base, head),
+            rt.llm.ask, objective=rt.objective, unit=unit.row, diff=rt.repo.diff_text(base, head),
             diffstat=stat.text, min_score=rt.config.review.min_review_score,
         )
         b.candidate.review_score = b.verdict.score
         rt.store.append_event(
-            "speculation.reviewed", mission_id=rt.mission_id, unit_id=unit["id"],
-            attempt=unit["attempt_count"], branch=b.number, score=b.verdict.score,
+            "speculation.reviewed", mission_id=rt.mission_id, unit_id=unit.id,
+            attempt=unit.attempt_count, branch=b.number, score=b.verdict.score,
             passed=b.verdict.passed, feedback=b.verdict.feedback[:1000],
         )
 

@@ -107,8 +107,8 @@ def wire_runtime(
     extra = config.green_branch.fixup_candidates + speculation_slots(config)  # beyond workers
     pool = WorkspacePool(repo, config.pool_dir(), workers + extra + 1,
                          include=config.worktree.include)
-    continuing = {unit_branch(u["id"]) for u in store.units(mission_id)
-                  if u["resume_point"] == "continue"}
+    continuing = {unit_branch(u.id) for u in UnitLedger(store).units(mission_id)
+                  if u.resume_point == "continue"}
     if config.scheduler.parallel.pool_dir is None:  # our own old default: ours to move
         for note in pool.migrate_from(config.legacy_pool_dir(), continuing,
                                       INTERRUPTED_WORK_MESSAGE):

@@ -38,13 +38,13 @@ async def after_failed_session(rt: Runtime, slot: int, unit_id: str | None) -> b
         rt.log("every host is drained: no agent can run until one is healthy again",
                level="error")
     if unit_id is not None:
-        unit = rt.store.get("units", unit_id)
+        unit = rt.units.get(unit_id)
         reason = f"host {host} drained ({state.drained_reason}): re-dispatched to another host"
-        fields = {"attempt_count": max(0, unit["attempt_count"] - 1)} if unit else {}
-        if unit is not None and unit["status"] == UnitStatus.READY:
+        fields = {"attempt_count": max(0, unit.attempt_count - 1)} if unit else {}
+        if unit is not None and unit.status == UnitStatus.READY:
             rt.store.update("units", unit_id, reason=reason, **fields)
             rt.log(f"unit {unit_id}: {reason}", unit_id=unit_id)
-        elif unit is not None and unit["status"] == UnitStatus.FAILED:
+        elif unit is not None and unit.status == UnitStatus.FAILED:
             try:
                 rt.units.move(unit_id, UnitStatus.READY, reason=reason, **fields)
             except IllegalTransition:
