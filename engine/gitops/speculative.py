@@ -111,6 +111,7 @@ class Speculation:
         self.accepted_runs: dict[str, VerificationResult] = {}
         self.failures: dict[str, list[tuple[VerificationResult, Verdict]]] = {}
         self.running: dict[str, Job] = {}
+        self.alive = 0  # job tasks not ended yet (a discarded one holds its slot until then)
         self.free_slots = set(range(queue.verify_slots))
         self.error: VerificationResult | None = None
         self.blamed = False
@@ -136,7 +137,7 @@ class Speculation:
                 if self.error is not None or not self.pipeline:
                     break
                 self._schedule()
-                if not self.running:  # cannot happen: a pipeline always has work
+                if not self.alive:  # cannot happen: a pipeline always has work
                     raise RuntimeError("speculative merge queue stalled: "
                                        f"{[b.top[:10] for b in self.pipeline]}")
                 job, result = await receive.receive()
@@ -337,6 +338,7 @@ class Speculation:
                              speculative=position > 0 or batch.base != batch.root,
                              rerun=batch.top in self.failures)
         assert self._tg is not None
+        self.alive += 1
         self._tg.start_soon(self._job, job)
 
     async def _job(self, job: Job) -> None:
@@ -347,6 +349,7 @@ class Speculation:
         await self._send.send((job, result))
 
     def _finished(self, job: Job, result: VerificationResult | None) -> None:
+        self.alive -= 1
         self.free_slots.add(job.slot)
         if self.running.get(job.commit) is job:
             del self.running[job.commit]

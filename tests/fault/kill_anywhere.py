@@ -12,14 +12,23 @@ epoch (plus an empty failed one for each kill that cut a plan short); no unit pr
 the demo's tests; the user's checkout is untouched; and after each kill, no process is left
 running in the demo's folder (agents and verification commands die with mc). Exit status 1 if any run broke one.
 The kill points in tests/e2e/test_resume.py came out of this loop.
+
+``--speculative`` runs every mission with the speculative merge queue stretched so that
+several candidates are in flight (``[merge_queue] batch_size = 1``, ``speculative_depth = 2``,
+``verify_slots = 2``, through the ``MC_MERGE_QUEUE__*`` variables) and aims half of the first
+kills *inside* a speculative verification: it watches the store and kills a random 0-0.3 s
+after a verification built on an unpromoted candidate has started (random delay when none
+comes). The uninterrupted run must itself reach the speculative states, or the loop says so.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -43,15 +52,58 @@ def start(config: Path, *extra: str) -> subprocess.Popen[bytes]:
     )
 
 
-def one_run(folder: Path, delays: list[float], expected: list[str]) -> list[str]:
-    """Kill after each delay, resume to the end; the broken promises (empty when all held)."""
+SPECULATIVE_ENV = {"MC_MERGE_QUEUE__BATCH_SIZE": "1", "MC_MERGE_QUEUE__SPECULATIVE_DEPTH": "2",
+                   "MC_MERGE_QUEUE__VERIFY_SLOTS": "2"}
+
+
+def speculative_running(db: Path) -> bool:
+    """A verification of a speculative candidate is running right now."""
+    if not db.exists():
+        return False
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.2)
+        try:
+            rows = conn.execute(
+                "SELECT j.data FROM queue_journal j WHERE j.step = 'verify' AND j.phase = 'intent' "
+                "AND j.data LIKE '%\"speculative\": true%'").fetchall()
+            ids = [json.loads(r[0]).get("verification_id") for r in rows]
+            return any(conn.execute("SELECT 1 FROM verifications WHERE id = ? AND status = 'running'",
+                                    (vid,)).fetchone() for vid in ids)
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+
+
+def wait_for_speculation(db: Path, proc: subprocess.Popen[bytes], limit: float,
+                         rng: random.Random) -> bool:
+    """Until a speculative verification runs (then a random 0-0.3 s more): True; False when
+    none came within ``limit`` seconds or the mission ended."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and proc.poll() is None:
+        if speculative_running(db):
+            time.sleep(rng.uniform(0.0, 0.3))
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def one_run(folder: Path, delays: list[float], expected: list[str],
+            aim: random.Random | None = None) -> list[str]:
+    """Kill after each delay, resume to the end; the broken promises (empty when all held).
+    With ``aim`` the first kill waits for a speculative verification instead (its delay is
+    the limit)."""
     config = prepare_demo(folder)
     repo = config.parent / "repo"
     db = repo / ".git" / "mc" / "mission.db"
     problems = []
     for i, delay in enumerate(delays):
         proc = start(config, *(["--resume"] if i else []))
-        time.sleep(delay)
+        if i == 0 and aim is not None:
+            if not wait_for_speculation(db, proc, delay + 20, aim):
+                problems.append("no speculative verification to kill in (the kill came late)")
+        else:
+            time.sleep(delay)
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -95,6 +147,23 @@ def one_run(folder: Path, delays: list[float], expected: list[str]) -> list[str]
     return problems
 
 
+def speculative_states(db: Path) -> dict[str, int]:
+    """How often a finished mission went through each speculative state."""
+    store = Store(db)
+    try:
+        journal = store.rows("queue_journal")
+        return {
+            "speculative verifications": sum(
+                1 for r in journal if r["step"] == "verify" and r["phase"] == "intent"
+                and json.loads(r["data"] or "{}").get("speculative")),
+            "discarded": sum(1 for r in journal if r["step"] == "discard"),
+            "suspects": sum(1 for r in journal if (r["step"], r["phase"]) == ("speculate", "suspect")),
+            "splits": sum(1 for r in journal if (r["step"], r["phase"]) == ("speculate", "split")),
+        }
+    finally:
+        store.close()
+
+
 def _missions(db: Path) -> list[str]:
     if not db.exists():
         return []
@@ -111,21 +180,35 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--max-delay", type=float, default=9.0,
                         help="latest first kill, in seconds (the demo takes about 10)")
+    parser.add_argument("--speculative", action="store_true",
+                        help="stretch the speculative merge queue and aim kills inside it")
     args = parser.parse_args()
     rng = random.Random(args.seed)
+    if args.speculative:
+        os.environ.update(SPECULATIVE_ENV)  # the missions below inherit it
     with tempfile.TemporaryDirectory(prefix="mc-kill-") as tmp:
         print("uninterrupted run for the expected result ...", flush=True)
         baseline = prepare_demo(Path(tmp) / "baseline")
         run_mc("mission", "--config", str(baseline), "--no-ui", "--yes", timeout=300)
-        expected = merged_titles(baseline.parent / "repo" / ".git" / "mc" / "mission.db")
+        baseline_db = baseline.parent / "repo" / ".git" / "mc" / "mission.db"
+        expected = merged_titles(baseline_db)
         failures = 0
+        if args.speculative:
+            reached = speculative_states(baseline_db)
+            print(f"the uninterrupted run reached: {reached}", flush=True)
+            if not reached.get("speculative verifications"):
+                print("the speculative queue was never stretched: nothing to kill in")
+                return 1
         for n in range(args.runs):
             delays = [rng.uniform(0.3, args.max_delay)]
             if rng.random() < 0.4:
                 delays.append(rng.uniform(0.2, 4.0))  # kill the resumed run too
-            problems = one_run(Path(tmp) / f"run-{n}", delays, expected)
+            aim = random.Random(rng.random()) if args.speculative and n % 2 == 0 else None
+            problems = one_run(Path(tmp) / f"run-{n}", delays, expected, aim)
             failures += bool(problems)
             shown = ", ".join(f"{d:.2f}s" for d in delays)
+            if aim is not None:  # the first kill was aimed, not timed
+                shown = "a speculative verification" + "".join(f", {d:.2f}s" for d in delays[1:])
             print(f"run {n}: kills after {shown}: " + ("ok" if not problems else "BROKEN"), flush=True)
             for problem in problems:
                 print("  " + problem.replace("\n", "\n  "), flush=True)

@@ -240,3 +240,15 @@ def test_a_branch_already_in_a_candidate_ahead_is_not_merged_twice(tmp_path: Pat
     assert env.status(a) == "promoted" and env.status(b) == "promoted"
     assert env.status(a2) == "skipped"
     env.check_green_only_held_passed_commits()
+
+
+def test_one_slot_pipelines_one_verification_at_a_time(tmp_path: Path) -> None:
+    env = Env(tmp_path, batch_size=2, depth=2, slots=1)
+    ids = [env.unit(f"u{i}", {f"f{i}.txt": "x"} | ({"BROKEN": "x"} if i == 2 else {}))
+           for i in range(6)]
+    outcomes = env.drain()
+    assert [i.merge_id for o in outcomes for i, _ in o.failed] == [ids[2]]
+    assert sorted(i.merge_id for o in outcomes for i in o.promoted) == sorted(set(ids) - {ids[2]})
+    assert not overlapped(env.store.rows("verifications"))
+    assert not (tmp_path / "state" / "verify-1").exists()
+    env.check_green_only_held_passed_commits()
