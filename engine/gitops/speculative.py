@@ -294,8 +294,9 @@ class Speculation:
     async def _refill(self) -> None:
         """Keep ``depth + 1`` batches in the pipeline from the queue until a culprit is
         blamed (its fixup then starts when this run ends)."""
-        while (self.error is None and not self.blamed
-               and len(self.pipeline) < self.depth + 1 and self.pipeline):
+        while (self.error is None and not self.blamed and self.pipeline
+               and len(self.pipeline) < self.depth + 1
+               and self._blocked_after() == len(self.pipeline)):  # not behind a failure
             items = self.q._take(exclude=set(self.taken))
             if not items:
                 return
