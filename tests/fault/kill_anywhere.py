@@ -15,7 +15,8 @@ The kill points in tests/e2e/test_resume.py came out of this loop.
 
 ``--speculative`` runs every mission with the speculative merge queue stretched so that
 several candidates are in flight (``[merge_queue] batch_size = 1``, ``speculative_depth = 2``,
-``verify_slots = 2``, through the ``MC_MERGE_QUEUE__*`` variables) and aims half of the first
+``verify_slots = 2``, and a verification that sleeps 1 s first, through ``MC_...``
+variables) and aims half of the first
 kills *inside* a speculative verification: it watches the store and kills a random 0-0.3 s
 after a verification built on an unpromoted candidate has started (random delay when none
 comes). The uninterrupted run must itself reach the speculative states, or the loop says so.
@@ -27,6 +28,7 @@ import argparse
 import json
 import os
 import random
+import shlex
 import signal
 import sqlite3
 import subprocess
@@ -52,8 +54,13 @@ def start(config: Path, *extra: str) -> subprocess.Popen[bytes]:
     )
 
 
-SPECULATIVE_ENV = {"MC_MERGE_QUEUE__BATCH_SIZE": "1", "MC_MERGE_QUEUE__SPECULATIVE_DEPTH": "2",
-                   "MC_MERGE_QUEUE__VERIFY_SLOTS": "2"}
+SPECULATIVE_ENV = {
+    "MC_MERGE_QUEUE__BATCH_SIZE": "1", "MC_MERGE_QUEUE__SPECULATIVE_DEPTH": "2",
+    "MC_MERGE_QUEUE__VERIFY_SLOTS": "2",
+    # the demo's suite with a second's sleep first, so that branches queue up behind it
+    "MC_TARGET__VERIFICATION__COMMAND":
+        f"sleep 1 && {shlex.quote(sys.executable)} -m unittest discover -s tests -t .",
+}
 
 
 def speculative_running(db: Path) -> bool:
@@ -208,12 +215,12 @@ def main() -> int:
             hits: list[bool] = []
             problems = one_run(Path(tmp) / f"run-{n}", delays, expected, aim, hits)
             failures += bool(problems)
-            shown = ", ".join(f"{d:.2f}s" for d in delays)
+            shown = "after " + ", ".join(f"{d:.2f}s" for d in delays)
             if aim is not None:  # the first kill was aimed, not timed
                 first = ("in a speculative verification" if hits and hits[0] else
                          "(aimed, but no speculative verification came: at the end)")
-                shown = first + "".join(f", {d:.2f}s" for d in delays[1:])
-            print(f"run {n}: kills after {shown}: " + ("ok" if not problems else "BROKEN"), flush=True)
+                shown = first + "".join(f", then after {d:.2f}s" for d in delays[1:])
+            print(f"run {n}: kills {shown}: " + ("ok" if not problems else "BROKEN"), flush=True)
             for problem in problems:
                 print("  " + problem.replace("\n", "\n  "), flush=True)
     print(f"{args.runs - failures}/{args.runs} runs kept every promise")
