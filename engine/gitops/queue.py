@@ -76,7 +76,6 @@ ACTIVE = (MergeStatus.MERGING.value, MergeStatus.VERIFYING.value)
 MAX_VERIFICATION_ERRORS = 3
 
 
-
 def _tail(text: str, limit: int = REASON_TAIL) -> str:
     return text if len(text) <= limit else "..." + text[-limit:]
 
