@@ -252,3 +252,18 @@ def test_one_slot_pipelines_one_verification_at_a_time(tmp_path: Path) -> None:
     assert not overlapped(env.store.rows("verifications"))
     assert not (tmp_path / "state" / "verify-1").exists()
     env.check_green_only_held_passed_commits()
+
+
+def test_without_re_runs_the_culprit_is_blamed_at_once_and_the_tail_rebuilt(tmp_path: Path) -> None:
+    env = Env(tmp_path, batch_size=1, depth=2, flaky_reruns=0)
+    ids = [env.unit(f"u{i}", {f"f{i}.txt": "x"} | ({"BROKEN": "x"} if i == 1 else {}))
+           for i in range(4)]
+    outcomes = env.drain()
+    assert [i.merge_id for o in outcomes for i, _ in o.failed] == [ids[1]]
+    assert sorted(i.merge_id for o in outcomes for i in o.promoted) == [ids[0], ids[2], ids[3]]
+    culprit_commit = env.store.get("merges", ids[1])["candidate_commit"]
+    culprit_runs = env.store.rows("verifications", "commit_sha = ?", (culprit_commit,))
+    assert [v["status"] for v in culprit_runs] == ["failed"]  # blamed without a re-run
+    journal = [(r["step"], r["phase"]) for r in env.store.rows("queue_journal")]
+    assert ("speculate", "suspect") not in journal  # nothing to re-run: no suspect phase
+    env.check_green_only_held_passed_commits()
