@@ -53,7 +53,8 @@ SECTION_DOCS: dict[str, str] = {
     ),
     "live": "`mc live`: the web dashboard (loopback by default; a token from the env otherwise).",
     "agent": "Which agent CLI does the work: claude | codex | gemini | aider | command | scripted.",
-    "merge_queue": "Merge queue batching (1 = plain serial queue).",
+    "merge_queue": "Merge queue: batching (1 = plain serial queue) and speculative parallel "
+    "verification (docs/gitops.md).",
     "state": "Where the store lives (default: inside the target's .git/mc). Worktrees never live "
     "inside .git: see scheduler.parallel.pool_dir.",
     "ui": "Terminal UI: theme, refresh rate, key remapping.",

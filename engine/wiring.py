@@ -122,6 +122,8 @@ def wire_runtime(
         verify_command=config.target.verification.command,
         verify_timeout=config.target.verification.timeout,
         batch_size=config.merge_queue.batch_size,
+        speculative_depth=config.merge_queue.speculative_depth,
+        verify_slots=config.merge_queue.verify_slots,
         verify_dir=config.pool_dir() / "verify",
         max_output_bytes=config.merge_queue.max_output_bytes,
         flaky_reruns=config.target.verification.flaky_reruns,

@@ -18,15 +18,25 @@ units merged as in an uninterrupted run, in one epoch (plus an empty failed one 
 that cut a plan short); no unit promoted twice; `mc/green` passes the demo's tests; the user's
 checkout is untouched; and after each kill, no process is left running in the demo's folder
 (agents and verification commands die with mc). Exit status 1 if any run broke one.
+
+``--speculative`` runs every mission with the speculative merge queue stretched so that
+several candidates are in flight (``[merge_queue] batch_size = 1``, ``speculative_depth = 2``,
+``verify_slots = 2``, and a verification that sleeps 1 s first, through ``MC_...``
+variables) and aims the first kill of every other random run *inside* a speculative verification: it watches the store and kills a random 0-0.3 s
+after a verification built on an unpromoted candidate has started (random delay when none
+comes). The uninterrupted run must itself reach the speculative states, or the loop says so.
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import json
 import os
 import random
+import shlex
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -48,7 +58,8 @@ from tests.e2e.test_resume import (  # noqa: E402
     wait_for_event,
 )
 
-Kill = float | tuple[str, int]  # seconds after the start, or the n-th event of a kind
+AIMED = "speculative"  # a kill inside a speculative verification (--speculative)
+Kill = float | tuple[str, int] | str  # seconds after the start, the n-th event of a kind, or AIMED
 
 
 def start(config: Path, *extra: str) -> subprocess.Popen[bytes]:
@@ -57,6 +68,64 @@ def start(config: Path, *extra: str) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
         start_new_session=True, cwd=ROOT,
     )
+
+
+SPECULATIVE_ENV = {
+    "MC_MERGE_QUEUE__BATCH_SIZE": "1", "MC_MERGE_QUEUE__SPECULATIVE_DEPTH": "2",
+    "MC_MERGE_QUEUE__VERIFY_SLOTS": "2",
+    # the demo's suite with a second's sleep first, so that branches queue up behind it
+    "MC_TARGET__VERIFICATION__COMMAND":
+        f"sleep 1 && {shlex.quote(sys.executable)} -m unittest discover -s tests -t .",
+}
+
+
+def speculative_running(db: Path) -> bool:
+    """A verification of a speculative candidate is running right now."""
+    if not db.exists():
+        return False
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.2)
+        try:
+            rows = conn.execute(
+                "SELECT j.data FROM queue_journal j WHERE j.step = 'verify' AND j.phase = 'intent' "
+                "AND j.data LIKE '%\"speculative\": true%'").fetchall()
+            ids = [json.loads(r[0]).get("verification_id") for r in rows]
+            return any(conn.execute("SELECT 1 FROM verifications WHERE id = ? AND status = 'running'",
+                                    (vid,)).fetchone() for vid in ids)
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+
+
+def wait_for_speculation(db: Path, proc: subprocess.Popen[bytes], limit: float,
+                         rng: random.Random) -> bool:
+    """Until a speculative verification runs (then a random 0-0.3 s more): True; False when
+    none came within ``limit`` seconds or the mission ended."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and proc.poll() is None:
+        if speculative_running(db):
+            time.sleep(rng.uniform(0.0, 0.3))
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def speculative_states(db: Path) -> dict[str, int]:
+    """How often a finished mission went through each speculative state."""
+    store = Store(db)
+    try:
+        journal = store.rows("queue_journal")
+        return {
+            "speculative verifications": sum(
+                1 for r in journal if r["step"] == "verify" and r["phase"] == "intent"
+                and json.loads(r["data"] or "{}").get("speculative")),
+            "discarded": sum(1 for r in journal if r["step"] == "discard"),
+            "suspects": sum(1 for r in journal if (r["step"], r["phase"]) == ("speculate", "suspect")),
+            "splits": sum(1 for r in journal if (r["step"], r["phase"]) == ("speculate", "split")),
+        }
+    finally:
+        store.close()
 
 
 def one_run(folder: Path, kills: list[Kill], expected: list[str]) -> list[str]:
@@ -70,6 +139,9 @@ def one_run(folder: Path, kills: list[Kill], expected: list[str]) -> list[str]:
         if isinstance(kill, tuple):
             if not wait_for_event(db, kill[0], kill[1], proc, timeout=120):
                 problems.append(f"the mission never reached {kill[0]} #{kill[1]}")
+        elif kill == AIMED:  # no speculative verification came: killed at the end, reported
+            if not wait_for_speculation(db, proc, 30.0, random.Random(len(problems))):
+                print(f"{folder.name}: aimed, but no speculative verification came", flush=True)
         else:
             time.sleep(kill)
         if proc.poll() is None:
@@ -124,12 +196,14 @@ def _missions(db: Path) -> list[str]:
         store.close()
 
 
-def plan_runs(points: int, runs: int, seed: int, max_delay: float) -> list[list[Kill]]:
-    """The first ``points`` named kill points (one run each), then ``runs`` random runs."""
+def plan_runs(points: int, runs: int, seed: int, max_delay: float,
+              aimed: bool = False) -> list[list[Kill]]:
+    """The first ``points`` named kill points (one run each), then ``runs`` random runs (with
+    ``aimed``, every other one's first kill inside a speculative verification)."""
     rng = random.Random(seed)
     plans: list[list[Kill]] = [[point] for point in KILL_POINTS[:points]]
-    for _ in range(runs):
-        kills: list[Kill] = [rng.uniform(0.3, max_delay)]
+    for n in range(runs):
+        kills: list[Kill] = [AIMED if aimed and n % 2 == 0 else rng.uniform(0.3, max_delay)]
         if rng.random() < 0.4:
             kills.append(rng.uniform(0.2, 4.0))  # kill the resumed run too
         plans.append(kills)
@@ -137,7 +211,8 @@ def plan_runs(points: int, runs: int, seed: int, max_delay: float) -> list[list[
 
 
 def _shown(kills: list[Kill]) -> str:
-    return ", ".join(f"{k[0]} #{k[1]}" if isinstance(k, tuple) else f"{k:.2f}s" for k in kills)
+    return ", ".join(f"{k[0]} #{k[1]}" if isinstance(k, tuple) else
+                     "in a speculative verification" if k == AIMED else f"{k:.2f}s" for k in kills)
 
 
 def main() -> int:
@@ -149,14 +224,25 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2, help="runs at once")
     parser.add_argument("--max-delay", type=float, default=9.0,
                         help="latest first random kill, in seconds (the demo takes about 10)")
+    parser.add_argument("--speculative", action="store_true",
+                        help="stretch the speculative merge queue and aim kills inside it")
     args = parser.parse_args()
-    plans = plan_runs(args.points, args.runs, args.seed, args.max_delay)
+    if args.speculative:
+        os.environ.update(SPECULATIVE_ENV)  # the missions below inherit it
+    plans = plan_runs(args.points, args.runs, args.seed, args.max_delay, aimed=args.speculative)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="mc-kill-") as tmp:
         print("uninterrupted run for the expected result ...", flush=True)
         baseline = prepare_demo(Path(tmp) / "baseline")
         run_mc("mission", "--config", str(baseline), "--no-ui", "--yes", timeout=300)
-        expected = merged_titles(baseline.parent / "repo" / ".git" / "mc" / "mission.db")
+        baseline_db = baseline.parent / "repo" / ".git" / "mc" / "mission.db"
+        expected = merged_titles(baseline_db)
+        if args.speculative:
+            reached = speculative_states(baseline_db)
+            print(f"the uninterrupted run reached: {reached}", flush=True)
+            if not reached.get("speculative verifications"):
+                print("the speculative queue was never stretched: nothing to kill in")
+                return 1
         failures = 0
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
             futures = {pool.submit(one_run, Path(tmp) / f"run-{n}", kills, expected): (n, kills)
