@@ -420,7 +420,8 @@ class MissionConfig(BaseSettings):
     ui: UiConfig = Field(default_factory=UiConfig)
     hosts: list[HostConfig] = Field(
         default_factory=list,
-        description="[[hosts]] entries: where agents run (kind local | sandbox; docs/hosts.md). "
+        description="[[hosts]] entries: where agents run (kind local | sandbox | ssh | ray; "
+        "docs/hosts.md). "
         "Empty: plain local processes, scheduler.parallel.num_workers slots.",
     )
     plugins: dict[str, dict[str, Any]] = Field(
