@@ -277,4 +277,4 @@ async def _git(cwd: Path, *args: str) -> str:
     return done.stdout.decode(errors="replace")
 
 
-__all__ = ["RayHost", "RayHostError", "connect", "session_class"]
+__all__ = ["RayHost", "RayHostError", "connect", "ray", "session_class"]

@@ -10,8 +10,9 @@ host's agent-slot resource, and calls, in order:
    for it (``<work_dir>/work/<session>``), under a file lock (sessions of one node share the
    clone);
 2. :meth:`~AgentSession.start`: run the argv there under mc's supervisor (its own process
-   group; the supervisor ends the group when this actor's process dies, however it dies)
-   with the allowlisted environment mc sent, the node's own ``PATH``, ``HOME`` ... winning;
+   group) with the allowlisted environment mc sent, the node's own ``PATH``, ``HOME`` ...
+   winning; a detached watchdog ends the whole group when this actor's process dies, however
+   it dies (``WATCHDOG``);
 3. :meth:`~AgentSession.poll` until it has ended (raw output chunks, split into lines by
    mc), or :meth:`~AgentSession.stop` (SIGTERM, then SIGKILL to the group);
 4. :meth:`~AgentSession.finish`: commit what the agent left uncommitted and push the result
@@ -39,6 +40,51 @@ from pathlib import Path
 NODE_OWN_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "TMPDIR", "PYTHONPYCACHEPREFIX")
 DRAIN_AFTER_EXIT_S = 0.5  # after the leader exits, how long descendants may keep the pipes open
 GIT_ID = ("-c", "user.name=mc", "-c", "user.email=mc@localhost")
+
+
+# The watchdog: Ray SIGKILLs a dying worker's direct children (the supervisor), whose child
+# then dies of its parent-death signal, but not the rest of the group (a Bash tool's
+# children). So a detached process (forked twice: not the worker's child) holds the lifeline
+# too and ends the group when the actor's process is gone; a byte on the lifeline (the session
+# ended normally) lets it go quietly.
+WATCHDOG = r"""
+import os, signal, sys, time
+fd, pgid, grace = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+if os.fork():
+    os._exit(0)
+os.setsid()
+while True:
+    try:
+        data = os.read(fd, 1)
+    except InterruptedError:
+        continue
+    break
+if data:
+    os._exit(0)
+def alive():
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as fh:
+                    stat = fh.read()
+            except OSError:
+                continue
+            fields = stat[stat.rfind(")") + 2:].split()
+            if len(fields) >= 3 and fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
+                return True
+    return False
+try:
+    os.killpg(pgid, signal.SIGTERM)
+except OSError:
+    os._exit(0)
+deadline = time.monotonic() + grace
+while alive() and time.monotonic() < deadline:
+    time.sleep(0.05)
+try:
+    os.killpg(pgid, signal.SIGKILL)
+except OSError:
+    pass
+"""
 
 
 class SessionError(RuntimeError):
@@ -138,6 +184,10 @@ class AgentSession:
             cwd=self.work, env=full, start_new_session=True, pass_fds=(read_end,),
             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        subprocess.run([sys.executable, "-I", "-S", "-c", WATCHDOG, str(read_end),
+                        str(self.proc.pid), f"{grace:g}"], pass_fds=(read_end,),
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, check=True)  # returns once it is detached
         os.close(read_end)
         for name, stream in (("stdout", self.proc.stdout), ("stderr", self.proc.stderr)):
             self.open_streams += 1
@@ -236,6 +286,8 @@ class AgentSession:
         if self.proc is not None:
             self.stop(1.0)
         if self.lifeline is not None:
+            with contextlib.suppress(OSError):
+                os.write(self.lifeline, b"x")  # ended here: the watchdog goes quietly
             os.close(self.lifeline)
             self.lifeline = None
         if self.root is not None and self.work is not None:

@@ -9,7 +9,6 @@ the nodes; they write where they ran (``$HOME`` is the node's) into files that m
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
@@ -18,21 +17,21 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import pytest
 
-from engine.hosts.ray_cluster import RayHost  # sets RAY_ENABLE_UV_RUN_RUNTIME_ENV before ray
-
-import ray  # noqa: I001  (after ray_cluster: its environment comes first)
-from ray.cluster_utils import Cluster
-
 from engine.config import load_config
 from engine.controller import Controller
 from engine.host_config import RayHostConfig
+from engine.hosts.ray_cluster import RayHost, ray  # sets RAY_ENABLE_UV_RUN_RUNTIME_ENV first
 from engine.models import MissionStatus, UnitStatus
 from engine.store import Store
 from tests.e2e.conftest import AMBITION_OK, OBJECTIVE_MET, make_target, write_config
+
+if TYPE_CHECKING:
+    from ray.cluster_utils import Cluster
 
 pytestmark = pytest.mark.slow
 GIT_ID = "-c user.name=agent -c user.email=agent@localhost"
@@ -52,6 +51,8 @@ class RayWorld:
 
 @pytest.fixture(scope="module")
 def ray_world() -> Iterator[RayWorld]:
+    from ray.cluster_utils import Cluster
+
     root = Path(tempfile.mkdtemp(prefix="mcray-", dir="/tmp"))  # short: ray's socket paths
     cluster = Cluster(initialize_head=True, head_node_args=dict(
         num_cpus=0, object_store_memory=STORE_MB, include_dashboard=False,
@@ -223,5 +224,5 @@ def test_a_worker_node_killed_mid_session_sends_the_unit_to_the_other_node(
     assert unit is not None and unit["status"] == UnitStatus.MERGED
     assert "Unit 1" in unit["title"]
     other = ({"w1", "w2"} - {victim}).pop()
-    assert f"unit_1_on_home-{other}.txt" in green_files(tmp_path)  # re-run on the live node
+    assert f"app/unit_1_on_home-{other}.txt" in green_files(tmp_path)  # re-run on the live node
     assert not _running(f"sleep {mark}")  # the dead node's agent group went with it
