@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from engine.host_config import HostConfig, host_names
+from engine.host_config import HostConfig, SecretInputError, host_names
 
 DEFAULT_CONFIG_NAME = "mission-control.toml"
 ENV_PREFIX = "MC_"
@@ -713,7 +713,8 @@ def format_validation_error(exc: ValidationError, path: Path | None) -> str:
             lines.append(f"{key}: unknown key{_did_you_mean(str(loc[-1]), choices)}")
         else:
             msg = err["msg"]
-            if "input" in err and err["type"] not in ("missing",):
+            hidden = isinstance((err.get("ctx") or {}).get("error"), SecretInputError)
+            if "input" in err and err["type"] not in ("missing",) and not hidden:
                 msg = f"{msg} (got {err['input']!r})"
             lines.append(f"{key}: {msg}")
     where = f"{path}: " if path else ""

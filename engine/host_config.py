@@ -23,6 +23,10 @@ NOT_BUILT = {
 }
 
 
+class SecretInputError(ValueError):
+    """A validation error whose input holds a credential: error messages never echo it."""
+
+
 class _HostBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -103,6 +107,8 @@ class RayHostConfig(_HostBase):
     work_dir: str = Field(
         "mc-ray", description="Where each node keeps its clone and the sessions' worktrees "
         "(relative: under the node's home folder).")
+    connect_timeout: float = Field(
+        10.0, gt=0, description="Seconds to reach the cluster's address (the health check).")
     start_timeout: float = Field(
         300.0, gt=0, description="Seconds a session may wait for a node with a free agent "
         "slot before it fails (the host is then checked).")
@@ -119,7 +125,7 @@ class RayHostConfig(_HostBase):
     @classmethod
     def _no_credentials(cls, value: str) -> str:
         if "://" in value and urlsplit(value).password is not None:
-            raise ValueError("the remote URL holds a password: use a git credential helper or "
+            raise SecretInputError("the remote URL holds a password: use a git credential helper or "
                              "an SSH key on the nodes, never the config")
         return value
 

@@ -24,6 +24,7 @@ host is drained like any other.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -57,12 +58,29 @@ class RayHostError(RuntimeError):
     """The cluster cannot be reached, offers no agent slot, or git failed."""
 
 
-def connect(address: str, namespace: str | None) -> None:
+def probe(address: str, timeout: float) -> None:
+    """Open a TCP connection to ``address`` (``host:port``, ``ray://host:port``; ``auto`` is
+    left to Ray): ``ray.init`` and ``ray.nodes`` retry an unreachable cluster for minutes.
+    Raises RayHostError."""
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise RayHostError(f"cannot reach the Ray cluster at {address}: "
+                           f"{exc.strerror or exc}") from None
+
+
+def connect(address: str, namespace: str | None, timeout: float = 10.0) -> None:
     """Join the cluster at ``address`` as a driver, once per process (a second Ray host or
     a caller that already joined one reuses that connection). Raises RayHostError."""
     with _init_lock:
         if ray.is_initialized():
             return
+        probe(address, timeout)
         try:
             ray.init(address=address, namespace=namespace, log_to_driver=False,
                      logging_level="warning", configure_logging=False)
@@ -93,7 +111,8 @@ class RayHost:
     def check(self) -> str | None:
         """Join the cluster and count the live nodes' agent slots (blocking)."""
         try:
-            connect(self.config.address, self.config.namespace)
+            connect(self.config.address, self.config.namespace, self.config.connect_timeout)
+            probe(ray.get_runtime_context().gcs_address, self.config.connect_timeout)
             alive = [n for n in ray.nodes() if n.get("Alive")]
         except RayHostError as exc:
             return str(exc)
@@ -132,7 +151,8 @@ class RayHost:
             raise OSError(f"{cwd} is not one of mc's worktrees: a remote host runs agents only "
                           "there, never in the user's checkout")
         try:
-            await anyio.to_thread.run_sync(connect, self.config.address, self.config.namespace)
+            await anyio.to_thread.run_sync(connect, self.config.address, self.config.namespace,
+                                           self.config.connect_timeout)
         except RayHostError as exc:
             raise OSError(str(exc)) from None
         remote = self.config.remote or (await _git(cwd, "rev-parse", "--path-format=absolute",
