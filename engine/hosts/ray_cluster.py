@@ -169,16 +169,20 @@ class RayHost:
             num_cpus=0, resources={self.config.resource: 1}, max_restarts=0,
             max_task_retries=0, scheduling_strategy="SPREAD").remote()
         outcome = ProcessOutcome(exit_code=None, pid=0)
-        where = "a node"
+        where, placed = "a node", False
         try:
             try:
                 with anyio.fail_after(self.config.start_timeout):
                     info = await actor.prepare.remote(remote, base_ref, head,
                                                       self.config.work_dir, session)
             except TimeoutError:
-                raise OSError(f"no node of Ray host {self.name} had a free "
-                              f"{self.config.resource!r} for {self.config.start_timeout:g} s"
-                              ) from None
+                # e.g. a node died and the cluster has fewer slots than mc sends sessions:
+                # the unit waits its turn again, uncounted (no slot at all fails check())
+                waited = (f"no node of Ray host {self.name} had a free "
+                          f"{self.config.resource!r} for {self.config.start_timeout:g} s")
+                session_lost(waited)
+                raise OSError(waited) from None
+            placed = True
             where = f"node {info['node_id'][:12]} ({info['hostname']})"
             with open(SUPERVISOR) as handle:
                 supervisor = handle.read()
@@ -205,13 +209,14 @@ class RayHost:
             outcome.cancelled = True
             with anyio.CancelScope(shield=True), anyio.move_on_after(kill_grace + 10):
                 try:
-                    outcome.killed = await actor.stop.remote(kill_grace)
+                    if placed:
+                        outcome.killed = await actor.stop.remote(kill_grace)
                 except RayError:
                     pass
             raise
         finally:
             with anyio.CancelScope(shield=True):
-                await self._release(actor, cwd, remote, base_ref, out_ref)
+                await self._release(actor, placed, cwd, remote, base_ref, out_ref)
         outcome.duration_s = time.monotonic() - started
         return outcome
 
@@ -262,12 +267,13 @@ class RayHost:
                 deliver(name, splitter.flush())
             outcome.stderr_tail = tail.text()
 
-    async def _release(self, actor: Any, cwd: Path, remote: str, base_ref: str,
+    async def _release(self, actor: Any, placed: bool, cwd: Path, remote: str, base_ref: str,
                        out_ref: str) -> None:
         """Remove the node's worktree, end the actor, delete the session's refs (best effort)."""
         with anyio.move_on_after(30):
             try:
-                await actor.cleanup.remote()
+                if placed:  # an actor still waiting for a slot has nothing to clean
+                    await actor.cleanup.remote()
             except RayError:
                 pass
         try:

@@ -190,6 +190,32 @@ def _running(needle: str) -> list[int]:
     return found
 
 
+def test_a_session_that_finds_no_free_slot_fails_as_lost_not_as_the_units_fault(
+    tmp_path: Path, ray_world: RayWorld,
+) -> None:
+    from engine.agents.process import build_env, run_streaming
+    from engine.hosts import running_on
+
+    repo = make_target(tmp_path)
+    subprocess.run(["git", "-C", str(repo), "worktree", "add", "-q", str(tmp_path / "wt")],
+                   check=True)
+    host = RayHost("cluster", 1, RayHostConfig(address=ray_world.cluster.address,
+                                               resource="mc_no_such_slot", start_timeout=2))
+    assert "offers the resource 'mc_no_such_slot'" in (host.check() or "")
+
+    async def go():  # type: ignore[no-untyped-def]
+        with running_on(host) as placed, \
+                pytest.raises(OSError, match="had a free 'mc_no_such_slot' for 2 s"):
+            await run_streaming(["true"], cwd=tmp_path / "wt", env=build_env(),
+                                on_line=lambda ln: None)
+        return placed.lost
+
+    assert "had a free 'mc_no_such_slot'" in anyio.run(go)
+    refs = subprocess.run(["git", "-C", str(repo), "for-each-ref", "refs/mc/"],
+                          capture_output=True, text=True, check=True).stdout
+    assert refs == ""  # the base pushed for it is deleted again
+
+
 def test_a_worker_node_killed_mid_session_sends_the_unit_to_the_other_node(
     tmp_path: Path, ray_world: RayWorld,
 ) -> None:
