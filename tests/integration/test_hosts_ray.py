@@ -9,6 +9,7 @@ the nodes; they write where they ran (``$HOME`` is the node's) into files that m
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -214,6 +215,65 @@ def test_a_session_that_finds_no_free_slot_fails_as_lost_not_as_the_units_fault(
     refs = subprocess.run(["git", "-C", str(repo), "for-each-ref", "refs/mc/"],
                           capture_output=True, text=True, check=True).stdout
     assert refs == ""  # the base pushed for it is deleted again
+
+
+def test_real_claude_on_a_ray_node_commits_and_its_work_comes_back(
+    claude_cli: str, tmp_path: Path, ray_world: RayWorld, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The real Claude Code CLI, run by a node against the scripted model server on
+    127.0.0.1: its Write and its Bash commit happen on the node, the commit lands locally."""
+    import fnmatch
+
+    from engine.agents.claude import ClaudeBackend
+    from engine.agents.permissions import profile_for
+    from engine.agents.process import BACKEND_ENV
+    from engine.agents.types import COMPLETED, AgentEvent, AgentRequest, AgentRole
+    from engine.hosts import running_on
+    from tests.support.model_server import ModelServer, Rule
+    from tests.support.real_clis import claude_env
+    from tests.support.script import turns
+    from tests.support.scripts import bash, finish, write_file
+
+    for name, home in ray_world.homes.items():  # each node commits as itself
+        (home / ".gitconfig").write_text(f"[user]\n\tname = node-{name}\n"
+                                         "\temail = node@localhost\n")
+    repo = make_target(tmp_path)
+    wt = tmp_path / "wt"
+    subprocess.run(["git", "-C", str(repo), "worktree", "add", "-q", str(wt), "-b", "unit"],
+                   check=True)
+    rule = Rule(name="worker", match="You are a worker agent", reply=turns([
+        write_file("hello.py", "def hello():\n    return 'hello'\n"),
+        bash("git add -A && git commit -qm hello", "Commit"),
+        finish("Added hello.", ["hello.py"]),
+    ]))
+    events: list[AgentEvent] = []
+    with ModelServer([rule]) as server:
+        for name in list(os.environ):  # no real agent settings or keys from this machine
+            if any(fnmatch.fnmatchcase(name, pat) for pat in BACKEND_ENV):
+                monkeypatch.delenv(name)
+        for key, value in claude_env(server.url, tmp_path / "home").items():
+            monkeypatch.setenv(key, value)
+        host = RayHost("cluster", 2, RayHostConfig(address=ray_world.cluster.address))
+        backend = ClaudeBackend(executable=claude_cli, kill_grace=2)
+        profile = profile_for(AgentRole.WORKER, verification_command="python -m unittest")
+        request = AgentRequest(role=AgentRole.WORKER, prompt="You are a worker agent. Add hello.",
+                               workdir=wt, model="sonnet", max_turns=10, timeout_s=120,
+                               permission_mode=profile.mode,
+                               allowed_tools=profile.allowed_tools)
+
+        async def go():  # type: ignore[no-untyped-def]
+            with running_on(host):
+                return await backend.run(request, events.append)
+
+        result = anyio.run(go)
+    assert result.status == COMPLETED, (result.error, [e.text for e in events][-8:])
+    log = subprocess.run(["git", "-C", str(repo), "log", "--format=%s|%an", "unit"],
+                         capture_output=True, text=True, check=True).stdout.split("\n")
+    assert log[0] in ("hello|node-w1", "hello|node-w2") and log[1].startswith("initial|"), log
+    assert (wt / "hello.py").exists()
+    results = [e for e in events if e.type == "tool_result"]
+    assert len(results) == 2 and not any(e.data.get("is_error") for e in results), \
+        [e.text for e in results]
 
 
 def test_a_worker_node_killed_mid_session_sends_the_unit_to_the_other_node(
