@@ -45,11 +45,12 @@ from engine.lifeline import SUPERVISOR
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 import ray  # noqa: E402  (the optional extra: mission-control[ray])
-from ray.exceptions import RayActorError, RayError  # noqa: E402
+from ray.exceptions import ActorUnavailableError, RayActorError, RayError  # noqa: E402
 
 from engine.hosts import ray_session  # noqa: E402
 
 POLL_WAIT_S = 0.2
+UNAVAILABLE_S = 30.0  # an actor unreachable this long is taken for dead
 _init_lock = threading.Lock()
 _remote_class: Any = None
 
@@ -198,7 +199,7 @@ class RayHost:
                 except RayHostError as exc:
                     raise OSError(f"fetching the work back from {remote} failed: {exc}") from None
         except RayActorError as exc:  # the node (or its worker process) died
-            reason = _first_line(exc)
+            reason = _why_dead(exc)
             lost = f"ray {where} lost during the session ({reason})"
             outcome.stderr_tail = (outcome.stderr_tail + "\n" + lost).strip()
             outcome.exit_code = None
@@ -241,9 +242,19 @@ class RayHost:
 
         deadline = None if timeout is None else time.monotonic() + timeout
         grace_ends: float | None = None
+        unavailable_since: float | None = None
         try:
             while True:
-                chunks, ended, code = await actor.poll.remote(POLL_WAIT_S)
+                try:
+                    chunks, ended, code = await actor.poll.remote(POLL_WAIT_S)
+                    unavailable_since = None
+                except ActorUnavailableError:  # perhaps a blip: dead only when it stays so
+                    now = time.monotonic()
+                    unavailable_since = unavailable_since or now
+                    if now - unavailable_since >= UNAVAILABLE_S:
+                        raise
+                    await anyio.sleep(0.5)
+                    continue
                 for name, chunk in chunks:
                     deliver(name, splitters[name].feed(chunk))
                 if ended:
@@ -285,6 +296,16 @@ class RayHost:
                 await _git(cwd, "push", "-q", remote, f":{ref}")  # deleting is never a force
             except RayHostError:
                 pass  # out_ref is missing when the session did not finish
+
+
+def _why_dead(exc: BaseException) -> str:
+    """Ray's reason an actor died, shortest form: "The actor died because its node has died;
+    the actor's node was terminated unexpectedly: health check failed ..."."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    why = [ln.split(". Node Id")[0].rstrip(".") for ln in lines
+           if ln.startswith(("The actor died because", "The actor is dead because",
+                             "the actor's node", "The actor is unavailable"))]
+    return "; ".join(why)[:300] if why else _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:
