@@ -23,6 +23,7 @@ host is drained like any other.
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import subprocess
@@ -205,6 +206,9 @@ class RayHost:
             outcome.exit_code = None
             session_lost(lost)
         except RayError as exc:  # e.g. git failed on the node: RayTaskError(SessionError)
+            if isinstance(exc, FileNotFoundError):  # the CLI is not installed on the node
+                raise FileNotFoundError(errno.ENOENT, f"{argv[0]} is not installed on ray "
+                                        f"{where}", argv[0]) from None
             raise OSError(f"ray host {self.name} on {where}: {_first_line(exc)}") from None
         except anyio.get_cancelled_exc_class():
             outcome.cancelled = True

@@ -191,7 +191,7 @@ def _running(needle: str) -> list[int]:
     return found
 
 
-def test_a_session_that_finds_no_free_slot_fails_as_lost_not_as_the_units_fault(
+def test_no_free_slot_is_a_lost_session_and_a_missing_cli_is_file_not_found(
     tmp_path: Path, ray_world: RayWorld,
 ) -> None:
     from engine.agents.process import build_env, run_streaming
@@ -212,6 +212,15 @@ def test_a_session_that_finds_no_free_slot_fails_as_lost_not_as_the_units_fault(
         return placed.lost
 
     assert "had a free 'mc_no_such_slot'" in anyio.run(go)
+
+    async def missing():  # type: ignore[no-untyped-def]
+        with running_on(RayHost("cluster", 2, RayHostConfig(
+                address=ray_world.cluster.address))):
+            await run_streaming(["no-such-agent-cli"], cwd=tmp_path / "wt", env=build_env(),
+                                on_line=lambda ln: None)
+
+    with pytest.raises(FileNotFoundError, match="no-such-agent-cli is not installed on ray node"):
+        anyio.run(missing)
     refs = subprocess.run(["git", "-C", str(repo), "for-each-ref", "refs/mc/"],
                           capture_output=True, text=True, check=True).stdout
     assert refs == ""  # the base pushed for it is deleted again
