@@ -4,7 +4,9 @@ After an agent session on a host fails, the host's health check runs again: a ho
 it is drained (``host.drained``: its breaker opens, dispatch skips its slots) and the unit the
 failure hit goes back to ``ready`` with the reason, its attempt not counted (the host failed,
 not the unit). Drained hosts are checked again every ``recheck_seconds`` (half-open) and
-re-admitted when they pass (``host.restored``).
+re-admitted when they pass (``host.restored``). A session *lost* to part of a host that still
+passes its check (a Ray node died: the host said so with ``session_lost``) sends its unit back
+the same way (``host.session_lost``) without draining the host.
 """
 
 from __future__ import annotations
