@@ -198,13 +198,25 @@ class HitlConfig(Section):
 
 
 class SpeculationConfig(Section):
-    enabled: bool = Field(False, description="Speculative branches per unit (not available yet).")
-    branch_count: int = Field(2, ge=1, le=8, description="Branches per unit when enabled.")
+    enabled: bool = Field(
+        False, description="Work the units `units` names with `branch_count` agents each."
+    )
+    branch_count: int = Field(
+        2, ge=1, le=8,
+        description="Branches per unit when enabled (1: no branching); each is an agent session "
+        "of its own, so up to num_workers x branch_count agents run at once, all costed.",
+    )
     selection: Literal["best_score", "tests", "review", "smallest_diff"] = Field(
         "tests",
-        description="How the winning branch is chosen: best_score = best verification result, "
-        "then best review score (the original tool's name); tests = verification only; "
-        "review = review score only; smallest_diff = smallest passing diff.",
+        description="How the winning branch is chosen: tests = verification in its worktree "
+        "(passing, most tests passed, fewest lint errors, then smallest diff); review = review "
+        "score; smallest_diff = smallest passing diff; best_score = tests, then review score, "
+        "then diff size (the original tool's name).",
+    )
+    units: Literal["uncertain", "all"] = Field(
+        "uncertain",
+        description="Which units branch: uncertain = those the planner marks `uncertain`; "
+        "all = every unit.",
     )
 
 
@@ -361,8 +373,10 @@ class AgentConfig(Section):
         default_factory=list, description="Extra environment variables agents may see."
     )
     session_tools: bool = Field(
-        False, description="Serve each Claude Code worker session an MCP server of mc tools "
-        "(run_verification in its worktree, report_discovery into the backlog).")
+        True, description="Serve each Claude Code worker, editor and fixup session (local "
+        "hosts) an MCP server of mc tools: run_verification in its worktree, recall (episodic "
+        "memory), report_discovery (backlog) and the unit's template tools the planner asked "
+        "for (docs/learning.md). false: none, and the planner is not offered templates.")
 
 
 class MergeQueueConfig(Section):
@@ -722,9 +736,7 @@ def format_validation_error(exc: ValidationError, path: Path | None) -> str:
     return header + "\n  " + "\n  ".join(lines)
 
 
-UNAVAILABLE_FEATURES: tuple[tuple[str, str], ...] = (
-    ("speculation.enabled", "speculative branches"),
-)
+UNAVAILABLE_FEATURES: tuple[tuple[str, str], ...] = ()
 
 
 def secret_env_names(config: MissionConfig) -> list[str]:

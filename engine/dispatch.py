@@ -158,9 +158,11 @@ def starting_point(rt: Runtime, unit: dict[str, Any], branch: str) -> tuple[str,
 
 
 async def review_and_submit(
-    rt: Runtime, unit_id: str, branch: str, base: str, head: str, attempt_no: int
+    rt: Runtime, unit_id: str, branch: str, base: str, head: str, attempt_no: int,
+    verdict: ReviewVerdict | None = None,
 ) -> UnitRunResult:
-    """The review gate, the large-merge gate, then into the merge queue."""
+    """The review gate, the large-merge gate, then into the merge queue. ``verdict``: a review
+    of this very diff already made (a speculation branch's), used instead of a new one."""
     store = rt.store
     unit = store.get("units", unit_id)
     assert unit is not None
@@ -172,12 +174,13 @@ async def review_and_submit(
         return UnitRunResult(True)
     if rt.config.review.gate_completion:
         rt.units.move(unit_id, UnitStatus.REVIEWING)
-        diff = rt.repo.diff_text(base, head)
-        stat = rt.repo.diff_stat(base, head)
-        verdict = await review_unit(
-            rt.llm.ask, objective=rt.objective, unit=store.get("units", unit_id) or unit,
-            diff=diff, diffstat=stat.text, min_score=rt.config.review.min_review_score,
-        )
+        if verdict is None:
+            diff = rt.repo.diff_text(base, head)
+            stat = rt.repo.diff_stat(base, head)
+            verdict = await review_unit(
+                rt.llm.ask, objective=rt.objective, unit=store.get("units", unit_id) or unit,
+                diff=diff, diffstat=stat.text, min_score=rt.config.review.min_review_score,
+            )
         record_verdict(rt, unit_id, verdict, attempt_no)
         if not verdict.passed:
             return UnitRunResult(True)

@@ -41,6 +41,7 @@ class Unit(BaseModel):
     specialist: str = "general"
     priority: int = 3
     is_leaf: bool = True
+    uncertain: bool = False  # the planner is unsure of the approach (speculation branches)
     status: UnitStatus
     reason: str | None = None
     branch: str | None = None
@@ -54,6 +55,7 @@ class Unit(BaseModel):
     resume_point: str | None = None
     review_rejections: int = 0
     fixup_rounds: int = 0
+    tools: list[dict[str, Any]] = []
     created_at: float = 0.0
     updated_at: float = 0.0
 

@@ -107,10 +107,12 @@ class WorkerOptions:
     """How the next agent session of a unit runs: model (None: the configured one), single
     pass (no architect pass), and prompt ``templates`` replacing shipped ones for this
     session (template name -> ``string.Template`` text with the same placeholders; how prompt
-    evolution tries variants), labelled ``prompt_variant``."""
+    evolution tries variants), labelled ``prompt_variant``; ``speculate`` False: the unit is
+    worked by one agent even when ``[speculation]`` would branch it (degraded mode)."""
 
     model: str | None = None
     single_pass: bool = False
+    speculate: bool = True
     templates: Mapping[str, str] = field(default_factory=dict)
     prompt_variant: str | None = None
 

@@ -13,6 +13,7 @@ from engine.hosts import HostFleet, check_hosts
 from engine.ledger import UnitLedger
 from engine.llm import LlmCaller
 from engine.runtime import Runtime
+from engine.speculation import speculation_slots
 from engine.store import Store
 
 INTERRUPTED_WORK_MESSAGE = (
@@ -103,7 +104,8 @@ def wire_runtime(
                                   + (f", drained: {s.drained_reason})" if s.drained_reason else ")")
                                   for s in fleet.states))
     workers = config.scheduler.parallel.num_workers
-    pool = WorkspacePool(repo, config.pool_dir(), workers + config.green_branch.fixup_candidates + 1,
+    extra = config.green_branch.fixup_candidates + speculation_slots(config)  # beyond workers
+    pool = WorkspacePool(repo, config.pool_dir(), workers + extra + 1,
                          include=config.worktree.include)
     continuing = {unit_branch(u["id"]) for u in store.units(mission_id)
                   if u["resume_point"] == "continue"}
@@ -132,5 +134,5 @@ def wire_runtime(
     return Runtime(
         config=config, store=store, repo=repo, pool=pool, queue=queue, backend=backend,
         llm=llm, mission_id=mission_id, objective=objective, auto_approve=auto_approve,
-        free_slots=set(range(workers + config.green_branch.fixup_candidates)), hosts=fleet,
+        free_slots=set(range(workers + extra)), hosts=fleet,
     )

@@ -13,7 +13,7 @@ from typing import Any
 
 import anyio
 
-from engine.dispatch import FATAL_REASONS, run_unit
+from engine.dispatch import FATAL_REASONS
 from engine.fixup import run_fixup
 from engine.gates.fixup_select import count_lint_errors, parse_test_counts
 from engine.hosts import running_on
@@ -28,6 +28,7 @@ from engine.pipeline.failover import (
 from engine.pipeline.state import EpochResult, MissionState, leaf_exceptions, leaf_tally
 from engine.pipeline.stop import StopPolicy
 from engine.runtime import FatalAgentError
+from engine.speculation import runner_for
 from engine.store import IllegalTransition
 
 TICK_SECONDS = 0.05
@@ -59,10 +60,12 @@ class ExecutePhase:
                     unit_row = state.store.get("units", unit_id) or {}
                     options = state.plugins.worker_options(unit_row)
                     notes = await anyio.to_thread.run_sync(state.plugins.worker_notes, rt, unit_row)
+                    # run_unit, or several branches of it (engine/speculation.py)
+                    run = runner_for(rt.config, unit_row, options.speculate)
                     with running_on(host) as placed:
-                        outcome = await run_unit(rt, unit_id, slot, model=options.model,
-                                                 single_pass=options.single_pass, notes=notes,
-                                                 templates=options.templates)
+                        outcome = await run(rt, unit_id, slot, model=options.model,
+                                            single_pass=options.single_pass, notes=notes,
+                                            templates=options.templates)
                     if host is not None and self.session_failed(unit_id, outcome.agent_ok) \
                             and await after_failed_session(rt, slot, unit_id, placed.lost):
                         outcome.retry_after = None  # the host failed, not the unit

@@ -7,6 +7,7 @@ import time
 
 import pygit2
 
+from engine.agents.worker import session_tools_on
 from engine.approvals import approve_or_deny
 from engine.gitops import GitRepo
 from engine.models import EpochStatus, UnitStatus
@@ -51,6 +52,7 @@ class PlanPhase:
         planner = RecursivePlanner(
             rt.llm.ask, max_depth=config.planner.max_depth,
             max_children=config.planner.max_children_per_node,
+            tools=session_tools_on(config),
         )
         best: tuple[float, PlanTree] | None = None
         feedback: str | None = None
@@ -113,6 +115,8 @@ class PlanPhase:
                         "specialist": node.specialist,
                         "priority": node.priority,
                         "is_leaf": int(unit.is_leaf),
+                        "tools": node.tools,
+                        "uncertain": int(node.uncertain),
                         "status": UnitStatus.PLANNED.value,
                         "created_at": now,
                         "updated_at": now,

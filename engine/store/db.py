@@ -27,7 +27,7 @@ from engine.store.migrations import SchemaTooNewError, migrate
 
 BUSY_TIMEOUT_MS = 10_000
 JSON_COLUMNS = {
-    "units": ("files_hint", "acceptance_criteria", "dependencies"),
+    "units": ("files_hint", "acceptance_criteria", "dependencies", "tools"),
     "merges": ("conflict_paths",),
     "verifications": ("failing_tests",),
     "decisions": ("factors",),

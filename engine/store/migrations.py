@@ -272,6 +272,12 @@ MIGRATIONS: list[list[str]] = [
     ],
     # 10: the host an agent session ran on ([[hosts]], docs/hosts.md); NULL: plain local
     ["ALTER TABLE attempts ADD COLUMN host TEXT"],
+    # 11: the session tools the planner asked for per unit (engine/agents/tool_templates.py):
+    #    a JSON list of {"name", "scope": [paths]}
+    ["ALTER TABLE units ADD COLUMN tools TEXT NOT NULL DEFAULT '[]'"],
+    # 12: the planner's "uncertain" mark on a unit: with [speculation] units = "uncertain",
+    #     such units are worked by several branches (engine/speculation.py)
+    ["ALTER TABLE units ADD COLUMN uncertain INTEGER NOT NULL DEFAULT 0"],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

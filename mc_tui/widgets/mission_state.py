@@ -49,6 +49,7 @@ class PendingChanges:
     log_events: deque[Event] = field(default_factory=lambda: deque(maxlen=EVENT_LOG_MAX))
     agent_events: deque[Event] = field(default_factory=lambda: deque(maxlen=AGENT_LOG_MAX * 8))
     fixup_events: list[Event] = field(default_factory=list)
+    speculation_events: list[Event] = field(default_factory=list)
     projection: dict[str, Any] | None = None
     count: int = 0
     last_id: int = 0
@@ -92,6 +93,8 @@ class PendingChanges:
             self.dirty["units"].add(event.unit_id)
         elif prefix == "fixup":
             self.fixup_events.append(event)
+        elif prefix == "speculation":
+            self.speculation_events.append(event)
         elif kind == "budget.projection":
             self.projection = dict(payload)
         elif kind in ("green.promoted", "epoch.created", "epoch.status"):
@@ -168,6 +171,8 @@ class MissionState:
         self.cost_total = 0.0
         self._last_cost_id = 0
         self.fixups: dict[tuple[str, int, int], dict[str, Any]] = {}
+        # speculation branches: unit id -> (attempt, {branch number: entry}), the latest attempt
+        self.branches: dict[str, tuple[int, dict[int, dict[str, Any]]]] = {}
         self.projection: dict[str, Any] | None = None
         self.event_log: deque[Event] = deque(maxlen=EVENT_LOG_MAX)
         self.agent_log: dict[int, deque[str]] = {}
@@ -221,6 +226,11 @@ class MissionState:
             elif event.kind == "budget.projection":
                 self.projection = dict(event.payload)
         changes.log_events = list(self.event_log)
+        for row in store.query(  # all of them: the branches of old units are in the plan tree
+            "SELECT id, ts, kind, mission_id, unit_id, payload FROM events WHERE mission_id = ? "
+            "AND id <= ? AND kind LIKE 'speculation.%' ORDER BY id", (mid, upto),
+        ):
+            self._apply_speculation(_row_event(row))
         agent_rows = store.query(
             "SELECT id, ts, kind, mission_id, unit_id, payload FROM events "
             "WHERE mission_id = ? AND id <= ? AND kind = 'agent.event' ORDER BY id DESC LIMIT ?",
@@ -277,6 +287,10 @@ class MissionState:
         for event in pending.fixup_events:
             self._apply_fixup(event)
             changes.fixups = True
+        for event in pending.speculation_events:
+            unit_id = self._apply_speculation(event)
+            if unit_id in self.units:  # the plan tree redraws the unit with its branches
+                changes.rows["units"].add(unit_id)
         if pending.projection is not None:
             self.projection = pending.projection
             changes.costs = True
@@ -342,6 +356,42 @@ class MissionState:
             entry["state"] = "winner"
         else:
             entry["state"] = "scored" if entry.get("verified") else "failed"
+
+    def _apply_speculation(self, event: Event) -> str | None:
+        """Branches of a unit from ``speculation.*`` events (payloads of engine/speculation.py):
+        running until scored (``verified`` / ``failed`` / ``no work``), then ``winner`` or
+        ``lost``. Only the unit's latest attempt is kept. Returns the unit id."""
+        p = event.payload
+        unit = event.unit_id
+        attempt = int(p.get("attempt") or 0)
+        if unit is None:
+            return None
+        if event.kind == "speculation.started":
+            entries = {n: {"branch": n, "approach": approach, "state": "running", "cost_usd": 0.0,
+                           "selection": p.get("selection")}
+                       for n, approach in enumerate(p.get("approaches") or [], start=1)}
+            self.branches[unit] = (attempt, entries)
+            return unit
+        known_attempt, entries = self.branches.get(unit, (attempt, {}))
+        if known_attempt != attempt:
+            return unit  # an older attempt's event (replayed)
+        self.branches[unit] = (attempt, entries)
+        if event.kind == "speculation.branch":
+            entry = entries.setdefault(int(p.get("branch") or 0), {"branch": p.get("branch")})
+            for name in ("approach", "verified", "tests_passed", "tests_failed", "diff_lines",
+                         "cost_usd", "problem", "error"):
+                if p.get(name) is not None:
+                    entry[name] = p[name]
+            entry["state"] = (
+                "no work" if not p.get("head") else "forbidden" if p.get("problem")
+                else "verified" if p.get("verified")
+                else "done" if entry.get("selection") == "review" else "tests failed")
+        elif event.kind == "speculation.reviewed":
+            entries.setdefault(int(p.get("branch") or 0), {})["review_score"] = p.get("score")
+        elif event.kind == "speculation.winner":
+            for number, entry in entries.items():
+                entry["state"] = "winner" if number == p.get("branch") else "lost"
+        return unit
 
     def _heartbeat_due(self) -> bool:
         return (self.mission is not None and self.mission.get("status") in LIVE_STATUSES
