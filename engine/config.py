@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from engine.host_config import HostConfig, host_names
+from engine.host_config import HostConfig, SecretInputError, host_names
 
 DEFAULT_CONFIG_NAME = "mission-control.toml"
 ENV_PREFIX = "MC_"
@@ -446,7 +446,8 @@ class MissionConfig(BaseSettings):
     ui: UiConfig = Field(default_factory=UiConfig)
     hosts: list[HostConfig] = Field(
         default_factory=list,
-        description="[[hosts]] entries: where agents run (kind local | sandbox; docs/hosts.md). "
+        description="[[hosts]] entries: where agents run (kind local | sandbox | ssh | ray; "
+        "docs/hosts.md). "
         "Empty: plain local processes, scheduler.parallel.num_workers slots.",
     )
     plugins: dict[str, dict[str, Any]] = Field(
@@ -738,7 +739,8 @@ def format_validation_error(exc: ValidationError, path: Path | None) -> str:
             lines.append(f"{key}: unknown key{_did_you_mean(str(loc[-1]), choices)}")
         else:
             msg = err["msg"]
-            if "input" in err and err["type"] not in ("missing",):
+            hidden = isinstance((err.get("ctx") or {}).get("error"), SecretInputError)
+            if "input" in err and err["type"] not in ("missing",) and not hidden:
                 msg = f"{msg} (got {err['input']!r})"
             lines.append(f"{key}: {msg}")
     where = f"{path}: " if path else ""

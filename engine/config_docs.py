@@ -93,13 +93,19 @@ def _section(model: BaseModel, prefix: str) -> list[str]:
 
 def _hosts_sections() -> list[str]:
     """``[[hosts]]``: one table per kind that is built (docs/hosts.md)."""
-    from engine.host_config import LocalHostConfig, SandboxHostConfig, SshHostConfig
+    from engine.host_config import (
+        LocalHostConfig,
+        RayHostConfig,
+        SandboxHostConfig,
+        SshHostConfig,
+    )
 
     out = ["## `[[hosts]]`", "",
            "Where agents run, one entry per host (none: local processes, "
-           "`scheduler.parallel.num_workers` slots). `kind = \"ray\"` and "
-           "`\"container\"` are not built: a config naming them is an error. See docs/hosts.md.", ""]
-    for model in (LocalHostConfig(), SandboxHostConfig(), SshHostConfig(address="")):
+           "`scheduler.parallel.num_workers` slots). `kind = \"container\"` is not available in "
+           "this version: a config naming it is an error. See docs/hosts.md.", ""]
+    for model in (LocalHostConfig(), SandboxHostConfig(), SshHostConfig(address=""),
+                  RayHostConfig()):
         rows = _section(model, "hosts")
         table = rows[rows.index("| key | type | default | meaning |"):]
         out += [f"### `kind = \"{model.kind}\"`", "", *table]

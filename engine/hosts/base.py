@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.agents.placement import Host, current_host, running_on
-from engine.host_config import LocalHostConfig, SandboxHostConfig, SshHostConfig, host_names
+from engine.host_config import (
+    LocalHostConfig,
+    RayHostConfig,
+    SandboxHostConfig,
+    SshHostConfig,
+    host_names,
+)
 from engine.hosts.sandbox import bwrap_argv, probe
 
 
@@ -69,7 +75,7 @@ class HostFleet:
 
     @classmethod
     def from_config(
-        cls, hosts: list[LocalHostConfig | SandboxHostConfig | SshHostConfig]
+        cls, hosts: list[LocalHostConfig | SandboxHostConfig | SshHostConfig | RayHostConfig]
     ) -> HostFleet:
         names = host_names(hosts)
         states, first = [], 0
@@ -81,6 +87,10 @@ class HostFleet:
                 from engine.hosts.ssh import SshHost  # asyncssh only when an SSH host is used
 
                 host = SshHost(name, cfg.slots, cfg)
+            elif isinstance(cfg, RayHostConfig):
+                from engine.hosts.ray_cluster import RayHost  # ray: the optional extra
+
+                host = RayHost(name, cfg.slots, cfg)
             else:
                 host = LocalHost(name, cfg.slots)
             states.append(HostState(host, first, recheck_seconds=cfg.recheck_seconds))

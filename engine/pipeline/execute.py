@@ -56,18 +56,19 @@ class ExecutePhase:
             with anyio.CancelScope() as scope:
                 agent_scopes[f"unit:{unit_id}"] = scope
                 host = rt.hosts.host_of(slot) if rt.hosts else None
+                placed = None
                 try:
                     unit_row = rt.units.require(unit_id).row  # plugins read plain dicts
                     options = state.plugins.worker_options(unit_row)
                     notes = await anyio.to_thread.run_sync(state.plugins.worker_notes, rt, unit_row)
                     # run_unit, or several branches of it (engine/speculation.py)
                     run = runner_for(rt.config, unit_row, options.speculate)
-                    with running_on(host):
+                    with running_on(host) as placed:
                         outcome = await run(rt, unit_id, slot, model=options.model,
                                             single_pass=options.single_pass, notes=notes,
                                             templates=options.templates)
                     if host is not None and self.session_failed(unit_id, outcome.agent_ok) \
-                            and await after_failed_session(rt, slot, unit_id):
+                            and await after_failed_session(rt, slot, unit_id, placed.lost):
                         outcome.retry_after = None  # the host failed, not the unit
                     state.plugins.session_ended(rt, outcome.agent_ok)
                     if outcome.retry_after:
@@ -75,7 +76,8 @@ class ExecutePhase:
                 except Exception as exc:
                     self.unit_error(unit_id, exc, errors)
                     if host is not None:  # the host may be why: drained, the unit goes on
-                        await after_failed_session(rt, slot, unit_id)
+                        await after_failed_session(rt, slot, unit_id,
+                                                   placed.lost if placed else None)
                 finally:
                     agent_scopes.pop(f"unit:{unit_id}", None)
                     running.discard(unit_id)
