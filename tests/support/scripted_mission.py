@@ -17,8 +17,6 @@ come in the same order every time (for a recording).
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import textwrap
 from collections.abc import Awaitable, Callable
@@ -27,39 +25,7 @@ from pathlib import Path
 
 from engine.config import MissionConfig, load_config
 from engine.store import Store
-
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@localhost",
-    "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@localhost",
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
-
-
-def _git(cwd: Path, *args: str) -> None:
-    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, env={**os.environ, **GIT_ENV})
-
-
-def make_target(root: Path) -> Path:
-    """``root/repo``: a tiny Python project with unittest tests on ``main``, pushed to
-    ``root/origin.git``."""
-    repo = root / "repo"
-    (repo / "app").mkdir(parents=True)
-    (repo / "tests").mkdir()
-    (repo / "app" / "__init__.py").write_text("")
-    (repo / "app" / "greet.py").write_text('def greet(name):\n    return f"hello {name}"\n')
-    (repo / "tests" / "__init__.py").write_text("")
-    (repo / "tests" / "test_greet.py").write_text(
-        "import unittest\n\nfrom app.greet import greet\n\n\n"
-        "class GreetTest(unittest.TestCase):\n"
-        "    def test_greet(self):\n        self.assertEqual(greet('x'), 'hello x')\n"
-    )
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", "initial")
-    _git(root, "init", "-q", "--bare", "origin.git")
-    _git(repo, "remote", "add", "origin", str(root / "origin.git"))
-    _git(repo, "push", "-q", "origin", "main")
-    return repo
+from tests.support.target_repo import make_target
 
 
 def cassette(units: int, *, work_s: float = 0.0, chain: bool = False) -> str:
@@ -162,7 +128,7 @@ def scripted_mission(root: Path, *, units: int = 2, work_s: float = 0.0, push_ga
     """Make the target and config under ``root`` and prepare the real controller on it."""
     from engine.controller import Controller, run_mission
 
-    make_target(root)
+    make_target(root, origin=True)
     config = load_config(write_config(root, units=units, work_s=work_s, push_gate=push_gate,
                                       approval_timeout=approval_timeout, workers=workers,
                                       serial_queue=serial_queue))
