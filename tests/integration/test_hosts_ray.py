@@ -23,19 +23,17 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 
-from engine.config import load_config
 from engine.controller import Controller
 from engine.host_config import RayHostConfig
 from engine.hosts.ray_cluster import RayHost, ray  # sets RAY_ENABLE_UV_RUN_RUNTIME_ENV first
 from engine.models import MissionStatus, UnitStatus
-from engine.store import Store
-from tests.e2e.conftest import AMBITION_OK, OBJECTIVE_MET, make_target, write_config
+from tests.e2e.conftest import make_target
+from tests.support.host_missions import prepared, two_units
 
 if TYPE_CHECKING:
     from ray.cluster_utils import Cluster
 
 pytestmark = pytest.mark.slow
-GIT_ID = "-c user.name=agent -c user.email=agent@localhost"
 STORE_MB = 80 * 1024 * 1024
 
 
@@ -74,39 +72,16 @@ def ray_world() -> Iterator[RayWorld]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def worker(n: int, first: str = "") -> str:
-    command = (f"{first}echo $HOME > app/unit_{n}_on_$(basename $HOME).txt"
-               f" && git add -A && git {GIT_ID} commit -qm 'Unit {n}'")
-    return f'''
-[[interaction]]
-role = "worker"
-when = {{ unit_title = "Unit {n}" }}
-actions = [{{ type = "run", command = "{command}" }}]
-'''
-
-
-def plan(units: int) -> str:
-    items = ", ".join(
-        f'{{"title": "Unit {n}", "description": "d", "files_hint": ["app/unit_{n}.py"], '
-        f'"acceptance_criteria": ["ok"], "leaf": true}}' for n in range(1, units + 1))
-    return f'''
-[[interaction]]
-role = "planner"
-actions = [{{ type = "text", text = '{{"units": [{items}]}}' }}]
-'''
+def on_node(n: int) -> str:
+    """Shell: write where unit n ran (the node's ``$HOME``) into a file named after it."""
+    return f"echo $HOME > app/unit_{n}_on_$(basename $HOME).txt"
 
 
 def mission(tmp_path: Path, world: RayWorld, firsts: tuple[str, str]) -> Controller:
     repo = make_target(tmp_path)
     shared = tmp_path / "shared.git"  # the remote every node reaches
     subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(shared)], check=True)
-    cassette = plan(2) + AMBITION_OK + OBJECTIVE_MET + worker(1, firsts[0]) + worker(2, firsts[1])
-    path = write_config(tmp_path, cassette)
-    path.write_text(path.read_text() + world.host_config(shared))
-    config = load_config(path)
-    controller = Controller(config, Store(config.state_dir() / "mission.db"))
-    controller.prepare()
-    return controller
+    return prepared(tmp_path, two_units(firsts, write=on_node), world.host_config(shared))
 
 
 def green_files(tmp_path: Path) -> set[str]:
