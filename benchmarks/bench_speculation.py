@@ -31,18 +31,19 @@ import argparse
 import random
 import sys
 import tempfile
-import textwrap
-import time
 from pathlib import Path
-
-import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._bench import git, report  # noqa: E402
-from engine.config import load_config  # noqa: E402
-from engine.controller import Controller  # noqa: E402
-from engine.store import Store  # noqa: E402
+from benchmarks._bench import report  # noqa: E402
+from benchmarks._missions import (  # noqa: E402
+    CHECKS,
+    make_repo,
+    merged_units,
+    reflection,
+    run_mission,
+    write_config,
+)
 
 UNITS = 20
 P = 0.5
@@ -50,18 +51,6 @@ BRANCHES = 3
 SEED = 17
 SESSION_COST = 0.10
 MAX_BRANCHES = 8  # [speculation] branch_count's upper bound
-
-
-def make_repo(root: Path) -> Path:
-    repo = root / "repo"
-    (repo / "app").mkdir(parents=True)
-    (repo / "tests").mkdir()
-    (repo / "app" / "__init__.py").write_text("")
-    (repo / "tests" / "__init__.py").write_text("")
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "initial")
-    return repo
 
 
 def draws(units: int, branches: int, p: float, seed: int) -> dict[tuple[int, int], bool]:
@@ -98,19 +87,7 @@ def cassette(units: int, outcome: dict[tuple[int, int], bool], branches: int) ->
 [[interaction]]
 role = "planner"
 actions = [{{ type = "text", text = '{{"units": [{plan}]}}' }}]
-
-[[interaction]]
-role = "ambition"
-actions = [{{ type = "text", text = '{{"score": 8, "feedback": "fine"}}' }}]
-
-[[interaction]]
-role = "objective_check"
-actions = [{{ type = "text", text = '{{"met": true, "feedback": "done"}}' }}]
-
-[[interaction]]
-role = "reflection"
-actions = [{{ type = "text", text = '{{"reflection": "some units were wrong", "lessons": []}}' }}]
-''']
+''', CHECKS, reflection("some units were wrong")]
     for n in range(1, units + 1):
         if branches > 1:
             out += [worker_entry(n, outcome[(n, b)], b) for b in range(1, branches + 1)]
@@ -119,42 +96,14 @@ actions = [{{ type = "text", text = '{{"reflection": "some units were wrong", "l
     return "".join(out)
 
 
-def write_config(root: Path, units: int, branches: int) -> Path:
+def speculation_config(root: Path, units: int, branches: int) -> Path:
     spec = (f'[speculation]\nenabled = true\nbranch_count = {branches}\nselection = "tests"\n'
             if branches > 1 else "[speculation]\nenabled = false\n")
-    text = textwrap.dedent(f"""
-    [target]
-    name = "bench-speculation"
-    path = "repo"
-    branch = "main"
-    objective = "Add the units"
-    [target.verification]
-    command = "{sys.executable} -m unittest discover -s tests -t ."
-    timeout = 60
-    [scheduler]
-    session_timeout = 60
-    [scheduler.parallel]
-    num_workers = 2
-    [scheduler.budget]
-    max_per_run_usd = 1000
-    [planner]
-    max_children_per_node = {max(units, 1)}
-    [rounds]
-    max_rounds = 1
-    [review]
-    gate_completion = false
-    [hitl]
-    enabled = false
-    [green_branch]
-    fixup_candidates = 1
-    fixup_max_attempts = 0
-    [agent]
-    backend = "scripted"
-    cassette = "cassette.toml"
-    """) + spec
-    path = root / "mission-control.toml"
-    path.write_text(text)
-    return path
+    return write_config(
+        root, name="bench-speculation", objective="Add the units", workers=2, max_rounds=1,
+        fixup_max_attempts=0,
+        extra=("[scheduler.budget]\nmax_per_run_usd = 1000\n"
+               f"[planner]\nmax_children_per_node = {max(units, 1)}\n" + spec))
 
 
 def run_scenario(*, branches: int, units: int = UNITS, p: float = P,
@@ -165,17 +114,9 @@ def run_scenario(*, branches: int, units: int = UNITS, p: float = P,
         root = Path(tmp)
         make_repo(root)
         (root / "cassette.toml").write_text(cassette(units, outcome, branches))
-        config = load_config(write_config(root, units, branches))
-        store = Store(config.state_dir() / "mission.db")
-        controller = Controller(config, store)
-        controller.prepare()
-        started = time.perf_counter()
-        result = anyio.run(controller.run)
-        seconds = time.perf_counter() - started
-        mid = result.mission_id
-        merged = store.query(
-            "SELECT COUNT(*) AS n FROM units WHERE mission_id = ? AND is_leaf = 1 "
-            "AND status = 'merged'", (mid,))[0]["n"]
+        run = run_mission(speculation_config(root, units, branches))
+        store, mid = run.store, run.mission_id
+        merged = merged_units(store, mid)
         sessions = store.query(
             "SELECT COUNT(*) AS n FROM attempts WHERE mission_id = ? AND role = 'worker'",
             (mid,))[0]["n"]
@@ -187,7 +128,7 @@ def run_scenario(*, branches: int, units: int = UNITS, p: float = P,
             "drawn_right": drawn,  # units with at least one right session: what can merge
             "sessions": sessions, "cost": round(cost, 4),
             "cost_per_merged": round(cost / merged, 4) if merged else float("inf"),
-            "seconds": round(seconds, 2)}
+            "seconds": round(run.seconds, 2)}
 
 
 def main() -> None:
