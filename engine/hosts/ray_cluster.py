@@ -39,6 +39,7 @@ import anyio
 from engine.agents.placement import session_lost
 from engine.agents.process import MAX_LINE_BYTES, Line, LineSplitter, ProcessOutcome, _Tail, decode
 from engine.host_config import RayHostConfig
+from engine.hosts.base import RemoteHost, own_worktree
 from engine.lifeline import SUPERVISOR
 
 # Ray's `uv run` hook would upload the driver's working folder (the user's checkout) to the
@@ -100,14 +101,8 @@ def session_class() -> Any:
     return _remote_class
 
 
-class RayHost:
+class RayHost(RemoteHost[RayHostConfig]):
     kind = "ray"
-
-    def __init__(self, name: str, slots: int, config: RayHostConfig) -> None:
-        self.name = name
-        self.slots = slots
-        self.config = config
-        self.permission_mode: str | None = None
 
     # ------------------------------------------------------------------ health
     def check(self) -> str | None:
@@ -133,9 +128,6 @@ class RayHost:
                         f"{done.stderr.strip()[-300:]}")
         return None
 
-    def wrap(self, argv: list[str], *, cwd: Path, env: Mapping[str, str]) -> list[str]:
-        return list(argv)  # not used: run_streaming below runs the process on a node
-
     # ------------------------------------------------------------------ running
     async def run_streaming(
         self, argv: list[str], *, cwd: Path, env: Mapping[str, str],
@@ -148,10 +140,7 @@ class RayHost:
         the module docstring. Raises ``OSError`` when the cluster or the remote cannot be
         reached, or ``argv[0]`` is not installed on the node."""
         started = time.monotonic()
-        cwd = Path(cwd)
-        if not (cwd / ".git").is_file():  # the work is fast-forwarded back into cwd
-            raise OSError(f"{cwd} is not one of mc's worktrees: a remote host runs agents only "
-                          "there, never in the user's checkout")
+        cwd = own_worktree(cwd)  # the work is fast-forwarded back into cwd
         try:
             await anyio.to_thread.run_sync(connect, self.config.address, self.config.namespace,
                                            self.config.connect_timeout)
