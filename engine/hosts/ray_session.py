@@ -1,7 +1,16 @@
 """One agent session on a Ray node (``kind = "ray"``, docs/hosts.md): the node's half.
 
 Standalone on purpose (standard library only, no mc imports): mc ships this module to the
-cluster by value (cloudpickle), so a node needs Ray, git and the agent CLI, never mc itself.
+cluster by value (cloudpickle, ``register_pickle_by_value`` in ``ray_cluster.session_class``),
+so a node needs Ray, git and the agent CLI, never mc itself. An import of any ``engine``
+module here would be pickled by reference and fail on a node without mc. So two pieces repeat
+mc's own on purpose, and a change to one belongs in its twin too: :func:`group_members` (the
+/proc scan of a process group) is ``engine.agents.process.group_members`` and
+:meth:`AgentSession.stop` is ``terminate_group`` there (blocking); the ``WATCHDOG``
+script's ``alive()`` and end-the-group loop are ``engine/supervisor.py``'s ``group_alive``
+and ``end_group`` (the supervisor reaches a node only as script text, passed to
+:meth:`AgentSession.start`, never as a module this one could import).
+
 mc creates one :class:`AgentSession` actor per agent process, requiring one unit of the
 host's agent-slot resource, and calls, in order:
 
