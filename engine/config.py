@@ -4,6 +4,9 @@ The file is parsed with :mod:`tomllib`, then environment variables with the
 prefix ``MC_`` (``__`` separates nesting levels) are layered on top, and the
 result is validated by pydantic-settings models. Every problem becomes one
 :class:`ConfigError` whose message names the key path, never a traceback.
+
+Size: one pydantic schema of the whole ``mission-control.toml`` (a model per table) and the
+loader that names a bad key's path, kept together so a new key is added in one place.
 """
 
 from __future__ import annotations

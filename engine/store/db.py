@@ -2,6 +2,9 @@
 
 Every state change is a row; every status change goes through
 :meth:`Store.set_status`, which writes the row and its event in one transaction.
+
+Size: :class:`Store` is the one gateway to the database; its transactions, events, rows,
+status changes, costs, approvals and commands share one connection and its lock.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 Each migration is a list of SQL statements, or a function of the connection for one that
 must read old rows to fill new columns. Never edit a released migration: append a new
 one. Opening a database migrates it forward in one transaction per step.
+
+Size: the list of every released migration, append-only by design (never edited, never split).
 """
 
 from __future__ import annotations
