@@ -1,8 +1,8 @@
 """The merge queue: batch, verify once, bisect on failure, promote the good part.
 
-(Over 400 lines for a stated reason: the batch, bisection and promotion steps share the
-journal and the crash-safety invariants documented here; the verifier, the publisher,
-reconcile and the candidate chain are already their own modules.)
+Size: the batch, bisection and promotion steps share the journal and the crash-safety
+invariants documented here; the verifier, the publisher, reconcile, the candidate chain and
+the speculative pipeline are already their own modules.
 
 One ``run_once`` takes up to ``batch_size`` queued merges and loops:
 

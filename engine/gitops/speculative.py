@@ -32,6 +32,10 @@ journal (``speculate``, ``verify``, ``discard`` steps) says which were in flight
 ``kill -9`` the usual reconciliation applies (in-flight rows -> ``queued``, running
 verifications -> ``error``, ``mc/working`` -> ``mc/green``) and the next run rebuilds the
 candidates from ``mc/green``: they are never resumed, so nothing unverified survives.
+
+Size: the build, split, suspect, discard and promote steps share one pipeline state and
+its invariants (the list of batches in queue order); splitting them would pass that state
+around between modules.
 """
 
 from __future__ import annotations
