@@ -56,11 +56,40 @@ KILL_POINTS = PLANNING_POINTS + EXECUTION_POINTS
 
 
 def start_mission(config: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "mc_tui", "mission", "--config", str(config), "--no-ui", "--yes"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    """``mc mission`` in its own process group; its output goes to ``mc.log`` beside the
+    config (read by :func:`why_not_reached` when a kill point is never reached)."""
+    log = open(config.parent / "mc.log", "wb")  # noqa: SIM115 - the child holds it
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "mc_tui", "mission", "--config", str(config), "--no-ui", "--yes"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    finally:
+        log.close()
+
+
+def why_not_reached(config: Path, db: Path, kind: str, proc: subprocess.Popen[bytes]) -> str:
+    """What a test says when the mission never reached a kill point: how far it got and
+    whether it ended (with the tail of its output) or was still running at the deadline."""
+    kind, _, role = kind.partition(":")
+    seen = _count(db, kind, role) if db.exists() else 0
+    state = ("still running at the deadline" if proc.poll() is None
+             else f"ended with exit status {proc.returncode}")
+    log = config.parent / "mc.log"
+    tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
+    return f"{seen} {kind} events so far; mc {state}; its output ended:\n{tail}"
+
+
+def _count(db: Path, kind: str, role: str) -> int:
+    store = Store(db)
+    try:
+        return store.query(
+            "SELECT COUNT(*) AS n FROM events WHERE kind = ? "
+            "AND (? = '' OR json_extract(payload, '$.role') = ?)", (kind, role, role),
+        )[0]["n"]
+    finally:
+        store.close()
 
 
 def wait_for_event(db: Path, kind: str, count: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> bool:
@@ -69,12 +98,7 @@ def wait_for_event(db: Path, kind: str, count: int, proc: subprocess.Popen[bytes
     while time.monotonic() < deadline:
         if db.exists():
             try:
-                store = Store(db)
-                n = store.query(
-                    "SELECT COUNT(*) AS n FROM events WHERE kind = ? "
-                    "AND (? = '' OR json_extract(payload, '$.role') = ?)", (kind, role, role),
-                )[0]["n"]
-                store.close()
+                n = _count(db, kind, role)
             except Exception:
                 n = 0
             if n >= count:
@@ -130,8 +154,9 @@ def test_sigkill_then_resume_finishes_the_same(tmp_path: Path, baseline: list[st
     db = repo / ".git" / "mc" / "mission.db"
     proc = start_mission(config)
     try:
-        reached = wait_for_event(db, kind, count, proc)
-        assert reached, f"the mission never reached {kind} #{count}"
+        reached = wait_for_event(db, kind, count, proc, timeout=120)  # 2 loaded cores
+        assert reached, (f"the mission never reached {kind} #{count}: "
+                         + why_not_reached(config, db, kind, proc))
         os.killpg(proc.pid, signal.SIGKILL)  # the engine (its agents run in their own groups)
     finally:
         proc.wait(timeout=10)
