@@ -35,14 +35,17 @@ import textwrap
 import time
 from pathlib import Path
 
-import anyio
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._bench import git, report  # noqa: E402
-from engine.config import load_config  # noqa: E402
-from engine.controller import Controller  # noqa: E402
-from engine.store import Store  # noqa: E402
+from benchmarks._bench import report  # noqa: E402
+from benchmarks._missions import (  # noqa: E402
+    CHECKS,
+    make_repo,
+    merged_units,
+    reflection,
+    run_mission,
+    write_config,
+)
 
 MISSIONS = 4
 HEADER = "# SPDX-License-Identifier: MIT"
@@ -62,19 +65,6 @@ class Headers(unittest.TestCase):
 '''
 
 
-def make_repo(root: Path) -> Path:
-    repo = root / "repo"
-    (repo / "app").mkdir(parents=True)
-    (repo / "tests").mkdir()
-    (repo / "app" / "__init__.py").write_text(f"{HEADER}\n")
-    (repo / "tests" / "__init__.py").write_text("")
-    (repo / "tests" / "test_headers.py").write_text(HEADER_TEST)
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "initial")
-    return repo
-
-
 def cassette(n: int) -> str:
     """Mission n's agents: the planner, and workers and fixups that follow what they read."""
     module = f"app/m{n}.py"
@@ -90,15 +80,7 @@ def cassette(n: int) -> str:
     [[interaction]]
     role = "planner"
     actions = [{{ type = "text", text = '{plan}' }}]
-
-    [[interaction]]
-    role = "ambition"
-    actions = [{{ type = "text", text = '{{"score": 8, "feedback": "fine"}}' }}]
-
-    [[interaction]]
-    role = "objective_check"
-    actions = [{{ type = "text", text = '{{"met": true, "feedback": "done"}}' }}]
-
+    ''') + CHECKS + textwrap.dedent(f'''
     # the worker follows the convention only when its prompt carries it
     [[interaction]]
     role = "worker"
@@ -127,66 +109,30 @@ def cassette(n: int) -> str:
       {{ type = "commit", message = "fixup: header" }},
       {{ type = "text", text = '{marker}' }},
     ]
-
-    [[interaction]]
-    role = "reflection"
-    actions = [{{ type = "text", text = '{{"reflection": "header missing", "lessons": []}}' }}]
-    ''')
+    ''') + reflection("header missing")
 
 
-def write_config(root: Path, n: int, memory: bool, context: bool) -> Path:
+def learning_config(root: Path, n: int, memory: bool, context: bool) -> Path:
     (root / "cassette.toml").write_text(cassette(n))
     off = ("" if memory else "[episodic_memory]\nenabled = false\n") + (
         "" if context else "[plugins.context_store]\nenabled = false\n")
-    text = textwrap.dedent(f"""
-    [target]
-    name = "bench-learning"
-    path = "repo"
-    branch = "main"
-    objective = "Add module m{n}: a function m{n} returning {n}"
-    [target.verification]
-    command = "{sys.executable} -m unittest discover -s tests -t ."
-    timeout = 60
-    [scheduler]
-    session_timeout = 60
-    [scheduler.parallel]
-    num_workers = 1
-    [rounds]
-    max_rounds = 2
-    [review]
-    gate_completion = false
-    [hitl]
-    enabled = false
-    [green_branch]
-    fixup_candidates = 1
-    fixup_max_attempts = 2
-    [agent]
-    backend = "scripted"
-    cassette = "cassette.toml"
-    """) + off
-    path = root / "mission-control.toml"
-    path.write_text(text)
-    return path
+    return write_config(root, name="bench-learning",
+                        objective=f"Add module m{n}: a function m{n} returning {n}",
+                        workers=1, max_rounds=2, fixup_max_attempts=2, extra=off)
 
 
 def run_scenario(memory: bool, context: bool) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="mc-bench-learning-") as tmp:
         root = Path(tmp)
-        make_repo(root)
+        make_repo(root, {"app/__init__.py": f"{HEADER}\n", "tests/test_headers.py": HEADER_TEST})
         failed_attempts = 0
         merged = 0
         cost = 0.0
         started = time.perf_counter()
         for n in range(1, MISSIONS + 1):
-            config = load_config(write_config(root, n, memory, context))
-            store = Store(config.state_dir() / "mission.db")
-            controller = Controller(config, store)
-            controller.prepare()
-            outcome = anyio.run(controller.run)
-            mid = outcome.mission_id
-            merged += store.query(
-                "SELECT COUNT(*) AS n FROM units WHERE mission_id = ? AND is_leaf = 1 "
-                "AND status = 'merged'", (mid,))[0]["n"]
+            run = run_mission(learning_config(root, n, memory, context))
+            store, mid = run.store, run.mission_id
+            merged += merged_units(store, mid)
             failed_attempts += store.query(
                 "SELECT COUNT(*) AS n FROM attempts WHERE mission_id = ? AND unit_id IS NOT NULL "
                 "AND status != 'completed'", (mid,))[0]["n"]

@@ -4,6 +4,9 @@ The file is parsed with :mod:`tomllib`, then environment variables with the
 prefix ``MC_`` (``__`` separates nesting levels) are layered on top, and the
 result is validated by pydantic-settings models. Every problem becomes one
 :class:`ConfigError` whose message names the key path, never a traceback.
+
+Size: one pydantic schema of the whole ``mission-control.toml`` (a model per table) and the
+loader that names a bad key's path, kept together so a new key is added in one place.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from engine.host_config import HostConfig, host_names
+from engine.host_config import HostConfig, SecretInputError, host_names
 
 DEFAULT_CONFIG_NAME = "mission-control.toml"
 ENV_PREFIX = "MC_"
@@ -204,13 +207,25 @@ class HitlConfig(Section):
 
 
 class SpeculationConfig(Section):
-    enabled: bool = Field(False, description="Speculative branches per unit (not available yet).")
-    branch_count: int = Field(2, ge=1, le=8, description="Branches per unit when enabled.")
+    enabled: bool = Field(
+        False, description="Work the units `units` names with `branch_count` agents each."
+    )
+    branch_count: int = Field(
+        2, ge=1, le=8,
+        description="Branches per unit when enabled (1: no branching); each is an agent session "
+        "of its own, so up to num_workers x branch_count agents run at once, all costed.",
+    )
     selection: Literal["best_score", "tests", "review", "smallest_diff"] = Field(
         "tests",
-        description="How the winning branch is chosen: best_score = best verification result, "
-        "then best review score (the original tool's name); tests = verification only; "
-        "review = review score only; smallest_diff = smallest passing diff.",
+        description="How the winning branch is chosen: tests = verification in its worktree "
+        "(passing, most tests passed, fewest lint errors, then smallest diff); review = review "
+        "score; smallest_diff = smallest passing diff; best_score = tests, then review score, "
+        "then diff size (the original tool's name).",
+    )
+    units: Literal["uncertain", "all"] = Field(
+        "uncertain",
+        description="Which units branch: uncertain = those the planner marks `uncertain`; "
+        "all = every unit.",
     )
 
 
@@ -367,12 +382,26 @@ class AgentConfig(Section):
         default_factory=list, description="Extra environment variables agents may see."
     )
     session_tools: bool = Field(
-        False, description="Serve each Claude Code worker session an MCP server of mc tools "
-        "(run_verification in its worktree, report_discovery into the backlog).")
+        True, description="Serve each Claude Code worker, editor and fixup session (local "
+        "hosts) an MCP server of mc tools: run_verification in its worktree, recall (episodic "
+        "memory), report_discovery (backlog) and the unit's template tools the planner asked "
+        "for (docs/learning.md). false: none, and the planner is not offered templates.")
 
 
 class MergeQueueConfig(Section):
     batch_size: int = Field(4, ge=1, le=64, description="Branches verified together (1 = serial).")
+    speculative_depth: int = Field(
+        1, ge=0, le=16,
+        description="Batches beyond the head that verify at the same time, each on top of the "
+        "candidate ahead of it (Zuul-style); a failure discards what was built on it. 0 = one "
+        "batch at a time (batch + bisect). Default 1: measured fastest on 2 slots with the "
+        "fewest discarded runs (docs/gitops.md).",
+    )
+    verify_slots: int = Field(
+        2, ge=1, le=16,
+        description="Verifications that may run at once (one verify worktree each); used when "
+        "speculative_depth > 0.",
+    )
     max_output_bytes: int = Field(65536, ge=1024, description="Verification output kept.")
 
 
@@ -426,7 +455,8 @@ class MissionConfig(BaseSettings):
     ui: UiConfig = Field(default_factory=UiConfig)
     hosts: list[HostConfig] = Field(
         default_factory=list,
-        description="[[hosts]] entries: where agents run (kind local | sandbox; docs/hosts.md). "
+        description="[[hosts]] entries: where agents run (kind local | sandbox | ssh | ray; "
+        "docs/hosts.md). "
         "Empty: plain local processes, scheduler.parallel.num_workers slots.",
     )
     plugins: dict[str, dict[str, Any]] = Field(
@@ -718,7 +748,8 @@ def format_validation_error(exc: ValidationError, path: Path | None) -> str:
             lines.append(f"{key}: unknown key{_did_you_mean(str(loc[-1]), choices)}")
         else:
             msg = err["msg"]
-            if "input" in err and err["type"] not in ("missing",):
+            hidden = isinstance((err.get("ctx") or {}).get("error"), SecretInputError)
+            if "input" in err and err["type"] not in ("missing",) and not hidden:
                 msg = f"{msg} (got {err['input']!r})"
             lines.append(f"{key}: {msg}")
     where = f"{path}: " if path else ""
@@ -726,9 +757,7 @@ def format_validation_error(exc: ValidationError, path: Path | None) -> str:
     return header + "\n  " + "\n  ".join(lines)
 
 
-UNAVAILABLE_FEATURES: tuple[tuple[str, str], ...] = (
-    ("speculation.enabled", "speculative branches"),
-)
+UNAVAILABLE_FEATURES: tuple[tuple[str, str], ...] = ()
 
 
 def secret_env_names(config: MissionConfig) -> list[str]:

@@ -42,13 +42,12 @@ HEADER = """# Configuration reference
   (`examples/mission-control.original.toml`) validates as is. Three of its values are spelled the
   original's way and mean: `hitl.telegram = true` is `[hitl.telegram] enabled = true` with every
   other key at its default (`false`: off); `speculation.selection = "best_score"` picks the branch
-  with the best verification result, then the best review score; `degradation.fallback_strategy =
-  "simple"` falls back to a simpler way of working while the breaker is open: half the workers,
-  each in one pass (no architect pass even with `agent.two_pass`).
-- Keys of features this version does not have yet (`discovery`, `speculation`) are
-  accepted; switching one on is reported by `mc validate-config` and at mission start, never
-  silently ignored. So is Telegram switched on without a `chat_id` or without its token in the
-  environment: it stays off until both are there (docs/hitl.md).
+  with the best verification result, then the best review score, then the smallest diff;
+  `degradation.fallback_strategy = "simple"` falls back to a simpler way of working while the
+  breaker is open: half the workers, each in one pass (no architect pass even with
+  `agent.two_pass`), one agent per unit (no speculation branches).
+- Telegram switched on without a `chat_id` or without its token in the environment is reported
+  by `mc validate-config` and at mission start: it stays off until both are there (docs/hitl.md).
 - `[tracing]`: OpenTelemetry traces of each mission, see
   [services.md](services.md#opentelemetry).
 """
@@ -94,13 +93,19 @@ def _section(model: BaseModel, prefix: str) -> list[str]:
 
 def _hosts_sections() -> list[str]:
     """``[[hosts]]``: one table per kind that is built (docs/hosts.md)."""
-    from engine.host_config import LocalHostConfig, SandboxHostConfig, SshHostConfig
+    from engine.host_config import (
+        LocalHostConfig,
+        RayHostConfig,
+        SandboxHostConfig,
+        SshHostConfig,
+    )
 
     out = ["## `[[hosts]]`", "",
            "Where agents run, one entry per host (none: local processes, "
-           "`scheduler.parallel.num_workers` slots). `kind = \"ray\"` and "
-           "`\"container\"` are not built: a config naming them is an error. See docs/hosts.md.", ""]
-    for model in (LocalHostConfig(), SandboxHostConfig(), SshHostConfig(address="")):
+           "`scheduler.parallel.num_workers` slots). `kind = \"container\"` is not available in "
+           "this version: a config naming it is an error. See docs/hosts.md.", ""]
+    for model in (LocalHostConfig(), SandboxHostConfig(), SshHostConfig(address=""),
+                  RayHostConfig()):
         rows = _section(model, "hosts")
         table = rows[rows.index("| key | type | default | meaning |"):]
         out += [f"### `kind = \"{model.kind}\"`", "", *table]

@@ -38,7 +38,11 @@ SECTION_DOCS: dict[str, str] = {
         "only `chat_id` may decide; the bot token is read from the named env variable only. "
         "`telegram = true` in [hitl] means: on, with these defaults."
     ),
-    "speculation": "Speculative parallel branches for one unit.",
+    "speculation": (
+        "Speculation branching: several agents work one unit in parallel, each with a different "
+        "approach hint; the winner per `selection` goes on, the others' worktrees return to the "
+        "pool; every branch's cost counts (docs/architecture.md#speculation-branching)."
+    ),
     "degradation": "Circuit breakers per component and graceful degradation.",
     "notify": "Notifications: webhook, Telegram (token from the environment), desktop.",
     "episodic_memory": "Episodes of earlier units and missions, recalled into planner and worker prompts.",
@@ -49,7 +53,8 @@ SECTION_DOCS: dict[str, str] = {
     ),
     "live": "`mc live`: the web dashboard (loopback by default; a token from the env otherwise).",
     "agent": "Which agent CLI does the work: claude | codex | gemini | aider | command | scripted.",
-    "merge_queue": "Merge queue batching (1 = plain serial queue).",
+    "merge_queue": "Merge queue: batching (1 = plain serial queue) and speculative parallel "
+    "verification (docs/gitops.md).",
     "state": "Where the store lives (default: inside the target's .git/mc). Worktrees never live "
     "inside .git: see scheduler.parallel.pool_dir.",
     "ui": "Terminal UI: theme, refresh rate, key remapping.",

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import anyio
 
+from engine import clock
 from engine.agents import AgentRole, FailureReason, run_unit_agent
 from engine.approvals import approve_or_deny
 from engine.gates.review import ReviewVerdict, review_unit
 from engine.gitops import GitError, VerificationResult, run_verification
 from engine.gitops.includes import included_files
+from engine.ledger import Unit
 from engine.models import UnitStatus, VerificationStatus
 from engine.runtime import FatalAgentError, Runtime
 
@@ -54,8 +54,7 @@ async def run_unit(
     ``templates`` replace shipped prompt templates for it (prompt evolution).
     """
     store = rt.store
-    unit = store.get("units", unit_id)
-    assert unit is not None
+    unit = rt.units.require(unit_id)
     branch = unit_branch(unit_id)
     finished = finished_work(rt, unit)
     if finished is not None:
@@ -66,9 +65,9 @@ async def run_unit(
         rt.units.move(unit_id, UnitStatus.RUNNING, reason=None, resume_point=None)
         rt.log(f"unit {unit_id}: taking the work its agent finished before the restart on to "
                "review and the queue", unit_id=unit_id)
-        return await review_and_submit(rt, unit_id, branch, base, head, unit["attempt_count"])
+        return await review_and_submit(rt, unit_id, branch, base, head, unit.attempt_count)
     base, start = starting_point(rt, unit, branch)
-    attempt_no = unit["attempt_count"] + 1
+    attempt_no = unit.attempt_count + 1
     rt.units.move(
         unit_id, UnitStatus.RUNNING, reason=None, attempt_count=attempt_no,
         branch=branch, base_commit=base, head_commit=None, resume_point=None,
@@ -82,7 +81,7 @@ async def run_unit(
         config = config.model_copy(
             update={"agent": config.agent.model_copy(update={"two_pass": False})}
         )
-    feedback = unit["review_feedback"]
+    feedback = unit.review_feedback
     if start != base:
         rt.log(f"unit {unit_id}: continuing from the commits of the session a restart cut short",
                unit_id=unit_id)
@@ -92,7 +91,7 @@ async def run_unit(
     try:
         outcome = await run_unit_agent(
             store, rt.backend, config=config, mission_id=rt.mission_id,
-            unit=store.get("units", unit_id) or unit, objective=rt.objective,
+            unit=rt.units.require(unit_id).row, objective=rt.objective,
             workdir=ws.path, base_commit=base, slot=slot,
             feedback=feedback, role=AgentRole.WORKER, notes=notes, templates=templates,
         )
@@ -177,10 +176,10 @@ def precheck_passed(rt: Runtime, unit_id: str, branch: str, base: str, head: str
     return False
 
 
-def finished_work(rt: Runtime, unit: dict[str, Any]) -> tuple[str, str] | None:
+def finished_work(rt: Runtime, unit: Unit) -> tuple[str, str] | None:
     """(base, head) of the work a crash caught after the agent had finished, if any."""
-    base, head = unit["base_commit"], unit["head_commit"]
-    if unit["resume_point"] != "review" or not base or not head:
+    base, head = unit.base_commit, unit.head_commit
+    if unit.resume_point != "review" or not base or not head:
         return None
     try:
         return (base, head) if head != base and rt.repo.is_ancestor(base, head) else None
@@ -188,7 +187,7 @@ def finished_work(rt: Runtime, unit: dict[str, Any]) -> tuple[str, str] | None:
         return None  # the commit is gone: the work is redone
 
 
-def starting_point(rt: Runtime, unit: dict[str, Any], branch: str) -> tuple[str, str]:
+def starting_point(rt: Runtime, unit: Unit, branch: str) -> tuple[str, str]:
     """(base, start): the commit the unit's change is measured from, and where its worktree starts.
 
     Normally both are the current ``mc/green``. A unit whose agent a crash killed after it had
@@ -197,9 +196,9 @@ def starting_point(rt: Runtime, unit: dict[str, Any], branch: str) -> tuple[str,
     afresh on the newest ``mc/green`` (fewer conflicts).
     """
     green = rt.repo.green_head()
-    base = unit["base_commit"]
+    base = unit.base_commit
     tip = rt.repo.ref_head(f"refs/heads/{branch}")
-    if unit["resume_point"] != "continue" or not base or not tip or tip == base:
+    if unit.resume_point != "continue" or not base or not tip or tip == base:
         return green, green
     try:
         if rt.repo.is_ancestor(base, tip):
@@ -210,12 +209,11 @@ def starting_point(rt: Runtime, unit: dict[str, Any], branch: str) -> tuple[str,
 
 
 async def review_and_submit(
-    rt: Runtime, unit_id: str, branch: str, base: str, head: str, attempt_no: int
+    rt: Runtime, unit_id: str, branch: str, base: str, head: str, attempt_no: int,
+    verdict: ReviewVerdict | None = None,
 ) -> UnitRunResult:
-    """The review gate, the large-merge gate, then into the merge queue."""
-    store = rt.store
-    unit = store.get("units", unit_id)
-    assert unit is not None
+    """The review gate, the large-merge gate, then into the merge queue. ``verdict``: a review
+    of this very diff already made (a speculation branch's), used instead of a new one."""
     problem = forbidden_change(rt, base, head)
     if problem:  # checked before (and without) the review gate: never a judgement call
         rt.units.move(unit_id, UnitStatus.REVIEWING)
@@ -224,12 +222,13 @@ async def review_and_submit(
         return UnitRunResult(True)
     if rt.config.review.gate_completion:
         rt.units.move(unit_id, UnitStatus.REVIEWING)
-        diff = rt.repo.diff_text(base, head)
-        stat = rt.repo.diff_stat(base, head)
-        verdict = await review_unit(
-            rt.llm.ask, objective=rt.objective, unit=store.get("units", unit_id) or unit,
-            diff=diff, diffstat=stat.text, min_score=rt.config.review.min_review_score,
-        )
+        if verdict is None:
+            diff = rt.repo.diff_text(base, head)
+            stat = rt.repo.diff_stat(base, head)
+            verdict = await review_unit(
+                rt.llm.ask, objective=rt.objective, unit=rt.units.require(unit_id).row,
+                diff=diff, diffstat=stat.text, min_score=rt.config.review.min_review_score,
+            )
         record_verdict(rt, unit_id, verdict, attempt_no)
         if not verdict.passed:
             return UnitRunResult(True)
@@ -237,7 +236,8 @@ async def review_and_submit(
     stat = rt.repo.diff_stat(base, head)
     if stat.insertions + stat.deletions > rt.config.hitl.large_merge_lines:
         allowed = await approve_or_deny(
-            rt, "large_merge", f"merge {unit['title']} ({stat.insertions}+/{stat.deletions}-)",
+            rt, "large_merge",
+            f"merge {rt.units.require(unit_id).title} ({stat.insertions}+/{stat.deletions}-)",
             unit_id=unit_id, diffstat=stat.text, diff=rt.repo.diff_text(base, head),
         )
         if not allowed:
@@ -320,5 +320,5 @@ def submit(rt: Runtime, unit_id: str, branch: str, head: str) -> None:
         rt.queue.submit(unit_id, branch, head)
     rt.store.append_event(
         "unit.submitted", mission_id=rt.mission_id, unit_id=unit_id, branch=branch,
-        head=head, ts_submitted=time.time(),
+        head=head, ts_submitted=clock.now(),
     )

@@ -9,18 +9,17 @@ passing, fewest lint errors, smallest diff) and goes back into the merge queue.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import anyio
 
 from engine.agents import AgentRole, run_unit_agent
 from engine.approvals import approve_or_deny
+from engine.clock import git_date_env
 from engine.dispatch import FATAL_REASONS, forbidden_change, submit
 from engine.gates.fixup_select import (
     FIXUP_APPROACHES,
@@ -31,6 +30,7 @@ from engine.gates.fixup_select import (
 )
 from engine.gitops import run_verification
 from engine.hosts import running_on
+from engine.ledger import FixupWinner, Unit
 from engine.models import UnitStatus
 from engine.runtime import FatalAgentError, Runtime
 
@@ -38,7 +38,7 @@ GIT_IDENTITY = ["-c", "user.name=mc-agent", "-c", "user.email=mc-agent@localhost
 
 
 def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", **git_date_env()}
     return subprocess.run(
         ["git", *GIT_IDENTITY, *args], cwd=cwd, capture_output=True, text=True, env=env
     )
@@ -96,14 +96,13 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str, *,
     """Repair a unit in FIXUP status, or fail it when attempts are used up. ``notes``: the
     plugins' ``worker_notes`` (the prompt's "What earlier attempts learned")."""
     store = rt.store
-    unit = store.get("units", unit_id)
-    assert unit is not None
+    unit = rt.units.require(unit_id)
     pending = undelivered_winner(rt, unit_id)
     if pending is not None:
-        rt.log(f"unit {unit_id}: delivering fixup round {pending['round']}'s winner again "
+        rt.log(f"unit {unit_id}: delivering fixup round {pending.round}'s winner again "
                "(the process stopped before it reached the queue)", unit_id=unit_id)
-        await deliver_winner(rt, unit, int(pending["round"]), int(pending["candidate"]),
-                             str(pending.get("approach") or ""), str(pending["head"]))
+        await deliver_winner(rt, unit, pending.round, pending.candidate, pending.approach,
+                             pending.head)
         return
     round_no = fixup_rounds(rt, unit_id) + 1
     max_rounds = rt.config.green_branch.fixup_max_attempts
@@ -131,7 +130,7 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str, *,
             raise
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
-            rt.log(f"fixup candidate {index + 1} of {unit['title']} failed: {reason}",
+            rt.log(f"fixup candidate {index + 1} of {unit.title} failed: {reason}",
                    level="error", unit_id=unit_id,
                    traceback="".join(traceback.format_exception(exc))[-6000:])
             store.append_event(
@@ -150,7 +149,7 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str, *,
             raise
         try:
             conflicts = await anyio.to_thread.run_sync(
-                prepare_candidate, ws.path, unit["head_commit"], unit["title"]
+                prepare_candidate, ws.path, unit.head_commit, unit.title
             )
             failure = detail if not conflicts else (
                 f"merge conflict in: {', '.join(conflicts)} (conflict markers are committed; "
@@ -159,7 +158,7 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str, *,
             with running_on(rt.hosts.host_of(slot) if rt.hosts else None):
                 outcome = await run_unit_agent(
                     store, rt.backend, config=rt.config, mission_id=rt.mission_id,
-                    unit=store.get("units", unit_id) or unit, objective=rt.objective,
+                    unit=rt.units.require(unit_id).row, objective=rt.objective,
                     workdir=ws.path, base_commit=green, slot=slot, role=AgentRole.FIXUP,
                     approach=approach, failure_output=failure[-8000:], notes=notes,
                     feedback=None,
@@ -233,14 +232,14 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str, *,
 
 
 async def deliver_winner(
-    rt: Runtime, unit: dict[str, Any], round_no: int, candidate: int, approach: str, head: str
+    rt: Runtime, unit: Unit, round_no: int, candidate: int, approach: str, head: str
 ) -> None:
     """Through the fixup gate into the merge queue (or FAILED when the gate says no)."""
-    unit_id = unit["id"]
+    unit_id = unit.id
     branch = f"mc/fixup/{unit_id}/{round_no}-{candidate}"
     green = rt.repo.green_head()
     if not await approve_or_deny(
-        rt, "fixup", f"fixup of {unit['title']}: candidate {candidate} ({approach})",
+        rt, "fixup", f"fixup of {unit.title}: candidate {candidate} ({approach})",
         unit_id=unit_id, diffstat=rt.repo.diff_stat(green, head).text,
         diff=rt.repo.diff_text(green, head),
     ):
@@ -249,26 +248,15 @@ async def deliver_winner(
     submit(rt, unit_id, branch, head)
 
 
-def undelivered_winner(rt: Runtime, unit_id: str) -> dict[str, Any] | None:
+def undelivered_winner(rt: Runtime, unit_id: str) -> FixupWinner | None:
     """The winner of a round the process died after deciding (at the fixup gate, say):
-    it is delivered again rather than paid for with a new round."""
-    rows = rt.store.query(
-        "SELECT id, payload FROM events WHERE kind = 'fixup.winner' AND unit_id = ? "
-        "ORDER BY id DESC LIMIT 1", (unit_id,),
-    )
-    if not rows:
+    it is delivered again rather than paid for with a new round. The ledger keeps it on the
+    unit's row until the unit next moves (delivered, or denied at the gate)."""
+    winner = rt.units.pending_winner(unit_id)
+    if winner is None:
         return None
-    winner = json.loads(rows[0]["payload"])
-    if not winner.get("head") or not winner.get("candidate"):
-        return None
-    moved_on = rt.store.query(
-        "SELECT 1 FROM events WHERE kind IN ('unit.submitted', 'unit.status') AND unit_id = ? "
-        "AND id > ? LIMIT 1", (unit_id, rows[0]["id"]),
-    )
-    if moved_on:
-        return None  # delivered (and sent back by the queue), or denied at the gate
     try:
-        rt.repo.pygit[winner["head"]]
+        rt.repo.pygit[winner.head]
     except (KeyError, ValueError):
-        return None
+        return None  # the commit is gone: a new round
     return winner

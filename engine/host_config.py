@@ -2,22 +2,29 @@
 
 Each entry is one host with ``slots`` agent slots. ``kind = "local"`` runs agents as plain
 processes (today's behaviour), ``"sandbox"`` runs each one inside bubblewrap, ``"ssh"`` on another
-machine over SSH. The kinds ``"ray"`` and ``"container"`` are reserved: they are not built yet, and a config
-naming them is an error (key path ``hosts.<n>.kind``), never silently ignored.
+machine over SSH, ``"ray"`` on the nodes of a Ray cluster (the extra ``mission-control[ray]``).
+The kind ``"container"`` is reserved: it is not available in this version, and a config naming
+it is an error (key path ``hosts.<n>.kind``), never silently ignored.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 NOT_BUILT = {
-    "ray": "the Ray cluster backend is not built yet (docs/hosts.md, 'Not built')",
-    "container": "OCI container hosts are not built: no container runtime can run on the "
-                 "developers' machine, so it would ship untested (docs/hosts.md, 'Not built')",
+    "container": "OCI container hosts are not available in this version: no container runtime "
+                 "can run on the developers' machine (podman and runc were tried), so it would "
+                 "ship untested (docs/hosts.md, 'Not built')",
 }
+
+
+class SecretInputError(ValueError):
+    """A validation error whose input holds a credential: error messages never echo it."""
 
 
 class _HostBase(BaseModel):
@@ -83,6 +90,46 @@ class SshHostConfig(_HostBase):
     connect_timeout: float = Field(10.0, gt=0, description="Seconds to connect and log in.")
 
 
+class RayHostConfig(_HostBase):
+    kind: Literal["ray"] = "ray"
+    address: str = Field(
+        "auto", description="The cluster to join as a driver (ray.init's address: \"auto\", "
+        "\"<head>:6379\"). Ray's own credentials (RAY_AUTH_TOKEN, TLS files) come from the "
+        "environment, never from this file or the store.")
+    namespace: str | None = Field(None, description="The Ray namespace mc's actors live in.")
+    remote: str = Field(
+        "", description="A git remote (URL or path) that mc and every node can reach: mc "
+        "pushes each unit's base there, the node pushes the unit's work back. Empty: the "
+        "repository itself (nodes that share its file system).")
+    resource: str = Field(
+        "mc_agent_slot", description="The custom resource each agent session requires one of "
+        "(start nodes with --resources='{\"mc_agent_slot\": N}').")
+    work_dir: str = Field(
+        "mc-ray", description="Where each node keeps its clone and the sessions' worktrees "
+        "(relative: under the node's home folder).")
+    connect_timeout: float = Field(
+        10.0, gt=0, description="Seconds to reach the cluster's address (the health check).")
+    start_timeout: float = Field(
+        300.0, gt=0, description="Seconds a session may wait for a node with a free agent "
+        "slot before it fails (the host is then checked).")
+
+    @field_validator("kind")
+    @classmethod
+    def _ray_installed(cls, value: str) -> str:
+        if importlib.util.find_spec("ray") is None:
+            raise ValueError("Ray is not installed: install the extra, "
+                             "pip install 'mission-control[ray]' (or uv sync --extra ray)")
+        return value
+
+    @field_validator("remote")
+    @classmethod
+    def _no_credentials(cls, value: str) -> str:
+        if "://" in value and urlsplit(value).password is not None:
+            raise SecretInputError("the remote URL holds a password: use a git credential helper or "
+                             "an SSH key on the nodes, never the config")
+        return value
+
+
 def _endpoint_ok(value: str) -> str:
     host, sep, port = value.rpartition(":")
     if not sep or host not in ("127.0.0.1", "localhost", "::1", "[::1]") or not port.isdigit():
@@ -94,7 +141,7 @@ class ReservedHostConfig(_HostBase):
     """A kind that is not built: validation fails with the reason."""
 
     model_config = ConfigDict(extra="allow")
-    kind: Literal["ray", "container"]
+    kind: Literal["container"]
 
     @field_validator("kind")
     @classmethod
@@ -103,13 +150,16 @@ class ReservedHostConfig(_HostBase):
 
 
 HostConfig = Annotated[
-    LocalHostConfig | SandboxHostConfig | SshHostConfig | ReservedHostConfig,
+    LocalHostConfig | SandboxHostConfig | SshHostConfig | RayHostConfig | ReservedHostConfig,
     Field(discriminator="kind"),
 ]
 
 
 def host_names(hosts: list[Any]) -> list[str]:
     """Each host's name: its ``name`` or ``<kind><index>``; duplicates are an error."""
+    if sum(h.kind == "ray" for h in hosts) > 1:
+        raise ValueError("at most one ray host: mc joins one Ray cluster (its slots are all "
+                         "that cluster's)")
     names = [h.name or f"{h.kind}{i}" for i, h in enumerate(hosts)]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

@@ -3,9 +3,14 @@
 Every unit transition goes through :meth:`UnitLedger.move` (row + ``unit.status`` event in
 one transaction, checked against ``UNIT_TRANSITIONS``); the counters the engine decides on
 (``review_rejections``: reviews that rejected the unit; ``fixup_rounds``: fixup rounds that
-reached a decision; ``resume_point``: where a unit cut short by a crash picks up) are
-columns updated in the same transaction as the event that changes them, so no decision
-has to recount JSON event payloads. :class:`Unit` is the typed view of a row.
+reached a decision; ``resume_point``: where a unit cut short by a crash picks up;
+``winner_*``: a fixup round's winner not yet delivered to the queue) are columns updated in
+the same transaction as the event that changes them, so no decision has to recount JSON
+event payloads. :class:`Unit` is the typed view of a row.
+
+:class:`EpochLedger` does the same for an epoch's decisions: the feedback phase's figures
+(which a resumed mission's cost and stall trackers are rebuilt from) and the objective
+check (where a resumed mission starts), each with its event in one transaction.
 
 The merge queue (``engine.gitops``) knows nothing of unit statuses: it reports where a
 change is (:class:`~engine.gitops.items.ChangeStage`) to a sink, and :class:`UnitLedger`
@@ -14,14 +19,17 @@ is that sink.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from engine import clock
 from engine.gitops.items import ChangeStage
-from engine.models import UNIT_TRANSITIONS, Event, UnitStatus
+from engine.models import UNIT_TRANSITIONS, EpochStatus, Event, UnitStatus
 from engine.store import Store
+
+NO_WINNER: dict[str, Any] = {"winner_round": None, "winner_candidate": None,
+                             "winner_approach": None, "winner_head": None}
 
 
 class Unit(BaseModel):
@@ -41,6 +49,7 @@ class Unit(BaseModel):
     specialist: str = "general"
     priority: int = 3
     is_leaf: bool = True
+    uncertain: bool = False  # the planner is unsure of the approach (speculation branches)
     status: UnitStatus
     reason: str | None = None
     branch: str | None = None
@@ -54,8 +63,27 @@ class Unit(BaseModel):
     resume_point: str | None = None
     review_rejections: int = 0
     fixup_rounds: int = 0
+    tools: list[dict[str, Any]] = []
+    winner_round: int | None = None
+    winner_candidate: int | None = None
+    winner_approach: str | None = None
+    winner_head: str | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
+
+    @property
+    def row(self) -> dict[str, Any]:
+        """The unit as a plain dict (what plugins, prompts and gates read)."""
+        return self.model_dump()
+
+
+class FixupWinner(BaseModel):
+    """A fixup round's winner, decided but not yet delivered to the merge queue."""
+
+    round: int
+    candidate: int
+    approach: str
+    head: str
 
 
 class UnitLedger:
@@ -68,14 +96,29 @@ class UnitLedger:
         row = self.store.get("units", unit_id)
         return Unit(**row) if row else None
 
+    def require(self, unit_id: str) -> Unit:
+        """The unit ``unit_id`` (``KeyError`` when there is no such row)."""
+        unit = self.get(unit_id)
+        if unit is None:
+            raise KeyError(f"no unit {unit_id}")
+        return unit
+
     def units(self, mission_id: int) -> list[Unit]:
+        """The mission's units, oldest first."""
         return [Unit(**row) for row in self.store.units(mission_id)]
+
+    def epoch_units(self, epoch_id: int) -> list[Unit]:
+        """The epoch's units (its plan tree), oldest first."""
+        return [Unit(**row) for row in self.store.rows("units", "epoch_id = ?", (epoch_id,),
+                                                        order="created_at, id")]
 
     # ------------------------------------------------------------------ transitions
     def move(self, unit_id: str, status: UnitStatus, *, reason: str | None = None,
              **fields: Any) -> Event:
-        """Move a unit (raises ``IllegalTransition`` for a move the model forbids)."""
-        return self.store.set_status("units", unit_id, status, reason=reason, **fields)
+        """Move a unit (raises ``IllegalTransition`` for a move the model forbids). Any
+        move settles a pending fixup winner (delivered, denied or overtaken)."""
+        return self.store.set_status("units", unit_id, status, reason=reason,
+                                     **{**NO_WINNER, **fields})
 
     def move_if_legal(self, unit_id: str | None, status: UnitStatus, reason: str | None = None,
                       **fields: Any) -> None:
@@ -126,20 +169,36 @@ class UnitLedger:
             if not passed:
                 self.store.conn.execute(
                     "UPDATE units SET review_rejections = review_rejections + 1, updated_at = ? "
-                    "WHERE id = ?", (time.time(), unit_id))
+                    "WHERE id = ?", (clock.now(), unit_id))
             row = self.store.get("units", unit_id)
         return int(row["review_rejections"]) if row else 0
 
     def record_fixup_decision(self, unit_id: str, *, mission_id: int, **payload: Any) -> int:
-        """The ``fixup.winner`` event (with or without a winner) and the round count, in one
-        transaction. A round cut short by a crash has no decision and does not count."""
+        """The ``fixup.winner`` event (with or without a winner), the round count and the
+        winner to deliver (``round``, ``candidate``, ``approach``, ``head`` of ``payload``), in
+        one transaction. A round cut short by a crash has no decision and does not count."""
+        winner = NO_WINNER
+        if payload.get("head") and payload.get("candidate"):
+            winner = {"winner_round": payload.get("round"),
+                      "winner_candidate": payload["candidate"],
+                      "winner_approach": payload.get("approach") or "",
+                      "winner_head": payload["head"]}
         with self.store.transaction():
             self.store.append_event("fixup.winner", mission_id=mission_id, unit_id=unit_id,
                                     **payload)
             self.store.conn.execute(
                 "UPDATE units SET fixup_rounds = fixup_rounds + 1 WHERE id = ?", (unit_id,))
+            self.store.update("units", unit_id, **winner)
             row = self.store.get("units", unit_id)
         return int(row["fixup_rounds"]) if row else 0
+
+    def pending_winner(self, unit_id: str) -> FixupWinner | None:
+        """The winner of a decided fixup round that never reached the queue, if any."""
+        unit = self.get(unit_id)
+        if unit is None or not unit.winner_head or not unit.winner_candidate:
+            return None
+        return FixupWinner(round=unit.winner_round or 0, candidate=unit.winner_candidate,
+                           approach=unit.winner_approach or "", head=unit.winner_head)
 
     def review_rejections(self, unit_id: str) -> int:
         row = self.store.get("units", unit_id)
@@ -148,3 +207,71 @@ class UnitLedger:
     def fixup_rounds(self, unit_id: str) -> int:
         row = self.store.get("units", unit_id)
         return int(row["fixup_rounds"]) if row else 0
+
+
+class EpochDecisions(BaseModel):
+    """What an epoch's feedback and objective phases decided (columns of ``epochs``)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: int
+    number: int
+    status: EpochStatus
+    feedback_at: float | None = None  # None: the feedback phase never finished
+    units_merged: int = 0
+    units_failed: int = 0
+    cost_usd: float = 0.0
+    tests_passed: int | None = None
+    tests_failed: int | None = None
+    lint_errors: int | None = None
+    objective_met: bool | None = None  # None: the objective was not checked after it
+    objective_feedback: str | None = None
+    objective_check: int | None = None
+
+
+class EpochLedger:
+    """An epoch's end and its decisions, each with its event in one transaction."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def get(self, epoch_id: int) -> EpochDecisions | None:
+        row = self.store.get("epochs", epoch_id)
+        return EpochDecisions(**_none_to_default(row)) if row else None
+
+    def epochs(self, mission_id: int) -> list[EpochDecisions]:
+        """The mission's epochs, in order."""
+        return [EpochDecisions(**_none_to_default(row))
+                for row in self.store.rows("epochs", "mission_id = ?", (mission_id,),
+                                           order="number")]
+
+    def record_feedback(self, epoch_id: int, *, mission_id: int, status: EpochStatus,
+                        summary: str, merged: int, failed: int, cost: float,
+                        tests_passed: int | None, tests_failed: int | None,
+                        lint_errors: int | None, **payload: Any) -> None:
+        """The ``epoch.feedback`` event, its figures as columns and the epoch's end
+        (``status``, ``summary``), in one transaction. ``payload``: more of the event."""
+        now = clock.now()
+        with self.store.transaction():
+            self.store.append_event(
+                "epoch.feedback", mission_id=mission_id, epoch_id=epoch_id, merged=merged,
+                failed=failed, cost=cost, tests_passed=tests_passed, tests_failed=tests_failed,
+                lint_errors=lint_errors, **payload)
+            self.store.set_status(
+                "epochs", epoch_id, status, ended_at=now, summary=summary, feedback_at=now,
+                units_merged=merged, units_failed=failed, cost_usd=cost,
+                tests_passed=tests_passed, tests_failed=tests_failed, lint_errors=lint_errors)
+
+    def record_objective(self, epoch_id: int, *, mission_id: int, met: bool, feedback: str,
+                         check: int) -> None:
+        """The ``objective.checked`` event and the decision on the epoch it judged, together."""
+        with self.store.transaction():
+            self.store.append_event("objective.checked", mission_id=mission_id, met=met,
+                                    feedback=feedback, check=check, epoch_id=epoch_id)
+            self.store.update("epochs", epoch_id, objective_met=int(met),
+                              objective_feedback=feedback, objective_check=check)
+
+
+def _none_to_default(row: dict[str, Any]) -> dict[str, Any]:
+    """NULL counters of an epoch that never reached its feedback read as their defaults."""
+    return {k: v for k, v in row.items() if v is not None}

@@ -10,11 +10,11 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from engine import clock
 from engine.config import MissionConfig
 from engine.ledger import UnitLedger
 from engine.models import (
@@ -100,9 +100,9 @@ def create_mission(
                 "status": MissionStatus.RUNNING.value,
                 "config_json": json.dumps(config.model_dump(mode="json")),
                 "base_branch": config.target.branch,
-                "started_at": time.time(),
+                "started_at": clock.now(),
                 "pid": os.getpid(),
-                "heartbeat_at": time.time(),
+                "heartbeat_at": clock.now(),
             },
             event="mission.created",
         )
@@ -115,7 +115,7 @@ def adopt_for_resume(store: Store, mission_id: int) -> list[str]:
     with store.transaction():
         # what the dead run wrote ends here (observers replaying the mission need it)
         last_event_before = store.last_event_id()
-        store.update("missions", mission_id, pid=os.getpid(), heartbeat_at=time.time())
+        store.update("missions", mission_id, pid=os.getpid(), heartbeat_at=clock.now())
         mission = store.get("missions", mission_id)
         if mission and mission["status"] != MissionStatus.RUNNING:
             store.set_status("missions", mission_id, MissionStatus.RUNNING, reason="resumed",
@@ -125,20 +125,21 @@ def adopt_for_resume(store: Store, mission_id: int) -> list[str]:
         ):
             store.set_status(
                 "attempts", attempt["id"], AttemptStatus.ERROR,
-                error="interrupted: the mission process died", ended_at=time.time(),
+                error="interrupted: the mission process died", ended_at=clock.now(),
             )
-        for unit in store.units(mission_id):
-            finished = unit["head_commit"]  # set only once this attempt's agent finished
-            if unit["status"] in (UnitStatus.RUNNING, UnitStatus.REVIEWING) and finished:
+        ledger = UnitLedger(store)
+        for unit in ledger.units(mission_id):
+            finished = unit.head_commit  # set only once this attempt's agent finished
+            if unit.status in (UnitStatus.RUNNING, UnitStatus.REVIEWING) and finished:
                 # in review or at a gate: the finished work goes on, it is not redone
-                UnitLedger(store).move(unit["id"], UnitStatus.READY, resume_point="review",
-                                 reason="re-dispatched after restart: its finished work goes on")
-                notes.append(f"unit {unit['id']}: its finished work goes on to review and the queue")
-            elif unit["status"] in (UnitStatus.RUNNING, UnitStatus.REVIEWING):
+                ledger.move(unit.id, UnitStatus.READY, resume_point="review",
+                            reason="re-dispatched after restart: its finished work goes on")
+                notes.append(f"unit {unit.id}: its finished work goes on to review and the queue")
+            elif unit.status in (UnitStatus.RUNNING, UnitStatus.REVIEWING):
                 # runs again; commits the dead agent made are kept (see dispatch.starting_point)
-                UnitLedger(store).move(unit["id"], UnitStatus.READY, resume_point="continue",
-                                 reason="re-dispatched after restart")
-                notes.append(f"unit {unit['id']} re-dispatched (its agent died)")
+                ledger.move(unit.id, UnitStatus.READY, resume_point="continue",
+                            reason="re-dispatched after restart")
+                notes.append(f"unit {unit.id} re-dispatched (its agent died)")
         # nobody waits for these any more; a gate asks again when its action comes up again
         for approval in expire_pending_approvals(
             store, mission_id, "the mission process died while waiting", by="resume"
@@ -150,16 +151,17 @@ def adopt_for_resume(store: Store, mission_id: int) -> list[str]:
 
 
 def heartbeat(store: Store, mission_id: int, active_s: float) -> None:
-    store.update("missions", mission_id, heartbeat_at=time.time(), active_s=round(active_s, 3))
+    store.update("missions", mission_id, heartbeat_at=clock.now(), active_s=round(active_s, 3))
 
 
 def close_out(store: Store, mission_id: int, status: MissionStatus, reason: str) -> None:
     """End a mission for good: nothing it left open stays open (units, queued merges)."""
     with store.transaction():
-        for unit in store.units(mission_id):
-            if UnitStatus(unit["status"]) not in TERMINAL_UNIT_STATUSES:
-                UnitLedger(store).move(unit["id"], UnitStatus.CANCELLED,
-                                 reason=f"mission {status}: {reason}"[:500])
+        ledger = UnitLedger(store)
+        for unit in ledger.units(mission_id):
+            if unit.status not in TERMINAL_UNIT_STATUSES:
+                ledger.move(unit.id, UnitStatus.CANCELLED,
+                            reason=f"mission {status}: {reason}"[:500])
         for merge in store.rows(
             "merges", "mission_id = ? AND status IN (?, ?, ?)",
             (mission_id, *(m.value for m in OPEN_MERGES)),
@@ -178,11 +180,11 @@ def expire_pending_approvals(
     )
     for approval in pending:
         store.set_status("approvals", approval["id"], ApprovalStatus.EXPIRED, reason=reason,
-                         decided_at=time.time(), decided_by=by)
+                         decided_at=clock.now(), decided_by=by)
     return pending
 
 
 def finish_mission(store: Store, mission_id: int, status: MissionStatus, reason: str) -> None:
     store.set_status(
-        "missions", mission_id, status, reason=reason, outcome=reason, ended_at=time.time()
+        "missions", mission_id, status, reason=reason, outcome=reason, ended_at=clock.now()
     )

@@ -115,6 +115,7 @@ class VerificationStatus(StrEnum):
     FAILED = "failed"
     TIMEOUT = "timeout"
     ERROR = "error"
+    CANCELLED = "cancelled"  # a speculative candidate discarded mid-run (its group killed)
 
 
 class ApprovalStatus(StrEnum):

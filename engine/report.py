@@ -75,6 +75,7 @@ def build_report(store: Store, mission_id: int) -> dict[str, Any]:
         "baseline": baseline_facts(store, mission_id),
         "flaky_tests": flaky_tests(store, mission_id),
         "push": push_facts(store, mission_id),
+        "speculation": speculation_facts(store, mission_id),
         # decisions -> outcomes over every mission of the store (engine/learning/attribution.py)
         "attribution": attribution_report(store),
         "approvals": [
@@ -102,6 +103,21 @@ def _payloads(store: Store, mission_id: int, kind: str) -> list[dict[str, Any]]:
     rows = store.query("SELECT payload FROM events WHERE mission_id = ? AND kind = ? ORDER BY id",
                        (mission_id, kind))
     return [json.loads(r["payload"]) for r in rows]
+
+
+def speculation_facts(store: Store, mission_id: int) -> list[dict[str, Any]]:
+    """One entry per unit attempt worked by speculation branches (engine/speculation.py):
+    ``unit_id``, ``attempt``, ``selection``, ``winner`` (branch number; None: no branch had
+    work), ``losers``, ``cost_usd`` (the agent sessions of all branches)."""
+    rows = store.query("SELECT unit_id, payload FROM events WHERE mission_id = ? AND kind = "
+                       "'speculation.winner' ORDER BY id", (mission_id,))
+    out = []
+    for row in rows:
+        p = json.loads(row["payload"])
+        out.append({"unit_id": row["unit_id"], "attempt": p.get("attempt"),
+                    "selection": p.get("selection"), "winner": p.get("branch"),
+                    "losers": p.get("losers") or [], "cost_usd": p.get("cost_usd")})
+    return out
 
 
 def baseline_facts(store: Store, mission_id: int) -> dict[str, Any] | None:

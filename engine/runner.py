@@ -193,14 +193,14 @@ class MissionRunner:
 
     async def _strategize(self, rt: Runtime, status: MissionStatus, reason: str) -> str | None:
         """The next objective: the strategist's choice from the backlog (engine/strategy/chain.py)."""
-        units = self.store.units(rt.mission_id)
+        units = [u for u in rt.units.units(rt.mission_id) if u.is_leaf]
         backlog = Backlog(self.store, self.config.discovery.track_weights)
         try:
             proposal = await strategist_next_objective(
                 rt.llm.ask, backlog, mission_id=rt.mission_id, objective=self.objective,
                 outcome=f"{status}: {reason}",
-                merged=[u["title"] for u in units if u["status"] == UnitStatus.MERGED and u["is_leaf"]],
-                failed=[u["title"] for u in units if u["status"] == UnitStatus.FAILED and u["is_leaf"]],
+                merged=[u.title for u in units if u.status == UnitStatus.MERGED],
+                failed=[u.title for u in units if u.status == UnitStatus.FAILED],
             )
         except LlmCallFailed as exc:
             rt.log(f"strategist failed: {exc}", level="warning")

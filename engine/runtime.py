@@ -12,7 +12,7 @@ from engine.agents import AgentBackend
 from engine.config import MissionConfig
 from engine.gitops import GitRepo, MergeQueue, WorkspacePool
 from engine.hosts import HostFleet
-from engine.ledger import UnitLedger
+from engine.ledger import EpochLedger, UnitLedger
 from engine.llm import LlmCaller
 from engine.store import Store
 
@@ -40,9 +40,11 @@ class Runtime:
     # fixup candidates borrow an idle worker slot only below it (engine/fixup.py)
     worker_limit: int | None = None
     units: UnitLedger = field(init=False)  # the one writer of unit status (engine/ledger.py)
+    epochs: EpochLedger = field(init=False)  # epochs' decisions, with their events
 
     def __post_init__(self) -> None:
         self.units = UnitLedger(self.store)
+        self.epochs = EpochLedger(self.store)
 
     def log(self, message: str, *, level: str = "info", unit_id: str | None = None, **extra: Any) -> None:
         self.store.append_event(

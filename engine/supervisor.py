@@ -58,6 +58,7 @@ def set_parent_death_signal(sig: int) -> bool:
 
 def group_alive(pgid: int, me: int) -> bool:
     """Another live (non-zombie) process is in group ``pgid``."""
+    # twin on Ray nodes: ray_session.WATCHDOG's alive() (a script, as this one is)
     try:
         entries = os.listdir("/proc")
     except OSError:

@@ -13,6 +13,7 @@ from engine.hosts import HostFleet, check_hosts
 from engine.ledger import UnitLedger
 from engine.llm import LlmCaller
 from engine.runtime import Runtime
+from engine.speculation import speculation_slots
 from engine.store import Store
 
 INTERRUPTED_WORK_MESSAGE = (
@@ -103,10 +104,11 @@ def wire_runtime(
                                   + (f", drained: {s.drained_reason})" if s.drained_reason else ")")
                                   for s in fleet.states))
     workers = config.scheduler.parallel.num_workers
-    pool = WorkspacePool(repo, config.pool_dir(), workers + config.green_branch.fixup_candidates + 1,
+    extra = config.green_branch.fixup_candidates + speculation_slots(config)  # beyond workers
+    pool = WorkspacePool(repo, config.pool_dir(), workers + extra + 1,
                          include=config.worktree.include)
-    continuing = {unit_branch(u["id"]) for u in store.units(mission_id)
-                  if u["resume_point"] == "continue"}
+    continuing = {unit_branch(u.id) for u in UnitLedger(store).units(mission_id)
+                  if u.resume_point == "continue"}
     if config.scheduler.parallel.pool_dir is None:  # our own old default: ours to move
         for note in pool.migrate_from(config.legacy_pool_dir(), continuing,
                                       INTERRUPTED_WORK_MESSAGE):
@@ -120,6 +122,8 @@ def wire_runtime(
         verify_command=config.target.verification.command,
         verify_timeout=config.target.verification.timeout,
         batch_size=config.merge_queue.batch_size,
+        speculative_depth=config.merge_queue.speculative_depth,
+        verify_slots=config.merge_queue.verify_slots,
         verify_dir=config.pool_dir() / "verify",
         max_output_bytes=config.merge_queue.max_output_bytes,
         flaky_reruns=config.target.verification.flaky_reruns,
@@ -132,5 +136,5 @@ def wire_runtime(
     return Runtime(
         config=config, store=store, repo=repo, pool=pool, queue=queue, backend=backend,
         llm=llm, mission_id=mission_id, objective=objective, auto_approve=auto_approve,
-        free_slots=set(range(workers + config.green_branch.fixup_candidates)), hosts=fleet,
+        free_slots=set(range(workers + extra)), hosts=fleet,
     )

@@ -76,6 +76,20 @@ def describe(event: Event) -> str | None:
                 f"verified={p.get('verified')} passed={p.get('tests_passed')} failed={p.get('tests_failed')}")
     if k == "fixup.winner":
         return f"{unit}fixup winner: candidate {p.get('candidate')} {p.get('reason', '')}".rstrip()
+    if k == "speculation.started":
+        return f"{unit}{p.get('branches')} speculation branches ({p.get('selection')} picks the winner)"
+    if k == "speculation.branch":
+        if not p.get("head"):
+            return f"{unit}branch {p.get('branch')}: no work: {p.get('error') or p.get('agent_status')}"
+        return (f"{unit}branch {p.get('branch')}: verified={p.get('verified')} "
+                f"passed={p.get('tests_passed')} failed={p.get('tests_failed')} "
+                f"diff={p.get('diff_lines')} ${p.get('cost_usd') or 0:.2f}")
+    if k == "speculation.winner" and p.get("branch") is None:
+        return f"{unit}no speculation branch had work (${p.get('cost_usd') or 0:.2f})"
+    if k == "speculation.winner":
+        return (f"{unit}branch {p.get('branch')} wins; lost: "
+                f"{', '.join(map(str, p.get('losers') or [])) or 'none'} "
+                f"(${p.get('cost_usd') or 0:.2f} for all)")
     if k == "approval.requested":
         return f"APPROVAL #{p.get('id')} needed: {p.get('title')}  (mc approve {p.get('id')} / mc deny {p.get('id')})"
     if k == "approval.malformed":

@@ -15,22 +15,36 @@ Seen with the real CLI 2.1.332 (``docs/testing-real-clis.md``): an API failure e
 result with ``is_error``; a safety refusal adds ``system/model_refusal_no_fallback`` and the
 result's ``stop_reason`` is ``refusal``. A refusal and an over-long answer are failed
 sessions (``bad_output``), not API errors.
+
+Why a session failed is judged in ``claude_failures.py``; token usage and tool texts are
+read by ``claude_values.py``.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.agents.claude_failures import (
+    FATAL_RETRY_ERRORS,
+    classify_failure,
+    judge_no_result,
+    judge_result,
+)
+from engine.agents.claude_values import (
+    EVENT_TEXT_LIMIT,
+    _int,
+    clip_event_text,
+    content_text,
+    usage_from_api,
+    usage_from_model_usage,
+)
 from engine.agents.permissions import denial_message, describe_call, is_denial_text
 from engine.agents.pricing import estimate_cost
 from engine.agents.types import (
-    BUDGET,
     COMPLETED,
     ERROR,
-    FAILED,
     TIMEOUT,
     AgentEvent,
     AgentResult,
@@ -39,102 +53,12 @@ from engine.agents.types import (
     summarize,
 )
 
-EVENT_TEXT_LIMIT = 4000  # characters of a tool input/result kept in an event
+# classify_failure, clip_event_text and the usage readers live in claude_failures.py and
+# claude_values.py; they are re-exported here, where other modules and tests import them.
+__all__ = ["EVENT_TEXT_LIMIT", "ClaudeStreamParser", "classify_failure", "clip_event_text",
+           "content_text", "usage_from_api", "usage_from_model_usage"]
+
 MAX_BAD_LINE_NOTICES = 20
-
-_AUTH = re.compile(
-    r"not logged in|invalid api key|please run /login|authentication|unauthori[sz]ed|"
-    r"oauth token|invalid x-api-key|credit balance",
-    re.I,
-)
-_USAGE_LIMIT = re.compile(r"hit your (?:[\w-]+ )?limit|usage limit|session limit|weekly limit",
-                          re.I)  # "You've hit your 5-hour limit · resets 6:21am (UTC)" (2.1.332)
-_OVERLOADED = re.compile(r"overloaded|\b529\b", re.I)
-_RATE_LIMIT = re.compile(r"rate.?limit|\b429\b|too many requests", re.I)
-# ``error`` codes of the synthetic assistant line that name the failure as classify_failure's
-# ``retry_error`` does (``server_error``/``unknown`` say nothing more than the status).
-FATAL_RETRY_ERRORS = frozenset({"authentication_failed", "billing_error"})
-_CODE_REASONS = frozenset({"authentication_failed", "billing_error", "rate_limit", "overloaded"})
-_INFRA_REASONS = frozenset(
-    {FailureReason.AUTH, FailureReason.USAGE_LIMIT, FailureReason.OVERLOADED,
-     FailureReason.RATE_LIMIT, FailureReason.API_ERROR}
-)
-
-
-def clip_event_text(text: str, limit: int = EVENT_TEXT_LIMIT) -> str:
-    """A tool input/result as kept in an event: at most ``limit`` characters, and how many were cut."""
-    return text if len(text) <= limit else text[:limit] + f"\u2026 [{len(text) - limit} more chars]"
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def usage_from_api(usage: Any) -> TokenUsage:
-    """TokenUsage from an Anthropic ``usage`` object (snake_case)."""
-    if not isinstance(usage, dict):
-        return TokenUsage()
-    return TokenUsage(
-        input=_int(usage.get("input_tokens")),
-        output=_int(usage.get("output_tokens")),
-        cache_read=_int(usage.get("cache_read_input_tokens")),
-        cache_write=_int(usage.get("cache_creation_input_tokens")),
-    )
-
-
-def usage_from_model_usage(model_usage: Any) -> tuple[TokenUsage, float | None]:
-    """Summed tokens and ``costUSD`` of a result's ``modelUsage`` (camelCase) map."""
-    total = TokenUsage()
-    cost: float | None = None
-    if not isinstance(model_usage, dict):
-        return total, None
-    for entry in model_usage.values():
-        if not isinstance(entry, dict):
-            continue
-        total = total + TokenUsage(
-            input=_int(entry.get("inputTokens")),
-            output=_int(entry.get("outputTokens")),
-            cache_read=_int(entry.get("cacheReadInputTokens")),
-            cache_write=_int(entry.get("cacheCreationInputTokens")),
-        )
-        if isinstance(entry.get("costUSD"), int | float):
-            cost = (cost or 0.0) + float(entry["costUSD"])
-    return total, cost
-
-
-def content_text(content: Any) -> str:
-    """Text of a tool_result ``content`` (a string or a list of blocks)."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for block in content:
-            if isinstance(block, dict):
-                if block.get("type") == "text":
-                    parts.append(str(block.get("text", "")))
-                else:
-                    parts.append(f"[{block.get('type', 'block')}]")
-            else:
-                parts.append(str(block))
-        return "\n".join(parts)
-    return "" if content is None else json.dumps(content, default=str)
-
-
-def classify_failure(
-    api_status: Any, text: str, *, retry_error: str | None = None, limit_rejected: bool = False
-) -> FailureReason:
-    """Auth, usage limit, overload, rate limit or another API error."""
-    if api_status in (401, 403) or retry_error in ("authentication_failed", "billing_error"):
-        return FailureReason.AUTH
-    if _USAGE_LIMIT.search(text) or (limit_rejected and api_status in (429, None)):
-        return FailureReason.USAGE_LIMIT
-    if _AUTH.search(text):
-        return FailureReason.AUTH
-    if api_status == 529 or _OVERLOADED.search(text) or retry_error == "overloaded":
-        return FailureReason.OVERLOADED
-    if api_status == 429 or _RATE_LIMIT.search(text) or retry_error == "rate_limit":
-        return FailureReason.RATE_LIMIT
-    return FailureReason.API_ERROR
 
 
 @dataclass
@@ -450,12 +374,12 @@ class ClaudeStreamParser:
             result.status, result.failure_reason = ERROR, FailureReason.CANCELLED
             result.error = "cancelled"
         elif line is not None:
-            self._judge_result(line, result)
+            judge_result(self, line, result)
         elif timed_out:
             result.status, result.failure_reason = TIMEOUT, FailureReason.TIMEOUT
             result.error = "timed out; the agent was killed"
         else:
-            self._judge_no_result(result, exit_code, stderr_tail)
+            judge_no_result(self, result, exit_code, stderr_tail)
         result.denials = self.denials
         if result.denials:
             denied = denial_message(result.denials)
@@ -465,74 +389,3 @@ class ClaudeStreamParser:
         else:
             result.summary = summarize(result.error or result.text)
         return result
-
-    def _judge_result(self, line: dict[str, Any], result: AgentResult) -> None:
-        subtype = line.get("subtype")
-        is_error = bool(line.get("is_error"))
-        api_status = line.get("api_error_status")
-        errors = [str(e) for e in line.get("errors") or [] if e]
-        text = str(line.get("result") or "")
-        detail = "; ".join(errors) or text or self.api_error_text or ""
-        if subtype == "error_max_budget_usd":
-            result.status, result.failure_reason = BUDGET, FailureReason.BUDGET
-            result.error = detail or "session budget reached"
-            return
-        if subtype == "error_max_turns":
-            result.status, result.failure_reason = FAILED, FailureReason.MAX_TURNS
-            result.error = detail or "maximum number of turns reached"
-            return
-        if subtype == "success" and not is_error and api_status in (None, 0):
-            result.status = COMPLETED
-            return
-        if line.get("stop_reason") == "refusal" or self.refused:
-            # a safety refusal, not an API failure: the session failed (it may be retried)
-            result.status, result.failure_reason = FAILED, FailureReason.BAD_OUTPUT
-            result.error = f"the model refused: {detail}" if detail else "the model refused"
-            return
-        if self.api_error_code == "max_output_tokens":
-            result.status, result.failure_reason = FAILED, FailureReason.BAD_OUTPUT
-            result.error = detail or "the model's answer exceeded the output token limit"
-            return
-        if subtype == "error_max_structured_output_retries":
-            result.status, result.failure_reason = FAILED, FailureReason.BAD_OUTPUT
-            result.error = detail or "structured output retries exhausted"
-            return
-        reason = classify_failure(
-            api_status, f"{detail} {self.api_error_text or ''}",
-            retry_error=self.api_error_code if self.api_error_code in _CODE_REASONS
-            else self.retry_error,
-            limit_rejected=self.limit_rejected,
-        )
-        result.failure_reason = reason
-        result.status = ERROR if reason in _INFRA_REASONS else FAILED
-        where = f" (HTTP {api_status})" if isinstance(api_status, int) else ""
-        result.error = (detail or f"claude reported an error ({subtype})") + where
-
-    def _judge_no_result(self, result: AgentResult, exit_code: int | None, stderr: str) -> None:
-        stderr_last = "\n".join(stderr.strip().splitlines()[-5:])
-        if exit_code == 0:
-            result.status, result.failure_reason = ERROR, FailureReason.BAD_OUTPUT
-            result.error = "claude exited without a result line"
-            return
-        text = f"{stderr_last} {self.api_error_text or ''}"
-        if self.retries and self.retry_error in ("authentication_failed", "overloaded", "rate_limit"):
-            result.failure_reason = classify_failure(
-                self.retry_status, text, retry_error=self.retry_error,
-                limit_rejected=self.limit_rejected,
-            )
-        elif _AUTH.search(text) or _USAGE_LIMIT.search(text):
-            result.failure_reason = classify_failure(None, text, limit_rejected=self.limit_rejected)
-        else:
-            result.failure_reason = FailureReason.CRASH
-        result.status = ERROR
-        if self.fatal_retry:
-            status = f"HTTP {self.retry_status}, " if self.retry_status else ""
-            result.error = (
-                f"the API refused the credentials ({status}{self.retry_error or 'auth'}): "
-                "the session was ended at the CLI's first retry instead of after its backoff"
-            )
-            return
-        result.error = (
-            f"claude exited with code {exit_code} without a result"
-            + (f": {stderr_last}" if stderr_last else "")
-        )

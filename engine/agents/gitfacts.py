@@ -13,6 +13,8 @@ from pathlib import Path
 
 import anyio
 
+from engine.clock import git_date_env
+
 AGENT_NAME = "mc-agent"
 AGENT_EMAIL = "mc-agent@mission-control.invalid"
 INCLUDED_RECORD = "mc-included"  # engine.gitops.includes.RECORD
@@ -29,6 +31,7 @@ def _git_env() -> dict[str, str]:
         GIT_COMMITTER_NAME=AGENT_NAME, GIT_COMMITTER_EMAIL=AGENT_EMAIL,
         GIT_TERMINAL_PROMPT="0",
     )
+    env.update(git_date_env())  # a test clock dates the commits (engine/clock.py)
     return env
 
 

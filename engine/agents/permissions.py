@@ -18,6 +18,12 @@ commands a worker commits with. The other roles (planner, reviewer, objective ch
 architect, ambition, strategist) run in ``plan`` mode. User settings: ``[agent]
 allowed_tools`` *extends* the editing roles' rules; ``[agent] permission_mode`` *replaces*
 their mode (``bypassPermissions`` is the opt-in full bypass). Read-only roles stay ``plan``.
+
+MCP tools are named ``mcp__<server>__<tool>`` by Claude Code and, headless, are refused like
+any other tool without a rule. An editing role served mc's session tools
+(``engine/services/session_tools.py``) gets the rule ``mcp__<server>`` (every tool of that
+server: ``run_verification``, ``recall``, ``report_discovery`` and the unit's template tools);
+measured on Claude Code 2.1.332 (``tests/e2e/test_real_claude_tools.py``).
 """
 
 from __future__ import annotations
@@ -119,6 +125,11 @@ def bash_rule(prefix: str) -> str:
     return f"Bash({prefix}:*)"
 
 
+def mcp_rule(server: str) -> str:
+    """The Claude Code rule allowing every tool of the MCP server ``server``: ``mcp__<server>``."""
+    return f"mcp__{server}"
+
+
 def project_runners(repo: Path | None) -> list[str]:
     """Test-runner command prefixes the project's files announce (``pytest``, ``cargo test``...)."""
     if repo is None:
@@ -145,17 +156,19 @@ def worker_rules(verification_command: str, repo: Path | None = None,
 
 
 def profile_for(role: AgentRole, *, verification_command: str, repo: Path | None = None,
-                mode_override: str | None = None,
-                extra_tools: Iterable[str] = ()) -> PermissionProfile:
+                mode_override: str | None = None, extra_tools: Iterable[str] = (),
+                mcp_servers: Iterable[str] = ()) -> PermissionProfile:
     """The permission profile of ``role``.
 
-    Editing roles: ``acceptEdits`` (or ``mode_override``) and :func:`worker_rules`. Every other
-    role: ``plan`` with no extra rules, whatever the overrides say.
+    Editing roles: ``acceptEdits`` (or ``mode_override``), :func:`worker_rules` and an
+    :func:`mcp_rule` per server in ``mcp_servers`` (the session's own MCP servers). Every
+    other role: ``plan`` with no extra rules, whatever the overrides say.
     """
     if role not in EDITING_ROLES:
         return PermissionProfile("plan", [])
-    return PermissionProfile(mode_override or "acceptEdits",
-                             worker_rules(verification_command, repo, extra_tools))
+    rules = worker_rules(verification_command, repo, extra_tools)
+    rules += [r for r in map(mcp_rule, mcp_servers) if r not in rules]
+    return PermissionProfile(mode_override or "acceptEdits", rules)
 
 
 # ---------------------------------------------------------------------- denials

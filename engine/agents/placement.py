@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -30,7 +31,18 @@ class Host(Protocol):
         """None when healthy, else why not (blocking; called from a worker thread)."""
 
 
+@dataclass
+class Placement:
+    """One dispatch's sessions on ``host``: ``lost`` says why a session was lost to a failure
+    of part of the host (a cluster node died), not of the unit nor of the host as a whole."""
+
+    host: Host | None
+    lost: str | None = None
+
+
 _current: contextvars.ContextVar[Host | None] = contextvars.ContextVar("mc_host", default=None)
+_placement: contextvars.ContextVar[Placement | None] = contextvars.ContextVar(
+    "mc_placement", default=None)
 
 
 def current_host() -> Host | None:
@@ -38,11 +50,23 @@ def current_host() -> Host | None:
     return _current.get()
 
 
+def session_lost(reason: str) -> None:
+    """Record on the current placement that its session was lost to part of its host
+    failing (the failover re-dispatches the unit without counting the attempt)."""
+    placed = _placement.get()
+    if placed is not None:
+        placed.lost = reason
+
+
 @contextmanager
-def running_on(host: Host | None) -> Iterator[None]:
-    """Run the agent sessions started inside this block on ``host``."""
+def running_on(host: Host | None) -> Iterator[Placement]:
+    """Run the agent sessions started inside this block on ``host``; yields the placement
+    (a mutable record shared with the tasks started inside, which see the same object)."""
+    placed = Placement(host)
     token = _current.set(host)
+    token_placed = _placement.set(placed)
     try:
-        yield
+        yield placed
     finally:
+        _placement.reset(token_placed)
         _current.reset(token)

@@ -175,6 +175,7 @@ class _Tail:
 
 def group_members(pgid: int) -> list[int]:
     """Live (non-zombie) processes in group ``pgid``; falls back to ``killpg(0)``."""
+    # twin on Ray nodes: engine/hosts/ray_session.py (stdlib only, shipped by value)
     proc = Path("/proc")
     if not proc.is_dir():
         try:

@@ -18,6 +18,7 @@ from typing import Any
 
 import anyio
 
+from engine import clock
 from engine.agents.placement import current_host
 from engine.agents.types import (
     ERROR,
@@ -178,7 +179,7 @@ def _start(store: Store, backend: AgentBackend, request: AgentRequest, mission_i
             attempt_id = int(store.insert("attempts", {
                 "mission_id": mission_id, "unit_id": unit_id, "role": str(request.role),
                 "backend": backend.name, "model": request.model, "slot": slot,
-                "status": "running", "started_at": time.time(), "host": host,
+                "status": "running", "started_at": clock.now(), "host": host,
             }))
         store.append_event(
             "attempt.started", mission_id=mission_id, unit_id=unit_id, attempt_id=attempt_id,
@@ -200,7 +201,7 @@ def _finish(store: Store, request: AgentRequest, attempt_id: int, mission_id: in
                 output_tokens=result.tokens.output, cache_read_tokens=result.tokens.cache_read,
                 cache_write_tokens=result.tokens.cache_write, turns=result.turns,
                 session_id=result.session_id, exit_code=result.exit_code, error=result.error,
-                failure_reason=reason, ended_at=time.time(),
+                failure_reason=reason, ended_at=clock.now(),
             )
         if result.cost_usd:
             store.add_cost(

@@ -11,16 +11,36 @@ import json
 import os
 import sys
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from engine.agents.permissions import mcp_rule
 
 SERVER_NAME = "mc"
-PERMISSION_RULE = f"mcp__{SERVER_NAME}"
+PERMISSION_RULE = mcp_rule(SERVER_NAME)
+
+
+@dataclass(frozen=True)
+class RecallSettings:
+    """``[episodic_memory]`` as the ``recall`` tool uses it (the planner's ranking):
+    minimum score, age half-life in days, and the answer's token budget."""
+
+    threshold: float
+    half_life_days: float
+    tokens: int
 
 
 def write_mcp_config(directory: Path, workdir: Path, verify_command: str, *, timeout: float,
-                     store_path: Path | None, mission_id: int | None, unit_id: str | None) -> Path:
+                     store_path: Path | None, mission_id: int | None, unit_id: str | None,
+                     recall: RecallSettings | None = None,
+                     tools: Sequence[dict[str, Any]] = ()) -> Path:
     """Write a Claude Code ``--mcp-config`` file for one session into ``directory`` (never the
-    worktree: the worker would commit it). Returns its path."""
+    worktree: the worker would commit it). ``recall``: serve the ``recall`` tool with these
+    settings (needs ``store_path``); ``tools``: the unit's resolved template tools
+    (``[{"name", "scope"}]``, :func:`engine.agents.tool_templates.resolve_requests`).
+    Returns the file's path."""
     args = ["-m", "engine.services.session_tools", "--workdir", str(workdir),
             "--verify", verify_command, "--timeout", str(timeout)]
     if store_path is not None:
@@ -29,6 +49,13 @@ def write_mcp_config(directory: Path, workdir: Path, verify_command: str, *, tim
         args += ["--mission", str(mission_id)]
     if unit_id:
         args += ["--unit", unit_id]
+    if recall is not None and store_path is not None:
+        args += ["--recall", json.dumps({"threshold": recall.threshold,
+                                         "half_life_days": recall.half_life_days,
+                                         "tokens": recall.tokens})]
+    if tools:
+        args += ["--tools", json.dumps([{"name": t["name"], "scope": list(t["scope"])}
+                                        for t in tools])]
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"session-{unit_id or 'x'}-{uuid.uuid4().hex[:8]}.json"
     path.write_text(json.dumps({"mcpServers": {SERVER_NAME: {

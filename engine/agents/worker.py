@@ -4,6 +4,8 @@ save uncommitted work, and judge the outcome from the result marker or from git 
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,6 +30,7 @@ from engine.config import MissionConfig
 from engine.prompts import PROMPTS_DIR, render, render_text
 from engine.store import Store
 
+SESSION_TOOLS_PREFIX = "mc-session-tools-"
 STALL_NOTE = (
     "Note: a previous session on this task was ended by Mission Control ({reason}). "
     "Avoid commands that wait silently for a long time (servers, watchers, prompts); "
@@ -84,9 +87,18 @@ def lessons_section(notes: list[str] | None) -> str:
             + "\n".join(f"- {line}" for line in lines) + "\n")
 
 
+def approach_section(approach: str | None) -> str:
+    """The "Your approach" section of a speculation branch's prompt (empty without a hint)."""
+    if not approach or not approach.strip():
+        return ""
+    return ("\n## Your approach\n\nOther agents work this same unit in parallel with other "
+            "approaches; the best result is kept. Take this one:\n\n" + approach.strip() + "\n")
+
+
 def prompt_values(unit: dict[str, Any], objective: str, feedback: str | None,
-                  notes: list[str] | None = None) -> dict[str, str]:
-    """Placeholder values shared by the worker, architect, editor and fixup templates."""
+                  notes: list[str] | None = None, approach: str | None = None) -> dict[str, str]:
+    """Placeholder values shared by the worker, architect, editor and fixup templates
+    (``approach``: a speculation branch's hint, shown to workers, architects and editors)."""
     spec = specialist_text(specialist_name(unit))
     return {
         "objective": objective.strip() or "(no objective given)",
@@ -102,6 +114,7 @@ def prompt_values(unit: dict[str, Any], objective: str, feedback: str | None,
             if feedback and feedback.strip() else ""
         ),
         "lessons_section": lessons_section(notes),
+        "approach_section": approach_section(approach),
     }
 
 
@@ -120,41 +133,69 @@ def build_prompt(role: AgentRole, values: dict[str, str],
 def _request(config: MissionConfig, role: AgentRole, prompt: str, workdir: Path,
              metadata: dict[str, str], *, read_only: bool = False,
              mcp_config: Path | None = None) -> AgentRequest:
+    from engine.agents.session_config import SERVER_NAME
+
     host = current_host()  # a sandbox host sets its own mode (full bypass by default)
     mode = getattr(host, "permission_mode", None) or config.agent.permission_mode
+    serve = mcp_config is not None and not read_only
     profile = profile_for(
         AgentRole.ARCHITECT if read_only else role,
         verification_command=config.target.verification.command, repo=workdir,
         mode_override=mode, extra_tools=config.agent.allowed_tools,
+        mcp_servers=(SERVER_NAME,) if serve else (),
     )
-    tools = list(profile.allowed_tools)
-    if mcp_config is not None and not read_only:
-        from engine.agents.session_config import PERMISSION_RULE
-
-        tools.append(PERMISSION_RULE)
     return AgentRequest(
         role=role, prompt=prompt, workdir=workdir, model=config.scheduler.model,
         max_turns=config.agent.max_turns, budget_usd=config.scheduler.budget.max_per_session_usd,
         timeout_s=config.scheduler.session_timeout, stall_s=config.agent.stall_seconds,
-        allowed_tools=tools,
+        allowed_tools=list(profile.allowed_tools),
         permission_mode=profile.mode, read_only=read_only or profile.mode == "plan",
         metadata=dict(metadata), verify_command=config.target.verification.command,
-        mcp_config=None if read_only else mcp_config,
+        mcp_config=mcp_config if serve else None,
     )
 
 
-def session_tools_config(config: MissionConfig, workdir: Path, mission_id: int,
-                         unit_id: str) -> Path | None:
-    """The ``--mcp-config`` file of this session's tools when ``[agent] session_tools``
-    (written under the state dir, never in the worktree), else None."""
-    if not config.agent.session_tools or config.agent.backend != "claude":
-        return None
-    from engine.agents.session_config import write_mcp_config
+def session_tools_on(config: MissionConfig) -> bool:
+    """Whether worker sessions are served session tools: ``[agent] session_tools`` with the
+    Claude Code backend (the one wired through ``--mcp-config``)."""
+    return bool(config.agent.session_tools) and config.agent.backend == "claude"
 
+
+def session_tools_config(config: MissionConfig, workdir: Path, mission_id: int,
+                         unit_id: str, unit: Mapping[str, Any] | None = None) -> Path | None:
+    """The ``--mcp-config`` file of this session's tools when :func:`session_tools_on` and the
+    session runs as a plain local process, else None. It is written into a private temporary
+    folder (never the worktree, which the worker commits; never the repository); remove it
+    with :func:`discard_session_tools` when the sessions end. ``unit``: its row, whose
+    ``tools`` (the planner's template tools) the server adds; ``recall`` is served while
+    ``[episodic_memory]`` is enabled."""
+    if not session_tools_on(config):
+        return None
+    host = current_host()
+    if host is not None and getattr(host, "kind", "local") != "local":
+        return None  # a sandbox cannot write the store, an SSH host cannot start this Python
+    from engine.agents.session_config import RecallSettings, write_mcp_config
+    from engine.agents.tool_templates import ToolRequestError, resolve_requests
+
+    memory = config.episodic_memory
+    recall = RecallSettings(memory.similarity_threshold, memory.half_life_days,
+                            memory.prompt_tokens) if memory.enabled and memory.prompt_tokens else None
+    tools: list[dict[str, Any]] = []
+    if unit is not None and unit.get("tools"):
+        try:  # checked when planned; checked again against the row as stored
+            tools = resolve_requests(list(unit["tools"]), list(unit.get("files_hint") or []))
+        except ToolRequestError:
+            tools = []
     return write_mcp_config(
-        config.state_dir() / "session-tools", workdir, config.target.verification.command,
+        Path(tempfile.mkdtemp(prefix=SESSION_TOOLS_PREFIX)), workdir, config.target.verification.command,
         timeout=float(config.target.verification.timeout), store_path=config.db_path(),
-        mission_id=mission_id, unit_id=unit_id or None)
+        mission_id=mission_id, unit_id=unit_id or None, recall=recall, tools=tools)
+
+
+def discard_session_tools(path: Path | None) -> None:
+    """Remove the temporary folder of a :func:`session_tools_config` file."""
+    if path is not None and path.parent.name.startswith(SESSION_TOOLS_PREFIX):
+        shutil.rmtree(path.parent, ignore_errors=True)
 
 
 async def run_unit_agent(
@@ -180,7 +221,8 @@ async def run_unit_agent(
     ``notes`` fill the prompt's "What earlier attempts learned" section."""
     workdir = Path(workdir)
     unit_id = str(unit.get("id", ""))
-    values = prompt_values(unit, objective, feedback, notes)
+    values = prompt_values(unit, objective, feedback, notes,
+                           approach if role != AgentRole.FIXUP else None)
     metadata = {
         "unit_id": unit_id, "unit_title": str(unit.get("title", "")),
         "specialist": specialist_name(unit), "attempt": str(unit.get("attempt_count", "")),
@@ -210,28 +252,31 @@ async def run_unit_agent(
             cost += res.cost_usd or 0.0
         return res
 
-    mcp = session_tools_config(config, workdir, mission_id, unit_id)
+    mcp = session_tools_config(config, workdir, mission_id, unit_id, unit)
     result: AgentResult | None = None
-    if role == AgentRole.FIXUP:
-        prompt = build_prompt(role, values, approach=approach or "Fix it the most direct way.",
-                              failure_output=(failure_output or "(no output captured)").strip())
-        result = await session(_request(config, role, prompt, workdir, metadata, mcp_config=mcp))
-    elif config.agent.two_pass and role in (AgentRole.WORKER, AgentRole.EDITOR):
-        plan_req = _request(config, AgentRole.ARCHITECT, build_prompt(AgentRole.ARCHITECT, values, templates),
-                            workdir, metadata, read_only=True)
-        plan = await session(plan_req)
-        if plan.status == COMPLETED and plan.text.strip():
-            prompt = build_prompt(AgentRole.EDITOR, values, templates, plan=plan.text.strip())
-            result = await session(_request(config, AgentRole.EDITOR, prompt, workdir, metadata,
-                                                    mcp_config=mcp))
+    try:
+        if role == AgentRole.FIXUP:
+            prompt = build_prompt(role, values, approach=approach or "Fix it the most direct way.",
+                                  failure_output=(failure_output or "(no output captured)").strip())
+            result = await session(_request(config, role, prompt, workdir, metadata, mcp_config=mcp))
+        elif config.agent.two_pass and role in (AgentRole.WORKER, AgentRole.EDITOR):
+            plan_req = _request(config, AgentRole.ARCHITECT, build_prompt(AgentRole.ARCHITECT, values, templates),
+                                workdir, metadata, read_only=True)
+            plan = await session(plan_req)
+            if plan.status == COMPLETED and plan.text.strip():
+                prompt = build_prompt(AgentRole.EDITOR, values, templates, plan=plan.text.strip())
+                result = await session(_request(config, AgentRole.EDITOR, prompt, workdir, metadata,
+                                                        mcp_config=mcp))
+            else:
+                result = plan
+                if plan.status == COMPLETED:  # completed but said nothing: there is no plan
+                    result.status, result.error = FAILED, "the architect produced no plan"
+                    result.failure_reason = FailureReason.BAD_OUTPUT
         else:
-            result = plan
-            if plan.status == COMPLETED:  # completed but said nothing: there is no plan
-                result.status, result.error = FAILED, "the architect produced no plan"
-                result.failure_reason = FailureReason.BAD_OUTPUT
-    else:
-        prompt = build_prompt(AgentRole.WORKER, values, templates)
-        result = await session(_request(config, role, prompt, workdir, metadata, mcp_config=mcp))
+            prompt = build_prompt(AgentRole.WORKER, values, templates)
+            result = await session(_request(config, role, prompt, workdir, metadata, mcp_config=mcp))
+    finally:
+        discard_session_tools(mcp)
     return await _judge(store, mission_id, unit_id, workdir, base_commit, role, result,
                         attempt_ids, cost)
 

@@ -1,9 +1,18 @@
-"""N-of-M fixup: reading test and lint results, and choosing the winning candidate."""
+"""N-of-M candidates (fixup candidates, speculation branches): reading test and lint results,
+and choosing the winning candidate by a selection policy.
+
+Policies (:data:`SELECTION_POLICIES`, ``[speculation] selection``): ``tests`` (fixup's own
+order: verified, most tests passed, fewest lint errors, smallest diff), ``review`` (highest
+review score, then smallest diff), ``smallest_diff`` (verified, then smallest diff) and
+``best_score`` (the ``tests`` result, then the review score, then the smallest diff). Ties
+go to the lowest index.
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 FIXUP_APPROACHES: list[str] = [
     "Fix the implementation so that the existing tests pass; do not weaken or delete tests.",
@@ -100,8 +109,15 @@ def count_lint_errors(output: str) -> int:
     return sum(1 for line in text.splitlines() if _DIAGNOSTIC.match(line))
 
 
+SelectionPolicy = Literal["tests", "review", "smallest_diff", "best_score"]
+SELECTION_POLICIES: tuple[str, ...] = ("tests", "review", "smallest_diff", "best_score")
+
+
 @dataclass
-class FixupCandidate:
+class Candidate:
+    """One candidate's result. ``review_score`` is 0-10 (None: not reviewed); ``diff_lines``
+    is insertions + deletions against the base; ``head_commit`` None: it produced no commit."""
+
     index: int
     approach: str
     verified: bool
@@ -110,21 +126,55 @@ class FixupCandidate:
     lint_errors: int
     diff_lines: int
     head_commit: str | None
+    review_score: float | None = None
 
 
-def rank_key(candidate: FixupCandidate) -> tuple[bool, int, int, int, int]:
-    """Sort key, best first: verified, most tests passed, fewest lint errors, smallest diff,
-    lowest index."""
-    return (
-        not candidate.verified,
-        -candidate.tests_passed,
-        candidate.lint_errors,
-        candidate.diff_lines,
-        candidate.index,
-    )
+FixupCandidate = Candidate  # the name fixup has always used
 
 
-def choose_winner(candidates: list[FixupCandidate]) -> FixupCandidate | None:
-    """The best candidate that produced a commit, or ``None`` if none did."""
+def _review(candidate: Candidate) -> float:
+    return -(candidate.review_score if candidate.review_score is not None else -1.0)
+
+
+def verification_key(candidate: Candidate) -> tuple[bool, int, int]:
+    """The verification part of the ranking: verified, most tests passed, fewest lint errors."""
+    return (not candidate.verified, -candidate.tests_passed, candidate.lint_errors)
+
+
+def rank_key(candidate: Candidate, policy: str = "tests") -> tuple[float | int | bool, ...]:
+    """Sort key under ``policy``, best first (see the module docstring); ``ValueError`` for
+    an unknown policy."""
+    if policy == "tests":
+        return (*verification_key(candidate), candidate.diff_lines, candidate.index)
+    if policy == "review":
+        return (_review(candidate), candidate.diff_lines, candidate.index)
+    if policy == "smallest_diff":
+        return (not candidate.verified, candidate.diff_lines, candidate.index)
+    if policy == "best_score":
+        return (*verification_key(candidate), _review(candidate), candidate.diff_lines, candidate.index)
+    raise ValueError(f"unknown selection policy {policy!r}; use one of "
+                     f"{', '.join(SELECTION_POLICIES)}")
+
+
+def needs_verification(policy: str) -> bool:
+    """Whether ``policy`` ranks by the verification result (all but ``review``)."""
+    return policy != "review"
+
+
+def review_contenders(candidates: list[Candidate], policy: str) -> list[Candidate]:
+    """The candidates whose review can change the outcome under ``policy`` (each review is an
+    LLM call): all usable ones for ``review``; for ``best_score`` those tied on the best
+    verification result; none for the other policies."""
     usable = [c for c in candidates if c.head_commit]
-    return min(usable, key=rank_key) if usable else None
+    if policy == "review":
+        return usable
+    if policy != "best_score" or not usable:
+        return []
+    best = min(verification_key(c) for c in usable)
+    return [c for c in usable if verification_key(c) == best]
+
+
+def choose_winner(candidates: list[Candidate], policy: str = "tests") -> Candidate | None:
+    """The best candidate under ``policy`` that produced a commit, or ``None`` if none did."""
+    usable = [c for c in candidates if c.head_commit]
+    return min(usable, key=lambda c: rank_key(c, policy)) if usable else None

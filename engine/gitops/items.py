@@ -21,6 +21,7 @@ class QueueOutcome:
     conflicts: list[tuple[QueueItem, list[str]]] = field(default_factory=list)
     failed: list[tuple[QueueItem, str]] = field(default_factory=list)
     verifications: int = 0
+    discarded: int = 0  # speculative verifications cancelled: what they were built on failed
     green_before: str = ""
     green_after: str = ""
 

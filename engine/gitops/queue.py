@@ -1,8 +1,8 @@
 """The merge queue: batch, verify once, bisect on failure, promote the good part.
 
-(Over 400 lines for a stated reason: the batch, bisection and promotion steps share the
-journal and the crash-safety invariants documented here; the verifier, the publisher,
-reconcile and the candidate chain are already their own modules.)
+Size: the batch, bisection and promotion steps share the journal and the crash-safety
+invariants documented here; the verifier, the publisher, reconcile, the candidate chain and
+the speculative pipeline are already their own modules.
 
 One ``run_once`` takes up to ``batch_size`` queued merges and loops:
 
@@ -16,6 +16,11 @@ One ``run_once`` takes up to ``batch_size`` queued merges and loops:
    promote the largest passing prefix, send the first breaking branch to fixup with
    the verification output, and go back to 1 with the branches that are left
    (including ones that only conflicted with the culprit).
+
+With ``speculative_depth`` above 0 a run is pipelined instead (``speculative.py``):
+batches verify in parallel on ``verify_slots`` verify worktrees, each built on the
+candidate ahead of it, failed batches are split rather than bisected one step at a time,
+and what was built on a failure is discarded.
 
 "Passing" is judged against the baseline (``baseline.py``): the verification of the
 ``mc/green`` commit the candidate is built on. A run that fails only tests that fail
@@ -55,6 +60,7 @@ from engine.gitops.repo import (
     open_repository,
     update_ref_args,
 )
+from engine.gitops.speculative import CannotVerify, Speculation
 from engine.gitops.testresults import TestResults
 from engine.gitops.verifier import Verifier
 from engine.gitops.verify import VerificationResult
@@ -68,15 +74,6 @@ ACTIVE = (MergeStatus.MERGING.value, MergeStatus.VERIFYING.value)
 
 
 MAX_VERIFICATION_ERRORS = 3
-
-
-class _CannotVerify(Exception):
-    """A verification ended in ``error``: it could not run, so it says nothing about
-    the candidate."""
-
-    def __init__(self, result: VerificationResult) -> None:
-        super().__init__(result.output)
-        self.result = result
 
 
 def _tail(text: str, limit: int = REASON_TAIL) -> str:
@@ -100,20 +97,32 @@ class MergeQueue:
         flaky_reruns: int = 1,
         include: Sequence[str] = (),
         units: UnitSink | None = None,
+        speculative_depth: int = 0,
+        verify_slots: int = 1,
     ) -> None:
+        """``speculative_depth``: batches beyond the head that may verify at once, each on
+        the candidate ahead of it (0: one batch at a time, bisected in place);
+        ``verify_slots``: verify worktrees, so verifications running at once."""
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        if speculative_depth < 0:
+            raise ValueError("speculative_depth must be 0 or more")
+        if verify_slots < 1:
+            raise ValueError("verify_slots must be at least 1")
         self.repo = repo
         self.store = store
         self.mission_id = mission_id if mission_id is not None else self._standalone_mission()
         self.batch_size = batch_size
+        self.speculative_depth = speculative_depth
+        self.verify_slots = verify_slots
         self.flaky_reruns = flaky_reruns
         self.include = list(include)  # worktree.include globs (see includes.py)
         self.units: UnitSink = units or NoUnits()  # the ledger moves the units behind changes
         self.journal = Journal(store, self.mission_id)
         self._git = open_repository(repo.path)  # used only from worker threads, one at a time
         # the one writer of verification rows (baseline and candidates)
-        self.verifier = Verifier(repo, store, self._git, mission_id=self.mission_id,
+        self.verifier = Verifier(repo, store, open_repository(repo.path),
+                                 mission_id=self.mission_id,
                                  command=verify_command, timeout=verify_timeout,
                                  verify_dir=Path(verify_dir).resolve(),
                                  max_output_bytes=max_output_bytes, include=self.include)
@@ -188,13 +197,18 @@ class MergeQueue:
         )
         return int(rows[0]["n"])
 
-    def _take(self) -> list[QueueItem]:
+    def _take(self, limit: int | None = None, exclude: set[int] | frozenset[int] = frozenset(),
+              ) -> list[QueueItem]:
+        """The oldest ``limit`` (default ``batch_size``) queued merges, without ``exclude``."""
+        limit = limit or self.batch_size
         rows = self.store.query(
             "SELECT id, unit_id, branch, head_commit FROM merges WHERE mission_id = ? AND status = ?"
             " ORDER BY id LIMIT ?",
-            (self.mission_id, MergeStatus.QUEUED.value, self.batch_size),
+            (self.mission_id, MergeStatus.QUEUED.value, limit + len(exclude)),
         )
-        return [QueueItem(r["id"], r["unit_id"], r["branch"], r["head_commit"]) for r in rows]
+        items = [QueueItem(r["id"], r["unit_id"], r["branch"], r["head_commit"]) for r in rows
+                 if r["id"] not in exclude]
+        return items[:limit]
 
     # ------------------------------------------------------------------ status helpers
     def move_merge(self, item: QueueItem, status: MergeStatus, reason: str | None = None,
@@ -230,6 +244,8 @@ class MergeQueue:
             pass
 
     async def _run_batch(self) -> QueueOutcome:
+        if self.speculative_depth > 0:
+            return await self._run_speculative()
         green = self.repo.green_head()
         outcome = QueueOutcome(green_before=green, green_after=green)
         items = self._take()
@@ -264,7 +280,7 @@ class MergeQueue:
                     break
                 good, bad, result, verdict = await self._bisect(batch_id, chain, included,
                                                                 outcome, green, result, verdict)
-            except _CannotVerify as exc:
+            except CannotVerify as exc:
                 return self._cannot_verify(batch_id, exc.result, outcome)
             if verdict.accepted:  # the first "failing" prefix passed its re-run: flaky
                 good = bad
@@ -286,6 +302,33 @@ class MergeQueue:
                            promoted=[i.merge_id for i in outcome.promoted],
                            failed=[i.merge_id for i, _ in outcome.failed],
                            conflicts=[i.merge_id for i, _ in outcome.conflicts])
+        return outcome
+
+    async def _run_speculative(self) -> QueueOutcome:
+        """The pipelined run (``speculative.py``): up to ``speculative_depth + 1`` batches
+        at once, each verified on top of the candidate ahead of it."""
+        green = self.repo.green_head()
+        outcome = QueueOutcome(green_before=green, green_after=green)
+        items = self._take(self.batch_size * (self.speculative_depth + 1))
+        if not items:
+            return outcome
+        batch_id = f"b{self.mission_id}-{uuid.uuid4().hex[:8]}"
+        self.journal.write("batch", "intent", batch_id=batch_id,
+                           merge_ids=[i.merge_id for i in items], green=green,
+                           speculative_depth=self.speculative_depth, slots=self.verify_slots)
+        for item in items:
+            self.store.update("merges", item.merge_id, batch_id=batch_id)
+        try:
+            await Speculation(self, batch_id, outcome).run(items)
+        except CannotVerify as exc:
+            return self._cannot_verify(batch_id, exc.result, outcome)
+        outcome.green_after = self.repo.green_head()
+        self.set_working(outcome.green_after)
+        self.journal.write("batch", "done", batch_id=batch_id, green=outcome.green_after,
+                           promoted=[i.merge_id for i in outcome.promoted],
+                           failed=[i.merge_id for i, _ in outcome.failed],
+                           conflicts=[i.merge_id for i, _ in outcome.conflicts],
+                           discarded=outcome.discarded)
         return outcome
 
     def _cannot_verify(self, batch_id: str, result: VerificationResult,
@@ -469,7 +512,7 @@ class MergeQueue:
         self.journal.write("verify", "done", batch_id=batch_id, commit=commit,
                            verification_id=vid, status=result.status, accepted=verdict.accepted)
         if result.status == VerificationStatus.ERROR:
-            raise _CannotVerify(result)  # also during bisection: nobody is blamed for it
+            raise CannotVerify(result)  # also during bisection: nobody is blamed for it
         self._verification_errors = 0
         return result, verdict
 

@@ -4,10 +4,16 @@
 the commit out in the verify worktree (with the ``worktree.include`` files) and runs the
 command, ``record`` finishes the row (status, output, failing tests, verdict) with its
 ``verification.finished`` event, each write in one transaction.
+
+Verification slots (``run(commit, slot=n)``) let the speculative queue verify several
+candidates at once: slot 0 is the ``mc-verify`` worktree at ``verify_dir``, slot n the
+``mc-verify-<n>`` worktree at ``<verify_dir>-<n>``, each checked out through its own
+pygit2 handle (a handle is never used by two threads at once).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +23,7 @@ import pygit2
 
 from engine.gitops.baseline import Verdict
 from engine.gitops.includes import copy_included, included_files
-from engine.gitops.repo import GitRepo
+from engine.gitops.repo import GitRepo, open_repository
 from engine.gitops.verify import VerificationResult, run_verification
 from engine.gitops.worktrees import clean_checkout, ensure_worktree
 from engine.models import VerificationStatus
@@ -34,7 +40,9 @@ class Verifier:
     ) -> None:
         self.repo = repo
         self.store = store
-        self.git = git  # used only from worker threads, one at a time
+        self.git = git  # slot 0's handle: used only from worker threads, one at a time
+        self._handles: dict[int, pygit2.Repository] = {0: git}
+        self._handles_lock = threading.Lock()
         self.mission_id = mission_id
         self.command = command
         self.timeout = timeout
@@ -54,11 +62,17 @@ class Verifier:
                                     id=vid, commit=commit, status="running", **extra)
         return vid
 
-    async def run(self, commit: str) -> VerificationResult:
-        """Verify ``commit`` in the verify worktree; a run that cannot start is ``error``."""
+    def slot_dir(self, slot: int = 0) -> Path:
+        """The verify worktree of ``slot``: ``verify_dir``, else ``<verify_dir>-<slot>``."""
+        return self.verify_dir if slot == 0 else self.verify_dir.with_name(
+            f"{self.verify_dir.name}-{slot}")
+
+    async def run(self, commit: str, slot: int = 0) -> VerificationResult:
+        """Verify ``commit`` in the verify worktree of ``slot``; a run that cannot start is
+        ``error``. Cancelling it kills the command's whole process group."""
         try:
-            await anyio.to_thread.run_sync(self._checkout, commit)
-            return await run_verification(self.command, self.verify_dir, self.timeout,
+            await anyio.to_thread.run_sync(self._checkout, commit, slot)
+            return await run_verification(self.command, self.slot_dir(slot), self.timeout,
                                           self.max_output_bytes)
         except Exception as exc:  # a broken worktree must not wedge the queue
             return VerificationResult("error", None, f"verification could not run: {exc}", 0.0)
@@ -81,8 +95,15 @@ class Verifier:
                                     duration_s=round(result.duration_s, 3),
                                     accepted=accepted, note=note, **extra)
 
-    def _checkout(self, commit: str) -> None:
-        wt = ensure_worktree(self.git, VERIFY_WORKTREE, self.verify_dir)
+    def _handle(self, slot: int) -> pygit2.Repository:
+        with self._handles_lock:
+            if slot not in self._handles:
+                self._handles[slot] = open_repository(self.repo.path)
+            return self._handles[slot]
+
+    def _checkout(self, commit: str, slot: int = 0) -> None:
+        name = VERIFY_WORKTREE if slot == 0 else f"{VERIFY_WORKTREE}-{slot}"
+        wt = ensure_worktree(self._handle(slot), name, self.slot_dir(slot))
         target = wt[pygit2.Oid(hex=commit)].peel(pygit2.Commit)
         clean_checkout(wt, target)
         copy_included(self.repo.path, Path(wt.workdir), Path(wt.path),

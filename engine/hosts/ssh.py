@@ -41,6 +41,7 @@ from engine.agents.process import (
     decode,
 )
 from engine.host_config import SshHostConfig
+from engine.hosts.base import RemoteHost, own_worktree
 
 # The remote's own values of these win (paths and identity differ there).
 REMOTE_OWN_ENV = {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "TMPDIR", "PYTHONPYCACHEPREFIX"}
@@ -51,14 +52,11 @@ class SshHostError(RuntimeError):
     """The host cannot be reached, refused the login or its key, or git failed on it."""
 
 
-class SshHost:
+class SshHost(RemoteHost[SshHostConfig]):
     kind = "ssh"
 
     def __init__(self, name: str, slots: int, config: SshHostConfig) -> None:
-        self.name = name
-        self.slots = slots
-        self.config = config
-        self.permission_mode: str | None = None
+        super().__init__(name, slots, config)
         self._root: str | None = None  # absolute remote_dir, learned on the first check
 
     # ------------------------------------------------------------------ connection
@@ -123,9 +121,6 @@ class SshHost:
             self._root = str(done.stdout).strip().splitlines()[-1]
 
     # ------------------------------------------------------------------ running
-    def wrap(self, argv: list[str], *, cwd: Path, env: Mapping[str, str]) -> list[str]:
-        return list(argv)  # not used: run_streaming below runs the process remotely
-
     async def run_streaming(
         self, argv: list[str], *, cwd: Path, env: Mapping[str, str],
         on_line: Callable[[Line], None], stdin: bytes | None = None,
@@ -136,10 +131,7 @@ class SshHost:
         """Run ``argv`` on the host in a copy of the local worktree ``cwd``; see the module
         docstring. Raises ``OSError`` when the host cannot be reached or the copy fails."""
         started = time.monotonic()
-        cwd = Path(cwd)
-        if not (cwd / ".git").is_file():  # the work is fast-forwarded back into cwd
-            raise OSError(f"{cwd} is not one of mc's worktrees: a remote host runs agents only "
-                          "there, never in the user's checkout")
+        cwd = own_worktree(cwd)  # the work is fast-forwarded back into cwd
         if self._root is None:
             try:
                 await self._prepare()

@@ -84,8 +84,11 @@ def terms(text: str) -> list[str]:
 
 
 def ensure_schema(store: Store) -> None:
-    """Create ``episodes`` and its FTS5 index (with sync triggers) if they are missing."""
+    """Create ``episodes`` and its FTS5 index (with sync triggers) if they are missing
+    (a store holding both is only read, so a read-only connection can recall)."""
     db = store.db
+    if TABLE in db.table_names() and db[TABLE].detect_fts():
+        return
     with store.transaction():
         if TABLE not in db.table_names():
             db[TABLE].create(

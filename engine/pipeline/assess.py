@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import time
-
 from engine.gates.objective import check_objective
 from engine.gitops.baseline import policy_stop
 from engine.models import EpochStatus, MissionStatus, UnitStatus
@@ -44,16 +42,13 @@ class FeedbackPhase:
             units_merged=result.merged, tests_passed=result.tests_passed,
             tests_failed=result.tests_failed, lint_errors=result.lint_errors,
         )
-        state.store.append_event(
-            "epoch.feedback", mission_id=rt.mission_id, epoch_id=epoch_id, merged=result.merged,
+        rt.epochs.record_feedback(  # the event, its figures and the epoch's end, together
+            epoch_id, mission_id=rt.mission_id,
+            status=EpochStatus.COMPLETED if result.stop is None else EpochStatus.INTERRUPTED,
+            summary=f"{result.merged} merged, {result.failed} failed", merged=result.merged,
             failed=result.failed, cost=result.cost, tests_passed=result.tests_passed,
             tests_failed=result.tests_failed, lint_errors=result.lint_errors, ema=state.ema.ema,
             projected_next=state.ema.projected_next(),
-        )
-        state.store.set_status(
-            "epochs", epoch_id,
-            EpochStatus.COMPLETED if result.stop is None else EpochStatus.INTERRUPTED,
-            ended_at=time.time(), summary=f"{result.merged} merged, {result.failed} failed",
         )
 
 
@@ -61,8 +56,9 @@ class ObjectivePhase:
     def __init__(self, state: MissionState) -> None:
         self.state = state
 
-    async def run(self, result: EpochResult) -> Stop | None:
-        """The mission's end when the objective is met (or cannot be confirmed), else None."""
+    async def run(self, epoch_id: int, result: EpochResult) -> Stop | None:
+        """The mission's end when the objective is met (or cannot be confirmed), else None.
+        A check is recorded on ``epoch_id``, the epoch whose result it judged."""
         state, rt = self.state, self.state.rt
         config = rt.config.continuous
         if not config.verify_objective_completion:
@@ -76,10 +72,8 @@ class ObjectivePhase:
                 f"objective not confirmed after {config.max_objective_checks} check(s)"
             )
         state.objective_checks += 1
-        merged = [
-            u["title"] for u in state.store.units(rt.mission_id)
-            if u["is_leaf"] and u["status"] == UnitStatus.MERGED
-        ]
+        merged = [u.title for u in rt.units.units(rt.mission_id)
+                  if u.is_leaf and u.status == UnitStatus.MERGED]
         start = rt.repo.ref_head(rt.config.target.branch) or rt.repo.green_head()
         stat = rt.repo.diff_stat(start, rt.repo.green_head()).text
         last = state.store.query(
@@ -90,10 +84,8 @@ class ObjectivePhase:
             rt.llm.ask, objective=rt.objective, merged=merged, diffstat=stat,
             verification_output=(last[0]["output"] if last else "")[-4000:],
         )
-        state.store.append_event(
-            "objective.checked", mission_id=rt.mission_id, met=verdict.met,
-            feedback=verdict.feedback, check=state.objective_checks,
-        )
+        rt.epochs.record_objective(epoch_id, mission_id=rt.mission_id, met=verdict.met,
+                                   feedback=verdict.feedback, check=state.objective_checks)
         if verdict.met:
             return MissionStatus.COMPLETED, f"objective met: {verdict.feedback}"
         rt.log(f"objective not met yet: {verdict.feedback}")

@@ -4,12 +4,12 @@ objective over an :class:`~engine.plugins.EpochView`, each wrapped by the plugin
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass
 from functools import partial
 from typing import Literal
 
+from engine import clock
+from engine.ledger import EpochLedger
 from engine.models import EpochStatus, MissionStatus
 from engine.pipeline.assess import FeedbackPhase, ObjectivePhase
 from engine.pipeline.commands import CommandInbox
@@ -36,40 +36,25 @@ class StartPoint:
 
 
 def resume_point(store: Store, mission_id: int) -> StartPoint:
-    """The phase a (resumed) mission starts from, read from the epochs and the events."""
-    rows = store.query(
-        "SELECT id, number, status FROM epochs WHERE mission_id = ? ORDER BY number DESC LIMIT 1",
-        (mission_id,),
-    )
-    last = rows[0] if rows else None
-    if last is None:
+    """The phase a (resumed) mission starts from, read from the epochs' status and decision
+    columns (``engine/ledger.py``: the objective check is recorded on the epoch it judged)."""
+    epochs = EpochLedger(store).epochs(mission_id)
+    if not epochs:
         return StartPoint("plan")
-    epoch_id = int(last["id"])
-    if last["status"] in (EpochStatus.RUNNING, EpochStatus.INTERRUPTED):
-        return StartPoint("execute", epoch_id)
-    if last["status"] == EpochStatus.PLANNING:  # a plan never inserted: plan again
-        store.set_status("epochs", epoch_id, EpochStatus.FAILED, ended_at=time.time())
+    last = epochs[-1]
+    if last.status in (EpochStatus.RUNNING, EpochStatus.INTERRUPTED):
+        return StartPoint("execute", last.id)
+    if last.status == EpochStatus.PLANNING:  # a plan never inserted: plan again
+        store.set_status("epochs", last.id, EpochStatus.FAILED, ended_at=clock.now())
         return StartPoint("plan")
-    if last["status"] != EpochStatus.COMPLETED:
+    if last.status != EpochStatus.COMPLETED:
         return StartPoint("plan")
-    ended = store.query(
-        "SELECT MAX(id) AS id FROM events WHERE mission_id = ? AND kind = 'epoch.status' "
-        "AND json_extract(payload, '$.id') = ? AND json_extract(payload, '$.to') = ?",
-        (mission_id, epoch_id, EpochStatus.COMPLETED.value),
-    )[0]["id"]
-    if ended is None:
-        return StartPoint("plan")
-    checked = store.query(
-        "SELECT payload FROM events WHERE mission_id = ? AND kind = 'objective.checked' "
-        "AND id > ? ORDER BY id DESC LIMIT 1", (mission_id, ended),
-    )
-    if not checked:
-        return StartPoint("objective", epoch_id)
-    payload = json.loads(checked[0]["payload"])
-    if payload.get("met"):
-        return StartPoint("decided", epoch_id,
-                          (MissionStatus.COMPLETED, f"objective met: {payload.get('feedback', '')}"))
-    return StartPoint("decided", epoch_id)
+    if last.objective_met is None:
+        return StartPoint("objective", last.id)
+    if last.objective_met:
+        return StartPoint("decided", last.id, (
+            MissionStatus.COMPLETED, f"objective met: {last.objective_feedback or ''}"))
+    return StartPoint("decided", last.id)
 
 
 class EpochPipeline:
@@ -99,7 +84,7 @@ class EpochPipeline:
                 epoch_id = int(state.store.insert(
                     "epochs",
                     {"mission_id": rt.mission_id, "number": number,
-                     "status": EpochStatus.PLANNING.value, "started_at": time.time()},
+                     "status": EpochStatus.PLANNING.value, "started_at": clock.now()},
                     event="epoch.created",
                 ))
                 await self._fresh_aux()
@@ -108,7 +93,7 @@ class EpochPipeline:
                     "plan", view, partial(self.plan.run, epoch_id, number))
                 if not planned:
                     state.store.set_status("epochs", epoch_id, EpochStatus.FAILED,
-                                           ended_at=time.time())
+                                           ended_at=clock.now())
                     state.evaluator.record(units_merged=0)  # nothing measured
                     if state.evaluator.stalled(rt.config.rounds.stall_threshold):
                         return MissionStatus.STALLED, "planning kept failing"
@@ -125,12 +110,13 @@ class EpochPipeline:
                     return result.stop
                 verdict = await state.plugins.around_phase(
                     "objective", self._view(start.epoch_id, result),
-                    partial(self.objective.run, result))
+                    partial(self.objective.run, start.epoch_id, result))
             elif start.phase == "objective":
                 merged, failed = leaf_tally(state.epoch_units(start.epoch_id))
                 rt.log(f"resumed after epoch {number} ended: checking the objective "
                        "before planning")
-                verdict = await self.objective.run(EpochResult(merged=merged, failed=failed))
+                verdict = await self.objective.run(start.epoch_id,
+                                                   EpochResult(merged=merged, failed=failed))
             else:
                 verdict = start.decided
             if verdict is not None:

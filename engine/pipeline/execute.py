@@ -13,10 +13,11 @@ from typing import Any
 
 import anyio
 
-from engine.dispatch import FATAL_REASONS, run_unit
+from engine.dispatch import FATAL_REASONS
 from engine.fixup import run_fixup
 from engine.gates.fixup_select import count_lint_errors, parse_test_counts
 from engine.hosts import running_on
+from engine.ledger import Unit
 from engine.llm import LlmCallFailed
 from engine.models import TERMINAL_UNIT_STATUSES, UnitStatus
 from engine.pipeline.commands import CommandInbox
@@ -28,6 +29,7 @@ from engine.pipeline.failover import (
 from engine.pipeline.state import EpochResult, MissionState, leaf_exceptions, leaf_tally
 from engine.pipeline.stop import StopPolicy
 from engine.runtime import FatalAgentError
+from engine.speculation import runner_for
 from engine.store import IllegalTransition
 
 TICK_SECONDS = 0.05
@@ -54,16 +56,19 @@ class ExecutePhase:
             with anyio.CancelScope() as scope:
                 agent_scopes[f"unit:{unit_id}"] = scope
                 host = rt.hosts.host_of(slot) if rt.hosts else None
+                placed = None
                 try:
-                    unit_row = state.store.get("units", unit_id) or {}
+                    unit_row = rt.units.require(unit_id).row  # plugins read plain dicts
                     options = state.plugins.worker_options(unit_row)
                     notes = await anyio.to_thread.run_sync(state.plugins.worker_notes, rt, unit_row)
-                    with running_on(host):
-                        outcome = await run_unit(rt, unit_id, slot, model=options.model,
-                                                 single_pass=options.single_pass, notes=notes,
-                                                 templates=options.templates)
+                    # run_unit, or several branches of it (engine/speculation.py)
+                    run = runner_for(rt.config, unit_row, options.speculate)
+                    with running_on(host) as placed:
+                        outcome = await run(rt, unit_id, slot, model=options.model,
+                                            single_pass=options.single_pass, notes=notes,
+                                            templates=options.templates)
                     if host is not None and self.session_failed(unit_id, outcome.agent_ok) \
-                            and await after_failed_session(rt, slot, unit_id):
+                            and await after_failed_session(rt, slot, unit_id, placed.lost):
                         outcome.retry_after = None  # the host failed, not the unit
                     state.plugins.session_ended(rt, outcome.agent_ok)
                     if not state.stop.requested:  # its precheck failed: repair it now
@@ -73,7 +78,8 @@ class ExecutePhase:
                 except Exception as exc:
                     self.unit_error(unit_id, exc, errors)
                     if host is not None:  # the host may be why: drained, the unit goes on
-                        await after_failed_session(rt, slot, unit_id)
+                        await after_failed_session(rt, slot, unit_id,
+                                                   placed.lost if placed else None)
                 finally:
                     agent_scopes.pop(f"unit:{unit_id}", None)
                     running.discard(unit_id)
@@ -84,7 +90,7 @@ class ExecutePhase:
             with anyio.CancelScope() as scope:
                 agent_scopes[f"fixup:{unit_id}"] = scope
                 try:
-                    unit_row = state.store.get("units", unit_id) or {}
+                    unit_row = rt.units.require(unit_id).row
                     notes = await anyio.to_thread.run_sync(state.plugins.worker_notes, rt, unit_row)
                     await run_fixup(rt, unit_id, detail, notes=notes)
                 except Exception as exc:
@@ -110,8 +116,8 @@ class ExecutePhase:
         async with anyio.create_task_group() as tg:
             # Units left in FIXUP by a crash are repaired again.
             for unit in state.epoch_units(epoch_id):
-                if unit["status"] == UnitStatus.FIXUP:
-                    self.start_fixup(tg, fixup_task, fixing, unit["id"])
+                if unit.status == UnitStatus.FIXUP:
+                    self.start_fixup(tg, fixup_task, fixing, unit.id)
             while True:
                 self.inbox.take()
                 if errors:
@@ -128,7 +134,7 @@ class ExecutePhase:
                         tg.cancel_scope.cancel()
                         break
                 else:
-                    self.update_readiness(units)
+                    units = self.update_readiness(units)
                     due = take_due_rechecks(rt)
                     if due:
                         tg.start_soon(recheck_drained, rt, due)
@@ -137,8 +143,7 @@ class ExecutePhase:
                 if not queue_busy and rt.queue.pending() > 0:
                     queue_busy = True
                     tg.start_soon(queue_task)
-                leaves = [u for u in units if u["is_leaf"]]
-                done = all(u["status"] in TERMINAL_UNIT_STATUSES for u in leaves)
+                done = all(u.status in TERMINAL_UNIT_STATUSES for u in units if u.is_leaf)
                 if done and not running and not fixing and not queue_busy and rt.queue.pending() == 0:
                     break
                 await wake.wait(TICK_SECONDS * 4)
@@ -158,14 +163,16 @@ class ExecutePhase:
         return result
 
     # ------------------------------------------------------------------ scheduling
-    def ready(self, units: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Ready leaves in dispatch order: priority, age, then the plugins' ``order_ready``."""
-        ready = [u for u in units if u["is_leaf"] and u["status"] == UnitStatus.READY]
-        ordered = sorted(ready, key=lambda u: (u["priority"], u["created_at"]))
-        return self.state.plugins.order_ready(ordered)
+    def ready(self, units: list[Unit]) -> list[Unit]:
+        """Ready leaves in dispatch order: priority, age, then the plugins' ``order_ready``
+        (which sees plain dicts and may only reorder them)."""
+        ready = [u for u in units if u.is_leaf and u.status == UnitStatus.READY]
+        ordered = sorted(ready, key=lambda u: (u.priority, u.created_at))
+        by_id = {u.id: u for u in ordered}
+        return [by_id[row["id"]] for row in self.state.plugins.order_ready([u.row for u in ordered])]
 
     def dispatch(
-        self, tg: Any, unit_task: Any, units: list[dict[str, Any]], running: set[str], workers: int,
+        self, tg: Any, unit_task: Any, units: list[Unit], running: set[str], workers: int,
     ) -> None:
         state, rt = self.state, self.state.rt
         limit = state.plugins.dispatch_limit(workers)
@@ -174,21 +181,21 @@ class ExecutePhase:
         for unit in self.ready(units):
             if len(running) >= limit:
                 break
-            if unit["id"] in running or state.not_before.get(unit["id"], 0) > now:
+            if unit.id in running or state.not_before.get(unit.id, 0) > now:
                 continue
             slot = min((s for s in rt.free_slots
                         if s < workers and (rt.hosts is None or rt.hosts.usable(s))), default=None)
             if slot is None:
                 break
             rt.free_slots.discard(slot)
-            running.add(unit["id"])
-            tg.start_soon(unit_task, unit["id"], slot)
+            running.add(unit.id)
+            tg.start_soon(unit_task, unit.id, slot)
 
     def session_failed(self, unit_id: str, agent_ok: bool) -> bool:
         """Whether a unit's session ended badly (its host's health is checked then)."""
-        unit = self.state.store.get("units", unit_id)
-        return not agent_ok or unit is None or unit["status"] in (UnitStatus.READY,
-                                                                  UnitStatus.FAILED)
+        unit = self.state.rt.units.get(unit_id)
+        return not agent_ok or unit is None or unit.status in (UnitStatus.READY,
+                                                               UnitStatus.FAILED)
 
     def unit_error(self, unit_id: str, exc: Exception, errors: list[BaseException]) -> None:
         """One unit's trouble fails that unit; only auth / usage-limit problems stop the mission."""
@@ -213,58 +220,61 @@ class ExecutePhase:
     def start_fixup(self, tg: Any, fixup_task: Any, fixing: set[str], unit_id: str) -> None:
         if unit_id in fixing:
             return
-        unit = self.state.store.get("units", unit_id)
-        if unit is None or unit["status"] != UnitStatus.FIXUP:
+        unit = self.state.rt.units.get(unit_id)
+        if unit is None or unit.status != UnitStatus.FIXUP:
             return
         fixing.add(unit_id)
-        tg.start_soon(fixup_task, unit_id, unit["reason"] or "verification failed")
+        tg.start_soon(fixup_task, unit_id, unit.reason or "verification failed")
 
     # ------------------------------------------------------------------ the plan tree
-    def update_readiness(self, units: list[dict[str, Any]]) -> None:
-        """PLANNED leaves become READY when their dependencies are merged, BLOCKED if one failed."""
-        by_id = {u["id"]: u for u in units}
+    def update_readiness(self, units: list[Unit]) -> list[Unit]:
+        """PLANNED leaves become READY when their dependencies are merged, BLOCKED if one
+        failed; returns ``units`` with those moves applied."""
+        status = {u.id: u.status for u in units}
         for unit in units:
-            if not unit["is_leaf"] or unit["status"] != UnitStatus.PLANNED:
+            if not unit.is_leaf or unit.status != UnitStatus.PLANNED:
                 continue
             # The planner already resolves a leaf's dependencies to leaves (inherited ones
             # included); an inner node id is expanded to its leaves all the same.
             leaf_deps: set[str] = set()
-            for dep in unit["dependencies"]:
+            for dep in unit.dependencies:
                 leaf_deps.update(leaves_under(dep, units))
-            states = [by_id[d]["status"] for d in leaf_deps if d in by_id]
+            states = [status[d] for d in leaf_deps if d in status]
             if any(s in (UnitStatus.FAILED, UnitStatus.BLOCKED, UnitStatus.CANCELLED) for s in states):
-                self.state.rt.units.move(unit["id"], UnitStatus.BLOCKED,
-                                 reason="a dependency failed")
-                unit["status"] = UnitStatus.BLOCKED
+                self.state.rt.units.move(unit.id, UnitStatus.BLOCKED, reason="a dependency failed")
+                status[unit.id] = UnitStatus.BLOCKED
             elif all(s == UnitStatus.MERGED for s in states):
-                self.state.rt.units.move(unit["id"], UnitStatus.READY)
-                unit["status"] = UnitStatus.READY
+                self.state.rt.units.move(unit.id, UnitStatus.READY)
+                status[unit.id] = UnitStatus.READY
+        return [u if u.status == status[u.id] else u.model_copy(update={"status": status[u.id]})
+                for u in units]
 
-    def roll_up_parents(self, units: list[dict[str, Any]]) -> None:
+    def roll_up_parents(self, units: list[Unit]) -> None:
         """Inner plan nodes take a terminal status from their leaves."""
         for unit in units:
-            if unit["is_leaf"] or unit["status"] in TERMINAL_UNIT_STATUSES:
+            if unit.is_leaf or unit.status in TERMINAL_UNIT_STATUSES:
                 continue
-            leaves = leaves_under(unit["id"], units)
-            states = {u["status"] for u in units if u["id"] in leaves}
+            leaves = leaves_under(unit.id, units)
+            states = {u.status for u in units if u.id in leaves}
             final = UnitStatus.MERGED if states == {UnitStatus.MERGED} else UnitStatus.FAILED
             self.state.rt.units.move(
-                unit["id"], final,
+                unit.id, final,
                 reason=None if final == UnitStatus.MERGED else "not all parts merged")
 
 
-def leaves_under(unit_id: str, units: list[dict[str, Any]]) -> set[str]:
-    children: dict[str, list[dict[str, Any]]] = {}
+def leaves_under(unit_id: str, units: list[Unit]) -> set[str]:
+    """The leaf ids of the plan subtree rooted at ``unit_id`` (itself, when it is a leaf)."""
+    children: dict[str, list[Unit]] = {}
     for u in units:
-        if u["parent_id"]:
-            children.setdefault(u["parent_id"], []).append(u)
+        if u.parent_id:
+            children.setdefault(u.parent_id, []).append(u)
     out: set[str] = set()
     stack = [unit_id]
     while stack:
         current = stack.pop()
         kids = children.get(current)
         if kids:
-            stack.extend(k["id"] for k in kids)
+            stack.extend(k.id for k in kids)
         else:
             out.add(current)
     return out

@@ -3,10 +3,10 @@ the ``plan`` approval, and the plan's units inserted with the epoch's start."""
 
 from __future__ import annotations
 
-import time
-
 import pygit2
 
+from engine import clock
+from engine.agents.worker import session_tools_on
 from engine.approvals import approve_or_deny
 from engine.gitops import GitRepo
 from engine.models import EpochStatus, UnitStatus
@@ -22,15 +22,15 @@ class PlanPhase:
 
     def context(self, epoch_number: int, ambition_feedback: str | None) -> PlanningContext:
         state, rt = self.state, self.state.rt
-        units = state.store.units(rt.mission_id)
-        merged = [u["title"] for u in units if u["status"] == UnitStatus.MERGED and u["is_leaf"]]
+        units = rt.units.units(rt.mission_id)
+        merged = [u.title for u in units if u.status == UnitStatus.MERGED and u.is_leaf]
         failed = [
-            (u["title"], u["reason"] or "")
-            for u in units if u["status"] in (UnitStatus.FAILED, UnitStatus.BLOCKED) and u["is_leaf"]
+            (u.title, u.reason or "")
+            for u in units if u.status in (UnitStatus.FAILED, UnitStatus.BLOCKED) and u.is_leaf
         ]
         feedback = [
-            f"{u['title']}: {u['review_feedback']}" for u in units
-            if u["review_feedback"] and u["status"] != UnitStatus.MERGED
+            f"{u.title}: {u.review_feedback}" for u in units
+            if u.review_feedback and u.status != UnitStatus.MERGED
         ]
         if state.objective_feedback:
             feedback.append(f"objective check: {state.objective_feedback}")
@@ -51,6 +51,7 @@ class PlanPhase:
         planner = RecursivePlanner(
             rt.llm.ask, max_depth=config.planner.max_depth,
             max_children=config.planner.max_children_per_node,
+            tools=session_tools_on(config),
         )
         best: tuple[float, PlanTree] | None = None
         feedback: str | None = None
@@ -94,7 +95,7 @@ class PlanPhase:
     def insert(self, epoch_id: int, epoch_number: int, tree: PlanTree) -> None:
         rt, store = self.state.rt, self.state.store
         prefix = f"m{rt.mission_id}-e{epoch_number}-"
-        now = time.time()
+        now = clock.now()
         with store.transaction():
             for unit in tree.units:
                 node = unit.node
@@ -113,6 +114,8 @@ class PlanPhase:
                         "specialist": node.specialist,
                         "priority": node.priority,
                         "is_leaf": int(unit.is_leaf),
+                        "tools": node.tools,
+                        "uncertain": int(node.uncertain),
                         "status": UnitStatus.PLANNED.value,
                         "created_at": now,
                         "updated_at": now,

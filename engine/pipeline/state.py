@@ -3,13 +3,13 @@ cost and progress trackers; and the outcome of one epoch."""
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from engine.budget import EmaCostTracker
 from engine.gates.evaluator import ProgressEvaluator
+from engine.ledger import Unit
 from engine.models import MissionStatus, UnitStatus
 from engine.plugins import PluginManager
 from engine.runtime import Runtime
@@ -63,25 +63,22 @@ class MissionState:
         return time.monotonic() - self.started
 
     def restore(self) -> None:
-        """On resume: rebuild the EMA, the stall evaluator and the objective-check count."""
-        for row in self.store.query(
-            "SELECT kind, payload FROM events WHERE mission_id = ? AND kind IN "
-            "('epoch.feedback', 'objective.checked') ORDER BY id", (self.rt.mission_id,),
-        ):
-            payload = json.loads(row["payload"])
-            if row["kind"] == "objective.checked":
+        """On resume: rebuild the EMA, the stall evaluator and the objective-check count
+        from the epochs' decision columns (the ledger's, see ``engine/ledger.py``)."""
+        for epoch in self.rt.epochs.epochs(self.rt.mission_id):
+            if epoch.feedback_at is not None:
+                self.ema.observe(epoch.cost_usd)
+                self.evaluator.record(units_merged=epoch.units_merged,
+                                      tests_passed=epoch.tests_passed,
+                                      tests_failed=epoch.tests_failed,
+                                      lint_errors=epoch.lint_errors)
+            if epoch.objective_met is not None:
                 self.objective_checks += 1
-                if not payload.get("met"):
-                    self.objective_feedback = payload.get("feedback")
-            else:
-                self.ema.observe(float(payload.get("cost") or 0.0))
-                self.evaluator.record(units_merged=int(payload.get("merged") or 0),
-                                      tests_passed=payload.get("tests_passed"),
-                                      tests_failed=payload.get("tests_failed"),
-                                      lint_errors=payload.get("lint_errors"))
+                if not epoch.objective_met:
+                    self.objective_feedback = epoch.objective_feedback
 
-    def epoch_units(self, epoch_id: int) -> list[dict[str, Any]]:
-        return self.store.rows("units", "epoch_id = ?", (epoch_id,), order="created_at, id")
+    def epoch_units(self, epoch_id: int) -> list[Unit]:
+        return self.rt.units.epoch_units(epoch_id)
 
     def stall_stop(self) -> Stop | None:
         threshold = self.rt.config.rounds.stall_threshold
@@ -90,11 +87,11 @@ class MissionState:
         return None
 
 
-def leaf_tally(units: list[dict[str, Any]]) -> tuple[int, int]:
+def leaf_tally(units: list[Unit]) -> tuple[int, int]:
     """(merged, failed or blocked) leaf units: an epoch's outcome."""
-    leaves = [u for u in units if u["is_leaf"]]
-    merged = sum(1 for u in leaves if u["status"] == UnitStatus.MERGED)
-    failed = sum(1 for u in leaves if u["status"] in (UnitStatus.FAILED, UnitStatus.BLOCKED))
+    leaves = [u for u in units if u.is_leaf]
+    merged = sum(1 for u in leaves if u.status == UnitStatus.MERGED)
+    failed = sum(1 for u in leaves if u.status in (UnitStatus.FAILED, UnitStatus.BLOCKED))
     return merged, failed
 
 

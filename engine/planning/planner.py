@@ -16,6 +16,7 @@ import anyio
 from anyio.abc import TaskGroup
 from pydantic import ValidationError
 
+from engine.agents.tool_templates import describe_templates
 from engine.planning.ask import PLANNER, Ask, bullets, clip
 from engine.planning.graph import find_cycle
 from engine.planning.overlap import add_overlap_dependencies
@@ -25,6 +26,11 @@ from engine.prompts import render
 
 MAX_REPO_FILES = 200
 MAX_ANSWER_ECHO = 4000
+TOOLS_RULE = (
+    "\n- `tools` (optional): session tools the unit's agent gets, scoped to its `files_hint`; "
+    'a template name, or {{"name": ..., "paths": [some of its files_hint]}}. Only these '
+    "templates exist:\n{templates}"
+)
 
 
 @dataclass
@@ -93,6 +99,7 @@ class RecursivePlanner:
         max_children: int,
         max_parse_retries: int = 2,
         concurrency: int = 4,
+        tools: bool = False,
     ) -> None:
         if max_depth < 1 or max_children < 1 or max_parse_retries < 0 or concurrency < 1:
             raise ValueError("max_depth, max_children and concurrency must be >= 1, retries >= 0")
@@ -101,6 +108,7 @@ class RecursivePlanner:
         self.max_children = max_children
         self.max_parse_retries = max_parse_retries
         self.concurrency = concurrency
+        self.tools = tools  # the workers get session tools: offer the unit tool templates
         self.calls = 0  # planner calls made by the last plan()
 
     async def plan(self, ctx: PlanningContext) -> PlanTree:
@@ -300,6 +308,7 @@ class RecursivePlanner:
             depth_rule=depth_rule,
             max_children=self.max_children,
             specialists=", ".join(SPECIALISTS),
+            tools_rule=TOOLS_RULE.format(templates=describe_templates()) if self.tools else "",
         )
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from engine.agents.tool_templates import ToolRequestError, normalize_request, resolve_requests
 
 SPECIALISTS: tuple[str, ...] = (
     "general",
@@ -40,6 +42,13 @@ class PlanNode(BaseModel):
     dependencies: list[str] = Field(default_factory=list, description="Titles of siblings.")
     specialist: str = "general"
     leaf: bool = True
+    tools: list[dict[str, Any]] = Field(
+        default_factory=list, description="Session tools from the templates of "
+        "engine/agents/tool_templates.py, scoped to files_hint; resolved to "
+        '[{"name", "scope": [paths]}].')
+    uncertain: bool = Field(
+        False, description="The planner is unsure of the best approach: with [speculation] "
+        "on, several agents try it in parallel.")
 
     @field_validator("title")
     @classmethod
@@ -60,6 +69,25 @@ class PlanNode(BaseModel):
     @classmethod
     def _strip_items(cls, value: list[str]) -> list[str]:
         return [item.strip() for item in value if item.strip()]
+
+    @field_validator("tools", mode="before")
+    @classmethod
+    def _tool_list(cls, value: Any) -> Any:
+        items = [value] if isinstance(value, dict) else _as_list(value)
+        if not isinstance(items, list):
+            raise ValueError("tools must be a list of template names or objects")
+        try:
+            return [normalize_request(item) for item in items]
+        except ToolRequestError as exc:
+            raise ValueError(str(exc)) from None
+
+    @model_validator(mode="after")
+    def _tools_in_scope(self) -> PlanNode:
+        try:
+            self.tools = resolve_requests(self.tools, self.files_hint)
+        except ToolRequestError as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
     @field_validator("description", mode="before")
     @classmethod
@@ -127,6 +155,8 @@ class PlannedUnit:
             "specialist": self.node.specialist,
             "priority": self.node.priority,
             "is_leaf": int(self.is_leaf),
+            "tools": [dict(t) for t in self.node.tools],
+            "uncertain": int(self.node.uncertain),
         }
 
 
@@ -167,8 +197,10 @@ class PlanTree:
                 last = index == len(kids) - 1
                 files = f"  ({', '.join(unit.node.files_hint)})" if unit.node.files_hint else ""
                 after = f"  after {', '.join(unit.dependencies)}" if unit.dependencies else ""
+                tools = (f"  [tools: {', '.join(t['name'] for t in unit.node.tools)}]"
+                         if unit.node.tools else "")
                 lines.append(f"{prefix}{'└─ ' if last else '├─ '}{unit.key}. {unit.node.title}"
-                             f"{files}{after}")
+                             f"{files}{after}{tools}")
                 walk(unit.key, prefix + ("   " if last else "│  "))
 
         walk(None, "")
@@ -194,4 +226,6 @@ class PlanTree:
                 lines.append(f"{pad}   accept: {criterion}")
             if unit.dependencies:
                 lines.append(f"{pad}   after: {', '.join(unit.dependencies)}")
+            for tool in node.tools:
+                lines.append(f"{pad}   tool: {tool['name']} ({', '.join(tool['scope'])})")
         return "\n".join(lines)

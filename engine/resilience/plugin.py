@@ -6,9 +6,8 @@ three hooks degrade the mission while any breaker is not closed, by ``[degradati
 fallback_strategy``:
 
 - ``reduce_workers``: half the workers (``dispatch_limit``);
-- ``simple``: half the workers, each in one pass (no architect pass), no speculation (the
-  original tool's "fall back to simpler strategies"; speculation is not available in this
-  version, so there is none to turn off);
+- ``simple``: half the workers, each in one pass (no architect pass), no speculation
+  branches (one agent per unit; the original tool's "fall back to simpler strategies");
 - ``fallback_model``: workers run on ``fallback_model`` while the breaker of the configured
   worker model is open (unless the fallback's own breaker is open too);
 - ``pause``: no new session is dispatched while a breaker is open.
@@ -85,7 +84,8 @@ class CircuitBreakerPlugin(Plugin):
             model = d.fallback_model
         simple = d.fallback_strategy == "simple" and worst == BreakerState.OPEN
         # replace(): other plugins' choices (prompt variant, templates) are kept
-        return replace(options, model=model, single_pass=options.single_pass or simple)
+        return replace(options, model=model, single_pass=options.single_pass or simple,
+                       speculate=options.speculate and not simple)
 
     # ------------------------------------------------------------------ transitions
     def transitions(self, changes: list[Transition]) -> None:

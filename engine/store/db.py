@@ -2,6 +2,9 @@
 
 Every state change is a row; every status change goes through
 :meth:`Store.set_status`, which writes the row and its event in one transaction.
+
+Size: :class:`Store` is the one gateway to the database; its transactions, events, rows,
+status changes, costs, approvals and commands share one connection and its lock.
 """
 
 from __future__ import annotations
@@ -9,12 +12,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from engine import clock
 from engine.models import (
     UNIT_TRANSITIONS,
     ApprovalStatus,
@@ -27,7 +30,7 @@ from engine.store.migrations import SchemaTooNewError, migrate
 
 BUSY_TIMEOUT_MS = 10_000
 JSON_COLUMNS = {
-    "units": ("files_hint", "acceptance_criteria", "dependencies"),
+    "units": ("files_hint", "acceptance_criteria", "dependencies", "tools"),
     "merges": ("conflict_paths",),
     "verifications": ("failing_tests",),
     "decisions": ("factors",),
@@ -134,7 +137,7 @@ class Store:
     ) -> Event:
         """Append one event row (inside the current transaction, if any)."""
         payload = self._clean(payload)
-        ts = time.time()
+        ts = clock.now()
         with self.transaction() as conn:
             cur = conn.execute(
                 "INSERT INTO events (ts, kind, mission_id, unit_id, payload) VALUES (?,?,?,?,?)",
@@ -260,11 +263,11 @@ class Store:
                 if UnitStatus(status) not in allowed:
                     raise IllegalTransition(f"unit {row_id}: {old} -> {status} is not allowed")
             if table == "units":
-                fields["updated_at"] = time.time()
+                fields["updated_at"] = clock.now()
                 if reason is not None:
                     fields["reason"] = reason
             if table == "merges":
-                fields["updated_at"] = time.time()
+                fields["updated_at"] = clock.now()
                 if reason is not None:
                     fields["reason"] = reason
             self.update(table, row_id, status=status, **fields)
@@ -286,7 +289,7 @@ class Store:
             row = conn.execute("SELECT id FROM projects WHERE path = ?", (path,)).fetchone()
             if row:
                 return int(row[0])
-            return self.insert("projects", {"name": name, "path": path, "created_at": time.time()})
+            return self.insert("projects", {"name": name, "path": path, "created_at": clock.now()})
 
     def latest_mission(self) -> dict[str, Any] | None:
         rows = self.query("SELECT * FROM missions ORDER BY id DESC LIMIT 1")
@@ -312,7 +315,7 @@ class Store:
                 {
                     "mission_id": mission_id, "unit_id": unit_id, "attempt_id": attempt_id,
                     "role": role, "model": model, "usd": usd, "estimated": int(estimated),
-                    "ts": time.time(),
+                    "ts": clock.now(),
                 },
             )
             if mission_id is not None:
@@ -348,7 +351,7 @@ class Store:
         diff: str = "",
         timeout: float | None = None,
     ) -> int:
-        now = time.time()
+        now = clock.now()
         with self.transaction():
             approval_id = self.insert(
                 "approvals",
@@ -380,7 +383,7 @@ class Store:
                 return False
             self.set_status(
                 "approvals", approval_id, status, reason=reason or None,
-                decided_at=time.time(), decided_by=by,
+                decided_at=clock.now(), decided_by=by,
             )
         return True
 
@@ -389,7 +392,7 @@ class Store:
         with self.transaction():
             cid = self.insert(
                 "commands",
-                {"mission_id": mission_id, "kind": kind, "payload": payload, "created_at": time.time()},
+                {"mission_id": mission_id, "kind": kind, "payload": payload, "created_at": clock.now()},
             )
             self.append_event("command", mission_id=mission_id, id=cid, command=kind)
         return int(cid)
@@ -408,7 +411,7 @@ class Store:
             if rows:
                 conn.execute(
                     "UPDATE commands SET handled_at = ? WHERE mission_id = ? AND handled_at IS NULL",
-                    (time.time(), mission_id),
+                    (clock.now(), mission_id),
                 )
         return rows
 

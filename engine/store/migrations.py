@@ -1,14 +1,89 @@
 """Ordered schema migrations, tracked with ``PRAGMA user_version``.
 
-Each migration is a list of SQL statements. Never edit a released migration:
-append a new one. Opening a database migrates it forward in one transaction per step.
+Each migration is a list of SQL statements, or a function of the connection for one that
+must read old rows to fill new columns. Never edit a released migration: append a new
+one. Opening a database migrates it forward in one transaction per step.
+
+Size: the list of every released migration, append-only by design (never edited, never split).
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections.abc import Callable
 
-MIGRATIONS: list[list[str]] = [
+Migration = list[str] | Callable[[sqlite3.Connection], None]
+
+
+def _decision_columns(conn: sqlite3.Connection) -> None:
+    """13: the decisions the engine used to recompute from event payloads, as columns
+    (``engine/ledger.py`` writes them in the event's transaction):
+
+    - ``epochs``: the feedback phase's figures (``feedback_at``, ``units_merged``,
+      ``units_failed``, ``cost_usd``, ``tests_passed``, ``tests_failed``, ``lint_errors``: the
+      cost and stall trackers a resumed mission rebuilds) and the objective decision taken
+      after it (``objective_met``: NULL = not checked, ``objective_feedback``,
+      ``objective_check``: which check of the mission it was): where a resume starts;
+    - ``units``: a fixup round's winner not yet delivered to the merge queue
+      (``winner_round``, ``winner_candidate``, ``winner_approach``, ``winner_head``; cleared by
+      the unit's next move).
+
+    Older stores are filled from their events, exactly as the payload readers decided.
+    """
+    for statement in (
+        "ALTER TABLE epochs ADD COLUMN feedback_at REAL",
+        "ALTER TABLE epochs ADD COLUMN units_merged INTEGER",
+        "ALTER TABLE epochs ADD COLUMN units_failed INTEGER",
+        "ALTER TABLE epochs ADD COLUMN cost_usd REAL",
+        "ALTER TABLE epochs ADD COLUMN tests_passed INTEGER",
+        "ALTER TABLE epochs ADD COLUMN tests_failed INTEGER",
+        "ALTER TABLE epochs ADD COLUMN lint_errors INTEGER",
+        "ALTER TABLE epochs ADD COLUMN objective_met INTEGER",
+        "ALTER TABLE epochs ADD COLUMN objective_feedback TEXT",
+        "ALTER TABLE epochs ADD COLUMN objective_check INTEGER",
+        "ALTER TABLE units ADD COLUMN winner_round INTEGER",
+        "ALTER TABLE units ADD COLUMN winner_candidate INTEGER",
+        "ALTER TABLE units ADD COLUMN winner_approach TEXT",
+        "ALTER TABLE units ADD COLUMN winner_head TEXT",
+    ):
+        conn.execute(statement)
+    completed: dict[int, int] = {}  # mission -> the epoch that completed last
+    winners: dict[str, dict[str, object] | None] = {}  # unit -> its undelivered winner
+    rows = conn.execute(
+        "SELECT ts, kind, mission_id, unit_id, payload FROM events WHERE kind IN ('epoch.feedback', "
+        "'epoch.status', 'objective.checked', 'fixup.winner', 'unit.status', 'unit.submitted') "
+        "ORDER BY id")
+    for ts, kind, mission_id, unit_id, raw in rows.fetchall():
+        payload = json.loads(raw or "{}")
+        if kind == "epoch.feedback" and payload.get("epoch_id") is not None:
+            conn.execute(
+                "UPDATE epochs SET feedback_at = ?, units_merged = ?, units_failed = ?, "
+                "cost_usd = ?, tests_passed = ?, tests_failed = ?, lint_errors = ? WHERE id = ?",
+                (ts, int(payload.get("merged") or 0), int(payload.get("failed") or 0),
+                 float(payload.get("cost") or 0.0), payload.get("tests_passed"),
+                 payload.get("tests_failed"), payload.get("lint_errors"), payload["epoch_id"]))
+        elif kind == "epoch.status" and payload.get("to") == "completed":
+            completed[mission_id] = payload.get("id")
+        elif kind == "objective.checked" and completed.get(mission_id) is not None:
+            conn.execute(
+                "UPDATE epochs SET objective_met = ?, objective_feedback = ?, objective_check = ?"
+                " WHERE id = ?", (int(bool(payload.get("met"))), payload.get("feedback"),
+                                  payload.get("check"), completed[mission_id]))
+        elif kind == "fixup.winner" and unit_id is not None:
+            winners[unit_id] = payload if payload.get("head") and payload.get("candidate") else None
+        elif unit_id is not None:  # unit.status / unit.submitted: the winner moved on
+            winners[unit_id] = None
+    for unit_id, winner in winners.items():
+        if winner is not None:
+            conn.execute(
+                "UPDATE units SET winner_round = ?, winner_candidate = ?, winner_approach = ?, "
+                "winner_head = ? WHERE id = ?",
+                (winner.get("round"), winner.get("candidate"), winner.get("approach"),
+                 winner.get("head"), unit_id))
+
+
+MIGRATIONS: list[Migration] = [
     # 1: the core tables
     [
         """CREATE TABLE projects (
@@ -272,6 +347,14 @@ MIGRATIONS: list[list[str]] = [
     ],
     # 10: the host an agent session ran on ([[hosts]], docs/hosts.md); NULL: plain local
     ["ALTER TABLE attempts ADD COLUMN host TEXT"],
+    # 11: the session tools the planner asked for per unit (engine/agents/tool_templates.py):
+    #    a JSON list of {"name", "scope": [paths]}
+    ["ALTER TABLE units ADD COLUMN tools TEXT NOT NULL DEFAULT '[]'"],
+    # 12: the planner's "uncertain" mark on a unit: with [speculation] units = "uncertain",
+    #     such units are worked by several branches (engine/speculation.py)
+    ["ALTER TABLE units ADD COLUMN uncertain INTEGER NOT NULL DEFAULT 0"],
+    # 13: decisions as columns, not event payloads (see the function)
+    _decision_columns,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -298,8 +381,12 @@ def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
             if version >= target:
                 conn.execute("COMMIT")
                 return start
-            for statement in MIGRATIONS[version]:
-                conn.execute(statement)
+            step = MIGRATIONS[version]
+            if callable(step):
+                step(conn)
+            else:
+                for statement in step:
+                    conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {version + 1}")
             conn.execute("COMMIT")
         except BaseException:

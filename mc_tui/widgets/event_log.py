@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from engine.models import Event
+from engine.views import event_detail
 from mc_tui.widgets.fmt import clip
 from mc_tui.widgets.mission_state import EVENT_LOG_MAX, Changes, MissionState
 from mc_tui.widgets.throttled_log import ThrottledLog
-
-_SKIP = {"id", "mission_id"}
 
 
 def format_event(event: Event, start: float | None) -> str:
@@ -20,21 +19,8 @@ def format_event(event: Event, start: float | None) -> str:
     h, rest = divmod(rel, 3600)
     m, s = divmod(rest, 60)
     stamp = f"{sign}{h}:{m:02d}:{s:02d}" if h else f"{sign}{m:02d}:{s:02d}"
-    p = event.payload
-    if event.kind.endswith(".status") and "to" in p:
-        detail = f"{p.get('id', '')} {p.get('from')} → {p.get('to')}"
-        if p.get("reason"):
-            detail += f" ({p['reason']})"
-    elif event.kind == "log":
-        detail = f"[{p.get('level', 'info')}] {p.get('message', '')}"
-    elif event.kind == "cost":
-        detail = f"{p.get('role')} {p.get('model') or ''} ${float(p.get('usd') or 0):.3f}"
-    else:
-        detail = " ".join(f"{k}={v}" for k, v in p.items() if k not in _SKIP and v not in (None, ""))
-        if "id" in p:
-            detail = f"{p['id']} {detail}"
     unit = f" [{event.unit_id}]" if event.unit_id else ""
-    return clip(f"{stamp} {event.kind}{unit} {detail}", 220)
+    return clip(f"{stamp} {event.kind}{unit} {event_detail(event)}", 220)
 
 
 class EventLog(ThrottledLog):

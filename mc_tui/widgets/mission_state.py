@@ -17,6 +17,7 @@ from typing import Any
 from engine.models import Event
 from engine.resilience.liveness import LIVE_STATUSES
 from engine.store import Store
+from engine.views import agent_line, event_from_row, touched
 
 HEARTBEAT_REREAD_S = 5.0  # how often a live mission's row is re-read for its heartbeat
 
@@ -24,16 +25,6 @@ EVENT_LOG_MAX = 2000
 AGENT_LOG_MAX = 500
 COST_POINTS_MAX = 20_000
 
-# event kind prefix -> table whose row the payload "id" names
-_TABLE_OF = {
-    "mission": "missions",
-    "epoch": "epochs",
-    "unit": "units",
-    "merge": "merges",
-    "verification": "verifications",
-    "approval": "approvals",
-    "attempt": "attempts",
-}
 TABLES = ("epochs", "units", "attempts", "merges", "verifications", "approvals")
 
 
@@ -48,6 +39,7 @@ class PendingChanges:
     log_events: deque[Event] = field(default_factory=lambda: deque(maxlen=EVENT_LOG_MAX))
     agent_events: deque[Event] = field(default_factory=lambda: deque(maxlen=AGENT_LOG_MAX * 8))
     fixup_events: list[Event] = field(default_factory=list)
+    speculation_events: list[Event] = field(default_factory=list)
     projection: dict[str, Any] | None = None
     count: int = 0
     last_id: int = 0
@@ -64,37 +56,22 @@ class PendingChanges:
                 self.new_mission_id = int(new_id)
         if mission_id is not None and event.mission_id not in (None, mission_id):
             return
-        payload = event.payload
+        touch = touched(event)  # the rows it names (engine/views.py, shared with mc live)
+        for table, row_id in touch.rows:
+            self.dirty[table].add(row_id)
+        self.mission_dirty = self.mission_dirty or touch.mission
         if kind == "agent.event":
             self.agent_events.append(event)
-            attempt_id = payload.get("attempt_id")
-            if attempt_id is not None:
-                self.dirty["attempts"].add(attempt_id)
             return
         self.log_events.append(event)
-        prefix, _, suffix = kind.partition(".")
-        table = _TABLE_OF.get(prefix)
-        if table == "missions":
-            self.mission_dirty = True
-        elif table == "attempts":
-            attempt_id = payload.get("attempt_id", payload.get("id"))
-            if attempt_id is not None:
-                self.dirty["attempts"].add(attempt_id)
-        elif table is not None and payload.get("id") is not None:
-            self.dirty[table].add(payload["id"])
         if kind == "cost":
             self.costs_dirty = True
-            self.mission_dirty = True
-            if event.unit_id:
-                self.dirty["units"].add(event.unit_id)
-        elif kind in ("review.scored", "attempt.finished", "attempt.started") and event.unit_id:
-            self.dirty["units"].add(event.unit_id)
-        elif prefix == "fixup":
+        elif kind.startswith("fixup."):
             self.fixup_events.append(event)
+        elif kind.startswith("speculation."):
+            self.speculation_events.append(event)
         elif kind == "budget.projection":
-            self.projection = dict(payload)
-        elif kind in ("green.promoted", "epoch.created", "epoch.status"):
-            self.mission_dirty = True
+            self.projection = dict(event.payload)
 
 
 @dataclass
@@ -117,29 +94,6 @@ class Changes:
             self.reloaded or self.mission or self.costs or self.fixups or self.log_events
             or self.agent_lines or any(self.rows.values())
         )
-
-
-def format_agent_event(payload: dict[str, Any], width: int = 160) -> str:
-    """One log line for an agent event; tool results are folded to their first line."""
-    kind = payload.get("type", "text")
-    text = str(payload.get("text") or "")
-    tool = payload.get("tool")
-    first, _, rest = text.strip().partition("\n")
-    more = rest.count("\n") + 1 if rest else 0
-    if kind == "tool_use":
-        line = f"▶ {tool or 'tool'}: {first}"
-    elif kind == "tool_result":
-        fold = f"  (+{more} lines)" if more else ""
-        line = f"  ↳ {first}{fold}"
-    elif kind == "thinking":
-        line = f"… {first}"
-    elif kind in ("retry", "rate_limit", "notice"):
-        line = f"! {kind}: {first}"
-    elif kind == "usage":
-        line = f"· usage {first}"
-    else:
-        line = first if not more else f"{first}  (+{more} lines)"
-    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 class MissionState:
@@ -167,6 +121,8 @@ class MissionState:
         self.cost_total = 0.0
         self._last_cost_id = 0
         self.fixups: dict[tuple[str, int, int], dict[str, Any]] = {}
+        # speculation branches: unit id -> (attempt, {branch number: entry}), the latest attempt
+        self.branches: dict[str, tuple[int, dict[int, dict[str, Any]]]] = {}
         self.projection: dict[str, Any] | None = None
         self.event_log: deque[Event] = deque(maxlen=EVENT_LOG_MAX)
         self.agent_log: dict[int, deque[str]] = {}
@@ -213,20 +169,25 @@ class MissionState:
             (mid, upto, EVENT_LOG_MAX),
         )
         for row in reversed(tail):
-            event = _row_event(row)
+            event = event_from_row(row)
             self.event_log.append(event)
             if event.kind.startswith("fixup."):
                 self._apply_fixup(event)
             elif event.kind == "budget.projection":
                 self.projection = dict(event.payload)
         changes.log_events = list(self.event_log)
+        for row in store.query(  # all of them: the branches of old units are in the plan tree
+            "SELECT id, ts, kind, mission_id, unit_id, payload FROM events WHERE mission_id = ? "
+            "AND id <= ? AND kind LIKE 'speculation.%' ORDER BY id", (mid, upto),
+        ):
+            self._apply_speculation(event_from_row(row))
         agent_rows = store.query(
             "SELECT id, ts, kind, mission_id, unit_id, payload FROM events "
             "WHERE mission_id = ? AND id <= ? AND kind = 'agent.event' ORDER BY id DESC LIMIT ?",
             (mid, upto, AGENT_LOG_MAX * 8),
         )
         for row in reversed(agent_rows):
-            self._add_agent_line(_row_event(row), changes)
+            self._add_agent_line(event_from_row(row), changes)
         return changes
 
     def last_event_id(self) -> int:
@@ -276,6 +237,10 @@ class MissionState:
         for event in pending.fixup_events:
             self._apply_fixup(event)
             changes.fixups = True
+        for event in pending.speculation_events:
+            unit_id = self._apply_speculation(event)
+            if unit_id in self.units:  # the plan tree redraws the unit with its branches
+                changes.rows["units"].add(unit_id)
         if pending.projection is not None:
             self.projection = pending.projection
             changes.costs = True
@@ -342,6 +307,42 @@ class MissionState:
         else:
             entry["state"] = "scored" if entry.get("verified") else "failed"
 
+    def _apply_speculation(self, event: Event) -> str | None:
+        """Branches of a unit from ``speculation.*`` events (payloads of engine/speculation.py):
+        running until scored (``verified`` / ``failed`` / ``no work``), then ``winner`` or
+        ``lost``. Only the unit's latest attempt is kept. Returns the unit id."""
+        p = event.payload
+        unit = event.unit_id
+        attempt = int(p.get("attempt") or 0)
+        if unit is None:
+            return None
+        if event.kind == "speculation.started":
+            entries = {n: {"branch": n, "approach": approach, "state": "running", "cost_usd": 0.0,
+                           "selection": p.get("selection")}
+                       for n, approach in enumerate(p.get("approaches") or [], start=1)}
+            self.branches[unit] = (attempt, entries)
+            return unit
+        known_attempt, entries = self.branches.get(unit, (attempt, {}))
+        if known_attempt != attempt:
+            return unit  # an older attempt's event (replayed)
+        self.branches[unit] = (attempt, entries)
+        if event.kind == "speculation.branch":
+            entry = entries.setdefault(int(p.get("branch") or 0), {"branch": p.get("branch")})
+            for name in ("approach", "verified", "tests_passed", "tests_failed", "diff_lines",
+                         "cost_usd", "problem", "error"):
+                if p.get(name) is not None:
+                    entry[name] = p[name]
+            entry["state"] = (
+                "no work" if not p.get("head") else "forbidden" if p.get("problem")
+                else "verified" if p.get("verified")
+                else "done" if entry.get("selection") == "review" else "tests failed")
+        elif event.kind == "speculation.reviewed":
+            entries.setdefault(int(p.get("branch") or 0), {})["review_score"] = p.get("score")
+        elif event.kind == "speculation.winner":
+            for number, entry in entries.items():
+                entry["state"] = "winner" if number == p.get("branch") else "lost"
+        return unit
+
     def _heartbeat_due(self) -> bool:
         return (self.mission is not None and self.mission.get("status") in LIVE_STATUSES
                 and time.monotonic() - self._mission_read_at >= HEARTBEAT_REREAD_S)
@@ -356,7 +357,7 @@ class MissionState:
             slot = attempt.get("slot") if attempt else None
         if slot is None:
             return
-        line = format_agent_event(event.payload)
+        line = agent_line(event.payload)
         self.agent_log.setdefault(slot, deque(maxlen=AGENT_LOG_MAX)).append(line)
         changes.agent_lines.setdefault(slot, []).append(line)
 
@@ -394,16 +395,6 @@ class MissionState:
             return None
         found = [v for v in self.verifications.values() if v.get("batch_id") == batch]
         return max(found, key=lambda v: v["id"]) if found else None
-
-
-def _row_event(row: dict[str, Any]) -> Event:
-    import json
-
-    payload = row.get("payload")
-    return Event(
-        id=row["id"], ts=row["ts"], kind=row["kind"], mission_id=row["mission_id"],
-        unit_id=row["unit_id"], payload=json.loads(payload) if payload else {},
-    )
 
 
 def _breaker_rows(store: Store, mission_id: int) -> list[dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""Plan tree pane: units by epoch and parent, with status icon, specialist and cost."""
+"""Plan tree pane: units by epoch and parent, with status icon, specialist and cost; a unit
+worked by speculation branches shows them under it (approach, state, cost)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ class PlanTree(Tree[str]):
         self.guide_depth = 2
         self._unit_nodes: dict[str, TreeNode[str]] = {}
         self._labels: dict[str, Text] = {}
+        # speculation branch nodes, keyed "<unit>#<n>" (their data is the unit's id)
+        self._branch_nodes: dict[str, TreeNode[str]] = {}
+        self._branch_attempt: dict[str, int] = {}
         self.filter_text = ""
         self.palette: dict[str, str] = {}
         self._state: MissionState | None = None
@@ -65,6 +69,8 @@ class PlanTree(Tree[str]):
         self.clear()
         self._unit_nodes.clear()
         self._labels.clear()
+        self._branch_nodes.clear()
+        self._branch_attempt.clear()
         if self._state is None:
             return
         for epoch_id in sorted(self._state.epochs):
@@ -146,6 +152,8 @@ class PlanTree(Tree[str]):
         parts.append(clip(unit["title"], 48))
         if unit.get("is_leaf"):
             parts += ["  ", (unit.get("specialist") or "general", "italic dim")]
+            if unit.get("uncertain"):
+                parts += [" ", ("uncertain", "dim")]
         if unit["status"] in ("failed", "blocked") and unit.get("reason"):
             parts += ["  ", (clip(unit["reason"], 30), colour)]
         return Text.assemble(*parts)
@@ -161,6 +169,7 @@ class PlanTree(Tree[str]):
             if self._labels.get(unit_id) != label:
                 node.set_label(label)
                 self._labels[unit_id] = label
+            self._ensure_branches(unit_id, node)
             return node
         parent_node: TreeNode[str] | None = None
         if unit.get("parent_id") and unit["parent_id"] in self._state.units:
@@ -175,7 +184,58 @@ class PlanTree(Tree[str]):
             node = parent_node.add(label, data=unit_id, expand=True)
         self._unit_nodes[unit_id] = node
         self._labels[unit_id] = label
+        self._ensure_branches(unit_id, node)
         return node
+
+    # ------------------------------------------------------------------ speculation branches
+    def branch_label(self, entry: dict[str, Any]) -> Text:
+        """``⑂ 2 verified  $0.25  tests 2/0 diff 9  Start from the tests…``."""
+        state = str(entry.get("state") or "running")
+        style = {"winner": "bold $success", "verified": "$success", "running": "$primary",
+                 "lost": "dim", "tests failed": "$error", "no work": "$error",
+                 "forbidden": "$error"}.get(state, "")
+        parts: list[Any] = [("⑂ ", "dim"), (f"{entry.get('branch')} {state}",
+                                            resolve_style(style, self.palette))]
+        if entry.get("cost_usd"):
+            parts += ["  ", (usd(float(entry["cost_usd"])), "dim")]
+        if entry.get("tests_passed") is not None and state not in ("running", "no work"):
+            parts += [f"  tests {entry.get('tests_passed', 0)}/{entry.get('tests_failed', 0)}"]
+        if entry.get("diff_lines"):
+            parts += [f" diff {entry['diff_lines']}"]
+        if entry.get("review_score") is not None:
+            parts += [f" review {float(entry['review_score']):.1f}"]
+        if entry.get("approach"):
+            parts += ["  ", (clip(str(entry["approach"]), 36), "italic dim")]
+        return Text.assemble(*parts)
+
+    def _ensure_branches(self, unit_id: str, node: TreeNode[str]) -> None:
+        """The unit's branches (its latest attempt's) as children of its node."""
+        assert self._state is not None
+        attempt, entries = self._state.branches.get(unit_id, (0, {}))
+        if not entries:
+            return
+        if self._branch_attempt.get(unit_id) != attempt:  # a new attempt: new branches
+            for key in [k for k in self._branch_nodes if k.startswith(f"{unit_id}#")]:
+                self._branch_nodes.pop(key).remove()
+                self._labels.pop(key, None)
+            self._branch_attempt[unit_id] = attempt
+        if not node.allow_expand:
+            node.allow_expand = True
+            node.expand()
+        for number in sorted(entries):
+            key = f"{unit_id}#{number}"
+            label = self.branch_label(entries[number])
+            child = self._branch_nodes.get(key)
+            if child is None:
+                self._branch_nodes[key] = node.add_leaf(label, data=unit_id)
+            elif self._labels.get(key) != label:
+                child.set_label(label)
+            self._labels[key] = label
+
+    def branch_labels(self, unit_id: str) -> list[str]:
+        """The plain text of a unit's branch lines, in order (what the pane shows)."""
+        return [str(node.label) for key, node in sorted(self._branch_nodes.items())
+                if key.startswith(f"{unit_id}#")]
 
     # ------------------------------------------------------------------ selection
     def selected_unit(self) -> str | None:

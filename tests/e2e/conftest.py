@@ -12,36 +12,9 @@ from pathlib import Path
 
 import pytest
 
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@localhost",
-    "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@localhost",
-}
+from tests.support.target_repo import GIT_ENV, git, make_target
 
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=repo, capture_output=True, text=True, check=True,
-        env={**os.environ, **GIT_ENV},
-    ).stdout.strip()
-
-
-def make_target(root: Path) -> Path:
-    """A tiny Python project with unittest tests, committed on main."""
-    repo = root / "repo"
-    (repo / "app").mkdir(parents=True)
-    (repo / "tests").mkdir()
-    (repo / "app" / "__init__.py").write_text("")
-    (repo / "app" / "greet.py").write_text('def greet(name):\n    return f"hello {name}"\n')
-    (repo / "tests" / "__init__.py").write_text("")
-    (repo / "tests" / "test_greet.py").write_text(
-        "import unittest\n\nfrom app.greet import greet\n\n\n"
-        "class GreetTest(unittest.TestCase):\n"
-        "    def test_greet(self):\n        self.assertEqual(greet('x'), 'hello x')\n"
-    )
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "initial")
-    return repo
+__all__ = ["GIT_ENV", "git", "make_target"]  # re-exported: tests import them from here
 
 
 def write_config(root: Path, cassette: str, extra: str = "", *, backend: str = "scripted") -> Path:

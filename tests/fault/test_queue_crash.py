@@ -81,11 +81,15 @@ def setup(tmp: Path, slow_push: bool = False) -> tuple[Path, Path, Path, dict[st
     return target, state, remote, heads
 
 
-def drive(target: Path, state: Path, fault: str | None) -> subprocess.CompletedProcess[str]:
+def drive(target: Path, state: Path, fault: str | None,
+          speculative: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("MC_FAULT", None)
+    env.pop("MC_SPECULATIVE", None)
     if fault:
         env["MC_FAULT"] = fault
+    if speculative:
+        env["MC_SPECULATIVE"] = speculative
     return subprocess.run([sys.executable, str(DRIVER), str(target), str(state)], env=env,
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
 
@@ -175,3 +179,48 @@ def test_sigkill_at_each_step_then_restart_keeps_the_promises(tmp_path: Path, na
         assert any("interrupted" in n for n in result["notes"])
     if name == "during_push":
         assert any("push of" in n and "interrupted" in n for n in result["notes"])
+
+
+def test_speculative_driver_without_faults_drains_the_queue(tmp_path: Path) -> None:
+    target, state, remote, heads = setup(tmp_path)
+    proc = drive(target, state, None, "1:2:2")
+    assert proc.returncode == 0, proc.stderr
+    check_promises(target, state, remote, heads, git(target, "rev-parse", "main").strip())
+    store = Store(state / "mission.db")
+    journal = [(r["step"], r["phase"]) for r in store.rows("queue_journal")]
+    # the states the kill points below cut into
+    assert ("speculate", "suspect") in journal and ("discard", "done") in journal
+    assert store.rows("verifications", "status = 'cancelled'")
+    store.close()
+
+
+# Kill points inside the speculative states ("batch:depth:slots" of the driver's queue).
+# batch 1, depth 2: u1 and u2 verify at once, u3 on u2 and u4 on u3 next; u3 fails at once,
+# u4's run is discarded, u3 becomes the suspect: its re-run and u4 rebuilt on u2 run at once.
+# batch 2, depth 1: [u1 u2] and [u3 u4] at once; the second is split.
+SPECULATIVE_FAULTS = {
+    "during_two_parallel_verifications": ("verify:intent:2:0.1", "1:2:2"),
+    "after_the_head_promoted_tail_still_verifying": ("promote:done:1", "1:2:2"),
+    "after_a_discard_of_a_candidate_built_on_the_culprit": ("discard:done:1", "1:2:2"),
+    "during_the_suspect_re_run_and_the_rebuilt_tail": ("speculate:suspect:1:0.1", "1:2:2"),
+    "after_the_culprit_before_the_rebuilt_tail_passed": ("culprit:done:1", "1:2:2"),
+    "after_a_split_of_a_failed_speculative_batch": ("speculate:split:1", "2:1:2"),
+    "during_the_split_verification": ("speculate:split:1:0.1", "2:1:2"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(SPECULATIVE_FAULTS))
+def test_sigkill_in_each_speculative_state_then_restart_keeps_the_promises(
+        tmp_path: Path, name: str) -> None:
+    fault, speculative = SPECULATIVE_FAULTS[name]
+    target, state, remote, heads = setup(tmp_path)
+    crashed = drive(target, state, fault, speculative)
+    assert crashed.returncode == -signal.SIGKILL, (crashed.returncode, crashed.stderr)
+    green_at_crash = GitRepo(target).green_head()
+    time.sleep(0.5)  # orphaned verification commands end (SIGTERM from their supervisor)
+    restarted = drive(target, state, None, speculative)  # speculative candidates rebuilt
+    assert restarted.returncode == 0, restarted.stderr
+    result = json.loads(restarted.stdout.splitlines()[-1])
+    assert result["push_ok"], result["push_output"]
+    check_promises(target, state, remote, heads, green_at_crash)

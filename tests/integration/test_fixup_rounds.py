@@ -127,8 +127,8 @@ async def test_a_winner_the_gate_denied_is_not_delivered_later(tmp_path: Path) -
     rt.units.record_fixup_decision("u1", mission_id=rt.mission_id, round=1,
                                    candidate=1, approach="a", verified=True, head=fixed)
     # what followed the denial: the unit failed (and later came back to fixup)
-    rt.store.append_event("unit.status", mission_id=rt.mission_id, unit_id="u1", id="u1",
-                          **{"from": "fixup", "to": "failed", "reason": "fixup not approved"})
+    rt.units.move("u1", UnitStatus.FAILED, reason="fixup not approved")
+    rt.store.conn.execute("UPDATE units SET status = 'fixup' WHERE id = 'u1'")
     await run_fixup(rt, "u1", "verification failed")
     unit = rt.store.get("units", "u1")
     assert unit["status"] == UnitStatus.QUEUED and unit["head_commit"] != fixed

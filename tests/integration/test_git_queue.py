@@ -322,11 +322,11 @@ def test_a_verification_error_during_bisection_blames_nobody(tmp_path: Path) -> 
     real = env.queue.verifier._checkout
     calls: list[str] = []
 
-    def flaky_checkout(commit: str) -> None:
+    def flaky_checkout(commit: str, slot: int = 0) -> None:
         calls.append(commit)
         if len(calls) == 2:  # the first bisection step cannot even check out
             raise OSError("disk full")
-        real(commit)
+        real(commit, slot)
 
     env.queue.verifier._checkout = flaky_checkout  # type: ignore[method-assign]
     out = run(env.queue)

@@ -30,13 +30,13 @@ from engine.services.live.snapshot import snapshot
 from engine.store import Store
 from engine.wiring import MissionSetupError
 from mc_tui.widgets.workers import host_label
-from tests.e2e.conftest import AMBITION_OK, OBJECTIVE_MET, make_target, write_config
+from tests.e2e.conftest import make_target, write_config
+from tests.support.host_missions import GIT_ID, mission, plan, worker
 
 pytestmark = pytest.mark.skipif(
     shutil.which("bwrap") is None and os.environ.get("CI") != "true",
     reason="bubblewrap is not installed (apt-get install bubblewrap)",
 )
-GIT_ID = "-c user.name=agent -c user.email=agent@localhost"
 
 
 @pytest.fixture
@@ -125,41 +125,6 @@ def test_allowed_loopback_endpoints_are_relayed_into_a_sandbox_without_network(
     finally:
         allowed.close()
         other.close()
-
-
-def worker(n: int, extra: str = "") -> str:
-    # a real subprocess (sandboxed on a sandbox host) writes and commits the unit's file
-    command = (f"printf 'def unit_{n}():\\\\n    return {n}\\\\n' > app/unit_{n}.py && "
-               f"git add -A && git {GIT_ID} commit -qm 'Unit {n}'")
-    return f'''
-[[interaction]]
-role = "worker"
-when = {{ unit_title = "Unit {n}" }}
-{extra}
-actions = [{{ type = "run", command = "{command}" }}]
-'''
-
-
-def plan(units: int) -> str:
-    items = ", ".join(
-        f'{{"title": "Unit {n}", "description": "d", "files_hint": ["app/unit_{n}.py"], '
-        f'"acceptance_criteria": ["ok"], "leaf": true}}' for n in range(1, units + 1))
-    return f'''
-[[interaction]]
-role = "planner"
-actions = [{{ type = "text", text = '{{"units": [{items}]}}' }}]
-'''
-
-
-def mission(tmp_path: Path, hosts: str) -> Controller:
-    make_target(tmp_path)
-    cassette = plan(2) + AMBITION_OK + OBJECTIVE_MET + worker(1) + worker(2)
-    path = write_config(tmp_path, cassette)
-    path.write_text(path.read_text() + hosts)
-    config = load_config(path)
-    controller = Controller(config, Store(config.state_dir() / "mission.db"))
-    controller.prepare()
-    return controller
 
 
 def attempts(controller: Controller) -> list[dict]:

@@ -18,20 +18,18 @@ from pathlib import Path
 import anyio
 import pytest
 
-from engine.config import load_config
 from engine.controller import Controller
 from engine.host_config import SshHostConfig
 from engine.hosts.ssh import SshHost
 from engine.models import MissionStatus, UnitStatus
-from engine.store import Store
-from tests.e2e.conftest import AMBITION_OK, OBJECTIVE_MET, make_target, write_config
+from tests.e2e.conftest import make_target
+from tests.support.host_missions import mission
 from tests.support.sshd import Sshd, free_port, keygen, start_sshd
 
 pytestmark = pytest.mark.skipif(
     shutil.which("sshd") is None and os.environ.get("CI") != "true",
     reason="openssh-server is not installed (apt-get install openssh-server)",
 )
-GIT_ID = "-c user.name=agent -c user.email=agent@localhost"
 
 
 @pytest.fixture
@@ -39,40 +37,6 @@ def sshd(tmp_path: Path):  # type: ignore[no-untyped-def]
     server = start_sshd(tmp_path / "sshd")
     yield server
     server.stop()
-
-
-def worker(n: int, remote_first: str = "") -> str:
-    command = (f"{remote_first}printf 'def unit_{n}():\\\\n    return {n}\\\\n' > app/unit_{n}.py"
-               f" && git add -A && git {GIT_ID} commit -qm 'Unit {n}'")
-    return f'''
-[[interaction]]
-role = "worker"
-when = {{ unit_title = "Unit {n}" }}
-actions = [{{ type = "run", command = "{command}" }}]
-'''
-
-
-def plan(units: int) -> str:
-    items = ", ".join(
-        f'{{"title": "Unit {n}", "description": "d", "files_hint": ["app/unit_{n}.py"], '
-        f'"acceptance_criteria": ["ok"], "leaf": true}}' for n in range(1, units + 1))
-    return f'''
-[[interaction]]
-role = "planner"
-actions = [{{ type = "text", text = '{{"units": [{items}]}}' }}]
-'''
-
-
-def mission(tmp_path: Path, hosts: str, remote_first: str = "") -> Controller:
-    make_target(tmp_path)
-    cassette = (plan(2) + AMBITION_OK + OBJECTIVE_MET + worker(1, remote_first)
-                + worker(2, remote_first))
-    path = write_config(tmp_path, cassette)
-    path.write_text(path.read_text() + hosts)
-    config = load_config(path)
-    controller = Controller(config, Store(config.state_dir() / "mission.db"))
-    controller.prepare()
-    return controller
 
 
 def worker_hosts(controller: Controller) -> list[tuple[str, str, str]]:
@@ -87,7 +51,7 @@ def merged(controller: Controller, mission_id: int) -> set[str]:
 def test_a_mission_runs_units_on_ssh_and_local_slots(tmp_path: Path, sshd: Sshd) -> None:
     # the remote side proves where it ran: sshd sets SSH_CONNECTION there
     controller = mission(tmp_path, sshd.host_config() + '[[hosts]]\nkind = "local"\n',
-                         remote_first="test -n \\\"$SSH_CONNECTION\\\" && echo remote > "
+                         first="test -n \\\"$SSH_CONNECTION\\\" && echo remote > "
                          "ran_on_remote_${SSH_CONNECTION%% *}.txt; ")
     outcome = anyio.run(controller.run)
     assert outcome.status == MissionStatus.COMPLETED, outcome
@@ -121,7 +85,7 @@ def test_a_dropped_connection_drains_the_host_and_the_unit_runs_elsewhere(
     started = tmp_path / "remote-session-started"
     remote_first = (f"if test -n \\\"$SSH_CONNECTION\\\"; then touch {started}; sleep 8; fi; ")
     controller = mission(tmp_path, sshd.host_config() + '[[hosts]]\nkind = "local"\n',
-                         remote_first=remote_first)
+                         first=remote_first)
 
     def drop_when_started() -> None:
         deadline = time.monotonic() + 60

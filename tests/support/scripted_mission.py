@@ -9,13 +9,14 @@ was emitted by the engine itself, so the tests cannot drift from it.
 
 Knobs: ``work_s`` makes each worker sleep first (a mission that stays running while a test
 pauses or stops it), ``push_gate`` puts the ``push`` human gate in front of the push and
-``approval_timeout`` is its ``[hitl] poll_timeout`` (expired = denied).
+``approval_timeout`` is its ``[hitl] poll_timeout`` (expired = denied); ``workers`` is
+``[scheduler.parallel] num_workers``; ``serial_queue`` chains the units (each after the one
+before), merges one per batch and keeps the worktree pool under ``root``: a run whose events
+come in the same order every time (for a recording).
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import textwrap
 from collections.abc import Awaitable, Callable
@@ -24,47 +25,20 @@ from pathlib import Path
 
 from engine.config import MissionConfig, load_config
 from engine.store import Store
-
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@localhost",
-    "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@localhost",
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
+from tests.support.target_repo import make_target
 
 
-def _git(cwd: Path, *args: str) -> None:
-    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, env={**os.environ, **GIT_ENV})
-
-
-def make_target(root: Path) -> Path:
-    """``root/repo``: a tiny Python project with unittest tests on ``main``, pushed to
-    ``root/origin.git``."""
-    repo = root / "repo"
-    (repo / "app").mkdir(parents=True)
-    (repo / "tests").mkdir()
-    (repo / "app" / "__init__.py").write_text("")
-    (repo / "app" / "greet.py").write_text('def greet(name):\n    return f"hello {name}"\n')
-    (repo / "tests" / "__init__.py").write_text("")
-    (repo / "tests" / "test_greet.py").write_text(
-        "import unittest\n\nfrom app.greet import greet\n\n\n"
-        "class GreetTest(unittest.TestCase):\n"
-        "    def test_greet(self):\n        self.assertEqual(greet('x'), 'hello x')\n"
-    )
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", "initial")
-    _git(root, "init", "-q", "--bare", "origin.git")
-    _git(repo, "remote", "add", "origin", str(root / "origin.git"))
-    _git(repo, "push", "-q", "origin", "main")
-    return repo
-
-
-def cassette(units: int, *, work_s: float = 0.0) -> str:
+def cassette(units: int, *, work_s: float = 0.0, chain: bool = False) -> str:
     """Planner -> ``units`` (at most 5, the planner's limit per node) leaf units ("Unit 1"...), one worker per unit writing
-    ``app/unit_<n>.py`` and committing; ambition ok; objective met."""
+    ``app/unit_<n>.py`` and committing; ambition ok; objective met. ``chain``: each unit
+    depends on the one before (so one runs only when the previous one is merged)."""
+    def after(n: int) -> str:
+        return f', "dependencies": ["Unit {n - 1}"]' if chain and n > 1 else ""
+
     plan = ", ".join(
         f'{{"title": "Unit {n}", "description": "Add app/unit_{n}.py", '
-        f'"files_hint": ["app/unit_{n}.py"], "acceptance_criteria": ["tests pass"], "leaf": true}}'
+        f'"files_hint": ["app/unit_{n}.py"], "acceptance_criteria": ["tests pass"], "leaf": true'
+        f'{after(n)}}}'
         for n in range(1, units + 1)
     )
     out = [f'''
@@ -99,8 +73,8 @@ actions = [
 
 
 def write_config(root: Path, *, units: int, work_s: float, push_gate: bool,
-                 approval_timeout: float) -> Path:
-    (root / "cassette.toml").write_text(cassette(units, work_s=work_s))
+                 approval_timeout: float, workers: int = 2, serial_queue: bool = False) -> Path:
+    (root / "cassette.toml").write_text(cassette(units, work_s=work_s, chain=serial_queue))
     gates = '["push"]' if push_gate else "[]"
     config = root / "mission-control.toml"
     config.write_text(textwrap.dedent(f"""
@@ -115,7 +89,8 @@ def write_config(root: Path, *, units: int, work_s: float, push_gate: bool,
         [scheduler]
         session_timeout = 30
         [scheduler.parallel]
-        num_workers = 2
+        num_workers = {workers}
+        {f'pool_dir = "{root / "pool"}"' if serial_queue else ""}
         [review]
         gate_completion = false
         [green_branch]
@@ -130,6 +105,8 @@ def write_config(root: Path, *, units: int, work_s: float, push_gate: bool,
         cassette = "cassette.toml"
         [ui]
         refresh_hz = 20
+        [merge_queue]
+        batch_size = {1 if serial_queue else 4}
         """))
     return config
 
@@ -146,13 +123,15 @@ class ScriptedMission:
 
 
 def scripted_mission(root: Path, *, units: int = 2, work_s: float = 0.0, push_gate: bool = False,
-                     approval_timeout: float = 120.0) -> ScriptedMission:
+                     approval_timeout: float = 120.0, workers: int = 2,
+                     serial_queue: bool = False) -> ScriptedMission:
     """Make the target and config under ``root`` and prepare the real controller on it."""
     from engine.controller import Controller, run_mission
 
-    make_target(root)
+    make_target(root, origin=True)
     config = load_config(write_config(root, units=units, work_s=work_s, push_gate=push_gate,
-                                      approval_timeout=approval_timeout))
+                                      approval_timeout=approval_timeout, workers=workers,
+                                      serial_queue=serial_queue))
     store = Store(config.db_path())
     controller = Controller(config, store)
     controller.prepare()  # creates the mission, takes the lock (as `mc` does before the UI)

@@ -1,4 +1,5 @@
-"""A frozen mission state for the TUI's snapshots, pane tests and benchmark (test support).
+"""A frozen mission state for the TUI's pane tests and benchmark (test support). The SVG
+snapshots show a mission the real pipeline recorded instead (``recorded_world.py``).
 
 :class:`SyntheticMission` fills a store with a mission in every state at once (two epochs, a
 plan tree with units running, reviewing, queued, merging, verifying, in fixup, failed and

@@ -1,5 +1,7 @@
-"""Fixtures for the TUI tests: the frozen mission (``tests/support/tui_world.py``) in a real
-store with a real git repo; the live engine is ``tests/support/scripted_mission.py``."""
+"""Fixtures for the TUI tests: the mission the snapshots show, recorded from the real pipeline
+(``tests/support/recorded_world.py``); the frozen every-state mission of the pane tests
+(``tests/support/tui_world.py``) in a real store with a real git repo; the live engine is
+``tests/support/scripted_mission.py``."""
 
 from __future__ import annotations
 
@@ -14,9 +16,11 @@ from rich.console import Console
 from engine.config import MissionConfig
 from engine.store import Store
 from mc_tui.app import MissionControlApp
+from tests.support.recorded_world import RECORDED_TS, world_copy
 from tests.support.tui_world import BASE_TS, SyntheticMission, frozen_clock
 
 FROZEN_NOW = BASE_TS + 600  # ten minutes into the synthetic mission
+RECORDED_NOW = RECORDED_TS + 20  # twenty seconds into the recorded one (its heartbeat is fresh)
 
 
 @pytest.fixture
@@ -28,12 +32,13 @@ def anyio_backend() -> str:
 class World:
     store: Store
     config: MissionConfig
-    mission: SyntheticMission
+    mission: SyntheticMission | None  # None: a recorded world
     root: Path
+    now: float = FROZEN_NOW
 
     def app(self, **kwargs: Any) -> MissionControlApp:
         kwargs.setdefault("attach", True)
-        kwargs.setdefault("clock", frozen_clock(FROZEN_NOW))
+        kwargs.setdefault("clock", frozen_clock(self.now))
         return MissionControlApp(self.store, config=self.config, **kwargs)
 
 
@@ -53,6 +58,23 @@ def make_world(root: Path, *, pending_approval: bool = True, **ui: Any) -> World
     mission = SyntheticMission(store, repo=root / "repo", pending_approval=pending_approval)
     mission.write()
     return World(store, make_config(root, **ui), mission, root)
+
+
+@pytest.fixture(scope="session")
+def recordings(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the real pipeline's recording is made (once per session)."""
+    return tmp_path_factory.mktemp("recorded")
+
+
+def make_recorded_world(recordings: Path, root: Path, *, pending_approval: bool = False,
+                        **ui: Any) -> World:
+    """The real pipeline's mission (three chained units, scripted agents): waiting at the push
+    gate with every unit merged (``pending_approval``), else ended (pushed, objective met)."""
+    db = world_copy(recordings, root / "recorded", "pending" if pending_approval else "ended")
+    config = make_config(root / "recorded", **ui)
+    config.target.name = "scripted"
+    config.target.objective = "Add the units"
+    return World(Store(db), config, None, root / "recorded", RECORDED_NOW)
 
 
 @pytest.fixture

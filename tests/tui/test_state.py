@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from engine.models import Event
 from engine.store import Store
+from engine.views import agent_line
 from mc_tui.widgets.cost_graph import ema_rate, sparkline, summarize
 from mc_tui.widgets.event_log import format_event
 from mc_tui.widgets.mission_state import (
     AGENT_LOG_MAX,
     MissionState,
     PendingChanges,
-    format_agent_event,
 )
 
 
@@ -82,10 +82,10 @@ def test_agent_log_per_slot_is_bounded(tmp_path) -> None:
 
 
 def test_agent_lines_fold_tool_results() -> None:
-    assert format_agent_event({"type": "tool_use", "tool": "Bash", "text": "pytest -q"}) == "▶ Bash: pytest -q"
-    folded = format_agent_event({"type": "tool_result", "text": "3 passed\nline\nline\nline"})
+    assert agent_line({"type": "tool_use", "tool": "Bash", "text": "pytest -q"}) == "▶ Bash: pytest -q"
+    folded = agent_line({"type": "tool_result", "text": "3 passed\nline\nline\nline"})
     assert folded == "  ↳ 3 passed  (+3 lines)"
-    assert len(format_agent_event({"type": "text", "text": "x" * 500})) == 160
+    assert len(agent_line({"type": "text", "text": "x" * 500})) == 160
 
 
 def test_event_lines_are_relative_to_the_mission_start() -> None:

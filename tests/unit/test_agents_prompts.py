@@ -72,3 +72,13 @@ def test_lessons_enter_every_worker_side_prompt(role: AgentRole) -> None:
     assert "## What earlier attempts learned" in text and f"- {lesson}" in text
     bare = build_prompt(role, prompt_values(UNIT, "Make a calculator", None, []), **extra)
     assert "What earlier attempts learned" not in bare and "$lessons_section" not in bare
+
+
+@pytest.mark.parametrize("role", [AgentRole.WORKER, AgentRole.ARCHITECT, AgentRole.EDITOR])
+def test_a_speculation_branch_is_told_its_approach(role: AgentRole) -> None:
+    hint = "Start from the tests: write them first."
+    extra = {AgentRole.EDITOR: {"plan": "p"}}.get(role, {})
+    text = build_prompt(role, prompt_values(UNIT, "A calculator.", None, approach=hint), **extra)
+    assert "## Your approach" in text and hint in text
+    bare = build_prompt(role, prompt_values(UNIT, "A calculator.", None), **extra)
+    assert "Your approach" not in bare and "$approach_section" not in bare

@@ -131,6 +131,7 @@ def test_a_529_storm_degrades_by_the_strategy_and_recovery_lifts_it(
     assert plugin.dispatch_limit(4) == limit
     options = plugin.worker_options({}, WorkerOptions())
     assert options.model == model and options.single_pass is single
+    assert options.speculate is not single  # simple: one agent per unit, no branches
     applied = kinds(store, "degradation.applied")
     assert len(applied) == 1 and applied[0]["components"] == ["agent:claude/opus"]
     # the storm ends: after reset_timeout one probe runs, its success lifts everything

@@ -57,6 +57,10 @@ def test_init_then_validate(tmp_path: Path) -> None:
         ("[scheduler]\nmodle = 'x'\n", "scheduler.modle: unknown key (did you mean 'model'?)"),
         ("[target\n", "invalid TOML"),
         ("[rounds]\nmax_rounds = 'ten'\n", "rounds.max_rounds"),
+        ("[speculation]\nselection = 'fastest'\n", "speculation.selection: Input should be "
+         "'best_score', 'tests', 'review' or 'smallest_diff'"),
+        ("[speculation]\nunits = 'some'\n", "speculation.units"),
+        ("[speculation]\nbranch_count = 9\n", "speculation.branch_count"),
     ],
 )
 def test_validate_config_errors_exit_2_without_traceback(tmp_path: Path, text: str, expected: str) -> None:

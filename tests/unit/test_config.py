@@ -27,7 +27,7 @@ SECTIONS = {
     "discovery": ["enabled", "tracks", "research_enabled"],
     "models": ["planner", "reviewer", "strategist"],
     "hitl": ["enabled", "gates", "poll_timeout", "telegram"],
-    "speculation": ["enabled", "branch_count", "selection"],
+    "speculation": ["enabled", "branch_count", "selection", "units"],
     "degradation": ["enabled", "failure_threshold", "reset_timeout", "fallback_strategy"],
     "episodic_memory": ["enabled", "max_episodes", "similarity_threshold"],
     "a2a": ["enabled", "host", "port", "token_env"],
@@ -304,8 +304,9 @@ def test_docs_config_md_is_current() -> None:
 def test_unavailable_features_are_reported(tmp_path: Path) -> None:
     from engine.config import unavailable_notes
 
+    # speculation branching exists (engine/speculation.py): no longer a note
     cfg = load_config(write(tmp_path, "[speculation]\nenabled = true\n"))
-    assert any("speculation.enabled" in n for n in unavailable_notes(cfg))
+    assert unavailable_notes(cfg) == []
     # auto-discovery exists (`mc discover`, the backlog plugin): no longer a note
     assert unavailable_notes(load_config(write(tmp_path, "[discovery]\nenabled = true\n"))) == []
     # the A2A server exists (`mc a2a`): switching it on is no longer a note

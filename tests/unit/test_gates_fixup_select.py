@@ -1,4 +1,5 @@
-"""Fixup selection: test and lint counts from real tool output, and winner ranking."""
+"""Candidate selection (fixup and speculation branches): test and lint counts from real tool
+output, and winner ranking under each selection policy."""
 
 from __future__ import annotations
 
@@ -11,10 +12,15 @@ import pytest
 
 from engine.gates.fixup_select import (
     FIXUP_APPROACHES,
+    SELECTION_POLICIES,
+    Candidate,
     FixupCandidate,
     choose_winner,
     count_lint_errors,
+    needs_verification,
     parse_test_counts,
+    rank_key,
+    review_contenders,
 )
 
 
@@ -178,3 +184,71 @@ def test_candidates_without_commit_never_win() -> None:
 
 def test_approaches_are_distinct() -> None:
     assert len(FIXUP_APPROACHES) >= 3 and len(set(FIXUP_APPROACHES)) == len(FIXUP_APPROACHES)
+
+
+# ---------------------------------------------------------------------- selection policies
+def scored(index: int, *, verified: bool = True, passed: int = 5, lint: int = 0, diff: int = 50,
+           review: float | None = None, head: str | None = "abc") -> Candidate:
+    return Candidate(index, "a", verified, passed, 0, lint, diff, head, review_score=review)
+
+
+FIELD = [
+    scored(0, verified=False, passed=9, diff=5, review=9.5),  # fails verification, small, liked
+    scored(1, passed=7, diff=80, review=6.0),                 # most tests, big diff
+    scored(2, passed=7, diff=90, review=8.0),                 # ties 1 on tests, better review
+    scored(3, passed=3, diff=10, review=7.0),                 # fewer tests, smallest passing diff
+]
+
+
+@pytest.mark.parametrize(("policy", "winner"), [
+    ("tests", 1), ("review", 0), ("smallest_diff", 3), ("best_score", 2),
+])
+def test_each_policy_picks_its_winner(policy: str, winner: int) -> None:
+    chosen = choose_winner(FIELD, policy)
+    assert chosen is not None and chosen.index == winner
+
+
+def test_tests_is_fixups_order_and_the_default() -> None:
+    for a in FIELD:
+        for b in FIELD:
+            assert (rank_key(a) < rank_key(b)) == (rank_key(a, "tests") < rank_key(b, "tests"))
+    assert choose_winner(FIELD) is choose_winner(FIELD, "tests")
+
+
+def test_policy_tie_breaks() -> None:
+    # review: an unreviewed candidate comes last; equal scores go to the smaller diff
+    assert choose_winner([scored(0, review=None), scored(1, review=2.0)], "review").index == 1
+    assert choose_winner([scored(0, review=7.0, diff=9), scored(1, review=7.0, diff=3)],
+                         "review").index == 1
+    # best_score: lint errors count before the review; then the diff, then the index
+    assert choose_winner([scored(0, lint=2, review=10.0), scored(1, review=1.0)],
+                         "best_score").index == 1
+    assert choose_winner([scored(1, review=5.0), scored(0, review=5.0)], "best_score").index == 0
+    # smallest_diff never picks a failing candidate over a passing one
+    assert choose_winner([scored(0, verified=False, diff=1), scored(1, diff=500)],
+                         "smallest_diff").index == 1
+    # without a commit nothing wins, whatever the policy
+    for policy in SELECTION_POLICIES:
+        assert choose_winner([scored(0, head=None, review=10.0)], policy) is None
+
+
+def test_unknown_policy_is_an_error() -> None:
+    with pytest.raises(ValueError, match="unknown selection policy 'fastest'"):
+        rank_key(FIELD[0], "fastest")
+
+
+def test_reviews_are_asked_only_where_they_can_decide() -> None:
+    assert [c.index for c in review_contenders(FIELD, "review")] == [0, 1, 2, 3]
+    assert [c.index for c in review_contenders(FIELD, "best_score")] == [1, 2]
+    assert review_contenders(FIELD, "tests") == review_contenders(FIELD, "smallest_diff") == []
+    assert review_contenders([scored(0, head=None)], "review") == []
+    assert not needs_verification("review") and needs_verification("best_score")
+
+
+def test_the_config_offers_exactly_these_policies() -> None:
+    from typing import get_args
+
+    from engine.config import SpeculationConfig
+
+    annotation = SpeculationConfig.model_fields["selection"].annotation
+    assert set(get_args(annotation)) == set(SELECTION_POLICIES)

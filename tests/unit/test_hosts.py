@@ -14,12 +14,36 @@ from engine.hosts import HostFleet
 from engine.hosts.sandbox import bwrap_argv, git_dirs
 
 
-@pytest.mark.parametrize("kind", ["ray", "container"])
-def test_a_kind_that_is_not_built_is_a_config_error_naming_the_key(kind: str) -> None:
+def test_a_container_host_is_a_config_error_naming_the_key() -> None:
     with pytest.raises(ValidationError) as info:
-        MissionConfig(hosts=[{"kind": "local"}, {"kind": kind, "slots": 2}])
+        MissionConfig(hosts=[{"kind": "local"}, {"kind": "container", "slots": 2}])
     text = format_validation_error(info.value, None)
-    assert "hosts.1" in text and "not built" in text
+    assert "hosts.1" in text and "not available in this version" in text
+
+
+def test_a_ray_host_takes_a_remote_without_credentials_and_is_the_only_one() -> None:
+    (host,) = MissionConfig(hosts=[{"kind": "ray", "remote": "ssh://git@h/r.git"}]).hosts
+    assert (host.address, host.resource, host.work_dir) == ("auto", "mc_agent_slot", "mc-ray")
+    with pytest.raises(ValidationError, match="hosts.0.ray.remote") as info:
+        MissionConfig(hosts=[{"kind": "ray", "remote": "https://u:secret@h/r.git"}])
+    text = format_validation_error(info.value, None)
+    assert "credential helper" in text and "secret" not in text  # never echoed
+    with pytest.raises(ValidationError, match="at most one ray host"):
+        MissionConfig(hosts=[{"kind": "ray", "name": "a"}, {"kind": "ray", "name": "b"}])
+    with pytest.raises(ValidationError, match="hosts.0.ray.adress"):
+        MissionConfig(hosts=[{"kind": "ray", "adress": "h:6379"}])
+
+
+def test_a_ray_host_without_ray_installed_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "ray" else real(name, *a))
+    with pytest.raises(ValidationError, match="mission-control\\[ray\\]"):
+        MissionConfig(hosts=[{"kind": "ray"}])
 
 
 def test_unknown_host_keys_and_duplicate_names_are_errors() -> None:
@@ -88,3 +112,13 @@ def test_bwrap_binds_what_git_writes_and_keeps_config_and_hooks_read_only(tmp_pa
     host_net = bwrap_argv(SandboxHostConfig(kind="sandbox", network="host"), ["true"], cwd=wt,
                           env={}, home=tmp_path / "realhome")
     assert "--unshare-net" not in host_net
+
+
+def test_an_unreachable_ray_cluster_fails_the_health_check_at_once() -> None:
+    from engine.host_config import RayHostConfig
+    from engine.hosts.ray_cluster import RayHost
+    from tests.support.sshd import free_port
+
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    problem = RayHost("c", 1, RayHostConfig(address=address, connect_timeout=3)).check()
+    assert problem == f"cannot reach the Ray cluster at {address}: Connection refused"

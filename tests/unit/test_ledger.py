@@ -8,11 +8,14 @@ import re
 import sqlite3
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from engine.ledger import Unit, UnitLedger
-from engine.models import UnitStatus
+from engine.ledger import EpochLedger, FixupWinner, Unit, UnitLedger
+from engine.models import EpochStatus, UnitStatus
+from engine.pipeline.epochs import StartPoint, resume_point
+from engine.pipeline.state import MissionState
 from engine.store import IllegalTransition, Store
 from engine.store.migrations import migrate
 
@@ -102,3 +105,81 @@ def test_only_the_ledger_writes_unit_status() -> None:
         if re.search(r'UPDATE units SET [^"]*status', text):
             writers.append(str(path.relative_to(ENGINE)))
     assert writers == []
+
+
+def test_migration_13_turns_an_old_stores_decisions_into_columns(tmp_path: Path) -> None:
+    """A store written at migration 10 (decisions only in event payloads) resumes the same:
+    the objective decision, the cost and stall figures and an undelivered fixup winner."""
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, target=10)
+    conn.execute("INSERT INTO missions (id, objective, status, started_at) VALUES (1, 'o', "
+                 "'interrupted', 0)")
+    for epoch in (1, 2, 3):
+        conn.execute("INSERT INTO epochs (id, mission_id, number, status, started_at) "
+                     "VALUES (?, 1, ?, 'completed', 0)", (epoch, epoch))
+    for uid in ("won", "denied", "lost"):
+        conn.execute("INSERT INTO units (id, mission_id, title, status, created_at, updated_at) "
+                     "VALUES (?, 1, ?, 'fixup', 0, 0)", (uid, uid))
+    winner = {"round": 2, "candidate": 3, "approach": "minimal", "head": "ab" * 20}
+    events = [
+        ("epoch.feedback", None, {"epoch_id": 1, "merged": 2, "failed": 1, "cost": 0.5,
+                                  "tests_passed": 10, "tests_failed": 1, "lint_errors": 0}),
+        ("epoch.status", None, {"id": 1, "from": "running", "to": "completed"}),
+        ("objective.checked", None, {"met": False, "feedback": "add the docs", "check": 1}),
+        ("epoch.feedback", None, {"epoch_id": 2, "merged": 1, "failed": 0, "cost": 0.25}),
+        ("epoch.status", None, {"id": 2, "from": "running", "to": "completed"}),
+        ("objective.checked", None, {"met": True, "feedback": "all there", "check": 2}),
+        ("epoch.status", None, {"id": 3, "from": "running", "to": "completed"}),
+        ("fixup.winner", "won", winner),
+        ("fixup.winner", "denied", winner),
+        ("unit.status", "denied", {"id": "denied", "from": "fixup", "to": "failed"}),
+        ("fixup.winner", "lost", {"round": 1, "candidate": None, "reason": "none verified"}),
+    ]
+    for kind, uid, payload in events:
+        conn.execute("INSERT INTO events (ts, kind, mission_id, unit_id, payload) "
+                     "VALUES (5, ?, 1, ?, ?)", (kind, uid, json.dumps(payload)))
+    conn.close()
+
+    store = Store(path)  # opening migrates
+    epochs = EpochLedger(store).epochs(1)
+    assert [(e.units_merged, e.cost_usd, e.tests_passed) for e in epochs] == [
+        (2, 0.5, 10), (1, 0.25, None), (0, 0.0, None)]
+    assert [e.feedback_at is not None for e in epochs] == [True, True, False]
+    assert [(e.objective_met, e.objective_feedback) for e in epochs] == [
+        (False, "add the docs"), (True, "all there"), (None, None)]
+    # epoch 3 completed after the last check: the resumed run checks the objective again
+    assert resume_point(store, 1) == StartPoint("objective", 3)
+    units = UnitLedger(store)
+    assert units.pending_winner("won") == FixupWinner(round=2, candidate=3, approach="minimal",
+                                                      head="ab" * 20)
+    assert units.pending_winner("denied") is None and units.pending_winner("lost") is None
+    units.move("won", UnitStatus.QUEUED)  # delivered: no longer pending
+    assert units.pending_winner("won") is None
+
+    state = MissionState(rt=SimpleNamespace(epochs=EpochLedger(store), mission_id=1),  # type: ignore[arg-type]
+                         plugins=None, started=0.0)  # type: ignore[arg-type]
+    state.restore()
+    assert (state.objective_checks, state.objective_feedback) == (2, "add the docs")
+    assert state.ema.samples == 2 and [p.units_merged for p in state.evaluator.history] == [2, 1]
+
+
+def test_an_epochs_feedback_and_its_end_land_together(tmp_path: Path) -> None:
+    store = Store(tmp_path / "m.db")
+    mission = _mission(store)
+    epoch = int(store.insert("epochs", {"mission_id": mission, "number": 1,
+                                        "status": "running", "started_at": 0.0}))
+    ledger = EpochLedger(store)
+    with pytest.raises(RuntimeError), store.transaction():
+        ledger.record_feedback(epoch, mission_id=mission, status=EpochStatus.COMPLETED,
+                               summary="1 merged", merged=1, failed=0, cost=0.1,
+                               tests_passed=3, tests_failed=0, lint_errors=None)
+        raise RuntimeError("crash before commit")
+    decided = ledger.get(epoch)
+    assert decided is not None and decided.status == "running" and decided.feedback_at is None
+    assert not [e for e in store.events_after(0) if e.kind == "epoch.feedback"]
+    ledger.record_feedback(epoch, mission_id=mission, status=EpochStatus.COMPLETED,
+                           summary="1 merged", merged=1, failed=0, cost=0.1, tests_passed=3,
+                           tests_failed=0, lint_errors=None)
+    decided = ledger.get(epoch)
+    assert decided is not None and (decided.status, decided.units_merged) == ("completed", 1)

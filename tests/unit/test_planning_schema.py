@@ -12,7 +12,7 @@ def test_defaults() -> None:
     node = PlanNode(title="Add parser")
     assert node.priority == 3
     assert node.specialist == "general"
-    assert node.leaf is True
+    assert node.leaf is True and node.uncertain is False
     assert node.files_hint == [] and node.dependencies == [] and node.acceptance_criteria == []
 
 
@@ -103,3 +103,11 @@ def test_outline_and_row() -> None:
     row = tree.get("2").as_row()
     assert row["dependencies"] == ["1.1", "1.2"] and row["is_leaf"] == 1
     assert row["files_hint"] == ["src/2.py"] and row["specialist"] == "general"
+
+
+def test_the_planner_may_mark_a_unit_uncertain() -> None:
+    answer = PlannerAnswer.model_validate({"units": [
+        {"title": "Fix the flaky cache", "uncertain": True}, {"title": "Rename x"}]})
+    assert [u.uncertain for u in answer.units] == [True, False]
+    unit = PlannedUnit(key="1", parent_key=None, depth=1, node=answer.units[0], is_leaf=True)
+    assert unit.as_row()["uncertain"] == 1

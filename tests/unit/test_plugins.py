@@ -179,9 +179,9 @@ def test_observers_see_every_event_in_order_isolated_from_each_other(tmp_path: P
 
 def test_a_stuck_observer_is_cancelled_after_the_drain(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    import engine.plugins
+    import engine.plugins.observers
 
-    monkeypatch.setattr(engine.plugins, "DRAIN_SECONDS", 0.3)
+    monkeypatch.setattr(engine.plugins.observers, "DRAIN_SECONDS", 0.3)
     store = Store(tmp_path / "m.db")
     mission_id = _mission(store)
 

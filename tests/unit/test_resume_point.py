@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.ledger import EpochLedger
 from engine.models import EpochStatus, MissionStatus
 from engine.pipeline.epochs import StartPoint, resume_point
 from engine.store import Store
@@ -61,8 +62,18 @@ def test_an_ended_epoch_without_its_decision_checks_the_objective(store: Store) 
 def test_a_recorded_decision_is_taken_as_is(store: Store) -> None:
     mission = _mission(store)
     epoch = _epoch(store, mission, 1, EpochStatus.COMPLETED)
-    store.append_event("objective.checked", mission_id=mission, met=False, feedback="more")
+    ledger = EpochLedger(store)
+    ledger.record_objective(epoch, mission_id=mission, met=False, feedback="more", check=1)
     assert resume_point(store, mission) == StartPoint("decided", epoch)
-    store.append_event("objective.checked", mission_id=mission, met=True, feedback="done")
+    ledger.record_objective(epoch, mission_id=mission, met=True, feedback="done", check=2)
     assert resume_point(store, mission) == StartPoint(
         "decided", epoch, (MissionStatus.COMPLETED, "objective met: done"))
+
+
+def test_a_decision_on_an_earlier_epoch_does_not_decide_the_last(store: Store) -> None:
+    mission = _mission(store)
+    first = _epoch(store, mission, 1, EpochStatus.COMPLETED)
+    EpochLedger(store).record_objective(first, mission_id=mission, met=False, feedback="more",
+                                        check=1)
+    second = _epoch(store, mission, 2, EpochStatus.COMPLETED)
+    assert resume_point(store, mission) == StartPoint("objective", second)

@@ -7,6 +7,9 @@ pending approval parks the task in ``input-required``; a reply on the task ("app
 "deny") decides it and the task follows the mission again. ``cancel`` asks the mission to stop
 through the store's commands table and ends the task ``canceled`` once the mission stopped.
 "mission status" is answered at once with a message (text and data parts), no task.
+
+Reading requests is ``requests.py``; what each store event means for the task is
+``updates.py``.
 """
 
 from __future__ import annotations
@@ -16,12 +19,9 @@ import contextlib
 import os
 import signal
 import subprocess
-from dataclasses import dataclass
 from typing import Any
 
 from a2a.helpers import (
-    get_data_parts,
-    get_message_text,
     new_data_artifact,
     new_data_part,
     new_task,
@@ -50,134 +50,31 @@ from engine.services.a2a.projects import (
     mission_status,
     request_stop,
 )
+from engine.services.a2a.requests import (
+    MISSION_STATUS,
+    RUN_MISSION,
+    RequestError,
+    SkillRequest,
+    parse_decision,
+    parse_request,
+)
 from engine.services.a2a.tasks import TaskLink, TaskMap
+from engine.services.a2a.updates import (
+    COMPLETED_MISSION,
+    TERMINAL,
+    USER_STOP_REASON,
+    Update,
+    translate,
+)
 from engine.store import Store
 
-RUN_MISSION = "run-mission"
-MISSION_STATUS = "mission-status"
-COMPLETED_MISSION = frozenset({MissionStatus.COMPLETED, MissionStatus.NOT_PUSHED})
-USER_STOP_REASON = "stopped by the user"
-
-
-class RequestError(ValueError):
-    """A message that asks for no skill this agent has, or lacks what the skill needs."""
-
-
-@dataclass
-class SkillRequest:
-    """What a user message asks for (from its data part, else its text)."""
-
-    skill: str
-    project: str | None = None
-    objective: str = ""
-    mission_id: int | None = None
-
-
-def parse_request(message: Message | None) -> SkillRequest:
-    """Read a request: a data part ``{"skill": "run-mission", "project": ..., "objective":
-    ...}`` / ``{"skill": "mission-status", "project": ..., "mission_id": ...}``, or plain
-    text (``status [project] [mission id]``; any other text is the objective of a mission on
-    the project named in a data part, or on the only project)."""
-    if message is None:
-        raise RequestError("empty request")
-    data: dict[str, Any] = {}
-    for part in get_data_parts(message.parts):
-        if isinstance(part, dict):
-            data.update(part)
-    text = get_message_text(message).strip()
-    skill = str(data.get("skill") or "")
-    project = data.get("project")
-    mission_id = data.get("mission_id")
-    if not skill:
-        words = text.split()
-        if words and words[0].lower() in ("status", "mission-status"):
-            skill = MISSION_STATUS
-            rest = words[1:]
-            if rest and not rest[0].lstrip("#").isdigit():
-                project = project or rest.pop(0)
-            if rest and rest[0].lstrip("#").isdigit():
-                mission_id = rest[0].lstrip("#")
-        else:
-            skill = RUN_MISSION
-    if skill not in (RUN_MISSION, MISSION_STATUS):
-        raise RequestError(f"unknown skill {skill!r}: use {RUN_MISSION!r} or {MISSION_STATUS!r}")
-    objective = str(data.get("objective") or (text if skill == RUN_MISSION else "")).strip()
-    if skill == RUN_MISSION and not objective:
-        raise RequestError("run-mission needs an objective (a text part, or \"objective\" in data)")
-    if mission_id is not None:
-        try:
-            mission_id = int(float(mission_id))
-        except (TypeError, ValueError):
-            raise RequestError(f"mission_id must be a number (got {mission_id!r})") from None
-    return SkillRequest(skill, str(project) if project else None, objective, mission_id)
-
-
-def parse_decision(message: Message | None) -> bool | None:
-    """A reply to ``input-required``: True for approve, False for deny, None otherwise."""
-    if message is None:
-        return None
-    for part in get_data_parts(message.parts):
-        if isinstance(part, dict) and str(part.get("decision", "")).lower() in ("approve", "deny"):
-            return str(part["decision"]).lower() == "approve"
-    words = get_message_text(message).strip().lower().split()
-    if words and words[0] in ("approve", "approved", "yes"):
-        return True
-    if words and words[0] in ("deny", "denied", "no"):
-        return False
-    return None
-
-
-@dataclass
-class Update:
-    """One task status change a store event makes."""
-
-    state: TaskState
-    text: str
-
-
-def translate(event: Event, store: Store) -> Update | None:
-    """The task status update an event of the mission means, or None for events a task does
-    not report (logs, costs, agent output...)."""
-    payload = event.payload
-    working = TaskState.TASK_STATE_WORKING
-    if event.kind == "epoch.created":
-        epoch = store.get("epochs", payload.get("id"))
-        return Update(working, f"epoch {epoch['number'] if epoch else '?'} started: planning")
-    if event.kind == "epoch.status":
-        epoch = store.get("epochs", payload.get("id"))
-        number = epoch["number"] if epoch else "?"
-        if payload.get("to") == "running":
-            return Update(working, f"epoch {number} running")
-        summary = f": {epoch['summary']}" if epoch and epoch.get("summary") else ""
-        return Update(working, f"epoch {number} {payload.get('to')}{summary}")
-    if event.kind == "unit.status" and payload.get("to") in ("merged", "failed"):
-        unit = store.get("units", event.unit_id) if event.unit_id else None
-        title = unit["title"] if unit else event.unit_id
-        reason = f": {payload['reason']}" if payload.get("reason") else ""
-        return Update(working, f"unit {event.unit_id} ({title}) {payload['to']}{reason}")
-    if event.kind == "approval.requested":
-        return Update(
-            TaskState.TASK_STATE_INPUT_REQUIRED,
-            f"approval #{payload.get('id')} pending: {payload.get('gate')}: {payload.get('title')}. "
-            "Reply on this task with \"approve\" or \"deny\" (or `mc approve "
-            f"{payload.get('id')}` / `mc deny {payload.get('id')}`).")
-    if event.kind == "approval.status":
-        return Update(working, f"approval #{payload.get('id')} {payload.get('to')}")
-    if event.kind == "mission.status":
-        to = payload.get("to")
-        reason = payload.get("reason") or ""
-        if to in COMPLETED_MISSION:
-            return Update(TaskState.TASK_STATE_COMPLETED, f"mission #{event.mission_id} {to}: {reason}")
-        if to == MissionStatus.STOPPED and reason == USER_STOP_REASON:
-            return Update(TaskState.TASK_STATE_CANCELED, f"mission #{event.mission_id} {reason}")
-        if to in (MissionStatus.RUNNING, MissionStatus.PAUSED, MissionStatus.PENDING):
-            return Update(working, f"mission #{event.mission_id} {to}" + (f": {reason}" if reason else ""))
-        return Update(TaskState.TASK_STATE_FAILED, f"mission #{event.mission_id} {to}: {reason}")
-    return None
-
-
-TERMINAL = frozenset({TaskState.TASK_STATE_COMPLETED, TaskState.TASK_STATE_FAILED,
-                      TaskState.TASK_STATE_CANCELED})
+# The request and update names live in requests.py and updates.py; they are re-exported
+# here, where other modules and tests import them.
+__all__ = [
+    "COMPLETED_MISSION", "MISSION_STATUS", "RUN_MISSION", "TERMINAL", "USER_STOP_REASON",
+    "MissionExecutor", "RequestError", "SkillRequest", "Update", "parse_decision",
+    "parse_request", "translate",
+]
 
 
 class MissionExecutor(AgentExecutor):

@@ -17,6 +17,7 @@ from typing import Any
 from engine.models import Event
 from engine.resilience.liveness import LOST_AFTER_S, is_lost, resume_command
 from engine.store import Store
+from engine.views import agent_line, event_detail, event_from_row, touched
 
 EVENT_TAIL = 300
 AGENT_TAIL = 60
@@ -39,8 +40,6 @@ COLUMNS: dict[str, tuple[str, ...]] = {
                   "expires_at", "decided_at", "decided_by"),
 }
 TABLES = tuple(COLUMNS)
-_TABLE_OF = {"epoch": "epochs", "unit": "units", "merge": "merges",
-             "verification": "verifications", "approval": "approvals", "attempt": "attempts"}
 MISSION_COLUMNS = ("id", "objective", "status", "outcome", "started_at", "ended_at",
                    "heartbeat_at", "total_cost_usd", "active_s", "base_branch")
 
@@ -72,43 +71,9 @@ def mission_view(store: Store, mission_id: int) -> dict[str, Any] | None:
     return view
 
 
-def format_agent_line(payload: dict[str, Any], width: int = 200) -> str:
-    """One log line for an ``agent.event`` payload (tool results folded to their first line)."""
-    kind = payload.get("type", "text")
-    text = str(payload.get("text") or "")
-    first, _, rest = text.strip().partition("\n")
-    more = rest.count("\n") + 1 if rest else 0
-    if kind == "tool_use":
-        line = f"▶ {payload.get('tool') or 'tool'}: {first}"
-    elif kind == "tool_result":
-        line = f"  ↳ {first}" + (f"  (+{more} lines)" if more else "")
-    elif kind == "thinking":
-        line = f"… {first}"
-    elif kind in ("retry", "rate_limit", "notice"):
-        line = f"! {kind}: {first}"
-    elif kind == "usage":
-        line = f"· usage {first}"
-    else:
-        line = first if not more else f"{first}  (+{more} lines)"
-    return line if len(line) <= width else line[: width - 1] + "…"
-
-
 def event_view(event: Event) -> dict[str, Any]:
     """An event for the log pane: id, ts, kind, unit and a one-line detail."""
-    p = event.payload
-    if event.kind.endswith(".status") and "to" in p:
-        detail = f"{p.get('id', '')} {p.get('from')} → {p.get('to')}"
-        if p.get("reason"):
-            detail += f" ({p['reason']})"
-    elif event.kind == "log":
-        detail = f"[{p.get('level', 'info')}] {p.get('message', '')}"
-    elif event.kind == "cost":
-        detail = f"{p.get('role')} {p.get('model') or ''} ${float(p.get('usd') or 0):.3f}"
-    else:
-        detail = " ".join(f"{k}={v}" for k, v in p.items()
-                          if k not in ("id", "mission_id") and v not in (None, ""))
-        if "id" in p:
-            detail = f"{p['id']} {detail}"
+    detail = event_detail(event)
     if len(detail) > 300:
         detail = detail[:299] + "…"
     return {"id": event.id, "ts": event.ts, "kind": event.kind, "unit": event.unit_id,
@@ -119,7 +84,7 @@ def _agent_entry(event: Event) -> dict[str, Any] | None:
     slot = event.payload.get("slot")
     if slot is None:
         return None
-    return {"slot": slot, "unit": event.unit_id, "line": format_agent_line(event.payload)}
+    return {"slot": slot, "unit": event.unit_id, "line": agent_line(event.payload, width=200)}
 
 
 def latest_mission_id(store: Store) -> int | None:
@@ -142,12 +107,12 @@ def snapshot(store: Store, mission_id: int | None, upto_event: int) -> dict[str,
         "SELECT id, ts, kind, mission_id, unit_id, payload FROM events WHERE mission_id = ? "
         "AND id <= ? AND kind != 'agent.event' ORDER BY id DESC LIMIT ?",
         (mission_id, upto_event, EVENT_TAIL))
-    snap["events"] = [event_view(_event(r)) for r in reversed(tail)]
+    snap["events"] = [event_view(event_from_row(r)) for r in reversed(tail)]
     agent = store.query(
         "SELECT id, ts, kind, mission_id, unit_id, payload FROM events WHERE mission_id = ? "
         "AND id <= ? AND kind = 'agent.event' ORDER BY id DESC LIMIT ?",
         (mission_id, upto_event, AGENT_TAIL * 8))
-    snap["agent"] = [e for e in (_agent_entry(_event(r)) for r in reversed(agent)) if e]
+    snap["agent"] = [e for e in (_agent_entry(event_from_row(r)) for r in reversed(agent)) if e]
     snap["costs"] = cost_points(store, mission_id)
     return snap
 
@@ -166,12 +131,6 @@ def cost_points(store: Store, mission_id: int) -> list[list[float]]:
     return points
 
 
-def _event(row: dict[str, Any]) -> Event:
-    payload = row.get("payload")
-    return Event(id=row["id"], ts=row["ts"], kind=row["kind"], mission_id=row["mission_id"],
-                 unit_id=row["unit_id"], payload=json.loads(payload) if payload else {})
-
-
 @dataclass
 class Batch:
     """New events of one mission, and the ids of the rows they touched."""
@@ -183,25 +142,12 @@ class Batch:
 
     def add(self, event: Event) -> None:
         self.events.append(event)
-        kind, payload = event.kind, event.payload
-        if kind == "agent.event":
-            return
-        prefix = kind.partition(".")[0]
-        table = _TABLE_OF.get(prefix)
-        if prefix == "mission" or kind in ("green.promoted", "epoch.created", "epoch.status"):
-            self.mission_dirty = True
-        if table == "attempts":
-            attempt_id = payload.get("attempt_id", payload.get("id"))
-            if attempt_id is not None:
-                self.dirty["attempts"].add(attempt_id)
-        elif table is not None and payload.get("id") is not None:
-            self.dirty[table].add(payload["id"])
-        if kind == "cost":
-            self.mission_dirty = True
-            if event.unit_id:
-                self.dirty["units"].add(event.unit_id)
-        elif kind in ("review.scored", "attempt.finished", "attempt.started") and event.unit_id:
-            self.dirty["units"].add(event.unit_id)
+        if event.kind == "agent.event":
+            return  # sent as log lines; the attempt rows follow with its other events
+        touch = touched(event)  # engine/views.py, shared with the TUI
+        for table, row_id in touch.rows:
+            self.dirty[table].add(row_id)
+        self.mission_dirty = self.mission_dirty or touch.mission
 
 
 def update(store: Store, batch: Batch) -> dict[str, Any]:

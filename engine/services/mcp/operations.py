@@ -4,124 +4,39 @@ through its commands and approvals tables, start a mission as a detached ``mc mi
 Every function takes a :class:`ProjectStores` (the registry plus one open store per project)
 and returns plain JSON-able dicts. Bad input raises :class:`OperationError` with a message for
 the caller (unknown project, mission, unit, approval; a mission that is not running ...).
+
+The operations live by job: ``stores.py`` (:class:`ProjectStores`, :class:`OperationError`),
+reading and acting here, ``backlog.py`` and ``launch.py`` (:func:`start_mission`); every name
+is importable from here.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import threading
-import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
-from engine.config import ConfigError
 from engine.models import ApprovalStatus, CommandKind, MissionStatus
-from engine.registry import Project, Registry, RegistryError, mission_state
-from engine.store import Store, StoreError
+from engine.registry import Project, RegistryError, mission_state
+from engine.services.mcp.backlog import add_backlog_item, list_backlog
+from engine.services.mcp.launch import START_TIMEOUT_S, mission_env, start_mission
+from engine.services.mcp.stores import OperationError, ProjectStores
+from engine.store import Store
+
+__all__ = [
+    "ACTIVE", "DECIDED_BY", "DEFAULT_DIFF_BYTES", "DEFAULT_EVENT_TAIL", "MAX_DIFF_BYTES",
+    "MAX_EVENT_TAIL", "START_TIMEOUT_S", "OperationError", "ProjectStores", "add_backlog_item",
+    "decide", "event_tail", "list_approvals", "list_backlog", "list_missions", "list_projects",
+    "list_units", "mission_env", "mission_row", "mission_summary", "report", "send_command",
+    "start_mission", "status", "unit_detail", "unit_diff",
+]
 
 ACTIVE = (MissionStatus.RUNNING.value, MissionStatus.PAUSED.value, MissionStatus.PENDING.value)
 DEFAULT_DIFF_BYTES = 60_000
 MAX_DIFF_BYTES = 400_000
 DEFAULT_EVENT_TAIL = 100
 MAX_EVENT_TAIL = 2_000
-START_TIMEOUT_S = 60.0
 DECIDED_BY = "mcp"
-
-
-class OperationError(Exception):
-    """A request that cannot be served, phrased for the MCP client."""
-
-
-class ProjectStores:
-    """The registry and one open store per project (opened on first use, thread-safe).
-
-    ``default``: the project a call without ``project`` means (``mc mcp --config``; served
-    even when it is not registered); without it, the only registered project (see
-    :meth:`Registry.resolve`).
-    """
-
-    def __init__(self, registry: Registry, default: Project | None = None,
-                 private_env: tuple[str, ...] = ()) -> None:
-        self.registry = registry
-        self.default = default
-        self.private_env = private_env  # the server's token variables: kept from missions
-        self._stores: dict[Path, Store] = {}
-        self._lock = threading.Lock()
-
-    def project(self, name: str | None) -> Project:
-        """The project ``name`` means; :class:`OperationError` listing the known ones."""
-        if self.default is not None and name in (None, "", self.default.name):
-            return self.default
-        try:
-            return self.registry.resolve(name or None)
-        except RegistryError as exc:
-            raise OperationError(str(exc)) from None
-
-    def store(self, project: Project) -> Store:
-        """The project's store; :class:`OperationError` when it has none yet."""
-        path = project.store_path
-        with self._lock:
-            store = self._stores.get(path)
-            if store is not None:
-                return store
-            if not path.exists():
-                raise OperationError(
-                    f"project {project.name!r} has no missions yet (no store at {path})")
-            try:
-                store = Store(path)
-            except StoreError as exc:
-                raise OperationError(str(exc)) from None
-            self._stores[path] = store
-            return store
-
-    def close(self) -> None:
-        with self._lock:
-            for store in self._stores.values():
-                store.close()
-            self._stores.clear()
-
-
-# ---------------------------------------------------------------------------- backlog
-def _backlog(stores: ProjectStores, project_name: str | None) -> tuple[Project, Any]:
-    from engine.strategy.backlog import Backlog
-
-    project = stores.project(project_name)
-    try:
-        weights = project.load_config().discovery.track_weights
-    except (ConfigError, OSError):
-        weights = None  # the formula's default weights
-    return project, Backlog(stores.store(project), weights)
-
-
-def list_backlog(stores: ProjectStores, project_name: str | None,
-                 include_closed: bool = False, limit: int = 50) -> dict[str, Any]:
-    """The project's backlog, highest priority first (``docs/learning.md``)."""
-    from engine.strategy.backlog import ACTIVE
-
-    project, backlog = _backlog(stores, project_name)
-    rows = backlog.items(None if include_closed else ACTIVE)[:max(1, min(limit, 500))]
-    keep = ("id", "title", "track", "state", "impact", "effort", "effective_score",
-            "score_override", "age_days", "source", "evidence", "mission_id")
-    return {"project": project.name, "items": [{k: r[k] for k in keep} for r in rows]}
-
-
-def add_backlog_item(stores: ProjectStores, project_name: str | None, title: str,
-                     track: str, impact: int, effort: int, evidence: str) -> dict[str, Any]:
-    """Add an item (or merge it into the same one: same track and title words)."""
-    from engine.strategy.backlog import BacklogError, BacklogItem
-
-    project, backlog = _backlog(stores, project_name)
-    try:
-        item_id, created = backlog.add(BacklogItem(title=title, track=track, impact=impact,
-                                                   effort=effort, evidence=evidence, source="mcp"))
-    except BacklogError as exc:
-        raise OperationError(str(exc)) from None
-    row = backlog.get(item_id)
-    return {"project": project.name, "id": item_id, "created": created, "score": row["score"]}
 
 
 # ---------------------------------------------------------------------------- reading
@@ -331,91 +246,3 @@ def decide(stores: ProjectStores, project_name: str | None, approval_id: int,
     row = store.get("approvals", approval_id) or row
     return {"project": project.name, "approval_id": approval_id, "gate": row["gate"],
             "title": row["title"], "status": row["status"], "decided_by": row["decided_by"]}
-
-
-def start_mission(stores: ProjectStores, project_name: str | None, objective: str,
-                  timeout: float = START_TIMEOUT_S) -> dict[str, Any]:
-    """Spawn ``mc mission --no-ui --objective ...`` detached (own session, output to
-    ``<state dir>/mcp-missions/<time>.log``) and return the new mission's id once its row
-    exists; :class:`OperationError` with the log's tail when the process ends first."""
-    objective = objective.strip()
-    if not objective:
-        raise OperationError("objective must not be empty")
-    project = stores.project(project_name)
-    try:
-        config = project.load_config()
-    except ConfigError as exc:
-        raise OperationError(f"project {project.name!r}: {exc}") from None
-    from engine.gitops import GitError, GitRepo
-
-    try:  # as `mc mission` does first; and the log folder lives in the repository's git dir
-        GitRepo(config.target.path)
-    except GitError as exc:
-        raise OperationError(f"project {project.name!r}: target.path: {exc}") from None
-    before = _latest_id(project.store_path)
-    log_dir = config.state_dir() / "mcp-missions"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns()}.log"
-    command = [sys.executable, "-m", "mc_tui", "mission", "--no-ui",
-               "--config", str(project.config_path), "--objective", objective]
-    spawned = time.time()
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            cwd=project.config_path.parent, start_new_session=True,
-            env=mission_env(stores.private_env),
-        )
-    threading.Thread(target=proc.wait, name=f"mc-mission-{proc.pid}", daemon=True).start()
-    started = {"project": project.name, "pid": proc.pid, "objective": objective,
-               "log": str(log_path)}
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        exited = proc.poll() is not None
-        mission_id = _mission_of(project.store_path, proc.pid, after=before, since=spawned)
-        if mission_id is not None:  # the row this process created (it may even be done)
-            return {**started, "mission_id": mission_id}
-        if exited:
-            raise OperationError(
-                f"mc mission exited with code {proc.returncode} before creating a mission:\n"
-                f"{_tail(log_path)}")
-        time.sleep(0.1)
-    raise OperationError(f"no mission row after {timeout:.0f}s (mc mission pid {proc.pid} "
-                         f"still running; log: {log_path})")
-
-
-def mission_env(private: tuple[str, ...] = ()) -> dict[str, str]:
-    """The environment of a started mission: the server's, without its token variables."""
-    hidden = {"MC_MCP_TOKEN", "MC_SERVICES_TOKEN", *private}
-    return {**{k: v for k, v in os.environ.items() if k not in hidden}, "COLUMNS": "120"}
-
-
-def _mission_of(store_path: Path, pid: int, *, after: int | None, since: float) -> int | None:
-    """The mission process ``pid`` created (id above ``after``) or adopted to resume it (an
-    interrupted mission with the same objective: its pid and heartbeat are renewed)."""
-    import sqlite3
-
-    if not store_path.exists():
-        return None
-    try:
-        conn = sqlite3.connect(f"{store_path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
-        try:
-            row = conn.execute(
-                "SELECT id FROM missions WHERE pid = ? AND (id > ? OR heartbeat_at >= ?) "
-                "ORDER BY id DESC LIMIT 1", (pid, after or 0, since)).fetchone()
-        finally:
-            conn.close()
-    except sqlite3.Error:  # no schema yet: the process is still setting up
-        return None
-    return int(row[0]) if row else None
-
-
-def _latest_id(store_path: Path) -> int | None:
-    return mission_state(store_path)[0]
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join(text.strip().splitlines()[-lines:])

@@ -2,7 +2,8 @@
 
 See ``docs/services.md#opentelemetry``. The observer is registered as the ``tracing``
 plugin (``plugin.py``, entry point group ``mission_control.plugins``); ``spans.py`` holds
-the event -> span logic, ``export.py`` the SDK and OTLP/HTTP side, ``observer.py`` the
+the event -> span logic (on ``book.py``, the span bookkeeping, and ``records.py``, the
+span shapes and derived ids), ``export.py`` the SDK and OTLP/HTTP side, ``observer.py`` the
 observer and a stand-alone runner. Names are imported lazily: loading the plugin does
 not load the SDK.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 _NAMES = {
-    "SpanRecord": "spans", "TraceBuilder": "spans", "trace_id_for": "spans",
+    "SpanRecord": "records", "TraceBuilder": "spans", "trace_id_for": "records",
     "make_emitter": "export", "otlp_emitter": "export", "traces_url": "export",
     "TraceObserver": "observer", "observing": "observer",
 }

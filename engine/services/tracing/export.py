@@ -37,7 +37,7 @@ from opentelemetry.trace import (
     TraceFlags,
 )
 
-from engine.services.tracing.spans import ERROR, OK, SpanRecord
+from engine.services.tracing.records import ERROR, OK, SpanRecord
 
 log = logging.getLogger("engine.services.tracing")
 

@@ -38,313 +38,47 @@ output are never put on a span.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from engine.models import Event
-from engine.store import Store
+from engine.services.tracing.book import SpanBook
+from engine.services.tracing.records import (
+    ACTIVE_MERGE,
+    ACTIVE_UNIT,
+    ERROR,
+    ERROR_MISSION,
+    ERROR_UNIT,
+    ERROR_VERIFICATION,
+    FINAL_UNIT,
+    OK,
+    TERMINAL_MISSION,
+    UNSET,
+    SpanRecord,
+    _hash,
+    _Mission,
+    clip,
+    mission_seed,
+    provider_of,
+    strip_userinfo,
+    trace_id_for,
+)
+
+# SpanRecord, OK, ERROR, trace_id_for, provider_of, strip_userinfo live in records.py and
+# are re-exported here, where other modules and tests import them.
+__all__ = ["ERROR", "OK", "SpanBook", "SpanRecord", "TraceBuilder", "provider_of",
+           "strip_userinfo", "trace_id_for"]
 
 log = logging.getLogger(__name__)
 
-MAX_TEXT = 300  # characters of a title / reason kept on a span
-MAX_SPAN_EVENTS = 64  # span events kept per span (status changes, tool calls)
 
-TERMINAL_MISSION = {"completed", "not_pushed", "stopped", "stalled", "failed", "interrupted"}
-ERROR_MISSION = {"failed", "stalled", "interrupted"}
-ACTIVE_UNIT = {"running", "reviewing", "queued", "merging", "verifying", "fixup"}
-FINAL_UNIT = {"merged", "failed", "blocked", "cancelled"}
-ERROR_UNIT = {"failed", "blocked"}
-ACTIVE_MERGE = {"merging", "verifying"}
-ERROR_VERIFICATION = {"failed", "timeout", "error"}
-# children are ended before their parents
-CLOSE_ORDER = ("attempt", "approval", "verification", "push", "batch", "unit", "epoch", "mission")
-
-# gen_ai.provider.name by backend (semantic-conventions well-known values); gen_ai.system
-# (the attribute it replaced) gets the same value except for Gemini.
-PROVIDERS = {"claude": "anthropic", "codex": "openai", "gemini": "gcp.gemini",
-             "scripted": "mc.scripted"}  # a custom friendly name: no model is called
-MODEL_PREFIXES = (("claude", "anthropic"), ("sonnet", "anthropic"), ("opus", "anthropic"),
-                  ("haiku", "anthropic"), ("gpt", "openai"), ("o1", "openai"),
-                  ("o3", "openai"), ("o4", "openai"), ("codex", "openai"),
-                  ("gemini", "gcp.gemini"))
-
-UNSET, OK, ERROR = "unset", "ok", "error"
-
-
-@dataclass
-class SpanRecord:
-    """One finished span, ready for an exporter. Times are seconds since the epoch."""
-
-    name: str
-    trace_id: int
-    span_id: int
-    parent_id: int | None
-    kind: str  # "internal" | "client"
-    start: float
-    end: float
-    attributes: dict[str, Any]
-    events: list[tuple[str, float, dict[str, Any]]] = field(default_factory=list)
-    links: list[tuple[int, int, dict[str, Any]]] = field(default_factory=list)  # trace, span
-    status: str = UNSET
-    description: str | None = None
-
-
-@dataclass
-class _Open:
-    name: str
-    span_id: int
-    parent_id: int | None
-    kind: str
-    start: float
-    opened_by: int
-    attributes: dict[str, Any]
-    events: list[tuple[str, float, dict[str, Any]]] = field(default_factory=list)
-    links: list[tuple[int, int, dict[str, Any]]] = field(default_factory=list)
-
-
-@dataclass
-class _Entity:
-    key: tuple[str, Any]
-    name: str
-    kind: str
-    parent: tuple[str, Any] | None
-    base: dict[str, Any]  # attributes every span of this entity carries
-    open: _Open | None = None
-    first_span: int | None = None
-    last_span: int | None = None
-    interrupted: bool = False  # ended by an interruption: what goes on continues it
-
-
-@dataclass
-class _Mission:
-    id: int
-    trace_id: int
-    seed: str
-    entities: dict[tuple[str, Any], _Entity] = field(default_factory=dict)
-    epoch: tuple[str, Any] | None = None  # the newest epoch
-    push: tuple[str, Any] | None = None
-    batch_members: dict[str, set[int]] = field(default_factory=dict)
-    batch_outcomes: dict[str, dict[str, int]] = field(default_factory=dict)
-    costs: dict[str | None, float] = field(default_factory=dict)  # unit id (None: mission)
-    response_models: dict[int, str] = field(default_factory=dict)
-    tokens: dict[int, dict[str, Any]] = field(default_factory=dict)
-    ended: bool = False
-    export_after: int = 0  # spans ended by events up to this id were exported before
-
-
-def _hash(text: str, size: int) -> int:
-    value = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=size).digest(), "big")
-    return value or 1  # all-zero ids are invalid
-
-
-def mission_seed(store: Store, mission_id: int) -> str:
-    """What a mission's trace id is derived from: project path, mission id, start time."""
-    rows = store.query(
-        "SELECT m.started_at, p.path FROM missions m LEFT JOIN projects p ON p.id = m.project_id"
-        " WHERE m.id = ?", (mission_id,))
-    started, path = (rows[0]["started_at"], rows[0]["path"]) if rows else (None, None)
-    return f"mission-control|{path or ''}|{mission_id}|{started!r}"
-
-
-def trace_id_for(store: Store, mission_id: int) -> str:
-    """The trace id of a mission, as the 32 hex digits a trace viewer searches for."""
-    return f"{_hash(mission_seed(store, mission_id), 16):032x}"
-
-
-def clip(value: Any, limit: int = MAX_TEXT) -> str:
-    text = str(value)
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
-
-
-def strip_userinfo(url: str) -> str:
-    """A URL without ``user:password@`` (remotes may carry credentials)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-def provider_of(backend: str, model: str | None) -> str:
-    """``gen_ai.provider.name`` of a session: from the backend, else from the model name."""
-    if backend in PROVIDERS:
-        return PROVIDERS[backend]
-    name = (model or "").lower().rsplit("/", 1)[-1]
-    for prefix, provider in MODEL_PREFIXES:
-        if name.startswith(prefix):
-            return provider
-    return "_OTHER"
-
-
-class TraceBuilder:
+class TraceBuilder(SpanBook):
     """Feed it every event in id order (:meth:`handle`); it calls ``sink`` per finished span.
 
     ``store`` is read for details the events point at (a unit's epoch and title, an
     attempt's tokens, a merge's batch); ``export_after``: events with an id up to this were
     handled by an earlier process, spans they end are not emitted again.
     """
-
-    def __init__(self, store: Store, sink: Callable[[SpanRecord], None], *,
-                 export_after: int | None = None) -> None:
-        self.store = store
-        self.sink = sink
-        self.export_after = export_after  # None: derived per mission (see _resume_point)
-        self.missions: dict[int, _Mission] = {}
-        self._replaying = False
-
-    # ------------------------------------------------------------------ entry point
-    def handle(self, event: Event) -> None:
-        if event.mission_id is None:
-            return
-        mission = self.missions.get(event.mission_id)
-        if mission is None:
-            mission = self._adopt(event.mission_id, event.id)
-            if mission is None:
-                return
-        handler = getattr(self, "_on_" + event.kind.replace(".", "_"), None)
-        if handler is not None:
-            handler(mission, event)
-
-    def _resume_point(self, mission_id: int) -> int:
-        """The last event before this process took the mission over: written by
-        ``adopt_for_resume`` on the newest ``mission.resumed`` event (0: never resumed)."""
-        rows = self.store.query(
-            "SELECT id, payload FROM events WHERE mission_id = ? AND kind = 'mission.resumed'"
-            " ORDER BY id DESC LIMIT 1", (mission_id,))
-        if not rows:
-            return 0
-        before = json.loads(rows[0]["payload"] or "{}").get("last_event_before")
-        return int(before) if isinstance(before, int) else int(rows[0]["id"]) - 1
-
-    def _adopt(self, mission_id: int, before: int) -> _Mission | None:
-        """First sight of a mission: its trace, and its earlier events replayed silently."""
-        if self.store.get("missions", mission_id) is None:
-            return None
-        seed = mission_seed(self.store, mission_id)
-        mission = _Mission(mission_id, _hash(seed, 16), seed, export_after=self.export_after
-                           if self.export_after is not None else self._resume_point(mission_id))
-        self.missions[mission_id] = mission
-        if self._replaying:
-            return mission
-        self._replaying = True
-        try:
-            last = 0
-            while True:
-                batch = self.store.events_after(last, mission_id)
-                for event in batch:
-                    if event.id >= before:
-                        return mission
-                    last = event.id
-                    self.handle(event)
-                if not batch:
-                    return mission
-        finally:
-            self._replaying = False
-
-    # ------------------------------------------------------------------ span plumbing
-    def _span_id(self, mission: _Mission, key: tuple[str, Any], event_id: int) -> int:
-        return _hash(f"{mission.seed}|{key[0]}:{key[1]}|{event_id}", 8)
-
-    def _entity(self, mission: _Mission, key: tuple[str, Any], name: str, *,
-                parent: tuple[str, Any] | None, kind: str = "internal",
-                base: dict[str, Any] | None = None) -> _Entity:
-        entity = mission.entities.get(key)
-        if entity is None:
-            entity = _Entity(key, name, kind, parent, base or {})
-            mission.entities[key] = entity
-        return entity
-
-    def _parent_span(self, mission: _Mission, entity: _Entity, event: Event) -> int | None:
-        parent = mission.entities.get(entity.parent) if entity.parent else None
-        if parent is None:
-            parent = mission.entities.get(("mission", mission.id))
-        if parent is None:
-            return None
-        if parent.open is None and parent.interrupted and not mission.ended:
-            self._open(mission, parent, event)
-        return parent.open.span_id if parent.open is not None else parent.last_span
-
-    def _open(self, mission: _Mission, entity: _Entity, event: Event,
-              attributes: dict[str, Any] | None = None) -> _Open:
-        """Open a span for ``entity`` at ``event`` (a continuation if it had one before)."""
-        if entity.open is not None:
-            return entity.open
-        span_id = self._span_id(mission, entity.key, event.id)
-        if entity.key[0] == "mission":
-            parent = entity.first_span  # a continuation hangs under the first mission span
-        else:
-            parent = self._parent_span(mission, entity, event)
-        attrs = {**entity.base, **(attributes or {})}
-        links: list[tuple[int, int, dict[str, Any]]] = []
-        if entity.last_span is not None:
-            attrs["mc.continued"] = True
-            links.append((mission.trace_id, entity.last_span, {"mc.link": "continues"}))
-        entity.open = _Open(entity.name, span_id, parent, entity.kind, event.ts, event.id,
-                            attrs, links=links)
-        if entity.first_span is None:
-            entity.first_span = span_id
-        entity.interrupted = False
-        return entity.open
-
-    def _close(self, mission: _Mission, entity: _Entity, event: Event, *,
-               status: str = UNSET, description: str | None = None,
-               attributes: dict[str, Any] | None = None, interrupted: bool = False) -> None:
-        span = entity.open
-        if span is None:
-            return
-        entity.open = None
-        entity.last_span = span.span_id
-        entity.interrupted = interrupted
-        if event.id <= mission.export_after:
-            return  # an earlier process emitted it
-        attrs = dict(span.attributes)
-        attrs.update(attributes or {})
-        if interrupted:
-            attrs["mc.interrupted"] = True
-        record = SpanRecord(
-            name=span.name, trace_id=mission.trace_id, span_id=span.span_id,
-            parent_id=span.parent_id, kind=span.kind, start=span.start,
-            end=max(event.ts, span.start), attributes={k: v for k, v in attrs.items()
-                                                       if v is not None},
-            events=span.events, links=span.links, status=status,
-            description=clip(description) if description else None,
-        )
-        self.sink(record)
-
-    def _event(self, entity: _Entity | None, name: str, event: Event, **attrs: Any) -> None:
-        if entity is None or entity.open is None or len(entity.open.events) >= MAX_SPAN_EVENTS:
-            return
-        entity.open.events.append((name, event.ts, {k: v for k, v in attrs.items()
-                                                    if v is not None}))
-
-    def _close_all(self, mission: _Mission, event: Event, *, reason: str,
-                   interrupted: bool, status: str, keep_mission: bool = False) -> None:
-        for kind in CLOSE_ORDER:
-            if kind == "mission" and keep_mission:
-                continue
-            for entity in list(mission.entities.values()):
-                if entity.key[0] == kind and entity.open is not None:
-                    self._close(mission, entity, event, status=status, description=reason,
-                                interrupted=interrupted)
-
-    def _context_parent(self, mission: _Mission) -> tuple[str, Any]:
-        """Where work without a unit goes: the newest epoch while it is open, else the mission."""
-        epoch = mission.entities.get(mission.epoch) if mission.epoch else None
-        if epoch is not None and (epoch.open is not None or epoch.interrupted):
-            return epoch.key
-        return ("mission", mission.id)
-
-    def _row(self, table: str, row_id: Any) -> dict[str, Any]:
-        return self.store.get(table, row_id) or {}
 
     # ------------------------------------------------------------------ mission
     def _on_mission_created(self, mission: _Mission, event: Event) -> None:
