@@ -26,7 +26,8 @@ For 2, 8 and 32 workers it prints the makespan (mission start to the last promot
   a unit that breaks the tests needs a second (fixup) session, which counts in both terms;
   conflict fixups do not (a perfect schedule avoids them);
 * the original tool's serial merge-then-verify: the same mission with
-  ``[merge_queue] batch_size = 1`` (each branch merged and verified alone).
+  ``[merge_queue] batch_size = 1`` (and ``speculative_depth = 0`` where the queue has it: each
+  branch merged and verified alone).
 
 and the engine's CPU time per unit (this process: controller, store, pygit2 merges; plus its
 child processes: git, the verification's shell).
