@@ -39,7 +39,7 @@ import anyio
 from engine.agents.placement import session_lost
 from engine.agents.process import MAX_LINE_BYTES, Line, LineSplitter, ProcessOutcome, _Tail, decode
 from engine.host_config import RayHostConfig
-from engine.hosts.base import RemoteHost, own_worktree
+from engine.hosts.remote import RemoteHost, own_worktree
 from engine.lifeline import SUPERVISOR
 
 # Ray's `uv run` hook would upload the driver's working folder (the user's checkout) to the

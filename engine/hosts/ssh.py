@@ -41,7 +41,7 @@ from engine.agents.process import (
     decode,
 )
 from engine.host_config import SshHostConfig
-from engine.hosts.base import RemoteHost, own_worktree
+from engine.hosts.remote import RemoteHost, own_worktree
 
 # The remote's own values of these win (paths and identity differ there).
 REMOTE_OWN_ENV = {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "TMPDIR", "PYTHONPYCACHEPREFIX"}
