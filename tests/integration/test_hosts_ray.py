@@ -419,3 +419,59 @@ def test_a_worker_node_killed_mid_session_sends_the_unit_to_the_other_node(
     other = ({"w1", "w2"} - {victim}).pop()
     assert f"app/unit_1_on_home-{other}.txt" in green_files(tmp_path)  # re-run on the live node
     assert not _running(f"sleep {mark}")  # the dead node's agent group went with it
+
+
+def test_a_node_lost_mid_verification_blames_nobody_and_the_branch_is_verified_again(
+    tmp_path: Path, ray_world: RayWorld,
+) -> None:
+    import sys
+
+    from engine.gitops import GitRepo, MergeQueue
+    from engine.models import MergeStatus
+    from engine.store import Store
+
+    home = ray_world.homes["w1"].parent / "home-w3"
+    home.mkdir()
+    node = ray_world.cluster.add_node(  # the only node with a verification slot
+        num_cpus=1, object_store_memory=STORE_MB, resources={"mc_verify_slot": 1},
+        env_vars={"HOME": str(home)})
+    ray_world.cluster.wait_for_nodes()
+    repo = make_target(tmp_path)
+    GitRepo(repo).ensure_green("main")
+    subprocess.run(["git", "-C", str(repo), "checkout", "-q", "-b", "mc/unit/u1"], check=True)
+    head = _commit(repo, {"app/more.py": "X = 1\n"}, "u1")
+    started, mark = tmp_path / "started", f"{time.time_ns() % 10**9}.5"
+    command = (f"if [ ! -e {started} ]; then basename $HOME > {started}; sleep {mark}; fi; "
+               f"{sys.executable} -m unittest discover -s tests -t .")
+    config = RayHostConfig(address=ray_world.cluster.address, verify=True, start_timeout=60,
+                           verify_resource="mc_verify_slot")
+    queue = MergeQueue(GitRepo(repo), Store(tmp_path / "mc.db"), mission_id=None,
+                       verify_command=command, verify_timeout=120, batch_size=1,
+                       verify_dir=tmp_path / "verify",
+                       remote_verify=RayVerifier("cluster", config, repo))
+    merge_id = queue.submit(None, "mc/unit/u1", head)
+
+    def kill_when_started() -> None:
+        deadline = time.monotonic() + 60
+        while not (started.exists() and started.read_text().strip()) \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ray_world.cluster.remove_node(node, allow_graceful=False)
+
+    watcher = threading.Thread(target=kill_when_started, daemon=True)
+    watcher.start()
+    first = anyio.run(queue.run_once)
+    watcher.join(5)
+    assert started.read_text().strip() == "home-w3"
+    assert not first.promoted and not first.failed, first
+    (row,) = queue.store.query("SELECT status, output FROM verifications")
+    assert row["status"] == "error" and "lost during the verification" in row["output"], row
+    assert queue.store.get("merges", merge_id)["status"] == MergeStatus.QUEUED  # not blamed
+    assert GitRepo(repo).green_head() != head
+    _gone(f"sleep {mark}")  # the lost node's verification group went with it
+    # the next run goes to a live node (here: one with an agent slot)
+    queue.verifier.remote = RayVerifier("cluster", config.model_copy(
+        update={"verify_resource": ""}), repo)
+    second = anyio.run(queue.run_once)
+    assert [i.merge_id for i in second.promoted] == [merge_id], second
+    assert queue.store.get("merges", merge_id)["status"] == MergeStatus.PROMOTED
