@@ -181,6 +181,10 @@ def test_no_free_slot_is_a_lost_session_and_a_missing_cli_is_file_not_found(
     host = RayHost("cluster", 1, RayHostConfig(address=ray_world.cluster.address,
                                                resource="mc_no_such_slot", start_timeout=2))
     assert "offers the resource 'mc_no_such_slot'" in (host.check() or "")
+    assert "verify = true, but no live node of the Ray cluster offers the resource " \
+        "'mc_no_verify_slot'" in (RayHost("cluster", 1, RayHostConfig(
+            address=ray_world.cluster.address, verify=True,
+            verify_resource="mc_no_verify_slot")).check() or "")
 
     async def go():  # type: ignore[no-untyped-def]
         with running_on(host) as placed, \
