@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 NOT_BUILT = {
     "container": "OCI container hosts are not available in this version: no container runtime "
@@ -112,6 +112,15 @@ class RayHostConfig(_HostBase):
     start_timeout: float = Field(
         300.0, gt=0, description="Seconds a session may wait for a node with a free agent "
         "slot before it fails (the host is then checked).")
+    verify: bool = Field(
+        False, description="Run the merge queue's verifications on the cluster too: each one "
+        "is a Ray actor on a node, the candidate commit pushed to remote, the command run "
+        "with the agents' allowlisted environment (never mc's own). A node lost mid-run is "
+        "an error that blames nobody (the batch is queued again).")
+    verify_resource: str = Field(
+        "", description="With verify: the custom resource each verification requires one of "
+        "(start nodes with --resources='{\"mc_verify_slot\": N}'). Empty: resource "
+        "(verifications then share the agent slots).")
 
     @field_validator("kind")
     @classmethod
@@ -120,6 +129,19 @@ class RayHostConfig(_HostBase):
             raise ValueError("Ray is not installed: install the extra, "
                              "pip install 'mission-control[ray]' (or uv sync --extra ray)")
         return value
+
+    @field_validator("verify_resource")
+    @classmethod
+    def _verify_resource_needs_verify(cls, value: str, info: ValidationInfo) -> str:
+        if value and not info.data.get("verify"):
+            raise ValueError("set but verify is false: set verify = true to run the merge "
+                             "queue's verifications on the cluster")
+        return value
+
+    @property
+    def verify_slot_resource(self) -> str:
+        """The resource each verification actor requires one of."""
+        return self.verify_resource or self.resource
 
     @field_validator("remote")
     @classmethod

@@ -4,11 +4,13 @@ phase shares (repository, worktree pool, merge queue, LLM caller, agent backend)
 from __future__ import annotations
 
 from engine.agents import AgentBackend, AgentUnavailable, make_backend
-from engine.config import MissionConfig, unavailable_notes
+from engine.config import MissionConfig, secret_env_names, unavailable_notes
 from engine.dispatch import unit_branch
 from engine.gitops import GitError, GitRepo, MergeQueue, WorkspacePool
 from engine.gitops.branches import apply_base_branch
 from engine.gitops.preflight import preflight
+from engine.gitops.verify import RemoteVerify
+from engine.host_config import host_names
 from engine.hosts import HostFleet, check_hosts
 from engine.ledger import UnitLedger
 from engine.llm import LlmCaller
@@ -64,6 +66,18 @@ def hosts_problem(config: MissionConfig) -> str | None:
         return None
     return "no host can run agents: " + "; ".join(
         f"{s.host.name}: {s.drained_reason}" for s in fleet.states)
+
+
+def remote_verifier(config: MissionConfig, repo: GitRepo) -> RemoteVerify | None:
+    """The merge queue's remote runner: the Ray host with ``verify = true``, if any
+    (docs/hosts.md); verifications run locally otherwise."""
+    for name, host in zip(host_names(config.hosts), config.hosts, strict=True):
+        if host.kind == "ray" and host.verify:
+            from engine.hosts.ray_verify import RayVerifier  # Ray is an optional extra
+
+            return RayVerifier(name, host, repo.path, passthrough=config.agent.env_passthrough,
+                               deny=secret_env_names(config))
+    return None
 
 
 def wire_runtime(
@@ -129,7 +143,15 @@ def wire_runtime(
         flaky_reruns=config.target.verification.flaky_reruns,
         include=config.worktree.include,
         units=UnitLedger(store),
+        remote_verify=remote_verifier(config, repo),
     )
+    if queue.verifier.remote is not None:
+        log(f"merge queue: verifications run on {queue.verifier.remote.name} "
+            "(hosts.*.verify = true)")
+        if config.worktree.include:
+            log("worktree.include files are not sent to Ray nodes for verification "
+                "(they may hold secrets): the nodes' checkouts have tracked files only",
+                "warning")
     for note in queue.reconcile():
         log(note)
     llm = LlmCaller(store, backend, config, mission_id=mission_id, workdir=repo.path)

@@ -63,7 +63,7 @@ from engine.gitops.repo import (
 from engine.gitops.speculative import CannotVerify, Speculation
 from engine.gitops.testresults import TestResults
 from engine.gitops.verifier import Verifier
-from engine.gitops.verify import VerificationResult
+from engine.gitops.verify import RemoteVerify, VerificationResult
 from engine.models import MergeStatus, VerificationStatus
 from engine.store.db import Store
 
@@ -99,10 +99,12 @@ class MergeQueue:
         units: UnitSink | None = None,
         speculative_depth: int = 0,
         verify_slots: int = 1,
+        remote_verify: RemoteVerify | None = None,
     ) -> None:
         """``speculative_depth``: batches beyond the head that may verify at once, each on
         the candidate ahead of it (0: one batch at a time, bisected in place);
-        ``verify_slots``: verify worktrees, so verifications running at once."""
+        ``verify_slots``: verify worktrees, so verifications running at once;
+        ``remote_verify``: run verifications there (a Ray node), not in a verify worktree."""
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         if speculative_depth < 0:
@@ -125,7 +127,8 @@ class MergeQueue:
                                  mission_id=self.mission_id,
                                  command=verify_command, timeout=verify_timeout,
                                  verify_dir=Path(verify_dir).resolve(),
-                                 max_output_bytes=max_output_bytes, include=self.include)
+                                 max_output_bytes=max_output_bytes, include=self.include,
+                                 remote=remote_verify)
         self._lock = anyio.Lock()
         self._verification_errors = 0
 

@@ -9,6 +9,10 @@ Verification slots (``run(commit, slot=n)``) let the speculative queue verify se
 candidates at once: slot 0 is the ``mc-verify`` worktree at ``verify_dir``, slot n the
 ``mc-verify-<n>`` worktree at ``<verify_dir>-<n>``, each checked out through its own
 pygit2 handle (a handle is never used by two threads at once).
+
+A ``remote`` runner (:class:`~engine.gitops.verify.RemoteVerify`, e.g. a Ray node, injected
+by ``engine/wiring.py``) runs the command elsewhere instead; its result is recorded and
+judged like a local one, with ``host`` (where it ran) in ``verification.finished``.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import pygit2
 from engine.gitops.baseline import Verdict
 from engine.gitops.includes import copy_included, included_files
 from engine.gitops.repo import GitRepo, open_repository
-from engine.gitops.verify import VerificationResult, run_verification
+from engine.gitops.verify import RemoteVerify, VerificationResult, run_verification
 from engine.gitops.worktrees import clean_checkout, ensure_worktree
 from engine.models import VerificationStatus
 from engine.store.db import Store
@@ -37,7 +41,9 @@ class Verifier:
         self, repo: GitRepo, store: Store, git: pygit2.Repository, *, mission_id: int,
         command: str, timeout: float, verify_dir: Path, max_output_bytes: int,
         include: Sequence[str] = (),
+        remote: RemoteVerify | None = None,
     ) -> None:
+        """``remote``: run the command there (a Ray node) instead of in a verify worktree."""
         self.repo = repo
         self.store = store
         self.git = git  # slot 0's handle: used only from worker threads, one at a time
@@ -49,6 +55,7 @@ class Verifier:
         self.verify_dir = verify_dir
         self.max_output_bytes = max_output_bytes
         self.include = list(include)
+        self.remote = remote
 
     def start(self, batch_id: str, commit: str, *, baseline: bool = False) -> int:
         """A ``running`` row and its ``verification.started`` event; returns the row id."""
@@ -69,8 +76,12 @@ class Verifier:
 
     async def run(self, commit: str, slot: int = 0) -> VerificationResult:
         """Verify ``commit`` in the verify worktree of ``slot``; a run that cannot start is
-        ``error``. Cancelling it kills the command's whole process group."""
+        ``error``. Cancelling it kills the command's whole process group. With a
+        ``remote`` runner the command runs there, and is recorded the same way."""
         try:
+            if self.remote is not None:
+                return await self.remote(commit, self.command, self.timeout,
+                                         self.max_output_bytes)
             await anyio.to_thread.run_sync(self._checkout, commit, slot)
             return await run_verification(self.command, self.slot_dir(slot), self.timeout,
                                           self.max_output_bytes)
@@ -84,6 +95,8 @@ class Verifier:
         failing = sorted(result.failing) if result.failing is not None else None
         accepted = int(verdict.accepted) if verdict is not None else None
         note = verdict.note if verdict is not None else ""
+        if result.host:  # ran elsewhere: where, in the event
+            extra = {"host": result.host, **extra}
         with self.store.transaction():
             self.store.set_status(
                 "verifications", vid, result.status, exit_code=result.exit_code,

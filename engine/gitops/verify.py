@@ -20,13 +20,21 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import anyio
 from anyio.abc import ByteReceiveStream
 
 from engine.bytecode import keep_bytecode_out
 from engine.gitops.cli import REDIRECTING_VARS
-from engine.gitops.testresults import NO_RESULTS, TestResults, read_results, results_env
+from engine.gitops.testresults import (
+    JUNIT_FILE,
+    NO_RESULTS,
+    PYTEST_FILE,
+    TestResults,
+    read_results,
+    results_env,
+)
 from engine.lifeline import supervised
 
 DRAIN_SECONDS = 1.0
@@ -40,6 +48,7 @@ class VerificationResult:
     output: str
     duration_s: float
     tests: TestResults = NO_RESULTS  # which tests failed, where the output could be read
+    host: str = ""  # where it ran, when not on mc's machine ("ray cluster, node <id> (<name>)")
 
     @property
     def failing(self) -> frozenset[str] | None:
@@ -73,6 +82,42 @@ class BoundedOutput:
             return (self.head + self.tail).decode("utf-8", "replace")
         marker = f"\n[... {self.dropped} bytes of output omitted ...]\n".encode()
         return (self.head + marker + self.tail).decode("utf-8", "replace")
+
+
+class RemoteVerify(Protocol):
+    """Runs the verification command on another machine (a Ray node:
+    ``engine/hosts/ray_verify.py``); injected into the verifier by ``engine/wiring.py``, so
+    this layer never imports the hosts. Cancelling the call must end the remote process
+    group; an infrastructure failure (a node lost, git failing) returns an ``error`` result."""
+
+    name: str  # the host, for the log
+
+    async def __call__(self, commit: str, command: str, timeout: float,
+                       max_output_bytes: int) -> VerificationResult: ...
+
+
+def timeout_note(timeout: float) -> str:
+    return f"\n[verification timed out after {timeout:g}s; process group killed]\n"
+
+
+def remote_result(output: str, exit_code: int | None, duration_s: float, timed_out: bool,
+                  timeout: float, reports: dict[str, bytes], host: str) -> VerificationResult:
+    """A run elsewhere, as :func:`run_verification` would have reported it: ``reports`` are
+    the files the runner left in its results folder (``pytest.xml``, ``junit.xml``: see
+    ``testresults.py``), read by the same code as a local run's."""
+    if timed_out:
+        return VerificationResult("timeout", None, output + timeout_note(timeout), duration_s,
+                                  host=host)
+    results_dir = Path(tempfile.mkdtemp(prefix="mc-results-"))
+    try:
+        for name, content in reports.items():
+            if name in (PYTEST_FILE, JUNIT_FILE):
+                (results_dir / name).write_bytes(content)
+        tests = read_results(results_dir, output, exit_code)
+    finally:
+        shutil.rmtree(results_dir, ignore_errors=True)
+    status = "passed" if exit_code == 0 else "failed"
+    return VerificationResult(status, exit_code, output, duration_s, tests, host)
 
 
 def _kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
@@ -144,8 +189,7 @@ async def _run(command: str, cwd: Path, timeout: float, max_output_bytes: int,
     duration = time.monotonic() - started
     output = sink.text()
     if timed_out:
-        note = f"\n[verification timed out after {timeout:g}s; process group killed]\n"
-        return VerificationResult("timeout", None, output + note, duration)
+        return VerificationResult("timeout", None, output + timeout_note(timeout), duration)
     code = process.returncode
     tests = read_results(results_dir, output, code)
     return VerificationResult("passed" if code == 0 else "failed", code, output, duration, tests)

@@ -119,6 +119,10 @@ class RayHost(RemoteHost[RayHostConfig]):
         if slots < 1:
             return (f"no live node of the Ray cluster offers the resource "
                     f"{self.config.resource!r} ({len(alive)} live nodes)")
+        verify = self.config.verify_slot_resource
+        if self.config.verify and sum(n.get("Resources", {}).get(verify, 0) for n in alive) < 1:
+            return (f"verify = true, but no live node of the Ray cluster offers the resource "
+                    f"{verify!r} for verifications ({len(alive)} live nodes)")
         if self.config.remote:
             done = subprocess.run(["git", "ls-remote", "-q", self.config.remote, "HEAD"],
                                   capture_output=True, text=True, stdin=subprocess.DEVNULL,

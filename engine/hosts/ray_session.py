@@ -27,6 +27,10 @@ host's agent-slot resource, and calls, in order:
 4. :meth:`~AgentSession.finish`: commit what the agent left uncommitted and push the result
    to a new ref on the remote (never forced); mc fetches it back;
 5. :meth:`~AgentSession.cleanup`: remove the worktree.
+
+A queue verification (``engine/hosts/ray_verify.py``) uses the same actor: ``prepare``,
+:meth:`~AgentSession.scratch_dir` (where the command's JUnit reports go), ``start``, ``poll``
+or ``stop``, :meth:`~AgentSession.read_files` (the reports back), ``cleanup``; no ``finish``.
 """
 
 from __future__ import annotations
@@ -137,6 +141,7 @@ class AgentSession:
         self.open_streams = 0
         self.exited_at: float | None = None
         self.lifeline: int | None = None  # write end: closed when this process dies
+        self.scratch: Path | None = None  # a verification's report folder, outside the tree
 
     def prepare(self, remote: str, ref: str, sha: str, work_dir: str, session: str
                 ) -> dict[str, str]:
@@ -290,6 +295,28 @@ class AgentSession:
         _git(self.work, "push", "-q", remote, f"HEAD:{out_ref}")
         return sha
 
+    def scratch_dir(self) -> str:
+        """A fresh folder beside the worktree (never in it) for a verification's JUnit
+        reports; removed by :meth:`cleanup`."""
+        if self.work is None:
+            raise SessionError("scratch_dir before prepare")
+        self.scratch = self.work.with_name(self.work.name + ".results")
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        return str(self.scratch)
+
+    def read_files(self, names: list[str], max_bytes: int) -> dict[str, bytes]:
+        """The files among ``names`` in the scratch folder that exist and hold at most
+        ``max_bytes`` bytes each (a larger report is left out, not cut)."""
+        found: dict[str, bytes] = {}
+        for name in names:
+            if self.scratch is None or os.sep in name:
+                continue
+            path = self.scratch / name
+            with contextlib.suppress(OSError):
+                if path.is_file() and path.stat().st_size <= max_bytes:
+                    found[name] = path.read_bytes()
+        return found
+
     def cleanup(self) -> None:
         """End what is left of the process group, remove the worktree and the session ref."""
         if self.proc is not None:
@@ -308,3 +335,5 @@ class AgentSession:
                 if self.ref:
                     with contextlib.suppress(SessionError):
                         _git(repo, "update-ref", "-d", self.ref)
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)

@@ -26,6 +26,7 @@ import pytest
 from engine.controller import Controller
 from engine.host_config import RayHostConfig
 from engine.hosts.ray_cluster import RayHost, ray  # sets RAY_ENABLE_UV_RUN_RUNTIME_ENV first
+from engine.hosts.ray_verify import RayVerifier
 from engine.models import MissionStatus, UnitStatus
 from tests.e2e.conftest import make_target
 from tests.support.host_missions import prepared, two_units
@@ -43,9 +44,9 @@ class RayWorld:
     homes: dict[str, Path]  # worker name -> that node's home folder
     nodes: dict[str, object]  # worker name -> ray._private.node.Node
 
-    def host_config(self, remote: Path | str, name: str = "cluster") -> str:
+    def host_config(self, remote: Path | str, name: str = "cluster", extra: str = "") -> str:
         return (f'\n[[hosts]]\nkind = "ray"\nname = "{name}"\naddress = "{self.cluster.address}"'
-                f'\nremote = "{remote}"\nslots = 2\nstart_timeout = 90\n')
+                f'\nremote = "{remote}"\nslots = 2\nstart_timeout = 90\n{extra}')
 
 
 @pytest.fixture(scope="module")
@@ -77,11 +78,13 @@ def on_node(n: int) -> str:
     return f"echo $HOME > app/unit_{n}_on_$(basename $HOME).txt"
 
 
-def mission(tmp_path: Path, world: RayWorld, firsts: tuple[str, str]) -> Controller:
+def mission(tmp_path: Path, world: RayWorld, firsts: tuple[str, str],
+            extra: str = "") -> Controller:
     repo = make_target(tmp_path)
     shared = tmp_path / "shared.git"  # the remote every node reaches
     subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(shared)], check=True)
-    return prepared(tmp_path, two_units(firsts, write=on_node), world.host_config(shared))
+    return prepared(tmp_path, two_units(firsts, write=on_node),
+                    world.host_config(shared, extra=extra))
 
 
 def green_files(tmp_path: Path) -> set[str]:
@@ -178,6 +181,10 @@ def test_no_free_slot_is_a_lost_session_and_a_missing_cli_is_file_not_found(
     host = RayHost("cluster", 1, RayHostConfig(address=ray_world.cluster.address,
                                                resource="mc_no_such_slot", start_timeout=2))
     assert "offers the resource 'mc_no_such_slot'" in (host.check() or "")
+    assert "verify = true, but no live node of the Ray cluster offers the resource " \
+        "'mc_no_verify_slot'" in (RayHost("cluster", 1, RayHostConfig(
+            address=ray_world.cluster.address, verify=True,
+            verify_resource="mc_no_verify_slot")).check() or "")
 
     async def go():  # type: ignore[no-untyped-def]
         with running_on(host) as placed, \
@@ -260,6 +267,125 @@ def test_real_claude_on_a_ray_node_commits_and_its_work_comes_back(
         [e.text for e in results]
 
 
+def test_queue_verifications_run_on_a_ray_node_and_green_is_promoted(
+    tmp_path: Path, ray_world: RayWorld,
+) -> None:
+    controller = mission(tmp_path, ray_world, ("", ""), extra="verify = true\n")
+    outcome = anyio.run(controller.run)
+    assert outcome.status == MissionStatus.COMPLETED, outcome
+    files = " ".join(green_files(tmp_path))
+    assert "app/unit_1_on_" in files and "app/unit_2_on_" in files, files
+    events = controller.store.events_after(0, outcome.mission_id)
+    finished = [e.payload for e in events if e.kind == "verification.finished"]
+    assert finished and all(p["host"].startswith("ray host cluster, node ") for p in finished), \
+        finished  # the baseline and every candidate ran on a node
+    assert {p["status"] for p in finished} == {"passed"}
+    rows = controller.store.query("SELECT status, output FROM verifications")
+    assert rows and all(r["status"] == "passed" and "Ran 1 test" in r["output"] for r in rows)
+    refs = subprocess.run(["git", "-C", str(tmp_path / "shared.git"), "for-each-ref",
+                           "refs/mc/"], capture_output=True, text=True, check=True).stdout
+    assert refs == ""  # the pushed candidates' refs are deleted
+
+
+def _verifier(tmp_path: Path, world: RayWorld) -> tuple[Path, RayVerifier]:
+    repo = make_target(tmp_path)
+    host = RayHostConfig(address=world.cluster.address, verify=True, start_timeout=60)
+    return repo, RayVerifier("cluster", host, repo)
+
+
+def _commit(repo: Path, files: dict[str, str], message: str) -> str:
+    for name, text in files.items():
+        (repo / name).write_text(text)
+    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t",
+                    "commit", "-qm", message], check=True)
+    return subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+def test_a_failing_test_on_a_node_is_judged_against_the_baseline_from_its_junit_file(
+    tmp_path: Path, ray_world: RayWorld, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    from engine.gitops import GitRepo, MergeQueue
+    from engine.store import Store
+
+    repo, runner = _verifier(tmp_path, ray_world)
+    old = "import unittest\n\nclass Old(unittest.TestCase):\n    def test_old(self):\n" \
+          "        self.fail('broken before the mission')\n"
+    green = _commit(repo, {"tests/test_old.py": old}, "a test broken on green")
+    GitRepo(repo).ensure_green("main")
+    monkeypatch.setenv("MC_SECRET_TOKEN", "never-there")
+    queue = MergeQueue(
+        GitRepo(repo), Store(tmp_path / "mc.db"), mission_id=None,
+        verify_command="echo secret=${MC_SECRET_TOKEN:-none}; "
+                       f"{sys.executable} -m pytest -q -p no:cacheprovider tests",
+        verify_timeout=60, batch_size=1, verify_dir=tmp_path / "verify", flaky_reruns=0,
+        remote_verify=runner)
+    new_bad = "def test_new():\n    assert 1 == 2\n"
+    fine = _commit(repo, {"tests/test_fine.py": "def test_fine():\n    assert True\n"}, "ok")
+    subprocess.run(["git", "-C", str(repo), "checkout", "-q", green], check=True)
+    worse = _commit(repo, {"tests/test_new.py": new_bad}, "a new failure")
+
+    async def go():  # type: ignore[no-untyped-def]
+        baseline = await queue.verify_baseline()
+        return baseline, [(c, await queue.verifier.run(c)) for c in (fine, worse)]
+
+    baseline, runs = anyio.run(go)
+    assert baseline.status == "failed" and baseline.failing == {"tests.test_old.Old.test_old"}
+    (_, ok), (_, bad) = runs
+    assert ok.tests.source == "junit" and ok.failing == {"tests.test_old.Old.test_old"}, ok
+    assert ok.host.startswith("ray host cluster, node ") and ok.status == "failed"
+    verdict = queue.judge(green, ok)
+    assert verdict.accepted, verdict  # only the baseline's failure: accepted, like locally
+    assert bad.failing == {"tests.test_old.Old.test_old", "tests.test_new.test_new"}, bad
+    assert not queue.judge(green, bad).accepted
+    assert "1 failed" in ok.output and "secret=none" in ok.output, ok.output
+
+
+def test_a_timed_out_or_cancelled_remote_verification_leaves_no_process_on_the_node(
+    tmp_path: Path, ray_world: RayWorld,
+) -> None:
+    repo, runner = _verifier(tmp_path, ray_world)
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    mark = f"{time.time_ns() % 10**9}.5"
+    started = tmp_path / "started"
+    command = f"(sleep {mark}; echo never) & echo started > {started}; sleep {mark}"
+
+    result = anyio.run(runner, head, command, 2.0, 65536)
+    assert result.status == "timeout" and "timed out after 2s" in result.output, result
+    assert result.host.startswith("ray host cluster, node ")
+    _gone(f"sleep {mark}")
+
+    started.unlink()
+
+    async def cancel():  # type: ignore[no-untyped-def]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(runner, head, command, 120.0, 65536)
+            with anyio.fail_after(60):
+                while not started.exists():
+                    await anyio.sleep(0.1)
+            tg.cancel_scope.cancel()
+
+    anyio.run(cancel)
+    _gone(f"sleep {mark}")
+    refs = subprocess.run(["git", "-C", str(repo), "for-each-ref", "refs/mc/"],
+                          capture_output=True, text=True, check=True).stdout
+    assert refs == ""  # the candidates pushed for them are deleted again
+    for home in ray_world.homes.values():  # the nodes' worktrees and reports removed
+        work = home / "mc-ray" / "work"
+        assert not work.exists() or list(work.iterdir()) == []
+
+
+def _gone(needle: str) -> None:
+    deadline = time.monotonic() + 10
+    while _running(needle) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _running(needle)
+
+
 def test_a_worker_node_killed_mid_session_sends_the_unit_to_the_other_node(
     tmp_path: Path, ray_world: RayWorld,
 ) -> None:
@@ -297,3 +423,59 @@ def test_a_worker_node_killed_mid_session_sends_the_unit_to_the_other_node(
     other = ({"w1", "w2"} - {victim}).pop()
     assert f"app/unit_1_on_home-{other}.txt" in green_files(tmp_path)  # re-run on the live node
     assert not _running(f"sleep {mark}")  # the dead node's agent group went with it
+
+
+def test_a_node_lost_mid_verification_blames_nobody_and_the_branch_is_verified_again(
+    tmp_path: Path, ray_world: RayWorld,
+) -> None:
+    import sys
+
+    from engine.gitops import GitRepo, MergeQueue
+    from engine.models import MergeStatus
+    from engine.store import Store
+
+    home = ray_world.homes["w1"].parent / "home-w3"
+    home.mkdir()
+    node = ray_world.cluster.add_node(  # the only node with a verification slot
+        num_cpus=1, object_store_memory=STORE_MB, resources={"mc_verify_slot": 1},
+        env_vars={"HOME": str(home)})
+    ray_world.cluster.wait_for_nodes()
+    repo = make_target(tmp_path)
+    GitRepo(repo).ensure_green("main")
+    subprocess.run(["git", "-C", str(repo), "checkout", "-q", "-b", "mc/unit/u1"], check=True)
+    head = _commit(repo, {"app/more.py": "X = 1\n"}, "u1")
+    started, mark = tmp_path / "started", f"{time.time_ns() % 10**9}.5"
+    command = (f"if [ ! -e {started} ]; then basename $HOME > {started}; sleep {mark}; fi; "
+               f"{sys.executable} -m unittest discover -s tests -t .")
+    config = RayHostConfig(address=ray_world.cluster.address, verify=True, start_timeout=60,
+                           verify_resource="mc_verify_slot")
+    queue = MergeQueue(GitRepo(repo), Store(tmp_path / "mc.db"), mission_id=None,
+                       verify_command=command, verify_timeout=120, batch_size=1,
+                       verify_dir=tmp_path / "verify",
+                       remote_verify=RayVerifier("cluster", config, repo))
+    merge_id = queue.submit(None, "mc/unit/u1", head)
+
+    def kill_when_started() -> None:
+        deadline = time.monotonic() + 60
+        while not (started.exists() and started.read_text().strip()) \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ray_world.cluster.remove_node(node, allow_graceful=False)
+
+    watcher = threading.Thread(target=kill_when_started, daemon=True)
+    watcher.start()
+    first = anyio.run(queue.run_once)
+    watcher.join(5)
+    assert started.read_text().strip() == "home-w3"
+    assert not first.promoted and not first.failed, first
+    (row,) = queue.store.query("SELECT status, output FROM verifications")
+    assert row["status"] == "error" and "lost during the verification" in row["output"], row
+    assert queue.store.get("merges", merge_id)["status"] == MergeStatus.QUEUED  # not blamed
+    assert GitRepo(repo).green_head() != head
+    _gone(f"sleep {mark}")  # the lost node's verification group went with it
+    # the next run goes to a live node (here: one with an agent slot)
+    queue.verifier.remote = RayVerifier("cluster", config.model_copy(
+        update={"verify_resource": ""}), repo)
+    second = anyio.run(queue.run_once)
+    assert [i.merge_id for i in second.promoted] == [merge_id], second
+    assert queue.store.get("merges", merge_id)["status"] == MergeStatus.PROMOTED

@@ -34,6 +34,46 @@ def test_a_ray_host_takes_a_remote_without_credentials_and_is_the_only_one() -> 
         MissionConfig(hosts=[{"kind": "ray", "adress": "h:6379"}])
 
 
+def test_ray_verification_is_opt_in_and_its_resource_needs_it() -> None:
+    (host,) = MissionConfig(hosts=[{"kind": "ray"}]).hosts
+    assert host.verify is False and host.verify_slot_resource == "mc_agent_slot"
+    (host,) = MissionConfig(hosts=[{"kind": "ray", "verify": True}]).hosts
+    assert host.verify_slot_resource == "mc_agent_slot"  # shares the agent slots
+    (host,) = MissionConfig(hosts=[{"kind": "ray", "verify": True,
+                                    "verify_resource": "mc_verify_slot"}]).hosts
+    assert host.verify_slot_resource == "mc_verify_slot"
+    with pytest.raises(ValidationError) as info:
+        MissionConfig(hosts=[{"kind": "ray", "verify_resource": "mc_verify_slot"}])
+    text = format_validation_error(info.value, None)
+    assert "hosts.0.ray.verify_resource" in text and "set verify = true" in text
+    with pytest.raises(ValidationError, match="hosts.0.ssh.verify"):  # only a ray host verifies
+        MissionConfig(hosts=[{"kind": "ssh", "address": "h", "verify": True}])
+    with pytest.raises(ValidationError, match="hosts.0.ray.verify"):
+        MissionConfig(hosts=[{"kind": "ray", "verify": "sometimes"}])
+
+
+def test_the_wiring_injects_a_ray_verifier_only_for_verify_true(tmp_path: Path) -> None:
+    from engine.hosts.ray_verify import RayVerifier
+    from engine.wiring import remote_verifier
+
+    class Repo:
+        path = tmp_path
+
+    plain = MissionConfig(hosts=[{"kind": "local"}, {"kind": "ray"}])
+    assert remote_verifier(plain, Repo()) is None  # type: ignore[arg-type]
+    config = MissionConfig(hosts=[{"kind": "local"}, {"kind": "ray", "verify": True}],
+                           hitl={"telegram": {"token_env": "MY_BOT_TOKEN"}})
+    runner = remote_verifier(config, Repo())  # type: ignore[arg-type]
+    assert isinstance(runner, RayVerifier) and runner.name == "ray1"
+    env = {"PATH": "/bin", "MC_SECRET": "x", "MY_BOT_TOKEN": "y", "AWS_SECRET_ACCESS_KEY": "z"}
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        sent = runner.environment()
+    assert sent["PATH"] == "/bin" and not {"MC_SECRET", "MY_BOT_TOKEN",
+                                           "AWS_SECRET_ACCESS_KEY"} & set(sent)
+
+
 def test_a_ray_host_without_ray_installed_is_a_config_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
