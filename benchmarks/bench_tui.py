@@ -277,6 +277,21 @@ def deps_compiled() -> bool:
     return any((Path(textual.__file__).parent / "__pycache__").glob("*.pyc"))
 
 
+def drop_own_bytecode(prefix: Path) -> None:
+    """Remove mc's own modules from the bytecode cache ``prefix``, keeping the dependencies'.
+
+    The checkout's mirror in the prefix is removed except the part holding the environment
+    (``uv`` puts ``.venv`` inside the checkout: removing the whole mirror would compile every
+    dependency from source too, which is the ``cold`` figure, not a first start)."""
+    mirror = prefix / ROOT.relative_to(ROOT.anchor)
+    env_dir = Path(sys.prefix).resolve()
+    for child in mirror.iterdir() if mirror.is_dir() else []:
+        source = ROOT / child.name
+        if source.resolve() == env_dir or source.resolve() in env_dir.parents:
+            continue
+        shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
 def first_paint(root: Path, runs: int, *, mode: str) -> dict[str, object]:
     """``mode``: ``warm`` (a bytecode cache filled by a first start), ``first_start`` (a cache
     of the dependencies only, as an install that compiles bytecode leaves it: mc's own modules
@@ -309,7 +324,7 @@ def first_paint(root: Path, runs: int, *, mode: str) -> dict[str, object]:
     if mode in ("warm", "first_start"):
         once()  # fill the cache
     if mode == "first_start":  # then drop mc's own modules from it and write nothing more
-        shutil.rmtree(root / "deps-pycache" / ROOT.relative_to(ROOT.anchor), ignore_errors=True)
+        drop_own_bytecode(root / "deps-pycache")
         env["PYTHONDONTWRITEBYTECODE"] = "1"
     runs_out = [once() for _ in range(runs)]
     times = [t for t, _ in runs_out]
