@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from engine import __version__
 from engine.config import (
     DEFAULT_CONFIG_NAME,
     ConfigError,
@@ -37,17 +38,6 @@ def err_console() -> Console:
     from rich.console import Console
 
     return Console(stderr=True)
-
-def print_version(ctx: click.Context, value: bool) -> None:
-    """``mc --version``, as ``click.version_option`` prints it; the version (package metadata)
-    is read only when asked for."""
-    if not value or ctx.resilient_parsing:
-        return
-    from engine import __version__
-
-    click.echo(f"mc, version {__version__}", color=ctx.color)
-    ctx.exit()
-
 
 config_option = click.option(
     "--config",
@@ -98,9 +88,7 @@ def store_with_missions(config_path: Path, *, error: bool = False) -> Store | No
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--version", "-V", is_flag=True, expose_value=False, is_eager=True,
-              callback=lambda ctx, _p, v: print_version(ctx, v),
-              help="Show the version and exit.")
+@click.version_option(__version__, "--version", "-V", prog_name="mc")
 @config_option
 @click.option("--no-ui", is_flag=True, help="Run the mission headless (Rich output) instead of the TUI.")
 @click.option("--json", "json_mode", is_flag=True, help="Headless: one JSON event per line.")

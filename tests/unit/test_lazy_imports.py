@@ -80,20 +80,10 @@ def test_engine_agents_names_resolve_on_first_use() -> None:
             "from engine.agents import ClaudeBackend, make_backend, AgentEvent\n"
             "assert ClaudeBackend.__module__ == 'engine.agents.claude'\n"
             "assert all(getattr(a, n) is not None for n in a.__all__)\n"
-            "try:\n    a.NoSuchName\nexcept AttributeError as e:\n    print(e)\n"
-            "import engine\nprint(engine.__version__)\n")
+            "try:\n    a.NoSuchName\nexcept AttributeError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[0] == "module 'engine.agents' has no attribute 'NoSuchName'"
-    assert lines[1] and lines[1][0].isdigit()
+    assert lines == ["module 'engine.agents' has no attribute 'NoSuchName'"]
 
-
-def test_mc_version_reads_the_package_metadata() -> None:
-    from importlib.metadata import version
-
-    out = subprocess.run([sys.executable, "-m", "mc_tui", "--version"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == f"mc, version {version('mission-control')}"
