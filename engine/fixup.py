@@ -64,8 +64,10 @@ def fixup_slots(rt: Runtime) -> tuple[list[int], Callable[[int], bool]]:
     First the ``fixup_candidates`` slots kept for fixups (past the workers'), then any worker
     slot that is idle while fewer worker slots are busy than dispatch may fill
     (``Runtime.worker_limit``, which an open circuit breaker lowers) and whose host is not
-    drained. So a fixup round never waits for a worker to finish, and several rounds run at
-    once when workers are idle (a conflict or a culprit holds up the units that depend on it;
+    drained, and only while no READY unit waits for a worker slot (``Runtime.ready_waiting``:
+    a borrowed slot is held for a whole session and its verification, and in the fleet
+    benchmark candidates held 26-41 slot-seconds that ready units waited for). So a fixup
+    round never waits for a worker to finish, and several rounds run at once when workers are idle (a conflict or a culprit holds up the units that depend on it;
     with only the kept slots, rounds ran one after another). At most ``num_workers +
     fixup_candidates`` agents run at once, as before.
     """
@@ -75,6 +77,8 @@ def fixup_slots(rt: Runtime) -> tuple[list[int], Callable[[int], bool]]:
     def usable(slot: int) -> bool:
         if slot >= workers:
             return True
+        if rt.ready_waiting:  # a READY unit waits for a worker slot: it goes first
+            return False
         busy = sum(1 for s in range(workers) if s not in rt.free_slots)
         limit = workers if rt.worker_limit is None else rt.worker_limit
         return busy < limit and (rt.hosts is None or rt.hosts.usable(slot))

@@ -44,13 +44,23 @@ class ExecutePhase:
     async def run(self, epoch_id: int) -> EpochResult:
         state, rt = self.state, self.state.rt
         result = EpochResult()
-        running: set[str] = set()
+        running: set[str] = set()  # units whose task runs
+        holding: dict[int, str] = {}  # worker slot -> the unit whose agent holds it
         fixing: set[str] = set()
+        to_fix: list[str] = []  # fixups to start after the next dispatch pass
         agent_scopes: dict[str, anyio.CancelScope] = {}
         workers = rt.config.scheduler.parallel.num_workers
         queue_busy = False
         errors: list[BaseException] = []
         wake = _Waker()
+
+        def agent_done(slot: int) -> None:
+            """A unit's agent is done with its worker slot (idempotent)."""
+            if holding.pop(slot, None) is not None:
+                rt.give_slot(slot)
+                wake.set()
+
+        rt.agent_done = agent_done
 
         async def unit_task(unit_id: str, slot: int) -> None:
             with anyio.CancelScope() as scope:
@@ -72,7 +82,7 @@ class ExecutePhase:
                         outcome.retry_after = None  # the host failed, not the unit
                     state.plugins.session_ended(rt, outcome.agent_ok)
                     if not state.stop.requested:  # its precheck failed: repair it now
-                        self.start_fixup(tg, fixup_task, fixing, unit_id)
+                        to_fix.append(unit_id)
                     if outcome.retry_after:
                         state.not_before[unit_id] = time.monotonic() + outcome.retry_after
                 except Exception as exc:
@@ -83,7 +93,7 @@ class ExecutePhase:
                 finally:
                     agent_scopes.pop(f"unit:{unit_id}", None)
                     running.discard(unit_id)
-                    rt.give_slot(slot)
+                    agent_done(slot)
                     wake.set()
 
         async def fixup_task(unit_id: str, detail: str) -> None:
@@ -106,7 +116,9 @@ class ExecutePhase:
                 outcome = await rt.queue.run_once()
                 for item, _detail in [*outcome.conflicts, *outcome.failed]:
                     if item.unit_id and not state.stop.requested:
-                        self.start_fixup(tg, fixup_task, fixing, item.unit_id)
+                        # started by the loop after it has dispatched the units this run's
+                        # promotions made ready: they come first for the worker slots
+                        to_fix.append(item.unit_id)
             except Exception as exc:  # e.g. the verification cannot run at all
                 errors.append(exc)
             finally:
@@ -139,7 +151,9 @@ class ExecutePhase:
                     if due:
                         tg.start_soon(recheck_drained, rt, due)
                     if not state.paused:
-                        self.dispatch(tg, unit_task, units, running, workers)
+                        self.dispatch(tg, unit_task, units, running, holding, workers)
+                    while to_fix:
+                        self.start_fixup(tg, fixup_task, fixing, to_fix.pop(0))
                 if not queue_busy and rt.queue.pending() > 0:
                     queue_busy = True
                     tg.start_soon(queue_task)
@@ -147,6 +161,8 @@ class ExecutePhase:
                 if done and not running and not fixing and not queue_busy and rt.queue.pending() == 0:
                     break
                 await wake.wait(TICK_SECONDS * 4)
+        rt.agent_done = None
+        rt.ready_waiting = 0
         if errors:
             raise errors[0]
 
@@ -172,24 +188,32 @@ class ExecutePhase:
         return [by_id[row["id"]] for row in self.state.plugins.order_ready([u.row for u in ordered])]
 
     def dispatch(
-        self, tg: Any, unit_task: Any, units: list[Unit], running: set[str], workers: int,
+        self, tg: Any, unit_task: Any, units: list[Unit], running: set[str],
+        holding: dict[int, str], workers: int,
     ) -> None:
+        """Start READY leaves on free worker slots, up to the dispatch limit. ``holding``
+        counts the units whose agent holds a slot (a unit in its precheck no longer does);
+        ``rt.ready_waiting`` is left at the number that found no slot."""
         state, rt = self.state, self.state.rt
         limit = state.plugins.dispatch_limit(workers)
         rt.worker_limit = limit
         now = time.monotonic()
+        waiting = 0
         for unit in self.ready(units):
-            if len(running) >= limit:
-                break
             if unit.id in running or state.not_before.get(unit.id, 0) > now:
                 continue
             slot = min((s for s in rt.free_slots
                         if s < workers and (rt.hosts is None or rt.hosts.usable(s))), default=None)
-            if slot is None:
-                break
+            if len(holding) >= limit or slot is None:
+                waiting += 1
+                continue
             rt.free_slots.discard(slot)
             running.add(unit.id)
+            holding[slot] = unit.id
             tg.start_soon(unit_task, unit.id, slot)
+        if rt.ready_waiting and not waiting:
+            rt.poke_slots()  # fixup candidates may borrow the idle worker slots again
+        rt.ready_waiting = waiting
 
     def session_failed(self, unit_id: str, agent_ok: bool) -> bool:
         """Whether a unit's session ended badly (its host's health is checked then)."""
