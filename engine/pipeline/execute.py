@@ -47,7 +47,6 @@ class ExecutePhase:
         running: set[str] = set()  # units whose task runs
         holding: dict[int, str] = {}  # worker slot -> the unit whose agent holds it
         fixing: set[str] = set()
-        to_fix: list[str] = []  # fixups to start after the next dispatch pass
         agent_scopes: dict[str, anyio.CancelScope] = {}
         workers = rt.config.scheduler.parallel.num_workers
         queue_busy = False
@@ -81,8 +80,7 @@ class ExecutePhase:
                             and await after_failed_session(rt, slot, unit_id, placed.lost):
                         outcome.retry_after = None  # the host failed, not the unit
                     state.plugins.session_ended(rt, outcome.agent_ok)
-                    if not state.stop.requested:  # its precheck failed: repair it now
-                        to_fix.append(unit_id)
+                    # its precheck failed: the loop starts its fixup (start_fixups)
                     if outcome.retry_after:
                         state.not_before[unit_id] = time.monotonic() + outcome.retry_after
                 except Exception as exc:
@@ -113,12 +111,8 @@ class ExecutePhase:
         async def queue_task() -> None:
             nonlocal queue_busy
             try:
-                outcome = await rt.queue.run_once()
-                for item, _detail in [*outcome.conflicts, *outcome.failed]:
-                    if item.unit_id and not state.stop.requested:
-                        # started by the loop after it has dispatched the units this run's
-                        # promotions made ready: they come first for the worker slots
-                        to_fix.append(item.unit_id)
+                # the loop starts the fixups of its conflicts and culprits (start_fixups)
+                await rt.queue.run_once()
             except Exception as exc:  # e.g. the verification cannot run at all
                 errors.append(exc)
             finally:
@@ -152,8 +146,7 @@ class ExecutePhase:
                         tg.start_soon(recheck_drained, rt, due)
                     if not state.paused:
                         self.dispatch(tg, unit_task, units, running, holding, workers)
-                    while to_fix:
-                        self.start_fixup(tg, fixup_task, fixing, to_fix.pop(0))
+                    self.start_fixups(tg, fixup_task, fixing, units)
                 if not queue_busy and rt.queue.pending() > 0:
                     queue_busy = True
                     tg.start_soon(queue_task)
@@ -240,6 +233,15 @@ class ExecutePhase:
         except IllegalTransition:
             pass  # already terminal (e.g. merged by the queue meanwhile)
         state.plugins.session_ended(rt, False)
+
+    def start_fixups(self, tg: Any, fixup_task: Any, fixing: set[str], units: list[Unit]) -> None:
+        """Start the fixup of every leaf in FIXUP without one, after the dispatch pass (the
+        units the queue's promotions made ready come first for the worker slots). The queue
+        moves a culprit or a conflicting unit to FIXUP as soon as it knows, also in the
+        middle of a long speculative run: its fixup starts then, not when the run ends."""
+        for unit in units:
+            if unit.is_leaf and unit.status == UnitStatus.FIXUP and unit.id not in fixing:
+                self.start_fixup(tg, fixup_task, fixing, unit.id)
 
     def start_fixup(self, tg: Any, fixup_task: Any, fixing: set[str], unit_id: str) -> None:
         if unit_id in fixing:
