@@ -173,10 +173,13 @@ class ExecutePhase:
 
     # ------------------------------------------------------------------ scheduling
     def ready(self, units: list[Unit]) -> list[Unit]:
-        """Ready leaves in dispatch order: priority, age, then the plugins' ``order_ready``
-        (which sees plain dicts and may only reorder them)."""
+        """Ready leaves in dispatch order: priority, then the most leaves waiting on it
+        downstream (:func:`waiting_on`: the critical path first), age, then the plugins'
+        ``order_ready`` (which sees plain dicts and may only reorder them)."""
         ready = [u for u in units if u.is_leaf and u.status == UnitStatus.READY]
-        ordered = sorted(ready, key=lambda u: (u.priority, u.created_at))
+        downstream = waiting_on(units) if ready else {}
+        ordered = sorted(ready, key=lambda u: (u.priority, -downstream.get(u.id, 0),
+                                               u.created_at))
         by_id = {u.id: u for u in ordered}
         return [by_id[row["id"]] for row in self.state.plugins.order_ready([u.row for u in ordered])]
 
@@ -286,6 +289,29 @@ class ExecutePhase:
             self.state.rt.units.move(
                 unit.id, final,
                 reason=None if final == UnitStatus.MERGED else "not all parts merged")
+
+
+def waiting_on(units: list[Unit]) -> dict[str, int]:
+    """For each leaf, how many leaves not yet started wait on it, directly or through
+    others (PLANNED ones, by their dependencies)."""
+    waiters: dict[str, set[str]] = {}
+    for unit in units:
+        if unit.is_leaf and unit.status == UnitStatus.PLANNED:
+            for dep in unit.dependencies:
+                for leaf in leaves_under(dep, units):
+                    waiters.setdefault(leaf, set()).add(unit.id)
+    memo: dict[str, set[str]] = {}
+
+    def down(unit_id: str, seen: frozenset[str]) -> set[str]:
+        if unit_id not in memo:
+            out: set[str] = set()
+            for waiter in waiters.get(unit_id, ()):
+                if waiter not in seen:  # a cycle is the planner's bug, not a hang here
+                    out |= {waiter} | down(waiter, seen | {waiter})
+            memo[unit_id] = out
+        return memo[unit_id]
+
+    return {unit_id: len(down(unit_id, frozenset({unit_id}))) for unit_id in waiters}
 
 
 def leaves_under(unit_id: str, units: list[Unit]) -> set[str]:
