@@ -231,9 +231,10 @@ def make_repo(root: Path, sc: Scenario) -> Path:
 
 
 def config_text(workers: int, batch_size: int | None, queue_extra: dict[str, Any],
-                precheck: bool = False) -> str:
+                precheck: bool = False, fixup_candidates: int | None = None) -> str:
     queue = {**({"batch_size": batch_size} if batch_size else {}), **queue_extra}
     queue_lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in queue.items())
+    green = f"fixup_candidates = {fixup_candidates}" if fixup_candidates else ""
     return f"""
 [target]
 path = "repo"
@@ -257,6 +258,8 @@ gate_completion = false
 enabled = false
 [merge_queue]
 {queue_lines}
+[green_branch]
+{green}
 [agent]
 backend = "scripted"
 cassette = "cassette.toml"
@@ -293,13 +296,14 @@ def bounds(sc: Scenario, store: Store, mission_id: int, workers: int) -> dict[st
 
 # --------------------------------------------------------------------------- one mission
 def run_mission(sc: Scenario, workers: int, *, batch_size: int | None,
-                queue_extra: dict[str, Any], precheck: bool = False) -> dict[str, Any]:
+                queue_extra: dict[str, Any], precheck: bool = False,
+                fixup_candidates: int | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="mc-bench-fleet-") as tmp:
         root = Path(os.environ.get("MC_BENCH_FLEET_KEEP") or tmp)  # keep it to inspect it
         make_repo(root, sc)
         (root / "cassette.toml").write_text(cassette(sc))
         (root / "mission-control.toml").write_text(config_text(workers, batch_size, queue_extra,
-                                                                     precheck))
+                                                                     precheck, fixup_candidates))
         try:
             config = load_config(root / "mission-control.toml")
         except ConfigError as exc:
@@ -321,6 +325,7 @@ def run_mission(sc: Scenario, workers: int, *, batch_size: int | None,
             raise SystemExit(f"bench_fleet: mission ended {outcome.status} ({outcome.reason}); "
                              f"{merged}/{sc.units} merged; not merged: {failed[:5]}")
         stats = mission_stats(store, mid, t0, workers)
+        stats["critical_chain_s"] = critical_chain(store, mid)
         stats.update(bounds(sc, store, mid, workers))
         stats.update(workers=workers, batch_size=batch_size or config.merge_queue.batch_size,
                      mission_s=round(t_end - t0, 2), load=round(os.getloadavg()[0], 1),
@@ -388,6 +393,48 @@ def mission_stats(store: Store, mid: int, t0: float, workers: int) -> dict[str, 
     }
 
 
+def critical_chain(store: Store, mid: int) -> dict[str, Any]:
+    """Where the makespan went along the critical chain: from the last leaf to merge, back
+    through the dependency that merged last, to a leaf with none. Per segment (seconds,
+    summed over the chain): READY to its agent running (``dispatch``), the worker's agent session,
+    agent done to its first queued/fixup (``precheck``), first to last queued (a fixup
+    detour: conflict or culprit), last queued to merged (``queue``). ``queue_before_last``:
+    the queue time of every link but the last, which is what starting a dependent from its
+    dependencies' queued candidates instead of from ``mc/green`` could save at most."""
+    leaves = {u["id"]: u for u in store.units(mid) if u["is_leaf"]}
+    moves: dict[str, list[tuple[float, str]]] = {}
+    for e in store.query("SELECT ts, unit_id, payload FROM events WHERE mission_id = ? AND "
+                         "kind = 'unit.status' ORDER BY id", (mid,)):
+        moves.setdefault(e["unit_id"], []).append((e["ts"], json.loads(e["payload"]).get("to")))
+    agent = {a["unit_id"]: (a["started_at"], a["ended_at"]) for a in store.query(
+        "SELECT unit_id, started_at, ended_at FROM attempts WHERE mission_id = ? AND "
+        "role = 'worker' AND ended_at IS NOT NULL ORDER BY started_at", (mid,))}
+
+    def at(uid: str, to: str, pick: Any = min) -> float:
+        return pick(ts for ts, s in moves[uid] if s == to)
+
+    seg = dict.fromkeys(("dispatch", "agent", "precheck", "fixup_detour", "queue"), 0.0)
+    chain: list[str] = []
+    queues: list[float] = []
+    uid: str | None = max(leaves, key=lambda u: at(u, "merged", max))
+    while uid:
+        chain.append(leaves[uid]["title"])
+        a0, a1 = agent[uid]
+        ready = max(ts for ts, s in moves[uid] if s == "ready" and ts <= a0)
+        first_q = min(ts for ts, s in moves[uid] if s in ("queued", "fixup") and ts >= a1)
+        last_q, merged = at(uid, "queued", max), at(uid, "merged", max)
+        seg["dispatch"] += a0 - ready  # READY to its agent running
+        seg["agent"] += a1 - a0
+        seg["precheck"] += first_q - a1
+        seg["fixup_detour"] += last_q - first_q
+        seg["queue"] += merged - last_q
+        queues.append(merged - last_q)
+        deps = [d for d in leaves[uid]["dependencies"] if d in leaves]
+        uid = max(deps, key=lambda d: at(d, "merged", max)) if deps else None
+    return {"chain": list(reversed(chain)), **{k: round(v, 2) for k, v in seg.items()},
+            "queue_before_last": round(sum(queues[1:]), 2)}
+
+
 def show(label: str, r: dict[str, Any]) -> None:
     print(f"{label:6s} {r['workers']:2d} workers batch={r['batch_size']}: makespan {r['makespan_s']:6.1f}s"
           f" | bound {r['lower_bound_s']:5.1f}s (cp {r['critical_path_s']:.1f}s over {r['edges']} edges, agent time "
@@ -401,6 +448,7 @@ def show(label: str, r: dict[str, Any]) -> None:
         "to_first_dispatch_s", "worker_utilisation", "wait_ready_to_running_s_median",
         "queued_to_merged_s_median", "queued_to_merged_s_max",
         "last_agent_end_to_last_promotion_s", "mission_s", "load")}), flush=True)
+    print("       critical chain " + json.dumps(r["critical_chain_s"]), flush=True)
 
 
 def main() -> None:
@@ -420,6 +468,8 @@ def main() -> None:
                     help="forwarded as [merge_queue] speculative_depth (when the engine has it)")
     ap.add_argument("--precheck", action="store_true",
                     help="[target.verification] precheck = true for ours (not for serial)")
+    ap.add_argument("--fixup-candidates", type=int, default=None,
+                    help="[green_branch] fixup_candidates for ours (default: the engine's, 3)")
     ap.add_argument("--queue-option", action="append", default=[], metavar="KEY=JSON",
                     help="any other [merge_queue] key, forwarded as is (repeatable)")
     args = ap.parse_args()
@@ -447,7 +497,7 @@ def main() -> None:
     base: dict[int, dict[str, Any]] = {}
     for w in workers:
         ours[w] = run_mission(sc, w, batch_size=args.batch_size, queue_extra=extra,
-                              precheck=args.precheck)
+                              precheck=args.precheck, fixup_candidates=args.fixup_candidates)
         show("ours", ours[w])
     # the original tool: one branch merged and verified at a time, nothing speculative
     plain = {"speculative_depth": 0} if "speculative_depth" in MergeQueueConfig.model_fields else {}
@@ -472,6 +522,7 @@ def main() -> None:
         engine_cpu_ms_per_unit={str(w): v["engine_cpu_ms_per_unit"] for w, v in ours.items()},
         verifications={str(w): v["verifications"] for w, v in ours.items()},
         units=sc.units, seed=sc.seed, queue_options=extra or None, precheck=args.precheck,
+        fixup_candidates=args.fixup_candidates,
         load_average=[round(x, 2) for x in os.getloadavg()],
     )
 

@@ -99,7 +99,11 @@ async def run_unit(
                 and outcome.commits > 0):
             # the agent's work is done: a crash during the precheck does not redo it
             store.update("units", unit_id, head_commit=outcome.head_commit)
-            checked = await precheck(rt, ws.path, base)
+            # and its worker slot goes to the next unit: a slot counts agents, and a
+            # precheck held it for a whole verification (docs/scaling.md)
+            rt.release_worker_slot(slot)
+            async with rt.precheck_limiter:
+                checked = await precheck(rt, ws.path, base)
     finally:
         with anyio.CancelScope(shield=True):
             await rt.pool.release(ws)

@@ -58,14 +58,27 @@ def prepare_candidate(workdir: Path, unit_head: str, unit_title: str) -> list[st
     return conflicted
 
 
-def fixup_slots(rt: Runtime) -> tuple[list[int], Callable[[int], bool]]:
+def blocks_others(rt: Runtime, unit_id: str) -> bool:
+    """Whether a leaf not yet merged waits for ``unit_id`` (names it as a dependency)."""
+    for unit in rt.units.units(rt.mission_id):
+        if unit.is_leaf and unit_id in unit.dependencies and unit.status in (
+                UnitStatus.PLANNED, UnitStatus.READY):
+            return True
+    return False
+
+
+def fixup_slots(rt: Runtime, blocking: bool = False) -> tuple[list[int], Callable[[int], bool]]:
     """The slots a fixup candidate may take, in order of preference, and which are usable now.
 
     First the ``fixup_candidates`` slots kept for fixups (past the workers'), then any worker
     slot that is idle while fewer worker slots are busy than dispatch may fill
     (``Runtime.worker_limit``, which an open circuit breaker lowers) and whose host is not
-    drained. So a fixup round never waits for a worker to finish, and several rounds run at
-    once when workers are idle (a conflict or a culprit holds up the units that depend on it;
+    drained, and only while no READY unit waits for a worker slot (``Runtime.ready_waiting``:
+    a borrowed slot is held for a whole session and its verification, and in the fleet
+    benchmark candidates held 26-41 slot-seconds that ready units waited for) unless the
+    unit is ``blocking``: other units wait for it to merge (:func:`blocks_others`), so its
+    round is on their path and goes first. So a fixup
+    round never waits for a worker to finish, and several rounds run at once when workers are idle (a conflict or a culprit holds up the units that depend on it;
     with only the kept slots, rounds ran one after another). At most ``num_workers +
     fixup_candidates`` agents run at once, as before.
     """
@@ -75,6 +88,8 @@ def fixup_slots(rt: Runtime) -> tuple[list[int], Callable[[int], bool]]:
     def usable(slot: int) -> bool:
         if slot >= workers:
             return True
+        if rt.ready_waiting and not blocking:  # a READY unit waits for a slot: it goes first
+            return False
         busy = sum(1 for s in range(workers) if s not in rt.free_slots)
         limit = workers if rt.worker_limit is None else rt.worker_limit
         return busy < limit and (rt.hosts is None or rt.hosts.usable(slot))
@@ -120,6 +135,7 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str, *,
     )
     results: list[FixupCandidate | None] = [None] * n
     fatal: list[str] = []
+    blocking = blocks_others(rt, unit_id)
 
     async def candidate(index: int) -> None:
         """One candidate; its own trouble (git, verification) loses it, not the round."""
@@ -141,7 +157,7 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str, *,
 
     async def play_candidate(index: int, approach: str) -> None:
         branch = f"mc/fixup/{unit_id}/{round_no}-{index + 1}"
-        slot = await rt.take_slot(*fixup_slots(rt))
+        slot = await rt.take_slot(*fixup_slots(rt, blocking))
         try:
             ws = await rt.pool.acquire(branch, green)
         except BaseException:

@@ -39,6 +39,13 @@ class Runtime:
     # how many worker slots dispatch may fill now (None: all; the circuit breaker lowers it);
     # fixup candidates borrow an idle worker slot only below it (engine/fixup.py)
     worker_limit: int | None = None
+    # READY leaves the last dispatch pass could not place for want of a worker slot: while
+    # any wait, fixup candidates do not borrow worker slots (engine/fixup.py: fixup_slots)
+    ready_waiting: int = 0
+    # hands a unit's worker slot back once its agent is done, so its precheck does not hold
+    # it (set by the execute phase; None: the slot is held until the unit's task ends)
+    agent_done: Callable[[int], None] | None = None
+    _precheck_limiter: anyio.CapacityLimiter | None = field(default=None, init=False)
     units: UnitLedger = field(init=False)  # the one writer of unit status (engine/ledger.py)
     epochs: EpochLedger = field(init=False)  # epochs' decisions, with their events
 
@@ -67,3 +74,20 @@ class Runtime:
     def give_slot(self, slot: int) -> None:
         self.free_slots.add(slot)
         self.slot_ready.set()
+
+    def poke_slots(self) -> None:
+        """Wake the slot waiters to look again (what makes a slot usable changed)."""
+        self.slot_ready.set()
+
+    def release_worker_slot(self, slot: int) -> None:
+        """Tell the execute phase a unit's agent is done with worker ``slot`` (no-op outside it)."""
+        if self.agent_done is not None:
+            self.agent_done(slot)
+
+    @property
+    def precheck_limiter(self) -> anyio.CapacityLimiter:
+        """At most ``num_workers`` prechecks at once (they no longer hold a worker slot)."""
+        if self._precheck_limiter is None:
+            self._precheck_limiter = anyio.CapacityLimiter(
+                self.config.scheduler.parallel.num_workers)
+        return self._precheck_limiter

@@ -119,7 +119,9 @@ def wire_runtime(
                                   for s in fleet.states))
     workers = config.scheduler.parallel.num_workers
     extra = config.green_branch.fixup_candidates + speculation_slots(config)  # beyond workers
-    pool = WorkspacePool(repo, config.pool_dir(), workers + extra + 1,
+    # with precheck, a unit's worktree outlives its worker slot by one verification
+    prechecks = workers if config.target.verification.precheck else 0
+    pool = WorkspacePool(repo, config.pool_dir(), workers + extra + prechecks + 1,
                          include=config.worktree.include)
     continuing = {unit_branch(u.id) for u in UnitLedger(store).units(mission_id)
                   if u.resume_point == "continue"}

@@ -109,6 +109,7 @@ class Speculation:
         self.pipeline: list[Batch] = []
         self.conflicts: dict[int, list[str]] = {}
         self.set_aside: dict[int, QueueItem] = {}  # conflicting items, retried at rebuilds
+        self.conflicted_on: dict[int, str] = {}  # set-aside item -> the tip it conflicted on
         self.taken: dict[int, QueueItem] = {}  # every item this run took
         self.riders: dict[int, QueueItem] = {}  # head already in a candidate ahead
         self.passed: set[str] = set()
@@ -150,12 +151,8 @@ class Speculation:
                 self._discard(job, "the run ended")
         if self.error is not None:  # the caller requeues what is in flight
             raise CannotVerify(self.error)
-        for merge_id, paths in self.conflicts.items():
-            item = self.taken[merge_id]
-            reason = "conflict in " + ", ".join(paths)
-            self.q.move_merge(item, MergeStatus.CONFLICT, reason, ChangeStage.FIXUP,
-                              conflict_paths=paths)
-            self.outcome.conflicts.append((item, paths))
+        for merge_id in list(self.conflicts):
+            self._conflict(merge_id)
         green = self.q.repo.green_head()
         for item in self.riders.values():
             if self.q.repo.is_ancestor(item.head_commit, green):
@@ -221,10 +218,32 @@ class Speculation:
         if flaky and head.top in self.accepted_runs:  # failed, then passed on a re-run
             self.q._record_flaky(head.top, flaky[0][0], self.accepted_runs[head.top], head.root)
         await self.q._promote(self.batch_id, head.base, head.top, head.items, self.outcome)
+        self._settle_conflicts()
         if head.suspect and self.pipeline:  # the tail was built without it: build it on it
             rest = [i for b in self.pipeline for i in b.items]
             self._drop_tail(0, "rebuilt on a flaky branch that passed its re-run")
             await self._build_tail(0, head.top, head.top, rest)
+
+    def _settle_conflicts(self) -> None:
+        """Declare the set-aside items whose conflict is now against ``mc/green`` (the tip
+        they conflicted on was promoted): their fixup starts at once rather than when this
+        run ends, which a long run (the queue refills it) put off by 10 s and more."""
+        green = self.q.repo.green_head()
+        for merge_id in list(self.set_aside):
+            tip = self.conflicted_on.get(merge_id)
+            if tip is not None and (tip == green or self.q.repo.is_ancestor(tip, green)):
+                self._conflict(merge_id)
+
+    def _conflict(self, merge_id: int) -> None:
+        """A set-aside item's conflict is final: to CONFLICT, its unit to fixup."""
+        paths = self.conflicts.pop(merge_id)
+        self.set_aside.pop(merge_id, None)
+        self.conflicted_on.pop(merge_id, None)
+        item = self.taken[merge_id]
+        reason = "conflict in " + ", ".join(paths)
+        self.q.move_merge(item, MergeStatus.CONFLICT, reason, ChangeStage.FIXUP,
+                          conflict_paths=paths)
+        self.outcome.conflicts.append((item, paths))
 
     async def _blame_head(self, run: tuple[VerificationResult, Verdict]) -> None:
         head = self.pipeline.pop(0)
@@ -261,8 +280,11 @@ class Speculation:
         retry = [*self.set_aside.values(), *self.riders.values()]
         self.set_aside.clear()
         self.riders.clear()
+        before: dict[int, str] = {}  # where the retried items conflicted so far
         for item in retry:
             self.conflicts.pop(item.merge_id, None)
+            if item.merge_id in self.conflicted_on:
+                before[item.merge_id] = self.conflicted_on.pop(item.merge_id)
         todo = sorted([*items, *retry], key=lambda i: i.merge_id)
         if not todo:
             return
@@ -277,10 +299,17 @@ class Speculation:
                 self.outcome.promoted.append(item)
             else:  # in a candidate ahead, not promoted yet: settled when the run ends
                 self.riders[merge_id] = item
+        links = chain.links
+        tip = links[-1].commit if links else base  # every conflict is against a part of it
         for merge_id, paths in chain.conflicts.items():
             self.conflicts[merge_id] = paths
             self.set_aside[merge_id] = by_id[merge_id]
-        links = chain.links
+            # a refill retries it on a longer chain: the tip it first conflicted on is still
+            # under it, and settles the conflict once promoted (the newest tip would keep
+            # moving while the queue keeps the run going)
+            old = before.get(merge_id)
+            kept = old is not None and (old == base or self.q.repo.is_ancestor(old, base))
+            self.conflicted_on[merge_id] = old if kept and old is not None else tip
         batches: list[Batch] = []
         size = self.q.batch_size
         current = base

@@ -44,13 +44,22 @@ class ExecutePhase:
     async def run(self, epoch_id: int) -> EpochResult:
         state, rt = self.state, self.state.rt
         result = EpochResult()
-        running: set[str] = set()
+        running: set[str] = set()  # units whose task runs
+        holding: dict[int, str] = {}  # worker slot -> the unit whose agent holds it
         fixing: set[str] = set()
         agent_scopes: dict[str, anyio.CancelScope] = {}
         workers = rt.config.scheduler.parallel.num_workers
         queue_busy = False
         errors: list[BaseException] = []
         wake = _Waker()
+
+        def agent_done(slot: int) -> None:
+            """A unit's agent is done with its worker slot (idempotent)."""
+            if holding.pop(slot, None) is not None:
+                rt.give_slot(slot)
+                wake.set()
+
+        rt.agent_done = agent_done
 
         async def unit_task(unit_id: str, slot: int) -> None:
             with anyio.CancelScope() as scope:
@@ -71,8 +80,7 @@ class ExecutePhase:
                             and await after_failed_session(rt, slot, unit_id, placed.lost):
                         outcome.retry_after = None  # the host failed, not the unit
                     state.plugins.session_ended(rt, outcome.agent_ok)
-                    if not state.stop.requested:  # its precheck failed: repair it now
-                        self.start_fixup(tg, fixup_task, fixing, unit_id)
+                    # its precheck failed: the loop starts its fixup (start_fixups)
                     if outcome.retry_after:
                         state.not_before[unit_id] = time.monotonic() + outcome.retry_after
                 except Exception as exc:
@@ -83,7 +91,7 @@ class ExecutePhase:
                 finally:
                     agent_scopes.pop(f"unit:{unit_id}", None)
                     running.discard(unit_id)
-                    rt.give_slot(slot)
+                    agent_done(slot)
                     wake.set()
 
         async def fixup_task(unit_id: str, detail: str) -> None:
@@ -103,10 +111,8 @@ class ExecutePhase:
         async def queue_task() -> None:
             nonlocal queue_busy
             try:
-                outcome = await rt.queue.run_once()
-                for item, _detail in [*outcome.conflicts, *outcome.failed]:
-                    if item.unit_id and not state.stop.requested:
-                        self.start_fixup(tg, fixup_task, fixing, item.unit_id)
+                # the loop starts the fixups of its conflicts and culprits (start_fixups)
+                await rt.queue.run_once()
             except Exception as exc:  # e.g. the verification cannot run at all
                 errors.append(exc)
             finally:
@@ -139,7 +145,8 @@ class ExecutePhase:
                     if due:
                         tg.start_soon(recheck_drained, rt, due)
                     if not state.paused:
-                        self.dispatch(tg, unit_task, units, running, workers)
+                        self.dispatch(tg, unit_task, units, running, holding, workers)
+                    self.start_fixups(tg, fixup_task, fixing, units)
                 if not queue_busy and rt.queue.pending() > 0:
                     queue_busy = True
                     tg.start_soon(queue_task)
@@ -147,6 +154,8 @@ class ExecutePhase:
                 if done and not running and not fixing and not queue_busy and rt.queue.pending() == 0:
                     break
                 await wake.wait(TICK_SECONDS * 4)
+        rt.agent_done = None
+        rt.ready_waiting = 0
         if errors:
             raise errors[0]
 
@@ -164,32 +173,43 @@ class ExecutePhase:
 
     # ------------------------------------------------------------------ scheduling
     def ready(self, units: list[Unit]) -> list[Unit]:
-        """Ready leaves in dispatch order: priority, age, then the plugins' ``order_ready``
-        (which sees plain dicts and may only reorder them)."""
+        """Ready leaves in dispatch order: priority, then the most leaves waiting on it
+        downstream (:func:`waiting_on`: the critical path first), age, then the plugins'
+        ``order_ready`` (which sees plain dicts and may only reorder them)."""
         ready = [u for u in units if u.is_leaf and u.status == UnitStatus.READY]
-        ordered = sorted(ready, key=lambda u: (u.priority, u.created_at))
+        downstream = waiting_on(units) if ready else {}
+        ordered = sorted(ready, key=lambda u: (u.priority, -downstream.get(u.id, 0),
+                                               u.created_at))
         by_id = {u.id: u for u in ordered}
         return [by_id[row["id"]] for row in self.state.plugins.order_ready([u.row for u in ordered])]
 
     def dispatch(
-        self, tg: Any, unit_task: Any, units: list[Unit], running: set[str], workers: int,
+        self, tg: Any, unit_task: Any, units: list[Unit], running: set[str],
+        holding: dict[int, str], workers: int,
     ) -> None:
+        """Start READY leaves on free worker slots, up to the dispatch limit. ``holding``
+        counts the units whose agent holds a slot (a unit in its precheck no longer does);
+        ``rt.ready_waiting`` is left at the number that found no slot."""
         state, rt = self.state, self.state.rt
         limit = state.plugins.dispatch_limit(workers)
         rt.worker_limit = limit
         now = time.monotonic()
+        waiting = 0
         for unit in self.ready(units):
-            if len(running) >= limit:
-                break
             if unit.id in running or state.not_before.get(unit.id, 0) > now:
                 continue
             slot = min((s for s in rt.free_slots
                         if s < workers and (rt.hosts is None or rt.hosts.usable(s))), default=None)
-            if slot is None:
-                break
+            if len(holding) >= limit or slot is None:
+                waiting += 1
+                continue
             rt.free_slots.discard(slot)
             running.add(unit.id)
+            holding[slot] = unit.id
             tg.start_soon(unit_task, unit.id, slot)
+        if rt.ready_waiting and not waiting:
+            rt.poke_slots()  # fixup candidates may borrow the idle worker slots again
+        rt.ready_waiting = waiting
 
     def session_failed(self, unit_id: str, agent_ok: bool) -> bool:
         """Whether a unit's session ended badly (its host's health is checked then)."""
@@ -216,6 +236,15 @@ class ExecutePhase:
         except IllegalTransition:
             pass  # already terminal (e.g. merged by the queue meanwhile)
         state.plugins.session_ended(rt, False)
+
+    def start_fixups(self, tg: Any, fixup_task: Any, fixing: set[str], units: list[Unit]) -> None:
+        """Start the fixup of every leaf in FIXUP without one, after the dispatch pass (the
+        units the queue's promotions made ready come first for the worker slots). The queue
+        moves a culprit or a conflicting unit to FIXUP as soon as it knows, also in the
+        middle of a long speculative run: its fixup starts then, not when the run ends."""
+        for unit in units:
+            if unit.is_leaf and unit.status == UnitStatus.FIXUP and unit.id not in fixing:
+                self.start_fixup(tg, fixup_task, fixing, unit.id)
 
     def start_fixup(self, tg: Any, fixup_task: Any, fixing: set[str], unit_id: str) -> None:
         if unit_id in fixing:
@@ -260,6 +289,29 @@ class ExecutePhase:
             self.state.rt.units.move(
                 unit.id, final,
                 reason=None if final == UnitStatus.MERGED else "not all parts merged")
+
+
+def waiting_on(units: list[Unit]) -> dict[str, int]:
+    """For each leaf, how many leaves not yet started wait on it, directly or through
+    others (PLANNED ones, by their dependencies)."""
+    waiters: dict[str, set[str]] = {}
+    for unit in units:
+        if unit.is_leaf and unit.status == UnitStatus.PLANNED:
+            for dep in unit.dependencies:
+                for leaf in leaves_under(dep, units):
+                    waiters.setdefault(leaf, set()).add(unit.id)
+    memo: dict[str, set[str]] = {}
+
+    def down(unit_id: str, seen: frozenset[str]) -> set[str]:
+        if unit_id not in memo:
+            out: set[str] = set()
+            for waiter in waiters.get(unit_id, ()):
+                if waiter not in seen:  # a cycle is the planner's bug, not a hang here
+                    out |= {waiter} | down(waiter, seen | {waiter})
+            memo[unit_id] = out
+        return memo[unit_id]
+
+    return {unit_id: len(down(unit_id, frozenset({unit_id}))) for unit_id in waiters}
 
 
 def leaves_under(unit_id: str, units: list[Unit]) -> set[str]:

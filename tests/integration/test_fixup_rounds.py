@@ -195,3 +195,33 @@ async def test_fixups_borrow_no_worker_slot_beyond_the_dispatch_limit(tmp_path: 
     (a_start, a_end, a_slots), (b_start, b_end, b_slots) = spans["u1"], spans["u2"]
     assert a_slots | b_slots == {2, 3}
     assert min(a_end, b_end) <= max(a_start, b_start), spans  # one round after the other
+
+
+@pytest.mark.anyio
+async def test_fixups_borrow_no_worker_slot_while_a_ready_unit_waits(tmp_path: Path) -> None:
+    # A borrowed worker slot is held for a whole session and its verification: while a READY
+    # unit waits for a slot (the dispatcher counts them), the unit goes first and fixups keep
+    # to their own slots (fleet benchmark: candidates held 26-41 slot-seconds ready units
+    # waited for). Once nobody waits, dispatch pokes the waiting candidates.
+    rt = runtime_with_two_broken_units(tmp_path)
+    rt.ready_waiting = 1
+    spans = await fix_both(rt)
+    (a_start, a_end, a_slots), (b_start, b_end, b_slots) = spans["u1"], spans["u2"]
+    assert a_slots | b_slots == {2, 3}
+    assert min(a_end, b_end) <= max(a_start, b_start), spans  # one round after the other
+    assert rt.free_slots == {0, 1, 2, 3}
+
+
+@pytest.mark.anyio
+async def test_a_round_others_wait_for_borrows_worker_slots_even_while_a_unit_is_ready(
+    tmp_path: Path,
+) -> None:
+    # u3 waits for u2 to merge: u2's round is on u3's path and may borrow idle worker slots
+    # although a READY unit waits; u1's round (nobody waits for it) keeps to its own slots.
+    rt = runtime_with_two_broken_units(tmp_path)
+    add_unit(rt, "u3", UnitStatus.PLANNED, dependencies='["u2"]')
+    rt.ready_waiting = 1
+    spans = await fix_both(rt)
+    assert spans["u1"][2] == {2, 3} and spans["u2"][2] == {0, 1}, spans
+    (a_start, a_end, _), (b_start, b_end, _) = spans["u1"], spans["u2"]
+    assert max(a_start, b_start) < min(a_end, b_end), spans  # the rounds overlapped

@@ -267,3 +267,22 @@ def test_without_re_runs_the_culprit_is_blamed_at_once_and_the_tail_rebuilt(tmp_
     journal = [(r["step"], r["phase"]) for r in env.store.rows("queue_journal")]
     assert ("speculate", "suspect") not in journal  # nothing to re-run: no suspect phase
     env.check_green_only_held_passed_commits()
+
+
+def test_a_conflict_goes_to_fixup_once_what_it_conflicts_with_is_promoted(tmp_path: Path) -> None:
+    # The queue keeps refilling a run while branches are queued; a conflict used to be
+    # declared (and its fixup started) only when the whole run ended (fleet benchmark: 13 s
+    # after it was found). It is final once the tip it conflicted on is in mc/green.
+    env = Env(tmp_path, batch_size=1, slots=1)  # one at a time: the run never runs dry
+    ids = [env.unit("a", {"shared.txt": "x\nb\nc\n"}),
+           env.unit("b", {"shared.txt": "y\nb\nc\n"}),  # conflicts with a
+           *[env.unit(f"ok{n}", {f"ok{n}.txt": str(n)}) for n in range(4)]]
+    outcomes = env.drain()
+    assert len(outcomes) == 1  # one run: it took the later branches on the way
+    assert [i.merge_id for i, _ in outcomes[0].conflicts] == [ids[1]]
+    moves = [(e.ts, e.payload) for e in env.store.events_after(0) if e.kind == "merge.status"]
+    conflict_at = next(ts for ts, p in moves if p["id"] == ids[1] and p["to"] == "conflict")
+    a_promoted = next(ts for ts, p in moves if p["id"] == ids[0] and p["to"] == "promoted")
+    last_promoted = max(ts for ts, p in moves if p["to"] == "promoted")
+    assert a_promoted <= conflict_at < last_promoted
+    env.check_green_only_held_passed_commits()

@@ -98,3 +98,39 @@ def test_a_crash_during_the_precheck_keeps_the_finished_work(tmp_path: Path) -> 
     unit = store.get("units", unit["id"])
     assert (unit["status"], unit["resume_point"]) == ("ready", "review")
     store.close()
+
+
+PLAN_GOOD_TWO = '''
+[[interaction]]
+role = "planner"
+actions = [{ type = "text", text = '{"units": [{"title": "Add a farewell", "files_hint": ["app/bye.py"], "acceptance_criteria": ["ok"]}, {"title": "Add a shout", "files_hint": ["app/shout.py"], "acceptance_criteria": ["ok"]}]}' }]
+'''
+
+
+def test_a_precheck_does_not_hold_the_worker_slot(tmp_path: Path) -> None:
+    # One worker, two independent units. A slot counts agents: once the first unit's agent
+    # is done, the second one's starts while the first one's precheck runs (it used to wait
+    # for the whole verification: the fleet benchmark's workers spent 1.5 s of every unit
+    # holding a slot no agent used).
+    make_target(tmp_path)
+    cassette = (PLAN_GOOD_TWO + AMBITION_OK + OBJECTIVE_MET
+                + worker_entry("Add a farewell", "app/bye.py", "def bye():\\n    return 'bye'\\n")
+                + worker_entry("Add a shout", "app/shout.py", "def shout():\\n    return 'HEY'\\n"))
+    config = load_config(write_config(
+        tmp_path, cassette, PRECHECK + "[scheduler.parallel]\nnum_workers = 1\n"))
+    # slow with one unit's work (its precheck), instant on mc/green (the baseline)
+    config.target.verification.command = (
+        "if [ -e app/bye.py ] && [ -e app/shout.py ]; then true; "
+        "elif [ -e app/bye.py ] || [ -e app/shout.py ]; then sleep 2; fi; true")
+    store = Store(config.db_path())
+    outcome = anyio.run(Controller(config, store).run)
+    assert outcome.status == "completed", outcome.reason
+    checks = store.query("SELECT ts, unit_id, payload FROM events WHERE kind = 'unit.prechecked' "
+                         "ORDER BY id")
+    assert len(checks) == 2
+    first = checks[0]
+    starts = {r["unit_id"]: r["started_at"] for r in store.query(
+        "SELECT unit_id, started_at FROM attempts WHERE role = 'worker'")}
+    other = next(u for u in starts if u != first["unit_id"])
+    assert starts[other] < first["ts"] - 1.0, (starts, first["ts"])  # ran beside the precheck
+    store.close()
