@@ -20,7 +20,7 @@ also needs the first frame without mc's bytecode cache under 1 s):
   under 1 s. Printed three times: ``warm`` (a warm bytecode cache, from the second start on);
   ``first_start`` (mc's own modules compiled from source and nothing written, as with
   ``PYTHONDONTWRITEBYTECODE=1``; the dependencies as uv installed them, compiled to bytecode at
-  install because ``pyproject.toml`` sets ``[tool.uv] compile-bytecode = true``); and ``cold``
+  install, as ``uv sync --compile-bytecode`` leaves them); and ``cold``
   (no bytecode anywhere, every module of the dependencies compiled from source too: what a venv
   installed without bytecode gives). ``goal_met`` needs ``first_start`` under 1 s.
 
