@@ -101,7 +101,7 @@ async def run_unit(
             store.update("units", unit_id, head_commit=outcome.head_commit)
             # and its worker slot goes to the next unit: a slot counts agents, and a
             # precheck held it for a whole verification (docs/scaling.md)
-            rt.release_worker_slot(slot)
+            rt.release_worker_slot(slot, unit_id)
             async with rt.precheck_limiter:
                 checked = await precheck(rt, ws.path, base)
     finally:

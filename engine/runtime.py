@@ -44,7 +44,7 @@ class Runtime:
     ready_waiting: int = 0
     # hands a unit's worker slot back once its agent is done, so its precheck does not hold
     # it (set by the execute phase; None: the slot is held until the unit's task ends)
-    agent_done: Callable[[int], None] | None = None
+    agent_done: Callable[[int, str], None] | None = None
     _precheck_limiter: anyio.CapacityLimiter | None = field(default=None, init=False)
     units: UnitLedger = field(init=False)  # the one writer of unit status (engine/ledger.py)
     epochs: EpochLedger = field(init=False)  # epochs' decisions, with their events
@@ -79,10 +79,11 @@ class Runtime:
         """Wake the slot waiters to look again (what makes a slot usable changed)."""
         self.slot_ready.set()
 
-    def release_worker_slot(self, slot: int) -> None:
-        """Tell the execute phase a unit's agent is done with worker ``slot`` (no-op outside it)."""
+    def release_worker_slot(self, slot: int, unit_id: str) -> None:
+        """Tell the execute phase ``unit_id``'s agent is done with worker ``slot`` (no-op
+        outside it, and when the slot is no longer that unit's)."""
         if self.agent_done is not None:
-            self.agent_done(slot)
+            self.agent_done(slot, unit_id)
 
     @property
     def precheck_limiter(self) -> anyio.CapacityLimiter:

@@ -53,9 +53,12 @@ class ExecutePhase:
         errors: list[BaseException] = []
         wake = _Waker()
 
-        def agent_done(slot: int) -> None:
-            """A unit's agent is done with its worker slot (idempotent)."""
-            if holding.pop(slot, None) is not None:
+        def agent_done(slot: int, unit_id: str) -> None:
+            """``unit_id``'s agent is done with worker ``slot`` (idempotent): only the unit that
+            holds the slot gives it back, never a unit whose precheck outlived its hold while
+            the slot went to another unit."""
+            if holding.get(slot) == unit_id:
+                del holding[slot]
                 rt.give_slot(slot)
                 wake.set()
 
@@ -91,7 +94,7 @@ class ExecutePhase:
                 finally:
                     agent_scopes.pop(f"unit:{unit_id}", None)
                     running.discard(unit_id)
-                    agent_done(slot)
+                    agent_done(slot, unit_id)
                     wake.set()
 
         async def fixup_task(unit_id: str, detail: str) -> None:
@@ -200,7 +203,9 @@ class ExecutePhase:
                 continue
             slot = min((s for s in rt.free_slots
                         if s < workers and (rt.hosts is None or rt.hosts.usable(s))), default=None)
-            if len(holding) >= limit or slot is None:
+            # every busy worker slot counts: units' agents and fixup candidates borrowing one
+            busy = sum(1 for s in range(workers) if s not in rt.free_slots)
+            if busy >= limit or slot is None:
                 waiting += 1
                 continue
             rt.free_slots.discard(slot)

@@ -134,3 +134,52 @@ def test_a_precheck_does_not_hold_the_worker_slot(tmp_path: Path) -> None:
     other = next(u for u in starts if u != first["unit_id"])
     assert starts[other] < first["ts"] - 1.0, (starts, first["ts"])  # ran beside the precheck
     store.close()
+
+
+FOUR_UNITS = json.dumps({"units": [
+    {"title": title, "files_hint": [path], "acceptance_criteria": ["ok"]}
+    for title, path in [("Add a farewell", "app/bye.py"), ("Add a shout", "app/shout.py"),
+                        ("Add a slow", "app/slow.py"), ("Add a last", "app/last.py")]]})
+PLAN_FOUR = f'''
+[[interaction]]
+role = "planner"
+actions = [{{ type = "text", text = '{FOUR_UNITS}' }}]
+'''
+
+SLOW_WORKER = '''
+[[interaction]]
+role = "worker"
+when = { unit_title = "Add a slow" }
+cost_usd = 0.1
+actions = [
+  { type = "sleep", seconds = 4 },
+  { type = "write", path = "app/slow.py", content = "X = 1\\n" },
+  { type = "commit", message = "slow" },
+]
+'''
+
+
+def test_a_slot_freed_for_a_precheck_is_never_freed_again_under_another_unit(tmp_path: Path) -> None:
+    """One worker; the first unit's precheck outlasts the next unit's agent start: when that
+    precheck ends, the slot (now another unit's) must not be handed out a second time, so no
+    two worker sessions ever overlap (they did: a third agent started on the busy slot)."""
+    make_target(tmp_path)
+    cassette = (PLAN_FOUR + AMBITION_OK + OBJECTIVE_MET
+                + worker_entry("Add a farewell", "app/bye.py", "def bye():\\n    return 'bye'\\n")
+                + worker_entry("Add a shout", "app/shout.py", "def shout():\\n    return 'HEY'\\n")
+                + SLOW_WORKER + worker_entry("Add a last", "app/last.py", "Y = 2\\n"))
+    config = load_config(write_config(
+        tmp_path, cassette, "[target.verification]\nprecheck = true\n[scheduler.parallel]\nnum_workers = 1\n"))
+    # only the first unit's own worktree (app/bye.py alone) verifies slowly
+    config.target.verification.command = (
+        "if [ -e app/bye.py ] && [ ! -e app/shout.py ] && [ ! -e app/slow.py ] && "
+        "[ ! -e app/last.py ]; then sleep 2.5; fi; true")
+    store = Store(config.db_path())
+    outcome = anyio.run(Controller(config, store).run)
+    assert outcome.status == "completed"
+    rows = store.query("SELECT u.title, a.started_at, a.ended_at FROM attempts a JOIN units u "
+                       "ON u.id = a.unit_id WHERE a.role = 'worker' ORDER BY a.started_at")
+    spans = [(r["started_at"], r["ended_at"], r["title"]) for r in rows]
+    overlapping = [(a[2], b[2]) for i, a in enumerate(spans) for b in spans[i + 1:]
+                   if b[0] < a[1] and a[0] < b[1]]
+    assert len(spans) == 4 and not overlapping, overlapping
