@@ -59,15 +59,18 @@ def build_env(
     deny: Iterable[str] = (),
     extra: Mapping[str, str] | None = None,
     base: Mapping[str, str] | None = None,
+    backend: bool = True,
 ) -> dict[str, str]:
     """The environment for an agent: allowlisted names (globs) minus denied ones.
 
     ``deny`` adds names (e.g. the Telegram token variable named in the config);
-    ``MC_*`` is always denied. ``extra`` values are set last but still filtered. Python's
+    ``MC_*`` is always denied. ``backend=False`` leaves out the agent backends' own
+    variables (model API keys, base URLs): for a command that is not an agent, such as a
+    verification run on another machine. ``extra`` values are set last but still filtered. Python's
     bytecode caches are kept out of the worktree (``engine/bytecode.py``).
     """
     source = os.environ if base is None else base
-    allow = (*BASE_ENV, *BACKEND_ENV, *passthrough)
+    allow = (*BASE_ENV, *(BACKEND_ENV if backend else ()), *passthrough)
     denied = (*DENY_ENV, *deny)
 
     def ok(name: str) -> bool:

@@ -77,6 +77,13 @@ def scope_path(path: str) -> str:
     return "" if text in (".", "") else text
 
 
+def _hint_scope(hint: str) -> str:
+    try:
+        return scope_path(hint)
+    except ToolRequestError:
+        return ""
+
+
 def in_scope(path: str, scope: Iterable[str]) -> bool:
     """Whether ``path`` (normalised) is one of ``scope`` or lies under one of them."""
     return bool(path) and any(path == s or path.startswith(s + "/") for s in scope if s)
@@ -102,8 +109,12 @@ def normalize_request(value: Any) -> dict[str, Any]:
 
 def resolve_requests(requests: Sequence[Any], files_hint: Sequence[str]) -> list[dict[str, Any]]:
     """Check a unit's tool requests against its ``files_hint``; returns
-    ``[{"name", "scope": [paths]}]`` in request order. Raises :class:`ToolRequestError`."""
-    hints = [h for h in (scope_path(h) for h in files_hint) if h]
+    ``[{"name", "scope": [paths]}]`` in request order. Raises :class:`ToolRequestError`.
+    Hints that leave the repository are no scope (and no error: a plan without tools may
+    name them, as it always could)."""
+    if not requests:
+        return []
+    hints = [h for h in (_hint_scope(h) for h in files_hint) if h]
     out: list[dict[str, Any]] = []
     for raw in requests:
         request = normalize_request(raw)

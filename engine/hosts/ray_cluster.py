@@ -33,6 +33,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 
@@ -128,8 +129,9 @@ class RayHost(RemoteHost[RayHostConfig]):
                                   capture_output=True, text=True, stdin=subprocess.DEVNULL,
                                   timeout=60, check=False)
             if done.returncode != 0:
-                return (f"git remote {self.config.remote} cannot be reached: "
-                        f"{done.stderr.strip()[-300:]}")
+                shown = _without_userinfo(self.config.remote)
+                why = done.stderr.strip()[-300:].replace(self.config.remote, shown)
+                return f"git remote {shown} cannot be reached: {why}"
         return None
 
     # ------------------------------------------------------------------ running
@@ -322,3 +324,13 @@ async def _git(cwd: Path, *args: str) -> str:
 
 
 __all__ = ["RayHost", "RayHostError", "connect", "ray", "session_class"]
+
+
+def _without_userinfo(url: str) -> str:
+    """``url`` with any ``user[:secret]@`` part replaced by ``***@`` (a token put in the
+    user name of an https remote must not reach a log or the TUI)."""
+    parts = urlsplit(url)
+    if not parts.scheme or "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"***@{host}"))

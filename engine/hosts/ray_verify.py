@@ -73,9 +73,10 @@ class RayVerifier:
         self.deny = list(deny)
 
     def environment(self) -> dict[str, str]:
-        """The agents' allowlist (``engine.agents.process.build_env``): ``MC_*`` and the
-        names in ``deny`` (mc's tokens) never leave mc's machine."""
-        return build_env(passthrough=self.passthrough, deny=self.deny)
+        """The agents' allowlist (``engine.agents.process.build_env``) without the agent
+        backends' variables (a test suite needs no model API key): ``MC_*``, the names in
+        ``deny`` (mc's tokens) and the model keys never leave mc's machine."""
+        return build_env(passthrough=self.passthrough, deny=self.deny, backend=False)
 
     async def __call__(self, commit: str, command: str, timeout: float,
                        max_output_bytes: int) -> VerificationResult:

@@ -151,7 +151,8 @@ def _files(workdir: Path, rels: Sequence[str]) -> list[str]:
     found: dict[str, None] = {}
 
     def add(file: Path) -> bool:
-        if file.resolve().is_relative_to(root):
+        # regular files only: reading a FIFO or a device would hang the server
+        if file.is_file() and file.resolve().is_relative_to(root):
             found.setdefault(file.relative_to(root).as_posix(), None)
         return len(found) >= MAX_FILES
 
@@ -181,6 +182,8 @@ def tests_scoped(workdir: Path, verify_command: str, scope: Sequence[str], timeo
                if pattern.match(f.rsplit("/", 1)[-1])]
     if not targets:
         raise ToolRequestError(f"no test files ({pattern.pattern}) exist yet in {', '.join(scope)}")
+    # a file named like an option ("-c_test.py") is passed as a path, never read as one
+    targets = [f"./{t}" if t.startswith("-") else t for t in targets]
     argv = [*runner, *(["-k", check_keyword(keyword)] if keyword.strip() else []), *targets]
     result = _run(argv, workdir, timeout)
     return {**result, "ran": " ".join(argv)}

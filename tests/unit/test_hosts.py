@@ -65,13 +65,15 @@ def test_the_wiring_injects_a_ray_verifier_only_for_verify_true(tmp_path: Path) 
                            hitl={"telegram": {"token_env": "MY_BOT_TOKEN"}})
     runner = remote_verifier(config, Repo())  # type: ignore[arg-type]
     assert isinstance(runner, RayVerifier) and runner.name == "ray1"
-    env = {"PATH": "/bin", "MC_SECRET": "x", "MY_BOT_TOKEN": "y", "AWS_SECRET_ACCESS_KEY": "z"}
+    env = {"PATH": "/bin", "MC_SECRET": "x", "MY_BOT_TOKEN": "y", "AWS_SECRET_ACCESS_KEY": "z",
+           "ANTHROPIC_API_KEY": "sk-a", "OPENAI_API_KEY": "sk-o"}
     with pytest.MonkeyPatch.context() as mp:
         for key, value in env.items():
             mp.setenv(key, value)
         sent = runner.environment()
-    assert sent["PATH"] == "/bin" and not {"MC_SECRET", "MY_BOT_TOKEN",
-                                           "AWS_SECRET_ACCESS_KEY"} & set(sent)
+    # a verification on a node needs no model key: those stay on mc's machine too
+    assert sent["PATH"] == "/bin" and not {"MC_SECRET", "MY_BOT_TOKEN", "AWS_SECRET_ACCESS_KEY",
+                                           "ANTHROPIC_API_KEY", "OPENAI_API_KEY"} & set(sent)
 
 
 def test_a_ray_host_without_ray_installed_is_a_config_error(

@@ -3,6 +3,8 @@ the planner prompt offers them; the permission profile allows the session's MCP 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -109,3 +111,41 @@ def test_editing_roles_allow_the_sessions_mcp_server_and_read_only_roles_do_not(
     for role in (AgentRole.PLANNER, AgentRole.REVIEWER, AgentRole.ARCHITECT):
         assert profile_for(role, verification_command="pytest",
                            mcp_servers=["mc"]).allowed_tools == []
+
+
+def test_a_files_hint_outside_the_repository_fails_no_plan_without_tools() -> None:
+    """Such hints were accepted before tool templates existed; only tool paths are checked."""
+    from engine.planning.schema import PlanNode
+
+    node = PlanNode(title="x", files_hint=["../shared/x.py", "app/a.py"], acceptance_criteria=["ok"])
+    assert node.tools == []
+    with_tool = PlanNode(title="x", files_hint=["../shared/x.py", "app/a.py"],
+                         acceptance_criteria=["ok"], tools=["grep_scoped"])
+    assert with_tool.tools == [{"name": "grep_scoped", "scope": ["app/a.py"]}]
+
+
+def test_grep_scoped_skips_what_is_not_a_regular_file(tmp_path: Path) -> None:
+    """A FIFO in the scope would block the server forever on read."""
+    import os
+    import threading
+
+    from engine.services.session_tools import grep_scoped
+
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "a.py").write_text("needle = 1\n")
+    os.mkfifo(tmp_path / "app" / "pipe")
+    result: dict = {}
+    worker = threading.Thread(target=lambda: result.update(grep_scoped(tmp_path, ["app"], "needle")),
+                              daemon=True)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive(), "grep_scoped hung on a FIFO"
+    assert [m.split(":")[0] for m in result["matches"]] == ["app/a.py"]
+
+
+def test_tests_scoped_passes_a_dash_named_file_as_a_path(tmp_path: Path) -> None:
+    from engine.services.session_tools import tests_scoped
+
+    (tmp_path / "-k_test.py").write_text("def test_ok():\n    assert True\n")
+    done = tests_scoped(tmp_path, "python -m pytest -q", ["-k_test.py"], timeout=60)
+    assert done["ran"].endswith(" ./-k_test.py")
