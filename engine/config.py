@@ -13,12 +13,18 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from engine.host_config import HostConfig, SecretInputError, host_names
 
@@ -621,6 +627,10 @@ def load_config(
             _apply_overrides(config, overrides)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, file_path)) from None
+    except SettingsError as exc:  # an MC_* value for a list or table that is not JSON
+        raise ConfigError(
+            f"environment: {redact_userinfo(str(exc))}: an MC_* variable for a list or a table "
+            "must hold JSON, e.g. MC_HITL__GATES='[\"push\"]' (docs/config.md)") from None
     config._source_path = file_path
     _check_plugins(config, file_path)
     _resolve_paths(config, config.base_dir)
@@ -736,6 +746,15 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     return model
 
 
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s'\"]+@")
+
+
+def redact_userinfo(text: str) -> str:
+    """``text`` with the ``user[:password]@`` part of every URL in it replaced by ``***@``: a
+    token in a git remote or a cluster address (RFC 3986 userinfo) is never echoed back."""
+    return _USERINFO.sub(r"\1***@", text)
+
+
 def format_validation_error(exc: ValidationError, path: Path | None) -> str:
     """One line per problem: ``key.path: reason``."""
     lines = []
@@ -751,7 +770,7 @@ def format_validation_error(exc: ValidationError, path: Path | None) -> str:
             hidden = isinstance((err.get("ctx") or {}).get("error"), SecretInputError)
             if "input" in err and err["type"] not in ("missing",) and not hidden:
                 msg = f"{msg} (got {err['input']!r})"
-            lines.append(f"{key}: {msg}")
+            lines.append(f"{key}: {redact_userinfo(msg)}")
     where = f"{path}: " if path else ""
     header = f"{where}invalid configuration ({len(lines)} problem{'s' if len(lines) != 1 else ''})"
     return header + "\n  " + "\n  ".join(lines)

@@ -258,7 +258,7 @@ def doctor_cmd(config_path: Path) -> None:
     for c in checks:
         status = c.status if c.required or c.status != MISSING else "missing (optional)"
         table.add_row(c.name, f"[{styles.get(c.status, 'yellow')}]{status}[/]",
-                      escape(c.detail), escape(c.fix))
+                      escape(c.detail), "" if c.status == OK else escape(c.fix))
     console().print(table)
     failed = [c for c in checks if c.failed]
     if failed:

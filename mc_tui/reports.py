@@ -42,7 +42,8 @@ def print_history(console: Console, store: Store, *, limit: int = 20) -> None:
     for m in missions:
         epochs = store.query("SELECT COUNT(*) AS n FROM epochs WHERE mission_id = ?", (m["id"],))[0]["n"]
         merged = store.query(
-            "SELECT COUNT(*) AS n FROM units WHERE mission_id = ? AND status = 'merged'", (m["id"],)
+            "SELECT COUNT(*) AS n FROM units WHERE mission_id = ? AND status = 'merged' AND is_leaf",
+            (m["id"],)
         )[0]["n"]
         table.add_row(
             str(m["id"]), m["status"], _clip(m["objective"], 48), str(epochs), str(merged),
@@ -61,7 +62,7 @@ def print_status(console: Console, store: Store, mission_id: int | None = None, 
         console.print("no missions yet")
         return
     units = store.units(mission["id"])
-    counts = Counter(u["status"] for u in units)
+    counts = Counter(u["status"] for u in units if u["is_leaf"])  # work units, not plan nodes
     epochs = store.query(
         "SELECT * FROM epochs WHERE mission_id = ? ORDER BY number", (mission["id"],)
     )

@@ -33,12 +33,12 @@ import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 
 from engine.agents.placement import session_lost
 from engine.agents.process import MAX_LINE_BYTES, Line, LineSplitter, ProcessOutcome, _Tail, decode
+from engine.config import redact_userinfo
 from engine.host_config import RayHostConfig
 from engine.hosts.remote import RemoteHost, own_worktree
 from engine.lifeline import SUPERVISOR
@@ -74,7 +74,7 @@ def probe(address: str, timeout: float) -> None:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
             pass
     except OSError as exc:
-        raise RayHostError(f"cannot reach the Ray cluster at {address}: "
+        raise RayHostError(f"cannot reach the Ray cluster at {redact_userinfo(address)}: "
                            f"{exc.strerror or exc}") from None
 
 
@@ -89,8 +89,10 @@ def connect(address: str, namespace: str | None, timeout: float = 10.0) -> None:
             ray.init(address=address, namespace=namespace, log_to_driver=False,
                      logging_level="warning", configure_logging=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise RayHostError(f"cannot join the Ray cluster at {address}: "
-                               f"{str(exc).strip().splitlines()[0][:300]}") from None
+            why = (str(exc).strip().splitlines() or ["no reason given"])[0][:300]
+            shown = redact_userinfo(address) if address else "(an empty address)"
+            raise RayHostError(f"cannot join the Ray cluster at {shown}: "
+                               f"{redact_userinfo(why)}") from None
 
 
 def session_class() -> Any:
@@ -115,7 +117,8 @@ class RayHost(RemoteHost[RayHostConfig]):
         except RayHostError as exc:
             return str(exc)
         except (RayError, ConnectionError, RuntimeError) as exc:
-            return f"the Ray cluster at {self.config.address} does not answer: {exc}"[:400]
+            return redact_userinfo(
+                f"the Ray cluster at {self.config.address} does not answer: {exc}")[:400]
         slots = sum(n.get("Resources", {}).get(self.config.resource, 0) for n in alive)
         if slots < 1:
             return (f"no live node of the Ray cluster offers the resource "
@@ -129,7 +132,7 @@ class RayHost(RemoteHost[RayHostConfig]):
                                   capture_output=True, text=True, stdin=subprocess.DEVNULL,
                                   timeout=60, check=False)
             if done.returncode != 0:
-                shown = _without_userinfo(self.config.remote)
+                shown = redact_userinfo(self.config.remote)
                 why = done.stderr.strip()[-300:].replace(self.config.remote, shown)
                 return f"git remote {shown} cannot be reached: {why}"
         return None
@@ -324,13 +327,3 @@ async def _git(cwd: Path, *args: str) -> str:
 
 
 __all__ = ["RayHost", "RayHostError", "connect", "ray", "session_class"]
-
-
-def _without_userinfo(url: str) -> str:
-    """``url`` with any ``user[:secret]@`` part replaced by ``***@`` (a token put in the
-    user name of an https remote must not reach a log or the TUI)."""
-    parts = urlsplit(url)
-    if not parts.scheme or "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"***@{host}"))

@@ -312,3 +312,23 @@ def test_unavailable_features_are_reported(tmp_path: Path) -> None:
     # the A2A server exists (`mc a2a`): switching it on is no longer a note
     assert unavailable_notes(load_config(write(tmp_path, "[a2a]\nenabled = true\n"))) == []
     assert unavailable_notes(load_config(write(tmp_path, ""))) == []
+
+
+def test_an_echoed_input_never_shows_a_urls_userinfo(tmp_path: Path) -> None:
+    """A host entry with a bad kind is echoed whole in the error: its remote's token is not."""
+    path = write(tmp_path, '[target]\nname = "x"\n[[hosts]]\nkind = "rayy"\n'
+                           'remote = "https://alice:s3cr3tPW@git.example.com/app.git"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "hosts.0" in str(err.value) and "s3cr3tPW" not in str(err.value)
+    assert "https://***@git.example.com/app.git" in str(err.value)
+
+
+def test_a_non_json_env_value_for_a_list_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """It was a pydantic-settings traceback (exit 1); now a ConfigError (exit 2) saying how."""
+    monkeypatch.setenv("MC_HITL__GATES", "push")
+    path = write(tmp_path, '[target]\nname = "x"\n')
+    with pytest.raises(ConfigError, match="must hold JSON"):
+        load_config(path)
