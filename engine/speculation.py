@@ -44,6 +44,7 @@ from engine.dispatch import (
     UnitRunResult,
     finished_work,
     forbidden_change,
+    precheck_passed,
     review_and_submit,
     run_unit,
     starting_point,
@@ -59,6 +60,7 @@ from engine.gates.fixup_select import (
 )
 from engine.gates.review import ReviewVerdict, review_unit
 from engine.gitops import run_verification
+from engine.gitops.verify import VerificationResult
 from engine.hosts import running_on
 from engine.ledger import Unit
 from engine.models import UnitStatus
@@ -127,6 +129,7 @@ class Branch:
     cost_usd: float = 0.0
     verdict: ReviewVerdict | None = None
     attempt_ids: list[int] = field(default_factory=list)
+    checked: VerificationResult | None = None  # its verification, when one ran
 
 
 async def run_branches(
@@ -205,6 +208,9 @@ async def run_branches(
     rt.log(f"unit {unit_id}: branch {chosen.number} of {count} wins ({spec.selection}); "
            f"branches {', '.join(map(str, losers))} lost; ${total:.2f} for all {count}",
            unit_id=unit_id)
+    if (rt.config.target.verification.precheck and chosen.checked is not None
+            and not precheck_passed(rt, unit_id, branch, base, head, chosen.checked)):
+        return UnitRunResult(True)  # the winner fails in its own worktree: to fixup, not the queue
     return await review_and_submit(rt, unit_id, branch, base, head, attempt_no,
                                    verdict=chosen.verdict)
 
@@ -246,7 +252,9 @@ async def _play_branch(
         b.problem = forbidden_change(rt, base, head)
         stat = rt.repo.diff_stat(base, head)
         verified, passed, failed, lint = False, 0, 0, 0
-        if needs_verification(rt.config.speculation.selection) and not b.problem:
+        # verified for the ranking, or because the winner is prechecked (docs/gitops.md)
+        if (needs_verification(rt.config.speculation.selection)
+                or rt.config.target.verification.precheck) and not b.problem:
             result = await run_verification(
                 rt.config.target.verification.command, ws.path,
                 rt.config.target.verification.timeout, rt.config.merge_queue.max_output_bytes,
@@ -254,6 +262,7 @@ async def _play_branch(
             passed, failed = parse_test_counts(result.output, exit_code=result.exit_code)
             lint = count_lint_errors(result.output)
             verified = rt.queue.judge(base, result).accepted
+            b.checked = result
         b.candidate = Candidate(
             index=b.number - 1, approach=b.approach, verified=verified, tests_passed=passed,
             tests_failed=failed, lint_errors=lint, diff_lines=stat.insertions + stat.deletions,
@@ -276,8 +285,11 @@ def _record_branch(rt: Runtime, unit_id: str, attempt_no: int, b: Branch) -> Non
         "speculation.branch", mission_id=rt.mission_id, unit_id=unit_id, attempt=attempt_no,
         branch=b.number, ref=branch_ref(unit_id, attempt_no, b.number), approach=b.approach,
         agent_status=b.agent_status, attempt_ids=b.attempt_ids, cost_usd=b.cost_usd,
-        head=c.head_commit if c else None, verified=c.verified if c else False,
-        tests_passed=c.tests_passed if c else 0, tests_failed=c.tests_failed if c else 0,
+        # not verified (selection = "review"): None, not a failure with 0 tests
+        head=c.head_commit if c else None,
+        verified=(c.verified if b.checked is not None else None) if c else False,
+        tests_passed=c.tests_passed if c and b.checked is not None else None,
+        tests_failed=c.tests_failed if c and b.checked is not None else None,
         lint_errors=c.lint_errors if c else 0, diff_lines=c.diff_lines if c else 0,
         problem=b.problem, error=(b.error or "")[:1000] or None,
     )

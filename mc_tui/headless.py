@@ -81,8 +81,10 @@ def describe(event: Event) -> str | None:
     if k == "speculation.branch":
         if not p.get("head"):
             return f"{unit}branch {p.get('branch')}: no work: {p.get('error') or p.get('agent_status')}"
-        return (f"{unit}branch {p.get('branch')}: verified={p.get('verified')} "
-                f"passed={p.get('tests_passed')} failed={p.get('tests_failed')} "
+        tests = ("not verified (selection by review)" if p.get("verified") is None else
+                 f"verified={p.get('verified')} passed={p.get('tests_passed')} "
+                 f"failed={p.get('tests_failed')}")
+        return (f"{unit}branch {p.get('branch')}: {tests} "
                 f"diff={p.get('diff_lines')} ${p.get('cost_usd') or 0:.2f}")
     if k == "speculation.winner" and p.get("branch") is None:
         return f"{unit}no speculation branch had work (${p.get('cost_usd') or 0:.2f})"

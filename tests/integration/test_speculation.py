@@ -315,3 +315,36 @@ async def test_the_gate_reuses_the_winners_review(tmp_path: Path) -> None:
     assert len(rt.store.rows("attempts", "role = 'reviewer'")) == 2
     (scored,) = events(rt, "review.scored")
     assert scored["passed"] and scored["feedback"] == "b3" and scored["score"] == 8.0
+
+
+@pytest.mark.anyio
+async def test_with_precheck_a_winner_failing_its_tests_goes_to_fixup_not_the_queue(
+    tmp_path: Path,
+) -> None:
+    """selection = "review" picks branch 1, which breaks the tests: with precheck on, its own
+    worktree's verification sends the unit to fixup (as run_unit does), never into a batch."""
+    rt = make_runtime(tmp_path, CASSETTE, "[speculation]\nenabled = true\nbranch_count = 3\n"
+                      'selection = "review"\n[target.verification]\nprecheck = true\n')
+    add_unit(rt, "u1", UnitStatus.READY, uncertain=1)
+    slot = min(rt.free_slots)
+    rt.free_slots.discard(slot)
+    result = await run_branches(rt, "u1", slot)
+    rt.give_slot(slot)
+    assert result.agent_ok
+    (won,) = events(rt, "speculation.winner")
+    assert won["branch"] == 1
+    (checked,) = events(rt, "unit.prechecked")
+    assert checked["accepted"] is False and checked["head"] == won["head"]
+    assert rt.store.get("units", "u1")["status"] == UnitStatus.FIXUP
+    assert rt.store.rows("merges", "unit_id = ?", ("u1",)) == []
+
+
+@pytest.mark.anyio
+async def test_branches_chosen_by_review_alone_are_not_reported_as_failing(tmp_path: Path) -> None:
+    rt = speculating_runtime(tmp_path, "review")
+    slot = min(rt.free_slots)
+    rt.free_slots.discard(slot)
+    await run_branches(rt, "u1", slot)
+    rt.give_slot(slot)
+    for branch in events(rt, "speculation.branch"):
+        assert branch["verified"] is None and branch["tests_passed"] is None, branch
