@@ -81,9 +81,11 @@ def store_with_missions(config_path: Path, *, error: bool = False) -> Store | No
     store = open_store_or_none(config)
     if store is not None and store.latest_mission() is not None:
         return store
+    where = ("" if config_path.exists() else
+             f" ({config_path} does not exist here: pass --config, or run in the project's folder)")
     if error:
-        fail("no missions yet: start one with `mc` or `mc mission`", EXIT_FAILED)
-    console().print("no missions yet")
+        fail(f"no missions yet{where}: start one with `mc` or `mc mission`", EXIT_FAILED)
+    console().print(f"no missions yet{where}")
     return None
 
 
