@@ -244,19 +244,9 @@ class RayHost(RemoteHost[RayHostConfig]):
 
         deadline = None if timeout is None else time.monotonic() + timeout
         grace_ends: float | None = None
-        unavailable_since: float | None = None
         try:
             while True:
-                try:
-                    chunks, ended, code = await actor.poll.remote(POLL_WAIT_S)
-                    unavailable_since = None
-                except ActorUnavailableError:  # perhaps a blip: dead only when it stays so
-                    now = time.monotonic()
-                    unavailable_since = unavailable_since or now
-                    if now - unavailable_since >= UNAVAILABLE_S:
-                        raise
-                    await anyio.sleep(0.5)
-                    continue
+                chunks, ended, code = await poll_actor(actor)
                 for name, chunk in chunks:
                     deliver(name, splitters[name].feed(chunk))
                 if ended:
@@ -327,3 +317,19 @@ async def _git(cwd: Path, *args: str) -> str:
 
 
 __all__ = ["RayHost", "RayHostError", "connect", "ray", "session_class"]
+
+
+async def poll_actor(actor: Any, wait: float = POLL_WAIT_S) -> tuple[list[Any], bool, int | None]:
+    """One ``poll`` of a session actor: ``(chunks, ended, exit code)``. An unavailable actor
+    may be a blip: the call is retried every 0.5 s, and ``ActorUnavailableError`` re-raised
+    only once it has lasted ``UNAVAILABLE_S`` seconds (then the node is taken for lost)."""
+    unavailable_since: float | None = None
+    while True:
+        try:
+            return await actor.poll.remote(wait)
+        except ActorUnavailableError:
+            now = time.monotonic()
+            unavailable_since = unavailable_since or now
+            if now - unavailable_since >= UNAVAILABLE_S:
+                raise
+            await anyio.sleep(0.5)

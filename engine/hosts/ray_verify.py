@@ -42,19 +42,17 @@ from engine.gitops.verify import (
 )
 from engine.host_config import RayHostConfig
 from engine.hosts.ray_cluster import (
-    POLL_WAIT_S,
-    UNAVAILABLE_S,
     RayHostError,
     _first_line,
     _git,
     _why_dead,
     connect,
+    poll_actor,
     ray,
     session_class,
 )
 from engine.lifeline import SUPERVISOR
 
-ActorUnavailableError = ray.exceptions.ActorUnavailableError
 RayActorError = ray.exceptions.RayActorError
 RayError = ray.exceptions.RayError
 
@@ -145,18 +143,8 @@ async def _follow(actor: Any, sink: BoundedOutput, timeout: float) -> tuple[int 
     """Poll the node's output into ``sink`` until the command ends (its exit code) or the
     timeout (its group ended: ``(None, True)``)."""
     deadline = time.monotonic() + timeout
-    unavailable_since: float | None = None
     while True:
-        try:
-            chunks, ended, code = await actor.poll.remote(POLL_WAIT_S)
-            unavailable_since = None
-        except ActorUnavailableError:  # perhaps a blip: dead only when it stays so
-            now = time.monotonic()
-            unavailable_since = unavailable_since or now
-            if now - unavailable_since >= UNAVAILABLE_S:
-                raise
-            await anyio.sleep(0.5)
-            continue
+        chunks, ended, code = await poll_actor(actor)
         for _name, chunk in chunks:
             sink.feed(chunk)
         if ended:
