@@ -274,8 +274,26 @@ def run_checks(config: MissionConfig, *, base_env: Mapping[str, str] | None = No
         checks.append(Check("command: binary", OK if found else MISSING,
                             found or f"`{program or '(no agent.command)'}` not found",
                             "set agent.command to an argv whose program is on PATH"))
+    checks += check_host_list(config)
     if agent.permission_mode == "bypassPermissions":
         checks.append(Check("permissions", WARNING, "bypassPermissions: agents run with NO "
                             "permission checks (opted in)", "remove agent.permission_mode for "
                             "the default profile", required=False))
     return checks
+
+
+def check_host_list(config: MissionConfig) -> list[Check]:
+    """One check per ``[[hosts]]`` entry: the host's own health check (bubblewrap probe, SSH
+    login, joining the Ray cluster), the one a mission runs before its first dispatch. A
+    failing host is a warning when another host can still run agents, else missing."""
+    if not config.hosts:
+        return []
+    from engine.hosts import HostFleet
+
+    fleet = HostFleet.from_config(config.hosts)
+    problems = {s.host.name: s.host.check() for s in fleet.states}
+    none_left = all(problems.values())
+    return [Check(f"host: {name}", (MISSING if none_left else WARNING) if problem else OK,
+                  problem or f"{state.host.kind}, {state.host.slots} slot(s)",
+                  "see docs/hosts.md for this kind's keys" if problem else "")
+            for (name, problem), state in zip(problems.items(), fleet.states, strict=True)]

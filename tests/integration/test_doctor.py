@@ -120,3 +120,22 @@ def test_with_the_real_claude_cli(claude_cli: str, project: Path) -> None:
     out = doctor(project, {"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}",
                            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"})
     assert out.returncode == 1 and "not logged in" in out.stdout
+
+
+def test_doctor_checks_every_host(tmp_path: Path) -> None:
+    """A [[hosts]] entry that cannot run agents shows in mc doctor (it passed doctor and failed
+    only when the mission started): a warning while another host can run them, else missing."""
+    from engine.config import MissionConfig
+    from engine.doctor import WARNING, check_host_list
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now
+    ray = {"kind": "ray", "address": f"127.0.0.1:{port}", "connect_timeout": 2}
+    mixed = check_host_list(MissionConfig(hosts=[{"kind": "local"}, ray]))
+    assert [c.status for c in mixed] == [OK, WARNING]
+    assert "cannot reach the Ray cluster" in mixed[1].detail
+    (alone,) = check_host_list(MissionConfig(hosts=[ray]))
+    assert alone.status == MISSING and alone.failed
+    assert check_host_list(MissionConfig()) == []
