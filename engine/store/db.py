@@ -212,14 +212,13 @@ class Store:
 
     @property
     def db(self) -> Any:
-        """The sqlite-utils view of the database (schema work, ad-hoc inspection).
+        """The sqlite-utils view of the database (schema work, ad-hoc inspection), on the same
+        connection, each of its primitives under the store's lock (see :func:`_locked_database`).
 
         Imported on first use: the engine's hot paths and ``mc`` start-up use plain SQL.
         """
         if self._sqlite_utils_db is None:
-            import sqlite_utils
-
-            self._sqlite_utils_db = sqlite_utils.Database(self.conn)
+            self._sqlite_utils_db = _locked_database(self.conn, self._lock)
         return self._sqlite_utils_db
 
     def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
@@ -418,3 +417,41 @@ class Store:
 
 def open_store(path: str | Path, *, readonly: bool = False) -> Store:
     return Store(path, readonly=readonly)
+
+
+def _locked_database(conn: sqlite3.Connection, lock: Any) -> Any:
+    """A ``sqlite_utils.Database`` on ``conn`` whose primitives (``execute``, ``query``,
+    ``executescript``, ``atomic``, ``ensure_autocommit_on``) hold ``lock``, the store's.
+
+    sqlite-utils decides per call whether a transaction is open (``conn.in_transaction``) and
+    commits what it opened itself; on a connection another thread is writing through
+    :meth:`Store.transaction`, that check could see no transaction, then commit the other
+    thread's half-done one ("cannot commit - no transaction is active" at its COMMIT, seen
+    in the kill loop). Under the lock a primitive waits for that transaction to end.
+    """
+    import sqlite_utils
+
+    class LockedDatabase(sqlite_utils.Database):  # type: ignore[misc]
+        def execute(self, *args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return super().execute(*args, **kwargs)
+
+        def executescript(self, *args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return super().executescript(*args, **kwargs)
+
+        def query(self, *args: Any, **kwargs: Any) -> Any:
+            with lock:  # read every row while holding it: the cursor shares the connection
+                return iter(list(super().query(*args, **kwargs)))
+
+        @contextmanager
+        def atomic(self) -> Iterator[Any]:
+            with lock, super().atomic() as db:
+                yield db
+
+        @contextmanager
+        def ensure_autocommit_on(self) -> Iterator[None]:
+            with lock, super().ensure_autocommit_on():
+                yield
+
+    return LockedDatabase(conn)

@@ -6,6 +6,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -243,3 +244,42 @@ def test_concurrent_migrations_of_a_new_store(tmp_path: Path) -> None:
         t.join()
     assert errors == []
     assert Store(db).conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_sqlite_utils_calls_never_end_another_threads_transaction(tmp_path: Path) -> None:
+    """sqlite-utils checks ``in_transaction`` and commits what it thinks it opened: on the
+    store's shared connection that ended another thread's transaction half-way (the kill loop
+    saw "cannot commit - no transaction is active"; this loop saw "no such savepoint" within
+    a second). Its primitives now hold the store's lock."""
+    store = Store(tmp_path / "s.db")
+    store.db["scratch"].create({"id": int, "v": str}, pk="id")
+    errors: list[BaseException] = []
+    stop = time.monotonic() + 1.5
+
+    def transactions() -> None:
+        n = 0
+        try:
+            while time.monotonic() < stop:
+                with store.transaction() as conn:
+                    conn.execute("INSERT INTO scratch (v) VALUES ('a')")
+                    conn.execute("INSERT INTO scratch (v) VALUES ('b')")
+                n += 1
+        except BaseException as exc:
+            errors.append(exc)
+
+    def sqlite_utils_user() -> None:
+        try:
+            while time.monotonic() < stop:
+                store.db.table_names()
+                store.db["scratch"].insert({"v": "c"})
+                list(store.db.query("PRAGMA table_info(scratch)"))
+                store.db.execute("UPDATE scratch SET v = v WHERE id = 1")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=transactions), threading.Thread(target=sqlite_utils_user)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
