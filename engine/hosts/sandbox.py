@@ -135,7 +135,7 @@ def bwrap_argv(cfg: SandboxHostConfig, argv: list[str], *, cwd: Path,
             relay = relay_for(endpoint)
             out += ["--ro-bind", str(relay.folder), str(relay.folder)]
             forwards.append(f"{relay.port}={relay.path}")
-        if any(_under(shim, h) for h in hidden):
+        if any(_under(shim, h) for h in [*hidden, Path("/tmp")]):  # mc installed under /tmp
             out += ["--ro-bind", str(shim.parent), str(shim.parent)]
         argv = [sys.executable, str(shim), *forwards, "--", *argv]
     # Claude Code allows --permission-mode bypassPermissions as root only in a sandbox.
