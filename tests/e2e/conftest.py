@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -121,6 +122,18 @@ actions = [{{ type = "text", text = '{{"units": [{{"title": "{title}", "descript
 
 def plan_entry(title: str, path: str, extra: str = "") -> str:
     return PLAN_ONE.format(title=title, path=path, extra=extra)
+
+
+def plan_of(*units: tuple[str, str] | tuple[str, str, list[str]]) -> str:
+    """A planner entry answering ``units``: ``(title, path)`` or ``(title, path,
+    dependencies)`` each, one file hint per unit (``plan_entry`` is the one-unit form)."""
+    plan = {"units": [{"title": u[0], "files_hint": [u[1]], "acceptance_criteria": ["ok"],
+                       **({"dependencies": u[2]} if len(u) > 2 else {})} for u in units]}
+    return f"""
+[[interaction]]
+role = "planner"
+actions = [{{ type = "text", text = '{json.dumps(plan)}' }}]
+"""
 
 
 def worker_entry(title: str, path: str, content: str, *, cost: float = 0.1, extra: str = "") -> str:

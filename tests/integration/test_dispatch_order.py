@@ -13,13 +13,17 @@ from engine.ledger import Unit
 from engine.models import UnitStatus
 from engine.pipeline.execute import waiting_on
 from engine.store import Store
-from tests.e2e.conftest import AMBITION_OK, OBJECTIVE_MET, make_target, worker_entry, write_config
+from tests.e2e.conftest import (
+    AMBITION_OK,
+    OBJECTIVE_MET,
+    make_target,
+    plan_of,
+    worker_entry,
+    write_config,
+)
 
-PLAN = '''
-[[interaction]]
-role = "planner"
-actions = [{ type = "text", text = '{"units": [{"title": "Add a farewell", "files_hint": ["app/bye.py"], "acceptance_criteria": ["ok"]}, {"title": "Add a shout", "files_hint": ["app/shout.py"], "acceptance_criteria": ["ok"]}, {"title": "Test the shout", "files_hint": ["app/shout_check.py"], "acceptance_criteria": ["ok"], "dependencies": ["Add a shout"]}]}' }]
-'''
+PLAN = plan_of(("Add a farewell", "app/bye.py"), ("Add a shout", "app/shout.py"),
+               ("Test the shout", "app/shout_check.py", ["Add a shout"]))
 
 
 def test_the_unit_others_wait_for_is_dispatched_first(tmp_path: Path) -> None:

@@ -11,13 +11,16 @@ import anyio
 from engine.config import load_config
 from engine.controller import Controller
 from engine.store import Store
-from tests.e2e.conftest import AMBITION_OK, OBJECTIVE_MET, make_target, worker_entry, write_config
+from tests.e2e.conftest import (
+    AMBITION_OK,
+    OBJECTIVE_MET,
+    make_target,
+    plan_of,
+    worker_entry,
+    write_config,
+)
 
-PLAN_TWO = '''
-[[interaction]]
-role = "planner"
-actions = [{ type = "text", text = '{"units": [{"title": "Add a farewell", "files_hint": ["app/bye.py"], "acceptance_criteria": ["ok"]}, {"title": "Add a shout", "files_hint": ["app/shout.py"], "acceptance_criteria": ["ok"]}]}' }]
-'''
+PLAN_TWO = plan_of(("Add a farewell", "app/bye.py"), ("Add a shout", "app/shout.py"))
 CASSETTE = (
     PLAN_TWO + AMBITION_OK + OBJECTIVE_MET
     + worker_entry("Add a farewell", "app/bye.py", "def bye():\\n    return 'bye'\\n")
@@ -100,12 +103,6 @@ def test_a_crash_during_the_precheck_keeps_the_finished_work(tmp_path: Path) -> 
     store.close()
 
 
-PLAN_GOOD_TWO = '''
-[[interaction]]
-role = "planner"
-actions = [{ type = "text", text = '{"units": [{"title": "Add a farewell", "files_hint": ["app/bye.py"], "acceptance_criteria": ["ok"]}, {"title": "Add a shout", "files_hint": ["app/shout.py"], "acceptance_criteria": ["ok"]}]}' }]
-'''
-
 
 def test_a_precheck_does_not_hold_the_worker_slot(tmp_path: Path) -> None:
     # One worker, two independent units. A slot counts agents: once the first unit's agent
@@ -113,7 +110,7 @@ def test_a_precheck_does_not_hold_the_worker_slot(tmp_path: Path) -> None:
     # for the whole verification: the fleet benchmark's workers spent 1.5 s of every unit
     # holding a slot no agent used).
     make_target(tmp_path)
-    cassette = (PLAN_GOOD_TWO + AMBITION_OK + OBJECTIVE_MET
+    cassette = (PLAN_TWO + AMBITION_OK + OBJECTIVE_MET
                 + worker_entry("Add a farewell", "app/bye.py", "def bye():\\n    return 'bye'\\n")
                 + worker_entry("Add a shout", "app/shout.py", "def shout():\\n    return 'HEY'\\n"))
     config = load_config(write_config(
@@ -136,15 +133,8 @@ def test_a_precheck_does_not_hold_the_worker_slot(tmp_path: Path) -> None:
     store.close()
 
 
-FOUR_UNITS = json.dumps({"units": [
-    {"title": title, "files_hint": [path], "acceptance_criteria": ["ok"]}
-    for title, path in [("Add a farewell", "app/bye.py"), ("Add a shout", "app/shout.py"),
-                        ("Add a slow", "app/slow.py"), ("Add a last", "app/last.py")]]})
-PLAN_FOUR = f'''
-[[interaction]]
-role = "planner"
-actions = [{{ type = "text", text = '{FOUR_UNITS}' }}]
-'''
+PLAN_FOUR = plan_of(("Add a farewell", "app/bye.py"), ("Add a shout", "app/shout.py"),
+                    ("Add a slow", "app/slow.py"), ("Add a last", "app/last.py"))
 
 SLOW_WORKER = '''
 [[interaction]]
