@@ -231,7 +231,8 @@ def make_repo(root: Path, sc: Scenario) -> Path:
 
 
 def config_text(workers: int, batch_size: int | None, queue_extra: dict[str, Any],
-                precheck: bool = False, fixup_candidates: int | None = None) -> str:
+                precheck: bool = False, fixup_candidates: int | None = None,
+                stacked: bool | None = None) -> str:
     queue = {**({"batch_size": batch_size} if batch_size else {}), **queue_extra}
     queue_lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in queue.items())
     green = f"fixup_candidates = {fixup_candidates}" if fixup_candidates else ""
@@ -245,6 +246,7 @@ timeout = 120
 precheck = {json.dumps(precheck)}
 [scheduler]
 session_timeout = 600
+{"" if stacked is None else f"stacked_branches = {json.dumps(stacked)}"}
 [scheduler.parallel]
 num_workers = {workers}
 [planner]
@@ -297,13 +299,15 @@ def bounds(sc: Scenario, store: Store, mission_id: int, workers: int) -> dict[st
 # --------------------------------------------------------------------------- one mission
 def run_mission(sc: Scenario, workers: int, *, batch_size: int | None,
                 queue_extra: dict[str, Any], precheck: bool = False,
-                fixup_candidates: int | None = None) -> dict[str, Any]:
+                fixup_candidates: int | None = None,
+                stacked: bool | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="mc-bench-fleet-") as tmp:
         root = Path(os.environ.get("MC_BENCH_FLEET_KEEP") or tmp)  # keep it to inspect it
         make_repo(root, sc)
         (root / "cassette.toml").write_text(cassette(sc))
         (root / "mission-control.toml").write_text(config_text(workers, batch_size, queue_extra,
-                                                                     precheck, fixup_candidates))
+                                                                     precheck, fixup_candidates,
+                                                                     stacked))
         try:
             config = load_config(root / "mission-control.toml")
         except ConfigError as exc:
@@ -470,6 +474,8 @@ def main() -> None:
                     help="[target.verification] precheck = true for ours (not for serial)")
     ap.add_argument("--fixup-candidates", type=int, default=None,
                     help="[green_branch] fixup_candidates for ours (default: the engine's, 3)")
+    ap.add_argument("--stacked-branches", choices=("true", "false"), default=None,
+                    help="[scheduler] stacked_branches for ours (default: the engine's)")
     ap.add_argument("--queue-option", action="append", default=[], metavar="KEY=JSON",
                     help="any other [merge_queue] key, forwarded as is (repeatable)")
     args = ap.parse_args()
@@ -497,7 +503,9 @@ def main() -> None:
     base: dict[int, dict[str, Any]] = {}
     for w in workers:
         ours[w] = run_mission(sc, w, batch_size=args.batch_size, queue_extra=extra,
-                              precheck=args.precheck, fixup_candidates=args.fixup_candidates)
+                              precheck=args.precheck, fixup_candidates=args.fixup_candidates,
+                              stacked=None if args.stacked_branches is None
+                              else args.stacked_branches == "true")
         show("ours", ours[w])
     # the original tool: one branch merged and verified at a time, nothing speculative
     plain = {"speculative_depth": 0} if "speculative_depth" in MergeQueueConfig.model_fields else {}

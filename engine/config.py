@@ -104,6 +104,12 @@ class ParallelConfig(Section):
 class SchedulerConfig(Section):
     model: str = Field("sonnet", description="Model for worker agents.")
     session_timeout: float = Field(1800.0, gt=0, description="Seconds before an agent is killed.")
+    stacked_branches: bool = Field(
+        False,
+        description="Start a unit as soon as its dependencies are in the merge queue, on a "
+        "branch stacked on their work, instead of waiting for them to merge (merged only "
+        "after them; see docs/scaling.md).",
+    )
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     parallel: ParallelConfig = Field(default_factory=ParallelConfig)
 

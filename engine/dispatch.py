@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -17,6 +18,7 @@ from engine.gitops.includes import included_files
 from engine.ledger import Unit
 from engine.models import UnitStatus, VerificationStatus
 from engine.runtime import FatalAgentError, Runtime
+from engine.stacking import judged_on, plan_stack, requirements, stack_key
 
 FATAL_REASONS = {
     FailureReason.AUTH: "the agent CLI is not authenticated (log in or set the API key), stopping",
@@ -66,11 +68,15 @@ async def run_unit(
         rt.log(f"unit {unit_id}: taking the work its agent finished before the restart on to "
                "review and the queue", unit_id=unit_id)
         return await review_and_submit(rt, unit_id, branch, base, head, unit.attempt_count)
-    base, start = starting_point(rt, unit, branch)
+    begin = await where_to_start(rt, unit, branch)
+    if begin is None:
+        return UnitRunResult(True)
+    base, start, stacked_on = begin
     attempt_no = unit.attempt_count + 1
     rt.units.move(
         unit_id, UnitStatus.RUNNING, reason=None, attempt_count=attempt_no,
         branch=branch, base_commit=base, head_commit=None, resume_point=None,
+        stacked_on=stacked_on,
     )
     config = rt.config
     if model and model != config.scheduler.model:
@@ -103,7 +109,7 @@ async def run_unit(
             # precheck held it for a whole verification (docs/scaling.md)
             rt.release_worker_slot(slot, unit_id)
             async with rt.precheck_limiter:
-                checked = await precheck(rt, ws.path, base)
+                checked = await precheck(rt, ws.path, judged_on(stacked_on, base))
     finally:
         with anyio.CancelScope(shield=True):
             await rt.pool.release(ws)
@@ -132,9 +138,34 @@ async def run_unit(
 
     head = outcome.head_commit
     store.update("units", unit_id, head_commit=head)
-    if checked is not None and not precheck_passed(rt, unit_id, branch, base, head, checked):
+    if checked is not None and not precheck_passed(rt, unit_id, branch,
+                                                   judged_on(stacked_on, base), head, checked):
         return UnitRunResult(True)
     return await review_and_submit(rt, unit_id, branch, base, head, attempt_no)
+
+
+async def where_to_start(rt: Runtime, unit: Unit, branch: str,
+                         ) -> tuple[str, str, dict[str, Any] | None] | None:
+    """(base, start, stacked_on) of a unit's next session (:func:`starting_point`; with
+    ``[scheduler] stacked_branches``, a fresh start on dependencies still in the merge queue
+    is a stack base: ``engine/stacking.py``). None when it cannot start now: its stack could
+    not be built, so it went back to PLANNED to wait for its dependencies to merge."""
+    base, start = starting_point(rt, unit, branch)
+    if start != base:  # a session cut short by a restart: its base (and stack) stay
+        return base, start, unit.stacked_on
+    if not rt.config.scheduler.stacked_branches:
+        return base, start, None
+    stack = await plan_stack(rt, unit)
+    if stack is None:
+        return base, start, None
+    if isinstance(stack, str):
+        rt.stack_refused[unit.id] = stack_key(unit, rt.units.units(rt.mission_id))
+        rt.units.move(unit.id, UnitStatus.PLANNED, reason=f"waits for its dependencies to "
+                      f"merge: {stack}")
+        return None
+    rt.log(f"unit {unit.id}: stacked on {len(stack.heads)} queued dependenc"
+           f"{'y' if len(stack.heads) == 1 else 'ies'} ({stack.base[:10]})", unit_id=unit.id)
+    return stack.base, stack.base, stack.record()
 
 
 async def precheck(rt: Runtime, workdir: Path, base: str) -> VerificationResult:
@@ -316,12 +347,14 @@ def review_rejections(rt: Runtime, unit_id: str) -> int:
 
 
 def submit(rt: Runtime, unit_id: str, branch: str, head: str) -> None:
-    """Unit to QUEUED and into the merge queue, in one transaction."""
+    """Unit to QUEUED and into the merge queue, in one transaction. A stacked unit's merge
+    requires the dependency heads it was built on that ``mc/green`` lacks (engine/stacking.py)."""
+    requires = requirements(rt, rt.units.require(unit_id))
     with rt.store.transaction():
         rt.units.move(
             unit_id, UnitStatus.QUEUED, reason=None, head_commit=head, branch=branch
         )
-        rt.queue.submit(unit_id, branch, head)
+        rt.queue.submit(unit_id, branch, head, requires)
     rt.store.append_event(
         "unit.submitted", mission_id=rt.mission_id, unit_id=unit_id, branch=branch,
         head=head, ts_submitted=clock.now(),

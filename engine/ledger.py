@@ -64,6 +64,7 @@ class Unit(BaseModel):
     review_rejections: int = 0
     fixup_rounds: int = 0
     tools: list[dict[str, Any]] = []
+    stacked_on: dict[str, Any] | None = None  # engine/stacking.py: {"green", "heads"}
     winner_round: int | None = None
     winner_candidate: int | None = None
     winner_approach: str | None = None
@@ -270,6 +271,33 @@ class EpochLedger:
                                     feedback=feedback, check=check, epoch_id=epoch_id)
             self.store.update("epochs", epoch_id, objective_met=int(met),
                               objective_feedback=feedback, objective_check=check)
+
+
+def leaves_under(unit_id: str, units: list[Unit]) -> set[str]:
+    """The leaf ids of the plan subtree rooted at ``unit_id`` (itself, when it is a leaf)."""
+    children: dict[str, list[Unit]] = {}
+    for u in units:
+        if u.parent_id:
+            children.setdefault(u.parent_id, []).append(u)
+    out: set[str] = set()
+    stack = [unit_id]
+    while stack:
+        current = stack.pop()
+        kids = children.get(current)
+        if kids:
+            stack.extend(k.id for k in kids)
+        else:
+            out.add(current)
+    return out
+
+
+def leaf_dependencies(unit: Unit, units: list[Unit]) -> set[str]:
+    """The leaves ``unit`` waits for: its dependencies, an inner node expanded to its leaves
+    (the planner already resolves them to leaves, inherited ones included)."""
+    out: set[str] = set()
+    for dep in unit.dependencies:
+        out.update(leaves_under(dep, units))
+    return out
 
 
 def _none_to_default(row: dict[str, Any]) -> dict[str, Any]:

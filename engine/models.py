@@ -67,7 +67,8 @@ UNIT_TRANSITIONS: dict[UnitStatus, frozenset[UnitStatus]] = {
     ),
     UnitStatus.QUEUED: frozenset(
         {UnitStatus.MERGING, UnitStatus.FIXUP, UnitStatus.FAILED, UnitStatus.CANCELLED,
-         UnitStatus.MERGED, UnitStatus.READY}
+         UnitStatus.MERGED, UnitStatus.READY,
+         UnitStatus.BLOCKED}  # stacked on a dependency that failed (engine/stacking.py)
     ),
     UnitStatus.MERGING: frozenset(
         {UnitStatus.VERIFYING, UnitStatus.MERGED, UnitStatus.FIXUP, UnitStatus.FAILED,
@@ -107,6 +108,7 @@ class MergeStatus(StrEnum):
     FAILED = "failed"  # verification failed and this branch was the culprit
     REQUEUED = "requeued"  # innocent member of a failed batch, retried
     SKIPPED = "skipped"  # already in mc/green (reconciled)
+    WITHDRAWN = "withdrawn"  # a stacked branch whose dependency failed or was redone
 
 
 class VerificationStatus(StrEnum):

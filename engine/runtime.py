@@ -45,6 +45,9 @@ class Runtime:
     # hands a unit's worker slot back once its agent is done, so its precheck does not hold
     # it (set by the execute phase; None: the slot is held until the unit's task ends)
     agent_done: Callable[[int, str], None] | None = None
+    # stacked branches (engine/stacking.py): units whose stack could not be built, with the
+    # dependency heads it was tried on; they wait for the merges unless those heads change
+    stack_refused: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
     _precheck_limiter: anyio.CapacityLimiter | None = field(default=None, init=False)
     units: UnitLedger = field(init=False)  # the one writer of unit status (engine/ledger.py)
     epochs: EpochLedger = field(init=False)  # epochs' decisions, with their events

@@ -49,6 +49,7 @@ from engine.dispatch import (
     run_unit,
     starting_point,
     unit_branch,
+    where_to_start,
 )
 from engine.gates.fixup_select import (
     Candidate,
@@ -65,6 +66,7 @@ from engine.hosts import running_on
 from engine.ledger import Unit
 from engine.models import UnitStatus
 from engine.runtime import FatalAgentError, Runtime
+from engine.stacking import judged_on
 
 SPECULATION_APPROACHES: list[str] = [
     "Take the most direct route: the smallest change that meets the acceptance criteria, "
@@ -148,11 +150,16 @@ async def run_branches(
         # a restart caught a chosen winner (or one session's commits): go on from there
         return await run_unit(rt, unit_id, slot, model=model, single_pass=single_pass,
                               notes=notes, templates=templates)
+    begin = await where_to_start(rt, unit, branch)  # on a stack of queued dependencies?
+    if begin is None:
+        return UnitRunResult(True)
+    base, _, stacked_on = begin
     spec = rt.config.speculation
     count = max(spec.branch_count, 1)
     attempt_no = unit.attempt_count + 1
     rt.units.move(unit_id, UnitStatus.RUNNING, reason=None, attempt_count=attempt_no,
-                  branch=branch, base_commit=base, head_commit=None, resume_point=None)
+                  branch=branch, base_commit=base, head_commit=None, resume_point=None,
+                  stacked_on=stacked_on)
     config = _session_config(rt.config, model, single_pass)
     approaches = [SPECULATION_APPROACHES[i % len(SPECULATION_APPROACHES)] for i in range(count)]
     store.append_event("speculation.started", mission_id=rt.mission_id, unit_id=unit_id,
@@ -209,7 +216,8 @@ async def run_branches(
            f"branches {', '.join(map(str, losers))} lost; ${total:.2f} for all {count}",
            unit_id=unit_id)
     if (rt.config.target.verification.precheck and chosen.checked is not None
-            and not precheck_passed(rt, unit_id, branch, base, head, chosen.checked)):
+            and not precheck_passed(rt, unit_id, branch, judged_on(stacked_on, base), head,
+                                    chosen.checked)):
         return UnitRunResult(True)  # the winner fails in its own worktree: to fixup, not the queue
     return await review_and_submit(rt, unit_id, branch, base, head, attempt_no,
                                    verdict=chosen.verdict)
@@ -261,7 +269,7 @@ async def _play_branch(
             )
             passed, failed = parse_test_counts(result.output, exit_code=result.exit_code)
             lint = count_lint_errors(result.output)
-            verified = rt.queue.judge(base, result).accepted
+            verified = rt.queue.judge(judged_on(unit.stacked_on, base), result).accepted
             b.checked = result
         b.candidate = Candidate(
             index=b.number - 1, approach=b.approach, verified=verified, tests_passed=passed,

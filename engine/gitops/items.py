@@ -13,6 +13,7 @@ class QueueItem:
     unit_id: str | None
     branch: str
     head_commit: str
+    requires: list[str] = field(default_factory=list)  # commits a candidate needs first
 
 
 @dataclass

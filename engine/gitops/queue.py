@@ -177,15 +177,18 @@ class MergeQueue:
         ))
 
     # ------------------------------------------------------------------ submit
-    def submit(self, unit_id: str | None, branch: str, head_commit: str) -> int:
-        """Queue ``branch`` at ``head_commit``; returns the merge row id."""
+    def submit(self, unit_id: str | None, branch: str, head_commit: str,
+               requires: Sequence[str] = ()) -> int:
+        """Queue ``branch`` at ``head_commit``; returns the merge row id. ``requires``: commits
+        the branch was built on that ``mc/green`` does not have yet (a stacked branch,
+        ``engine/stacking.py``): it is merged only onto a candidate that contains them."""
         now = time.time()
         with self.store.transaction():
             merge_id = int(self.store.insert(
                 "merges",
                 {"mission_id": self.mission_id, "unit_id": unit_id, "branch": branch,
                  "head_commit": head_commit, "status": MergeStatus.QUEUED.value,
-                 "created_at": now, "updated_at": now},
+                 "requires": list(requires), "created_at": now, "updated_at": now},
             ))
             self.store.append_event(
                 "merge.created", mission_id=self.mission_id, unit_id=unit_id,
@@ -194,24 +197,46 @@ class MergeQueue:
         return merge_id
 
     def pending(self) -> int:
+        """Queued merges a run could take now (a stacked branch whose required commits are
+        neither in ``mc/green`` nor queued ahead of it waits, and is not counted)."""
+        return len(self._take(limit=0))
+
+    def held(self) -> list[QueueItem]:
+        """Queued stacked branches no run can take yet (see :meth:`pending`)."""
+        takeable = {i.merge_id for i in self._take(limit=0)}
+        return [i for i in self._queued() if i.merge_id not in takeable]
+
+    def _queued(self) -> list[QueueItem]:
         rows = self.store.query(
-            "SELECT COUNT(*) AS n FROM merges WHERE mission_id = ? AND status = ?",
-            (self.mission_id, MergeStatus.QUEUED.value),
-        )
-        return int(rows[0]["n"])
+            "SELECT id, unit_id, branch, head_commit, requires FROM merges WHERE mission_id = ?"
+            " AND status = ? ORDER BY id", (self.mission_id, MergeStatus.QUEUED.value))
+        return [QueueItem(r["id"], r["unit_id"], r["branch"], r["head_commit"],
+                          json.loads(r["requires"] or "[]")) for r in rows]
 
     def _take(self, limit: int | None = None, exclude: set[int] | frozenset[int] = frozenset(),
-              ) -> list[QueueItem]:
-        """The oldest ``limit`` (default ``batch_size``) queued merges, without ``exclude``."""
-        limit = limit or self.batch_size
-        rows = self.store.query(
-            "SELECT id, unit_id, branch, head_commit FROM merges WHERE mission_id = ? AND status = ?"
-            " ORDER BY id LIMIT ?",
-            (self.mission_id, MergeStatus.QUEUED.value, limit + len(exclude)),
-        )
-        items = [QueueItem(r["id"], r["unit_id"], r["branch"], r["head_commit"]) for r in rows
-                 if r["id"] not in exclude]
-        return items[:limit]
+              on: str | None = None) -> list[QueueItem]:
+        """The oldest ``limit`` (default ``batch_size``; 0: all) queued merges, without
+        ``exclude``, that can be merged onto ``on`` (default ``mc/green``) in this order: a
+        stacked branch's required commits must be in ``on`` or in a branch taken before it."""
+        limit = self.batch_size if limit is None else limit
+        items = [i for i in self._queued() if i.merge_id not in exclude]
+        if any(i.requires for i in items):
+            items = self._in_order(items, on or self.repo.green_head())
+        return items[:limit] if limit else items
+
+    def _in_order(self, items: list[QueueItem], on: str) -> list[QueueItem]:
+        taken: list[QueueItem] = []
+        for item in items:
+            if all(self._reachable(c, on) or any(self._reachable(c, t.head_commit) for t in taken)
+                   for c in item.requires):
+                taken.append(item)
+        return taken
+
+    def _reachable(self, commit: str, tip: str) -> bool:
+        try:
+            return commit == tip or self.repo.is_ancestor(commit, tip)
+        except GitError:
+            return False
 
     # ------------------------------------------------------------------ status helpers
     def move_merge(self, item: QueueItem, status: MergeStatus, reason: str | None = None,
@@ -363,21 +388,28 @@ class MergeQueue:
         self.journal.write("merge", "intent", batch_id=batch_id, base=green,
                            merge_ids=[i.merge_id for i in items])
         branches = [(i.merge_id, i.branch, i.head_commit) for i in items]
-        chain = await anyio.to_thread.run_sync(self._build_chain, green, branches)
+        requires = {i.merge_id: i.requires for i in items if i.requires}
+        chain = await anyio.to_thread.run_sync(self._build_chain, green, branches, requires)
         by_id = {i.merge_id: i for i in items}
         for link in chain.links:
             self.move_merge(by_id[link.key], MergeStatus.MERGING, None, ChangeStage.MERGING,
                              candidate_commit=link.commit)
+        for merge_id in chain.held:  # built on a branch this chain left out: back in line
+            row = self.store.get("merges", merge_id)
+            if row is not None and row["status"] != MergeStatus.QUEUED.value:
+                self.move_merge(by_id[merge_id], MergeStatus.QUEUED,
+                                "waits for the branch it is stacked on", ChangeStage.QUEUED)
         self.journal.write("merge", "done", batch_id=batch_id, base=green,
                            candidates={link.key: link.commit for link in chain.links},
                            conflicts=chain.conflicts)
         return chain
 
-    def _build_chain(self, green: str, branches: list[tuple[int, str, str]]) -> Chain:
+    def _build_chain(self, green: str, branches: list[tuple[int, str, str]],
+                     requires: dict[int, list[str]] | None = None) -> Chain:
         """In a worker thread: merges on a handle that never reads the user's index, with
         the attributes (merge drivers) of ``green``'s tree."""
         tree = self._git[pygit2.Oid(hex=green)].peel(pygit2.Tree)
-        return build_chain(object_view(self._git, attributes=tree), green, branches)
+        return build_chain(object_view(self._git, attributes=tree), green, branches, requires)
 
     async def _bisect(
         self, batch_id: str, chain: Chain, included: list[QueueItem], outcome: QueueOutcome,

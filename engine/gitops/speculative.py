@@ -290,6 +290,8 @@ class Speculation:
             return
         chain = await self.q._build(self.batch_id, base, todo)
         by_id = {i.merge_id: i for i in todo}
+        for merge_id in chain.held:  # stacked on a branch left out above: a later run takes it
+            self.taken.pop(merge_id, None)
         green = self.q.repo.green_head()
         for merge_id in chain.already_in:
             item = by_id[merge_id]
@@ -330,7 +332,7 @@ class Speculation:
         while (self.error is None and not self.blamed and self.pipeline
                and len(self.pipeline) < self.depth + 1
                and self._blocked_after() == len(self.pipeline)):  # not behind a failure
-            items = self.q._take(exclude=set(self.taken))
+            items = self.q._take(exclude=set(self.taken), on=self.pipeline[-1].after)
             if not items:
                 return
             for item in items:

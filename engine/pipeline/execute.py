@@ -17,7 +17,7 @@ from engine.dispatch import FATAL_REASONS
 from engine.fixup import run_fixup
 from engine.gates.fixup_select import count_lint_errors, parse_test_counts
 from engine.hosts import running_on
-from engine.ledger import Unit
+from engine.ledger import Unit, leaf_dependencies, leaves_under
 from engine.llm import LlmCallFailed
 from engine.models import TERMINAL_UNIT_STATUSES, UnitStatus
 from engine.pipeline.commands import CommandInbox
@@ -30,6 +30,7 @@ from engine.pipeline.state import EpochResult, MissionState, leaf_exceptions, le
 from engine.pipeline.stop import StopPolicy
 from engine.runtime import FatalAgentError
 from engine.speculation import runner_for
+from engine.stacking import can_stack, settle_stacks, stack_key
 from engine.store import IllegalTransition
 
 TICK_SECONDS = 0.05
@@ -150,6 +151,9 @@ class ExecutePhase:
                     if not state.paused:
                         self.dispatch(tg, unit_task, units, running, holding, workers)
                     self.start_fixups(tg, fixup_task, fixing, units)
+                if not queue_busy and rt.config.scheduler.stacked_branches \
+                        and settle_stacks(rt, units):
+                    wake.set()  # withdrawn units are BLOCKED or READY again
                 if not queue_busy and rt.queue.pending() > 0:
                     queue_busy = True
                     tg.start_soon(queue_task)
@@ -270,18 +274,25 @@ class ExecutePhase:
                 continue
             # The planner already resolves a leaf's dependencies to leaves (inherited ones
             # included); an inner node id is expanded to its leaves all the same.
-            leaf_deps: set[str] = set()
-            for dep in unit.dependencies:
-                leaf_deps.update(leaves_under(dep, units))
+            leaf_deps = leaf_dependencies(unit, units)
             states = [status[d] for d in leaf_deps if d in status]
             if any(s in (UnitStatus.FAILED, UnitStatus.BLOCKED, UnitStatus.CANCELLED) for s in states):
                 self.state.rt.units.move(unit.id, UnitStatus.BLOCKED, reason="a dependency failed")
                 status[unit.id] = UnitStatus.BLOCKED
-            elif all(s == UnitStatus.MERGED for s in states):
+            elif all(s == UnitStatus.MERGED for s in states) or self.stackable(unit, units):
                 self.state.rt.units.move(unit.id, UnitStatus.READY)
                 status[unit.id] = UnitStatus.READY
         return [u if u.status == status[u.id] else u.model_copy(update={"status": status[u.id]})
                 for u in units]
+
+    def stackable(self, unit: Unit, units: list[Unit]) -> bool:
+        """With ``[scheduler] stacked_branches``: every dependency is merged or in the merge
+        queue, and no stack on these very heads was refused (engine/stacking.py)."""
+        rt = self.state.rt
+        if not rt.config.scheduler.stacked_branches or not can_stack(unit, units):
+            return False
+        refused = rt.stack_refused.get(unit.id)
+        return refused is None or refused != stack_key(unit, units)
 
     def roll_up_parents(self, units: list[Unit]) -> None:
         """Inner plan nodes take a terminal status from their leaves."""
@@ -317,24 +328,6 @@ def waiting_on(units: list[Unit]) -> dict[str, int]:
         return memo[unit_id]
 
     return {unit_id: len(down(unit_id, frozenset({unit_id}))) for unit_id in waiters}
-
-
-def leaves_under(unit_id: str, units: list[Unit]) -> set[str]:
-    """The leaf ids of the plan subtree rooted at ``unit_id`` (itself, when it is a leaf)."""
-    children: dict[str, list[Unit]] = {}
-    for u in units:
-        if u.parent_id:
-            children.setdefault(u.parent_id, []).append(u)
-    out: set[str] = set()
-    stack = [unit_id]
-    while stack:
-        current = stack.pop()
-        kids = children.get(current)
-        if kids:
-            stack.extend(k.id for k in kids)
-        else:
-            out.add(current)
-    return out
 
 
 class _Waker:

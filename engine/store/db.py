@@ -30,8 +30,8 @@ from engine.store.migrations import SchemaTooNewError, migrate
 
 BUSY_TIMEOUT_MS = 10_000
 JSON_COLUMNS = {
-    "units": ("files_hint", "acceptance_criteria", "dependencies", "tools"),
-    "merges": ("conflict_paths",),
+    "units": ("files_hint", "acceptance_criteria", "dependencies", "tools", "stacked_on"),
+    "merges": ("conflict_paths", "requires"),
     "verifications": ("failing_tests",),
     "decisions": ("factors",),
 }

@@ -355,6 +355,11 @@ MIGRATIONS: list[Migration] = [
     ["ALTER TABLE units ADD COLUMN uncertain INTEGER NOT NULL DEFAULT 0"],
     # 13: decisions as columns, not event payloads (see the function)
     _decision_columns,
+    # 14: stacked branches ([scheduler] stacked_branches, engine/stacking.py): the dependency
+    #     heads a unit's agent started on ({"green": sha, "heads": {unit id: sha}}), and the
+    #     commits a merge row's branch needs in its candidate first (a JSON list)
+    ["ALTER TABLE units ADD COLUMN stacked_on TEXT",
+     "ALTER TABLE merges ADD COLUMN requires TEXT NOT NULL DEFAULT '[]'"],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -30,6 +30,7 @@ STATUS_STYLE = {
     "cancelled": ("–", "dim"),
     "skipped": ("–", "dim"),
     "requeued": ("↺", "$accent"),
+    "withdrawn": ("–", "dim"),
     "pending": ("?", "bold $warning"),
     "paused": ("⏸", "$warning"),
     "stopped": ("■", "dim"),

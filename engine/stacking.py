@@ -1,0 +1,168 @@
+"""Stacked branches (``[scheduler] stacked_branches``): a unit whose dependencies are done
+and waiting in the merge queue starts on their work instead of waiting for it to reach
+``mc/green``.
+
+A *stacked* change is one built on other changes that have not landed yet (stacked diffs:
+Phabricator, ghstack, Graphite); Zuul's dependent pipeline tests a change on top of the
+changes queued ahead of it. Here that idea is applied to dispatch:
+
+* a leaf is READY once each leaf it depends on is MERGED, or is in the merge queue
+  (QUEUED, MERGING, VERIFYING: past its agent, precheck and review) with a head commit;
+* its agent starts on a *stack base*: ``mc/green`` with the head of every dependency not in it
+  yet merged in (in memory, as the queue builds candidates). If they conflict, the unit goes
+  back to PLANNED and waits for the merges as before;
+* its review, precheck and diff are measured from the stack base, so they see its own change;
+  the precheck is judged against the baseline of the ``mc/green`` under the stack;
+* its merge row *requires* those heads: the queue merges it only onto a candidate that already
+  contains them (``engine.gitops.candidate.build_chain``), so a stacked branch never carries a
+  dependency's commits into ``mc/green`` ahead of that dependency, whatever happens to it;
+* a dependency repaired by fixup keeps its old head as an ancestor (fixup merges the unit's
+  branch into its candidates), so the requirement is met once the repair merges. A dependency
+  that fails, or merges without that head (redone from scratch), leaves it unmet for good:
+  :func:`settle_stacks` withdraws the stacked merge, and the unit is BLOCKED or runs again
+  from ``mc/green``.
+
+Everything is in the store (``units.stacked_on``, ``merges.requires``), so a ``kill -9`` at
+any point resumes with the same rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pygit2
+
+from engine.gitops import GitError
+from engine.gitops.candidate import merge_heads
+from engine.gitops.repo import object_view, open_repository
+from engine.ledger import Unit, leaf_dependencies
+from engine.models import MergeStatus, UnitStatus
+from engine.runtime import Runtime
+
+IN_QUEUE = frozenset({UnitStatus.QUEUED, UnitStatus.MERGING, UnitStatus.VERIFYING})
+GONE = frozenset({UnitStatus.FAILED, UnitStatus.BLOCKED, UnitStatus.CANCELLED})
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Where a stacked unit starts: ``base`` is ``green`` with ``heads`` (dependency unit id
+    -> the head commit merged in) merged in."""
+
+    green: str
+    base: str
+    heads: dict[str, str]
+
+    def record(self) -> dict[str, Any]:
+        """The ``units.stacked_on`` value."""
+        return {"green": self.green, "base": self.base, "heads": dict(self.heads)}
+
+
+def can_stack(unit: Unit, units: list[Unit]) -> bool:
+    """Whether every leaf ``unit`` depends on is MERGED or in the merge queue with a head."""
+    by_id = {u.id: u for u in units}
+    for dep_id in leaf_dependencies(unit, units):
+        dep = by_id.get(dep_id)
+        if dep is None:
+            continue
+        if dep.status != UnitStatus.MERGED and not (dep.status in IN_QUEUE and dep.head_commit):
+            return False
+    return True
+
+
+async def plan_stack(rt: Runtime, unit: Unit) -> Stack | str | None:
+    """The stack ``unit`` starts on: None when every dependency is in ``mc/green`` (a plain
+    start), or a reason (str) why it cannot start now (a dependency left the queue, or the
+    dependencies conflict with ``mc/green`` or each other: it waits for their merges)."""
+    units = rt.units.units(rt.mission_id)
+    by_id = {u.id: u for u in units}
+    green = rt.repo.green_head()
+    heads: dict[str, str] = {}
+    for dep_id in sorted(leaf_dependencies(unit, units)):
+        dep = by_id.get(dep_id)
+        if dep is None or dep.status == UnitStatus.MERGED:
+            continue
+        if dep.status not in IN_QUEUE or not dep.head_commit:
+            return f"its dependency {dep.title!r} is {dep.status.value}"
+        if not _contains(rt, green, dep.head_commit):
+            heads[dep_id] = dep.head_commit
+    if not heads:
+        return None
+    labels = [(by_id[d].title, head) for d, head in heads.items()]
+    base, conflicts = await anyio.to_thread.run_sync(_merge, rt.repo.path, green, labels)
+    if base is None:
+        return f"its dependencies conflict with mc/green in {', '.join(conflicts)}"
+    return Stack(green, base, heads)
+
+
+def _merge(path: Path, green: str, heads: list[tuple[str, str]]) -> tuple[str | None, list[str]]:
+    """In a worker thread, on a handle of its own (with ``green``'s merge attributes)."""
+    repo = open_repository(path)
+    tree = repo[pygit2.Oid(hex=green)].peel(pygit2.Tree)
+    return merge_heads(object_view(repo, attributes=tree), green, heads)
+
+
+def stack_key(unit: Unit, units: list[Unit]) -> tuple[tuple[str, str], ...]:
+    """The unmerged dependencies of ``unit`` with their heads: a stack refused on these is
+    not tried again until one of them merges or moves (``Runtime.stack_refused``)."""
+    by_id = {u.id: u for u in units}
+    return tuple(sorted((d, by_id[d].head_commit or "") for d in leaf_dependencies(unit, units)
+                        if d in by_id and by_id[d].status != UnitStatus.MERGED))
+
+
+def judged_on(stacked_on: dict[str, Any] | None, base: str) -> str:
+    """The ``mc/green`` whose baseline judges a unit's precheck when its work starts at
+    ``base``: the one under its stack when ``base`` is a stack base, else ``base`` itself."""
+    stacked = stacked_on or {}
+    return str(stacked.get("green") or base) if stacked.get("base") == base else base
+
+
+def requirements(rt: Runtime, unit: Unit) -> list[str]:
+    """The stacked-on heads ``mc/green`` does not contain yet (the merge row's ``requires``)."""
+    heads = (unit.stacked_on or {}).get("heads") or {}
+    green = rt.repo.green_head()
+    return [head for head in heads.values() if not _contains(rt, green, head)]
+
+
+def settle_stacks(rt: Runtime, units: list[Unit]) -> list[str]:
+    """Withdraw the queued stacked branches whose requirement can never be met: a dependency
+    FAILED, BLOCKED or CANCELLED (the unit -> BLOCKED), or MERGED without the head it was
+    stacked on (the unit -> READY, to run again from ``mc/green``). Call it only while no
+    queue run is in flight (a run may be merging the row). Returns the withdrawn unit ids."""
+    by_id = {u.id: u for u in units}
+    green = rt.repo.green_head()
+    withdrawn: list[str] = []
+    for item in rt.queue.held():
+        unit = by_id.get(item.unit_id or "")
+        if unit is None or unit.status != UnitStatus.QUEUED or not unit.stacked_on:
+            continue
+        verdict: tuple[UnitStatus, str] | None = None
+        for dep_id, head in (unit.stacked_on.get("heads") or {}).items():
+            dep = by_id.get(dep_id) or rt.units.get(dep_id)
+            if dep is None or dep.status in GONE:
+                title = dep.title if dep else dep_id
+                verdict = (UnitStatus.BLOCKED, f"a dependency failed: {title!r}, whose work this "
+                           "unit was stacked on, will not merge")
+                break
+            if dep.status == UnitStatus.MERGED and not _contains(rt, green, head):
+                verdict = (UnitStatus.READY, f"{dep.title!r} merged other work than the "
+                           f"{head[:10]} this unit was stacked on: running it again from mc/green")
+        if verdict is None:
+            continue
+        status, reason = verdict
+        with rt.store.transaction():
+            rt.queue.move_merge(item, MergeStatus.WITHDRAWN, reason)
+            rt.units.move(unit.id, status, reason=reason, stacked_on=None, resume_point=None)
+        rt.log(f"unit {unit.id}: stacked branch withdrawn from the merge queue: {reason}",
+               unit_id=unit.id)
+        withdrawn.append(unit.id)
+    return withdrawn
+
+
+def _contains(rt: Runtime, tip: str, commit: str) -> bool:
+    try:
+        return commit == tip or rt.repo.is_ancestor(commit, tip)
+    except GitError:
+        return False
