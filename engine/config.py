@@ -27,7 +27,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from engine.config_rules import GitRemote, SecretInputError, StrictBools, env_bools
+from engine.config_rules import SECRET_INPUT, GitRemote, StrictBools, env_bools
 from engine.host_config import HostConfig, host_names
 
 DEFAULT_CONFIG_NAME = "mission-control.toml"
@@ -779,8 +779,7 @@ def format_validation_error(exc: ValidationError, path: Path | None) -> str:
             lines.append(f"{key}: unknown key{_did_you_mean(str(loc[-1]), choices)}")
         else:
             msg = err["msg"]
-            hidden = isinstance((err.get("ctx") or {}).get("error"), SecretInputError)
-            if "input" in err and err["type"] not in ("missing",) and not hidden:
+            if "input" in err and err["type"] not in ("missing", SECRET_INPUT):
                 msg = f"{msg} (got {err['input']!r})"
             lines.append(f"{key}: {redact_userinfo(msg)}")
     where = f"{path}: " if path else ""

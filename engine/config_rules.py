@@ -7,7 +7,7 @@ remote carries no credential.
   keys into booleans first (``true/false``, ``1/0``, ``yes/no``, ``on/off``, pydantic's words).
 - :data:`GitRemote`: a ``str`` field naming a git remote (a name, a path or a URL); a URL with a
   password, or an ``http(s)://`` URL with any user part (``https://ghp_xxx@host/...``), is
-  refused with :class:`SecretInputError`, whose input is never echoed. ``git@host:o/r.git`` and
+  refused with an error of type :data:`SECRET_INPUT`, whose input is never echoed. ``git@host:o/r.git`` and
   ``ssh://git@host/o/r.git`` (a user name, no secret) stay allowed.
 """
 
@@ -21,9 +21,8 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, TypeAdapter, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
-
-class SecretInputError(ValueError):
-    """A validation error whose input holds a credential: error messages never echo it."""
+SECRET_INPUT = "secret_input"
+"""The pydantic error type of a value that holds a credential: error messages never echo it."""
 
 
 def is_bool_annotation(annotation: Any) -> bool:
@@ -74,7 +73,7 @@ def env_bools(data: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
 
 
 def check_git_remote(value: str) -> str:
-    """``value`` unchanged, or :class:`SecretInputError` when its URL carries a credential."""
+    """``value`` unchanged, or a :data:`SECRET_INPUT` error when its URL carries a credential."""
     if "://" not in value:
         return value  # a remote name, a path, or scp-style user@host:path (no secret)
     parts = urlsplit(value.strip())
@@ -83,10 +82,12 @@ def check_git_remote(value: str) -> str:
         return value
     if ":" in userinfo or parts.scheme in ("http", "https"):
         bare = parts._replace(netloc=hostport, query="", fragment="").geturl()
-        raise SecretInputError(
+        raise PydanticCustomError(
+            SECRET_INPUT,
             "the URL carries a credential in its user part: secrets come from the environment, "
-            f"never the config. Write the URL without it ({bare}) and let git get the secret from "
-            "a credential helper or GIT_ASKPASS, or use an SSH remote (git@host:owner/repo.git)")
+            "never the config. Write the URL without it ({url}) and let git get the secret from "
+            "a credential helper or GIT_ASKPASS, or use an SSH remote (git@host:owner/repo.git)",
+            {"url": bare})
     return value
 
 
