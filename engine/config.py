@@ -21,12 +21,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
 )
 
-from engine.host_config import HostConfig, SecretInputError, host_names
+from engine.config_rules import SECRET_INPUT, GitRemote, StrictBools, env_bools
+from engine.host_config import HostConfig, host_names
 
 DEFAULT_CONFIG_NAME = "mission-control.toml"
 ENV_PREFIX = "MC_"
@@ -36,8 +38,8 @@ class ConfigError(Exception):
     """A configuration problem, already phrased for the user."""
 
 
-class Section(BaseModel):
-    """Base for every section: unknown keys are errors."""
+class Section(StrictBools):
+    """Base for every section: unknown keys are errors, booleans are TOML booleans."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -147,7 +149,9 @@ class GreenBranchConfig(Section):
     push_branch: str | None = Field(
         None, description="Remote branch that mc/green is pushed to (default: the base branch)."
     )
-    remote: str = Field("origin", description="Remote to push to.")
+    remote: GitRemote = Field(
+        "origin", description="Remote to push to: a remote's name or a URL; a URL never holds a "
+        "credential (git gets it from a credential helper or GIT_ASKPASS).")
     fixup_max_attempts: int = Field(2, ge=0, description="Fixup rounds before a unit goes back to the planner.")
     fixup_candidates: int = Field(3, ge=1, le=8, description="Agents trying different fixes in parallel.")
 
@@ -432,6 +436,14 @@ class UiConfig(Section):
 
 
 # --------------------------------------------------------------------------- root
+class _EnvSource(EnvSettingsSource):
+    """``MC_*`` variables, with the text of boolean keys (``false``, ``0``, ``off``) made
+    booleans: the models take only booleans there, a TOML file's ``"yes"`` is an error."""
+
+    def __call__(self) -> dict[str, Any]:
+        return env_bools(super().__call__(), self.settings_cls)
+
+
 class MissionConfig(BaseSettings):
     """The whole ``mission-control.toml``. Env vars ``MC_SECTION__KEY`` win over the file."""
 
@@ -499,7 +511,7 @@ class MissionConfig(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Earlier sources win: environment over the file's contents (passed as init kwargs).
-        return (env_settings, init_settings)
+        return (_EnvSource(settings_cls), init_settings)
 
     # ------------------------------------------------------------------ derived paths
     @property
@@ -773,8 +785,7 @@ def format_validation_error(exc: ValidationError, path: Path | None) -> str:
             lines.append(f"{key}: unknown key{_did_you_mean(str(loc[-1]), choices)}")
         else:
             msg = err["msg"]
-            hidden = isinstance((err.get("ctx") or {}).get("error"), SecretInputError)
-            if "input" in err and err["type"] not in ("missing",) and not hidden:
+            if "input" in err and err["type"] not in ("missing", SECRET_INPUT):
                 msg = f"{msg} (got {err['input']!r})"
             lines.append(f"{key}: {redact_userinfo(msg)}")
     where = f"{path}: " if path else ""
@@ -828,4 +839,34 @@ def summary(config: MissionConfig) -> dict[str, str]:
         + (" (NO permission checks: bypassPermissions)"
            if config.agent.permission_mode == "bypassPermissions" else ""),
         "worktrees": str(config.pool_dir()),
+        "speculation": _speculation_line(config.speculation),
+        "merge queue": _merge_queue_line(config.merge_queue),
+        "hosts": _hosts_line(config),
     }
+
+
+def _speculation_line(spec: SpeculationConfig) -> str:
+    if not spec.enabled or spec.branch_count == 1:
+        return "off (one agent per unit)"
+    which = "every unit" if spec.units == "all" else "each uncertain unit"
+    return f"{spec.branch_count} branches for {which}, chosen by {spec.selection}"
+
+
+def _merge_queue_line(queue: MergeQueueConfig) -> str:
+    size = f"batches of {queue.batch_size}"
+    if queue.speculative_depth == 0:
+        return f"{size}, one batch at a time (speculative_depth 0)"
+    ahead = queue.speculative_depth
+    return (f"{size}, {ahead} speculative batch{'es' if ahead != 1 else ''} ahead, "
+            f"{queue.verify_slots} verify slot{'s' if queue.verify_slots != 1 else ''}")
+
+
+def _hosts_line(config: MissionConfig) -> str:
+    if not config.hosts:
+        return f"none (local processes, {config.scheduler.parallel.num_workers} slots)"
+    parts = []
+    for name, host in zip(host_names(config.hosts), config.hosts, strict=True):
+        where = getattr(host, "address", "")
+        where = f" {redact_userinfo(where)}" if where and where != "auto" else ""
+        parts.append(f"{name} ({host.kind}{where}, {host.slots} slot{'s' if host.slots != 1 else ''})")
+    return ", ".join(parts)

@@ -20,8 +20,9 @@ HEADER = """# Configuration reference
 
 - **Environment overrides**: `MC_<SECTION>__<KEY>` (double underscore between levels) wins over the
   file, e.g. `MC_SCHEDULER__PARALLEL__NUM_WORKERS=8`, `MC_TARGET__VERIFICATION__COMMAND='make test'`.
-  Lists take JSON: `MC_HITL__GATES='["push"]'`. An `MC_...__...` variable that names no key is an
-  error. Command-line flags (`--workers`, `--objective`) win over both.
+  Lists take JSON: `MC_HITL__GATES='["push"]'`; booleans take `true`/`false` (also `1`/`0`,
+  `yes`/`no`, `on`/`off`), e.g. `MC_REVIEW__GATE_COMPLETION=false`. An `MC_...__...` variable that
+  names no key is an error. Command-line flags (`--workers`, `--objective`) win over both.
 - **Paths** (`target.path`, `scheduler.parallel.pool_dir`, `agent.cassette`, `state.dir`,
   `hitl.approval_file`) resolve against the config file's folder; `~` expands.
 - **Where things live**: the store in `<git dir>/mc/mission.db` (or `state.dir`); the agents'
@@ -36,8 +37,13 @@ HEADER = """# Configuration reference
   in plan mode. `bypassPermissions` turns every check off: opt-in, said at start and in the TUI.
 - **Errors** name the key path and the reason and exit with code 2: unknown keys (with a "did you
   mean"), wrong types, out-of-range values, invalid TOML (with line and column), a missing file.
+  In the file a boolean is a TOML boolean: `enabled = "yes"` or `= 1` is an error ("must be true
+  or false").
 - **Secrets** are never read from this file: the Telegram bot token comes from the environment
-  variable named by `hitl.telegram.token_env`.
+  variable named by `hitl.telegram.token_env`. A git remote URL (`green_branch.remote`,
+  `[[hosts]] remote`) with a credential in it (`https://ghp_xxx@github.com/o/r.git`,
+  `https://user:token@host/...`) is an error, its secret never echoed: git gets it from a
+  credential helper or `GIT_ASKPASS`. `git@host:o/r.git` and `ssh://git@host/o/r.git` are fine.
 - **Compatibility with the original tool**: its documented example
   (`examples/mission-control.original.toml`) validates as is. Three of its values are spelled the
   original's way and mean: `hitl.telegram = true` is `[hitl.telegram] enabled = true` with every

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Discriminator, Field, Tag, ValidationInfo, field_validator
+
+from engine.config_rules import GitRemote, StrictBools
 
 NOT_BUILT = {
     "container": "OCI container hosts are not available in this version: no container runtime "
@@ -23,11 +24,7 @@ NOT_BUILT = {
 }
 
 
-class SecretInputError(ValueError):
-    """A validation error whose input holds a credential: error messages never echo it."""
-
-
-class _HostBase(BaseModel):
+class _HostBase(StrictBools):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field("", description="Shown in the TUI and the dashboard; default: kind + index.")
@@ -97,10 +94,11 @@ class RayHostConfig(_HostBase):
         "\"<head>:6379\"). Ray's own credentials (RAY_AUTH_TOKEN, TLS files) come from the "
         "environment, never from this file or the store.")
     namespace: str | None = Field(None, description="The Ray namespace mc's actors live in.")
-    remote: str = Field(
+    remote: GitRemote = Field(
         "", description="A git remote (URL or path) that mc and every node can reach: mc "
         "pushes each unit's base there, the node pushes the unit's work back. Empty: the "
-        "repository itself (nodes that share its file system).")
+        "repository itself (nodes that share its file system). A URL never holds a "
+        "credential: git gets it from a credential helper or GIT_ASKPASS.")
     resource: str = Field(
         "mc_agent_slot", description="The custom resource each agent session requires one of "
         "(start nodes with --resources='{\"mc_agent_slot\": N}').")
@@ -143,14 +141,6 @@ class RayHostConfig(_HostBase):
         """The resource each verification actor requires one of."""
         return self.verify_resource or self.resource
 
-    @field_validator("remote")
-    @classmethod
-    def _no_credentials(cls, value: str) -> str:
-        if "://" in value and urlsplit(value).password is not None:
-            raise SecretInputError("the remote URL holds a password: use a git credential helper or "
-                             "an SSH key on the nodes, never the config")
-        return value
-
 
 def _endpoint_ok(value: str) -> str:
     host, sep, port = value.rpartition(":")
@@ -171,9 +161,23 @@ class ReservedHostConfig(_HostBase):
         raise ValueError(NOT_BUILT[value])
 
 
+_KINDS: dict[str, type[_HostBase]] = {
+    "local": LocalHostConfig, "sandbox": SandboxHostConfig, "ssh": SshHostConfig,
+    "ray": RayHostConfig, "container": ReservedHostConfig,
+}
+HOST_KINDS: tuple[str, ...] = tuple(k for k in _KINDS if k not in NOT_BUILT)
+"""The ``[[hosts]] kind`` values this version runs (``container`` is refused with its reason)."""
+
+
+def _kind_of(value: Any) -> Any:
+    return value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+
+
+# A callable discriminator so an unknown kind's error lists only the kinds that work.
 HostConfig = Annotated[
-    LocalHostConfig | SandboxHostConfig | SshHostConfig | RayHostConfig | ReservedHostConfig,
-    Field(discriminator="kind"),
+    Union[tuple(Annotated[cls, Tag(kind)] for kind, cls in _KINDS.items())],  # noqa: UP007
+    Discriminator(_kind_of, custom_error_type="host_kind",
+                  custom_error_message="kind must be one of: " + ", ".join(HOST_KINDS)),
 ]
 
 

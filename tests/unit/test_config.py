@@ -332,3 +332,133 @@ def test_a_non_json_env_value_for_a_list_is_a_config_error(
     path = write(tmp_path, '[target]\nname = "x"\n')
     with pytest.raises(ConfigError, match="must hold JSON"):
         load_config(path)
+
+
+SECRET_REMOTES = [
+    "https://ghp_T0kenXYZ123@github.com/o/r.git",  # a token as the user part
+    "https://alice:T0kenXYZ123@git.example.com/o/r.git",
+    "http://T0kenXYZ123@git.example.com/o/r.git",
+    "ssh://git:T0kenXYZ123@git.example.com/o/r.git",  # a password, whatever the scheme
+]
+
+
+@pytest.mark.parametrize("url", SECRET_REMOTES)
+@pytest.mark.parametrize("where", ["green_branch", "hosts", "env"])
+def test_a_git_remote_url_with_a_credential_is_refused_without_echoing_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, where: str,
+) -> None:
+    """It was only redacted when echoed; now loading fails naming the key, secret unsaid."""
+    text, key = {
+        "green_branch": (f'[green_branch]\nremote = "{url}"\n', "green_branch.remote"),
+        "hosts": (f'[[hosts]]\nkind = "ray"\nremote = "{url}"\n', "hosts.0.ray.remote"),
+        "env": ('[target]\nname = "x"\n', "green_branch.remote"),
+    }[where]
+    if where == "env":
+        monkeypatch.setenv("MC_GREEN_BRANCH__REMOTE", url)
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    message = str(err.value)
+    assert f"{key}: " in message and "T0kenXYZ123" not in message
+    assert "secrets come from the environment" in message
+    assert "credential helper" in message and "GIT_ASKPASS" in message
+
+
+def test_mc_refuses_a_remote_with_a_token_with_exit_2_and_never_prints_it(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from mc_tui.cli import cli
+
+    path = write(tmp_path, '[green_branch]\nremote = "https://ghp_T0kenXYZ123@github.com/o/r.git"\n')
+    result = CliRunner().invoke(cli, ["validate-config", "--config", str(path)])
+    assert result.exit_code == 2, result.output
+    assert "green_branch.remote" in result.output and "T0kenXYZ123" not in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("url", [
+    "origin", "git@github.com:o/r.git", "ssh://git@github.com/o/r.git",
+    "https://github.com/o/r.git", "/srv/git/r.git", "file:///srv/git/r.git",
+])
+def test_git_remotes_without_a_secret_stay_allowed(tmp_path: Path, url: str) -> None:
+    cfg = load_config(write(tmp_path, f'[green_branch]\nremote = "{url}"\n'
+                                      f'[[hosts]]\nkind = "ray"\nremote = "{url}"\n'))
+    assert cfg.green_branch.remote == url and cfg.hosts[0].remote == url  # type: ignore[union-attr]
+
+
+def test_an_unknown_host_kind_lists_only_the_kinds_that_work(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, '[[hosts]]\nkind = "rayy"\n'))
+    (line,) = [ln for ln in str(err.value).splitlines() if "hosts.0" in ln]
+    assert "kind must be one of: local, sandbox, ssh, ray" in line and "container" not in line
+    with pytest.raises(ConfigError) as err:  # container keeps its own reason
+        load_config(write(tmp_path, '[[hosts]]\nkind = "container"\n'))
+    assert "hosts.0.container.kind" in str(err.value)
+    assert "not available in this version" in str(err.value)
+
+
+def test_the_summary_shows_speculation_merge_queue_and_hosts(tmp_path: Path) -> None:
+    from engine.config import summary
+
+    plain = summary(load_config(write(tmp_path, "")))
+    assert plain["speculation"] == "off (one agent per unit)"
+    assert plain["merge queue"] == "batches of 4, 1 speculative batch ahead, 2 verify slots"
+    assert plain["hosts"] == "none (local processes, 4 slots)"
+    cfg = load_config(write(tmp_path, """
+[speculation]
+enabled = true
+branch_count = 3
+units = "all"
+selection = "review"
+[merge_queue]
+batch_size = 2
+speculative_depth = 0
+[[hosts]]
+kind = "local"
+slots = 2
+[[hosts]]
+kind = "ssh"
+name = "builder"
+address = "build.example.com"
+slots = 4
+"""))
+    lines = summary(cfg)
+    assert lines["speculation"] == "3 branches for every unit, chosen by review"
+    assert lines["merge queue"] == "batches of 2, one batch at a time (speculative_depth 0)"
+    assert lines["hosts"] == "local0 (local, 2 slots), builder (ssh build.example.com, 4 slots)"
+
+
+@pytest.mark.parametrize(("text", "key", "got"), [
+    ('[review]\ngate_completion = "yes"\n', "review.gate_completion", "'yes'"),
+    ('[review]\ngate_completion = "false"\n', "review.gate_completion", "'false'"),
+    ("[speculation]\nenabled = 1\n", "speculation.enabled", "1"),
+    ('[hitl.telegram]\nenabled = "off"\n', "hitl.telegram.enabled", "'off'"),
+    ('[[hosts]]\nkind = "ssh"\naddress = "h"\ntrust_unknown_host_key = "no"\n',
+     "hosts.0.ssh.trust_unknown_host_key", "'no'"),
+])
+def test_a_toml_boolean_must_be_a_toml_boolean(tmp_path: Path, text: str, key: str, got: str) -> None:
+    """Pydantic's lax mode took "yes", "off", 1 for a bool: in TOML only true / false."""
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    assert f"{key}: must be true or false (got {got})" in str(err.value)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("false", False), ("0", False), ("off", False), ("no", False), ("True", True), ("1", True),
+])
+def test_an_env_override_of_a_boolean_takes_its_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str, expected: bool,
+) -> None:
+    """MC_* values are text by nature: the strict booleans of the file do not apply to them."""
+    monkeypatch.setenv("MC_REVIEW__GATE_COMPLETION", value)
+    monkeypatch.setenv("MC_HITL__TELEGRAM__ENABLED", value)
+    cfg = load_config(write(tmp_path, "[review]\ngate_completion = true\n"
+                                      "[hitl.telegram]\nenabled = true\n"))
+    assert cfg.review.gate_completion is expected and cfg.hitl.telegram.enabled is expected
+
+
+def test_an_env_override_of_a_boolean_that_is_no_boolean_names_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MC_REVIEW__GATE_COMPLETION", "maybe")
+    with pytest.raises(ConfigError, match=r"review\.gate_completion: must be true or false"):
+        load_config(write(tmp_path, ""))

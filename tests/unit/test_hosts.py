@@ -25,9 +25,9 @@ def test_a_ray_host_takes_a_remote_without_credentials_and_is_the_only_one() -> 
     (host,) = MissionConfig(hosts=[{"kind": "ray", "remote": "ssh://git@h/r.git"}]).hosts
     assert (host.address, host.resource, host.work_dir) == ("auto", "mc_agent_slot", "mc-ray")
     with pytest.raises(ValidationError, match="hosts.0.ray.remote") as info:
-        MissionConfig(hosts=[{"kind": "ray", "remote": "https://u:secret@h/r.git"}])
+        MissionConfig(hosts=[{"kind": "ray", "remote": "https://u:pw-s3cr3t@h/r.git"}])
     text = format_validation_error(info.value, None)
-    assert "credential helper" in text and "secret" not in text  # never echoed
+    assert "credential helper" in text and "s3cr3t" not in text  # never echoed
     with pytest.raises(ValidationError, match="at most one ray host"):
         MissionConfig(hosts=[{"kind": "ray", "name": "a"}, {"kind": "ray", "name": "b"}])
     with pytest.raises(ValidationError, match="hosts.0.ray.adress"):
