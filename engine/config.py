@@ -153,7 +153,15 @@ class GreenBranchConfig(Section):
         "origin", description="Remote to push to: a remote's name or a URL; a URL never holds a "
         "credential (git gets it from a credential helper or GIT_ASKPASS).")
     fixup_max_attempts: int = Field(2, ge=0, description="Fixup rounds before a unit goes back to the planner.")
-    fixup_candidates: int = Field(3, ge=1, le=8, description="Agents trying different fixes in parallel.")
+    fixup_candidates: int = Field(
+        3, ge=1, le=8,
+        description="Most agents trying different fixes in parallel in one fixup round.",
+    )
+    fixup_min_candidates: int = Field(
+        1, ge=1, le=8,
+        description="Candidates a fixup round waits for slots for (the first goes before READY "
+        "units); the rest, up to fixup_candidates, run only on slots free when it starts.",
+    )
 
 
 DiscoveryTrack = Literal["feature", "quality", "security", "tests"]

@@ -31,7 +31,7 @@ from engine.gates.fixup_select import (
 from engine.gitops import run_verification
 from engine.hosts import running_on
 from engine.ledger import FixupWinner, Unit
-from engine.models import UnitStatus
+from engine.models import TERMINAL_UNIT_STATUSES, UnitStatus
 from engine.runtime import FatalAgentError, Runtime
 
 GIT_IDENTITY = ["-c", "user.name=mc-agent", "-c", "user.email=mc-agent@localhost"]
@@ -59,10 +59,11 @@ def prepare_candidate(workdir: Path, unit_head: str, unit_title: str) -> list[st
 
 
 def blocks_others(rt: Runtime, unit_id: str) -> bool:
-    """Whether a leaf not yet merged waits for ``unit_id`` (names it as a dependency)."""
+    """Whether a leaf not yet merged waits for ``unit_id`` (names it as a dependency: not
+    started yet, or stacked on it and held in the merge queue until it merges)."""
     for unit in rt.units.units(rt.mission_id):
-        if unit.is_leaf and unit_id in unit.dependencies and unit.status in (
-                UnitStatus.PLANNED, UnitStatus.READY):
+        if unit.is_leaf and unit_id in unit.dependencies and unit.status not in (
+                TERMINAL_UNIT_STATUSES):
             return True
     return False
 
@@ -97,6 +98,42 @@ def fixup_slots(rt: Runtime, blocking: bool = False) -> tuple[list[int], Callabl
     return [*kept, *range(workers)], usable
 
 
+async def round_slots(rt: Runtime, blocking: bool) -> list[int]:
+    """The slots of one fixup round's candidates: ``fixup_min_candidates`` it waits for, with
+    priority over READY units (dispatch leaves them a worker slot: ``Runtime.fixups_waiting``;
+    a repair holds up its unit's merge and whatever is stacked on it or waits for it), then up
+    to ``fixup_candidates`` in all on slots free at once (:func:`fixup_slots`), never waited for.
+
+    N-of-M with M fixed made every round cost M sessions: in the fleet benchmark 48 fixup
+    sessions (about 190 slot-seconds, more than the 174 s of all the units' own agent time)
+    queued behind READY units and ended the mission 10-15 s after the last unit's agent. With
+    idle slots a round still gets all its candidates."""
+    gb = rt.config.green_branch
+    need = min(gb.fixup_min_candidates, gb.fixup_candidates)
+    slots: list[int] = []
+    try:
+        for _ in range(need):
+            order, usable = fixup_slots(rt, blocking=True)
+            slot = rt.try_take_slot(order, usable)
+            if slot is None:
+                rt.fixups_waiting += 1
+                try:
+                    slot = await rt.take_slot(order, usable)
+                finally:
+                    rt.fixups_waiting -= 1
+            slots.append(slot)
+    except BaseException:
+        for slot in slots:
+            rt.give_slot(slot)
+        raise
+    while len(slots) < gb.fixup_candidates:
+        extra = rt.try_take_slot(*fixup_slots(rt, blocking))
+        if extra is None:
+            break
+        slots.append(extra)
+    return slots
+
+
 def fixup_rounds(rt: Runtime, unit_id: str) -> int:
     """Rounds of this unit that reached a decision (``fixup.winner``, with or without one).
 
@@ -127,7 +164,8 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str, *,
             reason=f"fixup attempts exhausted ({max_rounds}); back to the planner: {detail[-300:]}",
         )
         return
-    n = rt.config.green_branch.fixup_candidates
+    slots = await round_slots(rt, blocks_others(rt, unit_id))
+    n = len(slots)
     green = rt.repo.green_head()
     store.append_event(
         "fixup.started", mission_id=rt.mission_id, unit_id=unit_id, round=round_no,
@@ -135,13 +173,12 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str, *,
     )
     results: list[FixupCandidate | None] = [None] * n
     fatal: list[str] = []
-    blocking = blocks_others(rt, unit_id)
 
-    async def candidate(index: int) -> None:
+    async def candidate(index: int, slot: int) -> None:
         """One candidate; its own trouble (git, verification) loses it, not the round."""
         approach = FIXUP_APPROACHES[index % len(FIXUP_APPROACHES)]
         try:
-            await play_candidate(index, approach)
+            await play_candidate(index, approach, slot)
         except FatalAgentError:
             raise
         except Exception as exc:
@@ -155,9 +192,8 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str, *,
                 agent_status="error",
             )
 
-    async def play_candidate(index: int, approach: str) -> None:
+    async def play_candidate(index: int, approach: str, slot: int) -> None:
         branch = f"mc/fixup/{unit_id}/{round_no}-{index + 1}"
-        slot = await rt.take_slot(*fixup_slots(rt, blocking))
         try:
             ws = await rt.pool.acquire(branch, green)
         except BaseException:
@@ -219,8 +255,8 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str, *,
                            level="warning", unit_id=unit_id)
 
     async with anyio.create_task_group() as tg:
-        for i in range(n):
-            tg.start_soon(candidate, i)
+        for i, slot in enumerate(slots):
+            tg.start_soon(candidate, i, slot)
     if fatal:
         raise FatalAgentError(fatal[0])
 

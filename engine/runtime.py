@@ -48,6 +48,9 @@ class Runtime:
     # stacked branches (engine/stacking.py): units whose stack could not be built, with the
     # dependency heads it was tried on; they wait for the merges unless those heads change
     stack_refused: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    # fixup candidates a round needs (fixup_min_candidates) waiting for a slot: dispatch leaves
+    # that many worker slots to them (engine/fixup.py), a repair goes before new work
+    fixups_waiting: int = 0
     _precheck_limiter: anyio.CapacityLimiter | None = field(default=None, init=False)
     units: UnitLedger = field(init=False)  # the one writer of unit status (engine/ledger.py)
     epochs: EpochLedger = field(init=False)  # epochs' decisions, with their events
@@ -73,6 +76,15 @@ class Runtime:
             if self.slot_ready.is_set():  # never replace an event other waiters still wait on
                 self.slot_ready = anyio.Event()
             await self.slot_ready.wait()
+
+    def try_take_slot(self, candidates: Sequence[int],
+                      usable: Callable[[int], bool] | None = None) -> int | None:
+        """:meth:`take_slot` without waiting: None when no slot is free and usable now."""
+        for slot in candidates:
+            if slot in self.free_slots and (usable is None or usable(slot)):
+                self.free_slots.discard(slot)
+                return slot
+        return None
 
     def give_slot(self, slot: int) -> None:
         self.free_slots.add(slot)

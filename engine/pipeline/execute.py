@@ -209,7 +209,7 @@ class ExecutePhase:
                         if s < workers and (rt.hosts is None or rt.hosts.usable(s))), default=None)
             # every busy worker slot counts: units' agents and fixup candidates borrowing one
             busy = sum(1 for s in range(workers) if s not in rt.free_slots)
-            if busy >= limit or slot is None:
+            if busy >= limit - rt.fixups_waiting or slot is None:  # repairs go first
                 waiting += 1
                 continue
             rt.free_slots.discard(slot)
