@@ -25,6 +25,10 @@ several candidates are in flight (``[merge_queue] batch_size = 1``, ``speculativ
 variables) and aims the first kill of every other random run *inside* a speculative verification: it watches the store and kills a random 0-0.3 s
 after a verification built on an unpromoted candidate has started (random delay when none
 comes). The uninterrupted run must itself reach the speculative states, or the loop says so.
+
+``--stacked`` runs every mission with stacked branches (``[scheduler] stacked_branches``: the
+demo's "Add variance and standard deviation" starts on "Add mean and median" while that one is
+still in the merge queue); the uninterrupted run must itself have stacked a unit.
 """
 
 from __future__ import annotations
@@ -226,9 +230,13 @@ def main() -> int:
                         help="latest first random kill, in seconds (the demo takes about 10)")
     parser.add_argument("--speculative", action="store_true",
                         help="stretch the speculative merge queue and aim kills inside it")
+    parser.add_argument("--stacked", action="store_true",
+                        help="stacked branches on ([scheduler] stacked_branches)")
     args = parser.parse_args()
     if args.speculative:
         os.environ.update(SPECULATIVE_ENV)  # the missions below inherit it
+    if args.stacked:
+        os.environ["MC_SCHEDULER__STACKED_BRANCHES"] = "true"
     plans = plan_runs(args.points, args.runs, args.seed, args.max_delay, aimed=args.speculative)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="mc-kill-") as tmp:
@@ -242,6 +250,14 @@ def main() -> int:
             print(f"the uninterrupted run reached: {reached}", flush=True)
             if not reached.get("speculative verifications"):
                 print("the speculative queue was never stretched: nothing to kill in")
+                return 1
+        if args.stacked:
+            with sqlite3.connect(baseline_db) as db:
+                stacked = db.execute("SELECT COUNT(*) FROM units WHERE stacked_on IS NOT NULL"
+                                     ).fetchone()[0]
+            print(f"the uninterrupted run stacked {stacked} unit(s)", flush=True)
+            if not stacked:
+                print("no unit was stacked: nothing to test")
                 return 1
         failures = 0
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
