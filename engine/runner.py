@@ -31,7 +31,7 @@ from engine.models import MissionStatus, UnitStatus
 from engine.orphans import end_orphans
 from engine.pipeline.assess import verify_baseline
 from engine.pipeline.epochs import EpochPipeline
-from engine.pipeline.state import MissionState
+from engine.pipeline.state import MissionState, Stop, leaf_exceptions
 from engine.plugins import PluginError, PluginManager
 from engine.runtime import FatalAgentError, Runtime
 from engine.store import Store
@@ -151,8 +151,7 @@ class MissionRunner:
         rt.llm.workdir = state.aux.path
         exit_code = 1
         try:
-            stop = await verify_baseline(state)
-            status, reason = stop or await EpochPipeline(state).run()
+            status, reason = await plan_while_verifying(state)
             status, reason = await self.plugins.mission_outcome(rt, status, reason)
             exit_code = EXIT_CODES.get(status, 1)
         except FatalAgentError as exc:
@@ -255,3 +254,38 @@ async def run_mission(runner: MissionRunner) -> MissionOutcome:
         )
         outcome = await runner.run()
     return outcome
+
+
+async def plan_while_verifying(state: MissionState) -> Stop:
+    """Run the epochs with the baseline verification beside the first planning: neither needs
+    the other (the planner reads the tree, the verification runs in the verify worktree), so
+    a mission no longer waits for its suite before planning starts. Nothing is dispatched or
+    merged before the baseline is recorded (``MissionState.baseline_ready``). With
+    ``baseline = "must_pass"`` the baseline comes first, as before: a red one ends the mission
+    before anything (the planner included) runs. Errors come out as themselves, not in an
+    exception group."""
+    if state.rt.config.target.verification.baseline == "must_pass":
+        stop = await verify_baseline(state)
+        return stop or await EpochPipeline(state).run()
+    ready = anyio.Event()
+    state.baseline_ready = ready
+    ended: list[Stop] = []
+
+    async def baseline() -> None:
+        await verify_baseline(state)  # a red baseline only warns (the policy is not must_pass)
+        ready.set()
+
+    async def epochs() -> None:
+        ended.append(await EpochPipeline(state).run())
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(baseline)
+            tg.start_soon(epochs)
+    except BaseExceptionGroup as group:
+        real = [e for e in leaf_exceptions(group)
+                if not isinstance(e, anyio.get_cancelled_exc_class())]
+        raise (real or leaf_exceptions(group))[0] from None
+    finally:
+        state.baseline_ready = None
+    return ended[0]

@@ -131,6 +131,8 @@ class EpochPipeline:
         state, rt = self.state, self.state.rt
         if (state.store.get("epochs", epoch_id) or {}).get("status") != EpochStatus.RUNNING:
             state.store.set_status("epochs", epoch_id, EpochStatus.RUNNING)
+        if state.baseline_ready is not None:  # it runs beside the first planning
+            await state.baseline_ready.wait()
         spent_before = state.store.mission_cost(rt.mission_id)
         view = self._view(epoch_id, None)
         result = await state.plugins.around_phase(
