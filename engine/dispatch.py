@@ -18,7 +18,7 @@ from engine.gitops.includes import included_files
 from engine.ledger import Unit
 from engine.models import UnitStatus, VerificationStatus
 from engine.runtime import FatalAgentError, Runtime
-from engine.stacking import judged_on, plan_stack, requirements, stack_key
+from engine.stacking import judged_on, plan_stack, requirements, stack_key, unverified
 
 FATAL_REASONS = {
     FailureReason.AUTH: "the agent CLI is not authenticated (log in or set the API key), stopping",
@@ -153,11 +153,11 @@ async def where_to_start(rt: Runtime, unit: Unit, branch: str,
     base, start = starting_point(rt, unit, branch)
     if start != base:  # a session cut short by a restart: its base (and stack) stay
         return base, start, unit.stacked_on
-    if not rt.config.scheduler.stacked_branches:
-        return base, start, None
     stack = await plan_stack(rt, unit)
-    if stack is None:
+    if stack is None:  # every dependency is in mc/green
         return base, start, None
+    if not rt.config.scheduler.stacked_branches:  # READY by a run that stacked: not now
+        stack = "stacked_branches is off"
     if isinstance(stack, str):
         rt.stack_refused[unit.id] = stack_key(unit, rt.units.units(rt.mission_id))
         rt.units.move(unit.id, UnitStatus.PLANNED, reason=f"waits for its dependencies to "
@@ -189,15 +189,20 @@ def precheck_passed(rt: Runtime, unit_id: str, branch: str, base: str, head: str
     """Record a precheck (``unit.prechecked``); a rejected one sends the unit straight to
     FIXUP with the output, as the queue would after a failed batch and its bisection. A
     precheck that could not run at all (``error``) holds nobody up: the queue verifies."""
+    unsure: list[str] = []
     if result.status == VerificationStatus.ERROR:
         accepted, note = True, "could not run; left to the merge queue"
     else:
         verdict = rt.queue.judge(base, result)
         accepted, note = verdict.accepted, verdict.note
+        unsure = [] if accepted else unverified(rt, rt.units.require(unit_id))
+        if unsure:  # stacked on work not known to pass yet: maybe its failure, not this one's
+            accepted, note = True, ("inconclusive: stacked on work not verified yet ("
+                                    + ", ".join(unsure) + "); left to the merge queue")
     rt.store.append_event(
         "unit.prechecked", mission_id=rt.mission_id, unit_id=unit_id, status=result.status,
         accepted=accepted, exit_code=result.exit_code, duration_s=round(result.duration_s, 3),
-        head=head, note=note or None,
+        head=head, note=note or None, inconclusive=bool(unsure),
     )
     if accepted:
         return True

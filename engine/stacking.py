@@ -6,13 +6,16 @@ A *stacked* change is one built on other changes that have not landed yet (stack
 Phabricator, ghstack, Graphite); Zuul's dependent pipeline tests a change on top of the
 changes queued ahead of it. Here that idea is applied to dispatch:
 
-* a leaf is READY once each leaf it depends on is MERGED, or is in the merge queue
-  (QUEUED, MERGING, VERIFYING: past its agent, precheck and review) with a head commit;
+* a leaf is READY once each leaf it depends on is MERGED, or its agent is done (a head
+  commit, and in its precheck, review or the merge queue);
 * its agent starts on a *stack base*: ``mc/green`` with the head of every dependency not in it
   yet merged in (in memory, as the queue builds candidates). If they conflict, the unit goes
   back to PLANNED and waits for the merges as before;
 * its review, precheck and diff are measured from the stack base, so they see its own change;
-  the precheck is judged against the baseline of the ``mc/green`` under the stack;
+  the precheck is judged against the baseline of the ``mc/green`` under the stack, and a
+  failing one is not blamed on the unit while a dependency's stacked-on head is not known to
+  pass (:func:`unverified`): the unit goes on to the queue, which verifies it on the
+  dependency's repaired work;
 * its merge row *requires* those heads: the queue merges it only onto a candidate that already
   contains them (``engine.gitops.candidate.build_chain``), so a stacked branch never carries a
   dependency's commits into ``mc/green`` ahead of that dependency, whatever happens to it;
@@ -43,7 +46,18 @@ from engine.models import MergeStatus, UnitStatus
 from engine.runtime import Runtime
 
 IN_QUEUE = frozenset({UnitStatus.QUEUED, UnitStatus.MERGING, UnitStatus.VERIFYING})
+# with a head commit in these, a unit's agent is done: in its precheck (RUNNING), its review,
+# or the queue
+DONE = IN_QUEUE | {UnitStatus.RUNNING, UnitStatus.REVIEWING}
 GONE = frozenset({UnitStatus.FAILED, UnitStatus.BLOCKED, UnitStatus.CANCELLED})
+
+
+def stackable(dep: Unit) -> bool:
+    """Whether a unit may start on ``dep``'s work: its agent is done (a head commit, in its
+    precheck, review or the queue). Work stacked on a head that then fails its precheck or
+    review is never merged ahead of it (the queue's ``requires``) and its own precheck is not
+    blamed for it (:func:`unverified`)."""
+    return dep.status in DONE and bool(dep.head_commit)
 
 
 @dataclass(frozen=True)
@@ -67,7 +81,7 @@ def can_stack(unit: Unit, units: list[Unit]) -> bool:
         dep = by_id.get(dep_id)
         if dep is None:
             continue
-        if dep.status != UnitStatus.MERGED and not (dep.status in IN_QUEUE and dep.head_commit):
+        if dep.status != UnitStatus.MERGED and not stackable(dep):
             return False
     return True
 
@@ -84,7 +98,7 @@ async def plan_stack(rt: Runtime, unit: Unit) -> Stack | str | None:
         dep = by_id.get(dep_id)
         if dep is None or dep.status == UnitStatus.MERGED:
             continue
-        if dep.status not in IN_QUEUE or not dep.head_commit:
+        if not stackable(dep):
             return f"its dependency {dep.title!r} is {dep.status.value}"
         if not _contains(rt, green, dep.head_commit):
             heads[dep_id] = dep.head_commit
@@ -124,6 +138,32 @@ def requirements(rt: Runtime, unit: Unit) -> list[str]:
     heads = (unit.stacked_on or {}).get("heads") or {}
     green = rt.repo.green_head()
     return [head for head in heads.values() if not _contains(rt, green, head)]
+
+
+def unverified(rt: Runtime, unit: Unit) -> list[str]:
+    """The dependencies ``unit`` was stacked on whose stacked-on head is not known to pass:
+    not in ``mc/green``, and no conclusive accepted precheck of that very head (one that ran,
+    and was not itself stacked on unverified work). While there is one, a failing precheck of
+    ``unit`` may be that dependency's failure and is not blamed on it
+    (``engine/dispatch.py: precheck_passed``). Titles, for the record."""
+    heads = (unit.stacked_on or {}).get("heads") or {}
+    if not heads:
+        return []
+    green = rt.repo.green_head()
+    out: list[str] = []
+    for dep_id, head in heads.items():
+        dep = rt.units.get(dep_id)
+        if _contains(rt, green, head):
+            continue
+        if rt.store.query(
+            "SELECT 1 FROM events WHERE kind = 'unit.prechecked' AND unit_id = ? AND "
+            "json_extract(payload, '$.head') = ? AND json_extract(payload, '$.accepted') AND "
+            "json_extract(payload, '$.status') != 'error' AND "
+            "NOT coalesce(json_extract(payload, '$.inconclusive'), 0)", (dep_id, head),
+        ):
+            continue
+        out.append(dep.title if dep else dep_id)
+    return out
 
 
 def settle_stacks(rt: Runtime, units: list[Unit]) -> list[str]:

@@ -131,6 +131,7 @@ class MergeQueue:
                                  remote=remote_verify)
         self._lock = anyio.Lock()
         self._verification_errors = 0
+        self._running: Speculation | None = None  # the speculative run in flight, if any
 
     # the verification settings live in the verifier
     @property
@@ -194,6 +195,8 @@ class MergeQueue:
                 "merge.created", mission_id=self.mission_id, unit_id=unit_id,
                 id=merge_id, branch=branch,
             )
+        if self._running is not None:
+            self._running.poke()
         return merge_id
 
     def pending(self) -> int:
@@ -203,8 +206,11 @@ class MergeQueue:
 
     def held(self) -> list[QueueItem]:
         """Queued stacked branches no run can take yet (see :meth:`pending`)."""
-        takeable = {i.merge_id for i in self._take(limit=0)}
-        return [i for i in self._queued() if i.merge_id not in takeable]
+        queued = self._queued()
+        if not any(i.requires for i in queued):
+            return []
+        takeable = {i.merge_id for i in self._in_order(queued, self.repo.green_head())}
+        return [i for i in queued if i.merge_id not in takeable]
 
     def _queued(self) -> list[QueueItem]:
         rows = self.store.query(

@@ -151,8 +151,8 @@ class ExecutePhase:
                     if not state.paused:
                         self.dispatch(tg, unit_task, units, running, holding, workers)
                     self.start_fixups(tg, fixup_task, fixing, units)
-                if not queue_busy and rt.config.scheduler.stacked_branches \
-                        and settle_stacks(rt, units):
+                # also with stacked_branches off: a resumed run may hold stacked branches
+                if not queue_busy and settle_stacks(rt, units):
                     wake.set()  # withdrawn units are BLOCKED or READY again
                 if not queue_busy and rt.queue.pending() > 0:
                     queue_busy = True
