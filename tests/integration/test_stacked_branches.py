@@ -1,0 +1,296 @@
+"""Stacked branches (``[scheduler] stacked_branches``, engine/stacking.py) on real missions:
+real temporary repos, scripted agents, the real merge queue and verification command.
+
+A dependent unit starts on a *stack base* (mc/green + the heads of its dependencies still in
+the merge queue) instead of waiting for them to merge; its merge row requires those heads,
+so it reaches ``mc/green`` only after them, and it is withdrawn when they fail for good.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from engine.config import load_config
+from engine.controller import Controller
+from engine.store import Store
+from tests.e2e.conftest import (
+    AMBITION_OK,
+    OBJECTIVE_MET,
+    git,
+    make_target,
+    plan_of,
+    write_config,
+)
+
+PY = sys.executable
+UNITTEST = f"{PY} -m unittest discover -s tests -t ."
+DEP, DEPENDENT = "Add a farewell", "Use the farewell"
+PLAN = plan_of((DEP, "app/bye.py"), (DEPENDENT, "app/bye_user.py", [DEP]))
+BYE = "def bye():\\n    return 'bye'\\n"
+# the dependent's work uses the dependency's: merged ahead of it, mc/green would not import
+BYE_USER = "from app.bye import bye\\n\\n\\ndef bye_twice():\\n    return bye() * 2\\n"
+BYE_USER_TEST = ("import unittest\\n\\nfrom app.bye_user import bye_twice\\n\\n\\n"
+                 "class ByeUserTest(unittest.TestCase):\\n"
+                 "    def test_twice(self):\\n        self.assertEqual(bye_twice(), 'byebye')\\n")
+BROKEN_GREET = "def greet(name):\\n    return 'HEY ' + name\\n"
+GOOD_GREET = "def greet(name):\\n    return f'hello {name}'\\n"
+
+# The dependent's agent checks that its worktree already holds the dependency's work (it
+# does on a stack base, and on mc/green once the dependency merged): `run` with check fails
+# the session otherwise.
+DEPENDENT_WORKER = f'''
+[[interaction]]
+role = "worker"
+when = {{ unit_title = "{DEPENDENT}" }}
+cost_usd = 0.1
+actions = [
+  {{ type = "run", command = "test -e app/bye.py", check = true }},
+  {{ type = "write", path = "app/bye_user.py", content = "{BYE_USER}" }},
+  {{ type = "write", path = "tests/test_bye_user.py", content = "{BYE_USER_TEST}" }},
+  {{ type = "commit", message = "{DEPENDENT}" }},
+]
+'''
+
+
+def dep_worker(greet: str | None = None) -> str:
+    """The dependency's agent: adds app/bye.py (and, given ``greet``, rewrites app/greet.py)."""
+    extra = (f'  {{ type = "write", path = "app/greet.py", content = "{greet}" }},\n'
+             if greet else "")
+    return f'''
+[[interaction]]
+role = "worker"
+when = {{ unit_title = "{DEP}" }}
+cost_usd = 0.1
+actions = [
+  {{ type = "write", path = "app/bye.py", content = "{BYE}" }},
+{extra}  {{ type = "commit", message = "{DEP}" }},
+]
+'''
+
+
+def fixup_entry(greet: str, times: int | None = None) -> str:
+    limit = f"times = {times}\n" if times else ""
+    return f'''
+[[interaction]]
+role = "fixup"
+{limit}actions = [
+  {{ type = "write", path = "app/greet.py", content = "{greet}" }},
+  {{ type = "commit", message = "fixup greet" }},
+]
+'''
+
+
+def settings(*, stacked: bool = True, depth: int = 0, sleep: float = 1.5, extra: str = "") -> str:
+    """Config: stacking on/off, a verification that sleeps ``sleep`` s first (so that the
+    dependency sits in the queue while its dependent could start), the queue's depth."""
+    return (f"[scheduler]\nstacked_branches = {'true' if stacked else 'false'}\n"
+            f"[target.verification]\ncommand = \"sleep {sleep}; {UNITTEST}\"\n"
+            f"[merge_queue]\nspeculative_depth = {depth}\n" + extra)
+
+
+def run_mission(tmp_path: Path, cassette: str, extra: str) -> tuple[Store, Any, Path]:
+    repo = make_target(tmp_path)
+    config = load_config(write_config(tmp_path, PLAN + AMBITION_OK + OBJECTIVE_MET + cassette,
+                                      extra))
+    store = Store(config.db_path())
+    outcome = anyio.run(Controller(config, store).run)
+    return store, outcome, repo
+
+
+def units_by_title(store: Store, mission_id: int) -> dict[str, dict[str, Any]]:
+    return {u["title"]: u for u in store.units(mission_id) if u["is_leaf"]}
+
+
+def status_events(store: Store, unit_id: str) -> list[tuple[int, str]]:
+    """(event id, new status) of every ``unit.status`` event of ``unit_id``, in order."""
+    rows = store.query("SELECT id, payload FROM events WHERE kind = 'unit.status' ORDER BY id")
+    out = []
+    for row in rows:
+        payload = json.loads(row["payload"])
+        if payload.get("id") == unit_id:
+            out.append((row["id"], payload["to"]))
+    return out
+
+
+def first(events: list[tuple[int, str]], status: str) -> int:
+    return next(i for i, to in events if to == status)
+
+
+def green_merges(repo: Path) -> list[tuple[str, str]]:
+    """(merge commit, merged branch head) of every first-parent merge on mc/green, oldest first."""
+    lines = git(repo, "log", "--first-parent", "--reverse", "--merges", "--format=%H %P",
+                "mc/green").splitlines()
+    return [(parts[0], parts[2]) for parts in (line.split() for line in lines)]
+
+
+def first_parent_commits(repo: Path) -> list[str]:
+    return git(repo, "log", "--first-parent", "--reverse", "--format=%H", "mc/green").splitlines()
+
+
+def reachable_from_green(repo: Path, commit: str) -> bool:
+    return subprocess.run(["git", "merge-base", "--is-ancestor", commit, "mc/green"],
+                          cwd=repo).returncode == 0
+
+
+def suite_passes_at(repo: Path, commit: str, dest: Path) -> bool:
+    """The target's unittest suite at ``commit`` (exported, no checkout touched) passes."""
+    dest.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", commit], cwd=repo, capture_output=True,
+                             check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return subprocess.run([PY, "-m", "unittest", "discover", "-s", "tests", "-t", "."],
+                          cwd=dest, capture_output=True).returncode == 0
+
+
+def branch_merge_order(repo: Path, units: dict[str, dict[str, Any]]) -> list[str]:
+    """The titles of ``units`` in the order their final head's merge commit is on mc/green."""
+    order = []
+    for _, head in green_merges(repo):
+        for title, unit in units.items():
+            if unit["head_commit"] == head:
+                order.append(title)
+    return order
+
+
+def diff_files(repo: Path, a: str, b: str) -> set[str]:
+    return set(git(repo, "diff", "--name-only", a, b).splitlines())
+
+
+# --------------------------------------------------------------------------- 1 and 5
+
+
+def test_a_dependent_starts_on_its_queued_dependency_and_merges_after_it(tmp_path: Path) -> None:
+    store, outcome, repo = run_mission(
+        tmp_path, dep_worker() + DEPENDENT_WORKER, settings(sleep=1.5))
+    assert outcome.status == "completed", outcome.reason
+    units = units_by_title(store, outcome.mission_id)
+    dep, dependent = units[DEP], units[DEPENDENT]
+    assert (dep["status"], dependent["status"]) == ("merged", "merged")
+    # it started while the dependency was still in the queue, not after it merged
+    dep_events, dependent_events = status_events(store, dep["id"]), status_events(store, dependent["id"])
+    assert first(dependent_events, "running") < first(dep_events, "merged"), (dep_events,
+                                                                             dependent_events)
+    # its start is recorded: the dependency head it was stacked on, on which mc/green
+    stacked = dependent["stacked_on"]
+    assert stacked and stacked["heads"] == {dep["id"]: dep["head_commit"]}, stacked
+    assert stacked["base"] == dependent["base_commit"]
+    green_then = stacked["green"]
+    assert not reachable_from_green_at(repo, dep["head_commit"], green_then)
+    # the stack base is mc/green (then) with the dependency merged in: its own diff is its own
+    assert git(repo, "show", f"{dependent['base_commit']}:app/bye.py")
+    own = diff_files(repo, dependent["base_commit"], dependent["head_commit"])
+    assert own == {"app/bye_user.py", "tests/test_bye_user.py"}, own
+    # its merge row required the dependency head; one merge commit each, dependency first
+    row = store.rows("merges", "unit_id = ?", (dependent["id"],))
+    assert [r["requires"] for r in row] == [[dep["head_commit"]]]
+    assert branch_merge_order(repo, units) == [DEP, DEPENDENT]
+    assert suite_passes_at(repo, "mc/green", tmp_path / "green")
+    store.close()
+
+
+def reachable_from_green_at(repo: Path, commit: str, tip: str) -> bool:
+    return subprocess.run(["git", "merge-base", "--is-ancestor", commit, tip],
+                          cwd=repo).returncode == 0
+
+
+def test_without_stacking_a_dependent_waits_for_its_dependency_to_merge(tmp_path: Path) -> None:
+    store, outcome, repo = run_mission(
+        tmp_path, dep_worker() + DEPENDENT_WORKER, settings(stacked=False, sleep=1.5))
+    assert outcome.status == "completed", outcome.reason
+    units = units_by_title(store, outcome.mission_id)
+    dep, dependent = units[DEP], units[DEPENDENT]
+    assert (dep["status"], dependent["status"]) == ("merged", "merged")
+    dep_events, dependent_events = status_events(store, dep["id"]), status_events(store, dependent["id"])
+    assert first(dependent_events, "running") > first(dep_events, "merged")
+    assert dependent["stacked_on"] is None
+    assert [r["requires"] for r in store.rows("merges", "unit_id = ?", (dependent["id"],))] == [[]]
+    # it started on mc/green with the dependency in it
+    assert reachable_from_green_at(repo, dep["head_commit"], dependent["base_commit"])
+    assert branch_merge_order(repo, units) == [DEP, DEPENDENT]
+    store.close()
+
+
+# --------------------------------------------------------------------------- 2 and 3
+
+FIXUP = "[green_branch]\nfixup_candidates = 1\nfixup_max_attempts = {attempts}\n"
+
+
+def merge_rows(store: Store, unit_id: str) -> list[dict[str, Any]]:
+    return store.rows("merges", "unit_id = ?", (unit_id,))
+
+
+def promoted_tips(store: Store) -> list[str]:
+    rows = store.query("SELECT payload FROM events WHERE kind = 'green.promoted' ORDER BY id")
+    return [json.loads(r["payload"])["to"] for r in rows]
+
+
+@pytest.mark.parametrize("depth", [0, 2])
+def test_a_culprit_dependency_is_repaired_before_its_stacked_dependent_merges(
+    tmp_path: Path, depth: int,
+) -> None:
+    # the dependency breaks greet(): the queue blames it, fixup repairs it; its dependent,
+    # stacked on the broken head meanwhile, waits for the repair and merges after it
+    store, outcome, repo = run_mission(
+        tmp_path, dep_worker(BROKEN_GREET) + DEPENDENT_WORKER + fixup_entry(GOOD_GREET),
+        settings(depth=depth, sleep=2, extra=FIXUP.format(attempts=2)))
+    assert outcome.status == "completed", outcome.reason
+    units = units_by_title(store, outcome.mission_id)
+    dep, dependent = units[DEP], units[DEPENDENT]
+    assert (dep["status"], dependent["status"]) == ("merged", "merged")
+    dep_rows = merge_rows(store, dep["id"])
+    broken_head = dep_rows[0]["head_commit"]
+    assert dep_rows[0]["status"] == "failed", dep_rows  # the queue blamed it
+    assert dep["head_commit"] != broken_head  # fixup's repair merged
+    # the dependent was stacked on the broken head, and its merge required it
+    assert dependent["stacked_on"]["heads"] == {dep["id"]: broken_head}
+    assert all(r["requires"] == [broken_head] for r in merge_rows(store, dependent["id"]))
+    assert first(status_events(store, dependent["id"]), "running") < first(
+        status_events(store, dep["id"]), "fixup")
+    # never merged ahead of its dependency: one merge commit each, dependency first
+    assert branch_merge_order(repo, units) == [DEP, DEPENDENT]
+    assert [r["status"] for r in merge_rows(store, dependent["id"])].count("promoted") == 1
+    # mc/green never held the broken greet(): each promoted tip passed its verification,
+    # and every commit mc/green ever pointed at passes the suite
+    passed = {r["commit_sha"] for r in store.rows("verifications", "status = 'passed'")}
+    tips = promoted_tips(store)
+    assert tips and all(tip in passed for tip in tips), (tips, passed)
+    for n, commit in enumerate(first_parent_commits(repo)):
+        assert "HEY" not in git(repo, "show", f"{commit}:app/greet.py"), commit
+        assert suite_passes_at(repo, commit, tmp_path / f"at-{n}"), commit
+    store.close()
+
+
+@pytest.mark.parametrize("depth", [0, 2])
+def test_a_dependency_that_fails_for_good_blocks_and_withdraws_its_stacked_dependent(
+    tmp_path: Path, depth: int,
+) -> None:
+    # one fixup round, whose candidate does not repair greet(): the dependency FAILS
+    store, outcome, repo = run_mission(
+        tmp_path, dep_worker(BROKEN_GREET) + DEPENDENT_WORKER
+        + fixup_entry("def greet(name):\\n    return 'STILL ' + name\\n"),
+        settings(depth=depth, sleep=2, extra=FIXUP.format(attempts=1) + "[rounds]\nmax_rounds = 1\n"))
+    units = units_by_title(store, outcome.mission_id)
+    dep, dependent = units[DEP], units[DEPENDENT]
+    assert dep["status"] == "failed", dep
+    assert dependent["status"] == "blocked", dependent
+    assert dependent["stacked_on"] is None  # withdrawn: its stack is forgotten
+    rows = merge_rows(store, dependent["id"])
+    assert rows and rows[-1]["status"] == "withdrawn", rows
+    assert "a dependency failed" in rows[-1]["reason"], rows[-1]["reason"]
+    assert "a dependency failed" in dependent["reason"], dependent["reason"]
+    # the dependent had been stacked on the dependency's work and submitted
+    assert rows[-1]["requires"] == [merge_rows(store, dep["id"])[0]["head_commit"]]
+    # neither the dependency's commits nor the dependent's are reachable from mc/green
+    for unit in (dep, dependent):
+        for row in merge_rows(store, unit["id"]):
+            assert not reachable_from_green(repo, row["head_commit"]), (unit["title"], row)
+    assert not store.rows("merges", "status = 'promoted'")
+    assert suite_passes_at(repo, "mc/green", tmp_path / "green")
+    store.close()
