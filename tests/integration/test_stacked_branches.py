@@ -9,8 +9,12 @@ so it reaches ``mc/green`` only after them, and it is withdrawn when they fail f
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +28,10 @@ from tests.e2e.conftest import (
     AMBITION_OK,
     OBJECTIVE_MET,
     git,
+    leftover_processes,
     make_target,
     plan_of,
+    run_mc,
     write_config,
 )
 
@@ -295,4 +301,95 @@ def test_a_dependency_that_fails_for_good_blocks_and_withdraws_its_stacked_depen
             assert not reachable_from_green(repo, row["head_commit"]), (unit["title"], row)
     assert not store.rows("merges", "status = 'promoted'")
     assert suite_passes_at(repo, "mc/green", tmp_path / "green")
+    store.close()
+
+
+# --------------------------------------------------------------------------- 6: kill -9
+
+SLOW_DEPENDENT_WORKER = DEPENDENT_WORKER.replace(
+    '  { type = "run", command = "test -e app/bye.py", check = true },\n',
+    '  { type = "run", command = "test -e app/bye.py", check = true },\n'
+    '  { type = "sleep", seconds = 2 },\n')
+
+
+def start_mission(config: Path) -> subprocess.Popen[bytes]:
+    """``mc mission --no-ui --yes`` in its own process group (killed as a whole)."""
+    log = open(config.parent / "mc.log", "wb")  # noqa: SIM115 - the child holds it
+    try:
+        return subprocess.Popen(
+            [PY, "-m", "mc_tui", "mission", "--config", str(config), "--no-ui", "--yes"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+    finally:
+        log.close()
+
+
+def wait_until(db: Path, sql: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> bool:
+    """Poll the mission's store until ``sql`` returns a row (False if mc ended first)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        if db.exists():
+            try:
+                with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
+                    if conn.execute(sql).fetchone():
+                        return True
+            except sqlite3.Error:
+                pass
+        time.sleep(0.05)
+    return False
+
+
+# the dependent's merge row is queued and held: its requirement is the dependency head,
+# which is neither in mc/green nor queued (it is being verified)
+HELD = ("SELECT 1 FROM merges m JOIN units u ON u.id = m.unit_id WHERE m.status = 'queued' "
+        f"AND m.requires != '[]' AND u.title = '{DEPENDENT}'")
+# the dependent's agent runs on its stack base (its dependency not merged yet)
+RUNNING = (f"SELECT 1 FROM units WHERE title = '{DEPENDENT}' AND status = 'running' "
+           f"AND stacked_on IS NOT NULL AND EXISTS (SELECT 1 FROM units d WHERE d.title = "
+           f"'{DEP}' AND d.status != 'merged')")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["held", "running"])
+def test_kill_9_with_a_stacked_dependent_in_flight_resumes_without_double_merges(
+    tmp_path: Path, point: str,
+) -> None:
+    repo = make_target(tmp_path)
+    config = write_config(
+        tmp_path, PLAN + AMBITION_OK + OBJECTIVE_MET + dep_worker() + SLOW_DEPENDENT_WORKER,
+        settings(sleep=3 if point == "held" else 2))
+    db = load_config(config).db_path()
+    proc = start_mission(config)
+    try:
+        reached = wait_until(db, HELD if point == "held" else RUNNING, proc)
+        log = (config.parent / "mc.log").read_text(errors="replace")[-2000:]
+        assert reached, f"never reached {point!r}; mc: {proc.poll()}\n{log}"
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+    assert leftover_processes(tmp_path) == {}  # its agents and verifications died with it
+
+    resumed = run_mc("mission", "--config", str(config), "--no-ui", "--yes", "--resume",
+                     timeout=120)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-2000:]
+    store = Store(db)
+    missions = store.rows("missions")
+    assert len(missions) == 1 and missions[0]["status"] == "completed", missions
+    units = units_by_title(store, missions[0]["id"])
+    assert {t: u["status"] for t, u in units.items()} == {DEP: "merged", DEPENDENT: "merged"}
+    # each unit merged exactly once: one promoted merge row, one merge commit on mc/green
+    promoted = [m["unit_id"] for m in store.rows("merges", "status = 'promoted'")]
+    assert sorted(promoted) == sorted(u["id"] for u in units.values()), promoted
+    assert branch_merge_order(repo, units) == [DEP, DEPENDENT]
+    assert len(green_merges(repo)) == 2, green_merges(repo)
+    for path, text in (("app/bye.py", "def bye"), ("app/bye_user.py", "def bye_twice")):
+        assert git(repo, "show", f"mc/green:{path}").count(text) == 1
+    # mc/green is verified and passes the suite; the user's checkout is untouched
+    passed = {r["commit_sha"] for r in store.rows("verifications", "status = 'passed'")}
+    assert git(repo, "rev-parse", "mc/green") in passed
+    assert suite_passes_at(repo, "mc/green", tmp_path / "green")
+    assert git(repo, "status", "--porcelain") == ""
     store.close()
