@@ -23,6 +23,9 @@ import pytest
 
 from engine.config import load_config
 from engine.controller import Controller
+from engine.gitops.repo import GREEN_REF
+from engine.models import MergeStatus, UnitStatus
+from engine.stacking import settle_stacks
 from engine.store import Store
 from tests.e2e.conftest import (
     AMBITION_OK,
@@ -34,6 +37,7 @@ from tests.e2e.conftest import (
     run_mc,
     write_config,
 )
+from tests.integration.mission_support import add_unit, commit_on_branch, make_runtime
 
 PY = sys.executable
 UNITTEST = f"{PY} -m unittest discover -s tests -t ."
@@ -393,3 +397,69 @@ def test_kill_9_with_a_stacked_dependent_in_flight_resumes_without_double_merges
     assert suite_passes_at(repo, "mc/green", tmp_path / "green")
     assert git(repo, "status", "--porcelain") == ""
     store.close()
+
+
+# --------------------------------------------------------------------------- settle_stacks
+
+
+def stacked_runtime(tmp_path: Path) -> tuple[Any, str, str, str]:
+    """A prepared mission: unit ``dep`` whose head ``old`` is not in mc/green, and unit
+    ``top`` QUEUED on a branch stacked on it (merge row requiring ``old``)."""
+    rt = make_runtime(tmp_path, "", "[scheduler]\nstacked_branches = true\n")
+    green0 = rt.repo.green_head()
+    old = commit_on_branch(rt, "mc/unit/dep", green0, "app/bye.py", "X = 1\n", "dep")
+    top = commit_on_branch(rt, "mc/unit/top", old, "app/top.py", "Y = 1\n", "top")
+    add_unit(rt, "dep", UnitStatus.QUEUED, title=DEP, branch="mc/unit/dep", head_commit=old)
+    add_unit(rt, "top", UnitStatus.QUEUED, title=DEPENDENT, branch="mc/unit/top",
+             head_commit=top, dependencies=["dep"],
+             stacked_on={"green": green0, "base": old, "heads": {"dep": old}})
+    rt.queue.submit("dep", "mc/unit/dep", old)
+    rt.queue.submit("top", "mc/unit/top", top, [old])
+    return rt, green0, old, top
+
+
+def test_settle_stacks_runs_a_dependent_again_when_its_dependency_merged_other_work(
+    tmp_path: Path,
+) -> None:
+    rt, green0, old, _ = stacked_runtime(tmp_path)
+    units = rt.units.units(rt.mission_id)
+    assert rt.queue.pending() == 2 and settle_stacks(rt, units) == []  # dep still queued
+    # the dependency is redone from scratch and merged: its old head never reaches mc/green
+    dep_row = rt.store.rows("merges", "unit_id = 'dep'")[0]
+    rt.store.update("merges", dep_row["id"], status=MergeStatus.SKIPPED.value)
+    redo = commit_on_branch(rt, "mc/unit/dep", green0, "app/bye.py", "X = 2\n", "dep again")
+    rt.repo.set_owned_ref(GREEN_REF, redo, "test: the redone dependency merged")
+    rt.units.move("dep", UnitStatus.MERGED, head_commit=redo)
+    assert rt.queue.pending() == 0 and [i.unit_id for i in rt.queue.held()] == ["top"]
+    assert settle_stacks(rt, rt.units.units(rt.mission_id)) == ["top"]
+    top = rt.store.get("units", "top")
+    assert (top["status"], top["stacked_on"]) == ("ready", None)
+    assert "merged other work" in top["reason"]
+    assert rt.store.rows("merges", "unit_id = 'top'")[0]["status"] == "withdrawn"
+    assert rt.queue.held() == [] and rt.queue.pending() == 0
+    assert not rt.repo.is_ancestor(old, rt.repo.green_head())
+    rt.store.close()
+
+
+@pytest.mark.parametrize(("dep_status", "withdrawn"),
+                         [("fixup", False), ("failed", True), ("cancelled", True)])
+def test_settle_stacks_blocks_a_dependent_only_when_its_dependency_is_gone(
+    tmp_path: Path, dep_status: str, withdrawn: bool,
+) -> None:
+    rt, _, old, _ = stacked_runtime(tmp_path)
+    dep_row = rt.store.rows("merges", "unit_id = 'dep'")[0]
+    rt.store.update("merges", dep_row["id"], status="failed")  # the queue blamed it
+    rt.units.move("dep", UnitStatus.FIXUP)
+    if dep_status != "fixup":
+        rt.units.move("dep", UnitStatus(dep_status))
+    assert [i.unit_id for i in rt.queue.held()] == ["top"]
+    assert settle_stacks(rt, rt.units.units(rt.mission_id)) == (["top"] if withdrawn else [])
+    top = rt.store.get("units", "top")
+    row = rt.store.rows("merges", "unit_id = 'top'")[0]
+    if withdrawn:
+        assert (top["status"], row["status"]) == ("blocked", "withdrawn")
+        assert "a dependency failed" in top["reason"]
+    else:  # a repair may still merge (it keeps ``old`` as an ancestor): it waits
+        assert (top["status"], row["status"]) == ("queued", "queued")
+        assert top["stacked_on"]["heads"] == {"dep": old}
+    rt.store.close()
