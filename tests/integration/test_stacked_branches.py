@@ -35,6 +35,7 @@ from tests.e2e.conftest import (
     make_target,
     plan_of,
     run_mc,
+    worker_entry,
     write_config,
 )
 from tests.integration.mission_support import add_unit, commit_on_branch, make_runtime
@@ -97,12 +98,14 @@ role = "fixup"
 '''
 
 
-def settings(*, stacked: bool = True, depth: int = 0, sleep: float = 1.5, extra: str = "") -> str:
+def settings(*, stacked: bool = True, depth: int = 0, sleep: float = 1.5, precheck: bool = False,
+             batch_size: int = 8, extra: str = "") -> str:
     """Config: stacking on/off, a verification that sleeps ``sleep`` s first (so that the
     dependency sits in the queue while its dependent could start), the queue's depth."""
     return (f"[scheduler]\nstacked_branches = {'true' if stacked else 'false'}\n"
             f"[target.verification]\ncommand = \"sleep {sleep}; {UNITTEST}\"\n"
-            f"[merge_queue]\nspeculative_depth = {depth}\n" + extra)
+            f"precheck = {'true' if precheck else 'false'}\n"
+            f"[merge_queue]\nspeculative_depth = {depth}\nbatch_size = {batch_size}\n" + extra)
 
 
 def run_mission(tmp_path: Path, cassette: str, extra: str) -> tuple[Store, Any, Path]:
@@ -463,3 +466,59 @@ def test_settle_stacks_blocks_a_dependent_only_when_its_dependency_is_gone(
         assert (top["status"], row["status"]) == ("queued", "queued")
         assert top["stacked_on"]["heads"] == {"dep": old}
     rt.store.close()
+
+
+# --------------------------------------------------------------------------- conflicting stack
+
+PLAN_CONFLICT = plan_of(("Add A", "app/a.py"), ("Add B", "app/b.py"),
+                        ("Add C", "app/c.py", ["Add A", "Add B"]))
+RESOLVE_X = '''
+[[interaction]]
+role = "fixup"
+actions = [
+  { type = "write", path = "app/x.py", content = "X = 'AB'\\n" },
+  { type = "commit", message = "A and B" },
+]
+'''
+
+
+def test_a_dependent_whose_dependencies_conflict_waits_then_stacks_on_the_repair(
+    tmp_path: Path,
+) -> None:
+    # A and B write the same file differently (different hints: no overlap dependency);
+    # C needs both. One merge at a time: while the first verifies, the other is queued, so
+    # C's stack (mc/green + A + B) conflicts: C goes back to PLANNED instead of starting.
+    # The second then conflicts in the queue, fixup resolves it, C stacks on the repair.
+    repo = make_target(tmp_path)
+    cassette = (PLAN_CONFLICT + AMBITION_OK + OBJECTIVE_MET
+                + worker_entry("Add A", "app/x.py", "X = 'A'\\n")
+                + worker_entry("Add B", "app/x.py", "X = 'B'\\n")
+                + worker_entry("Add C", "app/c.py", "C = 1\\n") + RESOLVE_X)
+    config = load_config(write_config(tmp_path, cassette, settings(
+        sleep=2, batch_size=1, extra="[green_branch]\nfixup_candidates = 1\n")))
+    store = Store(config.db_path())
+    outcome = anyio.run(Controller(config, store).run)
+    assert outcome.status == "completed", outcome.reason
+    units = units_by_title(store, outcome.mission_id)
+    assert {t: u["status"] for t, u in units.items()} == dict.fromkeys(units, "merged")
+    a, b, c = units["Add A"], units["Add B"], units["Add C"]
+    moves = [to for _, to in status_events(store, c["id"])]
+    assert moves[:3] == ["ready", "planned", "ready"], moves  # its stack was refused
+    refusals = [json.loads(r["payload"]).get("reason") or "" for r in store.query(
+        "SELECT payload FROM events WHERE kind = 'unit.status' AND unit_id = ? ORDER BY id",
+        (c["id"],)) if json.loads(r["payload"])["to"] == "planned"]
+    assert any("conflict" in reason for reason in refusals), refusals
+    # whichever of A and B reached the queue second conflicted there and was repaired;
+    # C started on that repaired head (the other was merged by then) and merged after both
+    conflicted = [u for u in (a, b) if "conflict" in
+                  [r["status"] for r in merge_rows(store, u["id"])]]
+    assert len(conflicted) == 1, [merge_rows(store, u["id"]) for u in (a, b)]
+    second = conflicted[0]
+    first_in = a if second is b else b
+    assert c["stacked_on"]["heads"] == {second["id"]: second["head_commit"]}, c["stacked_on"]
+    assert [r["status"] for r in merge_rows(store, c["id"])] == ["promoted"]
+    assert merge_rows(store, c["id"])[0]["requires"] == [second["head_commit"]]
+    assert branch_merge_order(repo, units) == [first_in["title"], second["title"], "Add C"]
+    assert a["stacked_on"] is None and b["stacked_on"] is None
+    assert git(repo, "show", "mc/green:app/x.py") == "X = 'AB'"
+    store.close()
