@@ -522,3 +522,65 @@ def test_a_dependent_whose_dependencies_conflict_waits_then_stacks_on_the_repair
     assert a["stacked_on"] is None and b["stacked_on"] is None
     assert git(repo, "show", "mc/green:app/x.py") == "X = 'AB'"
     store.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stacked_on_resume", [
+    True,
+    pytest.param(False, marks=pytest.mark.xfail(strict=True, reason=(
+        "settle_stacks runs only while [scheduler] stacked_branches is on "
+        "(engine/pipeline/execute.py): a mission resumed with it off never withdraws the "
+        "held merge row of a dependent whose dependency failed, so that unit stays QUEUED "
+        "and the execute loop never ends (the resumed mc hangs)"))),
+])
+def test_kill_9_while_held_then_the_dependency_fails_for_good(
+    tmp_path: Path, stacked_on_resume: bool,
+) -> None:
+    # the dependency breaks greet() and its one fixup round does not repair it; the kill
+    # comes while its dependent is held in the queue; the resumed run must withdraw it
+    repo = make_target(tmp_path)
+    config = write_config(
+        tmp_path, PLAN + AMBITION_OK + OBJECTIVE_MET + dep_worker(BROKEN_GREET)
+        + DEPENDENT_WORKER + fixup_entry("def greet(name):\\n    return 'STILL ' + name\\n"),
+        settings(sleep=3, extra=FIXUP.format(attempts=1) + "[rounds]\nmax_rounds = 1\n"))
+    # slow until the kill (so the dependent is held behind the dependency's verification),
+    # then quick: the resumed run's few verifications take well under its deadline
+    fast = tmp_path / "fast"
+    text = config.read_text().replace("sleep 3;", f"[ -e '{fast}' ] || sleep 3;")
+    config.write_text(text)
+    db = load_config(config).db_path()
+    proc = start_mission(config)
+    try:
+        assert wait_until(db, HELD, proc), (config.parent / "mc.log").read_text()[-2000:]
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=10)
+    assert leftover_processes(tmp_path) == {}
+    fast.touch()
+
+    env = {**os.environ, "MC_SCHEDULER__STACKED_BRANCHES": str(stacked_on_resume).lower()}
+    resumed = subprocess.Popen(
+        [PY, "-m", "mc_tui", "mission", "--config", str(config), "--no-ui", "--yes", "--resume"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        start_new_session=True, env=env)
+    try:
+        resumed.wait(timeout=20)  # ~3 s of work: a verification, one fixup round
+    except subprocess.TimeoutExpired:
+        os.killpg(resumed.pid, signal.SIGKILL)
+        resumed.wait(timeout=10)
+        store = Store(db)
+        state = {u["title"]: u["status"] for u in store.rows("units")}
+        rows = [(m["unit_id"], m["status"]) for m in store.rows("merges")]
+        store.close()
+        pytest.fail(f"the resumed mission never ended: units {state}, merges {rows}")
+    store = Store(db)
+    units = units_by_title(store, 1)
+    dep, dependent = units[DEP], units[DEPENDENT]
+    assert (dep["status"], dependent["status"]) == ("failed", "blocked")
+    rows = merge_rows(store, dependent["id"])
+    assert [r["status"] for r in rows] == ["withdrawn"], rows
+    for unit in (dep, dependent):
+        for row in merge_rows(store, unit["id"]):
+            assert not reachable_from_green(repo, row["head_commit"])
+    assert store.rows("missions")[0]["status"] != "running"
+    store.close()
