@@ -99,11 +99,13 @@ role = "fixup"
 
 
 def settings(*, stacked: bool = True, depth: int = 0, sleep: float = 1.5, precheck: bool = False,
-             batch_size: int = 8, extra: str = "") -> str:
+             batch_size: int = 8, slow_if: str = "", extra: str = "") -> str:
     """Config: stacking on/off, a verification that sleeps ``sleep`` s first (so that the
-    dependency sits in the queue while its dependent could start), the queue's depth."""
+    dependency sits in the queue while its dependent could start; only when the shell test
+    ``slow_if`` holds, given one), the precheck, the queue's depth and batch size."""
+    pause = f"if {slow_if}; then sleep {sleep}; fi" if slow_if else f"sleep {sleep}"
     return (f"[scheduler]\nstacked_branches = {'true' if stacked else 'false'}\n"
-            f"[target.verification]\ncommand = \"sleep {sleep}; {UNITTEST}\"\n"
+            f"[target.verification]\ncommand = \"{pause}; {UNITTEST}\"\n"
             f"precheck = {'true' if precheck else 'false'}\n"
             f"[merge_queue]\nspeculative_depth = {depth}\nbatch_size = {batch_size}\n" + extra)
 
@@ -179,9 +181,18 @@ def diff_files(repo: Path, a: str, b: str) -> set[str]:
 # --------------------------------------------------------------------------- 1 and 5
 
 
-def test_a_dependent_starts_on_its_queued_dependency_and_merges_after_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("precheck", [False, True])
+def test_a_dependent_starts_on_its_queued_dependency_and_merges_after_it(
+    tmp_path: Path, precheck: bool,
+) -> None:
+    # with the precheck, the dependent's own worktree (the stack base + its change) is
+    # verified before the queue, judged against the baseline of the mc/green under its stack
+    # slow only for the dependency's work alone: its queue verification outlasts the
+    # dependent's agent and precheck, so the dependent reaches the queue before it merges
     store, outcome, repo = run_mission(
-        tmp_path, dep_worker() + DEPENDENT_WORKER, settings(sleep=1.5))
+        tmp_path, dep_worker() + DEPENDENT_WORKER,
+        settings(sleep=2, precheck=precheck,
+                 slow_if="[ -e app/bye.py ] && [ ! -e app/bye_user.py ]"))
     assert outcome.status == "completed", outcome.reason
     units = units_by_title(store, outcome.mission_id)
     dep, dependent = units[DEP], units[DEPENDENT]
@@ -205,6 +216,10 @@ def test_a_dependent_starts_on_its_queued_dependency_and_merges_after_it(tmp_pat
     assert [r["requires"] for r in row] == [[dep["head_commit"]]]
     assert branch_merge_order(repo, units) == [DEP, DEPENDENT]
     assert suite_passes_at(repo, "mc/green", tmp_path / "green")
+    checks = [json.loads(r["payload"]) for r in store.query(
+        "SELECT payload FROM events WHERE kind = 'unit.prechecked' ORDER BY id")]
+    assert [c["accepted"] for c in checks] == ([True, True] if precheck else [])
+    assert not store.rows("units", "status = 'fixup'")
     store.close()
 
 
