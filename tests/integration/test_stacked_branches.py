@@ -374,14 +374,14 @@ RUNNING = (f"SELECT 1 FROM units WHERE title = '{DEPENDENT}' AND status = 'runni
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("point", ["held", "running"])
+@pytest.mark.parametrize(("point", "depth"), [("held", 0), ("running", 0), ("held", 2)])
 def test_kill_9_with_a_stacked_dependent_in_flight_resumes_without_double_merges(
-    tmp_path: Path, point: str,
+    tmp_path: Path, point: str, depth: int,
 ) -> None:
     repo = make_target(tmp_path)
     config = write_config(
         tmp_path, PLAN + AMBITION_OK + OBJECTIVE_MET + dep_worker() + SLOW_DEPENDENT_WORKER,
-        settings(sleep=3 if point == "held" else 2))
+        settings(sleep=3 if point == "held" else 2, depth=depth))
     db = load_config(config).db_path()
     proc = start_mission(config)
     try:
