@@ -159,3 +159,29 @@ def test_a_flaky_test_is_recorded_not_blamed(target: Path) -> None:
     run_mc("report", "--config", str(config), "-o", str(report))
     assert json.loads(report.read_text())["flaky_tests"] == [
         "tests.test_flaky.FlakyTest.test_sometimes"]
+
+
+def test_the_baseline_runs_beside_planning_and_nothing_is_dispatched_before_it(
+    target: Path,
+) -> None:
+    # A slow suite (2 s) no longer holds the planner up: the plan is recorded while the
+    # baseline verification runs; but no worker starts before the baseline is recorded (a
+    # unit's precheck or the queue would have nothing to judge against).
+    import sys
+    slow = f"sleep 2 && {sys.executable} -m unittest discover -s tests -t ."
+    config = write_config(target, PLAN_TWO + AMBITION_OK + OBJECTIVE_MET + TWO_WORKERS,
+                          f'[target.verification]\ncommand = "{slow}"\n')
+    result = run_mc("mission", "--config", str(config), "--no-ui")
+    assert result.returncode == 0, result.stdout[-3000:]
+    store = store_of(target)
+
+    def first(sql: str) -> float:
+        return float(store.query(sql)[0]["ts"])
+
+    baseline = first("SELECT ts FROM events WHERE kind = 'baseline.recorded'")
+    started = first("SELECT ts FROM events WHERE kind = 'verification.started' ORDER BY id")
+    planned = first("SELECT ts FROM events WHERE kind = 'unit.created' ORDER BY id")
+    worker = first("SELECT started_at AS ts FROM attempts WHERE role = 'worker' "
+                   "ORDER BY started_at")
+    assert started < planned < baseline, (started, planned, baseline)  # planned meanwhile
+    assert worker > baseline  # dispatched only once it was recorded
