@@ -7,6 +7,7 @@ Real temp repositories, the real `mc` process, scripted agents. The target's sui
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -167,7 +168,6 @@ def test_the_baseline_runs_beside_planning_and_nothing_is_dispatched_before_it(
     # A slow suite (2 s) no longer holds the planner up: the plan is recorded while the
     # baseline verification runs; but no worker starts before the baseline is recorded (a
     # unit's precheck or the queue would have nothing to judge against).
-    import sys
     slow = f"sleep 2 && {sys.executable} -m unittest discover -s tests -t ."
     config = write_config(target, PLAN_TWO + AMBITION_OK + OBJECTIVE_MET + TWO_WORKERS,
                           f'[target.verification]\ncommand = "{slow}"\n')
