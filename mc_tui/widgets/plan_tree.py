@@ -154,6 +154,8 @@ class PlanTree(Tree[str]):
             parts += ["  ", (unit.get("specialist") or "general", "italic dim")]
             if unit.get("uncertain"):
                 parts += [" ", ("uncertain", "dim")]
+            if unit.get("stacked_on") and unit["status"] not in ("merged", "planned", "ready"):
+                parts += [" ", ("stacked", "dim")]  # on dependencies not merged when it began
         if unit["status"] in ("failed", "blocked") and unit.get("reason"):
             parts += ["  ", (clip(unit["reason"], 30), colour)]
         return Text.assemble(*parts)

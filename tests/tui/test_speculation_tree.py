@@ -49,3 +49,19 @@ async def test_the_plan_tree_shows_branches_live_and_after_a_restart(tmp_path: P
     async with again.run_test(size=(160, 44)) as pilot:
         await settle(pilot, again)
         assert again.query_one(PlanTree).branch_labels("u1") == lines
+
+
+async def test_the_plan_tree_marks_a_unit_working_on_a_stack(tmp_path: Path) -> None:
+    # a unit started on dependencies not merged yet says so while it is in flight
+    rt = make_runtime(tmp_path, CASSETTE, "")
+    stack = {"green": "a" * 40, "base": "b" * 40, "heads": {"u0": "c" * 40}}
+    add_unit(rt, "u1", UnitStatus.RUNNING, stacked_on=stack)
+    add_unit(rt, "u2", UnitStatus.MERGED, stacked_on=stack)
+    add_unit(rt, "u3", UnitStatus.RUNNING)
+    app = MissionControlApp(rt.store, config=rt.config, mission_id=rt.mission_id, attach=True)
+    async with app.run_test(size=(160, 44)) as pilot:
+        await settle(pilot, app)
+        nodes = app.query_one(PlanTree)._unit_nodes
+        assert "stacked" in str(nodes["u1"].label)
+        assert "stacked" not in str(nodes["u2"].label)  # merged: nothing left to say
+        assert "stacked" not in str(nodes["u3"].label)
