@@ -138,10 +138,10 @@ def test_a_dependent_breaking_a_test_on_a_dependency_that_passed_its_precheck_go
 ) -> None:
     # the dependency is fine and its precheck passes at the head the dependent is stacked
     # on; the dependent breaks greet() itself: its failing precheck is conclusive -> fixup.
-    # Its precheck is 1 s slower (so the dependency's has ended), the queue's 2 s slower (so
+    # Its precheck is 1 s slower (so the dependency's has ended), the queue's 1 s slower (so
     # the dependency is not merged yet when it is judged: the passing precheck decides)
     slow_dependent = "if [ -e app/bye_user.py ]; then sleep 1; fi"
-    slow_queue = 'case "$PWD" in */verify|*/verify-*) sleep 2;; esac'
+    slow_queue = 'case "$PWD" in */verify|*/verify-*) sleep 1;; esac'
     store, outcome, repo = run_mission(
         tmp_path, dep_worker() + BREAKING_DEPENDENT_WORKER + fixup_entry(GOOD_GREET),
         f"sleep 2; {slow_dependent}; {slow_queue}; {UNITTEST}")
