@@ -108,9 +108,9 @@ class SchedulerConfig(Section):
     session_timeout: float = Field(1800.0, gt=0, description="Seconds before an agent is killed.")
     stacked_branches: bool = Field(
         False,
-        description="Start a unit as soon as its dependencies are in the merge queue, on a "
-        "branch stacked on their work, instead of waiting for them to merge (merged only "
-        "after them; see docs/scaling.md).",
+        description="Start a unit as soon as its dependencies' agents are done, on a branch "
+        "stacked on their work, instead of waiting for them to merge; it merges only after "
+        "them (docs/gitops.md, 'Stacked branches').",
     )
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     parallel: ParallelConfig = Field(default_factory=ParallelConfig)
@@ -159,8 +159,8 @@ class GreenBranchConfig(Section):
     )
     fixup_min_candidates: int = Field(
         1, ge=1, le=8,
-        description="Candidates a fixup round waits for slots for (the first goes before READY "
-        "units); the rest, up to fixup_candidates, run only on slots free when it starts.",
+        description="Candidates a fixup round waits for slots for, ahead of READY units; the "
+        "rest, up to fixup_candidates, run only on slots free when it starts.",
     )
 
 

@@ -166,11 +166,16 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str, *,
         return
     slots = await round_slots(rt, blocks_others(rt, unit_id))
     n = len(slots)
-    green = rt.repo.green_head()
-    store.append_event(
-        "fixup.started", mission_id=rt.mission_id, unit_id=unit_id, round=round_no,
-        candidates=n, detail=detail[-2000:],
-    )
+    try:  # until the candidates own them (each gives its slot back), the round does
+        green = rt.repo.green_head()
+        store.append_event(
+            "fixup.started", mission_id=rt.mission_id, unit_id=unit_id, round=round_no,
+            candidates=n, detail=detail[-2000:],
+        )
+    except BaseException:
+        for slot in slots:
+            rt.give_slot(slot)
+        raise
     results: list[FixupCandidate | None] = [None] * n
     fatal: list[str] = []
 

@@ -64,7 +64,7 @@ class Unit(BaseModel):
     review_rejections: int = 0
     fixup_rounds: int = 0
     tools: list[dict[str, Any]] = []
-    stacked_on: dict[str, Any] | None = None  # engine/stacking.py: {"green", "heads"}
+    stacked_on: dict[str, Any] | None = None  # engine/stacking.py: {"green", "base", "heads"}
     winner_round: int | None = None
     winner_candidate: int | None = None
     winner_approach: str | None = None

@@ -260,7 +260,8 @@ async def plan_while_verifying(state: MissionState) -> Stop:
     """Run the epochs with the baseline verification beside the first planning: neither needs
     the other (the planner reads the tree, the verification runs in the verify worktree), so
     a mission no longer waits for its suite before planning starts. Nothing is dispatched or
-    merged before the baseline is recorded (``MissionState.baseline_ready``). With
+    merged before the baseline is recorded (``MissionState.baseline_ready``; a stop ends the
+    wait, and an end before the baseline is recorded cancels it). With
     ``baseline = "must_pass"`` the baseline comes first, as before: a red one ends the mission
     before anything (the planner included) runs. Errors come out as themselves, not in an
     exception group."""
@@ -275,13 +276,15 @@ async def plan_while_verifying(state: MissionState) -> Stop:
         await verify_baseline(state)  # a red baseline only warns (the policy is not must_pass)
         ready.set()
 
-    async def epochs() -> None:
+    async def epochs(tg: anyio.abc.TaskGroup) -> None:
         ended.append(await EpochPipeline(state).run())
+        tg.cancel_scope.cancel()  # ended before the baseline (a stop, no plan): not needed now
+        # (a resumed run verifies it again: it is recorded only once complete)
 
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(baseline)
-            tg.start_soon(epochs)
+            tg.start_soon(epochs, tg)
     except BaseExceptionGroup as group:
         real = [e for e in leaf_exceptions(group)
                 if not isinstance(e, anyio.get_cancelled_exc_class())]

@@ -25,8 +25,9 @@ changes queued ahead of it. Here that idea is applied to dispatch:
   :func:`settle_stacks` withdraws the stacked merge, and the unit is BLOCKED or runs again
   from ``mc/green``.
 
-Everything is in the store (``units.stacked_on``, ``merges.requires``), so a ``kill -9`` at
-any point resumes with the same rules.
+What the rules need is in the store (``units.stacked_on``, ``merges.requires``), so a
+``kill -9`` at any point resumes with the same rules. Only ``Runtime.stack_refused`` (stacks
+that conflicted, not tried again on the same heads) is in memory: a restart tries each once more.
 """
 
 from __future__ import annotations

@@ -231,12 +231,19 @@ class MergeQueue:
         return items[:limit] if limit else items
 
     def _in_order(self, items: list[QueueItem], on: str) -> list[QueueItem]:
+        """The ``items`` that can merge onto ``on``, in a merge order: a stacked branch after
+        the branches it requires (it may have been queued before them: its agent finished
+        first), otherwise oldest first. Those whose requirements are nowhere are left out."""
         taken: list[QueueItem] = []
-        for item in items:
-            if all(self._reachable(c, on) or any(self._reachable(c, t.head_commit) for t in taken)
-                   for c in item.requires):
-                taken.append(item)
-        return taken
+        left = list(items)
+        while True:
+            ready = [i for i in left if all(
+                self._reachable(c, on) or any(self._reachable(c, t.head_commit) for t in taken)
+                for c in i.requires)]
+            if not ready:
+                return taken
+            taken.extend(ready)
+            left = [i for i in left if i not in ready]
 
     def _reachable(self, commit: str, tip: str) -> bool:
         try:

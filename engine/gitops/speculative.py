@@ -304,6 +304,9 @@ class Speculation:
         todo = sorted([*items, *retry], key=lambda i: i.merge_id)
         if not todo:
             return
+        if any(i.requires for i in todo):  # stacked branches after what they require
+            mergeable = self.q._in_order(todo, base)
+            todo = mergeable + [i for i in todo if i not in mergeable]  # the rest is held
         chain = await self.q._build(self.batch_id, base, todo)
         by_id = {i.merge_id: i for i in todo}
         for merge_id in chain.held:  # stacked on a branch left out above: a later run takes it

@@ -356,7 +356,7 @@ MIGRATIONS: list[Migration] = [
     # 13: decisions as columns, not event payloads (see the function)
     _decision_columns,
     # 14: stacked branches ([scheduler] stacked_branches, engine/stacking.py): the dependency
-    #     heads a unit's agent started on ({"green": sha, "heads": {unit id: sha}}), and the
+    #     heads a unit's agent started on ({"green", "base": sha, "heads": {unit id: sha}}), and the
     #     commits a merge row's branch needs in its candidate first (a JSON list)
     ["ALTER TABLE units ADD COLUMN stacked_on TEXT",
      "ALTER TABLE merges ADD COLUMN requires TEXT NOT NULL DEFAULT '[]'"],

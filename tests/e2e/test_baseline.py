@@ -185,3 +185,21 @@ def test_the_baseline_runs_beside_planning_and_nothing_is_dispatched_before_it(
                    "ORDER BY started_at")
     assert started < planned < baseline, (started, planned, baseline)  # planned meanwhile
     assert worker > baseline  # dispatched only once it was recorded
+
+
+def test_a_limit_reached_while_the_baseline_runs_stops_the_mission_without_waiting_for_it(
+    target: Path,
+) -> None:
+    # the wall time runs out during a 6 s baseline: the mission stops then (the wait for the
+    # baseline reads the limits), not once the suite is done; nothing was dispatched
+    slow = f"sleep 6 && {sys.executable} -m unittest discover -s tests -t ."
+    config = write_config(target, PLAN_TWO + AMBITION_OK + OBJECTIVE_MET + TWO_WORKERS,
+                          f'[target.verification]\ncommand = "{slow}"\n'
+                          "[continuous]\nmax_wall_time_seconds = 1\n")
+    result = run_mc("mission", "--config", str(config), "--no-ui")
+    store = store_of(target)
+    mission = store.latest_mission()
+    assert mission["status"] == "stopped", (mission["status"], result.stdout[-2000:])
+    assert mission["ended_at"] - mission["started_at"] < 5, mission  # not after the suite
+    assert not store.rows("attempts", "role = 'worker'")
+    assert not kinds(store, "baseline.recorded")  # cancelled: a resumed run verifies again
