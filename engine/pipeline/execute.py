@@ -181,12 +181,14 @@ class ExecutePhase:
     # ------------------------------------------------------------------ scheduling
     def ready(self, units: list[Unit]) -> list[Unit]:
         """Ready leaves in dispatch order: priority, then the most leaves waiting on it
-        downstream (:func:`waiting_on`: the critical path first), age, then the plugins'
-        ``order_ready`` (which sees plain dicts and may only reorder them)."""
+        downstream (:func:`waiting_on`: the critical path first), then the fewest siblings
+        in flight (:func:`siblings_in_flight`), age, then the plugins' ``order_ready`` (which
+        sees plain dicts and may only reorder them)."""
         ready = [u for u in units if u.is_leaf and u.status == UnitStatus.READY]
         downstream = waiting_on(units) if ready else {}
+        busy = siblings_in_flight(units) if ready else {}
         ordered = sorted(ready, key=lambda u: (u.priority, -downstream.get(u.id, 0),
-                                               u.created_at))
+                                               busy.get(u.parent_id or "", 0), u.created_at))
         by_id = {u.id: u for u in ordered}
         return [by_id[row["id"]] for row in self.state.plugins.order_ready([u.row for u in ordered])]
 
@@ -202,20 +204,25 @@ class ExecutePhase:
         rt.worker_limit = limit
         now = time.monotonic()
         waiting = 0
-        for unit in self.ready(units):
-            if unit.id in running or state.not_before.get(unit.id, 0) > now:
-                continue
+        while True:  # one at a time: each start changes the order (siblings in flight)
+            candidates = [u for u in self.ready(units) if u.id not in running
+                          and state.not_before.get(u.id, 0) <= now]
+            if not candidates:
+                break
             slot = min((s for s in rt.free_slots
                         if s < workers and (rt.hosts is None or rt.hosts.usable(s))), default=None)
             # every busy worker slot counts: units' agents and fixup candidates borrowing one
             busy = sum(1 for s in range(workers) if s not in rt.free_slots)
             if busy >= limit - rt.fixups_waiting or slot is None:  # repairs go first
-                waiting += 1
-                continue
+                waiting = len(candidates)
+                break
+            unit = candidates[0]
             rt.free_slots.discard(slot)
             running.add(unit.id)
             holding[slot] = unit.id
             tg.start_soon(unit_task, unit.id, slot)
+            units = [u.model_copy(update={"status": UnitStatus.RUNNING}) if u.id == unit.id
+                     else u for u in units]
         if rt.ready_waiting and not waiting:
             rt.poke_slots()  # fixup candidates may borrow the idle worker slots again
         rt.ready_waiting = waiting
@@ -305,6 +312,27 @@ class ExecutePhase:
             self.state.rt.units.move(
                 unit.id, final,
                 reason=None if final == UnitStatus.MERGED else "not all parts merged")
+
+
+IN_FLIGHT = frozenset({UnitStatus.RUNNING, UnitStatus.REVIEWING, UnitStatus.QUEUED,
+                       UnitStatus.MERGING, UnitStatus.VERIFYING, UnitStatus.FIXUP})
+
+
+def siblings_in_flight(units: list[Unit]) -> dict[str, int]:
+    """Per plan node, how many of its leaves are in flight (started, not merged yet).
+
+    Siblings are parts of one planned piece of work and tend to touch the same files; two
+    of them started on the same ``mc/green`` conflict when the second merges (file overlaps
+    the planner declared are dependency edges already; these are the ones it did not see).
+    Among equally urgent READY units, the one whose siblings are not in flight goes first,
+    so siblings tend to start after each other's work has merged: anti-affinity scheduling.
+    In the fleet benchmark the conflicting pairs are siblings, and a pair dispatched last
+    ended the mission with a fixup round (docs/scaling.md)."""
+    out: dict[str, int] = {}
+    for unit in units:
+        if unit.is_leaf and unit.parent_id and unit.status in IN_FLIGHT:
+            out[unit.parent_id] = out.get(unit.parent_id, 0) + 1
+    return out
 
 
 def waiting_on(units: list[Unit]) -> dict[str, int]:

@@ -11,7 +11,7 @@ from engine.config import load_config
 from engine.controller import Controller
 from engine.ledger import Unit
 from engine.models import UnitStatus
-from engine.pipeline.execute import waiting_on
+from engine.pipeline.execute import siblings_in_flight, waiting_on
 from engine.store import Store
 from tests.e2e.conftest import (
     AMBITION_OK,
@@ -52,3 +52,52 @@ def test_waiting_on_counts_leaves_downstream_through_chains() -> None:
              unit("c", UnitStatus.PLANNED, ["a"]), unit("d", UnitStatus.PLANNED, ["c", "a"]),
              unit("e", UnitStatus.RUNNING, ["b"])]  # started already: waits for nobody
     assert waiting_on(units) == {"a": 2, "c": 1}
+
+
+def two_level_plan() -> str:
+    """Two parts of two leaves each (the parts' planners answer by their title)."""
+    import json
+
+    def planner(match: str | None, units: list[dict]) -> str:
+        text = json.dumps({"units": units})
+        when = f'match = "{match}"\n' if match else ""
+        return f"\n[[interaction]]\nrole = \"planner\"\n{when}actions = [{{ type = \"text\", text = '{text}' }}]\n"
+
+    def leaf(title: str, path: str) -> dict:
+        return {"title": title, "files_hint": [path], "acceptance_criteria": ["ok"], "leaf": True}
+
+    return (planner("- title: Part A", [leaf("A one", "a/one.py"), leaf("A two", "a/two.py")])
+            + planner("- title: Part B", [leaf("B one", "b/one.py"), leaf("B two", "b/two.py")])
+            + planner(None, [{"title": f"Part {p}", "files_hint": [f"{p.lower()}/"],
+                              "acceptance_criteria": ["ok"], "leaf": False} for p in "AB"]))
+
+
+def test_siblings_are_not_started_side_by_side_while_other_work_is_ready(tmp_path: Path) -> None:
+    # siblings (leaves of one plan node) tend to touch the same code: two started on the same
+    # mc/green conflict when the second merges. With two workers and both parts READY, the
+    # first two to start are one leaf of each part, not both leaves of the older part.
+    make_target(tmp_path)
+    cassette = (two_level_plan() + AMBITION_OK + OBJECTIVE_MET
+                + "".join(worker_entry(t, f"{t[0].lower()}/{t.split()[1]}.py", "X = 1\\n")
+                          for t in ("A one", "A two", "B one", "B two")))
+    config = load_config(write_config(tmp_path, cassette,
+                                      "[scheduler.parallel]\nnum_workers = 2\n"
+                                      "[planner]\nmax_depth = 2\n"))
+    store = Store(config.db_path())
+    outcome = anyio.run(Controller(config, store).run)
+    assert outcome.status == "completed", outcome.reason
+    first_two = {r["title"] for r in store.query(
+        "SELECT u.title FROM attempts a JOIN units u ON u.id = a.unit_id "
+        "WHERE a.role = 'worker' ORDER BY a.started_at LIMIT 2")}
+    assert first_two == {"A one", "B one"}, first_two  # by age alone: A one, A two
+    store.close()
+
+
+def test_siblings_in_flight_counts_started_unmerged_leaves_per_plan_node() -> None:
+    def unit(uid: str, parent: str, status: UnitStatus) -> Unit:
+        return Unit(id=uid, mission_id=1, title=uid, status=status, parent_id=parent)
+
+    units = [unit("a1", "A", UnitStatus.RUNNING), unit("a2", "A", UnitStatus.QUEUED),
+             unit("a3", "A", UnitStatus.READY), unit("a4", "A", UnitStatus.MERGED),
+             unit("b1", "B", UnitStatus.FIXUP), unit("c1", "C", UnitStatus.PLANNED)]
+    assert siblings_in_flight(units) == {"A": 2, "B": 1}
