@@ -176,6 +176,7 @@ async def precheck(rt: Runtime, workdir: Path, base: str) -> VerificationResult:
     cfg = rt.config.target.verification
     result = await run_verification(cfg.command, workdir, cfg.timeout,
                                     rt.config.merge_queue.max_output_bytes)
+    await rt.baseline_recorded()  # judged against it (it may still run beside the first agents)
     for _ in range(cfg.flaky_reruns):
         if result.status == VerificationStatus.ERROR or rt.queue.judge(base, result).accepted:
             break

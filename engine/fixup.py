@@ -229,6 +229,7 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str, *,
                 rt.config.target.verification.timeout, rt.config.merge_queue.max_output_bytes,
             )
             passed, failed = parse_test_counts(verification.output)
+            await rt.baseline_recorded()  # judged against it below
             stat = rt.repo.diff_stat(green, head)
             problem = forbidden_change(rt, green, head)
             if problem:  # never delivered: the same check as before a unit's review

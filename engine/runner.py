@@ -257,19 +257,21 @@ async def run_mission(runner: MissionRunner) -> MissionOutcome:
 
 
 async def plan_while_verifying(state: MissionState) -> Stop:
-    """Run the epochs with the baseline verification beside the first planning: neither needs
-    the other (the planner reads the tree, the verification runs in the verify worktree), so
-    a mission no longer waits for its suite before planning starts. Nothing is dispatched or
-    merged before the baseline is recorded (``MissionState.baseline_ready``; a stop ends the
-    wait, and an end before the baseline is recorded cancels it). With
-    ``baseline = "must_pass"`` the baseline comes first, as before: a red one ends the mission
-    before anything (the planner included) runs. Errors come out as themselves, not in an
-    exception group."""
+    """Run the epochs with the baseline verification beside the first planning and the first
+    agents: none of them needs it (the planner reads the tree, agents work in their own
+    worktrees, the verification runs in the verify worktree), so a mission no longer waits
+    for its suite before planning and dispatch start. What does need it waits for it
+    (``Runtime.baseline_recorded``): every judgement of a verification (a precheck, the merge
+    queue, a fixup candidate, a speculation branch), so a failure already there is never
+    blamed on a unit. A stop before it is recorded cancels it (a resumed run verifies it
+    again); any other early end still waits for its report. With ``baseline = "must_pass"`` the baseline comes first, as before: a
+    red one ends the mission before anything (the planner included) runs. Errors come out as
+    themselves, not in an exception group."""
     if state.rt.config.target.verification.baseline == "must_pass":
         stop = await verify_baseline(state)
         return stop or await EpochPipeline(state).run()
     ready = anyio.Event()
-    state.baseline_ready = ready
+    state.rt.baseline_ready = ready
     ended: list[Stop] = []
 
     async def baseline() -> None:
@@ -278,8 +280,9 @@ async def plan_while_verifying(state: MissionState) -> Stop:
 
     async def epochs(tg: anyio.abc.TaskGroup) -> None:
         ended.append(await EpochPipeline(state).run())
-        tg.cancel_scope.cancel()  # ended before the baseline (a stop, no plan): not needed now
-        # (a resumed run verifies it again: it is recorded only once complete)
+        if state.stop.requested:  # stopped before the baseline was recorded: not waited for
+            tg.cancel_scope.cancel()  # (a resumed run verifies it again)
+        # else (stalled, failed, a plan with nothing to do) its report is still made
 
     try:
         async with anyio.create_task_group() as tg:
@@ -290,5 +293,5 @@ async def plan_while_verifying(state: MissionState) -> Stop:
                 if not isinstance(e, anyio.get_cancelled_exc_class())]
         raise (real or leaf_exceptions(group))[0] from None
     finally:
-        state.baseline_ready = None
+        state.rt.baseline_ready = None
     return ended[0]

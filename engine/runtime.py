@@ -48,6 +48,10 @@ class Runtime:
     # stacked branches (engine/stacking.py): units whose stack could not be built, with the
     # dependency heads it was tried on; they wait for the merges unless those heads change
     stack_refused: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    # set once the baseline verification is recorded: it runs beside the first planning and
+    # the first agents; a judgement of a verification (precheck, queue, fixup, speculation
+    # branch) waits for it (engine/runner.py). None: nothing to wait for
+    baseline_ready: anyio.Event | None = None
     # fixup candidates a round needs (fixup_min_candidates) waiting for a slot: dispatch leaves
     # that many worker slots to them (engine/fixup.py), a repair goes before new work
     fixups_waiting: int = 0
@@ -76,6 +80,16 @@ class Runtime:
             if self.slot_ready.is_set():  # never replace an event other waiters still wait on
                 self.slot_ready = anyio.Event()
             await self.slot_ready.wait()
+
+    @property
+    def baseline_known(self) -> bool:
+        """Whether verifications can be judged now (the baseline is recorded, or not awaited)."""
+        return self.baseline_ready is None or self.baseline_ready.is_set()
+
+    async def baseline_recorded(self) -> None:
+        """Wait until verifications can be judged (:attr:`baseline_known`)."""
+        if self.baseline_ready is not None:
+            await self.baseline_ready.wait()
 
     def try_take_slot(self, candidates: Sequence[int],
                       usable: Callable[[int], bool] | None = None) -> int | None:

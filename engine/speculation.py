@@ -269,6 +269,7 @@ async def _play_branch(
             )
             passed, failed = parse_test_counts(result.output, exit_code=result.exit_code)
             lint = count_lint_errors(result.output)
+            await rt.baseline_recorded()  # the judgement needs it
             verified = rt.queue.judge(judged_on(unit.stacked_on, base), result).accepted
             b.checked = result
         b.candidate = Candidate(

@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Literal
 
-import anyio
-
 from engine import clock
 from engine.ledger import EpochLedger
 from engine.models import EpochStatus, MissionStatus
@@ -107,9 +105,6 @@ class EpochPipeline:
                     return stop
             assert start.epoch_id is not None
             if start.phase == "execute":
-                stop = await self.baseline_recorded()
-                if stop:
-                    return stop
                 result = await self.run_epoch(start.epoch_id)
                 if result.stop:
                     return result.stop
@@ -148,23 +143,6 @@ class EpochPipeline:
             "feedback", view, partial(self.feedback.run, epoch_id, result))
         await state.plugins.after_epoch(view)
         return result
-
-    async def baseline_recorded(self) -> Stop | None:
-        """Wait for the baseline verification running beside the first planning
-        (``MissionState.baseline_ready``) before anything is dispatched, reading commands and
-        limits meanwhile: a stop (the user's, wall time, budget) ends the wait. Returns that
-        stop, or None once the baseline is recorded."""
-        state = self.state
-        ready = state.baseline_ready
-        while ready is not None and not ready.is_set():
-            self.inbox.take()
-            if not state.stop.requested:
-                self.policy.check_limits()
-            if state.stop.requested:
-                return state.stop.status, state.stop.reason
-            with anyio.move_on_after(0.2):
-                await ready.wait()
-        return None
 
     def _view(self, epoch_id: int, result: EpochResult | None) -> EpochView:
         number = int((self.state.store.get("epochs", epoch_id) or {}).get("number") or 0)

@@ -139,7 +139,8 @@ class ExecutePhase:
                 if state.stop.requested:
                     for scope in list(agent_scopes.values()):
                         scope.cancel()
-                    if not queue_busy and rt.queue.pending() == 0:
+                    # queued work drains, unless it cannot be judged yet (it stays queued)
+                    if not queue_busy and (rt.queue.pending() == 0 or not rt.baseline_known):
                         result.stop = (state.stop.status, state.stop.reason)
                         tg.cancel_scope.cancel()
                         break
@@ -154,8 +155,8 @@ class ExecutePhase:
                 # also with stacked_branches off: a resumed run may hold stacked branches
                 if not queue_busy and settle_stacks(rt, units):
                     wake.set()  # withdrawn units are BLOCKED or READY again
-                if not queue_busy and rt.queue.pending() > 0:
-                    queue_busy = True
+                if not queue_busy and rt.baseline_known and rt.queue.pending() > 0:
+                    queue_busy = True  # (its verifications are judged against the baseline)
                     tg.start_soon(queue_task)
                 done = all(u.status in TERMINAL_UNIT_STATUSES for u in units if u.is_leaf)
                 if done and not running and not fixing and not queue_busy and rt.queue.pending() == 0:

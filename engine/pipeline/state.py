@@ -7,8 +7,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import anyio
-
 from engine.budget import EmaCostTracker
 from engine.gates.evaluator import ProgressEvaluator
 from engine.ledger import Unit
@@ -53,9 +51,6 @@ class MissionState:
     objective_feedback: str | None = None
     not_before: dict[str, float] = field(default_factory=dict)  # unit id -> monotonic time
     aux: Any = None  # the mc/aux worktree one-shot LLM calls run in
-    # set once the baseline verification is recorded: it runs beside the first planning,
-    # and nothing is dispatched or merged before it (engine/runner.py); None: not waited for
-    baseline_ready: anyio.Event | None = None
 
     @property
     def store(self) -> Store:

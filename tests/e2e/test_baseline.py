@@ -162,15 +162,15 @@ def test_a_flaky_test_is_recorded_not_blamed(target: Path) -> None:
         "tests.test_flaky.FlakyTest.test_sometimes"]
 
 
-def test_the_baseline_runs_beside_planning_and_nothing_is_dispatched_before_it(
+def test_the_baseline_runs_beside_planning_and_agents_and_judges_every_verification(
     target: Path,
 ) -> None:
-    # A slow suite (2 s) no longer holds the planner up: the plan is recorded while the
-    # baseline verification runs; but no worker starts before the baseline is recorded (a
-    # unit's precheck or the queue would have nothing to judge against).
-    slow = f"sleep 2 && {sys.executable} -m unittest discover -s tests -t ."
+    # A slow suite (3 s) no longer holds the planner or the agents up: the plan is recorded
+    # and workers start while the baseline verification runs; but no verification is judged
+    # before it is recorded (a failure already there is never blamed on a unit).
+    slow = f"sleep 3 && {sys.executable} -m unittest discover -s tests -t ."
     config = write_config(target, PLAN_TWO + AMBITION_OK + OBJECTIVE_MET + TWO_WORKERS,
-                          f'[target.verification]\ncommand = "{slow}"\n')
+                          f'[target.verification]\ncommand = "{slow}"\nprecheck = true\n')
     result = run_mc("mission", "--config", str(config), "--no-ui")
     assert result.returncode == 0, result.stdout[-3000:]
     store = store_of(target)
@@ -183,15 +183,17 @@ def test_the_baseline_runs_beside_planning_and_nothing_is_dispatched_before_it(
     planned = first("SELECT ts FROM events WHERE kind = 'unit.created' ORDER BY id")
     worker = first("SELECT started_at AS ts FROM attempts WHERE role = 'worker' "
                    "ORDER BY started_at")
-    assert started < planned < baseline, (started, planned, baseline)  # planned meanwhile
-    assert worker > baseline  # dispatched only once it was recorded
+    judged = first("SELECT ts FROM events WHERE kind IN ('unit.prechecked', 'merge.status') "
+                   "ORDER BY id")
+    assert started < planned < worker < baseline, (started, planned, worker, baseline)
+    assert judged > baseline  # judged only once it was recorded
 
 
 def test_a_limit_reached_while_the_baseline_runs_stops_the_mission_without_waiting_for_it(
     target: Path,
 ) -> None:
-    # the wall time runs out during a 6 s baseline: the mission stops then (the wait for the
-    # baseline reads the limits), not once the suite is done; nothing was dispatched
+    # the wall time runs out during a 6 s baseline: the mission stops then, not once the
+    # suite is done; nothing the agents made was judged or merged
     slow = f"sleep 6 && {sys.executable} -m unittest discover -s tests -t ."
     config = write_config(target, PLAN_TWO + AMBITION_OK + OBJECTIVE_MET + TWO_WORKERS,
                           f'[target.verification]\ncommand = "{slow}"\n'
@@ -201,5 +203,5 @@ def test_a_limit_reached_while_the_baseline_runs_stops_the_mission_without_waiti
     mission = store.latest_mission()
     assert mission["status"] == "stopped", (mission["status"], result.stdout[-2000:])
     assert mission["ended_at"] - mission["started_at"] < 5, mission  # not after the suite
-    assert not store.rows("attempts", "role = 'worker'")
     assert not kinds(store, "baseline.recorded")  # cancelled: a resumed run verifies again
+    assert not store.rows("merges", "status = 'promoted'")  # nothing judged, nothing merged
