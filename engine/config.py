@@ -107,7 +107,7 @@ class SchedulerConfig(Section):
     model: str = Field("sonnet", description="Model for worker agents.")
     session_timeout: float = Field(1800.0, gt=0, description="Seconds before an agent is killed.")
     stacked_branches: bool = Field(
-        False,
+        True,
         description="Start a unit as soon as its dependencies' agents are done, on a branch "
         "stacked on their work, instead of waiting for them to merge; it merges only after "
         "them (docs/gitops.md, 'Stacked branches').",

@@ -11,8 +11,9 @@ Knobs: ``work_s`` makes each worker sleep first (a mission that stays running wh
 pauses or stops it), ``push_gate`` puts the ``push`` human gate in front of the push and
 ``approval_timeout`` is its ``[hitl] poll_timeout`` (expired = denied); ``workers`` is
 ``[scheduler.parallel] num_workers``; ``serial_queue`` chains the units (each after the one
-before), merges one per batch and keeps the worktree pool under ``root``: a run whose events
-come in the same order every time (for a recording).
+before) without stacking them (each starts once the one before merged), merges one per batch
+and keeps the worktree pool under ``root``: a run whose events come in the same order every
+time (for a recording).
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ def write_config(root: Path, *, units: int, work_s: float, push_gate: bool,
         timeout = 60
         [scheduler]
         session_timeout = 30
+        {"stacked_branches = false" if serial_queue else ""}
         [scheduler.parallel]
         num_workers = {workers}
         {f'pool_dir = "{root / "pool"}"' if serial_queue else ""}
