@@ -286,15 +286,19 @@ def test_a_culprit_dependency_is_repaired_before_its_stacked_dependent_merges(
     # innocent all along: never blamed for its dependency's break, never sent to fixup
     assert [r["status"] for r in merge_rows(store, dependent["id"])] == ["promoted"]
     assert "fixup" not in [to for _, to in status_events(store, dependent["id"])]
-    # mc/green never held the broken greet(): each promoted tip passed its verification,
-    # and every commit mc/green ever pointed at passes the suite
+    check_green(store, repo, tmp_path)  # mc/green never held the broken greet()
+    store.close()
+
+
+def check_green(store: Store, repo: Path, tmp_path: Path) -> None:
+    """Every tip mc/green was promoted to passed its verification; every commit on its
+    first-parent history passes the suite and never held the broken greet()."""
     passed = {r["commit_sha"] for r in store.rows("verifications", "status = 'passed'")}
     tips = promoted_tips(store)
     assert tips and all(tip in passed for tip in tips), (tips, passed)
     for n, commit in enumerate(first_parent_commits(repo)):
         assert "HEY" not in git(repo, "show", f"{commit}:app/greet.py"), commit
         assert suite_passes_at(repo, commit, tmp_path / f"at-{n}"), commit
-    store.close()
 
 
 @pytest.mark.parametrize("depth", [0, 2])

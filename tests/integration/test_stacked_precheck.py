@@ -31,14 +31,12 @@ from tests.integration.test_stacked_branches import (
     PLAN,
     UNITTEST,
     branch_merge_order,
+    check_green,
     dep_worker,
     first,
-    first_parent_commits,
     fixup_entry,
     merge_rows,
-    promoted_tips,
     status_events,
-    suite_passes_at,
     units_by_title,
 )
 
@@ -72,17 +70,6 @@ def events(store: Store, kind: str, unit_id: str) -> list[tuple[int, dict[str, A
     rows = store.query("SELECT id, payload FROM events WHERE kind = ? AND unit_id = ? "
                        "ORDER BY id", (kind, unit_id))
     return [(r["id"], json.loads(r["payload"])) for r in rows]
-
-
-def check_green(store: Store, repo: Path, tmp_path: Path) -> None:
-    """Every tip mc/green was promoted to passed its verification; every commit on its
-    first-parent history passes the suite and never held the broken greet()."""
-    passed = {r["commit_sha"] for r in store.rows("verifications", "status = 'passed'")}
-    tips = promoted_tips(store)
-    assert tips and all(tip in passed for tip in tips), (tips, passed)
-    for n, commit in enumerate(first_parent_commits(repo)):
-        assert "HEY" not in git(repo, "show", f"{commit}:app/greet.py"), commit
-        assert suite_passes_at(repo, commit, tmp_path / f"at-{n}"), commit
 
 
 def test_a_dependent_stacked_on_a_dependency_failing_its_precheck_is_not_blamed(
