@@ -1,5 +1,5 @@
-"""Stacked branches (``[scheduler] stacked_branches``): a unit whose dependencies are done
-and waiting in the merge queue starts on their work instead of waiting for it to reach
+"""Stacked branches (``[scheduler] stacked_branches``, on by default): a unit whose
+dependencies' agents are done starts on their work instead of waiting for it to reach
 ``mc/green``.
 
 A *stacked* change is one built on other changes that have not landed yet (stacked diffs:
@@ -76,7 +76,7 @@ class Stack:
 
 
 def can_stack(unit: Unit, units: list[Unit]) -> bool:
-    """Whether every leaf ``unit`` depends on is MERGED or in the merge queue with a head."""
+    """Whether every leaf ``unit`` depends on is MERGED or :func:`stackable`."""
     by_id = {u.id: u for u in units}
     for dep_id in leaf_dependencies(unit, units):
         dep = by_id.get(dep_id)

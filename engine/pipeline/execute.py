@@ -294,8 +294,9 @@ class ExecutePhase:
                 for u in units]
 
     def stackable(self, unit: Unit, units: list[Unit]) -> bool:
-        """With ``[scheduler] stacked_branches``: every dependency is merged or in the merge
-        queue, and no stack on these very heads was refused (engine/stacking.py)."""
+        """With ``[scheduler] stacked_branches``: every dependency is merged or its agent is
+        done (:func:`engine.stacking.can_stack`), and no stack on these very heads was refused
+        (engine/stacking.py)."""
         rt = self.state.rt
         if not rt.config.scheduler.stacked_branches or not can_stack(unit, units):
             return False
