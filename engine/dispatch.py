@@ -147,8 +147,8 @@ async def run_unit(
 async def where_to_start(rt: Runtime, unit: Unit, branch: str,
                          ) -> tuple[str, str, dict[str, Any] | None] | None:
     """(base, start, stacked_on) of a unit's next session (:func:`starting_point`; with
-    ``[scheduler] stacked_branches``, a fresh start on dependencies still in the merge queue
-    is a stack base: ``engine/stacking.py``). None when it cannot start now: its stack could
+    ``[scheduler] stacked_branches``, a fresh start on dependencies whose agents are done but
+    which are not merged yet is a stack base: ``engine/stacking.py``). None when it cannot start now: its stack could
     not be built, so it went back to PLANNED to wait for its dependencies to merge."""
     base, start = starting_point(rt, unit, branch)
     if start != base:  # a session cut short by a restart: its base (and stack) stay
@@ -163,7 +163,7 @@ async def where_to_start(rt: Runtime, unit: Unit, branch: str,
         rt.units.move(unit.id, UnitStatus.PLANNED, reason=f"waits for its dependencies to "
                       f"merge: {stack}")
         return None
-    rt.log(f"unit {unit.id}: stacked on {len(stack.heads)} queued dependenc"
+    rt.log(f"unit {unit.id}: stacked on {len(stack.heads)} unmerged dependenc"
            f"{'y' if len(stack.heads) == 1 else 'ies'} ({stack.base[:10]})", unit_id=unit.id)
     return stack.base, stack.base, stack.record()
 
