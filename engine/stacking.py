@@ -39,7 +39,6 @@ from typing import Any
 import anyio
 import pygit2
 
-from engine.gitops import GitError
 from engine.gitops.candidate import merge_heads
 from engine.gitops.repo import object_view, open_repository
 from engine.ledger import Unit, leaf_dependencies
@@ -101,7 +100,7 @@ async def plan_stack(rt: Runtime, unit: Unit) -> Stack | str | None:
             continue
         if not stackable(dep):
             return f"its dependency {dep.title!r} is {dep.status.value}"
-        if not _contains(rt, green, dep.head_commit):
+        if not rt.repo.contains(green, dep.head_commit):
             heads[dep_id] = dep.head_commit
     if not heads:
         return None
@@ -138,7 +137,7 @@ def requirements(rt: Runtime, unit: Unit) -> list[str]:
     """The stacked-on heads ``mc/green`` does not contain yet (the merge row's ``requires``)."""
     heads = (unit.stacked_on or {}).get("heads") or {}
     green = rt.repo.green_head()
-    return [head for head in heads.values() if not _contains(rt, green, head)]
+    return [head for head in heads.values() if not rt.repo.contains(green, head)]
 
 
 def unverified(rt: Runtime, unit: Unit) -> list[str]:
@@ -154,7 +153,7 @@ def unverified(rt: Runtime, unit: Unit) -> list[str]:
     out: list[str] = []
     for dep_id, head in heads.items():
         dep = rt.units.get(dep_id)
-        if _contains(rt, green, head):
+        if rt.repo.contains(green, head):
             continue
         if rt.store.query(
             "SELECT 1 FROM events WHERE kind = 'unit.prechecked' AND unit_id = ? AND "
@@ -187,7 +186,7 @@ def settle_stacks(rt: Runtime, units: list[Unit]) -> list[str]:
                 verdict = (UnitStatus.BLOCKED, f"a dependency failed: {title!r}, whose work this "
                            "unit was stacked on, will not merge")
                 break
-            if dep.status == UnitStatus.MERGED and not _contains(rt, green, head):
+            if dep.status == UnitStatus.MERGED and not rt.repo.contains(green, head):
                 verdict = (UnitStatus.READY, f"{dep.title!r} merged other work than the "
                            f"{head[:10]} this unit was stacked on: running it again from mc/green")
         if verdict is None:
@@ -201,9 +200,3 @@ def settle_stacks(rt: Runtime, units: list[Unit]) -> list[str]:
         withdrawn.append(unit.id)
     return withdrawn
 
-
-def _contains(rt: Runtime, tip: str, commit: str) -> bool:
-    try:
-        return commit == tip or rt.repo.is_ancestor(commit, tip)
-    except GitError:
-        return False

@@ -238,18 +238,12 @@ class MergeQueue:
         left = list(items)
         while True:
             ready = [i for i in left if all(
-                self._reachable(c, on) or any(self._reachable(c, t.head_commit) for t in taken)
+                self.repo.contains(on, c) or any(self.repo.contains(t.head_commit, c) for t in taken)
                 for c in i.requires)]
             if not ready:
                 return taken
             taken.extend(ready)
             left = [i for i in left if i not in ready]
-
-    def _reachable(self, commit: str, tip: str) -> bool:
-        try:
-            return commit == tip or self.repo.is_ancestor(commit, tip)
-        except GitError:
-            return False
 
     # ------------------------------------------------------------------ status helpers
     def move_merge(self, item: QueueItem, status: MergeStatus, reason: str | None = None,

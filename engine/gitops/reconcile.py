@@ -81,10 +81,4 @@ def _active() -> tuple[str, str]:
 
 
 def _in_green(repo: GitRepo, head: str | None, green: str) -> bool:
-    if not head:
-        return False
-    try:
-        return repo.is_ancestor(head, green)
-    except GitError:
-        return False
-
+    return repo.contains(green, head) if head else False

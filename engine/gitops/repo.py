@@ -214,6 +214,14 @@ class GitRepo:
         a, d = self._resolve(ancestor), self._resolve(descendant)
         return a == d or self.pygit.descendant_of(d, a)
 
+    def contains(self, tip: str, commit: str) -> bool:
+        """Whether ``commit`` is ``tip`` or one of its ancestors; False when either is not a
+        commit of this repository (a head that was never fetched, a deleted branch's)."""
+        try:
+            return self.is_ancestor(commit, tip)
+        except GitError:
+            return False
+
     def commits_between(self, base: str, head: str) -> int:
         """Commits reachable from ``head`` but not from ``base``."""
         walker = self.pygit.walk(self._resolve(head))
