@@ -136,7 +136,11 @@ actions = [{{ type = "text", text = '{json.dumps(plan)}' }}]
 """
 
 
-def worker_entry(title: str, path: str, content: str, *, cost: float = 0.1, extra: str = "") -> str:
+def worker_entry(title: str, path: str, content: str, *, cost: float = 0.1, extra: str = "",
+                 sleep: float = 0.0) -> str:
+    """The worker for ``title``: (after ``sleep`` seconds) writes ``content`` to ``path`` and
+    commits it with the title as its message."""
+    pause = f'  {{ type = "sleep", seconds = {sleep} }},\n' if sleep else ""
     return f'''
 [[interaction]]
 role = "worker"
@@ -144,7 +148,7 @@ when = {{ unit_title = "{title}" }}
 cost_usd = {cost}
 {extra}
 actions = [
-  {{ type = "write", path = "{path}", content = "{content}" }},
+{pause}  {{ type = "write", path = "{path}", content = "{content}" }},
   {{ type = "commit", message = "{title}" }},
 ]
 '''

@@ -20,6 +20,7 @@ from tests.e2e.conftest import (
     leftover_processes,
     make_target,
     run_mc,
+    worker_entry,
     write_config,
 )
 from tests.integration.tracing_support import CASSETTE, TWO_UNITS, check_tree
@@ -87,17 +88,8 @@ def test_a_collector_that_is_down_costs_the_mission_nothing_and_is_reported_once
     assert endpoint + "/v1/traces" in reports[0]
 
 
-SLOW_WORKER = '''
-[[interaction]]
-role = "worker"
-when = { unit_title = "Add a farewell" }
-cost_usd = 0.1
-actions = [
-  { type = "sleep", seconds = 2.5 },
-  { type = "write", path = "app/bye.py", content = "def bye():\\n    return 'bye'\\n" },
-  { type = "commit", message = "Add a farewell" },
-]
-'''
+SLOW_WORKER = worker_entry("Add a farewell", "app/bye.py",
+                           "def bye():\\n    return 'bye'\\n", sleep=2.5)
 
 ONE_SLOW_UNIT = TWO_UNITS.replace(
     ', {"title": "Break the build", "description": "d", "files_hint": ["app/x.py"], '

@@ -136,17 +136,7 @@ def test_a_precheck_does_not_hold_the_worker_slot(tmp_path: Path) -> None:
 PLAN_FOUR = plan_of(("Add a farewell", "app/bye.py"), ("Add a shout", "app/shout.py"),
                     ("Add a slow", "app/slow.py"), ("Add a last", "app/last.py"))
 
-SLOW_WORKER = '''
-[[interaction]]
-role = "worker"
-when = { unit_title = "Add a slow" }
-cost_usd = 0.1
-actions = [
-  { type = "sleep", seconds = 4 },
-  { type = "write", path = "app/slow.py", content = "X = 1\\n" },
-  { type = "commit", message = "slow" },
-]
-'''
+SLOW_WORKER = worker_entry("Add a slow", "app/slow.py", "X = 1\\n", sleep=4)
 
 
 def test_a_slot_freed_for_a_precheck_is_never_freed_again_under_another_unit(tmp_path: Path) -> None:
