@@ -73,10 +73,9 @@ class Runtime:
         """Reserve a free slot number among ``candidates``, the first free one in their order
         for which ``usable`` (if given) holds; waits when there is none."""
         while True:
-            for slot in candidates:
-                if slot in self.free_slots and (usable is None or usable(slot)):
-                    self.free_slots.discard(slot)
-                    return slot
+            slot = self.try_take_slot(candidates, usable)
+            if slot is not None:
+                return slot
             if self.slot_ready.is_set():  # never replace an event other waiters still wait on
                 self.slot_ready = anyio.Event()
             await self.slot_ready.wait()
