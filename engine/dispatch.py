@@ -108,7 +108,7 @@ async def run_unit(
             # and its worker slot goes to the next unit: a slot counts agents, and a
             # precheck held it for a whole verification (docs/scaling.md)
             rt.release_worker_slot(slot, unit_id)
-            async with rt.precheck_limiter:
+            async with rt.check_limiter:
                 checked = await precheck(rt, ws.path, judged_on(stacked_on, base))
     finally:
         with anyio.CancelScope(shield=True):

@@ -55,7 +55,10 @@ class Runtime:
     # fixup candidates a round needs (fixup_min_candidates) waiting for a slot: dispatch leaves
     # that many worker slots to them (engine/fixup.py), a repair goes before new work
     fixups_waiting: int = 0
-    _precheck_limiter: anyio.CapacityLimiter | None = field(default=None, init=False)
+    # called when a slot is given back (set by the execute phase: a freed slot is dispatched
+    # at once rather than on the loop's next tick)
+    on_slot_freed: Callable[[], None] | None = None
+    _check_limiter: anyio.CapacityLimiter | None = field(default=None, init=False)
     units: UnitLedger = field(init=False)  # the one writer of unit status (engine/ledger.py)
     epochs: EpochLedger = field(init=False)  # epochs' decisions, with their events
 
@@ -102,6 +105,8 @@ class Runtime:
     def give_slot(self, slot: int) -> None:
         self.free_slots.add(slot)
         self.slot_ready.set()
+        if self.on_slot_freed is not None:
+            self.on_slot_freed()
 
     def poke_slots(self) -> None:
         """Wake the slot waiters to look again (what makes a slot usable changed)."""
@@ -114,9 +119,11 @@ class Runtime:
             self.agent_done(slot, unit_id)
 
     @property
-    def precheck_limiter(self) -> anyio.CapacityLimiter:
-        """At most ``num_workers`` prechecks at once (they no longer hold a worker slot)."""
-        if self._precheck_limiter is None:
-            self._precheck_limiter = anyio.CapacityLimiter(
+    def check_limiter(self) -> anyio.CapacityLimiter:
+        """At most ``num_workers`` verifications in agents' worktrees at once: units'
+        prechecks and fixup candidates' verifications (neither holds an agent slot: a slot
+        counts agents)."""
+        if self._check_limiter is None:
+            self._check_limiter = anyio.CapacityLimiter(
                 self.config.scheduler.parallel.num_workers)
-        return self._precheck_limiter
+        return self._check_limiter

@@ -119,9 +119,10 @@ def wire_runtime(
                                   for s in fleet.states))
     workers = config.scheduler.parallel.num_workers
     extra = config.green_branch.fixup_candidates + speculation_slots(config)  # beyond workers
-    # with precheck, a unit's worktree outlives its worker slot by one verification
-    prechecks = workers if config.target.verification.precheck else 0
-    pool = WorkspacePool(repo, config.pool_dir(), workers + extra + prechecks + 1,
+    # a worktree outlives its agent's slot by one verification (a unit's precheck, a fixup
+    # candidate's), at most num_workers at once (Runtime.check_limiter); made when needed
+    checks = workers
+    pool = WorkspacePool(repo, config.pool_dir(), workers + extra + checks + 1,
                          include=config.worktree.include)
     continuing = {unit_branch(u.id) for u in UnitLedger(store).units(mission_id)
                   if u.resume_point == "continue"}

@@ -64,6 +64,7 @@ class ExecutePhase:
                 wake.set()
 
         rt.agent_done = agent_done
+        rt.on_slot_freed = wake.set  # a fixup candidate done with its agent, say
 
         async def unit_task(unit_id: str, slot: int) -> None:
             with anyio.CancelScope() as scope:
@@ -163,6 +164,7 @@ class ExecutePhase:
                     break
                 await wake.wait(TICK_SECONDS * 4)
         rt.agent_done = None
+        rt.on_slot_freed = None
         rt.ready_waiting = 0
         if errors:
             raise errors[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import anyio
@@ -247,3 +248,30 @@ async def test_a_round_others_wait_for_borrows_worker_slots_even_while_a_unit_is
     assert spans["u1"][2] == {2, 3} and spans["u2"][2] == {0, 1}, spans
     (a_start, a_end, _), (b_start, b_end, _) = spans["u1"], spans["u2"]
     assert max(a_start, b_start) < min(a_end, b_end), spans  # the rounds overlapped
+
+
+@pytest.mark.anyio
+async def test_a_candidate_gives_its_slot_back_when_its_agent_is_done(tmp_path: Path) -> None:
+    # A slot counts agents: a candidate's verification (2 s here) holds none, as a unit's
+    # precheck does not (in the fleet benchmark every fixup session held its slot 1.5 s more).
+    rt = make_runtime(tmp_path, FIX_CASSETTE,
+                      "[green_branch]\nfixup_candidates = 1\nfixup_max_attempts = 1\n"
+                      f'[target.verification]\ncommand = "sleep 2; {sys.executable} -m '
+                      'unittest discover -s tests -t ."\n')
+    head = commit_on_branch(rt, "mc/unit/u1", rt.repo.green_head(), "app/greet.py",
+                            'def greet(name):\n    return f"bye {name}"\n', "break greet")
+    add_unit(rt, "u1", UnitStatus.FIXUP, branch="mc/unit/u1", head_commit=head,
+             reason="verification failed")
+    every = set(rt.free_slots)
+    freed_while_verifying = False
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run_fixup, rt, "u1", "verification failed")
+        with anyio.fail_after(20):
+            while not rt.store.rows("attempts", "unit_id = 'u1' AND ended_at IS NOT NULL"):
+                await anyio.sleep(0.02)
+            await anyio.sleep(0.3)  # its verification has 1.7 s to go
+        freed_while_verifying = rt.free_slots == every
+        assert rt.store.get("units", "u1")["status"] == UnitStatus.FIXUP  # not decided yet
+    assert freed_while_verifying, "the candidate held its slot through its verification"
+    assert rt.store.get("units", "u1")["status"] == UnitStatus.QUEUED
+    assert rt.free_slots == every
