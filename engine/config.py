@@ -63,7 +63,16 @@ class VerificationConfig(Section):
         False,
         description="Also run the command in each unit's worktree when its agent is done; a "
         "unit that fails it goes straight to fixup instead of into a merge-queue batch it "
-        "would break (one more verification per unit, run by the workers in parallel).",
+        "would break (one more verification per unit, run by the workers in parallel). "
+        "Skipped when the merge queue would verify the branch at once, alone (see "
+        "precheck_when_queue_idle).",
+    )
+    precheck_when_queue_idle: bool = Field(
+        False,
+        description="Precheck also when the merge queue would verify the unit's branch at "
+        "once and alone on mc/green (nothing queued ahead, a verify slot free, no review "
+        "gate first): the precheck then only runs the same verification first and adds its "
+        "time to the unit's path.",
     )
 
 

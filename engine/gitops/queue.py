@@ -204,6 +204,14 @@ class MergeQueue:
         neither in ``mc/green`` nor queued ahead of it waits, and is not counted)."""
         return len(self._take(limit=0))
 
+    def verifies_at_once(self) -> bool:
+        """Whether a branch queued now would start its verification at once: no queued branch
+        waits to be taken before it, and no run is in flight, or the speculative run in flight
+        would take it on a free verify slot (:meth:`Speculation.has_room`)."""
+        if self._lock.locked() and (self._running is None or not self._running.has_room()):
+            return False
+        return self.pending() == 0
+
     def held(self) -> list[QueueItem]:
         """Queued stacked branches no run can take yet (see :meth:`pending`)."""
         queued = self._queued()

@@ -345,12 +345,21 @@ class Speculation:
                                  batches=[[i.merge_id for i in b.items] for b in batches],
                                  tops=[b.top for b in batches])
 
+    def has_room(self) -> bool:
+        """Whether a branch queued now would be taken and verified at once: a verify slot is
+        free and the pipeline has room (what :meth:`_refill` checks) and is not behind a
+        failure."""
+        return bool(self.free_slots) and self._can_refill()
+
+    def _can_refill(self) -> bool:
+        return (self.error is None and not self.blamed and bool(self.pipeline)
+                and len(self.pipeline) < self.depth + 1
+                and self._blocked_after() == len(self.pipeline))  # not behind a failure
+
     async def _refill(self) -> None:
         """Keep ``depth + 1`` batches in the pipeline from the queue until a culprit is
         blamed (its fixup then starts when this run ends)."""
-        while (self.error is None and not self.blamed and self.pipeline
-               and len(self.pipeline) < self.depth + 1
-               and self._blocked_after() == len(self.pipeline)):  # not behind a failure
+        while self._can_refill():
             items = self.q._take(exclude=set(self.taken), on=self.pipeline[-1].after)
             if not items:
                 return

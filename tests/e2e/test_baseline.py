@@ -170,7 +170,7 @@ def test_the_baseline_runs_beside_planning_and_agents_and_judges_every_verificat
     # before it is recorded (a failure already there is never blamed on a unit).
     slow = f"sleep 3 && {sys.executable} -m unittest discover -s tests -t ."
     config = write_config(target, PLAN_TWO + AMBITION_OK + OBJECTIVE_MET + TWO_WORKERS,
-                          f'[target.verification]\ncommand = "{slow}"\nprecheck = true\n')
+                          f'[target.verification]\ncommand = "{slow}"\nprecheck = true\nprecheck_when_queue_idle = true\n')
     result = run_mc("mission", "--config", str(config), "--no-ui")
     assert result.returncode == 0, result.stdout[-3000:]
     store = store_of(target)

@@ -4,6 +4,7 @@ straight to fixup and never into a merge-queue batch (real repo, real mission, s
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import anyio
@@ -36,7 +37,7 @@ actions = [
 ]
 '''
 )
-PRECHECK = ("[target.verification]\nprecheck = true\n"
+PRECHECK = ("[target.verification]\nprecheck = true\nprecheck_when_queue_idle = true\n"
             "[green_branch]\nfixup_candidates = 1\nfixup_max_attempts = 1\n")
 
 
@@ -149,7 +150,7 @@ def test_a_slot_freed_for_a_precheck_is_never_freed_again_under_another_unit(tmp
                 + worker_entry("Add a shout", "app/shout.py", "def shout():\\n    return 'HEY'\\n")
                 + SLOW_WORKER + worker_entry("Add a last", "app/last.py", "Y = 2\\n"))
     config = load_config(write_config(
-        tmp_path, cassette, "[target.verification]\nprecheck = true\n[scheduler.parallel]\nnum_workers = 1\n"))
+        tmp_path, cassette, "[target.verification]\nprecheck = true\nprecheck_when_queue_idle = true\n[scheduler.parallel]\nnum_workers = 1\n"))
     # only the first unit's own worktree (app/bye.py alone) verifies slowly
     config.target.verification.command = (
         "if [ -e app/bye.py ] && [ ! -e app/shout.py ] && [ ! -e app/slow.py ] && "
@@ -163,3 +164,57 @@ def test_a_slot_freed_for_a_precheck_is_never_freed_again_under_another_unit(tmp
     overlapping = [(a[2], b[2]) for i, a in enumerate(spans) for b in spans[i + 1:]
                    if b[0] < a[1] and a[0] < b[1]]
     assert len(spans) == 4 and not overlapping, overlapping
+
+
+def skip_cassette(shout_sleep: float) -> str:
+    """The farewell's agent takes 0.5 s (the baseline, which a judgement waits for, is
+    recorded by then), the broken shout's ``shout_sleep``."""
+    return (PLAN_TWO + AMBITION_OK + OBJECTIVE_MET
+            + worker_entry("Add a farewell", "app/bye.py", "def bye():\\n    return 'bye'\\n",
+                           sleep=0.5)
+            + worker_entry("Add a shout", "app/greet.py",
+                           "def greet(name):\\n    return 'HEY ' + name\\n", sleep=shout_sleep)
+            + CASSETTE[CASSETTE.index("[[interaction]]\nrole = \"fixup\""):])
+
+
+def test_no_precheck_when_the_merge_queue_verifies_the_branch_at_once(tmp_path: Path) -> None:
+    # One worker, and the queue is idle each time an agent is done: the queue's verification
+    # of the branch alone is the same check (blamed on it, then fixup), so no precheck runs
+    # first and adds its time to the unit's path.
+    make_target(tmp_path)
+    config = load_config(write_config(
+        tmp_path, skip_cassette(1.5),
+        "[target.verification]\nprecheck = true\n[green_branch]\nfixup_candidates = 1\n"
+        "fixup_max_attempts = 1\n[scheduler.parallel]\nnum_workers = 1\n"))
+    store = Store(config.db_path())
+    outcome = anyio.run(Controller(config, store).run)
+    assert outcome.status == "completed", outcome.reason
+    assert not payloads(store, "unit.prechecked")
+    skipped = [e for e in payloads(store, "log") if "no precheck" in e["message"]]
+    assert len(skipped) == 2, skipped
+    # the broken shout was found by the queue, alone, and repaired
+    assert len(store.rows("merges", "status = 'failed'")) == 1
+    assert {u["status"] for u in store.rows("units", "is_leaf = 1")} == {"merged"}
+    store.close()
+
+
+def test_the_precheck_runs_while_the_merge_queue_is_busy(tmp_path: Path) -> None:
+    # The farewell's agent is done first, with the queue idle: no precheck, the queue
+    # verifies it (1.5 s: slow only with the farewell in, one batch at a time). The shout's
+    # agent is done while that runs: its precheck runs, fails, and it goes to fixup without
+    # entering the queue.
+    make_target(tmp_path)
+    slow = f"if [ -f app/bye.py ]; then sleep 1.5; fi; {sys.executable} -m unittest discover -s tests -t ."
+    config = load_config(write_config(
+        tmp_path, skip_cassette(1.0),
+        f'[target.verification]\ncommand = "{slow}"\nprecheck = true\n'
+        "[merge_queue]\nspeculative_depth = 0\n"
+        "[green_branch]\nfixup_candidates = 1\nfixup_max_attempts = 1\n"))
+    store = Store(config.db_path())
+    outcome = anyio.run(Controller(config, store).run)
+    assert outcome.status == "completed", outcome.reason
+    checked = store.query("SELECT u.title FROM events e JOIN units u ON u.id = e.unit_id "
+                          "WHERE e.kind = 'unit.prechecked'")
+    assert [r["title"] for r in checked] == ["Add a shout"]
+    assert not store.rows("merges", "status IN ('failed', 'conflict')")
+    store.close()

@@ -106,7 +106,7 @@ def settings(*, stacked: bool = True, depth: int = 0, sleep: float = 1.5, preche
     pause = f"if {slow_if}; then sleep {sleep}; fi" if slow_if else f"sleep {sleep}"
     return (f"[scheduler]\nstacked_branches = {'true' if stacked else 'false'}\n"
             f"[target.verification]\ncommand = \"{pause}; {UNITTEST}\"\n"
-            f"precheck = {'true' if precheck else 'false'}\n"
+            f"precheck = {'true' if precheck else 'false'}\nprecheck_when_queue_idle = true\n"
             f"[merge_queue]\nspeculative_depth = {depth}\nbatch_size = {batch_size}\n" + extra)
 
 

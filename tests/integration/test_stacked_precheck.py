@@ -51,7 +51,7 @@ assert BREAKING_DEPENDENT_WORKER != DEPENDENT_WORKER
 def config_text(command: str) -> str:
     """Precheck and stacking on, no precheck re-run, one fixup candidate."""
     return (f"[scheduler]\nstacked_branches = true\n"
-            f"[target.verification]\ncommand = '{command}'\nprecheck = true\nflaky_reruns = 0\n"
+            f"[target.verification]\ncommand = '{command}'\nprecheck = true\nprecheck_when_queue_idle = true\nflaky_reruns = 0\n"
             "[merge_queue]\nspeculative_depth = 0\n"
             "[green_branch]\nfixup_candidates = 1\nfixup_max_attempts = 2\n")
 
