@@ -105,14 +105,16 @@ async def plan_stack(rt: Runtime, unit: Unit) -> Stack | str | None:
     if not heads:
         return None
     labels = [(by_id[d].title, head) for d, head in heads.items()]
-    base, conflicts = await anyio.to_thread.run_sync(_merge, rt.repo.path, green, labels)
+    base, conflicts = await anyio.to_thread.run_sync(merge_onto, rt.repo.path, green, labels)
     if base is None:
         return f"its dependencies conflict with mc/green in {', '.join(conflicts)}"
     return Stack(green, base, heads)
 
 
-def _merge(path: Path, green: str, heads: list[tuple[str, str]]) -> tuple[str | None, list[str]]:
-    """In a worker thread, on a handle of its own (with ``green``'s merge attributes)."""
+def merge_onto(path: Path, green: str, heads: list[tuple[str, str]]) -> tuple[str | None, list[str]]:
+    """:func:`engine.gitops.candidate.merge_heads` of ``(label, head)`` onto ``green`` in the
+    repository at ``path``, on a handle of its own (for a worker thread; with ``green``'s
+    merge attributes): (the merged commit or None, the conflicting paths)."""
     repo = open_repository(path)
     tree = repo[pygit2.Oid(hex=green)].peel(pygit2.Tree)
     return merge_heads(object_view(repo, attributes=tree), green, heads)

@@ -1,0 +1,74 @@
+"""A unit whose finished branch conflicts with ``mc/green`` goes to fixup when its agent is
+done, not after its precheck, review and a wait in the merge queue (engine/dispatch.py:
+conflicts_on_green). Real repo, real mission, scripted agents."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import anyio
+
+from engine.config import load_config
+from engine.controller import Controller
+from engine.store import Store
+from tests.e2e.conftest import (
+    AMBITION_OK,
+    OBJECTIVE_MET,
+    make_target,
+    plan_of,
+    worker_entry,
+    write_config,
+)
+
+FIXUP = '''
+[[interaction]]
+role = "fixup"
+actions = [
+  { type = "write", path = "app/shared.py", content = "A = 1\\nB = 2\\n" },
+  { type = "commit", message = "Keep both" },
+]
+'''
+
+
+def cassette() -> str:
+    # both write app/shared.py (neither declared it: no dependency edge); the shout's agent
+    # starts before the farewell merges and ends after it
+    return (plan_of(("Add a farewell", "app/bye.py"), ("Add a shout", "app/shout.py"))
+            + AMBITION_OK + OBJECTIVE_MET
+            + worker_entry("Add a farewell", "app/shared.py", "A = 1\\n", sleep=0.3)
+            + worker_entry("Add a shout", "app/shared.py", "B = 2\\n", sleep=4.0)
+            + FIXUP)
+
+
+def test_a_branch_conflicting_with_green_goes_to_fixup_when_its_agent_is_done(
+    tmp_path: Path,
+) -> None:
+    make_target(tmp_path)
+    slow = f"sleep 1; {sys.executable} -m unittest discover -s tests -t ."
+    config = load_config(write_config(
+        tmp_path, cassette(),
+        f'[target.verification]\ncommand = "{slow}"\nprecheck = true\n'
+        "[scheduler.parallel]\nnum_workers = 1\n"
+        "[green_branch]\nfixup_candidates = 1\nfixup_max_attempts = 1\n"))
+    store = Store(config.db_path())
+    outcome = anyio.run(Controller(config, store).run)
+    assert outcome.status == "completed", outcome.reason
+    units = {u["title"]: u for u in store.rows("units", "is_leaf = 1")}
+    assert {t: u["status"] for t, u in units.items()} == {
+        "Add a farewell": "merged", "Add a shout": "merged"}
+    shout = units["Add a shout"]["id"]
+    moves = [json.loads(r["payload"]) for r in store.query(
+        "SELECT payload FROM events WHERE kind = 'unit.status' AND unit_id = ? ORDER BY id",
+        (shout,))]
+    to_fixup = [m for m in moves if m["to"] == "fixup"]
+    assert len(to_fixup) == 1 and to_fixup[0]["from"] == "running", moves
+    assert "conflict in app/shared.py with mc/green" in to_fixup[0]["reason"]
+    # no precheck of the conflicting head, and it never reached the queue
+    checked = store.query("SELECT 1 FROM events WHERE kind = 'unit.prechecked' AND unit_id = ?",
+                          (shout,))
+    assert not checked
+    assert not store.rows("merges", "status = 'conflict'")
+    assert len(store.rows("merges", "unit_id = ?", (shout,))) == 1  # the repaired branch
+    store.close()
