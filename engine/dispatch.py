@@ -4,29 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import anyio
-import pygit2
 
 from engine import clock
 from engine.agents import AgentRole, FailureReason, run_unit_agent
 from engine.approvals import approve_or_deny
+from engine.checks import (
+    conflicted,
+    conflicts_on_green,
+    precheck,
+    precheck_passed,
+    queue_verifies_at_once,
+)
 from engine.gates.review import ReviewVerdict, review_unit
-from engine.gitops import GitError, VerificationResult, run_verification
+from engine.gitops import GitError, VerificationResult
 from engine.gitops.includes import included_files
 from engine.ledger import Unit
-from engine.models import UnitStatus, VerificationStatus
+from engine.models import UnitStatus
 from engine.runtime import FatalAgentError, Runtime
-from engine.stacking import (
-    judged_on,
-    merge_onto,
-    plan_stack,
-    requirements,
-    stack_key,
-    unverified,
-)
+from engine.stacking import judged_on, plan_stack, requirements, stack_key
 
 FATAL_REASONS = {
     FailureReason.AUTH: "the agent CLI is not authenticated (log in or set the API key), stopping",
@@ -110,7 +108,10 @@ async def run_unit(
             workdir=ws.path, base_commit=base, slot=slot,
             feedback=feedback, role=AgentRole.WORKER, notes=notes, templates=templates,
         )
-        if outcome.status == "completed" and outcome.commits > 0 and outcome.head_commit:
+        if (outcome.status == "completed" and outcome.commits > 0 and outcome.head_commit
+                and rt.config.target.verification.precheck
+                and not rt.config.review.gate_completion):
+            # a conflict skips the precheck (review_and_submit checks again, after a review)
             conflict = await conflicts_on_green(rt, unit.title, outcome.head_commit, stacked_on)
         if (rt.config.target.verification.precheck and outcome.status == "completed"
                 and outcome.commits > 0 and not conflict):
@@ -154,11 +155,7 @@ async def run_unit(
     head = outcome.head_commit
     store.update("units", unit_id, head_commit=head)
     if conflict:
-        rt.units.move(unit_id, UnitStatus.FIXUP, head_commit=head, branch=branch,
-                      reason=f"conflict in {', '.join(conflict)} with mc/green (found when "
-                      "its agent was done, before the queue)")
-        rt.log(f"unit {unit_id}: its branch conflicts with mc/green in {', '.join(conflict)}; "
-               "to fixup without a precheck, review or the queue", unit_id=unit_id)
+        conflicted(rt, unit_id, branch, head, conflict)
         return UnitRunResult(True)
     if checked is not None and not precheck_passed(rt, unit_id, branch,
                                                    judged_on(stacked_on, base), head, checked):
@@ -188,101 +185,6 @@ async def where_to_start(rt: Runtime, unit: Unit, branch: str,
     rt.log(f"unit {unit.id}: stacked on {len(stack.heads)} unmerged dependenc"
            f"{'y' if len(stack.heads) == 1 else 'ies'} ({stack.base[:10]})", unit_id=unit.id)
     return stack.base, stack.base, stack.record()
-
-
-async def precheck(rt: Runtime, workdir: Path, base: str) -> VerificationResult:
-    """The verification command in the unit's own worktree, once its agent is done
-    (``[target.verification] precheck``), re-run like the queue's (``flaky_reruns``) when it is
-    rejected. Its result is judged against the baseline of ``base``, the ``mc/green`` the unit
-    started from, so a failure already there is not blamed."""
-    cfg = rt.config.target.verification
-    result = await run_verification(cfg.command, workdir, cfg.timeout,
-                                    rt.config.merge_queue.max_output_bytes)
-    await rt.baseline_recorded()  # judged against it (it may still run beside the first agents)
-    for _ in range(cfg.flaky_reruns):
-        if result.status == VerificationStatus.ERROR or rt.queue.judge(base, result).accepted:
-            break
-        result = await run_verification(cfg.command, workdir, cfg.timeout,
-                                        rt.config.merge_queue.max_output_bytes)
-    return result
-
-
-async def conflicts_on_green(rt: Runtime, title: str, head: str,
-                             stacked_on: dict[str, Any] | None) -> list[str]:
-    """The paths where a unit's finished branch (``head``) conflicts with the current
-    ``mc/green`` (an in-memory 3-way merge, as the queue's: ``engine/gitops/candidate.py``),
-    or []. A conflict with ``mc/green`` is one in every candidate the queue could build
-    later (they all contain it), so the unit goes to fixup at once instead of after its
-    precheck, review and a wait in the queue (2.5-3.4 s a conflict in the fleet benchmark,
-    on the mission's last units). Not checked while a head it is stacked on is unmerged:
-    the queue merges those first, and a conflict there is theirs as much as its own."""
-    green = rt.repo.green_head()
-    heads = (stacked_on or {}).get("heads") or {}
-    if any(not rt.repo.contains(green, h) for h in heads.values()):
-        return []
-    if rt.repo.contains(green, head):
-        return []
-    try:
-        _, paths = await anyio.to_thread.run_sync(merge_onto, rt.repo.path, green,
-                                                  [(title, head)])
-    except (GitError, pygit2.GitError, KeyError, ValueError) as exc:
-        rt.log(f"could not test-merge {title!r} onto mc/green: {exc}; left to the queue",
-               level="warning")
-        return []
-    return paths
-
-
-def queue_verifies_at_once(rt: Runtime, stacked_on: dict[str, Any] | None) -> bool:
-    """Whether a unit's precheck would only run first what the merge queue runs anyway: the
-    queue would verify its branch at once (:meth:`MergeQueue.verifies_at_once`: nothing waits
-    ahead of it, a verify slot is free), on ``mc/green`` alone (every head it is stacked on is
-    merged), the baseline to judge it by is recorded, and no review gate comes first (a
-    precheck spares the review of work that fails). Then a failure costs the same either way:
-    one verification of the branch alone, blamed on it, and it goes to fixup; the precheck
-    would add one verification's time to the unit's path (the fleet benchmark's last unit
-    spent 1.5 s in it, then 1.5 s in the queue). ``[target.verification]
-    precheck_when_queue_idle`` turns this off."""
-    cfg = rt.config
-    if (cfg.target.verification.precheck_when_queue_idle or cfg.review.gate_completion
-            or not rt.baseline_known):
-        return False
-    heads = (stacked_on or {}).get("heads") or {}
-    green = rt.repo.green_head()
-    if any(not rt.repo.contains(green, head) for head in heads.values()):
-        return False
-    return rt.queue.verifies_at_once()
-
-
-def precheck_passed(rt: Runtime, unit_id: str, branch: str, base: str, head: str | None,
-                    result: VerificationResult) -> bool:
-    """Record a precheck (``unit.prechecked``); a rejected one sends the unit straight to
-    FIXUP with the output, as the queue would after a failed batch and its bisection. A
-    precheck that could not run at all (``error``) holds nobody up: the queue verifies."""
-    unsure: list[str] = []
-    if result.status == VerificationStatus.ERROR:
-        accepted, note = True, "could not run; left to the merge queue"
-    else:
-        verdict = rt.queue.judge(base, result)
-        accepted, note = verdict.accepted, verdict.note
-        unsure = [] if accepted else unverified(rt, rt.units.require(unit_id))
-        if unsure:  # stacked on work not known to pass yet: maybe its failure, not this one's
-            accepted, note = True, ("inconclusive: stacked on work not verified yet ("
-                                    + ", ".join(unsure) + "); left to the merge queue")
-    rt.store.append_event(
-        "unit.prechecked", mission_id=rt.mission_id, unit_id=unit_id, status=result.status,
-        accepted=accepted, exit_code=result.exit_code, duration_s=round(result.duration_s, 3),
-        head=head, note=note or None, inconclusive=bool(unsure),
-    )
-    if accepted:
-        return True
-    why = f" ({note})" if note else ""
-    output = result.output if len(result.output) <= 4000 else "..." + result.output[-4000:]
-    rt.units.move(unit_id, UnitStatus.FIXUP, head_commit=head, branch=branch,
-                  reason=f"verification failed in the unit's worktree before the queue{why}:\n"
-                  + output)
-    rt.log(f"unit {unit_id}: its precheck failed; to fixup without entering the queue",
-           unit_id=unit_id)
-    return False
 
 
 def finished_work(rt: Runtime, unit: Unit) -> tuple[str, str] | None:
@@ -341,6 +243,12 @@ async def review_and_submit(
         record_verdict(rt, unit_id, verdict, attempt_no)
         if not verdict.passed:
             return UnitRunResult(True)
+    # (again: mc/green may have moved during a precheck or the review)
+    unit = rt.units.require(unit_id)
+    conflict = await conflicts_on_green(rt, unit.title, head, unit.stacked_on)
+    if conflict:
+        conflicted(rt, unit_id, branch, head, conflict)
+        return UnitRunResult(True)
 
     stat = rt.repo.diff_stat(base, head)
     if stat.insertions + stat.deletions > rt.config.hitl.large_merge_lines:

@@ -59,11 +59,12 @@ UNIT_TRANSITIONS: dict[UnitStatus, frozenset[UnitStatus]] = {
     UnitStatus.RUNNING: frozenset(
         {UnitStatus.REVIEWING, UnitStatus.QUEUED, UnitStatus.FAILED, UnitStatus.READY,
          UnitStatus.BLOCKED, UnitStatus.CANCELLED, UnitStatus.RUNNING,
-         UnitStatus.FIXUP}  # its precheck failed ([target.verification] precheck)
+         UnitStatus.FIXUP}  # its precheck failed, or it conflicts with mc/green
     ),
     UnitStatus.REVIEWING: frozenset(
         {UnitStatus.QUEUED, UnitStatus.RUNNING, UnitStatus.READY, UnitStatus.FAILED,
-         UnitStatus.CANCELLED}
+         UnitStatus.CANCELLED,
+         UnitStatus.FIXUP}  # reviewed, and it conflicts with mc/green (engine/dispatch.py)
     ),
     UnitStatus.QUEUED: frozenset(
         {UnitStatus.MERGING, UnitStatus.FIXUP, UnitStatus.FAILED, UnitStatus.CANCELLED,

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 import anyio
 
 from engine.agents import AgentRole, FailureReason, run_unit_agent
+from engine.checks import precheck_passed
 from engine.config import MissionConfig
 from engine.dispatch import (
     BACKOFF_REASONS,
@@ -44,7 +45,6 @@ from engine.dispatch import (
     UnitRunResult,
     finished_work,
     forbidden_change,
-    precheck_passed,
     review_and_submit,
     run_unit,
     starting_point,

@@ -12,7 +12,7 @@ from engine.config import load_config
 from engine.controller import Controller
 from engine.ledger import Unit
 from engine.models import UnitStatus
-from engine.pipeline.execute import siblings_in_flight, waiting_on
+from engine.pipeline.ordering import siblings_in_flight, waiting_on
 from engine.store import Store
 from tests.e2e.conftest import (
     AMBITION_OK,

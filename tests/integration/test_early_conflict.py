@@ -72,3 +72,34 @@ def test_a_branch_conflicting_with_green_goes_to_fixup_when_its_agent_is_done(
     assert not store.rows("merges", "status = 'conflict'")
     assert len(store.rows("merges", "unit_id = ?", (shout,))) == 1  # the repaired branch
     store.close()
+
+
+def test_with_the_review_gate_the_conflict_is_checked_after_the_review(tmp_path: Path) -> None:
+    # The fixup's winner passes the fixup gate, not the review: the unit's own work is
+    # reviewed first (as when the queue finds the conflict), then it goes to fixup.
+    make_target(tmp_path)
+    review = '''
+[[interaction]]
+role = "reviewer"
+actions = [{ type = "text", text = '{"alignment": 9, "approach": 8, "tests": 8, "feedback": "good"}' }]
+'''
+    slow = f"sleep 1; {sys.executable} -m unittest discover -s tests -t ."
+    config = load_config(write_config(
+        tmp_path, cassette() + review,
+        f'[target.verification]\ncommand = "{slow}"\n'
+        "[review]\ngate_completion = true\n"
+        "[scheduler.parallel]\nnum_workers = 1\n"
+        "[green_branch]\nfixup_candidates = 1\nfixup_max_attempts = 1\n"))
+    store = Store(config.db_path())
+    outcome = anyio.run(Controller(config, store).run)
+    assert outcome.status == "completed", outcome.reason
+    shout = store.rows("units", "title = 'Add a shout'")[0]
+    assert shout["status"] == "merged"
+    moves = [(m["from"], m["to"]) for m in (json.loads(r["payload"]) for r in store.query(
+        "SELECT payload FROM events WHERE kind = 'unit.status' AND unit_id = ? ORDER BY id",
+        (shout["id"],)))]
+    assert ("running", "reviewing") in moves and ("reviewing", "fixup") in moves, moves
+    assert store.query("SELECT 1 FROM events WHERE kind = 'review.scored' AND unit_id = ?",
+                       (shout["id"],))
+    assert not store.rows("merges", "status = 'conflict'")
+    store.close()

@@ -1,0 +1,125 @@
+"""Checks of a unit's finished branch before the merge queue: the precheck (the
+verification in the unit's own worktree, ``[target.verification] precheck``), when it is
+worth running (:func:`queue_verifies_at_once`), and the test merge onto ``mc/green``
+(:func:`conflicts_on_green`). A branch that fails one goes to fixup without entering the
+queue; none of them is the gate (the queue verifies every candidate)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pygit2
+
+from engine.gitops import GitError, VerificationResult, run_verification
+from engine.models import UnitStatus, VerificationStatus
+from engine.runtime import Runtime
+from engine.stacking import merge_onto, unverified
+
+
+async def precheck(rt: Runtime, workdir: Path, base: str) -> VerificationResult:
+    """The verification command in the unit's own worktree, once its agent is done
+    (``[target.verification] precheck``), re-run like the queue's (``flaky_reruns``) when it is
+    rejected. Its result is judged against the baseline of ``base``, the ``mc/green`` the unit
+    started from, so a failure already there is not blamed."""
+    cfg = rt.config.target.verification
+    result = await run_verification(cfg.command, workdir, cfg.timeout,
+                                    rt.config.merge_queue.max_output_bytes)
+    await rt.baseline_recorded()  # judged against it (it may still run beside the first agents)
+    for _ in range(cfg.flaky_reruns):
+        if result.status == VerificationStatus.ERROR or rt.queue.judge(base, result).accepted:
+            break
+        result = await run_verification(cfg.command, workdir, cfg.timeout,
+                                        rt.config.merge_queue.max_output_bytes)
+    return result
+
+
+async def conflicts_on_green(rt: Runtime, title: str, head: str,
+                             stacked_on: dict[str, Any] | None) -> list[str]:
+    """The paths where a unit's finished branch (``head``) conflicts with the current
+    ``mc/green`` (an in-memory 3-way merge, as the queue's: ``engine/gitops/candidate.py``),
+    or []. A conflict with ``mc/green`` is one in every candidate the queue could build
+    later (they all contain it), so the unit goes to fixup at once instead of after a wait
+    in the queue (2.5-3.4 s a conflict in the fleet benchmark, on the mission's last units).
+    Checked just before a branch is submitted (after the review gate: a fixup's winner
+    passes the fixup gate, not the review, so the unit's own work is reviewed first, as when
+    the queue finds the conflict), and with a precheck and no review gate also before the
+    precheck, which it then spares. Not checked while a head it is stacked on is unmerged:
+    the queue merges those first, and a conflict there is theirs as much as its own."""
+    green = rt.repo.green_head()
+    heads = (stacked_on or {}).get("heads") or {}
+    if any(not rt.repo.contains(green, h) for h in heads.values()):
+        return []
+    if rt.repo.contains(green, head):
+        return []
+    try:
+        _, paths = await anyio.to_thread.run_sync(merge_onto, rt.repo.path, green,
+                                                  [(title, head)])
+    except (GitError, pygit2.GitError, KeyError, ValueError) as exc:
+        rt.log(f"could not test-merge {title!r} onto mc/green: {exc}; left to the queue",
+               level="warning")
+        return []
+    return paths
+
+
+def conflicted(rt: Runtime, unit_id: str, branch: str, head: str, paths: list[str]) -> None:
+    """A finished branch conflicts with ``mc/green`` (:func:`conflicts_on_green`): to FIXUP."""
+    rt.units.move(unit_id, UnitStatus.FIXUP, head_commit=head, branch=branch,
+                  reason=f"conflict in {', '.join(paths)} with mc/green (found when its "
+                  "agent was done, before the queue)")
+    rt.log(f"unit {unit_id}: its branch conflicts with mc/green in {', '.join(paths)}; to "
+           "fixup without entering the queue", unit_id=unit_id)
+
+
+def queue_verifies_at_once(rt: Runtime, stacked_on: dict[str, Any] | None) -> bool:
+    """Whether a unit's precheck would only run first what the merge queue runs anyway: the
+    queue would verify its branch at once (:meth:`MergeQueue.verifies_at_once`: nothing waits
+    ahead of it, a verify slot is free), on ``mc/green`` alone (every head it is stacked on is
+    merged), the baseline to judge it by is recorded, and no review gate comes first (a
+    precheck spares the review of work that fails). Then a failure costs the same either way:
+    one verification of the branch alone, blamed on it, and it goes to fixup; the precheck
+    would add one verification's time to the unit's path (the fleet benchmark's last unit
+    spent 1.5 s in it, then 1.5 s in the queue). ``[target.verification]
+    precheck_when_queue_idle`` turns this off."""
+    cfg = rt.config
+    if (cfg.target.verification.precheck_when_queue_idle or cfg.review.gate_completion
+            or not rt.baseline_known):
+        return False
+    heads = (stacked_on or {}).get("heads") or {}
+    green = rt.repo.green_head()
+    if any(not rt.repo.contains(green, head) for head in heads.values()):
+        return False
+    return rt.queue.verifies_at_once()
+
+
+def precheck_passed(rt: Runtime, unit_id: str, branch: str, base: str, head: str | None,
+                    result: VerificationResult) -> bool:
+    """Record a precheck (``unit.prechecked``); a rejected one sends the unit straight to
+    FIXUP with the output, as the queue would after a failed batch and its bisection. A
+    precheck that could not run at all (``error``) holds nobody up: the queue verifies."""
+    unsure: list[str] = []
+    if result.status == VerificationStatus.ERROR:
+        accepted, note = True, "could not run; left to the merge queue"
+    else:
+        verdict = rt.queue.judge(base, result)
+        accepted, note = verdict.accepted, verdict.note
+        unsure = [] if accepted else unverified(rt, rt.units.require(unit_id))
+        if unsure:  # stacked on work not known to pass yet: maybe its failure, not this one's
+            accepted, note = True, ("inconclusive: stacked on work not verified yet ("
+                                    + ", ".join(unsure) + "); left to the merge queue")
+    rt.store.append_event(
+        "unit.prechecked", mission_id=rt.mission_id, unit_id=unit_id, status=result.status,
+        accepted=accepted, exit_code=result.exit_code, duration_s=round(result.duration_s, 3),
+        head=head, note=note or None, inconclusive=bool(unsure),
+    )
+    if accepted:
+        return True
+    why = f" ({note})" if note else ""
+    output = result.output if len(result.output) <= 4000 else "..." + result.output[-4000:]
+    rt.units.move(unit_id, UnitStatus.FIXUP, head_commit=head, branch=branch,
+                  reason=f"verification failed in the unit's worktree before the queue{why}:\n"
+                  + output)
+    rt.log(f"unit {unit_id}: its precheck failed; to fixup without entering the queue",
+           unit_id=unit_id)
+    return False
