@@ -273,30 +273,42 @@ class EpochLedger:
                               objective_feedback=feedback, objective_check=check)
 
 
-def leaves_under(unit_id: str, units: list[Unit]) -> set[str]:
-    """The leaf ids of the plan subtree rooted at ``unit_id`` (itself, when it is a leaf)."""
-    children: dict[str, list[Unit]] = {}
+def plan_children(units: list[Unit]) -> dict[str, list[str]]:
+    """Parent id -> its children's ids: pass it to :func:`leaves_under` and
+    :func:`leaf_dependencies` when calling them for many units (else each call builds it)."""
+    children: dict[str, list[str]] = {}
     for u in units:
         if u.parent_id:
-            children.setdefault(u.parent_id, []).append(u)
+            children.setdefault(u.parent_id, []).append(u.id)
+    return children
+
+
+def leaves_under(unit_id: str, units: list[Unit],
+                 children: dict[str, list[str]] | None = None) -> set[str]:
+    """The leaf ids of the plan subtree rooted at ``unit_id`` (itself, when it is a leaf)."""
+    if children is None:
+        children = plan_children(units)
     out: set[str] = set()
     stack = [unit_id]
     while stack:
         current = stack.pop()
         kids = children.get(current)
         if kids:
-            stack.extend(k.id for k in kids)
+            stack.extend(kids)
         else:
             out.add(current)
     return out
 
 
-def leaf_dependencies(unit: Unit, units: list[Unit]) -> set[str]:
+def leaf_dependencies(unit: Unit, units: list[Unit],
+                      children: dict[str, list[str]] | None = None) -> set[str]:
     """The leaves ``unit`` waits for: its dependencies, an inner node expanded to its leaves
     (the planner already resolves them to leaves, inherited ones included)."""
+    if children is None:
+        children = plan_children(units)
     out: set[str] = set()
     for dep in unit.dependencies:
-        out.update(leaves_under(dep, units))
+        out.update(leaves_under(dep, units, children))
     return out
 
 

@@ -17,7 +17,7 @@ from engine.dispatch import FATAL_REASONS
 from engine.fixup import run_fixup
 from engine.gates.fixup_select import count_lint_errors, parse_test_counts
 from engine.hosts import running_on
-from engine.ledger import Unit, leaf_dependencies, leaves_under
+from engine.ledger import Unit, leaf_dependencies, leaves_under, plan_children
 from engine.llm import LlmCallFailed
 from engine.models import TERMINAL_UNIT_STATUSES, UnitStatus
 from engine.pipeline.commands import CommandInbox
@@ -280,12 +280,13 @@ class ExecutePhase:
         """PLANNED leaves become READY when their dependencies are merged, BLOCKED if one
         failed; returns ``units`` with those moves applied."""
         status = {u.id: u.status for u in units}
+        children = plan_children(units)
         for unit in units:
             if not unit.is_leaf or unit.status != UnitStatus.PLANNED:
                 continue
             # The planner already resolves a leaf's dependencies to leaves (inherited ones
             # included); an inner node id is expanded to its leaves all the same.
-            leaf_deps = leaf_dependencies(unit, units)
+            leaf_deps = leaf_dependencies(unit, units, children)
             states = [status[d] for d in leaf_deps if d in status]
             if any(s in (UnitStatus.FAILED, UnitStatus.BLOCKED, UnitStatus.CANCELLED) for s in states):
                 self.state.rt.units.move(unit.id, UnitStatus.BLOCKED, reason="a dependency failed")

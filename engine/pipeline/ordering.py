@@ -3,7 +3,7 @@ downstream, and how many of its plan-tree siblings could conflict with it."""
 
 from __future__ import annotations
 
-from engine.ledger import Unit, leaf_dependencies, leaves_under
+from engine.ledger import Unit, leaf_dependencies, leaves_under, plan_children
 from engine.models import UnitStatus
 
 IN_FLIGHT = frozenset({UnitStatus.RUNNING, UnitStatus.REVIEWING, UnitStatus.QUEUED,
@@ -48,7 +48,8 @@ def chains(units: list[Unit]) -> dict[str, set[str]]:
     """For each leaf, every leaf it waits for, directly or through others (its dependencies'
     dependencies, inner nodes expanded to their leaves). A cycle (the planner's bug) ends the
     walk rather than hanging it."""
-    direct = {u.id: leaf_dependencies(u, units) for u in units if u.is_leaf}
+    children = plan_children(units)
+    direct = {u.id: leaf_dependencies(u, units, children) for u in units if u.is_leaf}
     memo: dict[str, set[str]] = {}
 
     def up(unit_id: str, seen: frozenset[str]) -> set[str]:
@@ -67,10 +68,11 @@ def waiting_on(units: list[Unit]) -> dict[str, int]:
     """For each leaf, how many leaves not yet started wait on it, directly or through
     others (PLANNED ones, by their dependencies)."""
     waiters: dict[str, set[str]] = {}
+    children = plan_children(units)
     for unit in units:
         if unit.is_leaf and unit.status == UnitStatus.PLANNED:
             for dep in unit.dependencies:
-                for leaf in leaves_under(dep, units):
+                for leaf in leaves_under(dep, units, children):
                     waiters.setdefault(leaf, set()).add(unit.id)
     memo: dict[str, set[str]] = {}
 
