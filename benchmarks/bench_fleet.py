@@ -231,7 +231,7 @@ def make_repo(root: Path, sc: Scenario) -> Path:
 
 
 def config_text(workers: int, batch_size: int | None, queue_extra: dict[str, Any],
-                precheck: bool = False, fixup_candidates: int | None = None,
+                precheck: bool | None = None, fixup_candidates: int | None = None,
                 stacked: bool | None = None) -> str:
     queue = {**({"batch_size": batch_size} if batch_size else {}), **queue_extra}
     queue_lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in queue.items())
@@ -243,7 +243,7 @@ objective = "fleet benchmark"
 [target.verification]
 command = '''{VERIFY}'''
 timeout = 120
-precheck = {json.dumps(precheck)}
+{"" if precheck is None else f"precheck = {json.dumps(precheck)}"}
 [scheduler]
 session_timeout = 600
 {"" if stacked is None else f"stacked_branches = {json.dumps(stacked)}"}
@@ -298,7 +298,7 @@ def bounds(sc: Scenario, store: Store, mission_id: int, workers: int) -> dict[st
 
 # --------------------------------------------------------------------------- one mission
 def run_mission(sc: Scenario, workers: int, *, batch_size: int | None,
-                queue_extra: dict[str, Any], precheck: bool = False,
+                queue_extra: dict[str, Any], precheck: bool | None = None,
                 fixup_candidates: int | None = None,
                 stacked: bool | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="mc-bench-fleet-") as tmp:
@@ -386,6 +386,8 @@ def mission_stats(store: Store, mid: int, t0: float, workers: int) -> dict[str, 
         "worker_utilisation": round(busy / (workers * max(last_agent - first_dispatch, 1e-9)), 2),
         "baseline_verifications": len(baseline),
         "verifications": len(queue_v),
+        # the verification runs outside the queue: units' prechecks, fixup candidates'
+        "worktree_verifications": _worktree_checks(store, mid),
         "verify_busy_s": round(sum(v["duration_s"] or 0 for v in queue_v), 1),
         "verify_busy_share": round(sum(v["duration_s"] or 0 for v in queue_v) / makespan, 2),
         "promotions": len(promos),
@@ -395,6 +397,15 @@ def mission_stats(store: Store, mid: int, t0: float, workers: int) -> dict[str, 
         "queued_to_merged_s_median": round(statistics.median(queue_waits), 2) if queue_waits else None,
         "queued_to_merged_s_max": round(max(queue_waits), 2) if queue_waits else None,
     }
+
+
+def _worktree_checks(store: Store, mid: int) -> int:
+    """Verification runs in agents' worktrees: one per precheck (plus its flaky re-runs,
+    not told apart in the event) and per fixup candidate that reached its verification."""
+    rows = store.query("SELECT kind, payload FROM events WHERE mission_id = ? AND kind IN "
+                       "('unit.prechecked', 'fixup.candidate')", (mid,))
+    return sum(1 for r in rows if r["kind"] == "unit.prechecked"
+               or "error" not in json.loads(r["payload"]))
 
 
 def critical_chain(store: Store, mid: int) -> dict[str, Any]:
@@ -443,8 +454,8 @@ def show(label: str, r: dict[str, Any]) -> None:
     print(f"{label:6s} {r['workers']:2d} workers batch={r['batch_size']}: makespan {r['makespan_s']:6.1f}s"
           f" | bound {r['lower_bound_s']:5.1f}s (cp {r['critical_path_s']:.1f}s over {r['edges']} edges, agent time "
           f"{r['agent_time_s']:.0f}s/{r['workers']}) = {r['makespan_s'] / r['lower_bound_s']:.2f}x"
-          f" | {r['verifications']} verifications ({r['verify_busy_share']:.0%} of the makespan in "
-          f"verification-seconds), "
+          f" | {r['verifications']} verifications in the queue ({r['verify_busy_share']:.0%} of "
+          f"the makespan in verification-seconds) + {r['worktree_verifications']} in worktrees, "
           f"merges {r['merges_by_status']}, {r['fixup_sessions']} fixup sessions"
           f" | engine CPU {r['engine_cpu_ms_per_unit']} ms/unit (+{r['child_cpu_ms_per_unit']} ms "
           f"in git/shell children)", flush=True)
@@ -470,8 +481,9 @@ def main() -> None:
                     help="[merge_queue] batch_size for ours (default: the engine's default)")
     ap.add_argument("--speculative-depth", type=int, default=None,
                     help="forwarded as [merge_queue] speculative_depth (when the engine has it)")
-    ap.add_argument("--precheck", action="store_true",
-                    help="[target.verification] precheck = true for ours (not for serial)")
+    ap.add_argument("--precheck", choices=("true", "false"), default=None,
+                    help="[target.verification] precheck for ours (default: the engine's, "
+                    "true); serial never prechecks")
     ap.add_argument("--fixup-candidates", type=int, default=None,
                     help="[green_branch] fixup_candidates for ours (default: the engine's, 3)")
     ap.add_argument("--stacked-branches", choices=("true", "false"), default=None,
@@ -503,14 +515,15 @@ def main() -> None:
     base: dict[int, dict[str, Any]] = {}
     for w in workers:
         ours[w] = run_mission(sc, w, batch_size=args.batch_size, queue_extra=extra,
-                              precheck=args.precheck, fixup_candidates=args.fixup_candidates,
+                              precheck=None if args.precheck is None else args.precheck == "true",
+                              fixup_candidates=args.fixup_candidates,
                               stacked=None if args.stacked_branches is None
                               else args.stacked_branches == "true")
         show("ours", ours[w])
     # the original tool: one branch merged and verified at a time, nothing speculative
     plain = {"speculative_depth": 0} if "speculative_depth" in MergeQueueConfig.model_fields else {}
     for w in serial:
-        base[w] = run_mission(sc, w, batch_size=1, queue_extra=plain)
+        base[w] = run_mission(sc, w, batch_size=1, queue_extra=plain, precheck=False)
         show("serial", base[w])
 
     goal_w = 8 if 8 in ours else workers[0]
@@ -529,7 +542,9 @@ def main() -> None:
         serial_makespan_s={str(w): v["makespan_s"] for w, v in base.items()},
         engine_cpu_ms_per_unit={str(w): v["engine_cpu_ms_per_unit"] for w, v in ours.items()},
         verifications={str(w): v["verifications"] for w, v in ours.items()},
-        units=sc.units, seed=sc.seed, queue_options=extra or None, precheck=args.precheck,
+        worktree_verifications={str(w): v["worktree_verifications"] for w, v in ours.items()},
+        batch_size=args.batch_size, units=sc.units, seed=sc.seed, queue_options=extra or None,
+        precheck=args.precheck,
         fixup_candidates=args.fixup_candidates,
         load_average=[round(x, 2) for x in os.getloadavg()],
     )

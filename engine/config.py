@@ -60,12 +60,13 @@ class VerificationConfig(Section):
         "blamed; a pass on a re-run records the failed tests as flaky.",
     )
     precheck: bool = Field(
-        False,
-        description="Also run the command in each unit's worktree when its agent is done; a "
-        "unit that fails it goes straight to fixup instead of into a merge-queue batch it "
-        "would break (one more verification per unit, run by the workers in parallel). "
-        "Skipped when the merge queue would verify the branch at once, alone (see "
-        "precheck_when_queue_idle).",
+        True,
+        description="Also run the command in each unit's worktree when its agent is done, as "
+        "a pull request's CI runs before a merge queue takes it; a unit that fails it goes "
+        "straight to fixup instead of into a merge-queue batch it would break (one more "
+        "verification per unit, run by the workers in parallel). Skipped when the merge queue "
+        "would verify the branch at once, alone (see precheck_when_queue_idle). Off: fewer "
+        "verifications (a CPU-bound suite on a small machine), more bisection in the queue.",
     )
     precheck_when_queue_idle: bool = Field(
         False,

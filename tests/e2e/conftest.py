@@ -30,6 +30,7 @@ objective = "Make greetings friendlier"
 [target.verification]
 command = "{python} -m unittest discover -s tests -t ."
 timeout = 60
+precheck = false
 [scheduler]
 session_timeout = 30
 [scheduler.parallel]

@@ -87,6 +87,7 @@ def write_config(root: Path, *, units: int, work_s: float, push_gate: bool,
         [target.verification]
         command = "{sys.executable} -m unittest discover -s tests -t ."
         timeout = 60
+        precheck = false
         [scheduler]
         session_timeout = 30
         {"stacked_branches = false" if serial_queue else ""}
