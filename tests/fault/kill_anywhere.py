@@ -26,6 +26,10 @@ variables) and aims the first kill of every other random run *inside* a speculat
 after a verification built on an unpromoted candidate has started (random delay when none
 comes). The uninterrupted run must itself reach the speculative states, or the loop says so.
 
+``--precheck`` runs every mission with prechecks (on by default; the demo's config turns them
+off): a unit is verified in its worktree (or skipped when the queue is idle) and test-merged
+onto ``mc/green`` when its agent is done, and may go to fixup from there.
+
 ``--stacked`` runs every mission with stacked branches (``[scheduler] stacked_branches``: the
 demo's "Add variance and standard deviation" starts on "Add mean and median" while that one is
 still in the merge queue); the uninterrupted run must itself have stacked a unit.
@@ -232,11 +236,16 @@ def main() -> int:
                         help="stretch the speculative merge queue and aim kills inside it")
     parser.add_argument("--stacked", action="store_true",
                         help="stacked branches on ([scheduler] stacked_branches)")
+    parser.add_argument("--precheck", action="store_true",
+                        help="prechecks on ([target.verification] precheck; the demo turns "
+                        "them off to show the queue's bisection)")
     args = parser.parse_args()
     if args.speculative:
         os.environ.update(SPECULATIVE_ENV)  # the missions below inherit it
     if args.stacked:
         os.environ["MC_SCHEDULER__STACKED_BRANCHES"] = "true"
+    if args.precheck:
+        os.environ["MC_TARGET__VERIFICATION__PRECHECK"] = "true"
     plans = plan_runs(args.points, args.runs, args.seed, args.max_delay, aimed=args.speculative)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="mc-kill-") as tmp:
