@@ -80,11 +80,12 @@ def queue_verifies_at_once(rt: Runtime, stacked_on: dict[str, Any] | None) -> bo
     precheck spares the review of work that fails). Then a failure costs the same either way:
     one verification of the branch alone, blamed on it, and it goes to fixup; the precheck
     would add one verification's time to the unit's path (the fleet benchmark's last unit
-    spent 1.5 s in it, then 1.5 s in the queue). ``[target.verification]
-    precheck_when_queue_idle`` turns this off."""
+    spent 1.5 s in it, then 1.5 s in the queue). Not while another unit that skipped its
+    precheck is on its way to the queue (``Runtime.prechecks_skipped``: the queue would take
+    both in one batch). ``[target.verification] precheck_when_queue_idle`` turns this off."""
     cfg = rt.config
     if (cfg.target.verification.precheck_when_queue_idle or cfg.review.gate_completion
-            or not rt.baseline_known):
+            or not rt.baseline_known or rt.prechecks_skipped):
         return False
     heads = (stacked_on or {}).get("heads") or {}
     green = rt.repo.green_head()

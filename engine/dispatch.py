@@ -61,6 +61,17 @@ async def run_unit(
     ``notes`` are the plugins' ``worker_notes`` (what earlier attempts learned);
     ``templates`` replace shipped prompt templates for it (prompt evolution).
     """
+    try:
+        return await _run_unit(rt, unit_id, slot, model=model, single_pass=single_pass,
+                               notes=notes, templates=templates)
+    finally:  # submitted, or it never will be
+        rt.prechecks_skipped.discard(unit_id)
+
+
+async def _run_unit(
+    rt: Runtime, unit_id: str, slot: int, *, model: str | None, single_pass: bool,
+    notes: list[str] | None, templates: Mapping[str, str] | None,
+) -> UnitRunResult:
     store = rt.store
     unit = rt.units.require(unit_id)
     branch = unit_branch(unit_id)
@@ -110,8 +121,8 @@ async def run_unit(
         )
         if (outcome.status == "completed" and outcome.commits > 0 and outcome.head_commit
                 and rt.config.target.verification.precheck
-                and not rt.config.review.gate_completion):
-            # a conflict skips the precheck (review_and_submit checks again, after a review)
+                and no_gate_before_queue(rt, base, outcome.head_commit)):
+            # a conflict skips the precheck (review_and_submit checks again, after the gates)
             conflict = await conflicts_on_green(rt, unit.title, outcome.head_commit, stacked_on)
         if (rt.config.target.verification.precheck and outcome.status == "completed"
                 and outcome.commits > 0 and not conflict):
@@ -121,6 +132,7 @@ async def run_unit(
             # precheck held it for a whole verification (docs/scaling.md)
             rt.release_worker_slot(slot, unit_id)
             if queue_verifies_at_once(rt, stacked_on):
+                rt.prechecks_skipped.add(unit_id)  # until it is submitted (run_unit)
                 rt.log(f"unit {unit_id}: no precheck: the merge queue verifies its branch at "
                        "once", unit_id=unit_id)
             else:
@@ -243,13 +255,6 @@ async def review_and_submit(
         record_verdict(rt, unit_id, verdict, attempt_no)
         if not verdict.passed:
             return UnitRunResult(True)
-    # (again: mc/green may have moved during a precheck or the review)
-    unit = rt.units.require(unit_id)
-    conflict = await conflicts_on_green(rt, unit.title, head, unit.stacked_on)
-    if conflict:
-        conflicted(rt, unit_id, branch, head, conflict)
-        return UnitRunResult(True)
-
     stat = rt.repo.diff_stat(base, head)
     if stat.insertions + stat.deletions > rt.config.hitl.large_merge_lines:
         allowed = await approve_or_deny(
@@ -261,8 +266,25 @@ async def review_and_submit(
             rt.units.move(unit_id, UnitStatus.FAILED, reason="large merge not approved")
             return UnitRunResult(True)
 
+    # after every gate (a fixup's winner passes only the fixup gate), and again: mc/green
+    # may have moved during a precheck, the review or an approval
+    unit = rt.units.require(unit_id)
+    conflict = await conflicts_on_green(rt, unit.title, head, unit.stacked_on)
+    if conflict:
+        conflicted(rt, unit_id, branch, head, conflict)
+        return UnitRunResult(True)
     submit(rt, unit_id, branch, head)
     return UnitRunResult(True)
+
+
+def no_gate_before_queue(rt: Runtime, base: str, head: str) -> bool:
+    """Whether a change goes to the queue through no gate: no review gate, no large-merge
+    approval, nothing :func:`forbidden_change` rejects. Only then may a conflict found when
+    the agent is done send it to fixup at once (a fixup's winner passes only the fixup gate)."""
+    if rt.config.review.gate_completion or forbidden_change(rt, base, head):
+        return False
+    stat = rt.repo.diff_stat(base, head)
+    return stat.insertions + stat.deletions <= rt.config.hitl.large_merge_lines
 
 
 def forbidden_change(rt: Runtime, base: str, head: str) -> str | None:

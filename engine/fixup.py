@@ -307,14 +307,31 @@ async def deliver_winner(
     unit_id = unit.id
     branch = f"mc/fixup/{unit_id}/{round_no}-{candidate}"
     green = rt.repo.green_head()
+    stat = rt.repo.diff_stat(green, head)
     if not await approve_or_deny(
         rt, "fixup", f"fixup of {unit.title}: candidate {candidate} ({approach})",
-        unit_id=unit_id, diffstat=rt.repo.diff_stat(green, head).text,
-        diff=rt.repo.diff_text(green, head),
+        unit_id=unit_id, diffstat=stat.text, diff=rt.repo.diff_text(green, head),
     ):
         rt.units.move(unit_id, UnitStatus.FAILED, reason="fixup not approved")
         return
+    # a unit sent to fixup before its large-merge gate (its precheck failed, or it conflicted
+    # with mc/green when its agent was done) is put to it here, once
+    if (stat.insertions + stat.deletions > rt.config.hitl.large_merge_lines
+            and not large_merge_approved(rt, unit_id)
+            and not await approve_or_deny(
+                rt, "large_merge", f"merge {unit.title} after its fixup "
+                f"({stat.insertions}+/{stat.deletions}-)", unit_id=unit_id,
+                diffstat=stat.text, diff=rt.repo.diff_text(green, head))):
+        rt.units.move(unit_id, UnitStatus.FAILED, reason="large merge not approved")
+        return
     submit(rt, unit_id, branch, head)
+
+
+def large_merge_approved(rt: Runtime, unit_id: str) -> bool:
+    """Whether a person (or ``--yes``) approved a large merge of this unit already."""
+    return bool(rt.store.query(
+        "SELECT 1 FROM approvals WHERE unit_id = ? AND gate = 'large_merge' AND "
+        "status = 'approved' LIMIT 1", (unit_id,)))
 
 
 def undelivered_winner(rt: Runtime, unit_id: str) -> FixupWinner | None:

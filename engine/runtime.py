@@ -55,6 +55,9 @@ class Runtime:
     # fixup candidates a round needs (fixup_min_candidates) waiting for a slot: dispatch leaves
     # that many worker slots to them (engine/fixup.py), a repair goes before new work
     fixups_waiting: int = 0
+    # units whose precheck was skipped because the merge queue would verify them at once, not
+    # submitted yet: while any is, the queue is not idle for the next (engine/checks.py)
+    prechecks_skipped: set[str] = field(default_factory=set)
     # called when a slot is given back (set by the execute phase: a freed slot is dispatched
     # at once rather than on the loop's next tick)
     on_slot_freed: Callable[[], None] | None = None

@@ -120,7 +120,8 @@ def wire_runtime(
     workers = config.scheduler.parallel.num_workers
     extra = config.green_branch.fixup_candidates + speculation_slots(config)  # beyond workers
     # a worktree outlives its agent's slot by one verification (a unit's precheck, a fixup
-    # candidate's), at most num_workers at once (Runtime.check_limiter); made when needed
+    # candidate's: num_workers run at once, Runtime.check_limiter; more may wait for it, and
+    # then a new agent waits for a worktree until one ends); made when needed
     checks = workers
     pool = WorkspacePool(repo, config.pool_dir(), workers + extra + checks + 1,
                          include=config.worktree.include)

@@ -103,3 +103,38 @@ actions = [{ type = "text", text = '{"alignment": 9, "approach": 8, "tests": 8, 
                        (shout["id"],))
     assert not store.rows("merges", "status = 'conflict'")
     store.close()
+
+
+def test_a_large_conflicting_change_is_still_put_to_the_large_merge_gate_once(
+    tmp_path: Path,
+) -> None:
+    # A fixup's winner passes only the fixup gate: a large change sent to fixup before its
+    # large-merge gate (here: it conflicts when its agent is done) is put to it there. Each
+    # unit is asked once (found by a review of this change: the shout was never asked).
+    make_target(tmp_path)
+    two_lines = (plan_of(("Add a farewell", "app/bye.py"), ("Add a shout", "app/shout.py"))
+                 + AMBITION_OK + OBJECTIVE_MET
+                 + worker_entry("Add a farewell", "app/shared.py", "A = 1\\nC = 3\\n", sleep=0.3)
+                 + worker_entry("Add a shout", "app/shared.py", "B = 2\\nD = 4\\n", sleep=4.0)
+                 + FIXUP)
+    slow = f"sleep 1; {sys.executable} -m unittest discover -s tests -t ."
+    config = load_config(write_config(
+        tmp_path, two_lines,
+        f'[target.verification]\ncommand = "{slow}"\nprecheck = true\n'
+        "[scheduler.parallel]\nnum_workers = 1\n"
+        '[hitl]\nenabled = true\ngates = ["large_merge"]\nlarge_merge_lines = 1\n'
+        "[green_branch]\nfixup_candidates = 1\nfixup_max_attempts = 1\n"))
+    store = Store(config.db_path())
+    outcome = anyio.run(Controller(config, store, auto_approve=True).run)
+    assert outcome.status == "completed", outcome.reason
+    units = {u["title"]: u for u in store.rows("units", "is_leaf = 1")}
+    assert {t: u["status"] for t, u in units.items()} == {
+        "Add a farewell": "merged", "Add a shout": "merged"}
+    asked = {t: len(store.rows("approvals", "gate = 'large_merge' AND unit_id = ?", (u["id"],)))
+             for t, u in units.items()}
+    assert asked == {"Add a farewell": 1, "Add a shout": 1}, asked
+    assert "conflict in app/shared.py" in (json.loads(store.query(
+        "SELECT payload FROM events WHERE kind = 'unit.status' AND unit_id = ? AND "
+        "json_extract(payload, '$.to') = 'fixup'", (units["Add a shout"]["id"],))[0]["payload"]
+        )["reason"])
+    store.close()

@@ -218,3 +218,24 @@ def test_the_precheck_runs_while_the_merge_queue_is_busy(tmp_path: Path) -> None
     assert [r["title"] for r in checked] == ["Add a shout"]
     assert not store.rows("merges", "status IN ('failed', 'conflict')")
     store.close()
+
+
+def test_a_unit_repaired_after_its_precheck_is_put_to_the_large_merge_gate(
+    tmp_path: Path,
+) -> None:
+    # Its precheck sends it to fixup before its large-merge gate, and a fixup's winner passes
+    # only the fixup gate: the large-merge gate is asked when the winner is delivered.
+    make_target(tmp_path)
+    config = load_config(write_config(
+        tmp_path, CASSETTE, PRECHECK
+        + '[hitl]\nenabled = true\ngates = ["large_merge"]\nlarge_merge_lines = 1\n'))
+    store = Store(config.db_path())
+    outcome = anyio.run(Controller(config, store, auto_approve=True).run)
+    assert outcome.status == "completed", outcome.reason
+    shout = store.rows("units", "title = 'Add a shout'")[0]
+    assert shout["status"] == "merged"
+    assert (False, "failed") in {(e["accepted"], e["status"])
+                                 for e in payloads(store, "unit.prechecked")}
+    asked = store.rows("approvals", "gate = 'large_merge' AND unit_id = ?", (shout["id"],))
+    assert len(asked) == 1 and "after its fixup" in asked[0]["title"], asked
+    store.close()
