@@ -26,8 +26,8 @@ For 2, 8 and 32 workers it prints the makespan (mission start to the last promot
   a unit that breaks the tests needs a second (fixup) session, which counts in both terms;
   conflict fixups do not (a perfect schedule avoids them);
 * the original tool's serial merge-then-verify: the same mission with
-  ``[merge_queue] batch_size = 1`` (and ``speculative_depth = 0`` where the queue has it: each
-  branch merged and verified alone).
+  ``[merge_queue] batch_size = 1``, ``speculative_depth = 0`` and no precheck: each branch
+  merged and verified alone.
 
 and the engine's CPU time per unit (this process: controller, store, pygit2 merges; plus its
 child processes: git, the verification's shell).
@@ -35,15 +35,16 @@ child processes: git, the verification's shell).
 Goals (issue 17): makespan within 1.25x of the lower bound at 8 workers, and at least 2x
 faster than serial at 8 workers.
 
-    uv run python benchmarks/bench_fleet.py                 # ours at 2, 8, 32; serial at 8 (~8 min)
+    uv run python benchmarks/bench_fleet.py                 # ours at 2, 8, 32; serial at 8 (~5 min)
     uv run python benchmarks/bench_fleet.py --serial 2,8,32 # serial at every size too (~13 min)
     uv run python benchmarks/bench_fleet.py --quick         # 32 units, 8 workers, both queues (~2 min)
     uv run python benchmarks/bench_fleet.py --speculative-depth 2   # forwarded to [merge_queue]
 
 Every option that names a config key is only forwarded into the mission's config: a key the
 engine does not know (yet) is reported as the config error it is. The default run takes about
-8 minutes rather than the 5 aimed at because the missions wait on today's merge queue (the
-sum of the lower bounds is about 4 minutes); ``--quick`` is the short one.
+5 minutes, half of it the serial baseline; ``--quick`` is the short one. Verification runs are
+printed as the queue's (``verifications`` rows) plus those in agents' worktrees (prechecks,
+fixup candidates).
 """
 
 from __future__ import annotations
