@@ -27,6 +27,13 @@ PLAN = plan_of(("Add a farewell", "app/bye.py"), ("Add a shout", "app/shout.py")
                ("Test the shout", "app/shout_check.py", ["Add a shout"]))
 
 
+def worker_order(store: Store) -> list[str]:
+    """Unit titles in the order their worker sessions started."""
+    return [r["title"] for r in store.query(
+        "SELECT u.title FROM attempts a JOIN units u ON u.id = a.unit_id "
+        "WHERE a.role = 'worker' ORDER BY a.started_at")]
+
+
 def test_the_unit_others_wait_for_is_dispatched_first(tmp_path: Path) -> None:
     make_target(tmp_path)
     cassette = (PLAN + AMBITION_OK + OBJECTIVE_MET
@@ -37,9 +44,7 @@ def test_the_unit_others_wait_for_is_dispatched_first(tmp_path: Path) -> None:
     store = Store(config.db_path())
     outcome = anyio.run(Controller(config, store).run)
     assert outcome.status == "completed", outcome.reason
-    order = [r["title"] for r in store.query(
-        "SELECT u.title FROM attempts a JOIN units u ON u.id = a.unit_id "
-        "WHERE a.role = 'worker' ORDER BY a.started_at")]
+    order = worker_order(store)
     # by age alone the farewell (planned first) went first and the test of the shout waited
     assert order == ["Add a shout", "Add a farewell", "Test the shout"]
     store.close()
@@ -89,9 +94,7 @@ def test_siblings_are_not_started_side_by_side_while_other_work_is_ready(tmp_pat
     store = Store(config.db_path())
     outcome = anyio.run(Controller(config, store).run)
     assert outcome.status == "completed", outcome.reason
-    first_two = {r["title"] for r in store.query(
-        "SELECT u.title FROM attempts a JOIN units u ON u.id = a.unit_id "
-        "WHERE a.role = 'worker' ORDER BY a.started_at LIMIT 2")}
+    first_two = set(worker_order(store)[:2])
     assert first_two == {"A one", "B one"}, first_two  # by age alone: A one, A two
     store.close()
 
@@ -113,9 +116,7 @@ def test_a_sibling_it_depends_on_does_not_hold_a_stacked_unit_back(tmp_path: Pat
     store = Store(config.db_path())
     outcome = anyio.run(Controller(config, store).run)
     assert outcome.status == "completed", outcome.reason
-    order = [r["title"] for r in store.query(
-        "SELECT u.title FROM attempts a JOIN units u ON u.id = a.unit_id "
-        "WHERE a.role = 'worker' ORDER BY a.started_at")]
+    order = worker_order(store)
     assert order[:2] == ["A one", "A two"], order  # counted as in flight: "B one" second
     stacked = store.query("SELECT stacked_on FROM units WHERE title = 'A two'")[0]["stacked_on"]
     assert stacked, "A two started before A one merged"
