@@ -848,6 +848,7 @@ def summary(config: MissionConfig) -> dict[str, str]:
         f"{config.target.branch or '(default: origin/HEAD, else the current branch)'})",
         "objective": config.target.objective or "(none set)",
         "verification": config.target.verification.command,
+        "precheck": _precheck_line(config.target.verification),
         "workers": str(config.scheduler.parallel.num_workers),
         "budget": (
             f"${config.scheduler.budget.max_per_run_usd:.2f} per run, "
@@ -868,6 +869,14 @@ def _speculation_line(spec: SpeculationConfig) -> str:
         return "off (one agent per unit)"
     which = "every unit" if spec.units == "all" else "each uncertain unit"
     return f"{spec.branch_count} branches for {which}, chosen by {spec.selection}"
+
+
+def _precheck_line(verification: VerificationConfig) -> str:
+    if not verification.precheck:
+        return "off (the merge queue bisects to find a failing unit)"
+    if verification.precheck_when_queue_idle:
+        return "every unit, in its worktree, before the merge queue"
+    return "each unit, in its worktree, unless the merge queue is idle"
 
 
 def _merge_queue_line(queue: MergeQueueConfig) -> str:

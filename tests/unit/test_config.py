@@ -403,7 +403,10 @@ def test_the_summary_shows_speculation_merge_queue_and_hosts(tmp_path: Path) -> 
     assert plain["speculation"] == "off (one agent per unit)"
     assert plain["merge queue"] == "batches of 4, 1 speculative batch ahead, 2 verify slots"
     assert plain["hosts"] == "none (local processes, 4 slots)"
+    assert plain["precheck"] == "each unit, in its worktree, unless the merge queue is idle"
     cfg = load_config(write(tmp_path, """
+[target.verification]
+precheck = false
 [speculation]
 enabled = true
 branch_count = 3
@@ -425,6 +428,7 @@ slots = 4
     assert lines["speculation"] == "3 branches for every unit, chosen by review"
     assert lines["merge queue"] == "batches of 2, one batch at a time (speculative_depth 0)"
     assert lines["hosts"] == "local0 (local, 2 slots), builder (ssh build.example.com, 4 slots)"
+    assert lines["precheck"] == "off (the merge queue bisects to find a failing unit)"
 
 
 @pytest.mark.parametrize(("text", "key", "got"), [
