@@ -51,8 +51,8 @@ async def conflicts_on_green(rt: Runtime, title: str, head: str,
     heads = (stacked_on or {}).get("heads") or {}
     if any(not rt.repo.contains(green, h) for h in heads.values()):
         return []
-    if rt.repo.contains(green, head):
-        return []
+    if rt.repo.contains(green, head) or rt.repo.contains(head, green):
+        return []  # merged already, or built on this very mc/green: nothing can conflict
     try:
         _, paths = await anyio.to_thread.run_sync(merge_onto, rt.repo.path, green,
                                                   [(title, head)])

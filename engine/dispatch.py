@@ -121,6 +121,7 @@ async def _run_unit(
         )
         if (outcome.status == "completed" and outcome.commits > 0 and outcome.head_commit
                 and rt.config.target.verification.precheck
+                and not rt.repo.contains(outcome.head_commit, rt.repo.green_head())
                 and no_gate_before_queue(rt, base, outcome.head_commit)):
             # a conflict skips the precheck (review_and_submit checks again, after the gates)
             conflict = await conflicts_on_green(rt, unit.title, outcome.head_commit, stacked_on)
