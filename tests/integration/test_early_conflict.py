@@ -32,13 +32,13 @@ actions = [
 '''
 
 
-def cassette() -> str:
+def cassette(farewell: str = "A = 1\\n", shout: str = "B = 2\\n") -> str:
     # both write app/shared.py (neither declared it: no dependency edge); the shout's agent
     # starts before the farewell merges and ends after it
     return (plan_of(("Add a farewell", "app/bye.py"), ("Add a shout", "app/shout.py"))
             + AMBITION_OK + OBJECTIVE_MET
-            + worker_entry("Add a farewell", "app/shared.py", "A = 1\\n", sleep=0.3)
-            + worker_entry("Add a shout", "app/shared.py", "B = 2\\n", sleep=4.0)
+            + worker_entry("Add a farewell", "app/shared.py", farewell, sleep=0.3)
+            + worker_entry("Add a shout", "app/shared.py", shout, sleep=4.0)
             + FIXUP)
 
 
@@ -112,11 +112,7 @@ def test_a_large_conflicting_change_is_still_put_to_the_large_merge_gate_once(
     # large-merge gate (here: it conflicts when its agent is done) is put to it there. Each
     # unit is asked once (found by a review of this change: the shout was never asked).
     make_target(tmp_path)
-    two_lines = (plan_of(("Add a farewell", "app/bye.py"), ("Add a shout", "app/shout.py"))
-                 + AMBITION_OK + OBJECTIVE_MET
-                 + worker_entry("Add a farewell", "app/shared.py", "A = 1\\nC = 3\\n", sleep=0.3)
-                 + worker_entry("Add a shout", "app/shared.py", "B = 2\\nD = 4\\n", sleep=4.0)
-                 + FIXUP)
+    two_lines = cassette("A = 1\\nC = 3\\n", "B = 2\\nD = 4\\n")
     slow = f"sleep 1; {sys.executable} -m unittest discover -s tests -t ."
     config = load_config(write_config(
         tmp_path, two_lines,
