@@ -15,7 +15,7 @@ import pygit2
 from engine.gitops import GitError, VerificationResult, run_verification
 from engine.models import UnitStatus, VerificationStatus
 from engine.runtime import Runtime
-from engine.stacking import merge_onto, unverified
+from engine.stacking import merge_onto, stack_merged, unverified
 
 
 async def precheck(rt: Runtime, workdir: Path, base: str) -> VerificationResult:
@@ -48,8 +48,7 @@ async def conflicts_on_green(rt: Runtime, title: str, head: str,
     precheck, which it then spares. Not checked while a head it is stacked on is unmerged:
     the queue merges those first, and a conflict there is theirs as much as its own."""
     green = rt.repo.green_head()
-    heads = (stacked_on or {}).get("heads") or {}
-    if any(not rt.repo.contains(green, h) for h in heads.values()):
+    if not stack_merged(rt, stacked_on, green):
         return []
     if rt.repo.contains(green, head) or rt.repo.contains(head, green):
         return []  # merged already, or built on this very mc/green: nothing can conflict
@@ -87,11 +86,7 @@ def queue_verifies_at_once(rt: Runtime, stacked_on: dict[str, Any] | None) -> bo
     if (cfg.target.verification.precheck_when_queue_idle or cfg.review.gate_completion
             or not rt.baseline_known or rt.prechecks_skipped):
         return False
-    heads = (stacked_on or {}).get("heads") or {}
-    green = rt.repo.green_head()
-    if any(not rt.repo.contains(green, head) for head in heads.values()):
-        return False
-    return rt.queue.verifies_at_once()
+    return stack_merged(rt, stacked_on, rt.repo.green_head()) and rt.queue.verifies_at_once()
 
 
 def precheck_passed(rt: Runtime, unit_id: str, branch: str, base: str, head: str | None,

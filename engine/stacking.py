@@ -128,6 +128,13 @@ def stack_key(unit: Unit, units: list[Unit]) -> tuple[tuple[str, str], ...]:
                         if d in by_id and by_id[d].status != UnitStatus.MERGED))
 
 
+def stack_merged(rt: Runtime, stacked_on: dict[str, Any] | None, green: str) -> bool:
+    """Whether every head a unit is stacked on (``units.stacked_on``) is in ``green``
+    (True for a unit not stacked)."""
+    heads = (stacked_on or {}).get("heads") or {}
+    return all(rt.repo.contains(green, head) for head in heads.values())
+
+
 def judged_on(stacked_on: dict[str, Any] | None, base: str) -> str:
     """The ``mc/green`` whose baseline judges a unit's precheck when its work starts at
     ``base``: the one under its stack when ``base`` is a stack base, else ``base`` itself."""
