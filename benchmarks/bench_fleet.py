@@ -233,7 +233,7 @@ def make_repo(root: Path, sc: Scenario) -> Path:
 
 def config_text(workers: int, batch_size: int | None, queue_extra: dict[str, Any],
                 precheck: bool | None = None, fixup_candidates: int | None = None,
-                stacked: bool | None = None) -> str:
+                stacked: bool | None = None, siblings: bool | None = None) -> str:
     queue = {**({"batch_size": batch_size} if batch_size else {}), **queue_extra}
     queue_lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in queue.items())
     green = f"fixup_candidates = {fixup_candidates}" if fixup_candidates else ""
@@ -248,6 +248,7 @@ timeout = 120
 [scheduler]
 session_timeout = 600
 {"" if stacked is None else f"stacked_branches = {json.dumps(stacked)}"}
+{"" if siblings is None else f"stack_on_siblings = {json.dumps(siblings)}"}
 [scheduler.parallel]
 num_workers = {workers}
 [planner]
@@ -301,14 +302,14 @@ def bounds(sc: Scenario, store: Store, mission_id: int, workers: int) -> dict[st
 def run_mission(sc: Scenario, workers: int, *, batch_size: int | None,
                 queue_extra: dict[str, Any], precheck: bool | None = None,
                 fixup_candidates: int | None = None,
-                stacked: bool | None = None) -> dict[str, Any]:
+                stacked: bool | None = None, siblings: bool | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="mc-bench-fleet-") as tmp:
         root = Path(os.environ.get("MC_BENCH_FLEET_KEEP") or tmp)  # keep it to inspect it
         make_repo(root, sc)
         (root / "cassette.toml").write_text(cassette(sc))
         (root / "mission-control.toml").write_text(config_text(workers, batch_size, queue_extra,
                                                                      precheck, fixup_candidates,
-                                                                     stacked))
+                                                                     stacked, siblings))
         try:
             config = load_config(root / "mission-control.toml")
         except ConfigError as exc:
@@ -489,6 +490,8 @@ def main() -> None:
                     help="[green_branch] fixup_candidates for ours (default: the engine's, 3)")
     ap.add_argument("--stacked-branches", choices=("true", "false"), default=None,
                     help="[scheduler] stacked_branches for ours (default: the engine's)")
+    ap.add_argument("--stack-on-siblings", choices=("true", "false"), default=None,
+                    help="[scheduler] stack_on_siblings for ours (default: the engine's)")
     ap.add_argument("--queue-option", action="append", default=[], metavar="KEY=JSON",
                     help="any other [merge_queue] key, forwarded as is (repeatable)")
     args = ap.parse_args()
@@ -519,7 +522,9 @@ def main() -> None:
                               precheck=None if args.precheck is None else args.precheck == "true",
                               fixup_candidates=args.fixup_candidates,
                               stacked=None if args.stacked_branches is None
-                              else args.stacked_branches == "true")
+                              else args.stacked_branches == "true",
+                              siblings=None if args.stack_on_siblings is None
+                              else args.stack_on_siblings == "true")
         show("ours", ours[w])
     # the original tool: one branch merged and verified at a time, nothing speculative
     plain = {"speculative_depth": 0} if "speculative_depth" in MergeQueueConfig.model_fields else {}
@@ -546,7 +551,7 @@ def main() -> None:
         worktree_verifications={str(w): v["worktree_verifications"] for w, v in ours.items()},
         batch_size=args.batch_size, units=sc.units, seed=sc.seed, queue_options=extra or None,
         precheck=args.precheck,
-        fixup_candidates=args.fixup_candidates,
+        fixup_candidates=args.fixup_candidates, stack_on_siblings=args.stack_on_siblings,
         load_average=[round(x, 2) for x in os.getloadavg()],
     )
 

@@ -122,6 +122,14 @@ class SchedulerConfig(Section):
         "stacked on their work, instead of waiting for them to merge; it merges only after "
         "them (docs/gitops.md, 'Stacked branches').",
     )
+    stack_on_siblings: bool = Field(
+        True,
+        description="With stacked_branches: a unit also starts on the finished, not yet "
+        "merged work of its plan-tree siblings (they tend to touch the same files, and two "
+        "siblings started on the same mc/green conflict when the second merges); it then "
+        "merges after them, and runs again from mc/green if one of them fails "
+        "(docs/gitops.md, 'Stacked branches').",
+    )
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     parallel: ParallelConfig = Field(default_factory=ParallelConfig)
 

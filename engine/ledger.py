@@ -312,6 +312,26 @@ def leaf_dependencies(unit: Unit, units: list[Unit],
     return out
 
 
+def chains(units: list[Unit]) -> dict[str, set[str]]:
+    """For each leaf, every leaf it waits for, directly or through others (its dependencies'
+    dependencies, inner nodes expanded to their leaves). A cycle (the planner's bug) ends the
+    walk rather than hanging it."""
+    children = plan_children(units)
+    direct = {u.id: leaf_dependencies(u, units, children) for u in units if u.is_leaf}
+    memo: dict[str, set[str]] = {}
+
+    def up(unit_id: str, seen: frozenset[str]) -> set[str]:
+        if unit_id not in memo:
+            out: set[str] = set()
+            for dep in direct.get(unit_id, ()):
+                if dep not in seen:
+                    out |= {dep} | up(dep, seen | {dep})
+            memo[unit_id] = out
+        return memo[unit_id]
+
+    return {unit_id: up(unit_id, frozenset({unit_id})) for unit_id in direct}
+
+
 def _none_to_default(row: dict[str, Any]) -> dict[str, Any]:
     """NULL counters of an epoch that never reached its feedback read as their defaults."""
     return {k: v for k, v in row.items() if v is not None}

@@ -41,7 +41,7 @@ import pygit2
 
 from engine.gitops.candidate import merge_heads
 from engine.gitops.repo import object_view, open_repository
-from engine.ledger import Unit, leaf_dependencies
+from engine.ledger import Unit, chains, leaf_dependencies
 from engine.models import MergeStatus, UnitStatus
 from engine.runtime import Runtime
 
@@ -68,10 +68,14 @@ class Stack:
     green: str
     base: str
     heads: dict[str, str]
+    siblings: frozenset[str] = frozenset()  # of heads: siblings' work, not dependencies'
 
     def record(self) -> dict[str, Any]:
         """The ``units.stacked_on`` value."""
-        return {"green": self.green, "base": self.base, "heads": dict(self.heads)}
+        out: dict[str, Any] = {"green": self.green, "base": self.base, "heads": dict(self.heads)}
+        if self.siblings:
+            out["siblings"] = sorted(self.siblings)
+        return out
 
 
 def can_stack(unit: Unit, units: list[Unit]) -> bool:
@@ -87,9 +91,12 @@ def can_stack(unit: Unit, units: list[Unit]) -> bool:
 
 
 async def plan_stack(rt: Runtime, unit: Unit) -> Stack | str | None:
-    """The stack ``unit`` starts on: None when every dependency is in ``mc/green`` (a plain
-    start), or a reason (str) why it cannot start now (a dependency left the queue, or the
-    dependencies conflict with ``mc/green`` or each other: it waits for their merges)."""
+    """The stack ``unit`` starts on: None when every dependency is in ``mc/green`` and no
+    sibling's work is on its way (a plain start), or a reason (str) why it cannot start now (a
+    dependency left the queue, or the dependencies conflict with ``mc/green`` or each other:
+    it waits for their merges). With ``[scheduler] stack_on_siblings``, the finished work of
+    its plan-tree siblings on their way to the queue is stacked under it too
+    (:func:`sibling_heads`), unless that conflicts: then it starts without them."""
     units = rt.units.units(rt.mission_id)
     by_id = {u.id: u for u in units}
     green = rt.repo.green_head()
@@ -102,6 +109,14 @@ async def plan_stack(rt: Runtime, unit: Unit) -> Stack | str | None:
             return f"its dependency {dep.title!r} is {dep.status.value}"
         if not rt.repo.contains(green, dep.head_commit):
             heads[dep_id] = dep.head_commit
+    sched = rt.config.scheduler
+    siblings = (sibling_heads(rt, unit, units, green)
+                if sched.stacked_branches and sched.stack_on_siblings else {})
+    if siblings:
+        labels = [(by_id[d].title, head) for d, head in {**heads, **siblings}.items()]
+        base, _ = await anyio.to_thread.run_sync(merge_onto, rt.repo.path, green, labels)
+        if base is not None:
+            return Stack(green, base, {**heads, **siblings}, frozenset(siblings))
     if not heads:
         return None
     labels = [(by_id[d].title, head) for d, head in heads.items()]
@@ -109,6 +124,44 @@ async def plan_stack(rt: Runtime, unit: Unit) -> Stack | str | None:
     if base is None:
         return f"its dependencies conflict with mc/green in {', '.join(conflicts)}"
     return Stack(green, base, heads)
+
+
+def sibling_heads(rt: Runtime, unit: Unit, units: list[Unit], green: str) -> dict[str, str]:
+    """The plan-tree siblings of ``unit`` whose agents are done and whose work is not in
+    ``green`` yet (:func:`stackable`), by id, with their heads: the work ``unit`` would
+    conflict with when the second of them merges if it started without it (siblings tend to
+    touch the same files: ``engine/pipeline/ordering.py``). Not a sibling on the unit's own
+    dependency chain (it is stacked on as a dependency, or the sibling waits for it), nor one
+    whose own stack holds this unit's earlier work (each would wait for the other)."""
+    if not unit.parent_id:
+        return {}
+    upstream = chains(units)
+    by_id = {u.id: u for u in units}
+    out: dict[str, str] = {}
+    for sib in units:
+        if (sib.id == unit.id or sib.parent_id != unit.parent_id or not sib.is_leaf
+                or not stackable(sib) or sib.id in upstream.get(unit.id, set())
+                or unit.id in upstream.get(sib.id, set())
+                or rt.repo.contains(green, sib.head_commit)
+                or unit.id in stacked_under(sib, by_id)):
+            continue
+        out[sib.id] = str(sib.head_commit)
+    return out
+
+
+def stacked_under(unit: Unit, by_id: dict[str, Unit]) -> set[str]:
+    """The ids of every unit whose work is under ``unit``'s stack, directly or through theirs."""
+    out: set[str] = set()
+    todo = list((unit.stacked_on or {}).get("heads") or {})
+    while todo:
+        uid = todo.pop()
+        if uid in out:
+            continue
+        out.add(uid)
+        below = by_id.get(uid)
+        if below is not None:
+            todo.extend((below.stacked_on or {}).get("heads") or {})
+    return out
 
 
 def merge_onto(path: Path, green: str, heads: list[tuple[str, str]]) -> tuple[str | None, list[str]]:
@@ -188,8 +241,14 @@ def settle_stacks(rt: Runtime, units: list[Unit]) -> list[str]:
         if unit is None or unit.status != UnitStatus.QUEUED or not unit.stacked_on:
             continue
         verdict: tuple[UnitStatus, str] | None = None
+        siblings = set(unit.stacked_on.get("siblings") or ())
         for dep_id, head in (unit.stacked_on.get("heads") or {}).items():
             dep = by_id.get(dep_id) or rt.units.get(dep_id)
+            if dep_id in siblings and (dep is None or dep.status in GONE):
+                title = dep.title if dep else dep_id
+                verdict = (UnitStatus.READY, f"its sibling {title!r}, whose work this unit was "
+                           "stacked on, will not merge: running it again from mc/green")
+                break
             if dep is None or dep.status in GONE:
                 title = dep.title if dep else dep_id
                 verdict = (UnitStatus.BLOCKED, f"a dependency failed: {title!r}, whose work this "

@@ -3,7 +3,7 @@ downstream, and how many of its plan-tree siblings could conflict with it."""
 
 from __future__ import annotations
 
-from engine.ledger import Unit, leaf_dependencies, leaves_under, plan_children
+from engine.ledger import Unit, chains, leaves_under, plan_children
 from engine.models import UnitStatus
 
 IN_FLIGHT = frozenset({UnitStatus.RUNNING, UnitStatus.REVIEWING, UnitStatus.QUEUED,
@@ -42,26 +42,6 @@ def siblings_in_flight(units: list[Unit]) -> dict[str, int]:
         if contending:
             out[unit.id] = len(contending)
     return out
-
-
-def chains(units: list[Unit]) -> dict[str, set[str]]:
-    """For each leaf, every leaf it waits for, directly or through others (its dependencies'
-    dependencies, inner nodes expanded to their leaves). A cycle (the planner's bug) ends the
-    walk rather than hanging it."""
-    children = plan_children(units)
-    direct = {u.id: leaf_dependencies(u, units, children) for u in units if u.is_leaf}
-    memo: dict[str, set[str]] = {}
-
-    def up(unit_id: str, seen: frozenset[str]) -> set[str]:
-        if unit_id not in memo:
-            out: set[str] = set()
-            for dep in direct.get(unit_id, ()):
-                if dep not in seen:
-                    out |= {dep} | up(dep, seen | {dep})
-            memo[unit_id] = out
-        return memo[unit_id]
-
-    return {unit_id: up(unit_id, frozenset({unit_id})) for unit_id in direct}
 
 
 def waiting_on(units: list[Unit]) -> dict[str, int]:
