@@ -331,6 +331,7 @@ class Speculation:
             old = before.get(merge_id)
             kept = old is not None and (old == base or self.q.repo.is_ancestor(old, base))
             self.conflicted_on[merge_id] = old if kept and old is not None else tip
+        await self._conflicts_with_green(list(chain.conflicts), by_id)
         batches: list[Batch] = []
         size = self.q.batch_size
         current = base
@@ -344,6 +345,29 @@ class Speculation:
             self.q.journal.write("speculate", "built", batch_id=self.batch_id, base=base,
                                  batches=[[i.merge_id for i in b.items] for b in batches],
                                  tops=[b.top for b in batches])
+
+    async def _conflicts_with_green(self, merge_ids: list[int],
+                                    by_id: dict[int, QueueItem]) -> None:
+        """Declare now the conflicts of ``merge_ids`` that are against ``mc/green`` itself
+        (a branch merged after they were queued): every candidate contains ``mc/green``, so
+        no failure ahead can lift them. Otherwise a conflict waits for the tip it met to be
+        promoted (it may be against a candidate that fails): in the fleet benchmark a branch
+        taken onto a candidate that was ``mc/green`` plus three branches waited 1.6 s for
+        their verification, on the mission's critical chain. A stacked branch whose required
+        heads are not all in ``mc/green`` waits as before (its conflict may be theirs)."""
+        green = self.q.repo.green_head()
+        for merge_id in merge_ids:
+            item = by_id[merge_id]
+            if self.conflicted_on.get(merge_id) == green:  # met on mc/green alone
+                self._conflict(merge_id)
+                continue
+            if not all(self.q.repo.contains(green, head) for head in item.requires):
+                continue
+            alone = await anyio.to_thread.run_sync(
+                self.q._build_chain, green, [(merge_id, item.branch, item.head_commit)])
+            if merge_id in alone.conflicts:
+                self.conflicts[merge_id] = alone.conflicts[merge_id]
+                self._conflict(merge_id)
 
     def has_room(self) -> bool:
         """Whether a branch queued now would be taken and verified at once: a verify slot is

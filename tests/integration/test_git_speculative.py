@@ -286,3 +286,27 @@ def test_a_conflict_goes_to_fixup_once_what_it_conflicts_with_is_promoted(tmp_pa
     last_promoted = max(ts for ts, p in moves if p["to"] == "promoted")
     assert a_promoted <= conflict_at < last_promoted
     env.check_green_only_held_passed_commits()
+
+
+def test_a_conflict_with_mc_green_itself_is_declared_before_the_candidate_it_met_passes(
+    tmp_path: Path,
+) -> None:
+    # "b" conflicts with "a", merged already. Taken onto ok0's candidate (speculative, 1 s to
+    # verify), its conflict cannot depend on that candidate's fate: it is declared at once,
+    # not when ok0 is promoted (1.6 s on the fleet benchmark's critical chain).
+    env = Env(tmp_path, batch_size=1, command="sleep 1; " + CHECK)
+    a = env.unit("a", {"shared.txt": "x\nb\nc\n"})
+    env.drain()
+    assert env.status(a) == "promoted"
+    ok0 = env.unit("ok0", {"ok0.txt": "0"})
+    b = env.unit("b", {"shared.txt": "y\nb\nc\n"})  # from the green before "a"
+    outcomes = env.drain()
+    assert [i.merge_id for o in outcomes for i, _ in o.conflicts] == [b]
+    assert [i.merge_id for o in outcomes for i in o.promoted] == [ok0]
+    moves = [(e.ts, e.payload) for e in env.store.events_after(0) if e.kind == "merge.status"]
+    conflict_at = next(ts for ts, p in moves if p["id"] == b and p["to"] == "conflict")
+    ok0_promoted = next(ts for ts, p in moves if p["id"] == ok0 and p["to"] == "promoted")
+    assert conflict_at < ok0_promoted - 0.5, (conflict_at, ok0_promoted)
+    row = env.store.get("merges", b)
+    assert row is not None and "shared.txt" in row["reason"]
+    env.check_green_only_held_passed_commits()
