@@ -6,6 +6,7 @@ queue; none of them is the gate (the queue verifies every candidate)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,25 +15,59 @@ import pygit2
 
 from engine.gitops import GitError, VerificationResult, run_verification
 from engine.models import UnitStatus, VerificationStatus
-from engine.runtime import Runtime
+from engine.runtime import Recheck, Runtime
 from engine.stacking import merge_onto, stack_merged, unverified
 
 
-async def precheck(rt: Runtime, workdir: Path, base: str) -> VerificationResult:
+async def precheck(rt: Runtime, workdir: Path, base: str, *,
+                   on_rejected: Callable[[VerificationResult], Recheck | None] | None = None,
+                   ) -> VerificationResult:
     """The verification command in the unit's own worktree, once its agent is done
     (``[target.verification] precheck``), re-run like the queue's (``flaky_reruns``) when it is
     rejected. Its result is judged against the baseline of ``base``, the ``mc/green`` the unit
-    started from, so a failure already there is not blamed."""
+    started from, so a failure already there is not blamed.
+
+    ``on_rejected`` is called with the first rejected run before the re-runs; the
+    :class:`~engine.runtime.Recheck` it may return (the unit's fixup round started on that
+    run: :func:`repair_during_rerun`) is resolved with the last run's verdict as soon as it
+    is known, or False when the re-runs are cut short."""
     cfg = rt.config.target.verification
     result = await run_verification(cfg.command, workdir, cfg.timeout,
                                     rt.config.merge_queue.max_output_bytes)
     await rt.baseline_recorded()  # judged against it (it may still run beside the first agents)
-    for _ in range(cfg.flaky_reruns):
-        if result.status == VerificationStatus.ERROR or rt.queue.judge(base, result).accepted:
-            break
-        result = await run_verification(cfg.command, workdir, cfg.timeout,
-                                        rt.config.merge_queue.max_output_bytes)
+    recheck: Recheck | None = None
+    verdict = False
+    try:
+        for _ in range(cfg.flaky_reruns):
+            if result.status == VerificationStatus.ERROR or rt.queue.judge(base, result).accepted:
+                break
+            if recheck is None and on_rejected is not None:
+                recheck = on_rejected(result)
+            result = await run_verification(cfg.command, workdir, cfg.timeout,
+                                            rt.config.merge_queue.max_output_bytes)
+        verdict = rerun_accepted(rt, base, result)
+    finally:
+        if recheck is not None:
+            recheck.resolve(verdict)
     return result
+
+
+def repair_during_rerun(rt: Runtime, unit_id: str, branch: str, base: str, head: str,
+                        first: VerificationResult) -> Recheck | None:
+    """Send a unit whose precheck was rejected to fixup now, while the re-run
+    (``flaky_reruns``) still runs: the re-run is for a flaky test, and a repair waiting for it
+    waited one verification on every real failure's path (1.5 s a culprit in the fleet
+    benchmark, on its critical chain). If the re-run passes, the round is called off and the
+    unit's own work goes to the queue (``engine/fixup.py``). Only when nothing else would
+    decide first: no gate before the queue (review, large merge, forbidden change: the
+    caller checks), and no unverified work under the unit's stack (its failure may be that
+    work's: the precheck is then inconclusive). Returns the :class:`Recheck` the round
+    waits on, or None (the re-run decides, as before)."""
+    if unverified(rt, rt.units.require(unit_id)):
+        return None
+    recheck = rt.rechecks[unit_id] = Recheck(head)
+    precheck_passed(rt, unit_id, branch, base, head, first, rerun_pending=True)
+    return recheck
 
 
 async def conflicts_on_green(rt: Runtime, title: str, head: str,
@@ -90,10 +125,12 @@ def queue_verifies_at_once(rt: Runtime, stacked_on: dict[str, Any] | None) -> bo
 
 
 def precheck_passed(rt: Runtime, unit_id: str, branch: str, base: str, head: str | None,
-                    result: VerificationResult) -> bool:
+                    result: VerificationResult, *, rerun_pending: bool = False) -> bool:
     """Record a precheck (``unit.prechecked``); a rejected one sends the unit straight to
     FIXUP with the output, as the queue would after a failed batch and its bisection. A
-    precheck that could not run at all (``error``) holds nobody up: the queue verifies."""
+    precheck that could not run at all (``error``) holds nobody up: the queue verifies.
+    ``rerun_pending``: a first rejected run whose re-run is still in flight
+    (:func:`repair_during_rerun`)."""
     unsure: list[str] = []
     if result.status == VerificationStatus.ERROR:
         accepted, note = True, "could not run; left to the merge queue"
@@ -108,6 +145,7 @@ def precheck_passed(rt: Runtime, unit_id: str, branch: str, base: str, head: str
         "unit.prechecked", mission_id=rt.mission_id, unit_id=unit_id, status=result.status,
         accepted=accepted, exit_code=result.exit_code, duration_s=round(result.duration_s, 3),
         head=head, note=note or None, inconclusive=bool(unsure),
+        **({"rerun_pending": True} if rerun_pending else {}),
     )
     if accepted:
         return True
@@ -116,6 +154,26 @@ def precheck_passed(rt: Runtime, unit_id: str, branch: str, base: str, head: str
     rt.units.move(unit_id, UnitStatus.FIXUP, head_commit=head, branch=branch,
                   reason=f"verification failed in the unit's worktree before the queue{why}:\n"
                   + output)
-    rt.log(f"unit {unit_id}: its precheck failed; to fixup without entering the queue",
-           unit_id=unit_id)
+    rt.log(f"unit {unit_id}: its precheck failed; to fixup without entering the queue"
+           + ("; its re-run runs meanwhile (a pass calls the fixup off)" if rerun_pending
+              else ""), unit_id=unit_id)
     return False
+
+
+def record_rerun(rt: Runtime, unit_id: str, base: str, head: str,
+                 result: VerificationResult) -> None:
+    """The ``unit.prechecked`` of a re-run that ran beside the unit's fixup round
+    (:func:`repair_during_rerun`); the round acts on it (engine/fixup.py)."""
+    accepted = rerun_accepted(rt, base, result)
+    rt.store.append_event(
+        "unit.prechecked", mission_id=rt.mission_id, unit_id=unit_id, status=result.status,
+        accepted=accepted, exit_code=result.exit_code, duration_s=round(result.duration_s, 3),
+        head=head, rerun=True,
+        note=("accepted on its re-run: the first failure was flaky" if accepted else None),
+    )
+
+
+def rerun_accepted(rt: Runtime, base: str, result: VerificationResult) -> bool:
+    """Whether a precheck's re-run lets the unit go on to the queue: accepted, or it could not
+    run at all (as :func:`precheck_passed` treats a run that could not run)."""
+    return result.status == VerificationStatus.ERROR or rt.queue.judge(base, result).accepted

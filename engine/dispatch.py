@@ -17,13 +17,15 @@ from engine.checks import (
     precheck,
     precheck_passed,
     queue_verifies_at_once,
+    record_rerun,
+    repair_during_rerun,
 )
 from engine.gates.review import ReviewVerdict, review_unit
 from engine.gitops import GitError, VerificationResult
 from engine.gitops.includes import included_files
 from engine.ledger import Unit
 from engine.models import UnitStatus
-from engine.runtime import FatalAgentError, Runtime
+from engine.runtime import FatalAgentError, Recheck, Runtime
 from engine.stacking import judged_on, plan_stack, requirements, stack_key
 
 FATAL_REASONS = {
@@ -111,6 +113,7 @@ async def _run_unit(
         feedback = "\n\n".join(filter(None, [feedback, CONTINUE_NOTE]))
     ws = await rt.pool.acquire(branch, start)
     checked: VerificationResult | None = None
+    rechecked: list[Recheck] = []  # its fixup round started on the precheck's first failure
     conflict: list[str] = []
     try:
         outcome = await run_unit_agent(
@@ -137,8 +140,17 @@ async def _run_unit(
                 rt.log(f"unit {unit_id}: no precheck: the merge queue verifies its branch at "
                        "once", unit_id=unit_id)
             else:
+                judged, done = judged_on(stacked_on, base), str(outcome.head_commit)
+
+                def repair_now(first: VerificationResult) -> Recheck | None:
+                    if not no_gate_before_queue(rt, base, done):
+                        return None  # a gate decides first, after the re-run (as before)
+                    recheck = repair_during_rerun(rt, unit_id, branch, judged, done, first)
+                    rechecked.extend([recheck] if recheck else [])
+                    return recheck
+
                 async with rt.check_limiter:
-                    checked = await precheck(rt, ws.path, judged_on(stacked_on, base))
+                    checked = await precheck(rt, ws.path, judged, on_rejected=repair_now)
     finally:
         with anyio.CancelScope(shield=True):
             await rt.pool.release(ws)
@@ -167,6 +179,9 @@ async def _run_unit(
 
     head = outcome.head_commit
     store.update("units", unit_id, head_commit=head)
+    if rechecked and checked is not None and head:  # in FIXUP: the round acts on the re-run
+        record_rerun(rt, unit_id, judged_on(stacked_on, base), head, checked)
+        return UnitRunResult(True)
     if conflict:
         conflicted(rt, unit_id, branch, head, conflict)
         return UnitRunResult(True)

@@ -32,7 +32,7 @@ from engine.gitops import run_verification
 from engine.hosts import running_on
 from engine.ledger import FixupWinner, Unit
 from engine.models import TERMINAL_UNIT_STATUSES, UnitStatus
-from engine.runtime import FatalAgentError, Runtime
+from engine.runtime import FatalAgentError, Recheck, Runtime
 
 GIT_IDENTITY = ["-c", "user.name=mc-agent", "-c", "user.email=mc-agent@localhost"]
 
@@ -147,7 +147,6 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str, *,
                     notes: list[str] | None = None) -> None:
     """Repair a unit in FIXUP status, or fail it when attempts are used up. ``notes``: the
     plugins' ``worker_notes`` (the prompt's "What earlier attempts learned")."""
-    store = rt.store
     unit = rt.units.require(unit_id)
     pending = undelivered_winner(rt, unit_id)
     if pending is not None:
@@ -158,12 +157,60 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str, *,
         return
     round_no = fixup_rounds(rt, unit_id) + 1
     max_rounds = rt.config.green_branch.fixup_max_attempts
-    if round_no > max_rounds:
+    recheck = rt.rechecks.pop(unit_id, None)
+    if round_no > max_rounds and recheck is None:
         rt.units.move(
             unit_id, UnitStatus.FAILED,
             reason=f"fixup attempts exhausted ({max_rounds}); back to the planner: {detail[-300:]}",
         )
         return
+    if recheck is not None:  # its precheck's re-run is in flight (engine/checks.py)
+        await fixup_beside_rerun(rt, unit, recheck, detail, notes)
+        return
+    await play_round(rt, unit, round_no, detail, notes)
+
+
+async def fixup_beside_rerun(rt: Runtime, unit: Unit, recheck: Recheck, detail: str,
+                             notes: list[str] | None) -> None:
+    """A fixup round started while the unit's rejected precheck is re-run
+    (:func:`engine.checks.repair_during_rerun`): when the re-run is accepted (the failure was
+    flaky) the round is called off, its agents stopped, and the unit's own work goes to the
+    queue; otherwise the round goes on as any other. A round called off is not counted
+    (:func:`fixup_rounds` counts decisions)."""
+    flaky = False
+
+    async def round_then_verdict() -> None:
+        round_no = fixup_rounds(rt, unit.id) + 1
+        if round_no > rt.config.green_branch.fixup_max_attempts:  # no round to play: wait
+            if not await recheck.verdict():
+                await run_fixup(rt, unit.id, detail, notes=notes)  # fails it, as before
+            return
+        await play_round(rt, unit, round_no, detail, notes, decide_after=recheck)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(round_then_verdict)
+        if await recheck.verdict():
+            flaky = True
+            tg.cancel_scope.cancel()
+    if not flaky:
+        return
+    rt.log(f"unit {unit.id}: its precheck passed on the re-run (the failure was flaky); its "
+           "fixup round is called off and its own work goes to the queue", unit_id=unit.id)
+    rt.store.append_event("fixup.called_off", mission_id=rt.mission_id, unit_id=unit.id,
+                          reason="the precheck passed on its re-run")
+    current = rt.units.require(unit.id)
+    if current.status == UnitStatus.FIXUP and current.head_commit == recheck.head:
+        submit(rt, unit.id, str(current.branch), recheck.head)
+
+
+async def play_round(rt: Runtime, unit: Unit, round_no: int, detail: str,
+                     notes: list[str] | None, *, decide_after: Recheck | None = None) -> None:
+    """Fixup round ``round_no`` of ``unit``: its candidates, then the decision (a winner to
+    the queue, another round, or FAILED). ``decide_after``: the decision waits for that
+    re-run's verdict (a flaky one calls the round off: :func:`fixup_beside_rerun`)."""
+    store = rt.store
+    unit_id = unit.id
+    max_rounds = rt.config.green_branch.fixup_max_attempts
     slots = await round_slots(rt, blocks_others(rt, unit_id))
     n = len(slots)
     try:  # until the candidates own them (each gives its slot back), the round does
@@ -276,6 +323,8 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str, *,
             tg.start_soon(candidate, i, slot)
     if fatal:
         raise FatalAgentError(fatal[0])
+    if decide_after is not None and await decide_after.verdict():
+        return  # flaky: the caller calls the round off
 
     winner = choose_winner([r for r in results if r is not None])
     if winner is None or not winner.verified:

@@ -22,6 +22,29 @@ class FatalAgentError(RuntimeError):
 
 
 @dataclass
+class Recheck:
+    """The re-run of a unit's rejected precheck (``flaky_reruns``), in flight while the
+    unit's fixup round already starts (engine/checks.py ``precheck``, engine/fixup.py
+    ``run_fixup``): ``accepted`` once ``done`` is set tells the round whether the failure was
+    flaky (the round is called off and the unit's own work goes to the queue)."""
+
+    head: str
+    done: anyio.Event = field(default_factory=anyio.Event)
+    accepted: bool = False
+
+    def resolve(self, accepted: bool) -> None:
+        """Record the re-run's verdict (the first call counts)."""
+        if not self.done.is_set():
+            self.accepted = accepted
+            self.done.set()
+
+    async def verdict(self) -> bool:
+        """Wait for the re-run: True when it was accepted (the first failure was flaky)."""
+        await self.done.wait()
+        return self.accepted
+
+
+@dataclass
 class Runtime:
     config: MissionConfig
     store: Store
@@ -61,6 +84,9 @@ class Runtime:
     # called when a slot is given back (set by the execute phase: a freed slot is dispatched
     # at once rather than on the loop's next tick)
     on_slot_freed: Callable[[], None] | None = None
+    # rejected prechecks whose re-run is in flight while the unit's fixup round starts
+    # (engine/checks.py, engine/fixup.py); the round takes its entry
+    rechecks: dict[str, Recheck] = field(default_factory=dict)
     _check_limiter: anyio.CapacityLimiter | None = field(default=None, init=False)
     units: UnitLedger = field(init=False)  # the one writer of unit status (engine/ledger.py)
     epochs: EpochLedger = field(init=False)  # epochs' decisions, with their events

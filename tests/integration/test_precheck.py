@@ -215,7 +215,8 @@ def test_the_precheck_runs_while_the_merge_queue_is_busy(tmp_path: Path) -> None
     assert outcome.status == "completed", outcome.reason
     checked = store.query("SELECT u.title FROM events e JOIN units u ON u.id = e.unit_id "
                           "WHERE e.kind = 'unit.prechecked'")
-    assert [r["title"] for r in checked] == ["Add a shout"]
+    # its first run and its re-run (which ran beside its fixup round's start)
+    assert [r["title"] for r in checked] == ["Add a shout", "Add a shout"]
     assert not store.rows("merges", "status IN ('failed', 'conflict')")
     store.close()
 
@@ -238,4 +239,91 @@ def test_a_unit_repaired_after_its_precheck_is_put_to_the_large_merge_gate(
                                  for e in payloads(store, "unit.prechecked")}
     asked = store.rows("approvals", "gate = 'large_merge' AND unit_id = ?", (shout["id"],))
     assert len(asked) == 1 and "after its fixup" in asked[0]["title"], asked
+    store.close()
+
+
+def rerun_mission(tmp_path: Path, flaky: bool) -> tuple[Store, object]:
+    """One unit ("Add a shout"), its precheck forced; the verification fails the first time
+    it sees app/shout.py (``flaky``) or each time (the unit broke greet()); every run with
+    the shout in takes 1 s, so its re-run is in flight when the fixup round starts. The
+    fixup agent takes 4 s."""
+    make_target(tmp_path)
+    mark = tmp_path / "ran-once"
+    unittest = f"{sys.executable} -m unittest discover -s tests -t ."
+    command = (f"if [ -f app/shout.py ]; then sleep 1; if [ ! -e {mark} ]; then touch {mark}; "
+               f"echo 'FAILED test_shout (first run)'; exit 1; fi; fi; {unittest}")
+    broken = "def greet(name):\\n    return 'HEY ' + name\\n"
+    work = ('  { type = "write", path = "app/greet.py", '
+            f'content = "{broken}" }},\n' if not flaky else "")
+    cassette = (plan_of(("Add a shout", "app/shout.py")) + AMBITION_OK + OBJECTIVE_MET + f'''
+[[interaction]]
+role = "worker"
+when = {{ unit_title = "Add a shout" }}
+actions = [
+  {{ type = "write", path = "app/shout.py", content = "def shout():\\n    return 'HEY'\\n" }},
+{work}  {{ type = "commit", message = "Add a shout" }},
+]
+
+[[interaction]]
+role = "fixup"
+actions = [
+  {{ type = "sleep", seconds = 4 }},
+  {{ type = "write", path = "app/greet.py", content = "def greet(name):\\n    return f'hello {{name}}'\\n" }},
+  {{ type = "commit", message = "Restore greet" }},
+]
+''')
+    config = load_config(write_config(
+        tmp_path, cassette,
+        f'[target.verification]\ncommand = "{command}"\nprecheck = true\n'
+        "precheck_when_queue_idle = true\nflaky_reruns = 1\n"
+        "[green_branch]\nfixup_candidates = 1\nfixup_max_attempts = 1\n"))
+    store = Store(config.db_path())
+    return store, anyio.run(Controller(config, store).run)
+
+
+def event_ids(store: Store, kind: str) -> list[tuple[int, dict]]:
+    return [(r["id"], json.loads(r["payload"])) for r in store.query(
+        "SELECT id, payload FROM events WHERE kind = ? ORDER BY id", (kind,))]
+
+
+def test_a_flaky_precheck_calls_off_the_fixup_round_started_beside_its_re_run(
+    tmp_path: Path,
+) -> None:
+    store, outcome = rerun_mission(tmp_path, flaky=True)
+    assert outcome.status == "completed", outcome.reason  # type: ignore[attr-defined]
+    unit = store.units(outcome.mission_id)[0]  # type: ignore[attr-defined]
+    assert unit["status"] == "merged"
+    checks = [p for _, p in event_ids(store, "unit.prechecked")]
+    assert [(c["accepted"], c.get("rerun_pending"), c.get("rerun")) for c in checks] == [
+        (False, True, None), (True, None, True)]
+    # the round had started (its agent was running) and was called off: no decision, the
+    # unit's own commit went to the queue, the fixup agent was stopped well before its 4 s
+    started, called_off = event_ids(store, "fixup.started"), event_ids(store, "fixup.called_off")
+    assert len(started) == 1 and len(called_off) == 1
+    assert not event_ids(store, "fixup.winner")
+    fixups = store.rows("attempts", "role = 'fixup'")
+    assert len(fixups) == 1 and fixups[0]["ended_at"] - fixups[0]["started_at"] < 3.5, fixups
+    merges = store.rows("merges", "unit_id = ?", (unit["id"],))
+    assert [(m["branch"], m["status"]) for m in merges] == [(unit["branch"], "promoted")]
+    assert merges[0]["head_commit"] == checks[0]["head"]
+    assert unit["fixup_rounds"] == 0
+    store.close()
+
+
+def test_a_real_failure_is_repaired_from_the_first_run_not_after_the_re_run(
+    tmp_path: Path,
+) -> None:
+    store, outcome = rerun_mission(tmp_path, flaky=False)
+    assert outcome.status == "completed", outcome.reason  # type: ignore[attr-defined]
+    unit = store.units(outcome.mission_id)[0]  # type: ignore[attr-defined]
+    assert unit["status"] == "merged" and unit["fixup_rounds"] == 1
+    checks = event_ids(store, "unit.prechecked")
+    assert [(p["accepted"], p.get("rerun")) for _, p in checks] == [(False, None), (False, True)]
+    (started_id, _), = event_ids(store, "fixup.started")
+    assert checks[0][0] < started_id < checks[1][0]  # the round began during the re-run
+    assert not event_ids(store, "fixup.called_off")
+    (_, winner), = event_ids(store, "fixup.winner")
+    assert winner["candidate"] == 1
+    merges = store.rows("merges", "unit_id = ?", (unit["id"],))
+    assert [m["status"] for m in merges] == ["promoted"] and "fixup" in merges[0]["branch"]
     store.close()
