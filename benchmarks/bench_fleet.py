@@ -26,8 +26,9 @@ For 2, 8 and 32 workers it prints the makespan (mission start to the last promot
   a unit that breaks the tests needs a second (fixup) session, which counts in both terms;
   conflict fixups do not (a perfect schedule avoids them);
 * the original tool's serial merge-then-verify: the same mission with
-  ``[merge_queue] batch_size = 1``, ``speculative_depth = 0`` and no precheck: each branch
-  merged and verified alone.
+  ``[merge_queue] batch_size = 1``, ``speculative_depth = 0``, no precheck and no stacked
+  branches: each branch merged and verified alone, a unit started once its dependencies
+  merged.
 
 and the engine's CPU time per unit (this process: controller, store, pygit2 merges; plus its
 child processes: git, the verification's shell).
@@ -529,7 +530,8 @@ def main() -> None:
     # the original tool: one branch merged and verified at a time, nothing speculative
     plain = {"speculative_depth": 0} if "speculative_depth" in MergeQueueConfig.model_fields else {}
     for w in serial:
-        base[w] = run_mission(sc, w, batch_size=1, queue_extra=plain, precheck=False)
+        base[w] = run_mission(sc, w, batch_size=1, queue_extra=plain, precheck=False,
+                              stacked=False, siblings=False)
         show("serial", base[w])
 
     goal_w = 8 if 8 in ours else workers[0]
