@@ -178,10 +178,11 @@ async def _run_unit(
         return UnitRunResult(outcome.status in ("completed", "failed", "blocked"), backoff)
 
     head = outcome.head_commit
-    store.update("units", unit_id, head_commit=head)
     if rechecked and checked is not None and head:  # in FIXUP: the round acts on the re-run
+        # (its head is recorded: the round may have moved the unit on to its winner's since)
         record_rerun(rt, unit_id, judged_on(stacked_on, base), head, checked)
         return UnitRunResult(True)
+    store.update("units", unit_id, head_commit=head)
     if conflict:
         conflicted(rt, unit_id, branch, head, conflict)
         return UnitRunResult(True)

@@ -9,6 +9,7 @@ passing, fewest lint errors, smallest diff) and goes back into the merge queue.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import traceback
@@ -155,9 +156,17 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str, *,
         await deliver_winner(rt, unit, pending.round, pending.candidate, pending.approach,
                              pending.head)
         return
+    recheck = rt.rechecks.pop(unit_id, None)
+    if recheck is None and rerun_cut_short(rt, unit):
+        # a restart came between its precheck's first run and its re-run's end: as a crash
+        # during a precheck always did, its own work goes to the queue, which verifies it
+        rt.log(f"unit {unit_id}: its precheck's re-run did not end before the restart (or "
+               "passed); its own work goes to the merge queue, which verifies it",
+               unit_id=unit_id)
+        submit(rt, unit_id, str(unit.branch), str(unit.head_commit))
+        return
     round_no = fixup_rounds(rt, unit_id) + 1
     max_rounds = rt.config.green_branch.fixup_max_attempts
-    recheck = rt.rechecks.pop(unit_id, None)
     if round_no > max_rounds and recheck is None:
         rt.units.move(
             unit_id, UnitStatus.FAILED,
@@ -168,6 +177,29 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str, *,
         await fixup_beside_rerun(rt, unit, recheck, detail, notes)
         return
     await play_round(rt, unit, round_no, detail, notes)
+
+
+def rerun_cut_short(rt: Runtime, unit: Unit) -> bool:
+    """Whether ``unit`` is in FIXUP on a precheck's first rejected run whose re-run has no
+    rejected result on record (it was in flight at a ``kill -9``, or it passed and the
+    process died before the unit's work reached the queue): the round that started beside
+    it (:func:`fixup_beside_rerun`) was waiting for that verdict. Not once the unit's head
+    went to the queue after it (a failure there is the queue's, and gets a round)."""
+    if not unit.head_commit:
+        return False
+    rows = rt.store.query(
+        "SELECT kind, payload FROM events WHERE unit_id = ? AND kind IN "
+        "('unit.prechecked', 'unit.submitted') ORDER BY id", (unit.id,))
+    state = None
+    for row in rows:
+        payload = json.loads(row["payload"])
+        if row["kind"] == "unit.submitted" or payload.get("head") != unit.head_commit:
+            state = None
+        elif payload.get("rerun_pending"):
+            state = "pending"
+        elif payload.get("rerun") and state == "pending":
+            state = "pending" if payload.get("accepted") else None
+    return state == "pending"
 
 
 async def fixup_beside_rerun(rt: Runtime, unit: Unit, recheck: Recheck, detail: str,
