@@ -65,8 +65,12 @@ def repair_during_rerun(rt: Runtime, unit_id: str, branch: str, base: str, head:
     waits on, or None (the re-run decides, as before)."""
     if unverified(rt, rt.units.require(unit_id)):
         return None
-    recheck = rt.rechecks[unit_id] = Recheck(head)
-    precheck_passed(rt, unit_id, branch, base, head, first, rerun_pending=True)
+    recheck = rt.rechecks[unit_id] = Recheck(head)  # before the move the round starts on
+    try:
+        precheck_passed(rt, unit_id, branch, base, head, first, rerun_pending=True)
+    except BaseException:
+        rt.rechecks.pop(unit_id, None)  # no round may wait on a verdict nobody will give
+        raise
     return recheck
 
 

@@ -50,6 +50,8 @@ IN_QUEUE = frozenset({UnitStatus.QUEUED, UnitStatus.MERGING, UnitStatus.VERIFYIN
 # or the queue
 DONE = IN_QUEUE | {UnitStatus.RUNNING, UnitStatus.REVIEWING}
 GONE = frozenset({UnitStatus.FAILED, UnitStatus.BLOCKED, UnitStatus.CANCELLED})
+# back to these, a unit's finished work was let go: its next session starts from mc/green
+REDONE = frozenset({UnitStatus.READY, UnitStatus.PLANNED})
 
 
 def stackable(dep: Unit) -> bool:
@@ -243,9 +245,21 @@ def prechecked(rt: Runtime, unit_id: str, head: str) -> bool:
 
 def settle_stacks(rt: Runtime, units: list[Unit]) -> list[str]:
     """Withdraw the queued stacked branches whose requirement can never be met: a dependency
-    FAILED, BLOCKED or CANCELLED (the unit -> BLOCKED), or MERGED without the head it was
-    stacked on (the unit -> READY, to run again from ``mc/green``). Call it only while no
-    queue run is in flight (a run may be merging the row). Returns the withdrawn unit ids."""
+    FAILED, BLOCKED or CANCELLED (the unit -> BLOCKED; a sibling's: READY), MERGED without
+    the head it was stacked on, or redoing its work (back to READY or PLANNED, or on work that
+    does not hold that head: the unit -> READY, to run again from ``mc/green``). Call it only
+    while no queue run is in flight (a run may be merging the row). Returns the withdrawn
+    unit ids."""
+    withdrawn: list[str] = []
+    while True:  # a withdrawal can leave what was stacked on it unmet for good: settle it too
+        more = _settle_once(rt, units)
+        if not more:
+            return withdrawn
+        withdrawn.extend(more)
+        units = rt.units.units(rt.mission_id)
+
+
+def _settle_once(rt: Runtime, units: list[Unit]) -> list[str]:
     by_id = {u.id: u for u in units}
     green = rt.repo.green_head()
     withdrawn: list[str] = []
@@ -270,6 +284,16 @@ def settle_stacks(rt: Runtime, units: list[Unit]) -> list[str]:
             if dep.status == UnitStatus.MERGED and not rt.repo.contains(green, head):
                 verdict = (UnitStatus.READY, f"{dep.title!r} merged other work than the "
                            f"{head[:10]} this unit was stacked on: running it again from mc/green")
+                break
+            if dep.status != UnitStatus.MERGED and not rt.repo.contains(green, head) and (
+                    dep.status in REDONE or not dep.head_commit
+                    or not rt.repo.contains(dep.head_commit, head)):
+                # its work was let go (a review rejected it, its own stack was withdrawn):
+                # redone from mc/green, it will never hold this head. Waiting for it to merge
+                # could wait for ever: a unit stacked on this one may be what it stacks on next
+                verdict = (UnitStatus.READY, f"{dep.title!r} is redoing the work this unit was "
+                           f"stacked on ({head[:10]}): running it again from mc/green")
+                break
         if verdict is None:
             continue
         status, reason = verdict

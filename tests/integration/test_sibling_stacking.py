@@ -152,3 +152,51 @@ def test_settle_stacks_runs_a_unit_again_when_the_sibling_it_stacked_on_is_gone(
     assert "its sibling 'Sibling'" in row["reason"]
     assert rt.store.rows("merges", "unit_id = 'top'")[0]["status"] == "withdrawn"
     rt.store.close()
+
+
+def test_work_stacked_on_a_withdrawn_stack_is_withdrawn_too_and_no_cycle_forms(
+    tmp_path: Path,
+) -> None:
+    # Found by a review. Leaves W, T, U, H of one node; U depends on T. T (stacked on its
+    # sibling W) was rejected by its review (READY); U is queued on T's and W's work; H
+    # started on U's. W then fails for good: U is withdrawn (its sibling will not merge), and
+    # H with it in the same pass (it holds U's let-go work). Before, H stayed queued on a head
+    # that would never merge, T re-ran stacked on H (holding T's own rejected work), U on T's
+    # new work: each waited for another, and the mission never ended.
+    from engine.dispatch import submit
+    from engine.stacking import Stack, plan_stack
+
+    rt = make_runtime(tmp_path, "", "[scheduler]\nstacked_branches = true\n")
+    green = rt.repo.green_head()
+
+    def leaf(uid: str, status: UnitStatus, **fields: object) -> None:
+        add_unit(rt, uid, status, title=uid, parent_id="P", branch=f"mc/unit/{uid}", **fields)
+
+    add_unit(rt, "P", UnitStatus.PLANNED, title="P", is_leaf=0)
+    h_w = commit_on_branch(rt, "mc/unit/W", green, "app/w.py", "W = 1\n", "W")
+    h_t = commit_on_branch(rt, "mc/unit/T", h_w, "app/t.py", "T = 1\n", "T1")
+    h_u = commit_on_branch(rt, "mc/unit/U", h_t, "app/u.py", "U = 1\n", "U1")
+    leaf("W", UnitStatus.FIXUP, head_commit=h_w)
+    leaf("T", UnitStatus.READY, head_commit=h_t,
+         stacked_on={"green": green, "base": h_w, "heads": {"W": h_w}, "siblings": ["W"]})
+    leaf("U", UnitStatus.QUEUED, head_commit=h_u, dependencies=["T"],
+         stacked_on={"green": green, "base": h_t, "heads": {"T": h_t, "W": h_w},
+                     "siblings": ["W"]})
+    rt.queue.submit("U", "mc/unit/U", h_u, [h_t, h_w])
+    leaf("H", UnitStatus.READY)
+    stack = anyio.run(plan_stack, rt, rt.units.require("H"))
+    assert isinstance(stack, Stack) and set(stack.heads) == {"U"}, stack
+    h_h = commit_on_branch(rt, "mc/unit/H", stack.base, "app/h.py", "H = 1\n", "H1")
+    rt.units.move("H", UnitStatus.RUNNING, stacked_on=stack.record(), base_commit=stack.base)
+    submit(rt, "H", "mc/unit/H", h_h)
+
+    rt.units.move("W", UnitStatus.FAILED, reason="fixup attempts exhausted")
+    assert settle_stacks(rt, rt.units.units(rt.mission_id)) == ["U", "H"]
+    assert {u: rt.units.require(u).status for u in "UH"} == {
+        "U": UnitStatus.READY, "H": UnitStatus.READY}
+    assert "redoing the work" in (rt.units.require("H").reason or "")
+    # T runs again from mc/green: nothing of its own rejected work is under it
+    stack_t = anyio.run(plan_stack, rt, rt.units.require("T"))
+    assert stack_t is None, stack_t
+    assert rt.queue.held() == [] and rt.queue.pending() == 0
+    rt.store.close()
