@@ -11,6 +11,7 @@ import anyio
 
 from engine.config import load_config
 from engine.controller import Controller
+from engine.runner import MissionOutcome
 from engine.store import Store
 from tests.e2e.conftest import (
     AMBITION_OK,
@@ -242,7 +243,7 @@ def test_a_unit_repaired_after_its_precheck_is_put_to_the_large_merge_gate(
     store.close()
 
 
-def rerun_mission(tmp_path: Path, flaky: bool) -> tuple[Store, object]:
+def rerun_mission(tmp_path: Path, flaky: bool) -> tuple[Store, MissionOutcome]:
     """One unit ("Add a shout"), its precheck forced; the verification fails the first time
     it sees app/shout.py (``flaky``) or each time (the unit broke greet()); every run with
     the shout in takes 1 s, so its re-run is in flight when the fixup round starts. The
@@ -286,13 +287,19 @@ def event_ids(store: Store, kind: str) -> list[tuple[int, dict]]:
         "SELECT id, payload FROM events WHERE kind = ? ORDER BY id", (kind,))]
 
 
+def merged_unit(tmp_path: Path, flaky: bool) -> tuple[Store, dict]:
+    """The store and the one unit of :func:`rerun_mission`, which completed with it merged."""
+    store, outcome = rerun_mission(tmp_path, flaky)
+    assert outcome.status == "completed", outcome.reason
+    unit = store.units(outcome.mission_id)[0]
+    assert unit["status"] == "merged"
+    return store, unit
+
+
 def test_a_flaky_precheck_calls_off_the_fixup_round_started_beside_its_re_run(
     tmp_path: Path,
 ) -> None:
-    store, outcome = rerun_mission(tmp_path, flaky=True)
-    assert outcome.status == "completed", outcome.reason  # type: ignore[attr-defined]
-    unit = store.units(outcome.mission_id)[0]  # type: ignore[attr-defined]
-    assert unit["status"] == "merged"
+    store, unit = merged_unit(tmp_path, flaky=True)
     checks = [p for _, p in event_ids(store, "unit.prechecked")]
     assert [(c["accepted"], c.get("rerun_pending"), c.get("rerun")) for c in checks] == [
         (False, True, None), (True, None, True)]
@@ -313,10 +320,8 @@ def test_a_flaky_precheck_calls_off_the_fixup_round_started_beside_its_re_run(
 def test_a_real_failure_is_repaired_from_the_first_run_not_after_the_re_run(
     tmp_path: Path,
 ) -> None:
-    store, outcome = rerun_mission(tmp_path, flaky=False)
-    assert outcome.status == "completed", outcome.reason  # type: ignore[attr-defined]
-    unit = store.units(outcome.mission_id)[0]  # type: ignore[attr-defined]
-    assert unit["status"] == "merged" and unit["fixup_rounds"] == 1
+    store, unit = merged_unit(tmp_path, flaky=False)
+    assert unit["fixup_rounds"] == 1
     checks = event_ids(store, "unit.prechecked")
     assert [(p["accepted"], p.get("rerun")) for _, p in checks] == [(False, None), (False, True)]
     (started_id, _), = event_ids(store, "fixup.started")

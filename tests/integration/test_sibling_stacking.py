@@ -17,7 +17,14 @@ from engine.ledger import Unit
 from engine.models import UnitStatus
 from engine.stacking import settle_stacks, sibling_heads, stacked_under
 from engine.store import Store
-from tests.e2e.conftest import AMBITION_OK, OBJECTIVE_MET, git, make_target, write_config
+from tests.e2e.conftest import (
+    AMBITION_OK,
+    OBJECTIVE_MET,
+    git,
+    make_target,
+    worker_entry,
+    write_config,
+)
 from tests.integration.mission_support import add_unit, commit_on_branch, make_runtime
 from tests.integration.test_dispatch_order import two_level_plan, worker_order
 
@@ -38,19 +45,6 @@ actions = [
 '''
 
 
-def plain_worker(title: str, own: str) -> str:
-    return f'''
-[[interaction]]
-role = "worker"
-when = {{ unit_title = "{title}" }}
-cost_usd = 0.1
-actions = [
-  {{ type = "write", path = "{own}", content = "Y = 1\\n" }},
-  {{ type = "commit", message = "{title}" }},
-]
-'''
-
-
 @pytest.mark.parametrize("on", [True, False])
 def test_a_sibling_starts_on_its_finished_sibling_and_does_not_conflict(
     tmp_path: Path, on: bool,
@@ -61,7 +55,8 @@ def test_a_sibling_starts_on_its_finished_sibling_and_does_not_conflict(
     cassette = (two_level_plan() + AMBITION_OK + OBJECTIVE_MET
                 + hot_worker("A one", "a/one.py", "from A one")
                 + hot_worker("A two", "a/two.py", "from A two")
-                + plain_worker("B one", "b/one.py") + plain_worker("B two", "b/two.py"))
+                + worker_entry("B one", "b/one.py", "Y = 1\\n")
+                + worker_entry("B two", "b/two.py", "Y = 1\\n"))
     config = load_config(write_config(
         tmp_path, cassette,
         "[scheduler]\nstacked_branches = true\n"
