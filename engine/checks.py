@@ -20,35 +20,27 @@ from engine.stacking import merge_onto, stack_merged, unverified
 
 
 async def precheck(rt: Runtime, workdir: Path, base: str, *,
-                   on_rejected: Callable[[VerificationResult], Recheck | None] | None = None,
+                   on_rejected: Callable[[VerificationResult], object] | None = None,
                    ) -> VerificationResult:
     """The verification command in the unit's own worktree, once its agent is done
     (``[target.verification] precheck``), re-run like the queue's (``flaky_reruns``) when it is
     rejected. Its result is judged against the baseline of ``base``, the ``mc/green`` the unit
     started from, so a failure already there is not blamed.
 
-    ``on_rejected`` is called with the first rejected run before the re-runs; the
-    :class:`~engine.runtime.Recheck` it may return (the unit's fixup round started on that
-    run: :func:`repair_during_rerun`) is resolved with the last run's verdict as soon as it
-    is known, or False when the re-runs are cut short."""
+    ``on_rejected`` is called with the first rejected run, once, before the re-runs (the
+    unit's fixup round may start on it: :func:`repair_during_rerun`); the caller resolves
+    the :class:`~engine.runtime.Recheck` that returns with the last run."""
     cfg = rt.config.target.verification
     result = await run_verification(cfg.command, workdir, cfg.timeout,
                                     rt.config.merge_queue.max_output_bytes)
     await rt.baseline_recorded()  # judged against it (it may still run beside the first agents)
-    recheck: Recheck | None = None
-    verdict = False
-    try:
-        for _ in range(cfg.flaky_reruns):
-            if result.status == VerificationStatus.ERROR or rt.queue.judge(base, result).accepted:
-                break
-            if recheck is None and on_rejected is not None:
-                recheck = on_rejected(result)
-            result = await run_verification(cfg.command, workdir, cfg.timeout,
-                                            rt.config.merge_queue.max_output_bytes)
-        verdict = rerun_accepted(rt, base, result)
-    finally:
-        if recheck is not None:
-            recheck.resolve(verdict)
+    for rerun in range(cfg.flaky_reruns):
+        if result.status == VerificationStatus.ERROR or rt.queue.judge(base, result).accepted:
+            break
+        if rerun == 0 and on_rejected is not None:
+            on_rejected(result)
+        result = await run_verification(cfg.command, workdir, cfg.timeout,
+                                        rt.config.merge_queue.max_output_bytes)
     return result
 
 
@@ -164,10 +156,12 @@ def precheck_passed(rt: Runtime, unit_id: str, branch: str, base: str, head: str
     return False
 
 
-def record_rerun(rt: Runtime, unit_id: str, base: str, head: str,
-                 result: VerificationResult) -> None:
+def record_rerun(rt: Runtime, unit_id: str, base: str, head: str, result: VerificationResult,
+                 recheck: Recheck) -> None:
     """The ``unit.prechecked`` of a re-run that ran beside the unit's fixup round
-    (:func:`repair_during_rerun`); the round acts on it (engine/fixup.py)."""
+    (:func:`repair_during_rerun`), then its verdict to the round waiting on ``recheck``
+    (recorded first: a restart after the verdict finds it, engine/fixup.py
+    ``rerun_cut_short``)."""
     accepted = rerun_accepted(rt, base, result)
     rt.store.append_event(
         "unit.prechecked", mission_id=rt.mission_id, unit_id=unit_id, status=result.status,
@@ -175,6 +169,7 @@ def record_rerun(rt: Runtime, unit_id: str, base: str, head: str,
         head=head, rerun=True,
         note=("accepted on its re-run: the first failure was flaky" if accepted else None),
     )
+    recheck.resolve(accepted)
 
 
 def rerun_accepted(rt: Runtime, base: str, result: VerificationResult) -> bool:

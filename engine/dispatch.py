@@ -149,8 +149,14 @@ async def _run_unit(
                     rechecked.extend([recheck] if recheck else [])
                     return recheck
 
-                async with rt.check_limiter:
-                    checked = await precheck(rt, ws.path, judged, on_rejected=repair_now)
+                try:
+                    async with rt.check_limiter:
+                        checked = await precheck(rt, ws.path, judged, on_rejected=repair_now)
+                    for recheck in rechecked:  # its fixup round waits for this verdict
+                        record_rerun(rt, unit_id, judged, done, checked, recheck)
+                finally:
+                    for recheck in rechecked:
+                        recheck.resolve(False)  # cut short: the round goes on (no-op if told)
     finally:
         with anyio.CancelScope(shield=True):
             await rt.pool.release(ws)
@@ -178,10 +184,8 @@ async def _run_unit(
         return UnitRunResult(outcome.status in ("completed", "failed", "blocked"), backoff)
 
     head = outcome.head_commit
-    if rechecked and checked is not None and head:  # in FIXUP: the round acts on the re-run
-        # (its head is recorded: the round may have moved the unit on to its winner's since)
-        record_rerun(rt, unit_id, judged_on(stacked_on, base), head, checked)
-        return UnitRunResult(True)
+    if rechecked:  # in FIXUP, its head recorded: the round acts on the re-run (and may have
+        return UnitRunResult(True)  # moved the unit on to its winner's head since)
     store.update("units", unit_id, head_commit=head)
     if conflict:
         conflicted(rt, unit_id, branch, head, conflict)

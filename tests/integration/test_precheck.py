@@ -243,7 +243,7 @@ def test_a_unit_repaired_after_its_precheck_is_put_to_the_large_merge_gate(
     store.close()
 
 
-def rerun_mission(tmp_path: Path, flaky: bool) -> tuple[Store, MissionOutcome]:
+def rerun_mission(tmp_path: Path, flaky: bool, rounds: int = 1) -> tuple[Store, MissionOutcome]:
     """One unit ("Add a shout"), its precheck forced; the verification fails the first time
     it sees app/shout.py (``flaky``) or each time (the unit broke greet()); every run with
     the shout in takes 1 s, so its re-run is in flight when the fixup round starts. The
@@ -277,7 +277,7 @@ actions = [
         tmp_path, cassette,
         f'[target.verification]\ncommand = "{command}"\nprecheck = true\n'
         "precheck_when_queue_idle = true\nflaky_reruns = 1\n"
-        "[green_branch]\nfixup_candidates = 1\nfixup_max_attempts = 1\n"))
+        f"[green_branch]\nfixup_candidates = 1\nfixup_max_attempts = {rounds}\n"))
     store = Store(config.db_path())
     return store, anyio.run(Controller(config, store).run)
 
@@ -331,4 +331,19 @@ def test_a_real_failure_is_repaired_from_the_first_run_not_after_the_re_run(
     assert winner["candidate"] == 1
     merges = store.rows("merges", "unit_id = ?", (unit["id"],))
     assert [m["status"] for m in merges] == ["promoted"] and "fixup" in merges[0]["branch"]
+    store.close()
+
+
+def test_with_no_fixup_round_left_a_real_failure_fails_after_its_re_run(tmp_path: Path) -> None:
+    # no round to play beside the re-run: the unit waits for its verdict, then fails (its
+    # rejected work never goes to the queue)
+    store, outcome = rerun_mission(tmp_path, flaky=False, rounds=0)
+    unit = store.units(outcome.mission_id)[0]
+    assert unit["status"] == "failed" and "fixup attempts exhausted" in unit["reason"]
+    assert not store.rows("merges", "unit_id = ?", (unit["id"],))
+    checks = store.query("SELECT payload FROM events WHERE kind = 'unit.prechecked' AND "
+                         "unit_id = ? ORDER BY id", (unit["id"],))
+    assert [(p["accepted"], p.get("rerun")) for p in map(json.loads, (c["payload"] for c in checks))] == [
+        (False, None), (False, True)]
+    assert not store.rows("events", "kind = 'fixup.started' AND unit_id = ?", (unit["id"],))
     store.close()
