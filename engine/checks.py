@@ -6,6 +6,7 @@ queue; none of them is the gate (the queue verifies every candidate)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import anyio
 import pygit2
 
 from engine.gitops import GitError, VerificationResult, run_verification
+from engine.ledger import Unit
 from engine.models import UnitStatus, VerificationStatus
 from engine.runtime import Recheck, Runtime
 from engine.stacking import merge_onto, stack_merged, unverified
@@ -176,3 +178,26 @@ def rerun_accepted(rt: Runtime, base: str, result: VerificationResult) -> bool:
     """Whether a precheck's re-run lets the unit go on to the queue: accepted, or it could not
     run at all (as :func:`precheck_passed` treats a run that could not run)."""
     return result.status == VerificationStatus.ERROR or rt.queue.judge(base, result).accepted
+
+
+def rerun_cut_short(rt: Runtime, unit: Unit) -> bool:
+    """Whether ``unit`` is in FIXUP on a precheck's first rejected run whose re-run has no
+    rejected result on record (it was in flight at a ``kill -9``, or it passed and the
+    process died before the unit's work reached the queue): the round that started beside
+    it (:func:`fixup_beside_rerun`) was waiting for that verdict. Not once the unit's head
+    went to the queue after it (a failure there is the queue's, and gets a round)."""
+    if not unit.head_commit:
+        return False
+    rows = rt.store.query(
+        "SELECT kind, payload FROM events WHERE unit_id = ? AND kind IN "
+        "('unit.prechecked', 'unit.submitted') ORDER BY id", (unit.id,))
+    state = None
+    for row in rows:
+        payload = json.loads(row["payload"])
+        if row["kind"] == "unit.submitted" or payload.get("head") != unit.head_commit:
+            state = None
+        elif payload.get("rerun_pending"):
+            state = "pending"
+        elif payload.get("rerun") and state == "pending":
+            state = "pending" if payload.get("accepted") else None
+    return state == "pending"

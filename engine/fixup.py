@@ -5,22 +5,20 @@ branch merged in (conflict markers committed as-is when the merge conflicts),
 works with a different approach hint, and is verified in place. The winner is
 chosen by :func:`engine.gates.fixup_select.choose_winner` (verified, most tests
 passing, fewest lint errors, smallest diff) and goes back into the merge queue.
+The merge step is ``engine/gitops/fixup_merge.py``; a round that starts beside a
+precheck's re-run (:func:`fixup_beside_rerun`) is called off if the re-run passes.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import traceback
 from collections.abc import Callable
-from pathlib import Path
 
 import anyio
 
 from engine.agents import AgentRole, run_unit_agent
 from engine.approvals import approve_or_deny
-from engine.clock import git_date_env
+from engine.checks import rerun_cut_short
 from engine.dispatch import FATAL_REASONS, forbidden_change, submit
 from engine.gates.fixup_select import (
     FIXUP_APPROACHES,
@@ -30,33 +28,11 @@ from engine.gates.fixup_select import (
     parse_test_counts,
 )
 from engine.gitops import run_verification
+from engine.gitops.fixup_merge import prepare_candidate
 from engine.hosts import running_on
 from engine.ledger import FixupWinner, Unit
 from engine.models import TERMINAL_UNIT_STATUSES, UnitStatus
 from engine.runtime import FatalAgentError, Recheck, Runtime
-
-GIT_IDENTITY = ["-c", "user.name=mc-agent", "-c", "user.email=mc-agent@localhost"]
-
-
-def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", **git_date_env()}
-    return subprocess.run(
-        ["git", *GIT_IDENTITY, *args], cwd=cwd, capture_output=True, text=True, env=env
-    )
-
-
-def prepare_candidate(workdir: Path, unit_head: str, unit_title: str) -> list[str]:
-    """Merge the unit's commit into the candidate worktree; commit conflict markers if any.
-
-    Returns the conflicting paths (empty when the merge was clean).
-    """
-    merge = _git(workdir, "merge", "--no-ff", "--no-edit", "-m", f"fixup: merge {unit_title}", unit_head)
-    if merge.returncode == 0:
-        return []
-    conflicted = _git(workdir, "diff", "--name-only", "--diff-filter=U").stdout.split()
-    _git(workdir, "add", "-A")
-    _git(workdir, "commit", "--no-verify", "-m", f"fixup: merge {unit_title} (with conflict markers)")
-    return conflicted
 
 
 def blocks_others(rt: Runtime, unit_id: str) -> bool:
@@ -177,29 +153,6 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str, *,
         await fixup_beside_rerun(rt, unit, recheck, detail, notes)
         return
     await play_round(rt, unit, round_no, detail, notes)
-
-
-def rerun_cut_short(rt: Runtime, unit: Unit) -> bool:
-    """Whether ``unit`` is in FIXUP on a precheck's first rejected run whose re-run has no
-    rejected result on record (it was in flight at a ``kill -9``, or it passed and the
-    process died before the unit's work reached the queue): the round that started beside
-    it (:func:`fixup_beside_rerun`) was waiting for that verdict. Not once the unit's head
-    went to the queue after it (a failure there is the queue's, and gets a round)."""
-    if not unit.head_commit:
-        return False
-    rows = rt.store.query(
-        "SELECT kind, payload FROM events WHERE unit_id = ? AND kind IN "
-        "('unit.prechecked', 'unit.submitted') ORDER BY id", (unit.id,))
-    state = None
-    for row in rows:
-        payload = json.loads(row["payload"])
-        if row["kind"] == "unit.submitted" or payload.get("head") != unit.head_commit:
-            state = None
-        elif payload.get("rerun_pending"):
-            state = "pending"
-        elif payload.get("rerun") and state == "pending":
-            state = "pending" if payload.get("accepted") else None
-    return state == "pending"
 
 
 async def fixup_beside_rerun(rt: Runtime, unit: Unit, recheck: Recheck, detail: str,
