@@ -1,8 +1,10 @@
 """Checks of a unit's finished branch before the merge queue: the precheck (the
 verification in the unit's own worktree, ``[target.verification] precheck``), when it is
 worth running (:func:`queue_verifies_at_once`), and the test merge onto ``mc/green``
-(:func:`conflicts_on_green`). A branch that fails one goes to fixup without entering the
-queue; none of them is the gate (the queue verifies every candidate)."""
+(:func:`conflicts_on_green`) and onto its siblings' finished work
+(:func:`conflicts_with_siblings`), and what a change must never do
+(:func:`forbidden_change`). A branch that fails one goes to fixup (or back to its agent)
+without entering the queue; none of them is the gate (the queue verifies every candidate)."""
 
 from __future__ import annotations
 
@@ -15,10 +17,11 @@ import anyio
 import pygit2
 
 from engine.gitops import GitError, VerificationResult, run_verification
+from engine.gitops.includes import included_files
 from engine.ledger import Unit
 from engine.models import UnitStatus, VerificationStatus
 from engine.runtime import Recheck, Runtime
-from engine.stacking import merge_onto, stack_merged, unverified
+from engine.stacking import merge_onto, sibling_heads, stack_merged, unverified
 
 
 async def precheck(rt: Runtime, workdir: Path, base: str, *,
@@ -102,6 +105,83 @@ def conflicted(rt: Runtime, unit_id: str, branch: str, head: str, paths: list[st
                   "agent was done, before the queue)")
     rt.log(f"unit {unit_id}: its branch conflicts with mc/green in {', '.join(paths)}; to "
            "fixup without entering the queue", unit_id=unit_id)
+
+
+async def conflicts_with_siblings(rt: Runtime, unit_id: str, head: str,
+                                  ) -> tuple[dict[str, str], list[str]]:
+    """The plan-tree siblings whose finished, unmerged work (:func:`sibling_heads`: in its
+    precheck, review or the queue) a unit's finished branch (``head``) conflicts with, by id
+    with their heads, and the conflicting paths; ({}, []) when none does, or when
+    ``[scheduler] stack_on_siblings`` is off. The second of two such branches to reach the
+    queue conflicts there once the first merges; found when its agent is done, the unit's
+    repair starts on the sibling's work (:func:`conflicted_with_siblings`) instead of after a
+    precheck and a wait in the queue (Sub 1.1's pair in the fleet benchmark: 2.4 s on the
+    critical chain; docs/gitops.md "A conflict with a sibling's work"). Only siblings the
+    unit could stack on with the rest of its stack (in memory, as the queue's candidates)."""
+    sched = rt.config.scheduler
+    if not (sched.stacked_branches and sched.stack_on_siblings):
+        return {}, []
+    unit = rt.units.require(unit_id)
+    green = rt.repo.green_head()
+    stacked = (unit.stacked_on or {}).get("heads") or {}
+    others = {sib: sib_head for sib, sib_head
+              in sibling_heads(rt, unit, rt.units.units(rt.mission_id), green).items()
+              if sib not in stacked}
+    if not others:
+        return {}, []
+    titles = {sib: (rt.units.get(sib) or unit).title for sib in others}
+    below = [(titles.get(dep, dep), dep_head) for dep, dep_head in stacked.items()]
+
+    def probe() -> tuple[dict[str, str], list[str]]:
+        found: dict[str, str] = {}
+        paths: set[str] = set()
+        for sib, sib_head in others.items():
+            _, clash = merge_onto(rt.repo.path, green, [(titles[sib], sib_head), (unit.title, head)])
+            if clash:
+                found[sib] = sib_head
+                paths.update(clash)
+        if found:  # the repair starts on all of it: it must merge without the unit's work
+            base, _ = merge_onto(rt.repo.path, green, [*below, *((titles[s], h) for s, h in found.items())])
+            if base is None:
+                return {}, []
+        return found, sorted(paths)
+
+    try:
+        found, paths = await anyio.to_thread.run_sync(probe)
+    except (GitError, pygit2.GitError, KeyError, ValueError) as exc:
+        rt.log(f"could not test-merge {unit.title!r} onto its siblings' work: {exc}; left to "
+               "the queue", level="warning")
+        return {}, []
+    if not found:
+        return {}, []
+    # the siblings may have moved during the merge (one stacked on this unit's work, say)
+    now = sibling_heads(rt, rt.units.require(unit_id), rt.units.units(rt.mission_id),
+                        rt.repo.green_head())
+    found = {sib: sib_head for sib, sib_head in found.items() if now.get(sib) == sib_head}
+    return (found, paths) if found else ({}, [])
+
+
+def conflicted_with_siblings(rt: Runtime, unit_id: str, branch: str, head: str,
+                             siblings: dict[str, str], paths: list[str]) -> None:
+    """A finished branch conflicts with its siblings' finished work
+    (:func:`conflicts_with_siblings`): to FIXUP, stacked on that work (``units.stacked_on``
+    gains the heads, as siblings), so the round's candidates start on it
+    (``engine/fixup.py``) and the winner's merge requires it (``engine/stacking.py``)."""
+    unit = rt.units.require(unit_id)
+    stacked = dict(unit.stacked_on or {})
+    base = str(unit.base_commit)
+    stacked.setdefault("green", base)
+    stacked.setdefault("base", base)
+    stacked["heads"] = {**(stacked.get("heads") or {}), **siblings}
+    stacked["siblings"] = sorted({*(stacked.get("siblings") or ()), *siblings})
+    titles = ", ".join(repr((rt.units.get(s) or unit).title) for s in siblings)
+    rt.units.move(unit_id, UnitStatus.FIXUP, head_commit=head, branch=branch, stacked_on=stacked,
+                  reason=f"conflict in {', '.join(paths)} with the finished work of its "
+                  f"sibling(s) {titles}, on its way to the queue (found when its agent was "
+                  "done; its repair starts on that work)")
+    rt.log(f"unit {unit_id}: its branch conflicts with the work of {titles} in "
+           f"{', '.join(paths)}; to fixup on top of it without entering the queue",
+           unit_id=unit_id)
 
 
 def queue_verifies_at_once(rt: Runtime, stacked_on: dict[str, Any] | None) -> bool:
@@ -201,3 +281,38 @@ def rerun_cut_short(rt: Runtime, unit: Unit) -> bool:
         elif payload.get("rerun") and state == "pending":
             state = "pending" if payload.get("accepted") else None
     return state == "pending"
+
+
+def forbidden_change(rt: Runtime, base: str, head: str) -> str | None:
+    """What a change from ``base`` to ``head`` must never do, phrased as feedback for the
+    agent, or None: delete a submodule that ``.gitmodules`` still declares (an agent's
+    ``git add -A`` without the submodule checked out), move a submodule to a commit only
+    the agent's worktree has, or commit a git-ignored file mc copied in from the user's
+    checkout (worktree includes: ``.env`` and the like)."""
+    lost = rt.repo.removed_submodules(base, head)
+    if lost:
+        paths = " ".join(lost)
+        return (
+            f"the change deletes the submodule {', '.join(lost)} (its gitlink) while .gitmodules "
+            f"still declares it; keep it: `git checkout {base[:12]} -- {paths}` (to remove a "
+            "submodule on purpose, `git rm` it, which also updates .gitmodules)"
+        )
+    unknown = rt.repo.unknown_submodule_commits(base, head)
+    if unknown:
+        moved = ", ".join(f"{path} to {sha[:12]}" for path, sha in unknown)
+        return (
+            f"the change moves the submodule {moved}, a commit that exists only in this "
+            "worktree (the user's clone of the submodule does not have it, so it cannot be "
+            "verified or merged); leave the submodule at its recorded commit and make changes "
+            "to the submodule's own project separately"
+        )
+    included = set(included_files(rt.repo.path, rt.config.worktree.include))
+    leaked = sorted(included & set(rt.repo.changed_paths(base, head))) if included else []
+    if leaked:
+        paths = " ".join(leaked)
+        return (
+            f"the change commits {', '.join(leaked)}: git-ignored files copied from the user's "
+            "checkout (worktree.include / .worktreeinclude, e.g. secrets) must never be "
+            f"committed; take them out with `git rm --cached {paths}` and keep them ignored"
+        )
+    return None

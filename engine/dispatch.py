@@ -9,11 +9,15 @@ from typing import Any
 import anyio
 
 from engine import clock
-from engine.agents import AgentRole, FailureReason, run_unit_agent
+from engine.agents import AgentResult, AgentRole, FailureReason, run_unit_agent
+from engine.agents.types import COMPLETED
 from engine.approvals import approve_or_deny
 from engine.checks import (
     conflicted,
+    conflicted_with_siblings,
     conflicts_on_green,
+    conflicts_with_siblings,
+    forbidden_change,
     precheck,
     precheck_passed,
     queue_verifies_at_once,
@@ -22,7 +26,6 @@ from engine.checks import (
 )
 from engine.gates.review import ReviewVerdict, review_unit
 from engine.gitops import GitError, VerificationResult
-from engine.gitops.includes import included_files
 from engine.ledger import Unit
 from engine.models import UnitStatus
 from engine.runtime import FatalAgentError, Recheck, Runtime
@@ -115,21 +118,32 @@ async def _run_unit(
     checked: VerificationResult | None = None
     rechecked: list[Recheck] = []  # its fixup round started on the precheck's first failure
     conflict: list[str] = []
+    clash: tuple[dict[str, str], list[str]] = ({}, [])  # siblings' work it conflicts with
+    def session_ended(result: AgentResult) -> None:
+        # with a precheck, a finished agent's slot goes to the next unit at once: neither
+        # judging its work (git, 70-100 ms) nor the checks below hold an agent
+        if rt.config.target.verification.precheck and result.status == COMPLETED:
+            rt.release_worker_slot(slot, unit_id)
+
     try:
         outcome = await run_unit_agent(
             store, rt.backend, config=config, mission_id=rt.mission_id,
             unit=rt.units.require(unit_id).row, objective=rt.objective,
             workdir=ws.path, base_commit=base, slot=slot,
             feedback=feedback, role=AgentRole.WORKER, notes=notes, templates=templates,
+            on_session_end=session_ended,
         )
         if (outcome.status == "completed" and outcome.commits > 0 and outcome.head_commit
                 and rt.config.target.verification.precheck
-                and not rt.repo.contains(outcome.head_commit, rt.repo.green_head())
                 and no_gate_before_queue(rt, base, outcome.head_commit)):
             # a conflict skips the precheck (review_and_submit checks again, after the gates)
-            conflict = await conflicts_on_green(rt, unit.title, outcome.head_commit, stacked_on)
+            if not rt.repo.contains(outcome.head_commit, rt.repo.green_head()):
+                conflict = await conflicts_on_green(rt, unit.title, outcome.head_commit,
+                                                    stacked_on)
+            if not conflict:
+                clash = await conflicts_with_siblings(rt, unit_id, outcome.head_commit)
         if (rt.config.target.verification.precheck and outcome.status == "completed"
-                and outcome.commits > 0 and not conflict):
+                and outcome.commits > 0 and not conflict and not clash[0]):
             # the agent's work is done: a crash during the precheck does not redo it
             store.update("units", unit_id, head_commit=outcome.head_commit)
             # and its worker slot goes to the next unit: a slot counts agents, and a
@@ -189,6 +203,9 @@ async def _run_unit(
     store.update("units", unit_id, head_commit=head)
     if conflict:
         conflicted(rt, unit_id, branch, head, conflict)
+        return UnitRunResult(True)
+    if clash[0]:
+        conflicted_with_siblings(rt, unit_id, branch, head, *clash)
         return UnitRunResult(True)
     if checked is not None and not precheck_passed(rt, unit_id, branch,
                                                    judged_on(stacked_on, base), head, checked):
@@ -294,6 +311,10 @@ async def review_and_submit(
     if conflict:
         conflicted(rt, unit_id, branch, head, conflict)
         return UnitRunResult(True)
+    siblings, paths = await conflicts_with_siblings(rt, unit_id, head)
+    if siblings:  # a sibling's agent finished during its precheck, review or approval
+        conflicted_with_siblings(rt, unit_id, branch, head, siblings, paths)
+        return UnitRunResult(True)
     submit(rt, unit_id, branch, head)
     return UnitRunResult(True)
 
@@ -306,41 +327,6 @@ def no_gate_before_queue(rt: Runtime, base: str, head: str) -> bool:
         return False
     stat = rt.repo.diff_stat(base, head)
     return stat.insertions + stat.deletions <= rt.config.hitl.large_merge_lines
-
-
-def forbidden_change(rt: Runtime, base: str, head: str) -> str | None:
-    """What a change from ``base`` to ``head`` must never do, phrased as feedback for the
-    agent, or None: delete a submodule that ``.gitmodules`` still declares (an agent's
-    ``git add -A`` without the submodule checked out), move a submodule to a commit only
-    the agent's worktree has, or commit a git-ignored file mc copied in from the user's
-    checkout (worktree includes: ``.env`` and the like)."""
-    lost = rt.repo.removed_submodules(base, head)
-    if lost:
-        paths = " ".join(lost)
-        return (
-            f"the change deletes the submodule {', '.join(lost)} (its gitlink) while .gitmodules "
-            f"still declares it; keep it: `git checkout {base[:12]} -- {paths}` (to remove a "
-            "submodule on purpose, `git rm` it, which also updates .gitmodules)"
-        )
-    unknown = rt.repo.unknown_submodule_commits(base, head)
-    if unknown:
-        moved = ", ".join(f"{path} to {sha[:12]}" for path, sha in unknown)
-        return (
-            f"the change moves the submodule {moved}, a commit that exists only in this "
-            "worktree (the user's clone of the submodule does not have it, so it cannot be "
-            "verified or merged); leave the submodule at its recorded commit and make changes "
-            "to the submodule's own project separately"
-        )
-    included = set(included_files(rt.repo.path, rt.config.worktree.include))
-    leaked = sorted(included & set(rt.repo.changed_paths(base, head))) if included else []
-    if leaked:
-        paths = " ".join(leaked)
-        return (
-            f"the change commits {', '.join(leaked)}: git-ignored files copied from the user's "
-            "checkout (worktree.include / .worktreeinclude, e.g. secrets) must never be "
-            f"committed; take them out with `git rm --cached {paths}` and keep them ignored"
-        )
-    return None
 
 
 def record_verdict(rt: Runtime, unit_id: str, verdict: ReviewVerdict, attempt_no: int,

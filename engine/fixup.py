@@ -18,8 +18,8 @@ import anyio
 
 from engine.agents import AgentRole, run_unit_agent
 from engine.approvals import approve_or_deny
-from engine.checks import rerun_cut_short
-from engine.dispatch import FATAL_REASONS, forbidden_change, submit
+from engine.checks import forbidden_change, rerun_cut_short
+from engine.dispatch import FATAL_REASONS, submit
 from engine.gates.fixup_select import (
     FIXUP_APPROACHES,
     FixupCandidate,
@@ -33,6 +33,7 @@ from engine.hosts import running_on
 from engine.ledger import FixupWinner, Unit
 from engine.models import TERMINAL_UNIT_STATUSES, UnitStatus
 from engine.runtime import FatalAgentError, Recheck, Runtime
+from engine.stacking import repair_base, unverified
 
 
 def blocks_others(rt: Runtime, unit_id: str) -> bool:
@@ -200,6 +201,7 @@ async def play_round(rt: Runtime, unit: Unit, round_no: int, detail: str,
     n = len(slots)
     try:  # until the candidates own them (each gives its slot back), the round does
         green = rt.repo.green_head()
+        base = await repair_base(rt, unit, green)  # with the work its merge waits for
         store.append_event(
             "fixup.started", mission_id=rt.mission_id, unit_id=unit_id, round=round_no,
             candidates=n, detail=detail[-2000:],
@@ -238,7 +240,7 @@ async def play_round(rt: Runtime, unit: Unit, round_no: int, detail: str,
                 rt.give_slot(holds.pop())
 
         try:
-            ws = await rt.pool.acquire(branch, green)
+            ws = await rt.pool.acquire(branch, base)
         except BaseException:
             give_back()
             raise
@@ -254,7 +256,7 @@ async def play_round(rt: Runtime, unit: Unit, round_no: int, detail: str,
                 outcome = await run_unit_agent(
                     store, rt.backend, config=rt.config, mission_id=rt.mission_id,
                     unit=rt.units.require(unit_id).row, objective=rt.objective,
-                    workdir=ws.path, base_commit=green, slot=slot, role=AgentRole.FIXUP,
+                    workdir=ws.path, base_commit=base, slot=slot, role=AgentRole.FIXUP,
                     approach=approach, failure_output=failure[-8000:], notes=notes,
                     feedback=None,
                 )
@@ -273,19 +275,24 @@ async def play_round(rt: Runtime, unit: Unit, round_no: int, detail: str,
                 )
             passed, failed = parse_test_counts(verification.output)
             await rt.baseline_recorded()  # judged against it below
-            stat = rt.repo.diff_stat(green, head)
-            problem = forbidden_change(rt, green, head)
+            stat = rt.repo.diff_stat(base, head)
+            problem = forbidden_change(rt, base, head)
             if problem:  # never delivered: the same check as before a unit's review
                 rt.log(f"fixup candidate {index + 1} is out: {problem}", level="warning",
                        unit_id=unit_id)
+            # no worse than the baseline of the mc/green it is built on; a failure while
+            # work under its stack is unverified may be that work's (as a precheck's): the
+            # queue verifies it on that work's repair (its merge requires it)
+            accepted = rt.queue.judge(green, verification).accepted
+            unsure = ([] if accepted or problem
+                      else unverified(rt, rt.units.require(unit_id)))
             result = FixupCandidate(
                 index=index, approach=approach,
-                # no worse than the baseline of the mc/green it is built on
-                verified=rt.queue.judge(green, verification).accepted and not problem,
+                verified=(accepted or bool(unsure)) and not problem,
                 tests_passed=passed, tests_failed=failed,
                 lint_errors=count_lint_errors(verification.output),
                 diff_lines=stat.insertions + stat.deletions,
-                head_commit=head if head != green else None,
+                head_commit=head if head != base else None,
             )
             results[index] = result
             store.append_event(
@@ -293,6 +300,7 @@ async def play_round(rt: Runtime, unit: Unit, round_no: int, detail: str,
                 candidate=index + 1, approach=approach, branch=branch, verified=result.verified,
                 tests_passed=passed, tests_failed=failed, lint_errors=result.lint_errors,
                 diff_lines=result.diff_lines, agent_status=outcome.status,
+                **({"inconclusive": True, "unverified": unsure} if unsure else {}),
             )
         finally:
             give_back()

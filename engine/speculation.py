@@ -12,7 +12,7 @@ different approach (:data:`SPECULATION_APPROACHES`). Each branch is an attempt o
 - ``review`` and ``best_score`` review the branches whose review can change the outcome
   (:func:`engine.gates.fixup_select.review_contenders`);
 - :func:`engine.gates.fixup_select.choose_winner` picks the winner under the policy; a branch
-  whose change is forbidden (:func:`engine.dispatch.forbidden_change`) never wins;
+  whose change is forbidden (:func:`engine.checks.forbidden_change`) never wins;
 - the unit's branch (``mc/unit/<id>``) is set to the winner's commit, which goes through the
   review gate (the winner's review is reused, not asked again), the large-merge gate and the
   merge queue like any unit's work (:func:`engine.dispatch.review_and_submit`).
@@ -36,7 +36,7 @@ from typing import Any, Protocol
 import anyio
 
 from engine.agents import AgentRole, FailureReason, run_unit_agent
-from engine.checks import precheck_passed
+from engine.checks import forbidden_change, precheck_passed
 from engine.config import MissionConfig
 from engine.dispatch import (
     BACKOFF_REASONS,
@@ -44,7 +44,6 @@ from engine.dispatch import (
     MAX_WORKER_ATTEMPTS,
     UnitRunResult,
     finished_work,
-    forbidden_change,
     review_and_submit,
     run_unit,
     starting_point,

@@ -212,6 +212,21 @@ def requirements(rt: Runtime, unit: Unit) -> list[str]:
     return [head for head in heads.values() if not rt.repo.contains(green, head)]
 
 
+async def repair_base(rt: Runtime, unit: Unit, green: str) -> str:
+    """Where a fixup candidate of ``unit`` starts: ``green`` with the stacked-on heads it
+    lacks (:func:`requirements`) merged in, in memory, so the repair is made on the work the
+    unit's merge waits for (a sibling's it conflicted with: ``engine/checks.py``
+    ``conflicts_with_siblings``); ``green`` itself when nothing is stacked, or when those
+    heads do not merge (the candidate then merges the unit's branch, stack and all, as
+    before)."""
+    heads = [(dep, head) for dep, head in ((unit.stacked_on or {}).get("heads") or {}).items()
+             if not rt.repo.contains(green, head)]
+    if not heads:
+        return green
+    base, _ = await anyio.to_thread.run_sync(merge_onto, rt.repo.path, green, heads)
+    return base or green
+
+
 def unverified(rt: Runtime, unit: Unit) -> list[str]:
     """The dependencies ``unit`` was stacked on whose stacked-on head is not known to pass:
     not in ``mc/green``, and no conclusive accepted precheck of that very head (one that ran,

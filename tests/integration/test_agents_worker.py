@@ -130,6 +130,24 @@ def test_missing_marker_falls_back_to_git_and_saves_uncommitted_work(
     assert any(p.get("marker_source") == "git" for p in logs)
 
 
+def test_on_session_end_is_told_before_the_work_is_judged(
+    store: Store, repo: Path, tmp_path: Path
+) -> None:
+    # a worker slot is given back then (engine/dispatch.py): the judging (git in the
+    # worktree) holds no agent. Here the agent left its note uncommitted: when the callback
+    # runs, the judge has not committed it yet.
+    backend = spy(tmp_path, '[[interaction]]\n  [[interaction.actions]]\n  type = "write"\n'
+                            '  path = "notes/new.md"\n  content = "hi"\n')
+    seen: list[tuple[str, str]] = []
+
+    def ended(result: AgentResult) -> None:
+        seen.append((result.status, git(repo, "status", "--porcelain")))
+
+    outcome = run_unit(store, backend, repo, on_session_end=ended)
+    assert seen == [("completed", "?? notes/")]
+    assert outcome.commits == 1 and git(repo, "status", "--porcelain") == ""
+
+
 def test_no_marker_no_changes_is_a_failure(store: Store, repo: Path, tmp_path: Path) -> None:
     backend = spy(tmp_path, '[[interaction]]\n  [[interaction.actions]]\n  type = "text"\n'
                             '  text = "<mc-result>{broken</mc-result>"\n')

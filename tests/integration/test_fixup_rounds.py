@@ -275,3 +275,52 @@ async def test_a_candidate_gives_its_slot_back_when_its_agent_is_done(tmp_path: 
     assert freed_while_verifying, "the candidate held its slot through its verification"
     assert rt.store.get("units", "u1")["status"] == UnitStatus.QUEUED
     assert rt.free_slots == every
+
+
+# A fixup agent that repairs only its own unit's file.
+OWN_FIX = '''
+[[interaction]]
+role = "fixup"
+actions = [
+  { type = "write", path = "app/top.py", content = "TOP = 2\\n" },
+  { type = "commit", message = "fix top" },
+]
+'''
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("dep_verified", [False, True])
+async def test_a_candidate_failing_on_unverified_work_under_its_stack_goes_to_the_queue(
+    tmp_path: Path, dep_verified: bool,
+) -> None:
+    # "top" is stacked on "dep", whose work breaks the greeting and has no passing precheck
+    # yet: top's candidate fails on dep's failure, not (as far as anyone knows) its own. As
+    # an inconclusive precheck does, it goes to the queue, which verifies it on dep's repair
+    # (its merge requires dep's head). Once dep's head is known to pass, the failure is top's.
+    rt = make_runtime(tmp_path, OWN_FIX, "[green_branch]\nfixup_candidates = 1\n"
+                      "fixup_max_attempts = 1\n")
+    green = rt.repo.green_head()
+    dep = commit_on_branch(rt, "mc/unit/dep", green, "app/greet.py",
+                           'def greet(name):\n    return f"bye {name}"\n', "break greet")
+    top = commit_on_branch(rt, "mc/unit/top", dep, "app/top.py", "TOP = 1\n", "top")
+    add_unit(rt, "dep", UnitStatus.RUNNING, branch="mc/unit/dep", head_commit=dep)
+    add_unit(rt, "top", UnitStatus.FIXUP, branch="mc/unit/top", head_commit=top,
+             reason="verification failed",
+             stacked_on={"green": green, "base": dep, "heads": {"dep": dep}})
+    if dep_verified:  # as if its precheck passed (the tests here break on it all the same)
+        rt.store.append_event("unit.prechecked", mission_id=rt.mission_id, unit_id="dep",
+                              status="passed", accepted=True, head=dep, inconclusive=False)
+    await run_fixup(rt, "top", "verification failed")
+    unit = rt.store.get("units", "top")
+    (candidate,) = events(rt, "fixup.candidate")
+    if dep_verified:
+        assert unit["status"] == UnitStatus.FAILED and not candidate["verified"]
+        assert "inconclusive" not in candidate
+        return
+    assert unit["status"] == UnitStatus.QUEUED, unit["reason"]
+    assert candidate["verified"] and candidate["inconclusive"]
+    assert candidate["unverified"] == ["Friendlier"]
+    (row,) = rt.store.rows("merges", "unit_id = ?", ("top",))
+    assert row["requires"] == [dep]
+    # the candidate started on dep's work: its diff is its own repair only
+    assert rt.repo.changed_paths(dep, row["head_commit"]) == ["app/top.py"]
