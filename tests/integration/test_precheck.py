@@ -21,6 +21,7 @@ from tests.e2e.conftest import (
     worker_entry,
     write_config,
 )
+from tests.integration.rerun_support import RESTORE_GREET, rerun_settings, shout_cassette
 
 PLAN_TWO = plan_of(("Add a farewell", "app/bye.py"), ("Add a shout", "app/shout.py"))
 CASSETTE = (
@@ -253,31 +254,9 @@ def rerun_mission(tmp_path: Path, flaky: bool, rounds: int = 1) -> tuple[Store, 
     unittest = f"{sys.executable} -m unittest discover -s tests -t ."
     command = (f"if [ -f app/shout.py ]; then sleep 1; if [ ! -e {mark} ]; then touch {mark}; "
                f"echo 'FAILED test_shout (first run)'; exit 1; fi; fi; {unittest}")
-    broken = "def greet(name):\\n    return 'HEY ' + name\\n"
-    work = ('  { type = "write", path = "app/greet.py", '
-            f'content = "{broken}" }},\n' if not flaky else "")
-    cassette = (plan_of(("Add a shout", "app/shout.py")) + AMBITION_OK + OBJECTIVE_MET + f'''
-[[interaction]]
-role = "worker"
-when = {{ unit_title = "Add a shout" }}
-actions = [
-  {{ type = "write", path = "app/shout.py", content = "def shout():\\n    return 'HEY'\\n" }},
-{work}  {{ type = "commit", message = "Add a shout" }},
-]
-
-[[interaction]]
-role = "fixup"
-actions = [
-  {{ type = "sleep", seconds = 4 }},
-  {{ type = "write", path = "app/greet.py", content = "def greet(name):\\n    return f'hello {{name}}'\\n" }},
-  {{ type = "commit", message = "Restore greet" }},
-]
-''')
-    config = load_config(write_config(
-        tmp_path, cassette,
-        f'[target.verification]\ncommand = "{command}"\nprecheck = true\n'
-        "precheck_when_queue_idle = true\nflaky_reruns = 1\n"
-        f"[green_branch]\nfixup_candidates = 1\nfixup_max_attempts = {rounds}\n"))
+    cassette = shout_cassette(breaks_greet=not flaky,
+                              fixup='  { type = "sleep", seconds = 4 },\n' + RESTORE_GREET)
+    config = load_config(write_config(tmp_path, cassette, rerun_settings(command, rounds=rounds)))
     store = Store(config.db_path())
     return store, anyio.run(Controller(config, store).run)
 

@@ -17,7 +17,8 @@ import engine.fixup as fixup
 from engine.config import load_config
 from engine.controller import Controller
 from engine.store import Store
-from tests.e2e.conftest import AMBITION_OK, OBJECTIVE_MET, make_target, plan_of, write_config
+from tests.e2e.conftest import make_target, write_config
+from tests.integration.rerun_support import RESTORE_GREET, rerun_settings, shout_cassette
 
 
 @pytest.mark.parametrize("fail_in_queue", [False, True])
@@ -38,29 +39,9 @@ def test_a_round_s_winner_keeps_its_head_when_the_re_run_ends_after_it(
                    f"[ $(cat {count} 2>/dev/null || echo 0) -lt 2 ]; then "
                    f"echo $(( $(cat {count} 2>/dev/null || echo 0) + 1 )) > {count}; "
                    f"echo 'FAILED in queue'; exit 1; fi;; esac; " + command)
-    cassette = (plan_of(("Add a shout", "app/shout.py")) + AMBITION_OK + OBJECTIVE_MET + '''
-[[interaction]]
-role = "worker"
-when = { unit_title = "Add a shout" }
-actions = [
-  { type = "write", path = "app/shout.py", content = "def shout():\\n    return 'HEY'\\n" },
-  { type = "write", path = "app/greet.py", content = "def greet(name):\\n    return 'HEY ' + name\\n" },
-  { type = "commit", message = "Add a shout" },
-]
-
-[[interaction]]
-role = "fixup"
-actions = [
-  { type = "write", path = "app/greet.py", content = "def greet(name):\\n    return f'hello {name}'\\n" },
-  { type = "commit", message = "Restore greet" },
-]
-''')
-    config = load_config(write_config(
-        tmp_path, cassette,
-        f'[target.verification]\ncommand = "{command}"\nprecheck = true\n'
-        "precheck_when_queue_idle = true\nflaky_reruns = 1\n"
-        "[scheduler.parallel]\nnum_workers = 2\n"
-        "[green_branch]\nfixup_candidates = 1\nfixup_max_attempts = 2\n"))
+    cassette = shout_cassette(breaks_greet=True, fixup=RESTORE_GREET)
+    config = load_config(write_config(tmp_path, cassette,
+                                      rerun_settings(command, rounds=2, workers=2)))
     store = Store(config.db_path())
 
     seen: dict[str, object] = {}

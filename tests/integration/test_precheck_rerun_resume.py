@@ -17,14 +17,8 @@ from pathlib import Path
 import pytest
 
 from engine.store import Store
-from tests.e2e.conftest import (
-    AMBITION_OK,
-    OBJECTIVE_MET,
-    leftover_processes,
-    make_target,
-    plan_of,
-    write_config,
-)
+from tests.e2e.conftest import leftover_processes, make_target, write_config
+from tests.integration.rerun_support import rerun_settings, shout_cassette
 
 
 def mc(config: Path, *extra: str) -> subprocess.Popen[bytes]:
@@ -43,27 +37,10 @@ def test_kill_during_a_flaky_precheck_rerun_then_resume(tmp_path: Path,
     # flaky: the first run that sees app/shout.py fails; every later one passes after 4 s
     command = (f"if [ -f app/shout.py ]; then if [ ! -e {mark} ]; then touch {mark}; "
                f"echo 'FAILED test_shout (flaky)'; exit 1; fi; sleep 4; fi; {unittest}")
-    cassette = (plan_of(("Add a shout", "app/shout.py")) + AMBITION_OK + OBJECTIVE_MET + '''
-[[interaction]]
-role = "worker"
-when = { unit_title = "Add a shout" }
-actions = [
-  { type = "write", path = "app/shout.py", content = "def shout():\\n    return 'HEY'\\n" },
-  { type = "commit", message = "Add a shout" },
-]
-
-[[interaction]]
-role = "fixup"
-actions = [
-  { type = "write", path = "app/shout.py", content = "def shout():\\n    return 'HEY!'\\n" },
-  { type = "commit", message = "fix" },
-]
-''')
-    config = write_config(
-        tmp_path, cassette,
-        f'[target.verification]\ncommand = "{command}"\nprecheck = true\n'
-        "precheck_when_queue_idle = true\nflaky_reruns = 1\n"
-        f"[green_branch]\nfixup_candidates = 1\nfixup_max_attempts = {max_attempts}\n")
+    fix = ('  { type = "write", path = "app/shout.py", '
+           "content = \"def shout():\\n    return 'HEY!'\\n\" },\n")
+    config = write_config(tmp_path, shout_cassette(breaks_greet=False, fixup=fix),
+                          rerun_settings(command, rounds=max_attempts))
     db = tmp_path / "repo" / ".git" / "mc" / "mission.db"
     proc = mc(config)
     try:

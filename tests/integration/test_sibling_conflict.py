@@ -15,6 +15,7 @@ from engine.checks import conflicted_with_siblings, conflicts_with_siblings
 from engine.config import load_config
 from engine.controller import Controller
 from engine.models import UnitStatus
+from engine.runtime import Runtime
 from engine.stacking import repair_base
 from engine.store import Store
 from tests.e2e.conftest import (
@@ -109,17 +110,24 @@ def test_without_stacking_on_siblings_the_queue_finds_the_conflict(tmp_path: Pat
     store.close()
 
 
-def test_two_siblings_never_wait_on_each_other(tmp_path: Path) -> None:
-    # both finished, each conflicting with the other: the first found goes to fixup on the
-    # other's work; the other is then not stacked on it (its stack holds the other's work)
-    rt = make_runtime(tmp_path, "", "[scheduler]\nstacked_branches = true\n")
-    green = rt.repo.green_head()
+def finished_siblings(rt: Runtime, green: str) -> dict[str, str]:
+    """Leaves "one" and "two" of one part, both done (in their precheck), each writing its
+    name as the whole of shared/hot.txt: their heads by id."""
     heads = {n: commit_on_branch(rt, f"mc/unit/{n}", green, "shared/hot.txt", f"{n}\n", n)
              for n in ("one", "two")}
     add_unit(rt, "part", UnitStatus.RUNNING, title="Part", is_leaf=0)
     for n in ("one", "two"):
         add_unit(rt, n, UnitStatus.RUNNING, title=n, branch=f"mc/unit/{n}", head_commit=heads[n],
                  base_commit=green, parent_id="part")
+    return heads
+
+
+def test_two_siblings_never_wait_on_each_other(tmp_path: Path) -> None:
+    # both finished, each conflicting with the other: the first found goes to fixup on the
+    # other's work; the other is then not stacked on it (its stack holds the other's work)
+    rt = make_runtime(tmp_path, "", "[scheduler]\nstacked_branches = true\n")
+    green = rt.repo.green_head()
+    heads = finished_siblings(rt, green)
 
     async def both() -> tuple[tuple[dict, list], tuple[dict, list]]:
         found = await conflicts_with_siblings(rt, "two", heads["two"])
@@ -143,11 +151,6 @@ def test_siblings_work_is_not_probed_with_stacking_on_siblings_off(tmp_path: Pat
     rt = make_runtime(tmp_path, "", "[scheduler]\nstacked_branches = true\n"
                       "stack_on_siblings = false\n")
     green = rt.repo.green_head()
-    heads = {n: commit_on_branch(rt, f"mc/unit/{n}", green, "shared/hot.txt", f"{n}\n", n)
-             for n in ("one", "two")}
-    add_unit(rt, "part", UnitStatus.RUNNING, title="Part", is_leaf=0)
-    for n in ("one", "two"):
-        add_unit(rt, n, UnitStatus.RUNNING, title=n, branch=f"mc/unit/{n}", head_commit=heads[n],
-                 base_commit=green, parent_id="part")
+    heads = finished_siblings(rt, green)
     assert anyio.run(conflicts_with_siblings, rt, "two", heads["two"]) == ({}, [])
     rt.store.close()
