@@ -174,6 +174,7 @@ def conflicted_with_siblings(rt: Runtime, unit_id: str, branch: str, head: str,
     stacked.setdefault("base", base)
     stacked["heads"] = {**(stacked.get("heads") or {}), **siblings}
     stacked["siblings"] = sorted({*(stacked.get("siblings") or ()), *siblings})
+    stacked["clash"] = sorted(siblings)  # what it is repaired for (engine/fixup.py clash_gone)
     titles = ", ".join(repr((rt.units.get(s) or unit).title) for s in siblings)
     rt.units.move(unit_id, UnitStatus.FIXUP, head_commit=head, branch=branch, stacked_on=stacked,
                   reason=f"conflict in {', '.join(paths)} with the finished work of its "

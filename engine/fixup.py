@@ -12,14 +12,14 @@ precheck's re-run (:func:`fixup_beside_rerun`) is called off if the re-run passe
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable
 
 import anyio
 
 from engine.agents import AgentRole, run_unit_agent
 from engine.approvals import approve_or_deny
-from engine.checks import forbidden_change, rerun_cut_short
+from engine.checks import conflicts_on_green, forbidden_change, rerun_cut_short
 from engine.dispatch import FATAL_REASONS, submit
+from engine.fixup_slots import blocks_others, round_slots
 from engine.gates.fixup_select import (
     FIXUP_APPROACHES,
     FixupCandidate,
@@ -31,85 +31,9 @@ from engine.gitops import run_verification
 from engine.gitops.fixup_merge import prepare_candidate
 from engine.hosts import running_on
 from engine.ledger import FixupWinner, Unit
-from engine.models import TERMINAL_UNIT_STATUSES, UnitStatus
+from engine.models import UnitStatus
 from engine.runtime import FatalAgentError, Recheck, Runtime
-from engine.stacking import repair_base, unverified
-
-
-def blocks_others(rt: Runtime, unit_id: str) -> bool:
-    """Whether a leaf not yet merged waits for ``unit_id`` (names it as a dependency: not
-    started yet, or stacked on it and held in the merge queue until it merges)."""
-    for unit in rt.units.units(rt.mission_id):
-        if unit.is_leaf and unit_id in unit.dependencies and unit.status not in (
-                TERMINAL_UNIT_STATUSES):
-            return True
-    return False
-
-
-def fixup_slots(rt: Runtime, blocking: bool = False) -> tuple[list[int], Callable[[int], bool]]:
-    """The slots a fixup candidate may take, in order of preference, and which are usable now.
-
-    First the ``fixup_candidates`` slots kept for fixups (past the workers'), then any worker
-    slot that is idle while fewer worker slots are busy than dispatch may fill
-    (``Runtime.worker_limit``, which an open circuit breaker lowers) and whose host is not
-    drained, and only while no READY unit waits for a worker slot (``Runtime.ready_waiting``:
-    a borrowed slot is held for a whole session and its verification, and in the fleet
-    benchmark candidates held 26-41 slot-seconds that ready units waited for) unless the
-    unit is ``blocking``: other units wait for it to merge (:func:`blocks_others`), so its
-    round is on their path and goes first. So a fixup
-    round never waits for a worker to finish, and several rounds run at once when workers are idle (a conflict or a culprit holds up the units that depend on it;
-    with only the kept slots, rounds ran one after another). At most ``num_workers +
-    fixup_candidates`` agents run at once, as before.
-    """
-    workers = rt.config.scheduler.parallel.num_workers
-    kept = list(range(workers, workers + rt.config.green_branch.fixup_candidates))
-
-    def usable(slot: int) -> bool:
-        if slot >= workers:
-            return True
-        if rt.ready_waiting and not blocking:  # a READY unit waits for a slot: it goes first
-            return False
-        busy = sum(1 for s in range(workers) if s not in rt.free_slots)
-        limit = workers if rt.worker_limit is None else rt.worker_limit
-        return busy < limit and (rt.hosts is None or rt.hosts.usable(slot))
-
-    return [*kept, *range(workers)], usable
-
-
-async def round_slots(rt: Runtime, blocking: bool) -> list[int]:
-    """The slots of one fixup round's candidates: ``fixup_min_candidates`` it waits for, with
-    priority over READY units (dispatch leaves them a worker slot: ``Runtime.fixups_waiting``;
-    a repair holds up its unit's merge and whatever is stacked on it or waits for it), then up
-    to ``fixup_candidates`` in all on slots free at once (:func:`fixup_slots`), never waited for.
-
-    N-of-M with M fixed made every round cost M sessions: in the fleet benchmark 48 fixup
-    sessions (about 190 slot-seconds, more than the 174 s of all the units' own agent time)
-    queued behind READY units and ended the mission 10-15 s after the last unit's agent. With
-    idle slots a round still gets all its candidates."""
-    gb = rt.config.green_branch
-    need = min(gb.fixup_min_candidates, gb.fixup_candidates)
-    slots: list[int] = []
-    try:
-        for _ in range(need):
-            order, usable = fixup_slots(rt, blocking=True)
-            slot = rt.try_take_slot(order, usable)
-            if slot is None:
-                rt.fixups_waiting += 1
-                try:
-                    slot = await rt.take_slot(order, usable)
-                finally:
-                    rt.fixups_waiting -= 1
-            slots.append(slot)
-    except BaseException:
-        for slot in slots:
-            rt.give_slot(slot)
-        raise
-    while len(slots) < gb.fixup_candidates:
-        extra = rt.try_take_slot(*fixup_slots(rt, blocking))
-        if extra is None:
-            break
-        slots.append(extra)
-    return slots
+from engine.stacking import dead_siblings, drop_siblings, repair_base, stack_base, unverified
 
 
 def fixup_rounds(rt: Runtime, unit_id: str) -> int:
@@ -133,6 +57,8 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str, *,
         await deliver_winner(rt, unit, pending.round, pending.candidate, pending.approach,
                              pending.head)
         return
+    if await clash_gone(rt, unit):
+        return
     recheck = rt.rechecks.pop(unit_id, None)
     if recheck is None and rerun_cut_short(rt, unit):
         # a restart came between its precheck's first run and its re-run's end: as a crash
@@ -154,6 +80,34 @@ async def run_fixup(rt: Runtime, unit_id: str, detail: str, *,
         await fixup_beside_rerun(rt, unit, recheck, detail, notes)
         return
     await play_round(rt, unit, round_no, detail, notes)
+
+
+async def clash_gone(rt: Runtime, unit: Unit) -> bool:
+    """Take out of ``unit``'s stack the siblings whose work will never merge
+    (:func:`engine.stacking.dead_siblings`: failed, cancelled, redoing it); when the unit was
+    in FIXUP only for a conflict with their work (``stacked_on.clash``) and its own branch
+    merges onto ``mc/green``, its own work goes to the queue instead of a round (True)."""
+    dead = dead_siblings(rt, unit)
+    if not dead:
+        return False
+    clash = set((unit.stacked_on or {}).get("clash") or ())
+    unit = drop_siblings(rt, unit, dead, "that work will not merge")
+    if not clash or clash - set(dead) or not unit.head_commit or not unit.branch:
+        return False
+    if await conflicts_on_green(rt, unit.title, unit.head_commit, unit.stacked_on):
+        return False
+    rt.log(f"unit {unit.id}: the sibling work it conflicted with will not merge; its own work "
+           "goes to the merge queue", unit_id=unit.id)
+    submit(rt, unit.id, unit.branch, unit.head_commit)
+    return True
+
+
+def leaves_markers(rt: Runtime, base: str, head: str) -> bool:
+    """Whether the change from ``base`` to ``head`` adds a line that is a merge conflict
+    marker (``<<<<<<< `` or ``>>>>>>> ``, as git writes them): a candidate left so failed on
+    its own account."""
+    return any(line.startswith(("+<<<<<<< ", "+>>>>>>> "))
+               for line in rt.repo.diff_text(base, head).splitlines())
 
 
 async def fixup_beside_rerun(rt: Runtime, unit: Unit, recheck: Recheck, detail: str,
@@ -201,7 +155,7 @@ async def play_round(rt: Runtime, unit: Unit, round_no: int, detail: str,
     n = len(slots)
     try:  # until the candidates own them (each gives its slot back), the round does
         green = rt.repo.green_head()
-        base = await repair_base(rt, unit, green)  # with the work its merge waits for
+        base, unit = await repair_base(rt, unit, green)  # on the work its merge waits for
         store.append_event(
             "fixup.started", mission_id=rt.mission_id, unit_id=unit_id, round=round_no,
             candidates=n, detail=detail[-2000:],
@@ -284,7 +238,8 @@ async def play_round(rt: Runtime, unit: Unit, round_no: int, detail: str,
             # work under its stack is unverified may be that work's (as a precheck's): the
             # queue verifies it on that work's repair (its merge requires it)
             accepted = rt.queue.judge(green, verification).accepted
-            unsure = ([] if accepted or problem
+            unsure = ([] if accepted or problem or outcome.status != "completed"
+                      or leaves_markers(rt, base, head)
                       else unverified(rt, rt.units.require(unit_id)))
             result = FixupCandidate(
                 index=index, approach=approach,
@@ -349,6 +304,8 @@ async def deliver_winner(
     unit_id = unit.id
     branch = f"mc/fixup/{unit_id}/{round_no}-{candidate}"
     green = rt.repo.green_head()
+    # its own change: from the work under its stack, which merges ahead of it
+    green = await stack_base(rt, rt.units.require(unit_id), green) or green
     stat = rt.repo.diff_stat(green, head)
     if not await approve_or_deny(
         rt, "fixup", f"fixup of {unit.title}: candidate {candidate} ({approach})",

@@ -63,7 +63,7 @@ class Runtime:
     # fixup candidates borrow an idle worker slot only below it (engine/fixup.py)
     worker_limit: int | None = None
     # READY leaves the last dispatch pass could not place for want of a worker slot: while
-    # any wait, fixup candidates do not borrow worker slots (engine/fixup.py: fixup_slots)
+    # any wait, fixup candidates do not borrow worker slots (engine/fixup_slots.py)
     ready_waiting: int = 0
     # hands a unit's worker slot back once its agent is done, so its precheck does not hold
     # it (set by the execute phase; None: the slot is held until the unit's task ends)

@@ -212,19 +212,36 @@ def requirements(rt: Runtime, unit: Unit) -> list[str]:
     return [head for head in heads.values() if not rt.repo.contains(green, head)]
 
 
-async def repair_base(rt: Runtime, unit: Unit, green: str) -> str:
-    """Where a fixup candidate of ``unit`` starts: ``green`` with the stacked-on heads it
-    lacks (:func:`requirements`) merged in, in memory, so the repair is made on the work the
-    unit's merge waits for (a sibling's it conflicted with: ``engine/checks.py``
-    ``conflicts_with_siblings``); ``green`` itself when nothing is stacked, or when those
-    heads do not merge (the candidate then merges the unit's branch, stack and all, as
-    before)."""
+async def stack_base(rt: Runtime, unit: Unit, green: str) -> str | None:
+    """``green`` with the stacked-on heads of ``unit`` it lacks (:func:`requirements`) merged
+    in, in memory: the work the unit's merge waits for; ``green`` when nothing is stacked,
+    None when those heads do not merge."""
     heads = [(dep, head) for dep, head in ((unit.stacked_on or {}).get("heads") or {}).items()
              if not rt.repo.contains(green, head)]
     if not heads:
         return green
     base, _ = await anyio.to_thread.run_sync(merge_onto, rt.repo.path, green, heads)
-    return base or green
+    return base
+
+
+async def repair_base(rt: Runtime, unit: Unit, green: str) -> tuple[str, Unit]:
+    """Where a fixup candidate of ``unit`` starts, and the unit: :func:`stack_base`, so the
+    repair is made on the work its merge waits for (a sibling's it conflicted with:
+    ``engine/checks.py conflicts_with_siblings``). When those heads no longer merge (``green``
+    moved), the candidate starts on ``green`` and merges the unit's branch, which holds its
+    dependencies' heads; a sibling's head it does not hold is taken out of its stack (the
+    repair could not see that conflict, and its merge must not wait for that work)."""
+    base = await stack_base(rt, unit, green)
+    if base is not None:
+        return base, unit
+    heads = (unit.stacked_on or {}).get("heads") or {}
+    own = str(unit.head_commit or "")
+    apart = [d for d in (unit.stacked_on or {}).get("siblings") or ()
+             if d in heads and not (own and rt.repo.contains(own, heads[d]))]
+    if apart:
+        unit = drop_siblings(rt, unit, apart, "its stack no longer merges onto mc/green; "
+                             "repaired on mc/green")
+    return green, unit
 
 
 def unverified(rt: Runtime, unit: Unit) -> list[str]:
@@ -274,6 +291,26 @@ def settle_stacks(rt: Runtime, units: list[Unit]) -> list[str]:
         units = rt.units.units(rt.mission_id)
 
 
+def unmet(rt: Runtime, dep: Unit | None, head: str, green: str) -> str | None:
+    """Why ``dep``'s ``head``, stacked on, can never reach ``green`` by ``dep``'s merge, or
+    None while it still may: ``"gone"`` (FAILED, BLOCKED, CANCELLED, or no such unit),
+    ``"merged other work"`` (MERGED without it), ``"redoing"`` (back to READY or PLANNED, or
+    on work that does not hold it: a review rejected it, its own stack was withdrawn; not a
+    unit a restart put back to READY to take its finished work on, ``resume_point``
+    "review")."""
+    if dep is None or dep.status in GONE:
+        return "gone"
+    if rt.repo.contains(green, head):
+        return None
+    if dep.status == UnitStatus.MERGED:
+        return "merged other work"
+    holds = bool(dep.head_commit) and rt.repo.contains(str(dep.head_commit), head)
+    resuming = dep.status == UnitStatus.READY and dep.resume_point == "review"
+    if (dep.status in REDONE and not (resuming and holds)) or not holds:
+        return "redoing"
+    return None
+
+
 def _settle_once(rt: Runtime, units: list[Unit]) -> list[str]:
     by_id = {u.id: u for u in units}
     green = rt.repo.green_head()
@@ -286,28 +323,23 @@ def _settle_once(rt: Runtime, units: list[Unit]) -> list[str]:
         siblings = set(unit.stacked_on.get("siblings") or ())
         for dep_id, head in (unit.stacked_on.get("heads") or {}).items():
             dep = by_id.get(dep_id) or rt.units.get(dep_id)
-            if dep_id in siblings and (dep is None or dep.status in GONE):
-                title = dep.title if dep else dep_id
+            why = unmet(rt, dep, head, green)
+            title = dep.title if dep else dep_id
+            if why == "gone" and dep_id in siblings:
                 verdict = (UnitStatus.READY, f"its sibling {title!r}, whose work this unit was "
                            "stacked on, will not merge: running it again from mc/green")
-                break
-            if dep is None or dep.status in GONE:
-                title = dep.title if dep else dep_id
+            elif why == "gone":
                 verdict = (UnitStatus.BLOCKED, f"a dependency failed: {title!r}, whose work this "
                            "unit was stacked on, will not merge")
-                break
-            if dep.status == UnitStatus.MERGED and not rt.repo.contains(green, head):
-                verdict = (UnitStatus.READY, f"{dep.title!r} merged other work than the "
+            elif why == "merged other work":
+                verdict = (UnitStatus.READY, f"{title!r} merged other work than the "
                            f"{head[:10]} this unit was stacked on: running it again from mc/green")
-                break
-            if dep.status != UnitStatus.MERGED and not rt.repo.contains(green, head) and (
-                    dep.status in REDONE or not dep.head_commit
-                    or not rt.repo.contains(dep.head_commit, head)):
-                # its work was let go (a review rejected it, its own stack was withdrawn):
+            elif why == "redoing":
                 # redone from mc/green, it will never hold this head. Waiting for it to merge
                 # could wait for ever: a unit stacked on this one may be what it stacks on next
-                verdict = (UnitStatus.READY, f"{dep.title!r} is redoing the work this unit was "
+                verdict = (UnitStatus.READY, f"{title!r} is redoing the work this unit was "
                            f"stacked on ({head[:10]}): running it again from mc/green")
+            if verdict is not None:
                 break
         if verdict is None:
             continue
@@ -320,3 +352,29 @@ def _settle_once(rt: Runtime, units: list[Unit]) -> list[str]:
         withdrawn.append(unit.id)
     return withdrawn
 
+
+def drop_siblings(rt: Runtime, unit: Unit, sibling_ids: list[str], why: str) -> Unit:
+    """Take ``sibling_ids`` out of ``unit``'s stack (``units.stacked_on``: heads, siblings and
+    ``clash``), logged with ``why``; the unit as it is now."""
+    stacked = dict(unit.stacked_on or {})
+    gone = set(sibling_ids)
+    stacked["heads"] = {d: h for d, h in (stacked.get("heads") or {}).items() if d not in gone}
+    for key in ("siblings", "clash"):
+        if key in stacked:
+            stacked[key] = [d for d in stacked[key] if d not in gone]
+    titles = ", ".join(repr((rt.units.get(d) or unit).title) for d in sibling_ids)
+    rt.store.update("units", unit.id, stacked_on=stacked)
+    rt.log(f"unit {unit.id}: no longer stacked on the work of its sibling(s) {titles}: {why}",
+           unit_id=unit.id)
+    return rt.units.require(unit.id)
+
+
+def dead_siblings(rt: Runtime, unit: Unit) -> list[str]:
+    """The siblings under ``unit``'s stack whose stacked-on work can never merge
+    (:func:`unmet`): a unit in FIXUP on them is repaired without them
+    (``engine/fixup.py``)."""
+    stacked = unit.stacked_on or {}
+    heads = stacked.get("heads") or {}
+    green = rt.repo.green_head()
+    return [d for d in stacked.get("siblings") or () if d in heads
+            and unmet(rt, rt.units.get(d), heads[d], green) is not None]

@@ -11,6 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+import engine.agents.worker as worker
 from engine.checks import conflicted_with_siblings, conflicts_with_siblings
 from engine.config import load_config
 from engine.controller import Controller
@@ -140,9 +141,9 @@ def test_two_siblings_never_wait_on_each_other(tmp_path: Path) -> None:
     two = rt.units.require("two")
     assert two.status == UnitStatus.FIXUP
     assert two.stacked_on == {"green": green, "base": green, "heads": {"one": heads["one"]},
-                              "siblings": ["one"]}
+                              "siblings": ["one"], "clash": ["one"]}
     # its repair starts on the sibling's work
-    base = anyio.run(repair_base, rt, two, green)
+    base, _ = anyio.run(repair_base, rt, two, green)
     assert git(rt.repo.path, "show", f"{base}:shared/hot.txt") == "one"
     rt.store.close()
 
@@ -154,3 +155,59 @@ def test_siblings_work_is_not_probed_with_stacking_on_siblings_off(tmp_path: Pat
     heads = finished_siblings(rt, green)
     assert anyio.run(conflicts_with_siblings, rt, "two", heads["two"]) == ({}, [])
     rt.store.close()
+
+
+def test_two_siblings_probing_at_once_end_with_one_stacked_on_the_other(tmp_path: Path) -> None:
+    rt = make_runtime(tmp_path, "", "[scheduler]\nstacked_branches = true\n")
+    heads = finished_siblings(rt, rt.repo.green_head())
+
+    async def probe(uid: str) -> None:
+        found, paths = await conflicts_with_siblings(rt, uid, heads[uid])
+        if found:
+            conflicted_with_siblings(rt, uid, f"mc/unit/{uid}", heads[uid], found, paths)
+
+    async def both() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(probe, "one")
+            tg.start_soon(probe, "two")
+
+    anyio.run(both)
+    units = [rt.units.require(u) for u in ("one", "two")]
+    assert sorted(u.status for u in units) == sorted([UnitStatus.FIXUP, UnitStatus.RUNNING])
+    rt.store.close()
+
+
+@pytest.mark.parametrize("precheck", [True, False])
+def test_no_worker_slot_is_given_back_twice_or_shared(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, precheck: bool,
+) -> None:
+    # a slot is given back when its agent ends (run_unit_agent(on_session_end=)) and again
+    # when the unit's task ends: only the holder's first release counts
+    problems: list[str] = []
+    real_give = Runtime.give_slot
+
+    def give(self: Runtime, slot: int) -> None:
+        if slot in self.free_slots:
+            problems.append(f"slot {slot} given back twice")
+        real_give(self, slot)
+
+    monkeypatch.setattr(Runtime, "give_slot", give)
+    live: dict[int, str] = {}
+    real_run = worker.run_recorded
+
+    async def run_recorded(store, backend, req, *, mission_id, unit_id, slot):  # type: ignore[no-untyped-def]
+        if slot is not None and slot in live:
+            problems.append(f"slot {slot}: {unit_id} while {live[slot]} runs")
+        if slot is not None:
+            live[slot] = str(unit_id)
+        try:
+            return await real_run(store, backend, req, mission_id=mission_id,
+                                  unit_id=unit_id, slot=slot)
+        finally:
+            if slot is not None:
+                live.pop(slot, None)
+
+    monkeypatch.setattr(worker, "run_recorded", run_recorded)
+    store, _ = sibling_mission(tmp_path, precheck)
+    store.close()
+    assert problems == []
