@@ -323,6 +323,9 @@ async def deliver_winner(
                 diffstat=stat.text, diff=rt.repo.diff_text(green, head))):
         rt.units.move(unit_id, UnitStatus.FAILED, reason="large merge not approved")
         return
+    stacked = rt.units.require(unit_id).stacked_on
+    if stacked and stacked.get("clash"):  # repaired: its head is no longer its own work alone
+        rt.store.update("units", unit_id, stacked_on={**stacked, "clash": []})
     submit(rt, unit_id, branch, head)
 
 

@@ -209,3 +209,20 @@ async def test_a_candidate_left_with_conflict_markers_is_not_delivered_as_inconc
     assert [(c["verified"], "inconclusive" in c) for c in candidates] == [(False, False)] * 2
     assert unit.status == UnitStatus.FAILED
     assert rt.store.rows("merges", "unit_id = ?", ("two",)) == []
+
+
+@pytest.mark.anyio
+async def test_a_repair_on_a_live_siblings_work_is_merged_after_it_and_clears_the_clash(
+        tmp_path: Path) -> None:
+    # one is in the queue: two's candidate starts on its work, resolves the conflict, and its
+    # winner waits for one's merge. Once repaired, two's head is no longer its own work
+    # alone: a later failure of its winner is never "the clash is gone, submit its own work"
+    rt, green, one, two = setup(tmp_path, RESOLVES, UnitStatus.QUEUED)
+    await run_fixup(rt, "two", "conflict in shared/hot.txt with the finished work of 'one'")
+    unit = rt.units.require("two")
+    assert unit.status == UnitStatus.QUEUED, unit.reason
+    (row,) = rt.store.rows("merges", "unit_id = ?", ("two",))
+    assert row["requires"] == [one] and rt.repo.contains(row["head_commit"], one)
+    assert unit.stacked_on["siblings"] == ["one"] and unit.stacked_on["clash"] == []
+    text = rt.repo.pygit[pygit2.Oid(hex=row["head_commit"])].peel(pygit2.Commit).tree
+    assert rt.repo.pygit[text["shared/hot.txt"].id].data == b"one and two\n"
