@@ -117,7 +117,9 @@ async def conflicts_with_siblings(rt: Runtime, unit_id: str, head: str,
     repair starts on the sibling's work (:func:`conflicted_with_siblings`) instead of after a
     precheck and a wait in the queue (Sub 1.1's pair in the fleet benchmark: 2.4 s on the
     critical chain; docs/gitops.md "A conflict with a sibling's work"). Only siblings the
-    unit could stack on with the rest of its stack (in memory, as the queue's candidates)."""
+    unit could stack on with the rest of its stack (in memory, as the queue's candidates), and
+    only those whose own change shares a path with the unit's (:func:`own_paths`; merging
+    every sibling cost 15-40 ms a unit in ``bench_engine_overhead``)."""
     sched = rt.config.scheduler
     if not (sched.stacked_branches and sched.stack_on_siblings):
         return {}, []
@@ -127,6 +129,11 @@ async def conflicts_with_siblings(rt: Runtime, unit_id: str, head: str,
     others = {sib: sib_head for sib, sib_head
               in sibling_heads(rt, unit, rt.units.units(rt.mission_id), green).items()
               if sib not in stacked}
+    if others:  # only a path both changed can conflict: the rest need no merge
+        mine = own_paths(rt, unit, head)
+        others = {sib: sib_head for sib, sib_head in others.items()
+                  if mine is None or (theirs := own_paths(rt, rt.units.get(sib), sib_head)) is None
+                  or mine & theirs}
     if not others:
         return {}, []
     titles = {sib: (rt.units.get(sib) or unit).title for sib in others}
@@ -159,6 +166,17 @@ async def conflicts_with_siblings(rt: Runtime, unit_id: str, head: str,
                         rt.repo.green_head())
     found = {sib: sib_head for sib, sib_head in found.items() if now.get(sib) == sib_head}
     return (found, paths) if found else ({}, [])
+
+
+def own_paths(rt: Runtime, unit: Unit | None, head: str) -> set[str] | None:
+    """The paths ``unit``'s own change touches: from the commit it started on (``mc/green``
+    or its stack base) to ``head`` (a tree diff); None when that is not known."""
+    if unit is None or not unit.base_commit:
+        return None
+    try:
+        return set(rt.repo.changed_paths(str(unit.base_commit), head))
+    except (GitError, KeyError, ValueError):
+        return None
 
 
 def conflicted_with_siblings(rt: Runtime, unit_id: str, branch: str, head: str,

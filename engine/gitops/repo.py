@@ -229,12 +229,13 @@ class GitRepo:
         return sum(1 for _ in walker)
 
     # ------------------------------------------------------------------ diffs
-    def _diff(self, base: str, head: str) -> pygit2.Diff:
+    def _diff(self, base: str, head: str, *, renames: bool = True) -> pygit2.Diff:
         base_tree = self.pygit[self._resolve(base)].peel(pygit2.Tree)
         head_tree = self.pygit[self._resolve(head)].peel(pygit2.Tree)
         view = object_view(self.pygit, attributes=head_tree)  # never the user's index
         diff = view.diff(view[base_tree.id], view[head_tree.id])
-        diff.find_similar()
+        if renames:
+            diff.find_similar()
         return diff
 
     def diff_stat(self, base: str, head: str) -> DiffStat:
@@ -272,8 +273,10 @@ class GitRepo:
         return [(s.path, s.commit) for s in unknown_commits(before, after, sources, self.path)]
 
     def changed_paths(self, base: str, head: str) -> list[str]:
+        """Every path the change from ``base`` to ``head`` adds, deletes or modifies (a rename
+        is its old and its new path: no rename detection is needed for the set)."""
         paths: list[str] = []
-        for delta in self._diff(base, head).deltas:
+        for delta in self._diff(base, head, renames=False).deltas:
             for path in (delta.old_file.path, delta.new_file.path):
                 if path and path not in paths:
                     paths.append(path)
