@@ -12,6 +12,7 @@ import anyio
 import pytest
 
 import engine.agents.worker as worker
+import engine.checks as checks
 from engine.checks import conflicted_with_siblings, conflicts_with_siblings
 from engine.config import load_config
 from engine.controller import Controller
@@ -211,3 +212,28 @@ def test_no_worker_slot_is_given_back_twice_or_shared(
     store, _ = sibling_mission(tmp_path, precheck)
     store.close()
     assert problems == []
+
+
+def test_siblings_whose_changes_share_no_path_are_not_test_merged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # only a path both changed can conflict: "three" (its own file) is never merged with
+    # "two"; "one" (the same file as "two") is
+    rt = make_runtime(tmp_path, "", "[scheduler]\nstacked_branches = true\n")
+    green = rt.repo.green_head()
+    heads = finished_siblings(rt, green)
+    three = commit_on_branch(rt, "mc/unit/three", green, "app/three.py", "X = 3\n", "three")
+    add_unit(rt, "three", UnitStatus.RUNNING, title="three", branch="mc/unit/three",
+             head_commit=three, base_commit=green, parent_id="part")
+    merged: list[list[str]] = []
+    real = checks.merge_onto
+
+    def spy(path, base, labelled):  # type: ignore[no-untyped-def]
+        merged.append([label for label, _ in labelled])
+        return real(path, base, labelled)
+
+    monkeypatch.setattr(checks, "merge_onto", spy)
+    found, paths = anyio.run(conflicts_with_siblings, rt, "two", heads["two"])
+    assert found == {"one": heads["one"]} and paths == ["shared/hot.txt"]
+    assert all("three" not in labels for labels in merged) and ["one", "two"] in merged
+    rt.store.close()
