@@ -65,15 +65,17 @@ class VerificationConfig(Section):
         "a pull request's CI runs before a merge queue takes it; a unit that fails it goes "
         "straight to fixup instead of into a merge-queue batch it would break (one more "
         "verification per unit, run by the workers in parallel). Skipped when the merge queue "
-        "would verify the branch at once, alone (see precheck_when_queue_idle). Off: fewer "
+        "would verify the branch at once, alone, and for the mission's last work (no other "
+        "agent running, nothing waiting to start; see precheck_when_queue_idle). Off: fewer "
         "verifications (a CPU-bound suite on a small machine), more bisection in the queue.",
     )
     precheck_when_queue_idle: bool = Field(
         False,
         description="Precheck also when the merge queue would verify the unit's branch at "
         "once and alone on mc/green (nothing queued ahead, a verify slot free, no review "
-        "gate first): the precheck then only runs the same verification first and adds its "
-        "time to the unit's path.",
+        "gate first), and for the mission's last work: the precheck then only runs the same "
+        "verification first (or protects no branch queued after it) and adds its time to "
+        "the unit's path.",
     )
 
 

@@ -151,8 +151,9 @@ async def _run_unit(
             rt.release_worker_slot(slot, unit_id)
             if queue_verifies_at_once(rt, stacked_on):
                 rt.prechecks_skipped.add(unit_id)  # until it is submitted (run_unit)
-                rt.log(f"unit {unit_id}: no precheck: the merge queue verifies its branch at "
-                       "once", unit_id=unit_id)
+                why = ("the merge queue verifies its branch at once" if rt.queue.verifies_at_once()
+                       else "the mission's last work (nothing can queue behind it but repairs)")
+                rt.log(f"unit {unit_id}: no precheck: {why}", unit_id=unit_id)
             else:
                 judged, done = judged_on(stacked_on, base), str(outcome.head_commit)
 

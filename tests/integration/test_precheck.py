@@ -200,26 +200,54 @@ def test_no_precheck_when_the_merge_queue_verifies_the_branch_at_once(tmp_path: 
     store.close()
 
 
-def test_the_precheck_runs_while_the_merge_queue_is_busy(tmp_path: Path) -> None:
-    # The farewell's agent is done first, with the queue idle: no precheck, the queue
-    # verifies it (1.5 s: slow only with the farewell in, one batch at a time). The shout's
-    # agent is done while that runs: its precheck runs, fails, and it goes to fixup without
-    # entering the queue.
+def busy_queue_mission(tmp_path: Path, wave: bool) -> Store:
+    """The farewell's agent is done first, with the queue idle: no precheck, the queue
+    verifies it (1.5 s: slow only with the farewell in, one batch at a time). The broken
+    shout's agent is done while that runs. With ``wave``, a third unit's agent (3 s) still
+    runs then."""
     make_target(tmp_path)
     slow = f"if [ -f app/bye.py ]; then sleep 1.5; fi; {sys.executable} -m unittest discover -s tests -t ."
+    cassette = skip_cassette(1.0)
+    if wave:
+        cassette = (plan_of(("Add a farewell", "app/bye.py"), ("Add a shout", "app/shout.py"),
+                            ("Add a wave", "app/wave.py"))
+                    + cassette[cassette.index(AMBITION_OK):]
+                    + worker_entry("Add a wave", "app/wave.py", "def wave():\\n    return 'o/'\\n",
+                                   sleep=3.0))
     config = load_config(write_config(
-        tmp_path, skip_cassette(1.0),
+        tmp_path, cassette,
         f'[target.verification]\ncommand = "{slow}"\nprecheck = true\n'
         "[merge_queue]\nspeculative_depth = 0\n"
+        "[scheduler.parallel]\nnum_workers = 3\n"
         "[green_branch]\nfixup_candidates = 1\nfixup_max_attempts = 1\n"))
     store = Store(config.db_path())
     outcome = anyio.run(Controller(config, store).run)
     assert outcome.status == "completed", outcome.reason
+    return store
+
+
+def test_the_precheck_runs_while_the_merge_queue_is_busy(tmp_path: Path) -> None:
+    # the shout's precheck runs (the queue is busy, and the wave may queue behind it), fails,
+    # and it goes to fixup without entering the queue
+    store = busy_queue_mission(tmp_path, wave=True)
     checked = store.query("SELECT u.title FROM events e JOIN units u ON u.id = e.unit_id "
                           "WHERE e.kind = 'unit.prechecked'")
     # its first run and its re-run (which ran beside its fixup round's start)
-    assert [r["title"] for r in checked] == ["Add a shout", "Add a shout"]
+    assert [r["title"] for r in checked][:2] == ["Add a shout", "Add a shout"]
     assert not store.rows("merges", "status IN ('failed', 'conflict')")
+    store.close()
+
+
+def test_the_missions_last_work_goes_to_the_queue_without_a_precheck(tmp_path: Path) -> None:
+    # the shout is the last work (no other agent runs, nothing waits to start): its precheck
+    # would protect no branch behind it, only delay it (engine/checks.py last_work). The
+    # queue verifies it after the farewell, finds it broken, and it is repaired.
+    store = busy_queue_mission(tmp_path, wave=False)
+    assert not payloads(store, "unit.prechecked")
+    skipped = [e["message"] for e in payloads(store, "log") if "no precheck" in e["message"]]
+    assert len(skipped) == 2, skipped
+    assert len(store.rows("merges", "status = 'failed'")) == 1
+    assert {u["status"] for u in store.rows("units", "is_leaf = 1")} == {"merged"}
     store.close()
 
 
