@@ -39,31 +39,42 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def setup(tmp_path: Path, cassette: str, one_status: UnitStatus, rounds: int = 2,
-          one_path: str = "shared/hot.txt") -> tuple[Runtime, str, str, str]:
-    rt = make_runtime(
+def runtime(tmp_path: Path, cassette: str, rounds: int, extra: str = "") -> Runtime:
+    """A runtime with stacking, one fixup candidate a round, ``rounds`` rounds, and a
+    verification that fails on conflict markers in shared/."""
+    return make_runtime(
         tmp_path, cassette,
         "[scheduler]\nstacked_branches = true\n"
-        f"[green_branch]\nfixup_candidates = 1\nfixup_max_attempts = {rounds}\n"
+        f"[green_branch]\nfixup_candidates = 1\nfixup_max_attempts = {rounds}\n{extra}"
         "[target.verification]\n"
         f'command = "! {MARKERS} && {sys.executable} -m unittest discover -s tests -t ."\n')
+
+
+def add_pair(rt: Runtime, green: str, one: str, two: str, one_status: UnitStatus,
+             clash: list[str] | None = None) -> None:
+    """Leaves "one" (``one_status``) and "two" of one part; two in FIXUP stacked on one's
+    work (as engine/checks.py conflicted_with_siblings leaves it, with ``clash``)."""
+    add_unit(rt, "part", UnitStatus.RUNNING, title="Part", is_leaf=0)
+    add_unit(rt, "one", one_status, title="one", branch="mc/unit/one", head_commit=one,
+             base_commit=green, parent_id="part")
+    stacked = {"green": green, "base": green, "heads": {"one": one}, "siblings": ["one"]}
+    add_unit(rt, "two", UnitStatus.FIXUP, title="two", branch="mc/unit/two", head_commit=two,
+             base_commit=green, parent_id="part", reason="conflict in shared/hot.txt",
+             stacked_on={**stacked, **({"clash": clash} if clash is not None else {})})
+
+
+def setup(tmp_path: Path, cassette: str, one_status: UnitStatus, rounds: int = 2,
+          one_path: str = "shared/hot.txt") -> tuple[Runtime, str, str, str]:
+    rt = runtime(tmp_path, cassette, rounds)
     green = rt.repo.green_head()
     one = commit_on_branch(rt, "mc/unit/one", green, one_path, "one\n", "one")
     if one_path != "shared/hot.txt":  # one also writes the shared file
         one = commit_on_branch(rt, "mc/unit/one", one, "shared/hot.txt", "one\n", "one hot")
     two = commit_on_branch(rt, "mc/unit/two", green, "shared/hot.txt", "two\n", "two")
-    add_unit(rt, "part", UnitStatus.RUNNING, title="Part", is_leaf=0)
-    add_unit(rt, "one", one_status, title="one", branch="mc/unit/one", head_commit=one,
-             base_commit=green, parent_id="part")
+    add_pair(rt, green, one, two, one_status, clash=["one"])
     # one's head passed its precheck (so a failure on it is conclusive)
     rt.store.append_event("unit.prechecked", mission_id=rt.mission_id, unit_id="one",
                           status="passed", accepted=True, head=one, inconclusive=False)
-    # two went to fixup on one's work (engine/checks.py conflicted_with_siblings)
-    add_unit(rt, "two", UnitStatus.FIXUP, title="two", branch="mc/unit/two", head_commit=two,
-             base_commit=green, parent_id="part",
-             reason="conflict in shared/hot.txt with the finished work of its sibling(s) 'one'",
-             stacked_on={"green": green, "base": green, "heads": {"one": one},
-                         "siblings": ["one"], "clash": ["one"]})
     return rt, green, one, two
 
 
@@ -134,27 +145,15 @@ async def test_a_sibling_repair_is_not_put_to_the_large_merge_gate_for_the_sibli
         tmp_path: Path) -> None:
     # gate on, 4 lines count as large. one: 3 lines of a/one.txt + shared/hot.txt (4 lines,
     # no gate); two: shared/hot.txt + 2 lines of b/two.txt (3 lines, no gate before the queue).
-    rt = make_runtime(
-        tmp_path, RESOLVES,
-        "[scheduler]\nstacked_branches = true\n"
-        "[green_branch]\nfixup_candidates = 1\nfixup_max_attempts = 1\n"
-        '[hitl]\nenabled = true\ngates = ["large_merge"]\nlarge_merge_lines = 4\n'
-        "poll_timeout = 0.5\n"
-        "[target.verification]\n"
-        f'command = "! {MARKERS} && {sys.executable} -m unittest discover -s tests -t ."\n')
+    rt = runtime(tmp_path, RESOLVES, 1, '[hitl]\nenabled = true\ngates = ["large_merge"]\n'
+                 "large_merge_lines = 4\npoll_timeout = 0.5\n")
     green = rt.repo.green_head()
     one = commit_on_branch(rt, "mc/unit/one", green, "a/one.txt", "1\n2\n3\n", "one")
     one = commit_on_branch(rt, "mc/unit/one", one, "shared/hot.txt", "one\n", "one hot")
     two = commit_on_branch(rt, "mc/unit/two", green, "b/two.txt", "1\n2\n", "two")
     two = commit_on_branch(rt, "mc/unit/two", two, "shared/hot.txt", "two\n", "two hot")
     assert rt.repo.diff_stat(green, two).insertions == 3
-    add_unit(rt, "part", UnitStatus.RUNNING, title="Part", is_leaf=0)
-    add_unit(rt, "one", UnitStatus.QUEUED, title="one", branch="mc/unit/one", head_commit=one,
-             base_commit=green, parent_id="part")
-    add_unit(rt, "two", UnitStatus.FIXUP, title="two", branch="mc/unit/two", head_commit=two,
-             base_commit=green, parent_id="part", reason="conflict in shared/hot.txt",
-             stacked_on={"green": green, "base": green, "heads": {"one": one},
-                         "siblings": ["one"]})
+    add_pair(rt, green, one, two, UnitStatus.QUEUED)
     await run_fixup(rt, "two", "conflict in shared/hot.txt with the finished work of 'one'")
     asked = rt.store.rows("approvals", "unit_id = ? AND gate = 'large_merge'", ("two",))
     unit = rt.units.require("two")
@@ -187,22 +186,11 @@ async def test_a_candidate_left_with_conflict_markers_is_not_delivered_as_inconc
     # the usual moment: two's agent is done while one is in its precheck (no verdict yet).
     # two's only fixup agent dies without touching the merge: its candidate is the merge
     # commit with conflict markers, and its verification fails on them (its own failure)
-    rt = make_runtime(
-        tmp_path, FAILS,
-        "[scheduler]\nstacked_branches = true\n"
-        "[green_branch]\nfixup_candidates = 1\nfixup_max_attempts = 2\n"
-        "[target.verification]\n"
-        f'command = "! {MARKERS} && {sys.executable} -m unittest discover -s tests -t ."\n')
+    rt = runtime(tmp_path, FAILS, 2)
     green = rt.repo.green_head()
     one = commit_on_branch(rt, "mc/unit/one", green, "shared/hot.txt", "one\n", "one")
     two = commit_on_branch(rt, "mc/unit/two", green, "shared/hot.txt", "two\n", "two")
-    add_unit(rt, "part", UnitStatus.RUNNING, title="Part", is_leaf=0)
-    add_unit(rt, "one", UnitStatus.RUNNING, title="one", branch="mc/unit/one", head_commit=one,
-             base_commit=green, parent_id="part")
-    add_unit(rt, "two", UnitStatus.FIXUP, title="two", branch="mc/unit/two", head_commit=two,
-             base_commit=green, parent_id="part", reason="conflict in shared/hot.txt",
-             stacked_on={"green": green, "base": green, "heads": {"one": one},
-                         "siblings": ["one"]})
+    add_pair(rt, green, one, two, UnitStatus.RUNNING)
     await run_fixup(rt, "two", "conflict in shared/hot.txt with the finished work of 'one'")
     unit = rt.units.require("two")
     candidates = events(rt, "fixup.candidate")  # one a round, two rounds
