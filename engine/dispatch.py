@@ -119,6 +119,7 @@ async def _run_unit(
     rechecked: list[Recheck] = []  # its fixup round started on the precheck's first failure
     conflict: list[str] = []
     clash: tuple[dict[str, str], list[str]] = ({}, [])  # siblings' work it conflicts with
+
     def session_ended(result: AgentResult) -> None:
         # with a precheck, a finished agent's slot goes to the next unit at once: neither
         # judging its work (git, 70-100 ms) nor the checks below hold an agent
