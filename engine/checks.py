@@ -19,9 +19,9 @@ import pygit2
 from engine.gitops import GitError, VerificationResult, run_verification
 from engine.gitops.includes import included_files
 from engine.ledger import Unit
-from engine.models import UnitStatus, VerificationStatus
+from engine.models import MergeStatus, UnitStatus, VerificationStatus
 from engine.runtime import Recheck, Runtime
-from engine.stacking import merge_onto, sibling_heads, stack_merged, unverified
+from engine.stacking import merge_onto, prechecked, sibling_heads, stack_merged, unverified
 
 
 async def precheck(rt: Runtime, workdir: Path, base: str, *,
@@ -175,7 +175,7 @@ def own_paths(rt: Runtime, unit: Unit | None, head: str) -> set[str] | None:
         return None
     try:
         return set(rt.repo.changed_paths(str(unit.base_commit), head))
-    except (GitError, KeyError, ValueError):
+    except (GitError, pygit2.GitError, KeyError, ValueError):
         return None
 
 
@@ -238,7 +238,12 @@ def last_work(rt: Runtime) -> bool:
             return False
         if unit.status == UnitStatus.RUNNING and not unit.head_commit:
             return False  # its agent runs
-    return True
+    # nor while a branch that was not prechecked waits to be taken: the queue would take
+    # both in one batch (as Runtime.prechecks_skipped guards, until a branch is submitted)
+    waiting = rt.store.query("SELECT unit_id, head_commit FROM merges WHERE mission_id = ? "
+                             "AND status = ?", (rt.mission_id, MergeStatus.QUEUED.value))
+    return all(row["unit_id"] and prechecked(rt, row["unit_id"], row["head_commit"])
+               for row in waiting)
 
 
 def precheck_passed(rt: Runtime, unit_id: str, branch: str, base: str, head: str | None,

@@ -33,7 +33,14 @@ from engine.hosts import running_on
 from engine.ledger import FixupWinner, Unit
 from engine.models import UnitStatus
 from engine.runtime import FatalAgentError, Recheck, Runtime
-from engine.stacking import dead_siblings, drop_siblings, repair_base, stack_base, unverified
+from engine.stacking import (
+    dead_siblings,
+    drop_siblings,
+    repair_base,
+    stack_base,
+    unverified,
+    without_siblings,
+)
 
 
 def fixup_rounds(rt: Runtime, unit_id: str) -> int:
@@ -91,15 +98,19 @@ async def clash_gone(rt: Runtime, unit: Unit) -> bool:
     if not dead:
         return False
     clash = set((unit.stacked_on or {}).get("clash") or ())
-    unit = drop_siblings(rt, unit, dead, "that work will not merge")
-    if not clash or clash - set(dead) or not unit.head_commit or not unit.branch:
-        return False
-    if await conflicts_on_green(rt, unit.title, unit.head_commit, unit.stacked_on):
-        return False
-    rt.log(f"unit {unit.id}: the sibling work it conflicted with will not merge; its own work "
-           "goes to the merge queue", unit_id=unit.id)
-    submit(rt, unit.id, unit.branch, unit.head_commit)
-    return True
+    stacked = without_siblings(unit.stacked_on, dead)
+    if (clash and not clash - set(dead) and unit.head_commit and unit.branch
+            and not await conflicts_on_green(rt, unit.title, unit.head_commit, stacked)):
+        current = rt.units.require(unit.id)
+        if current.status == UnitStatus.FIXUP and current.head_commit == unit.head_commit:
+            with rt.store.transaction():  # a restart finds both or neither
+                rt.store.update("units", unit.id, stacked_on=stacked)
+                submit(rt, unit.id, unit.branch, unit.head_commit)
+            rt.log(f"unit {unit.id}: the sibling work it conflicted with will not merge; its "
+                   "own work goes to the merge queue", unit_id=unit.id)
+            return True
+    drop_siblings(rt, rt.units.require(unit.id), dead, "that work will not merge")
+    return False
 
 
 def leaves_markers(rt: Runtime, base: str, head: str) -> bool:

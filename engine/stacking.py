@@ -356,12 +356,7 @@ def _settle_once(rt: Runtime, units: list[Unit]) -> list[str]:
 def drop_siblings(rt: Runtime, unit: Unit, sibling_ids: list[str], why: str) -> Unit:
     """Take ``sibling_ids`` out of ``unit``'s stack (``units.stacked_on``: heads, siblings and
     ``clash``), logged with ``why``; the unit as it is now."""
-    stacked = dict(unit.stacked_on or {})
-    gone = set(sibling_ids)
-    stacked["heads"] = {d: h for d, h in (stacked.get("heads") or {}).items() if d not in gone}
-    for key in ("siblings", "clash"):
-        if key in stacked:
-            stacked[key] = [d for d in stacked[key] if d not in gone]
+    stacked = without_siblings(unit.stacked_on, sibling_ids)
     titles = ", ".join(repr((rt.units.get(d) or unit).title) for d in sibling_ids)
     rt.store.update("units", unit.id, stacked_on=stacked)
     rt.log(f"unit {unit.id}: no longer stacked on the work of its sibling(s) {titles}: {why}",
@@ -371,10 +366,25 @@ def drop_siblings(rt: Runtime, unit: Unit, sibling_ids: list[str], why: str) -> 
 
 def dead_siblings(rt: Runtime, unit: Unit) -> list[str]:
     """The siblings under ``unit``'s stack whose stacked-on work can never merge
-    (:func:`unmet`): a unit in FIXUP on them is repaired without them
-    (``engine/fixup.py``)."""
+    (:func:`unmet`) and that the unit's head does not hold (a sibling it conflicted with:
+    ``stacked_on.clash``): a unit in FIXUP on them is repaired without them
+    (``engine/fixup.py``). Work its head holds stays required, so the unit is withdrawn and
+    runs again rather than carry that work into ``mc/green`` (:func:`settle_stacks`)."""
     stacked = unit.stacked_on or {}
     heads = stacked.get("heads") or {}
     green = rt.repo.green_head()
+    own = str(unit.head_commit or "")
     return [d for d in stacked.get("siblings") or () if d in heads
+            and not (own and rt.repo.contains(own, heads[d]))
             and unmet(rt, rt.units.get(d), heads[d], green) is not None]
+
+
+def without_siblings(stacked: dict[str, Any] | None, sibling_ids: list[str]) -> dict[str, Any]:
+    """``units.stacked_on`` with ``sibling_ids`` taken out (heads, siblings, clash)."""
+    out = dict(stacked or {})
+    gone = set(sibling_ids)
+    out["heads"] = {d: h for d, h in (out.get("heads") or {}).items() if d not in gone}
+    for key in ("siblings", "clash"):
+        if key in out:
+            out[key] = [d for d in out[key] if d not in gone]
+    return out
