@@ -10,6 +10,7 @@ import pytest
 
 from engine.fixup import run_fixup
 from engine.models import UnitStatus
+from engine.runtime import Runtime
 from engine.stacking import merge_onto, settle_stacks
 from tests.integration.mission_support import add_unit, commit_on_branch
 from tests.integration.test_sibling_fixup import RESOLVES, runtime
@@ -18,6 +19,16 @@ from tests.integration.test_sibling_fixup import RESOLVES, runtime
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def assert_dead_work_required(rt: Runtime, dead: str) -> None:
+    """After settling the stacks, a queued head of "two" that carries the ``dead`` commit at
+    least waits for it (its merge row requires it): that work never merges through two."""
+    settle_stacks(rt, rt.units.units(rt.mission_id))
+    for row in rt.store.rows("merges", "unit_id = ? AND status = 'queued'", ("two",)):
+        assert not rt.repo.contains(row["head_commit"], dead) or dead in row["requires"], (
+            f"two queued {row['head_commit'][:10]} holding dead work {dead[:10]} "
+            f"with requires={row['requires']}")
 
 
 @pytest.mark.anyio
@@ -45,14 +56,7 @@ async def test_clash_gone_does_not_submit_a_dead_siblings_work_the_head_holds(
     add_unit(rt, "two", UnitStatus.FIXUP, title="two", branch="mc/unit/two", head_commit=two,
              base_commit=base, parent_id="part", reason="conflict", stacked_on=stacked)
     await run_fixup(rt, "two", "conflict in shared/hot.txt with the finished work of 'one'")
-    settle_stacks(rt, rt.units.units(rt.mission_id))
-    rows = [r for r in rt.store.rows("merges", "unit_id = ?", ("two",))
-            if r["status"] == "queued"]
-    for row in rows:
-        # a queued head carrying zero's dead work must at least wait for it (requires)
-        assert not rt.repo.contains(row["head_commit"], zero) or zero in row["requires"], (
-            f"two queued {row['head_commit'][:10]} holding dead sibling zero's commit "
-            f"{zero[:10]} with requires={row['requires']}")
+    assert_dead_work_required(rt, zero)
 
 
 FIXES = '''
@@ -82,13 +86,7 @@ async def test_a_repair_does_not_carry_a_dead_stacked_siblings_work_without_requ
     add_unit(rt, "two", UnitStatus.FIXUP, title="two", branch="mc/unit/two", head_commit=two,
              base_commit=base, parent_id="part", reason="tests failed", stacked_on=stacked)
     await run_fixup(rt, "two", "verification failed")
-    settle_stacks(rt, rt.units.units(rt.mission_id))
-    rows = [r for r in rt.store.rows("merges", "unit_id = ?", ("two",))
-            if r["status"] == "queued"]
-    for row in rows:
-        assert not rt.repo.contains(row["head_commit"], zero) or zero in row["requires"], (
-            f"two's winner {row['head_commit'][:10]} holds failed sibling zero's commit "
-            f"{zero[:10]} with requires={row['requires']}")
+    assert_dead_work_required(rt, zero)
 
 
 class Killed(BaseException):
@@ -160,10 +158,4 @@ async def test_a_failed_winner_repaired_on_a_dead_siblings_work_does_not_carry_i
              head_commit=winner, base_commit=green, parent_id="part", fixup_rounds=1,
              reason="verification failed", stacked_on=stacked)
     await run_fixup(rt, "two", "verification failed")
-    settle_stacks(rt, rt.units.units(rt.mission_id))
-    rows = [r for r in rt.store.rows("merges", "unit_id = ?", ("two",))
-            if r["status"] == "queued"]
-    for row in rows:
-        assert not rt.repo.contains(row["head_commit"], one) or one in row["requires"], (
-            f"two's new winner {row['head_commit'][:10]} holds failed sibling one's commit "
-            f"{one[:10]} with requires={row['requires']}")
+    assert_dead_work_required(rt, one)
