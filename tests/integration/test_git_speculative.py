@@ -3,6 +3,7 @@ the candidate ahead; failures discard what was built on them; promotion in queue
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -309,4 +310,38 @@ def test_a_conflict_with_mc_green_itself_is_declared_before_the_candidate_it_met
     assert conflict_at < ok0_promoted - 0.5, (conflict_at, ok0_promoted)
     row = env.store.get("merges", b)
     assert row is not None and "shared.txt" in row["reason"]
+    env.check_green_only_held_passed_commits()
+
+
+def test_a_culprit_behind_the_head_is_re_run_while_the_head_verifies(tmp_path: Path) -> None:
+    # [u0, u1] fails and is split into [u0] and [u1] (u1's commit is the one that failed).
+    # u1's confirming re-run used to wait until u0 was verified and promoted: one more
+    # verification on the way to the blame. It runs beside u0's on the free slot now.
+    env = Env(tmp_path, batch_size=2, depth=1, slots=2, command="sleep 0.6; " + CHECK)
+    ids = [env.unit("u0", {"f0.txt": "0"}), env.unit("u1", {"f1.txt": "1", "BROKEN": "x"})]
+    outcomes = env.drain()
+    assert [i.merge_id for o in outcomes for i, _ in o.failed] == [ids[1]]
+    assert [i.merge_id for o in outcomes for i in o.promoted] == [ids[0]]
+    rows = env.store.rows("verifications")
+    culprit = env.store.get("merges", ids[1])["candidate_commit"]
+    assert [r["status"] for r in rows if r["commit_sha"] == culprit] == ["failed", "failed"]
+    later = [r for r in rows if r["id"] != rows[0]["id"]]  # after the batch's own run
+    assert len(later) == 2 and overlapped(later)
+    intents = [r for r in env.store.rows("queue_journal") if (r["step"], r["phase"]) == ("verify", "intent")]
+    assert any(json.loads(r["data"]).get("rerun") and json.loads(r["data"])["position"] == 1
+               for r in intents)
+    env.check_green_only_held_passed_commits()
+
+
+def test_a_flaky_branch_behind_the_head_passes_its_early_re_run_and_is_promoted(tmp_path: Path) -> None:
+    command = ('sleep 0.3; if [ -e FLAKY ] && [ ! -e "$MARK/flaked" ]; then touch "$MARK/flaked"; '
+               'echo "test_x FAILED"; exit 1; fi; echo ok')
+    env = Env(tmp_path, batch_size=2, depth=1, slots=2, command=command)
+    ids = [env.unit("u0", {"f0.txt": "0"}), env.unit("u1", {"FLAKY": "x"})]
+    outcomes = env.drain()
+    assert not [f for o in outcomes for f in o.failed]
+    assert [i.merge_id for o in outcomes for i in o.promoted] == ids
+    assert env.events("verification.flaky")
+    rows = env.store.rows("verifications")
+    assert len(rows) == 3 and overlapped(rows[1:])  # the batch, then u0 beside u1's re-run
     env.check_green_only_held_passed_commits()
