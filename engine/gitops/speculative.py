@@ -396,10 +396,7 @@ class Speculation:
     # ------------------------------------------------------------------ verification jobs
     def _schedule(self) -> None:
         """Start verifications: from the head, up to ``depth`` batches beyond it, never past
-        a failed batch, one per free slot. A failed single branch behind batches still
-        verifying gets its confirming re-run (``flaky_reruns``) on a slot they leave free, so
-        it is blamed (or found flaky) when it reaches the head rather than re-run only then
-        (:meth:`_confirm_early`)."""
+        a failed batch, one per free slot."""
         blocked = self._blocked_after()
         for position, batch in enumerate(self.pipeline[:self.depth + 1]):
             if position > blocked or not self.free_slots:
@@ -407,24 +404,12 @@ class Speculation:
             if batch.top in self.running or batch.top in self.passed:
                 continue
             failed = self.failures.get(batch.top)
-            if failed and not (position == 0 and batch.suspect) and not self._confirm_early(
-                    batch, position, failed):
+            if failed and not (position == 0 and batch.suspect):
                 continue
             self._start(batch, position)
         deepest = [b.top for b in self.pipeline if b.top in self.running]
         if deepest:
             self.q.set_working(deepest[-1])
-
-    def _confirm_early(self, batch: Batch, position: int,
-                       failed: list[tuple[VerificationResult, Verdict]]) -> bool:
-        """Whether the failed ``batch`` at ``position`` re-runs now: a single branch behind
-        the head (the last part of a split batch: its commit is the one that failed) with
-        re-runs left. Its commit holds everything ahead of it; when something ahead fails
-        too, this run is discarded with the rest. Waiting until it is the head (the suspect
-        step) put one more verification after the head's in the fleet benchmark's bisections
-        (docs/scaling.md, seventh pass)."""
-        return (position > 0 and len(batch.items) == 1
-                and len(failed) < 1 + self.q.flaky_reruns)
 
     def _start(self, batch: Batch, position: int) -> None:
         slot = min(self.free_slots)

@@ -313,40 +313,6 @@ def test_a_conflict_with_mc_green_itself_is_declared_before_the_candidate_it_met
     env.check_green_only_held_passed_commits()
 
 
-def test_a_culprit_behind_the_head_is_re_run_while_the_head_verifies(tmp_path: Path) -> None:
-    # [u0, u1] fails and is split into [u0] and [u1] (u1's commit is the one that failed).
-    # u1's confirming re-run used to wait until u0 was verified and promoted: one more
-    # verification on the way to the blame. It runs beside u0's on the free slot now.
-    env = Env(tmp_path, batch_size=2, depth=1, slots=2, command="sleep 0.6; " + CHECK)
-    ids = [env.unit("u0", {"f0.txt": "0"}), env.unit("u1", {"f1.txt": "1", "BROKEN": "x"})]
-    outcomes = env.drain()
-    assert [i.merge_id for o in outcomes for i, _ in o.failed] == [ids[1]]
-    assert [i.merge_id for o in outcomes for i in o.promoted] == [ids[0]]
-    rows = env.store.rows("verifications")
-    culprit = env.store.get("merges", ids[1])["candidate_commit"]
-    assert [r["status"] for r in rows if r["commit_sha"] == culprit] == ["failed", "failed"]
-    later = [r for r in rows if r["id"] != rows[0]["id"]]  # after the batch's own run
-    assert len(later) == 2 and overlapped(later)
-    intents = [r for r in env.store.rows("queue_journal") if (r["step"], r["phase"]) == ("verify", "intent")]
-    assert any(json.loads(r["data"]).get("rerun") and json.loads(r["data"])["position"] == 1
-               for r in intents)
-    env.check_green_only_held_passed_commits()
-
-
-def test_a_flaky_branch_behind_the_head_passes_its_early_re_run_and_is_promoted(tmp_path: Path) -> None:
-    command = ('sleep 0.3; if [ -e FLAKY ] && [ ! -e "$MARK/flaked" ]; then touch "$MARK/flaked"; '
-               'echo "test_x FAILED"; exit 1; fi; echo ok')
-    env = Env(tmp_path, batch_size=2, depth=1, slots=2, command=command)
-    ids = [env.unit("u0", {"f0.txt": "0"}), env.unit("u1", {"FLAKY": "x"})]
-    outcomes = env.drain()
-    assert not [f for o in outcomes for f in o.failed]
-    assert [i.merge_id for o in outcomes for i in o.promoted] == ids
-    assert env.events("verification.flaky")
-    rows = env.store.rows("verifications")
-    assert len(rows) == 3 and overlapped(rows[1:])  # the batch, then u0 beside u1's re-run
-    env.check_green_only_held_passed_commits()
-
-
 def test_a_branch_to_verify_alone_gets_a_batch_of_its_own_and_is_never_bisected(
     tmp_path: Path,
 ) -> None:
@@ -379,3 +345,35 @@ def test_batches_of_cuts_around_branches_to_verify_alone() -> None:
     assert shape("AA", 4) == ["A", "A"]
     assert shape("...A", 2) == ["..", ".", "A"]
     assert shape("", 3) == []
+
+
+def flaky_ahead_check(fails: int) -> str:
+    """Without b.txt a run takes 1.5 s, with it 0.1 s; a tree with FLAKY fails the first
+    ``fails`` runs that reach it (a flake that lasts a while, as a shared service that is down)."""
+    return ('if [ -e b.txt ]; then sleep 0.1; else sleep 1.5; fi; '
+            'if [ -e FLAKY ]; then n=1; while ! mkdir "$MARK/flake$n" 2>/dev/null; do n=$((n+1)); done; '
+            f'[ $n -le {fails} ] && {{ echo "test_flaky FAILED (run $n)"; exit 1; }}; fi; echo ok')
+
+
+def test_a_branch_behind_a_flaky_head_is_not_blamed_for_its_flake(tmp_path: Path) -> None:
+    # A review proved that re-running a failed branch behind the head before the head is
+    # settled (tried in the seventh pass, reverted) blamed "b" for "a"'s flake: both failures
+    # of b's commit came from a's test while a's own run passed. The confirming re-run waits
+    # for what is ahead to pass.
+    env = Env(tmp_path, batch_size=1, depth=1, slots=2, command=flaky_ahead_check(2))
+    a = env.unit("a", {"FLAKY": "x"})
+    b = env.unit("b", {"b.txt": "b"})
+    outcomes = env.drain()
+    assert not [i.merge_id for o in outcomes for i, _ in o.failed]
+    assert env.status(a) == env.status(b) == "promoted"
+    env.check_green_only_held_passed_commits()
+
+
+def test_a_branch_behind_a_split_batch_is_not_blamed_for_a_flake_in_it(tmp_path: Path) -> None:
+    env = Env(tmp_path, batch_size=2, depth=1, slots=2, command=flaky_ahead_check(3))
+    env.unit("a1", {"a1.txt": "1"})
+    env.unit("a2", {"FLAKY": "x"})
+    b = env.unit("b", {"b.txt": "b"})
+    env.drain()
+    assert env.status(b) == "promoted"
+    env.check_green_only_held_passed_commits()
