@@ -246,17 +246,6 @@ def last_work(rt: Runtime) -> bool:
                for row in waiting)
 
 
-def failed_unsure(rt: Runtime, unit_id: str, head: str) -> bool:
-    """Whether ``head`` of ``unit_id`` failed a verification in a worktree that was not
-    blamed on it because work under its stack was unverified (an inconclusive precheck or
-    fixup candidate): the merge queue verifies such a branch in a batch of its own
-    (``QueueItem.alone``), since its tree is known to fail unless that work's repair fixes it."""
-    return bool(rt.store.query(
-        "SELECT 1 FROM events WHERE kind IN ('unit.prechecked', 'fixup.candidate') AND "
-        "unit_id = ? AND json_extract(payload, '$.head') = ? AND "
-        "coalesce(json_extract(payload, '$.inconclusive'), 0) LIMIT 1", (unit_id, head)))
-
-
 def precheck_passed(rt: Runtime, unit_id: str, branch: str, base: str, head: str | None,
                     result: VerificationResult, *, rerun_pending: bool = False) -> bool:
     """Record a precheck (``unit.prechecked``); a rejected one sends the unit straight to

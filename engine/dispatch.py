@@ -17,7 +17,6 @@ from engine.checks import (
     conflicted_with_siblings,
     conflicts_on_green,
     conflicts_with_siblings,
-    failed_unsure,
     forbidden_change,
     precheck,
     precheck_passed,
@@ -362,16 +361,13 @@ def review_rejections(rt: Runtime, unit_id: str) -> int:
 
 def submit(rt: Runtime, unit_id: str, branch: str, head: str) -> None:
     """Unit to QUEUED and into the merge queue, in one transaction. A stacked unit's merge
-    requires the dependency heads it was built on that ``mc/green`` lacks (engine/stacking.py);
-    a head whose worktree verification failed inconclusively is verified alone
-    (:func:`engine.checks.failed_unsure`)."""
+    requires the dependency heads it was built on that ``mc/green`` lacks (engine/stacking.py)."""
     requires = requirements(rt, rt.units.require(unit_id))
-    alone = failed_unsure(rt, unit_id, head)
     with rt.store.transaction():
         rt.units.move(
             unit_id, UnitStatus.QUEUED, reason=None, head_commit=head, branch=branch
         )
-        rt.queue.submit(unit_id, branch, head, requires, alone=alone)
+        rt.queue.submit(unit_id, branch, head, requires)
     rt.store.append_event(
         "unit.submitted", mission_id=rt.mission_id, unit_id=unit_id, branch=branch,
         head=head, ts_submitted=clock.now(),

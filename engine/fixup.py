@@ -266,7 +266,6 @@ async def play_round(rt: Runtime, unit: Unit, round_no: int, detail: str,
                 candidate=index + 1, approach=approach, branch=branch, verified=result.verified,
                 tests_passed=passed, tests_failed=failed, lint_errors=result.lint_errors,
                 diff_lines=result.diff_lines, agent_status=outcome.status,
-                head=result.head_commit,
                 **({"inconclusive": True, "unverified": unsure} if unsure else {}),
             )
         finally:

@@ -14,29 +14,6 @@ class QueueItem:
     branch: str
     head_commit: str
     requires: list[str] = field(default_factory=list)  # commits a candidate needs first
-    alone: bool = False  # verified in a batch of its own (:func:`batches_of`)
-
-
-def batches_of(items: list[QueueItem], size: int) -> list[list[QueueItem]]:
-    """``items`` in order, cut into batches of at most ``size``, with each ``alone`` item in a
-    batch of its own: a branch whose tree already failed a verification (a precheck that
-    failed on unverified work under its stack) is likely to fail again, and a failed batch of
-    several is split and bisected while the branches queued behind it wait; a failed batch of
-    one is rebuilt around at once (``speculative.py``). Risky changes tested alone, as
-    bors' ``rollup=never``."""
-    out: list[list[QueueItem]] = []
-    current: list[QueueItem] = []
-    for item in items:
-        if current and (item.alone or len(current) >= size):
-            out.append(current)
-            current = []
-        current.append(item)
-        if item.alone:
-            out.append(current)
-            current = []
-    if current:
-        out.append(current)
-    return out
 
 
 @dataclass

@@ -48,14 +48,7 @@ from engine.gitops.bisect import first_failing_prefix
 from engine.gitops.candidate import Chain, build_chain
 from engine.gitops.cli import run_git
 from engine.gitops.errors import GitError
-from engine.gitops.items import (
-    ChangeStage,
-    NoUnits,
-    QueueItem,
-    QueueOutcome,
-    UnitSink,
-    batches_of,
-)
+from engine.gitops.items import ChangeStage, NoUnits, QueueItem, QueueOutcome, UnitSink
 from engine.gitops.journal import Journal, JournalHook
 from engine.gitops.reconcile import reconcile_queue
 from engine.gitops.repo import (
@@ -186,19 +179,17 @@ class MergeQueue:
 
     # ------------------------------------------------------------------ submit
     def submit(self, unit_id: str | None, branch: str, head_commit: str,
-               requires: Sequence[str] = (), *, alone: bool = False) -> int:
+               requires: Sequence[str] = ()) -> int:
         """Queue ``branch`` at ``head_commit``; returns the merge row id. ``requires``: commits
         the branch was built on that ``mc/green`` does not have yet (a stacked branch,
-        ``engine/stacking.py``): it is merged only onto a candidate that contains them.
-        ``alone``: verified in a batch of its own (:func:`engine.gitops.items.batches_of`)."""
+        ``engine/stacking.py``): it is merged only onto a candidate that contains them."""
         now = time.time()
         with self.store.transaction():
             merge_id = int(self.store.insert(
                 "merges",
                 {"mission_id": self.mission_id, "unit_id": unit_id, "branch": branch,
                  "head_commit": head_commit, "status": MergeStatus.QUEUED.value,
-                 "requires": list(requires), "alone": int(alone), "created_at": now,
-                 "updated_at": now},
+                 "requires": list(requires), "created_at": now, "updated_at": now},
             ))
             self.store.append_event(
                 "merge.created", mission_id=self.mission_id, unit_id=unit_id,
@@ -231,10 +222,10 @@ class MergeQueue:
 
     def _queued(self) -> list[QueueItem]:
         rows = self.store.query(
-            "SELECT id, unit_id, branch, head_commit, requires, alone FROM merges WHERE "
-            "mission_id = ? AND status = ? ORDER BY id", (self.mission_id, MergeStatus.QUEUED.value))
+            "SELECT id, unit_id, branch, head_commit, requires FROM merges WHERE mission_id = ?"
+            " AND status = ? ORDER BY id", (self.mission_id, MergeStatus.QUEUED.value))
         return [QueueItem(r["id"], r["unit_id"], r["branch"], r["head_commit"],
-                          json.loads(r["requires"] or "[]"), bool(r["alone"])) for r in rows]
+                          json.loads(r["requires"] or "[]")) for r in rows]
 
     def _take(self, limit: int | None = None, exclude: set[int] | frozenset[int] = frozenset(),
               on: str | None = None) -> list[QueueItem]:
@@ -303,7 +294,6 @@ class MergeQueue:
         items = self._take()
         if not items:
             return outcome
-        items = batches_of(items, self.batch_size)[0]
         batch_id = f"b{self.mission_id}-{uuid.uuid4().hex[:8]}"
         self.journal.write("batch", "intent", batch_id=batch_id,
                            merge_ids=[i.merge_id for i in items], green=green)

@@ -48,7 +48,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
 from engine.gitops.baseline import Verdict
-from engine.gitops.items import ChangeStage, QueueItem, QueueOutcome, batches_of
+from engine.gitops.items import ChangeStage, QueueItem, QueueOutcome
 from engine.gitops.verify import VerificationResult
 from engine.models import MergeStatus, VerificationStatus
 
@@ -333,11 +333,13 @@ class Speculation:
             self.conflicted_on[merge_id] = old if kept and old is not None else tip
         await self._conflicts_with_green(list(chain.conflicts), by_id)
         batches: list[Batch] = []
-        commit_of = {link.key: link.commit for link in links}
+        size = self.q.batch_size
         current = base
-        for part in batches_of([by_id[link.key] for link in links], self.q.batch_size):
-            batches.append(Batch(part, [commit_of[i.merge_id] for i in part], current, root))
-            current = batches[-1].top
+        for start in range(0, len(links), size):
+            part = links[start:start + size]
+            batches.append(Batch([by_id[link.key] for link in part],
+                                 [link.commit for link in part], current, root))
+            current = part[-1].commit
         self.pipeline[index:] = batches
         if batches:
             self.q.journal.write("speculate", "built", batch_id=self.batch_id, base=base,

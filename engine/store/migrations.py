@@ -360,9 +360,6 @@ MIGRATIONS: list[Migration] = [
     #     commits a merge row's branch needs in its candidate first (a JSON list)
     ["ALTER TABLE units ADD COLUMN stacked_on TEXT",
      "ALTER TABLE merges ADD COLUMN requires TEXT NOT NULL DEFAULT '[]'"],
-    # 15: a branch the merge queue verifies in a batch of its own (its tree failed a
-    #     verification already: engine/gitops/items.py QueueItem.alone)
-    ["ALTER TABLE merges ADD COLUMN alone INTEGER NOT NULL DEFAULT 0"],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

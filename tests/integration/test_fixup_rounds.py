@@ -322,6 +322,5 @@ async def test_a_candidate_failing_on_unverified_work_under_its_stack_goes_to_th
     assert candidate["unverified"] == ["Friendlier"]
     (row,) = rt.store.rows("merges", "unit_id = ?", ("top",))
     assert row["requires"] == [dep]
-    assert row["alone"] == 1  # its tree failed already: verified in a batch of its own
     # the candidate started on dep's work: its diff is its own repair only
     assert rt.repo.changed_paths(dep, row["head_commit"]) == ["app/top.py"]

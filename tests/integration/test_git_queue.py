@@ -45,13 +45,12 @@ class Env:
             units=UnitLedger(self.store),
         )
 
-    def unit(self, uid: str, files: dict[str, str | None], base: str | None = None,
-             alone: bool = False) -> int:
+    def unit(self, uid: str, files: dict[str, str | None], base: str | None = None) -> int:
         """A unit branch mc/unit/<uid> from green (or ``base``) with ``files``; submitted."""
         head = commit_on(self.path, f"mc/unit/{uid}", files, f"unit {uid}",
                          parent=base or self.repo.green_head())
         add_unit(self.store, self.mission, uid)
-        return self.queue.submit(uid, f"mc/unit/{uid}", head, alone=alone)
+        return self.queue.submit(uid, f"mc/unit/{uid}", head)
 
     def status(self, table: str, row_id: object) -> str:
         row = self.store.get(table, row_id)
@@ -338,18 +337,3 @@ def test_a_verification_error_during_bisection_blames_nobody(tmp_path: Path) -> 
     out = run(env.queue)  # the checkout works again: the real culprit is found
     assert [i.merge_id for i, _ in out.failed] == [ids[2]]
     assert sorted(i.merge_id for i in out.promoted) == sorted(set(ids) - {ids[2]})
-
-
-def test_a_branch_to_verify_alone_ends_the_batch_before_it_and_has_one_of_its_own(
-    tmp_path: Path,
-) -> None:
-    # "risky" failed a verification already (engine/checks.py failed_unsure): in a batch with
-    # others its failure would cost a bisection; alone, it fails by itself.
-    env = Env(tmp_path, batch_size=8)
-    ids = [env.unit("a", {"a.txt": "a\n"}), env.unit("risky", {"BROKEN": "x"}, alone=True),
-           env.unit("b", {"b.txt": "b\n"}), env.unit("c", {"c.txt": "c\n"})]
-    outcomes = [run(env.queue) for _ in range(3)]
-    assert [[i.merge_id for i in o.promoted] for o in outcomes] == [[ids[0]], [], [ids[2], ids[3]]]
-    assert [i.merge_id for i, _ in outcomes[1].failed] == [ids[1]]
-    assert [o.verifications for o in outcomes] == [1, 2, 1]  # the failure and its re-run: no bisection
-    assert env.store.get("merges", ids[1])["alone"] == 1

@@ -3,7 +3,6 @@ the candidate ahead; failures discard what was built on them; promotion in queue
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -51,10 +50,10 @@ class Env:
             speculative_depth=depth, verify_slots=slots,
         )
 
-    def unit(self, uid: str, files: dict[str, str | None], alone: bool = False) -> int:
+    def unit(self, uid: str, files: dict[str, str | None]) -> int:
         head = commit_on(self.path, f"mc/unit/{uid}", files, f"unit {uid}", parent=self.green0)
         add_unit(self.store, self.mission, uid)
-        return self.queue.submit(uid, f"mc/unit/{uid}", head, alone=alone)
+        return self.queue.submit(uid, f"mc/unit/{uid}", head)
 
     def drain(self) -> list:
         outcomes = []
@@ -311,40 +310,6 @@ def test_a_conflict_with_mc_green_itself_is_declared_before_the_candidate_it_met
     row = env.store.get("merges", b)
     assert row is not None and "shared.txt" in row["reason"]
     env.check_green_only_held_passed_commits()
-
-
-def test_a_branch_to_verify_alone_gets_a_batch_of_its_own_and_is_never_bisected(
-    tmp_path: Path,
-) -> None:
-    env = Env(tmp_path, batch_size=4, depth=2, slots=2)
-    ids = [env.unit("u0", {"f0.txt": "0"}), env.unit("u1", {"f1.txt": "1"}),
-           env.unit("risky", {"BROKEN": "x"}, alone=True),
-           env.unit("u3", {"f3.txt": "3"}), env.unit("u4", {"f4.txt": "4"})]
-    outcomes = env.drain()
-    assert [i.merge_id for o in outcomes for i, _ in o.failed] == [ids[2]]
-    assert sorted(i.merge_id for o in outcomes for i in o.promoted) == [ids[0], ids[1], ids[3], ids[4]]
-    journal = [(r["step"], r["phase"], json.loads(r["data"])) for r in env.store.rows("queue_journal")]
-    built = next(d for s, p, d in journal if (s, p) == ("speculate", "built"))
-    assert built["batches"] == [[ids[0], ids[1]], [ids[2]], [ids[3], ids[4]]]
-    assert not [d for s, p, d in journal if (s, p) == ("speculate", "split")]
-    env.check_green_only_held_passed_commits()
-
-
-def test_batches_of_cuts_around_branches_to_verify_alone() -> None:
-    from engine.gitops.items import QueueItem, batches_of
-
-    def items(spec: str) -> list[QueueItem]:
-        return [QueueItem(n, None, f"b{n}", f"h{n}", alone=c == "A") for n, c in enumerate(spec)]
-
-    def shape(spec: str, size: int) -> list[str]:
-        return ["".join(spec[i.merge_id] for i in b) for b in batches_of(items(spec), size)]
-
-    assert shape("....", 2) == ["..", ".."]
-    assert shape("..A..", 4) == ["..", "A", ".."]
-    assert shape("A.", 4) == ["A", "."] and shape(".A", 4) == [".", "A"]
-    assert shape("AA", 4) == ["A", "A"]
-    assert shape("...A", 2) == ["..", ".", "A"]
-    assert shape("", 3) == []
 
 
 def flaky_ahead_check(fails: int) -> str:
