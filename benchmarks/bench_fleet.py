@@ -34,12 +34,15 @@ and the engine's CPU time per unit (this process: controller, store, pygit2 merg
 child processes: git, the verification's shell).
 
 Goals (issue 17): makespan within 1.25x of the lower bound at 8 workers, and at least 2x
-faster than serial at 8 workers.
+faster than serial at 8 workers. Makespans vary by a second or two from run to run on a
+shared machine: ``--repeat N`` runs ours N times at 8 workers and judges the goal on their
+median (``runs_at_goal_workers`` lists them).
 
     uv run python benchmarks/bench_fleet.py                 # ours at 2, 8, 32; serial at 8 (~5 min)
     uv run python benchmarks/bench_fleet.py --serial 2,8,32 # serial at every size too (~13 min)
     uv run python benchmarks/bench_fleet.py --quick         # 32 units, 8 workers, both queues (~2 min)
     uv run python benchmarks/bench_fleet.py --speculative-depth 2   # forwarded to [merge_queue]
+    uv run python benchmarks/bench_fleet.py --workers 8 --serial '' --repeat 8  # a median of 8 runs
 
 Every option that names a config key is only forwarded into the mission's config: a key the
 engine does not know (yet) is reported as the config error it is. The default run takes about
@@ -493,6 +496,9 @@ def main() -> None:
                     help="[scheduler] stacked_branches for ours (default: the engine's)")
     ap.add_argument("--stack-on-siblings", choices=("true", "false"), default=None,
                     help="[scheduler] stack_on_siblings for ours (default: the engine's)")
+    ap.add_argument("--repeat", type=int, default=1, metavar="N",
+                    help="run ours N times at the goal's worker count (8); 'ours' is the median "
+                    "and the goal is judged on it (a goal met 'reliably' is a median that meets it)")
     ap.add_argument("--queue-option", action="append", default=[], metavar="KEY=JSON",
                     help="any other [merge_queue] key, forwarded as is (repeatable)")
     args = ap.parse_args()
@@ -500,6 +506,8 @@ def main() -> None:
     serial = [8] if args.quick else [int(w) for w in args.serial.split(",") if w]
     if not workers:
         ap.error("--workers: name at least one worker count")
+    if args.repeat < 1:
+        ap.error("--repeat: at least 1")
     extra: dict[str, Any] = {}
     if args.speculative_depth is not None:
         extra["speculative_depth"] = args.speculative_depth
@@ -518,15 +526,19 @@ def main() -> None:
           f"{VERIFY_S}s", flush=True)
     ours: dict[int, dict[str, Any]] = {}
     base: dict[int, dict[str, Any]] = {}
+    def run_ours(w: int) -> dict[str, Any]:
+        result = run_mission(sc, w, batch_size=args.batch_size, queue_extra=extra,
+                             precheck=None if args.precheck is None else args.precheck == "true",
+                             fixup_candidates=args.fixup_candidates,
+                             stacked=None if args.stacked_branches is None
+                             else args.stacked_branches == "true",
+                             siblings=None if args.stack_on_siblings is None
+                             else args.stack_on_siblings == "true")
+        show("ours", result)
+        return result
+
     for w in workers:
-        ours[w] = run_mission(sc, w, batch_size=args.batch_size, queue_extra=extra,
-                              precheck=None if args.precheck is None else args.precheck == "true",
-                              fixup_candidates=args.fixup_candidates,
-                              stacked=None if args.stacked_branches is None
-                              else args.stacked_branches == "true",
-                              siblings=None if args.stack_on_siblings is None
-                              else args.stack_on_siblings == "true")
-        show("ours", ours[w])
+        ours[w] = run_ours(w)
     # the original tool: one branch merged and verified at a time, nothing speculative
     plain = {"speculative_depth": 0} if "speculative_depth" in MergeQueueConfig.model_fields else {}
     for w in serial:
@@ -536,16 +548,19 @@ def main() -> None:
 
     goal_w = 8 if 8 in ours else workers[0]
     r = ours[goal_w]
-    bound_ratio = r["makespan_s"] / r["lower_bound_s"]
-    serial_ratio = base[goal_w]["makespan_s"] / r["makespan_s"] if goal_w in base else None
+    runs = [r["makespan_s"]] + [run_ours(goal_w)["makespan_s"] for _ in range(args.repeat - 1)]
+    makespan = statistics.median(runs)
+    bound_ratio = makespan / r["lower_bound_s"]
+    serial_ratio = base[goal_w]["makespan_s"] / makespan if goal_w in base else None
     report(
-        f"fleet_makespan_{sc.units}_units", ours=r["makespan_s"], baseline=r["lower_bound_s"], unit="s",
+        f"fleet_makespan_{sc.units}_units", ours=makespan, baseline=r["lower_bound_s"], unit="s",
         goal_met=bound_ratio <= GOAL_BOUND_RATIO and (serial_ratio or 0) >= GOAL_SERIAL_RATIO,
         workers=goal_w, bound_ratio=round(bound_ratio, 2), goal_bound_ratio=GOAL_BOUND_RATIO,
         serial_s=base[goal_w]["makespan_s"] if goal_w in base else None,
         speedup_vs_serial=round(serial_ratio, 2) if serial_ratio else None,
         goal_speedup_vs_serial=GOAL_SERIAL_RATIO,
         makespan_s={str(w): v["makespan_s"] for w, v in ours.items()},
+        runs_at_goal_workers=runs if args.repeat > 1 else None,
         lower_bound_s={str(w): v["lower_bound_s"] for w, v in ours.items()},
         serial_makespan_s={str(w): v["makespan_s"] for w, v in base.items()},
         engine_cpu_ms_per_unit={str(w): v["engine_cpu_ms_per_unit"] for w, v in ours.items()},
