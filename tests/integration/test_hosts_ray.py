@@ -54,6 +54,10 @@ def ray_world() -> Iterator[RayWorld]:
     from ray.cluster_utils import Cluster
 
     root = Path(tempfile.mkdtemp(prefix="mcray-", dir="/tmp"))  # short: ray's socket paths
+    # Ray writes the cluster's address to <its default temp dir>/ray_current_cluster without
+    # creating that folder (/tmp/ray, absent on a fresh machine): point the default here
+    saved = os.environ.get("RAY_TMPDIR")
+    os.environ["RAY_TMPDIR"] = str(root)
     cluster = Cluster(initialize_head=True, head_node_args=dict(
         num_cpus=0, object_store_memory=STORE_MB, include_dashboard=False,
         temp_dir=str(root / "ray")))
@@ -70,6 +74,10 @@ def ray_world() -> Iterator[RayWorld]:
     finally:
         ray.shutdown()
         cluster.shutdown()
+        if saved is None:
+            os.environ.pop("RAY_TMPDIR", None)
+        else:
+            os.environ["RAY_TMPDIR"] = saved
         shutil.rmtree(root, ignore_errors=True)
 
 
