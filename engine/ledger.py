@@ -92,10 +92,32 @@ class UnitLedger:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        # unit id -> (the row as stored, the Unit built from it): a row read again unchanged
+        # is not decoded and validated again (the engine reads every unit of the mission
+        # several times per scheduling step; building them took about a fifth of the event
+        # loop's time in the fleet benchmark, docs/scaling.md)
+        self._built: dict[str, tuple[tuple[Any, ...], Unit]] = {}
+
+    def _from_rows(self, where: str, params: Any, order: str = "created_at, id") -> list[Unit]:
+        """The units of ``SELECT * FROM units WHERE where ORDER BY order``. A memoised Unit
+        is returned only for a byte-identical row (every column compared): always what
+        ``Unit(**row)`` would build. Units are frozen; their list and dict fields are shared
+        between callers and must not be mutated (none is)."""
+        names, raws = self.store.raw_rows("units", where, params, order=order)
+        at = names.index("id")
+        out: list[Unit] = []
+        built = self._built
+        for raw in raws:
+            hit = built.get(raw[at])
+            if hit is None or hit[0] != raw:
+                hit = (raw, Unit(**self.store.decode("units", names, raw)))
+                built[raw[at]] = hit
+            out.append(hit[1])
+        return out
 
     def get(self, unit_id: str) -> Unit | None:
-        row = self.store.get("units", unit_id)
-        return Unit(**row) if row else None
+        found = self._from_rows("id = ?", (unit_id,), order="id")
+        return found[0] if found else None
 
     def require(self, unit_id: str) -> Unit:
         """The unit ``unit_id`` (``KeyError`` when there is no such row)."""
@@ -106,12 +128,11 @@ class UnitLedger:
 
     def units(self, mission_id: int) -> list[Unit]:
         """The mission's units, oldest first."""
-        return [Unit(**row) for row in self.store.units(mission_id)]
+        return self._from_rows("mission_id = ?", (mission_id,))
 
     def epoch_units(self, epoch_id: int) -> list[Unit]:
         """The epoch's units (its plan tree), oldest first."""
-        return [Unit(**row) for row in self.store.rows("units", "epoch_id = ?", (epoch_id,),
-                                                        order="created_at, id")]
+        return self._from_rows("epoch_id = ?", (epoch_id,))
 
     # ------------------------------------------------------------------ transitions
     def move(self, unit_id: str, status: UnitStatus, *, reason: str | None = None,

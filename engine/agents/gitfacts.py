@@ -6,6 +6,7 @@ worker did not report one: commits since the base, files changed, head commit.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from engine.clock import git_date_env
 AGENT_NAME = "mc-agent"
 AGENT_EMAIL = "mc-agent@mission-control.invalid"
 INCLUDED_RECORD = "mc-included"  # engine.gitops.includes.RECORD
+GIT_TIMEOUT = 300.0  # seconds one git command may run (a commit of a very large tree)
 
 
 class GitError(RuntimeError):
@@ -36,11 +38,21 @@ def _git_env() -> dict[str, str]:
 
 
 async def git(workdir: Path, *args: str, check: bool = True) -> str:
-    """Run ``git -C workdir args...``; returns stdout (stripped)."""
-    result = await anyio.run_process(
-        ["git", "-c", "commit.gpgsign=false", "-C", str(workdir), *args],
-        check=False, env=_git_env(), stdin=subprocess.DEVNULL,
-    )
+    """Run ``git -C workdir args...``; returns stdout (stripped). ``GitError`` when it fails
+    (with ``check``) or runs past ``GIT_TIMEOUT`` seconds (it is killed).
+
+    Run by ``subprocess.run`` on a worker thread, not as an asyncio subprocess: these are
+    short commands, several per agent session, and the asyncio transport (pipes, protocol,
+    a child-watcher thread per process) cost about twice the CPU of the spawn itself, on the
+    event loop (``docs/scaling.md``). The thread is not abandoned when the caller is
+    cancelled: the command is short, and bounded by the timeout."""
+    argv = ["git", "-c", "commit.gpgsign=false", "-C", str(workdir), *args]
+    try:
+        result = await anyio.to_thread.run_sync(functools.partial(
+            subprocess.run, argv, capture_output=True, env=_git_env(),
+            stdin=subprocess.DEVNULL, timeout=GIT_TIMEOUT, check=False))
+    except subprocess.TimeoutExpired:
+        raise GitError(f"git {' '.join(args)} ran for over {GIT_TIMEOUT} s and was killed") from None
     out = result.stdout.decode("utf-8", errors="replace")
     if check and result.returncode != 0:
         err = result.stderr.decode("utf-8", errors="replace").strip()

@@ -22,6 +22,9 @@ from engine.gitops.submodules import declarations, gitlinks, unknown_commits
 GREEN_REF = "refs/heads/mc/green"
 WORKING_REF = "refs/heads/mc/working"
 OWNED_PREFIX = "refs/heads/mc/"
+HEX = frozenset("0123456789abcdef")
+CHANGED_PATHS_MEMO = 4096  # (base, head) pairs GitRepo.changed_paths remembers
+ANCESTRY_MEMO = 65536  # commit pairs GitRepo.is_ancestor remembers
 
 
 @dataclass
@@ -109,6 +112,10 @@ class GitRepo:
     def __init__(self, path: Path) -> None:
         self.path = Path(path).resolve()
         self.pygit = open_repository(self.path)
+        # (base sha, head sha) -> changed paths: a diff of two commits never changes
+        self._changed: dict[tuple[str, str], list[str]] = {}
+        # (ancestor, descendant) commit ids -> whether one is an ancestor of the other
+        self._ancestry: dict[tuple[pygit2.Oid, pygit2.Oid], bool] = {}
 
     # ------------------------------------------------------------------ refs
     def _resolve(self, rev: str) -> pygit2.Oid:
@@ -210,9 +217,20 @@ class GitRepo:
 
     # ------------------------------------------------------------------ history
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
-        """True when ``ancestor`` is reachable from ``descendant`` (also when equal)."""
+        """True when ``ancestor`` is reachable from ``descendant`` (also when equal).
+        Memoised by commit id: two commits' ancestry never changes, and a history walk was
+        the event loop's largest single cost in the fleet benchmark (docs/scaling.md)."""
         a, d = self._resolve(ancestor), self._resolve(descendant)
-        return a == d or self.pygit.descendant_of(d, a)
+        if a == d:
+            return True
+        key = (a, d)
+        known = self._ancestry.get(key)
+        if known is None:
+            known = self.pygit.descendant_of(d, a)
+            if len(self._ancestry) >= ANCESTRY_MEMO:
+                self._ancestry = {}
+            self._ancestry[key] = known
+        return known
 
     def contains(self, tip: str, commit: str) -> bool:
         """Whether ``commit`` is ``tip`` or one of its ancestors; False when either is not a
@@ -274,13 +292,24 @@ class GitRepo:
 
     def changed_paths(self, base: str, head: str) -> list[str]:
         """Every path the change from ``base`` to ``head`` adds, deletes or modifies (a rename
-        is its old and its new path: no rename detection is needed for the set)."""
-        paths: list[str] = []
+        is its old and its new path: no rename detection is needed for the set). Memoised for
+        two full commit ids (the engine asks for a finished unit's paths again whenever a
+        sibling finishes: ``engine/checks.py own_paths``); a ref is diffed every time."""
+        key = (base, head)
+        fixed = all(len(rev) == 40 and all(c in HEX for c in rev) for rev in key)
+        if fixed and (known := self._changed.get(key)) is not None:
+            return list(known)
+        found: dict[str, None] = {}
         for delta in self._diff(base, head, renames=False).deltas:
             for path in (delta.old_file.path, delta.new_file.path):
-                if path and path not in paths:
-                    paths.append(path)
-        return paths
+                if path:
+                    found[path] = None
+        paths = list(found)
+        if fixed:
+            if len(self._changed) >= CHANGED_PATHS_MEMO:
+                self._changed = {}  # a bound, not a policy: a mission asks for far fewer
+            self._changed[key] = paths
+        return list(paths)
 
 
 def update_ref_args(name: str, new: str, old: str, message: str) -> list[str]:

@@ -210,6 +210,20 @@ class Store:
             names = [d[0] for d in cur.description]
             return [self._decode(table, dict(zip(names, r, strict=True))) for r in cur.fetchall()]
 
+    def raw_rows(self, table: str, where: str | None = None, params: Any = (),
+                 order: str = "id") -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Column names and undecoded row tuples of ``table`` (JSON columns as stored): for a
+        caller that memoises what it builds from a row (``UnitLedger``) and decodes a row
+        (:meth:`decode`) only when it changed."""
+        sql = f"SELECT * FROM {table}" + (f" WHERE {where}" if where else "") + f" ORDER BY {order}"
+        with self._lock:
+            cur = self.conn.execute(sql, params)
+            return [d[0] for d in cur.description], cur.fetchall()
+
+    def decode(self, table: str, names: list[str], raw: tuple[Any, ...]) -> dict[str, Any]:
+        """One row of :meth:`raw_rows` as :meth:`rows` gives it (JSON columns decoded)."""
+        return self._decode(table, dict(zip(names, raw, strict=True)))
+
     @property
     def db(self) -> Any:
         """The sqlite-utils view of the database (schema work, ad-hoc inspection), on the same

@@ -71,8 +71,8 @@ class EventBus:
         for sub in subscribers:
             if sub.thread != me:
                 continue
-            if sub.mission_id is not None and event.mission_id != sub.mission_id:
-                continue
+            # a subscriber to one mission gets the other events too, to skip: with every id
+            # it can tell an unbroken stream (no table read) from a gap (one)
             try:
                 sub.send.send_nowait(event)
             except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
@@ -96,9 +96,10 @@ class EventBus:
                     event = await sub.receive.receive()
                 if event is not None and event.id <= last:
                     continue
-                if event is not None and mission_id is None and event.id == last + 1:
+                if event is not None and event.id == last + 1:
                     last = event.id
-                    yield event
+                    if mission_id is None or event.mission_id == mission_id:
+                        yield event
                     continue
                 # A gap, a filtered stream, or a quiet period: read what the table has.
                 upto = event.id if event is not None else None

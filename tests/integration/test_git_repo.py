@@ -77,6 +77,23 @@ def test_history_queries(repo: GitRepo) -> None:
         repo.is_ancestor("deadbeef" * 5, c2)
 
 
+def test_changed_paths_are_remembered_for_commits_and_not_for_refs(repo: GitRepo) -> None:
+    """Two commit ids always diff the same (memoised; callers get their own list); a branch
+    name is diffed where it points now."""
+    base = repo.ref_head("main")
+    c1 = commit_on(repo.path, "feature", {"a.txt": "1\n"}, "one", parent=base)
+    got = repo.changed_paths(base, c1)
+    got.append("mutated by a caller")
+    assert repo.changed_paths(base, c1) == ["a.txt"]
+    assert repo.changed_paths(base, "feature") == ["a.txt"]
+    commit_on(repo.path, "feature", {"b.txt": None}, "two")
+    assert repo.changed_paths(base, "feature") == ["a.txt", "b.txt"]
+    assert repo.changed_paths(base, c1) == ["a.txt"]
+    for _ in range(2):  # ancestry is remembered too, both ways
+        assert repo.is_ancestor(base, c1) and not repo.is_ancestor(c1, base)
+        assert repo.contains("feature", c1) and not repo.contains(c1, "feature")
+
+
 def test_delete_branch(repo: GitRepo) -> None:
     commit_on(repo.path, "mc/unit/x", {"x": "x"}, "x", parent=repo.ref_head("main"))
     repo.delete_branch("mc/unit/x")

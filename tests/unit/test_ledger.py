@@ -49,6 +49,29 @@ def test_counters_move_with_their_events(tmp_path: Path) -> None:
     assert kinds.count("review.scored") == 3 and kinds.count("fixup.winner") == 1
 
 
+def test_an_unchanged_row_is_not_built_again_and_any_change_is_seen(tmp_path: Path) -> None:
+    """The ledger memoises the Unit built from a row: the same object while the row is the
+    same, a new one after any write to it (this process's, or another connection's)."""
+    store = Store(tmp_path / "m.db")
+    mission = _mission(store)
+    _unit(store, mission, "u")
+    _unit(store, mission, "v")
+    ledger = UnitLedger(store)
+    first = ledger.units(mission)
+    assert [u.id for u in first] == ["u", "v"]
+    assert ledger.units(mission)[0] is first[0] and ledger.get("u") is first[0]
+    ledger.move("u", UnitStatus.RUNNING)
+    moved = ledger.get("u")
+    assert moved is not first[0] and moved.status == UnitStatus.RUNNING
+    assert ledger.units(mission)[1] is first[1]  # the other row did not change
+    other = sqlite3.connect(tmp_path / "m.db")  # another process's write, JSON column and all
+    with other:
+        other.execute("UPDATE units SET dependencies = ? WHERE id = 'v'", (json.dumps(["u"]),))
+    other.close()
+    assert ledger.units(mission)[1].dependencies == ["u"]
+    assert ledger.epoch_units(0) == [] and ledger.get("nobody") is None
+
+
 def test_a_failed_transaction_loses_the_event_and_the_count_together(tmp_path: Path) -> None:
     store = Store(tmp_path / "m.db")
     mission = _mission(store)

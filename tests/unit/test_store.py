@@ -134,6 +134,43 @@ def test_subscribe_gets_live_events_in_order(tmp_path: Path) -> None:
     assert got == ["mission.created", "unit.created", "unit.status", "log"]
 
 
+def test_a_mission_subscriber_gets_its_events_only_and_reads_the_table_only_on_a_gap(
+        tmp_path: Path) -> None:
+    """A subscriber to one mission is handed every event of its thread, to skip the others:
+    an unbroken stream needs no table read, while an event appended from another thread (a
+    gap in the ids it was handed) is read from the table, in order."""
+    store = Store(tmp_path / "m.db")
+    mine, other = new_mission(store), new_mission(store)
+    reads: list[int] = []
+    real = store.bus._read_after
+    store.bus._read_after = lambda after, mid: reads.append(after) or real(after, mid)
+
+    async def main() -> list[tuple[str, int | None]]:
+        got: list[tuple[str, int | None]] = []
+        agen = store.subscribe(after_id=store.last_event_id(), mission_id=mine)
+        store.append_event("first", mission_id=mine)
+        got.append(((e := await agen.__anext__()).kind, e.mission_id))  # registered now
+        reads.clear()
+        for i in range(5):
+            store.append_event("theirs", mission_id=other, n=i)
+            store.append_event("ours", mission_id=mine, n=i)
+        for _ in range(5):
+            got.append(((e := await agen.__anext__()).kind, e.mission_id))
+        assert reads == [], "an unbroken stream read the table"
+        await anyio.to_thread.run_sync(
+            lambda: store.append_event("from a thread", mission_id=mine))
+        store.append_event("after it", mission_id=mine)
+        for _ in range(2):
+            got.append(((e := await agen.__anext__()).kind, e.mission_id))
+        assert reads, "the gap was not read from the table"
+        await agen.aclose()
+        return got
+
+    got = anyio.run(main)
+    assert got == [("first", mine)] + [("ours", mine)] * 5 + [("from a thread", mine),
+                                                              ("after it", mine)]
+
+
 def test_subscriber_catches_up_after_overflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from engine.store import events as events_mod
 
