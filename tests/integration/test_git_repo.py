@@ -89,6 +89,8 @@ def test_changed_paths_are_remembered_for_commits_and_not_for_refs(repo: GitRepo
     commit_on(repo.path, "feature", {"b.txt": None}, "two")
     assert repo.changed_paths(base, "feature") == ["a.txt", "b.txt"]
     assert repo.changed_paths(base, c1) == ["a.txt"]
+    assert repo.diff_stat(base, c1) is repo.diff_stat(base, c1)  # a frozen DiffStat
+    assert repo.diff_stat(base, "feature").files == 2
     for _ in range(2):  # ancestry is remembered too, both ways
         assert repo.is_ancestor(base, c1) and not repo.is_ancestor(c1, base)
         assert repo.contains("feature", c1) and not repo.contains(c1, "feature")
