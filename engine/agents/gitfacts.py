@@ -6,9 +6,11 @@ worker did not report one: commits since the base, files changed, head commit.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import subprocess
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +22,7 @@ AGENT_NAME = "mc-agent"
 AGENT_EMAIL = "mc-agent@mission-control.invalid"
 INCLUDED_RECORD = "mc-included"  # engine.gitops.includes.RECORD
 GIT_TIMEOUT = 300.0  # seconds one git command may run (a commit of a very large tree)
+GIT_THREADS = 16  # git commands run at once (worker threads of their own, per event loop)
 
 
 class GitError(RuntimeError):
@@ -37,6 +40,21 @@ def _git_env() -> dict[str, str]:
     return env
 
 
+_LIMITERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
+    weakref.WeakKeyDictionary())
+
+
+def _limiter() -> anyio.CapacityLimiter:
+    """This event loop's threads for git commands: their own ``GIT_THREADS``, so that many
+    agents' ``git add -A`` never hold up the merge queue's and the pool's work on anyio's
+    default threads (40 in all), nor the other way round."""
+    loop = asyncio.get_running_loop()
+    limiter = _LIMITERS.get(loop)
+    if limiter is None:
+        limiter = _LIMITERS[loop] = anyio.CapacityLimiter(GIT_THREADS)
+    return limiter
+
+
 async def git(workdir: Path, *args: str, check: bool = True) -> str:
     """Run ``git -C workdir args...``; returns stdout (stripped). ``GitError`` when it fails
     (with ``check``) or runs past ``GIT_TIMEOUT`` seconds (it is killed).
@@ -45,12 +63,13 @@ async def git(workdir: Path, *args: str, check: bool = True) -> str:
     short commands, several per agent session, and the asyncio transport (pipes, protocol,
     a child-watcher thread per process) cost about twice the CPU of the spawn itself, on the
     event loop (``docs/scaling.md``). The thread is not abandoned when the caller is
-    cancelled: the command is short, and bounded by the timeout."""
+    cancelled (killing git half-way can leave an ``index.lock``): the command is short, and
+    bounded by the timeout. At most ``GIT_THREADS`` run at once (:func:`_limiter`)."""
     argv = ["git", "-c", "commit.gpgsign=false", "-C", str(workdir), *args]
     try:
         result = await anyio.to_thread.run_sync(functools.partial(
             subprocess.run, argv, capture_output=True, env=_git_env(),
-            stdin=subprocess.DEVNULL, timeout=GIT_TIMEOUT, check=False))
+            stdin=subprocess.DEVNULL, timeout=GIT_TIMEOUT, check=False), limiter=_limiter())
     except subprocess.TimeoutExpired:
         raise GitError(f"git {' '.join(args)} ran for over {GIT_TIMEOUT} s and was killed") from None
     out = result.stdout.decode("utf-8", errors="replace")

@@ -22,6 +22,7 @@ from engine.models import Event
 
 SUBSCRIBER_BUFFER = 10_000
 POLL_INTERVAL = 0.25
+READ_LIMIT = 1000  # events one table read returns at most
 
 
 def row_to_event(row: sqlite3.Row | tuple[Any, ...]) -> Event:
@@ -33,7 +34,8 @@ def row_to_event(row: sqlite3.Row | tuple[Any, ...]) -> Event:
 
 
 def read_events_after(
-    conn: sqlite3.Connection, after_id: int, *, mission_id: int | None = None, limit: int = 1000
+    conn: sqlite3.Connection, after_id: int, *, mission_id: int | None = None,
+    limit: int = READ_LIMIT,
 ) -> list[Event]:
     """Events with id > ``after_id`` in id order (the cross-process tail primitive)."""
     sql = "SELECT id, ts, kind, mission_id, unit_id, payload FROM events WHERE id > ?"
@@ -101,13 +103,18 @@ class EventBus:
                     if mission_id is None or event.mission_id == mission_id:
                         yield event
                     continue
-                # A gap, a filtered stream, or a quiet period: read what the table has.
+                # A gap (an event appended by another thread or process, or an overflow) or
+                # a quiet period: read what the table has.
                 upto = event.id if event is not None else None
-                for missed in self._read_after(last, mission_id):
+                batch = self._read_after(last, mission_id)
+                for missed in batch:
                     if upto is not None and missed.id > upto:
                         break
                     last = missed.id
                     yield missed
+                if upto is not None and upto > last and (
+                        len(batch) < READ_LIMIT or batch[-1].id >= upto):
+                    last = upto  # all of ours up to it were read: the ids between are others'
         finally:
             with self._lock:
                 self._subscribers.remove(sub)

@@ -171,6 +171,35 @@ def test_a_mission_subscriber_gets_its_events_only_and_reads_the_table_only_on_a
                                                               ("after it", mine)]
 
 
+def test_a_mission_subscriber_behind_another_missions_event_reads_the_table_once(
+        tmp_path: Path) -> None:
+    """After a table read that ends on another mission's event, the subscriber is past it:
+    that mission's next events are an unbroken stream, not one read each (review finding)."""
+    store = Store(tmp_path / "m.db")
+    mine, other = new_mission(store), new_mission(store)
+    store.append_event("ours before", mission_id=mine)
+    store.append_event("theirs before", mission_id=other)  # the table ends on theirs
+    reads: list[int] = []
+    real = store.bus._read_after
+    store.bus._read_after = lambda after, mid: reads.append(after) or real(after, mid)
+
+    async def main() -> list[str]:
+        agen = store.subscribe(after_id=0, mission_id=mine)
+        got = [(await agen.__anext__()).kind]
+        while got[-1] != "ours before":
+            got.append((await agen.__anext__()).kind)
+        reads.clear()
+        for i in range(50):
+            store.append_event("theirs", mission_id=other, n=i)
+        store.append_event("ours", mission_id=mine)
+        got.append((await agen.__anext__()).kind)
+        await agen.aclose()
+        return got
+
+    assert anyio.run(main)[-1] == "ours"
+    assert len(reads) == 1, reads
+
+
 def test_subscriber_catches_up_after_overflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from engine.store import events as events_mod
 
