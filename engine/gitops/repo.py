@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pygit2
 from pygit2.enums import DiffStatsFormat, RepositoryOpenFlag
@@ -113,7 +115,7 @@ class GitRepo:
         self.path = Path(path).resolve()
         self.pygit = open_repository(self.path)
         # (base sha, head sha) -> changed paths: a diff of two commits never changes
-        self._changed: dict[tuple[str, str], list[str]] = {}
+        self._changed: dict[tuple[str, str], tuple[str, ...]] = {}
         self._stats: dict[tuple[str, str], DiffStat] = {}  # (base sha, head sha) -> its size
         # (ancestor, descendant) commit ids -> whether one is an ancestor of the other
         self._ancestry: dict[tuple[pygit2.Oid, pygit2.Oid], bool] = {}
@@ -261,18 +263,29 @@ class GitRepo:
         """The size of the change from ``base`` to ``head`` (with rename detection). Memoised
         for two full commit ids: a finished unit's is read by the large-merge gate's check
         and again at its submit (each a tree diff and an object view; ``bench_engine_overhead``)."""
+        def compute() -> DiffStat:
+            stats = self._diff(base, head).stats
+            text = stats.format(DiffStatsFormat.FULL | DiffStatsFormat.INCLUDE_SUMMARY, 80)
+            return DiffStat(stats.files_changed, stats.insertions, stats.deletions, text)
+
+        return self._per_commit_pair(self._stats, base, head, compute)
+
+    @staticmethod
+    def _per_commit_pair(memo: dict[tuple[str, str], Any], base: str, head: str,
+                         compute: Callable[[], Any]) -> Any:
+        """``compute()``, remembered in ``memo`` when ``base`` and ``head`` are both full
+        commit ids (what two commits' diff says never changes; a ref is computed every time).
+        ``memo`` is emptied when it holds ``CHANGED_PATHS_MEMO`` pairs: a bound, not a policy."""
         key = (base, head)
         fixed = all(len(rev) == 40 and all(c in HEX for c in rev) for rev in key)
-        if fixed and (known := self._stats.get(key)) is not None:
+        if fixed and (known := memo.get(key)) is not None:
             return known
-        stats = self._diff(base, head).stats
-        text = stats.format(DiffStatsFormat.FULL | DiffStatsFormat.INCLUDE_SUMMARY, 80)
-        stat = DiffStat(stats.files_changed, stats.insertions, stats.deletions, text)
+        value = compute()
         if fixed:
-            if len(self._stats) >= CHANGED_PATHS_MEMO:
-                self._stats = {}
-            self._stats[key] = stat
-        return stat
+            if len(memo) >= CHANGED_PATHS_MEMO:
+                memo.clear()
+            memo[key] = value
+        return value
 
     def diff_text(self, base: str, head: str, max_bytes: int = 200_000) -> str:
         """The unified diff, cut at ``max_bytes`` with a marker saying so."""
@@ -308,21 +321,15 @@ class GitRepo:
         is its old and its new path: no rename detection is needed for the set). Memoised for
         two full commit ids (the engine asks for a finished unit's paths again whenever a
         sibling finishes: ``engine/checks.py own_paths``); a ref is diffed every time."""
-        key = (base, head)
-        fixed = all(len(rev) == 40 and all(c in HEX for c in rev) for rev in key)
-        if fixed and (known := self._changed.get(key)) is not None:
-            return list(known)
-        found: dict[str, None] = {}
-        for delta in self._diff(base, head, renames=False).deltas:
-            for path in (delta.old_file.path, delta.new_file.path):
-                if path:
-                    found[path] = None
-        paths = list(found)
-        if fixed:
-            if len(self._changed) >= CHANGED_PATHS_MEMO:
-                self._changed = {}  # a bound, not a policy: a mission asks for far fewer
-            self._changed[key] = paths
-        return list(paths)
+        def compute() -> tuple[str, ...]:
+            found: dict[str, None] = {}
+            for delta in self._diff(base, head, renames=False).deltas:
+                for path in (delta.old_file.path, delta.new_file.path):
+                    if path:
+                        found[path] = None
+            return tuple(found)
+
+        return list(self._per_commit_pair(self._changed, base, head, compute))
 
 
 def update_ref_args(name: str, new: str, old: str, message: str) -> list[str]:

@@ -204,11 +204,8 @@ class Store:
 
     def rows(self, table: str, where: str | None = None, params: Any = (), order: str = "id") -> list[dict[str, Any]]:
         """Rows of ``table`` (JSON columns decoded). Plain SQL: this is on the engine's hot path."""
-        sql = f"SELECT * FROM {table}" + (f" WHERE {where}" if where else "") + f" ORDER BY {order}"
-        with self._lock:
-            cur = self.conn.execute(sql, params)
-            names = [d[0] for d in cur.description]
-            return [self._decode(table, dict(zip(names, r, strict=True))) for r in cur.fetchall()]
+        names, raws = self.raw_rows(table, where, params, order)
+        return [self.decode(table, names, raw) for raw in raws]
 
     def raw_rows(self, table: str, where: str | None = None, params: Any = (),
                  order: str = "id") -> tuple[list[str], list[tuple[Any, ...]]]:
